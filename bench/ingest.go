@@ -1,0 +1,211 @@
+// Package bench measures a tailor deployment: how fast it applies events
+// compared with a consumer that does nothing on the same topic in the same
+// run. Every figure it reports comes with its baseline, because absolute
+// rates say little on shared machines.
+package bench
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/tailorcdp/tailor/bench/workload"
+	"github.com/tailorcdp/tailor/event"
+	"github.com/tailorcdp/tailor/state"
+	"github.com/tailorcdp/tailor/stream"
+)
+
+// IngestConfig configures an ingest run.
+type IngestConfig struct {
+	Client     stream.ClientConfig
+	Events     int
+	Partitions int
+	Workload   workload.Config
+	Store      state.Options
+	Limits     event.Limits
+	// DataDir receives the run's partition stores (a fresh directory).
+	DataDir string
+	Logger  *slog.Logger
+	// Progress, when set, receives a line now and then.
+	Progress func(string)
+}
+
+// IngestResult is the outcome of an ingest run.
+type IngestResult struct {
+	Events       int     `json:"events"`
+	Partitions   int     `json:"partitions"`
+	EventBytes   float64 `json:"avg_event_bytes"`
+	ProduceRate  float64 `json:"produce_events_per_s"`
+	RawRate      float64 `json:"raw_consume_events_per_s"`
+	AppliedRate  float64 `json:"applied_events_per_s"`
+	Ratio        float64 `json:"applied_to_raw_ratio"`
+	RawSeconds   float64 `json:"raw_seconds"`
+	ApplySeconds float64 `json:"apply_seconds"`
+}
+
+// Ingest produces cfg.Events generated events to a fresh topic, then reads
+// the topic twice: once with a consumer that only counts records (the raw
+// rate), once with the engine's processor applying them to fresh stores
+// (the applied rate, read from the stores' applied offsets). Both clocks
+// start at the first record seen, so group joins and store opening are
+// not counted against either.
+func Ingest(ctx context.Context, cfg IngestConfig) (IngestResult, error) {
+	res := IngestResult{Events: cfg.Events, Partitions: cfg.Partitions}
+	say := func(format string, a ...any) {
+		if cfg.Progress != nil {
+			cfg.Progress(fmt.Sprintf(format, a...))
+		}
+	}
+	prefix := "bench-" + strconv.FormatInt(time.Now().UnixNano(), 36) + "."
+	topics := stream.NewTopics(prefix)
+
+	producer, err := stream.NewProducer(cfg.Client, kgo.ProducerLinger(5*time.Millisecond), kgo.MaxBufferedRecords(100_000))
+	if err != nil {
+		return res, err
+	}
+	defer producer.Close()
+	if _, err := stream.EnsureTopics(ctx, producer.Client(), topics, int32(cfg.Partitions), 1); err != nil {
+		return res, err
+	}
+	defer func() {
+		_, _ = kadm.NewClient(producer.Client()).DeleteTopics(context.Background(), topics.Events, topics.Changelog, topics.Segments, topics.DeadLetter)
+	}()
+
+	// Produce.
+	gen := workload.New(cfg.Workload)
+	var failed atomic.Int64
+	var bytes int64
+	start := time.Now()
+	for i := 0; i < cfg.Events; i++ {
+		key, value := gen.Next()
+		bytes += int64(len(value))
+		producer.ProduceAsync(ctx, &kgo.Record{Topic: topics.Events, Key: []byte(key), Value: value}, func(_ *kgo.Record, err error) {
+			if err != nil {
+				failed.Add(1)
+			}
+		})
+		if i%50_000 == 0 && i > 0 {
+			say("produced %d/%d", i, cfg.Events)
+		}
+	}
+	if err := producer.Flush(ctx); err != nil {
+		return res, err
+	}
+	if n := failed.Load(); n > 0 {
+		return res, fmt.Errorf("%d of %d records not produced", n, cfg.Events)
+	}
+	res.ProduceRate = float64(cfg.Events) / time.Since(start).Seconds()
+	res.EventBytes = float64(bytes) / float64(cfg.Events)
+	say("produced %d events (%.0f/s, %.0f bytes each)", cfg.Events, res.ProduceRate, res.EventBytes)
+
+	// Raw consume: the baseline.
+	raw, err := rawConsume(ctx, cfg.Client, topics.Events, cfg.Events)
+	if err != nil {
+		return res, err
+	}
+	res.RawSeconds = raw.Seconds()
+	res.RawRate = float64(cfg.Events-1) / raw.Seconds()
+	say("raw consumer: %.0f events/s", res.RawRate)
+
+	// The engine's processor.
+	dir := filepath.Join(cfg.DataDir, prefix)
+	defer os.RemoveAll(dir)
+	proc, err := stream.NewProcessor(stream.ProcessorConfig{
+		Client:     cfg.Client,
+		Group:      prefix + "engine",
+		Topics:     topics,
+		DataDir:    dir,
+		Partitions: cfg.Partitions,
+		Store:      cfg.Store,
+		Limits:     cfg.Limits,
+		Logger:     cfg.Logger,
+	})
+	if err != nil {
+		return res, err
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	errc := make(chan error, 1)
+	go func() { errc <- proc.Run(runCtx) }()
+	applied := func() int64 {
+		var n int64
+		for _, next := range proc.Applied() {
+			n += next
+		}
+		return n
+	}
+	var first time.Time
+	var firstCount int64
+	for {
+		n := applied()
+		if first.IsZero() && n > 0 {
+			first, firstCount = time.Now(), n
+		}
+		if n >= int64(cfg.Events) {
+			break
+		}
+		select {
+		case err := <-errc:
+			stop()
+			proc.Close()
+			return res, fmt.Errorf("processor stopped: %v", err)
+		case <-ctx.Done():
+			stop()
+			proc.Close()
+			return res, ctx.Err()
+		case <-time.After(time.Millisecond):
+		}
+	}
+	elapsed := time.Since(first)
+	stop()
+	<-errc
+	proc.Close()
+	res.ApplySeconds = elapsed.Seconds()
+	res.AppliedRate = float64(int64(cfg.Events)-firstCount) / elapsed.Seconds()
+	res.Ratio = res.AppliedRate / res.RawRate
+	say("engine: %.0f events/s applied", res.AppliedRate)
+	return res, nil
+}
+
+// rawConsume reads n records of topic from the start with a consumer that
+// does nothing with them and returns the time from the first record to the
+// last.
+func rawConsume(ctx context.Context, client stream.ClientConfig, topic string, n int) (time.Duration, error) {
+	cl, err := kgo.NewClient(append(client.Opts(),
+		kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchMaxBytes(32<<20),
+	)...)
+	if err != nil {
+		return 0, err
+	}
+	defer cl.Close()
+	var first time.Time
+	seen := 0
+	var sink int
+	for seen < n {
+		fetches := cl.PollRecords(ctx, 5000)
+		if err := ctx.Err(); err != nil {
+			return 0, err
+		}
+		if errs := fetches.Errors(); len(errs) > 0 {
+			return 0, fmt.Errorf("raw consume of %s: %w", topic, errs[0].Err)
+		}
+		fetches.EachRecord(func(r *kgo.Record) {
+			if first.IsZero() {
+				first = time.Now()
+			}
+			sink += len(r.Value)
+			seen++
+		})
+	}
+	_ = sink
+	return time.Since(first), nil
+}

@@ -1,0 +1,320 @@
+// Package config owns tailor's configuration: its structure, defaults, the
+// YAML file, TAILOR_* environment variables and command-line flags. Each
+// option is declared once, in options(), which gives its flag, its
+// environment variable, its YAML key and its help text; precedence is
+// defaults < file < environment < flags.
+package config
+
+import (
+	_ "embed"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Sample is the sample configuration used when no file is given: it runs
+// everything on one machine with development keys.
+//
+//go:embed sample.yaml
+var Sample []byte
+
+// Config is the whole configuration.
+type Config struct {
+	DataDir  string   `yaml:"data_dir"`
+	HTTP     HTTP     `yaml:"http"`
+	Kafka    Kafka    `yaml:"kafka"`
+	Embedded Embedded `yaml:"embedded"`
+	Store    Store    `yaml:"store"`
+	Events   Events   `yaml:"events"`
+	Log      Log      `yaml:"log"`
+
+	// Source says where the file part came from ("sample" or a path).
+	Source string `yaml:"-"`
+}
+
+// HTTP configures the HTTP server.
+type HTTP struct {
+	Addr      string   `yaml:"addr"`
+	WriteKeys []string `yaml:"write_keys"`
+	ReadKeys  []string `yaml:"read_keys"`
+}
+
+// Kafka configures the connection to Kafka and the topics.
+type Kafka struct {
+	Brokers     []string `yaml:"brokers"`
+	Group       string   `yaml:"group"`
+	TopicPrefix string   `yaml:"topic_prefix"`
+	Partitions  int      `yaml:"partitions"`
+	Replication int      `yaml:"replication"`
+	ClientID    string   `yaml:"client_id"`
+	TLS         TLS      `yaml:"tls"`
+	SASL        SASL     `yaml:"sasl"`
+}
+
+// TLS configures TLS to the brokers.
+type TLS struct {
+	Enabled    bool   `yaml:"enabled"`
+	CAFile     string `yaml:"ca_file"`
+	CertFile   string `yaml:"cert_file"`
+	KeyFile    string `yaml:"key_file"`
+	ServerName string `yaml:"server_name"`
+}
+
+// SASL configures SASL authentication to the brokers.
+type SASL struct {
+	Mechanism string `yaml:"mechanism"` // PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512
+	Username  string `yaml:"username"`
+	Password  string `yaml:"password"`
+}
+
+// Embedded configures the in-process broker used when no brokers are set.
+type Embedded struct {
+	Port int `yaml:"port"`
+}
+
+// Store configures the per-partition Badger stores.
+type Store struct {
+	MemTableSize   ByteSize `yaml:"memtable_size"`
+	BlockCacheSize ByteSize `yaml:"block_cache_size"`
+	CacheProfiles  int      `yaml:"cache_profiles"`
+	SyncWrites     bool     `yaml:"sync_writes"`
+	DedupHorizon   Duration `yaml:"dedup_horizon"`
+}
+
+// Events configures event validation.
+type Events struct {
+	MaxFuture Duration `yaml:"max_future"`
+	Oldest    Date     `yaml:"oldest"`
+}
+
+// Log configures logging.
+type Log struct {
+	Level  string `yaml:"level"`  // debug, info, warn, error
+	Format string `yaml:"format"` // text or json
+}
+
+// Default returns the built-in defaults (without the sample file).
+func Default() Config {
+	return Config{
+		DataDir: "data",
+		HTTP:    HTTP{Addr: "127.0.0.1:8080"},
+		Kafka: Kafka{
+			Group:       "tailor",
+			TopicPrefix: "tailor.",
+			Partitions:  12,
+			Replication: 1,
+			ClientID:    "tailor",
+		},
+		Embedded: Embedded{Port: 9092},
+		Store: Store{
+			MemTableSize:   16 << 20,
+			BlockCacheSize: 16 << 20,
+			CacheProfiles:  20000,
+			DedupHorizon:   Duration(24 * time.Hour),
+		},
+		Events: Events{
+			MaxFuture: Duration(24 * time.Hour),
+			Oldest:    Date(time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)),
+		},
+		Log: Log{Level: "info", Format: "text"},
+	}
+}
+
+type option struct {
+	flag, env, yaml, usage string
+	value              flag.Value
+}
+
+func (c *Config) options() []option {
+	return []option{
+		{"data-dir", "TAILOR_DATA_DIR", "data_dir", "directory for the partition stores and the embedded broker's log", (*stringValue)(&c.DataDir)},
+		{"http-addr", "TAILOR_HTTP_ADDR", "http.addr", "address of the HTTP API (collect, profiles, health, metrics)", (*stringValue)(&c.HTTP.Addr)},
+		{"write-keys", "TAILOR_WRITE_KEYS", "http.write_keys", "comma-separated keys accepted by the collect API", (*listValue)(&c.HTTP.WriteKeys)},
+		{"read-keys", "TAILOR_READ_KEYS", "http.read_keys", "comma-separated keys accepted by the profile API", (*listValue)(&c.HTTP.ReadKeys)},
+		{"brokers", "TAILOR_BROKERS", "kafka.brokers", "comma-separated Kafka bootstrap brokers; empty runs the embedded broker", (*listValue)(&c.Kafka.Brokers)},
+		{"group", "TAILOR_GROUP", "kafka.group", "consumer group of the engine's instances", (*stringValue)(&c.Kafka.Group)},
+		{"topic-prefix", "TAILOR_TOPIC_PREFIX", "kafka.topic_prefix", "prefix of the topic names (events, changelog, segments, deadletter)", (*stringValue)(&c.Kafka.TopicPrefix)},
+		{"partitions", "TAILOR_PARTITIONS", "kafka.partitions", "partitions of topics created at start (the unit of scale; changing it later is a migration)", (*intValue)(&c.Kafka.Partitions)},
+		{"replication", "TAILOR_REPLICATION", "kafka.replication", "replication factor of topics created at start", (*intValue)(&c.Kafka.Replication)},
+		{"client-id", "TAILOR_CLIENT_ID", "kafka.client_id", "Kafka client id", (*stringValue)(&c.Kafka.ClientID)},
+		{"tls", "TAILOR_TLS", "kafka.tls.enabled", "connect to the brokers with TLS", (*boolValue)(&c.Kafka.TLS.Enabled)},
+		{"tls-ca-file", "TAILOR_TLS_CA_FILE", "kafka.tls.ca_file", "PEM CA bundle to verify the brokers (default: system roots)", (*stringValue)(&c.Kafka.TLS.CAFile)},
+		{"tls-cert-file", "TAILOR_TLS_CERT_FILE", "kafka.tls.cert_file", "PEM client certificate for mutual TLS", (*stringValue)(&c.Kafka.TLS.CertFile)},
+		{"tls-key-file", "TAILOR_TLS_KEY_FILE", "kafka.tls.key_file", "PEM client key for mutual TLS", (*stringValue)(&c.Kafka.TLS.KeyFile)},
+		{"tls-server-name", "TAILOR_TLS_SERVER_NAME", "kafka.tls.server_name", "server name to verify (default: the broker host)", (*stringValue)(&c.Kafka.TLS.ServerName)},
+		{"sasl-mechanism", "TAILOR_SASL_MECHANISM", "kafka.sasl.mechanism", "SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (empty: none)", (*stringValue)(&c.Kafka.SASL.Mechanism)},
+		{"sasl-username", "TAILOR_SASL_USERNAME", "kafka.sasl.username", "SASL user name", (*stringValue)(&c.Kafka.SASL.Username)},
+		{"sasl-password", "TAILOR_SASL_PASSWORD", "kafka.sasl.password", "SASL password", (*stringValue)(&c.Kafka.SASL.Password)},
+		{"embedded-port", "TAILOR_EMBEDDED_PORT", "embedded.port", "port of the embedded broker on 127.0.0.1 (0: any free port)", (*intValue)(&c.Embedded.Port)},
+		{"memtable-size", "TAILOR_MEMTABLE_SIZE", "store.memtable_size", "Badger memtable size per partition store (e.g. 16MB)", (*ByteSize)(&c.Store.MemTableSize)},
+		{"block-cache-size", "TAILOR_BLOCK_CACHE_SIZE", "store.block_cache_size", "Badger block cache per partition store", (*ByteSize)(&c.Store.BlockCacheSize)},
+		{"cache-profiles", "TAILOR_CACHE_PROFILES", "store.cache_profiles", "decoded profiles cached per partition", (*intValue)(&c.Store.CacheProfiles)},
+		{"sync-writes", "TAILOR_SYNC_WRITES", "store.sync_writes", "fsync every store commit (survives power loss, slower)", (*boolValue)(&c.Store.SyncWrites)},
+		{"dedup-horizon", "TAILOR_DEDUP_HORIZON", "store.dedup_horizon", "how long a messageId is remembered to drop retried events (e.g. 24h, 7d)", (*Duration)(&c.Store.DedupHorizon)},
+		{"max-future", "TAILOR_MAX_FUTURE", "events.max_future", "reject events timestamped further than this after their receive time", (*Duration)(&c.Events.MaxFuture)},
+		{"oldest", "TAILOR_OLDEST", "events.oldest", "reject events timestamped before this date (YYYY-MM-DD)", (*Date)(&c.Events.Oldest)},
+		{"log-level", "TAILOR_LOG_LEVEL", "log.level", "debug, info, warn or error", (*stringValue)(&c.Log.Level)},
+		{"log-format", "TAILOR_LOG_FORMAT", "log.format", "text or json", (*stringValue)(&c.Log.Format)},
+	}
+}
+
+// Loader parses a command's flags into a Config.
+type Loader struct {
+	fs       *flag.FlagSet
+	path     string
+	recorded []func() error
+	cfg      Config
+}
+
+// NewLoader registers every option (and -config) on fs.
+func NewLoader(fs *flag.FlagSet) *Loader {
+	l := &Loader{fs: fs, cfg: Default()}
+	fs.StringVar(&l.path, "config", "", "YAML config file (env TAILOR_CONFIG; default: the built-in sample config)")
+	for _, o := range l.cfg.options() {
+		name := o.flag
+		fs.Func(name, o.usage+" (env "+o.env+", yaml "+o.yaml+")", func(s string) error {
+			// Applied after the file and the environment: see Load.
+			l.recorded = append(l.recorded, func() error { return l.set(name, s) })
+			return nil
+		})
+	}
+	return l
+}
+
+func (l *Loader) set(flagName, s string) error {
+	for _, o := range l.cfg.options() {
+		if o.flag == flagName {
+			if err := o.value.Set(s); err != nil {
+				return fmt.Errorf("--%s %q: %w", flagName, s, err)
+			}
+			return nil
+		}
+	}
+	return fmt.Errorf("unknown option %q", flagName)
+}
+
+// Load builds the configuration after fs.Parse: defaults, the file (or the
+// sample), TAILOR_* variables from getenv, then the flags given.
+func (l *Loader) Load(getenv func(string) string) (*Config, error) {
+	path := l.path
+	if path == "" {
+		path = getenv("TAILOR_CONFIG")
+	}
+	data, source := Sample, "sample"
+	if path != "" {
+		var err error
+		if data, err = os.ReadFile(path); err != nil {
+			return nil, fmt.Errorf("read config: %w", err)
+		}
+		source = path
+	}
+	if err := l.cfg.parseYAML(data, source); err != nil {
+		return nil, err
+	}
+	l.cfg.Source = source
+	for _, o := range l.cfg.options() {
+		if v := getenv(o.env); v != "" {
+			if err := o.value.Set(v); err != nil {
+				return nil, fmt.Errorf("%s=%q: %w", o.env, v, err)
+			}
+		}
+	}
+	for _, apply := range l.recorded {
+		if err := apply(); err != nil {
+			return nil, err
+		}
+	}
+	if err := l.cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg := l.cfg
+	return &cfg, nil
+}
+
+func (c *Config) parseYAML(data []byte, source string) error {
+	dec := yaml.NewDecoder(strings.NewReader(string(data)))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("config %s: %w", source, err)
+	}
+	return nil
+}
+
+// Validate checks the configuration as a whole.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.Kafka.Partitions < 1 {
+		errs = append(errs, fmt.Errorf("kafka.partitions is %d, want at least 1", c.Kafka.Partitions))
+	}
+	if c.Kafka.Replication < 1 {
+		errs = append(errs, fmt.Errorf("kafka.replication is %d, want at least 1", c.Kafka.Replication))
+	}
+	if len(c.HTTP.WriteKeys) == 0 {
+		errs = append(errs, errors.New("http.write_keys is empty: the collect API needs at least one write key"))
+	}
+	if len(c.HTTP.ReadKeys) == 0 {
+		errs = append(errs, errors.New("http.read_keys is empty: the profile API needs at least one read key"))
+	}
+	for _, k := range c.HTTP.ReadKeys {
+		if slices.Contains(c.HTTP.WriteKeys, k) {
+			errs = append(errs, fmt.Errorf("read key %q is also a write key: they must differ", k))
+		}
+	}
+	switch strings.ToUpper(c.Kafka.SASL.Mechanism) {
+	case "", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512":
+	default:
+		errs = append(errs, fmt.Errorf("kafka.sasl.mechanism %q: want PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", c.Kafka.SASL.Mechanism))
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("log.level %q: want debug, info, warn or error", c.Log.Level))
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		errs = append(errs, fmt.Errorf("log.format %q: want text or json", c.Log.Format))
+	}
+	if c.Store.MemTableSize < 1<<20 {
+		errs = append(errs, fmt.Errorf("store.memtable_size %s: want at least 1MB", &c.Store.MemTableSize))
+	}
+	if c.Store.CacheProfiles < 1 {
+		errs = append(errs, fmt.Errorf("store.cache_profiles is %d, want at least 1", c.Store.CacheProfiles))
+	}
+	return errors.Join(errs...)
+}
+
+// FlagNames returns the flag names of the shared options, -config included.
+func FlagNames() []string {
+	names := []string{"config"}
+	var c Config
+	for _, o := range c.options() {
+		names = append(names, o.flag)
+	}
+	return names
+}
+
+// PrintOptions writes the table of options (flag, environment variable,
+// YAML key, default, meaning) for --help.
+func PrintOptions(w io.Writer) {
+	d := Default()
+	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "  FLAG\tENVIRONMENT\tYAML\tDEFAULT\tMEANING")
+	fmt.Fprintln(tw, "  --config\tTAILOR_CONFIG\t\t(sample)\tYAML config file")
+	for _, o := range d.options() {
+		def := o.value.String()
+		if def == "" {
+			def = `""`
+		}
+		fmt.Fprintf(tw, "  --%s\t%s\t%s\t%s\t%s\n", o.flag, o.env, o.yaml, def, o.usage)
+	}
+	tw.Flush()
+}

@@ -1,0 +1,152 @@
+package config
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+type stringValue string
+
+func (v *stringValue) Set(s string) error { *v = stringValue(s); return nil }
+func (v *stringValue) String() string     { return string(*v) }
+
+type intValue int
+
+func (v *intValue) Set(s string) error {
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return fmt.Errorf("not an integer")
+	}
+	*v = intValue(n)
+	return nil
+}
+func (v *intValue) String() string { return strconv.Itoa(int(*v)) }
+
+type boolValue bool
+
+func (v *boolValue) Set(s string) error {
+	b, err := strconv.ParseBool(s)
+	if err != nil {
+		return fmt.Errorf("not a boolean (true or false)")
+	}
+	*v = boolValue(b)
+	return nil
+}
+func (v *boolValue) String() string   { return strconv.FormatBool(bool(*v)) }
+func (v *boolValue) IsBoolFlag() bool { return true }
+
+type listValue []string
+
+func (v *listValue) Set(s string) error {
+	*v = nil
+	for _, part := range strings.Split(s, ",") {
+		if part = strings.TrimSpace(part); part != "" {
+			*v = append(*v, part)
+		}
+	}
+	return nil
+}
+func (v *listValue) String() string { return strings.Join(*v, ",") }
+
+// Duration is a time.Duration that also accepts days ("7d", "1d12h").
+type Duration time.Duration
+
+// ParseDuration parses Go durations plus a leading day count ("7d", "2d3h").
+func ParseDuration(s string) (time.Duration, error) {
+	var days time.Duration
+	if i := strings.IndexByte(s, 'd'); i > 0 {
+		n, err := strconv.Atoi(s[:i])
+		if err != nil {
+			return 0, fmt.Errorf("invalid duration %q", s)
+		}
+		days, s = time.Duration(n)*24*time.Hour, s[i+1:]
+		if s == "" {
+			return days, nil
+		}
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("invalid duration %q: want e.g. 90s, 15m, 24h or 7d", s)
+	}
+	return days + d, nil
+}
+
+func (d *Duration) Set(s string) error {
+	v, err := ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+func (d *Duration) String() string {
+	v := time.Duration(*d)
+	if v > 0 && v%(24*time.Hour) == 0 {
+		return strconv.Itoa(int(v/(24*time.Hour))) + "d"
+	}
+	return v.String()
+}
+
+// UnmarshalYAML reads a duration string.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error { return d.Set(n.Value) }
+
+// ByteSize is a size in bytes that reads "16MB", "512KB", "1GB" or a number.
+type ByteSize int64
+
+func (b *ByteSize) Set(s string) error {
+	t := strings.ToUpper(strings.TrimSpace(s))
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"GB", 1 << 30}, {"MB", 1 << 20}, {"KB", 1 << 10}, {"B", 1}} {
+		if strings.HasSuffix(t, u.suffix) {
+			t, mult = strings.TrimSpace(strings.TrimSuffix(t, u.suffix)), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || n < 0 {
+		return fmt.Errorf("invalid size %q: want e.g. 512KB, 16MB or 1GB", s)
+	}
+	*b = ByteSize(n * mult)
+	return nil
+}
+
+func (b *ByteSize) String() string {
+	v := int64(*b)
+	switch {
+	case v >= 1<<30 && v%(1<<30) == 0:
+		return strconv.FormatInt(v>>30, 10) + "GB"
+	case v >= 1<<20 && v%(1<<20) == 0:
+		return strconv.FormatInt(v>>20, 10) + "MB"
+	case v >= 1<<10 && v%(1<<10) == 0:
+		return strconv.FormatInt(v>>10, 10) + "KB"
+	}
+	return strconv.FormatInt(v, 10)
+}
+
+// UnmarshalYAML reads a size string or number.
+func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error { return b.Set(n.Value) }
+
+// Date is a calendar day (UTC), written YYYY-MM-DD.
+type Date time.Time
+
+func (d *Date) Set(s string) error {
+	t, err := time.Parse("2006-01-02", s)
+	if err != nil {
+		return fmt.Errorf("invalid date %q: want YYYY-MM-DD", s)
+	}
+	*d = Date(t)
+	return nil
+}
+
+func (d *Date) String() string { return time.Time(*d).Format("2006-01-02") }
+
+// UnmarshalYAML reads a YYYY-MM-DD date.
+func (d *Date) UnmarshalYAML(n *yaml.Node) error { return d.Set(n.Value) }

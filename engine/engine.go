@@ -1,0 +1,262 @@
+// Package engine assembles a running tailor from its configuration: the
+// embedded broker when no brokers are configured, the topics, the producer
+// behind the collect API, the processor that applies events to the
+// partition stores, and the HTTP server. cmd/tailor and the end-to-end
+// tests start tailor through it.
+package engine
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
+
+	"github.com/tailorcdp/tailor/config"
+	"github.com/tailorcdp/tailor/event"
+	"github.com/tailorcdp/tailor/serve"
+	"github.com/tailorcdp/tailor/state"
+	"github.com/tailorcdp/tailor/stream"
+)
+
+// Engine is a running tailor instance.
+type Engine struct {
+	cfg       *config.Config
+	log       *slog.Logger
+	embedded  *stream.Embedded
+	brokers   []string
+	producer  *stream.Producer
+	processor *stream.Processor
+	server    *serve.Server
+	ln        net.Listener
+	topics    stream.Topics
+}
+
+// Start starts every part of the engine; Run then serves until its
+// context ends.
+func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (e *Engine, err error) {
+	e = &Engine{cfg: cfg, log: log, topics: stream.NewTopics(cfg.Kafka.TopicPrefix)}
+	defer func() {
+		if err != nil {
+			e.Close()
+		}
+	}()
+	client, err := ClientConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if len(client.Brokers) == 0 {
+		dir := filepath.Join(cfg.DataDir, "broker")
+		if e.embedded, err = stream.StartEmbedded(dir, cfg.Embedded.Port, log); err != nil {
+			return nil, err
+		}
+		client.Brokers = e.embedded.Addrs()
+		log.Info("embedded broker started", "addr", strings.Join(client.Brokers, ","), "data", dir)
+	}
+	e.brokers = client.Brokers
+
+	if e.producer, err = stream.NewProducer(client); err != nil {
+		return nil, err
+	}
+	partitions, err := stream.EnsureTopics(ctx, e.producer.Client(), e.topics, int32(cfg.Kafka.Partitions), int16(cfg.Kafka.Replication))
+	if err != nil {
+		return nil, err
+	}
+	if int(partitions) != cfg.Kafka.Partitions {
+		log.Warn("events topic exists with another partition count; using it", "topic", e.topics.Events, "partitions", partitions, "configured", cfg.Kafka.Partitions)
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	limits := Limits(cfg)
+	e.processor, err = stream.NewProcessor(stream.ProcessorConfig{
+		Client:     client,
+		Group:      cfg.Kafka.Group,
+		Topics:     e.topics,
+		DataDir:    cfg.DataDir,
+		Partitions: int(partitions),
+		Store:      StoreOptions(cfg),
+		Limits:     limits,
+		Logger:     log,
+		Metrics:    stream.NewMetrics(reg),
+	})
+	if err != nil {
+		return nil, err
+	}
+	e.server, err = serve.New(serve.Config{
+		WriteKeys:   cfg.HTTP.WriteKeys,
+		ReadKeys:    cfg.HTTP.ReadKeys,
+		EventsTopic: e.topics.Events,
+		Limits:      limits,
+		Logger:      log,
+	}, e.producer, e.processor, reg)
+	if err != nil {
+		return nil, err
+	}
+	if e.ln, err = net.Listen("tcp", cfg.HTTP.Addr); err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", cfg.HTTP.Addr, err)
+	}
+	log.Info("tailor started", "http", e.ln.Addr().String(), "brokers", strings.Join(e.brokers, ","),
+		"partitions", partitions, "config", cfg.Source, "data", cfg.DataDir)
+	return e, nil
+}
+
+// Run serves HTTP and applies events until ctx ends or a part fails, then
+// shuts down in order.
+func (e *Engine) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 2)
+	go func() { errc <- e.processor.Run(ctx) }()
+	go func() {
+		if err := e.server.Serve(e.ln); err != nil {
+			errc <- fmt.Errorf("http server: %w", err)
+		}
+	}()
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	cancel()
+	return errors.Join(err, e.Close())
+}
+
+// HTTPAddr returns the address the HTTP API listens on.
+func (e *Engine) HTTPAddr() string { return e.ln.Addr().String() }
+
+// Brokers returns the brokers the engine uses (the embedded one's address
+// when embedded).
+func (e *Engine) Brokers() []string { return e.brokers }
+
+// Topics returns the engine's topic names.
+func (e *Engine) Topics() stream.Topics { return e.topics }
+
+// Ready reports whether every assigned partition has caught up.
+func (e *Engine) Ready() bool { return e.processor != nil && e.processor.Ready() }
+
+// Close stops everything that was started; it is safe to call twice.
+func (e *Engine) Close() error {
+	if e.server != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = e.server.Shutdown(ctx)
+		cancel()
+		e.server = nil
+	}
+	if e.ln != nil {
+		e.ln.Close() // when Serve never ran, Shutdown has not closed it
+	}
+	if e.processor != nil {
+		e.processor.Close()
+		e.processor = nil
+	}
+	if e.producer != nil {
+		e.producer.Close()
+		e.producer = nil
+	}
+	if e.embedded != nil {
+		e.embedded.Close()
+		e.embedded = nil
+	}
+	return nil
+}
+
+// Limits returns the event limits of a configuration.
+func Limits(cfg *config.Config) event.Limits {
+	l := event.DefaultLimits()
+	l.MaxFuture = time.Duration(cfg.Events.MaxFuture)
+	l.Oldest = time.Time(cfg.Events.Oldest)
+	return l
+}
+
+// StoreOptions returns the partition store options of a configuration.
+func StoreOptions(cfg *config.Config) state.Options {
+	o := state.DefaultOptions()
+	o.MemTableSize = int64(cfg.Store.MemTableSize)
+	o.BlockCacheSize = int64(cfg.Store.BlockCacheSize)
+	o.CacheProfiles = cfg.Store.CacheProfiles
+	o.SyncWrites = cfg.Store.SyncWrites
+	o.DedupHorizon = time.Duration(cfg.Store.DedupHorizon)
+	return o
+}
+
+// ClientConfig returns the Kafka connection of a configuration, with TLS
+// and SASL set up.
+func ClientConfig(cfg *config.Config) (stream.ClientConfig, error) {
+	c := stream.ClientConfig{Brokers: cfg.Kafka.Brokers, ClientID: cfg.Kafka.ClientID}
+	k := cfg.Kafka
+	if k.TLS.Enabled || k.TLS.CAFile != "" || k.TLS.CertFile != "" {
+		tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: k.TLS.ServerName}
+		if k.TLS.CAFile != "" {
+			pem, err := os.ReadFile(k.TLS.CAFile)
+			if err != nil {
+				return c, fmt.Errorf("kafka.tls.ca_file: %w", err)
+			}
+			tc.RootCAs = x509.NewCertPool()
+			if !tc.RootCAs.AppendCertsFromPEM(pem) {
+				return c, fmt.Errorf("kafka.tls.ca_file %s: no PEM certificates in it", k.TLS.CAFile)
+			}
+		}
+		if k.TLS.CertFile != "" || k.TLS.KeyFile != "" {
+			cert, err := tls.LoadX509KeyPair(k.TLS.CertFile, k.TLS.KeyFile)
+			if err != nil {
+				return c, fmt.Errorf("kafka.tls.cert_file/key_file: %w", err)
+			}
+			tc.Certificates = []tls.Certificate{cert}
+		}
+		c.TLS = tc
+	}
+	auth := scram.Auth{User: k.SASL.Username, Pass: k.SASL.Password}
+	switch strings.ToUpper(k.SASL.Mechanism) {
+	case "":
+	case "PLAIN":
+		c.SASL = plain.Auth{User: k.SASL.Username, Pass: k.SASL.Password}.AsMechanism()
+	case "SCRAM-SHA-256":
+		c.SASL = auth.AsSha256Mechanism()
+	case "SCRAM-SHA-512":
+		c.SASL = auth.AsSha512Mechanism()
+	default:
+		return c, fmt.Errorf("kafka.sasl.mechanism %q: want PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", k.SASL.Mechanism)
+	}
+	return c, nil
+}
+
+// NewLogger returns the logger a configuration asks for.
+func NewLogger(cfg *config.Config) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.Log.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.Log.Format == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}
+
+// ErrNoBroker is wrapped when a command that needs a running broker finds none.
+var ErrNoBroker = errors.New("no Kafka broker reachable")
+
+// Ping checks that the brokers answer, for commands that produce or
+// consume without starting the engine.
+func Ping(ctx context.Context, c stream.ClientConfig) error {
+	cl, err := kgo.NewClient(c.Opts()...)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	if err := cl.Ping(ctx); err != nil {
+		return fmt.Errorf("%w at %s (start tailor first, or pass --brokers): %v", ErrNoBroker, strings.Join(c.Brokers, ","), err)
+	}
+	return nil
+}

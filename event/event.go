@@ -1,0 +1,183 @@
+// Package event owns tailor's event model: the Segment tracking spec
+// (identify, track, page, screen, group, alias) as it arrives over HTTP or
+// straight on Kafka, its validation, and the facts the engine reads from it
+// (profile key, event time, e-commerce order amounts).
+//
+// It is the one small package of domain types that the collect API, the
+// consumer and the import command share, so that an event accepted at one
+// door is accepted at every other door, and rejected with the same words.
+package event
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/valyala/fastjson"
+)
+
+// Type is the kind of a Segment call.
+type Type uint8
+
+// The Segment call types.
+const (
+	Identify Type = iota + 1
+	Track
+	Page
+	Screen
+	Group
+	Alias
+)
+
+// Types lists every call type in a fixed order, for tables and metrics.
+var Types = [...]Type{Identify, Track, Page, Screen, Group, Alias}
+
+// String returns the type's name as it appears in the "type" field.
+func (t Type) String() string {
+	switch t {
+	case Identify:
+		return "identify"
+	case Track:
+		return "track"
+	case Page:
+		return "page"
+	case Screen:
+		return "screen"
+	case Group:
+		return "group"
+	case Alias:
+		return "alias"
+	}
+	return "unknown(" + strconv.Itoa(int(t)) + ")"
+}
+
+// ParseType maps a "type" field value to its Type; ok is false for anything
+// that is not one of the six Segment calls.
+func ParseType(s string) (t Type, ok bool) {
+	switch s {
+	case "identify":
+		return Identify, true
+	case "track":
+		return Track, true
+	case "page":
+		return Page, true
+	case "screen":
+		return Screen, true
+	case "group":
+		return Group, true
+	case "alias":
+		return Alias, true
+	}
+	return 0, false
+}
+
+// The Segment e-commerce event names the engine derives order facts from.
+const (
+	OrderCompleted = "Order Completed"
+	OrderRefunded  = "Order Refunded"
+)
+
+// Event is one validated Segment call. The fastjson values point into the
+// Parser that produced the event and are valid until its next Parse.
+type Event struct {
+	Type        Type
+	MessageID   string
+	UserID      string
+	AnonymousID string
+	PreviousID  string // alias only
+	GroupID     string // group only
+	Name        string // track: the event name; page and screen: the page name
+
+	// Time is the event time: timestamp, else sentAt, else receivedAt.
+	// Windows and "latest wins" decisions use it, never the arrival time.
+	Time       time.Time
+	ReceivedAt time.Time
+
+	Properties *fastjson.Value // object or nil
+	Traits     *fastjson.Value // identify and group: the call's traits; object or nil
+	Context    *fastjson.Value // object or nil
+
+	// Root is the whole event object, for re-serialising it.
+	Root *fastjson.Value
+}
+
+// Key returns the profile key: the userId when present, else the anonymousId.
+func (e *Event) Key() string {
+	if e.UserID != "" {
+		return e.UserID
+	}
+	return e.AnonymousID
+}
+
+// Prop returns the named property, or nil when the event has no such property.
+func (e *Event) Prop(name string) *fastjson.Value {
+	if e.Properties == nil {
+		return nil
+	}
+	return e.Properties.Get(name)
+}
+
+// OrderID returns properties.order_id as a string (numbers are accepted and
+// written in their shortest form), or "" when absent.
+func (e *Event) OrderID() string {
+	v := e.Prop("order_id")
+	if v == nil {
+		return ""
+	}
+	switch v.Type() {
+	case fastjson.TypeString:
+		return string(v.GetStringBytes())
+	case fastjson.TypeNumber:
+		f, _ := v.Float64()
+		return strconv.FormatFloat(f, 'f', -1, 64)
+	}
+	return ""
+}
+
+// OrderAmount returns the amount of an order or refund event: properties
+// revenue, else total, else the sum of products' price × quantity (quantity
+// defaults to 1). ok is false when none of them is present. Validation has
+// already checked that each is a number.
+func (e *Event) OrderAmount() (amount float64, ok bool) {
+	if v := e.Prop("revenue"); v != nil && v.Type() == fastjson.TypeNumber {
+		f, _ := v.Float64()
+		return f, true
+	}
+	if v := e.Prop("total"); v != nil && v.Type() == fastjson.TypeNumber {
+		f, _ := v.Float64()
+		return f, true
+	}
+	products := e.Prop("products")
+	if products == nil || products.Type() != fastjson.TypeArray {
+		return 0, false
+	}
+	items, _ := products.Array()
+	for _, item := range items {
+		price := item.Get("price")
+		if price == nil || price.Type() != fastjson.TypeNumber {
+			continue
+		}
+		p, _ := price.Float64()
+		q := 1.0
+		if qv := item.Get("quantity"); qv != nil && qv.Type() == fastjson.TypeNumber {
+			q, _ = qv.Float64()
+		}
+		amount += p * q
+		ok = true
+	}
+	return amount, ok
+}
+
+// Stamp sets what the receiving side knows on the event object: its receive
+// time (overwriting a client's, as Segment does), the messageId when the
+// event has none, and the type when it was implied by the endpoint. The
+// new values come from arena; the result is serialised with Root.MarshalTo.
+func (e *Event) Stamp(a *fastjson.Arena, receivedAt *fastjson.Value, messageID func() string) {
+	e.Root.Set("receivedAt", receivedAt)
+	if e.MessageID == "" {
+		e.MessageID = messageID()
+		e.Root.Set("messageId", a.NewString(e.MessageID))
+	}
+	if e.Root.Get("type") == nil {
+		e.Root.Set("type", a.NewString(e.Type.String()))
+	}
+}

@@ -1,0 +1,366 @@
+package event
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/valyala/fastjson"
+)
+
+// Error says which field of an event is wrong and how. Field is a path such
+// as "userId", "properties.revenue" or "batch[3].timestamp".
+type Error struct {
+	Field   string
+	Problem string
+}
+
+func (e *Error) Error() string {
+	if e.Field == "" {
+		return e.Problem
+	}
+	return e.Field + ": " + e.Problem
+}
+
+// Limits bound what an event may carry. The zero value means no limit for
+// each field; DefaultLimits gives the engine's defaults.
+type Limits struct {
+	// MaxEventBytes is the largest serialised event (Segment: 32 KB).
+	MaxEventBytes int
+	// MaxBatchBytes is the largest batch request body (Segment: 500 KB).
+	MaxBatchBytes int
+	// MaxIDLength bounds userId, anonymousId, messageId and event names.
+	MaxIDLength int
+	// MaxFuture rejects event times further than this past the receive time
+	// (clock skew or a unit bug in the sender).
+	MaxFuture time.Duration
+	// Oldest rejects event times before it (seconds sent as milliseconds and
+	// the like); historical replays after it are fine.
+	Oldest time.Time
+}
+
+// DefaultLimits returns Segment's size limits and tailor's time bounds.
+func DefaultLimits() Limits {
+	return Limits{
+		MaxEventBytes: 32 << 10,
+		MaxBatchBytes: 500 << 10,
+		MaxIDLength:   256,
+		MaxFuture:     24 * time.Hour,
+		Oldest:        time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC),
+	}
+}
+
+// ErrTooLarge is wrapped by errors about events or batches over the limits.
+var ErrTooLarge = errors.New("too large")
+
+// Parser validates raw Segment events. It reuses its memory between calls,
+// so the values of a returned Event are valid until the next call. A Parser
+// is not safe for concurrent use; give each goroutine its own.
+type Parser struct {
+	Limits Limits
+	// Stamp makes the receive time passed to Parse override the event's own
+	// receivedAt, as the collect API does; the consumer trusts the event's.
+	Stamp bool
+	json  fastjson.Parser
+}
+
+// NewParser returns a Parser with the given limits.
+func NewParser(l Limits) *Parser { return &Parser{Limits: l} }
+
+// Parse validates data as one event. want is the call type implied by the
+// endpoint (0 when the event's own "type" field decides); receivedAt is used
+// when the event carries no receivedAt of its own.
+func (p *Parser) Parse(data []byte, want Type, receivedAt time.Time) (Event, error) {
+	if p.Limits.MaxEventBytes > 0 && len(data) > p.Limits.MaxEventBytes {
+		return Event{}, &Error{Problem: fmt.Sprintf("event is %d bytes, the limit is %d: %v", len(data), p.Limits.MaxEventBytes, ErrTooLarge)}
+	}
+	root, err := p.parseJSON(data)
+	if err != nil {
+		return Event{}, err
+	}
+	return p.Validate(root, want, receivedAt, "")
+}
+
+// ParseBatch validates a /v1/batch body ({"batch": [events...]}) and returns
+// its events. One invalid event rejects the whole batch, naming its index, so
+// that a client never has to guess which part of a request landed.
+func (p *Parser) ParseBatch(data []byte, receivedAt time.Time) ([]Event, error) {
+	if p.Limits.MaxBatchBytes > 0 && len(data) > p.Limits.MaxBatchBytes {
+		return nil, &Error{Problem: fmt.Sprintf("batch is %d bytes, the limit is %d: %v", len(data), p.Limits.MaxBatchBytes, ErrTooLarge)}
+	}
+	root, err := p.parseJSON(data)
+	if err != nil {
+		return nil, err
+	}
+	batch := root.Get("batch")
+	if batch == nil {
+		return nil, &Error{Field: "batch", Problem: "is required"}
+	}
+	items, err := batch.Array()
+	if err != nil {
+		return nil, &Error{Field: "batch", Problem: "must be an array"}
+	}
+	if len(items) == 0 {
+		return nil, &Error{Field: "batch", Problem: "must not be empty"}
+	}
+	events := make([]Event, len(items))
+	for i, item := range items {
+		field := "batch[" + strconv.Itoa(i) + "]"
+		if p.Limits.MaxEventBytes > 0 {
+			if n := len(item.MarshalTo(nil)); n > p.Limits.MaxEventBytes {
+				return nil, &Error{Field: field, Problem: fmt.Sprintf("event is %d bytes, the limit is %d: %v", n, p.Limits.MaxEventBytes, ErrTooLarge)}
+			}
+		}
+		events[i], err = p.Validate(item, 0, receivedAt, field)
+		if err != nil {
+			return nil, err
+		}
+	}
+	return events, nil
+}
+
+// parseJSON checks that data is strict, valid UTF-8 JSON with an object at
+// the top and returns it parsed.
+func (p *Parser) parseJSON(data []byte) (*fastjson.Value, error) {
+	if !utf8.Valid(data) {
+		return nil, &Error{Problem: "body is not valid UTF-8"}
+	}
+	root, err := p.json.ParseBytes(data)
+	if err != nil {
+		return nil, &Error{Problem: "malformed JSON: " + err.Error()}
+	}
+	// fastjson's parser is lenient about numbers (it accepts "1.2.3" and
+	// "nan"); the validator is strict. Parse first: it bounds the depth.
+	if err := fastjson.ValidateBytes(data); err != nil {
+		return nil, &Error{Problem: "malformed JSON: " + err.Error()}
+	}
+	if root.Type() != fastjson.TypeObject {
+		return nil, &Error{Problem: "body must be a JSON object, not " + root.Type().String()}
+	}
+	return root, nil
+}
+
+// Validate checks one parsed event object. field prefixes the field paths
+// in errors ("batch[2]" gives "batch[2].userId").
+func (p *Parser) Validate(v *fastjson.Value, want Type, receivedAt time.Time, field string) (Event, error) {
+	path := func(name string) string {
+		if field == "" {
+			return name
+		}
+		return field + "." + name
+	}
+	if v.Type() != fastjson.TypeObject {
+		return Event{}, &Error{Field: field, Problem: "event must be a JSON object, not " + v.Type().String()}
+	}
+	ev := Event{Root: v, Type: want}
+
+	if tv := v.Get("type"); tv != nil {
+		s, ok := stringValue(tv)
+		if !ok {
+			return Event{}, &Error{Field: path("type"), Problem: "must be a string"}
+		}
+		t, known := ParseType(s)
+		switch {
+		case !known:
+			return Event{}, &Error{Field: path("type"), Problem: fmt.Sprintf("unknown event type %q: want identify, track, page, screen, group or alias", s)}
+		case want != 0 && t != want:
+			return Event{}, &Error{Field: path("type"), Problem: fmt.Sprintf("is %q but this endpoint takes %q", s, want)}
+		}
+		ev.Type = t
+	}
+	if ev.Type == 0 {
+		return Event{}, &Error{Field: path("type"), Problem: "is required"}
+	}
+
+	var err error
+	str := func(name string, dst *string) {
+		if err != nil {
+			return
+		}
+		*dst, err = p.optionalString(v, name, path(name))
+	}
+	str("messageId", &ev.MessageID)
+	str("userId", &ev.UserID)
+	str("anonymousId", &ev.AnonymousID)
+	if err != nil {
+		return Event{}, err
+	}
+
+	switch ev.Type {
+	case Track:
+		str("event", &ev.Name)
+		if err == nil && ev.Name == "" {
+			err = &Error{Field: path("event"), Problem: "is required for a track call"}
+		}
+	case Page, Screen:
+		str("name", &ev.Name)
+	case Group:
+		str("groupId", &ev.GroupID)
+		if err == nil && ev.GroupID == "" {
+			err = &Error{Field: path("groupId"), Problem: "is required for a group call"}
+		}
+	case Alias:
+		str("previousId", &ev.PreviousID)
+		if err == nil && ev.PreviousID == "" {
+			err = &Error{Field: path("previousId"), Problem: "is required for an alias call"}
+		}
+		if err == nil && ev.UserID == "" {
+			err = &Error{Field: path("userId"), Problem: "is required for an alias call"}
+		}
+	}
+	if err != nil {
+		return Event{}, err
+	}
+	if ev.UserID == "" && ev.AnonymousID == "" {
+		return Event{}, &Error{Field: path("userId"), Problem: "userId or anonymousId is required"}
+	}
+
+	if ev.Properties, err = optionalObject(v, "properties", path("properties")); err != nil {
+		return Event{}, err
+	}
+	if ev.Context, err = optionalObject(v, "context", path("context")); err != nil {
+		return Event{}, err
+	}
+	if ev.Type == Identify || ev.Type == Group {
+		if ev.Traits, err = optionalObject(v, "traits", path("traits")); err != nil {
+			return Event{}, err
+		}
+	}
+	if ev.Type == Track && (ev.Name == OrderCompleted || ev.Name == OrderRefunded) {
+		if err := validateOrder(ev.Properties, path("properties")); err != nil {
+			return Event{}, err
+		}
+	}
+	if err := p.resolveTimes(&ev, receivedAt, path); err != nil {
+		return Event{}, err
+	}
+	return ev, nil
+}
+
+// resolveTimes sets ev.ReceivedAt and ev.Time and checks the time bounds.
+func (p *Parser) resolveTimes(ev *Event, receivedAt time.Time, path func(string) string) error {
+	var stamps [3]time.Time
+	for i, name := range [...]string{"timestamp", "sentAt", "receivedAt"} {
+		tv := ev.Root.Get(name)
+		if tv == nil || tv.Type() == fastjson.TypeNull {
+			continue
+		}
+		s, ok := stringValue(tv)
+		if !ok {
+			return &Error{Field: path(name), Problem: "must be an ISO-8601 string"}
+		}
+		t, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			return &Error{Field: path(name), Problem: fmt.Sprintf("%q is not an ISO-8601 time with a zone (like 2024-05-01T12:00:00Z)", s)}
+		}
+		stamps[i] = t
+	}
+	ev.ReceivedAt = receivedAt
+	if !stamps[2].IsZero() && !p.Stamp {
+		ev.ReceivedAt = stamps[2]
+	}
+	chosen := "receivedAt"
+	ev.Time = ev.ReceivedAt
+	switch {
+	case !stamps[0].IsZero():
+		ev.Time, chosen = stamps[0], "timestamp"
+	case !stamps[1].IsZero():
+		ev.Time, chosen = stamps[1], "sentAt"
+	}
+	if ev.Time.IsZero() {
+		return &Error{Field: path("timestamp"), Problem: "is required when the event has no receive time"}
+	}
+	if l := p.Limits.MaxFuture; l > 0 && !ev.ReceivedAt.IsZero() && ev.Time.After(ev.ReceivedAt.Add(l)) {
+		return &Error{Field: path(chosen), Problem: fmt.Sprintf("%s is more than %s after the receive time %s", ev.Time.Format(time.RFC3339), l, ev.ReceivedAt.Format(time.RFC3339))}
+	}
+	if o := p.Limits.Oldest; !o.IsZero() && ev.Time.Before(o) {
+		return &Error{Field: path(chosen), Problem: fmt.Sprintf("%s is before %s, the oldest event time accepted", ev.Time.Format(time.RFC3339), o.Format(time.RFC3339))}
+	}
+	ev.Time = ev.Time.UTC()
+	ev.ReceivedAt = ev.ReceivedAt.UTC()
+	return nil
+}
+
+func (p *Parser) optionalString(v *fastjson.Value, name, field string) (string, error) {
+	sv := v.Get(name)
+	if sv == nil || sv.Type() == fastjson.TypeNull {
+		return "", nil
+	}
+	s, ok := stringValue(sv)
+	if !ok {
+		return "", &Error{Field: field, Problem: "must be a string, not " + sv.Type().String()}
+	}
+	if l := p.Limits.MaxIDLength; l > 0 && len(s) > l {
+		return "", &Error{Field: field, Problem: fmt.Sprintf("is %d bytes long, the limit is %d", len(s), l)}
+	}
+	return s, nil
+}
+
+func optionalObject(v *fastjson.Value, name, field string) (*fastjson.Value, error) {
+	ov := v.Get(name)
+	if ov == nil || ov.Type() == fastjson.TypeNull {
+		return nil, nil
+	}
+	if ov.Type() != fastjson.TypeObject {
+		return nil, &Error{Field: field, Problem: "must be an object, not " + ov.Type().String()}
+	}
+	return ov, nil
+}
+
+// validateOrder checks the fields of Segment's order events whose types the
+// e-commerce spec fixes, so that a wrong type is an error at the door and
+// not a silently missing amount in the profile.
+func validateOrder(props *fastjson.Value, field string) error {
+	if props == nil {
+		return nil
+	}
+	for _, name := range [...]string{"revenue", "total"} {
+		if err := optionalNumber(props.Get(name), field+"."+name); err != nil {
+			return err
+		}
+	}
+	if id := props.Get("order_id"); id != nil {
+		switch id.Type() {
+		case fastjson.TypeString, fastjson.TypeNumber, fastjson.TypeNull:
+		default:
+			return &Error{Field: field + ".order_id", Problem: "must be a string or a number, not " + id.Type().String()}
+		}
+	}
+	products := props.Get("products")
+	if products == nil || products.Type() == fastjson.TypeNull {
+		return nil
+	}
+	items, err := products.Array()
+	if err != nil {
+		return &Error{Field: field + ".products", Problem: "must be an array, not " + products.Type().String()}
+	}
+	for i, item := range items {
+		itemField := field + ".products[" + strconv.Itoa(i) + "]"
+		if item.Type() != fastjson.TypeObject {
+			return &Error{Field: itemField, Problem: "must be an object, not " + item.Type().String()}
+		}
+		for _, name := range [...]string{"price", "quantity"} {
+			if err := optionalNumber(item.Get(name), itemField+"."+name); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func optionalNumber(v *fastjson.Value, field string) error {
+	if v == nil || v.Type() == fastjson.TypeNull || v.Type() == fastjson.TypeNumber {
+		return nil
+	}
+	return &Error{Field: field, Problem: "must be a number, not " + v.Type().String()}
+}
+
+func stringValue(v *fastjson.Value) (string, bool) {
+	b, err := v.StringBytes()
+	if err != nil {
+		return "", false
+	}
+	return string(b), true
+}

@@ -1,0 +1,252 @@
+package state
+
+import (
+	"errors"
+	"fmt"
+	"math"
+
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+// Profile encoding
+//
+// A stored profile is one format byte followed by protobuf wire-format
+// fields (numbered as below; no generated code, just protowire). The wire
+// format is what makes the encoding last: a later version may add fields,
+// and readers skip field numbers they do not know, so state written by this
+// version stays readable by later ones and the other way round. The format
+// byte changes only for a change that the field rules cannot express; a
+// reader must then keep decoding every earlier format.
+//
+// Never reuse or renumber a field. testdata/profile-v1.bin pins format 1.
+
+// formatV1 is the first profile encoding.
+const formatV1 byte = 1
+
+// Field numbers of format 1.
+const (
+	fieldKey            = 1  // bytes
+	fieldUserID         = 2  // bytes
+	fieldAnonymousID    = 3  // bytes, repeated
+	fieldTrait          = 4  // message {1: name, 2: JSON value, 3: updated ms}, repeated
+	fieldFirstSeen      = 5  // varint ms
+	fieldLastSeen       = 6  // varint ms
+	fieldTypeCount      = 7  // message {1: event.Type, 2: count}, repeated
+	fieldEventCount     = 8  // message {1: name, 2: count}, repeated
+	fieldOrders         = 9  // varint
+	fieldRevenue        = 10 // fixed64 float64 bits
+	fieldLastOrderAt    = 11 // varint ms
+	fieldRefunds        = 12 // varint
+	fieldRefundedAmount = 13 // fixed64 float64 bits
+)
+
+// errCorrupt is wrapped by every decoding error.
+var errCorrupt = errors.New("corrupt profile encoding")
+
+// AppendEncode appends the profile's encoding to dst.
+func (p *Profile) AppendEncode(dst []byte) []byte {
+	start := len(dst)
+	b := append(dst, formatV1)
+	b = appendString(b, fieldKey, p.Key)
+	b = appendString(b, fieldUserID, p.UserID)
+	for _, id := range p.AnonymousIDs {
+		b = protowire.AppendTag(b, fieldAnonymousID, protowire.BytesType)
+		b = protowire.AppendString(b, id)
+	}
+	var msg []byte
+	for name, t := range p.Traits {
+		msg = msg[:0]
+		msg = protowire.AppendTag(msg, 1, protowire.BytesType)
+		msg = protowire.AppendString(msg, name)
+		msg = protowire.AppendTag(msg, 2, protowire.BytesType)
+		msg = protowire.AppendBytes(msg, t.Value)
+		msg = appendVarint(msg, 3, uint64(t.UpdatedAt))
+		b = protowire.AppendTag(b, fieldTrait, protowire.BytesType)
+		b = protowire.AppendBytes(b, msg)
+	}
+	b = appendVarint(b, fieldFirstSeen, uint64(p.FirstSeen))
+	b = appendVarint(b, fieldLastSeen, uint64(p.LastSeen))
+	for t, n := range p.TypeCounts {
+		if n == 0 {
+			continue
+		}
+		msg = msg[:0]
+		msg = appendVarint(msg, 1, uint64(t))
+		msg = appendVarint(msg, 2, n)
+		b = protowire.AppendTag(b, fieldTypeCount, protowire.BytesType)
+		b = protowire.AppendBytes(b, msg)
+	}
+	for name, n := range p.EventCounts {
+		msg = msg[:0]
+		msg = protowire.AppendTag(msg, 1, protowire.BytesType)
+		msg = protowire.AppendString(msg, name)
+		msg = appendVarint(msg, 2, n)
+		b = protowire.AppendTag(b, fieldEventCount, protowire.BytesType)
+		b = protowire.AppendBytes(b, msg)
+	}
+	b = appendVarint(b, fieldOrders, p.Orders)
+	b = appendFloat(b, fieldRevenue, p.Revenue)
+	b = appendVarint(b, fieldLastOrderAt, uint64(p.LastOrderAt))
+	b = appendVarint(b, fieldRefunds, p.Refunds)
+	b = appendFloat(b, fieldRefundedAmount, p.RefundedAmount)
+	p.encodedSize = len(b) - start
+	return b
+}
+
+// DecodeProfile decodes a stored profile of any format this version knows.
+func DecodeProfile(data []byte) (*Profile, error) {
+	if len(data) == 0 {
+		return nil, fmt.Errorf("%w: empty", errCorrupt)
+	}
+	if data[0] != formatV1 {
+		return nil, fmt.Errorf("%w: unknown format %d (written by a newer tailor?)", errCorrupt, data[0])
+	}
+	p := &Profile{encodedSize: len(data)}
+	err := eachField(data[1:], func(num protowire.Number, typ protowire.Type, v uint64, raw []byte) error {
+		switch {
+		case num == fieldKey && typ == protowire.BytesType:
+			p.Key = string(raw)
+		case num == fieldUserID && typ == protowire.BytesType:
+			p.UserID = string(raw)
+		case num == fieldAnonymousID && typ == protowire.BytesType:
+			p.AnonymousIDs = append(p.AnonymousIDs, string(raw))
+		case num == fieldTrait && typ == protowire.BytesType:
+			var name string
+			var t Trait
+			err := eachField(raw, func(num protowire.Number, typ protowire.Type, v uint64, raw []byte) error {
+				switch num {
+				case 1:
+					name = string(raw)
+				case 2:
+					t.Value = append([]byte(nil), raw...)
+				case 3:
+					t.UpdatedAt = int64(v)
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			if p.Traits == nil {
+				p.Traits = make(map[string]Trait)
+			}
+			p.Traits[name] = t
+		case num == fieldFirstSeen && typ == protowire.VarintType:
+			p.FirstSeen = int64(v)
+		case num == fieldLastSeen && typ == protowire.VarintType:
+			p.LastSeen = int64(v)
+		case num == fieldTypeCount && typ == protowire.BytesType:
+			var t, n uint64
+			err := eachField(raw, func(num protowire.Number, _ protowire.Type, v uint64, _ []byte) error {
+				switch num {
+				case 1:
+					t = v
+				case 2:
+					n = v
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			if t < uint64(len(p.TypeCounts)) {
+				p.TypeCounts[t] = n
+			}
+		case num == fieldEventCount && typ == protowire.BytesType:
+			var name string
+			var n uint64
+			err := eachField(raw, func(num protowire.Number, _ protowire.Type, v uint64, raw []byte) error {
+				switch num {
+				case 1:
+					name = string(raw)
+				case 2:
+					n = v
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			if p.EventCounts == nil {
+				p.EventCounts = make(map[string]uint64)
+			}
+			p.EventCounts[name] = n
+		case num == fieldOrders && typ == protowire.VarintType:
+			p.Orders = v
+		case num == fieldRevenue && typ == protowire.Fixed64Type:
+			p.Revenue = math.Float64frombits(v)
+		case num == fieldLastOrderAt && typ == protowire.VarintType:
+			p.LastOrderAt = int64(v)
+		case num == fieldRefunds && typ == protowire.VarintType:
+			p.Refunds = v
+		case num == fieldRefundedAmount && typ == protowire.Fixed64Type:
+			p.RefundedAmount = math.Float64frombits(v)
+		}
+		// Unknown fields are skipped: they come from a later version.
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// eachField calls fn for each field of a wire-format message: v holds
+// varint and fixed values, raw the bytes of length-delimited ones.
+func eachField(b []byte, fn func(num protowire.Number, typ protowire.Type, v uint64, raw []byte) error) error {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return fmt.Errorf("%w: %v", errCorrupt, protowire.ParseError(n))
+		}
+		b = b[n:]
+		var v uint64
+		var raw []byte
+		switch typ {
+		case protowire.VarintType:
+			v, n = protowire.ConsumeVarint(b)
+		case protowire.Fixed64Type:
+			v, n = protowire.ConsumeFixed64(b)
+		case protowire.Fixed32Type:
+			var v32 uint32
+			v32, n = protowire.ConsumeFixed32(b)
+			v = uint64(v32)
+		case protowire.BytesType:
+			raw, n = protowire.ConsumeBytes(b)
+		default:
+			n = protowire.ConsumeFieldValue(num, typ, b)
+		}
+		if n < 0 {
+			return fmt.Errorf("%w: field %d: %v", errCorrupt, num, protowire.ParseError(n))
+		}
+		b = b[n:]
+		if err := fn(num, typ, v, raw); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func appendString(b []byte, num protowire.Number, s string) []byte {
+	if s == "" {
+		return b
+	}
+	b = protowire.AppendTag(b, num, protowire.BytesType)
+	return protowire.AppendString(b, s)
+}
+
+func appendVarint(b []byte, num protowire.Number, v uint64) []byte {
+	if v == 0 {
+		return b
+	}
+	b = protowire.AppendTag(b, num, protowire.VarintType)
+	return protowire.AppendVarint(b, v)
+}
+
+func appendFloat(b []byte, num protowire.Number, f float64) []byte {
+	if f == 0 {
+		return b
+	}
+	b = protowire.AppendTag(b, num, protowire.Fixed64Type)
+	return protowire.AppendFixed64(b, math.Float64bits(f))
+}

@@ -1,0 +1,236 @@
+// Package state owns what tailor knows about each customer and how it is
+// kept: the Profile, how an event changes it, its versioned binary encoding,
+// and the Badger store of one partition, which writes a poll's profiles
+// together with the last applied offset in one transaction.
+package state
+
+import (
+	"encoding/json"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/tailorcdp/tailor/event"
+	"github.com/valyala/fastjson"
+)
+
+// Bounds on what one profile keeps, so that a misbehaving sender cannot grow
+// a profile without limit.
+const (
+	// MaxAnonymousIDs is how many anonymous ids a profile remembers (the
+	// most recent ones).
+	MaxAnonymousIDs = 32
+	// MaxEventNames is how many distinct track event names a profile counts
+	// by name; later names are counted under OtherEvents.
+	MaxEventNames = 512
+	// MaxTraits is how many distinct traits a profile keeps; identify calls
+	// that would add more are applied without the extra traits.
+	MaxTraits = 512
+)
+
+// OtherEvents is the event-count name for track events past MaxEventNames.
+const OtherEvents = "(other)"
+
+// Trait is one profile trait: its JSON value as sent and the event time of
+// the identify call that set it (the latest event time wins).
+type Trait struct {
+	Value     json.RawMessage
+	UpdatedAt int64 // Unix milliseconds
+}
+
+// Profile is everything tailor knows about one customer. Times are Unix
+// milliseconds of event time. A Profile read from a Store is shared and
+// must not be modified; the applier changes its own clones.
+type Profile struct {
+	Key          string
+	UserID       string
+	AnonymousIDs []string
+	Traits       map[string]Trait
+	FirstSeen    int64
+	LastSeen     int64
+	// TypeCounts counts calls by type, indexed by event.Type.
+	TypeCounts [len(event.Types) + 1]uint64
+	// EventCounts counts track calls by event name.
+	EventCounts map[string]uint64
+
+	Orders         uint64  // Order Completed, once per order_id
+	Revenue        float64 // sum of the completed orders' amounts
+	LastOrderAt    int64
+	Refunds        uint64  // Order Refunded events
+	RefundedAmount float64 // sum of the refunds' amounts
+
+	// encodedSize is the size of the profile's last encoding, to estimate
+	// the size of a write transaction before encoding.
+	encodedSize int
+}
+
+// Clone returns a deep copy that the caller may modify.
+func (p *Profile) Clone() *Profile {
+	c := *p
+	c.AnonymousIDs = slices.Clone(p.AnonymousIDs)
+	c.Traits = maps.Clone(p.Traits)
+	c.EventCounts = maps.Clone(p.EventCounts)
+	return &c
+}
+
+// Apply changes the profile by one event. countOrder says whether an Order
+// Completed event is a new order (the caller knows which order ids it has
+// seen); it is ignored for other events.
+func (p *Profile) Apply(ev *event.Event, countOrder bool) {
+	t := ev.Time.UnixMilli()
+	if p.Key == "" {
+		p.Key = ev.Key()
+	}
+	if ev.UserID != "" {
+		p.UserID = ev.UserID
+	}
+	if ev.AnonymousID != "" && ev.AnonymousID != p.Key {
+		p.addAnonymousID(ev.AnonymousID)
+	}
+	if p.FirstSeen == 0 || t < p.FirstSeen {
+		p.FirstSeen = t
+	}
+	if t > p.LastSeen {
+		p.LastSeen = t
+	}
+	if int(ev.Type) < len(p.TypeCounts) {
+		p.TypeCounts[ev.Type]++
+	}
+
+	switch ev.Type {
+	case event.Identify:
+		p.mergeTraits(ev, t)
+	case event.Track:
+		p.countEvent(ev.Name)
+		switch ev.Name {
+		case event.OrderCompleted:
+			if !countOrder {
+				return
+			}
+			p.Orders++
+			if amount, ok := ev.OrderAmount(); ok {
+				p.Revenue += amount
+			}
+			if t > p.LastOrderAt {
+				p.LastOrderAt = t
+			}
+		case event.OrderRefunded:
+			p.Refunds++
+			if amount, ok := ev.OrderAmount(); ok {
+				if amount < 0 {
+					amount = -amount
+				}
+				p.RefundedAmount += amount
+			}
+		}
+	}
+}
+
+func (p *Profile) addAnonymousID(id string) {
+	if slices.Contains(p.AnonymousIDs, id) {
+		return
+	}
+	if len(p.AnonymousIDs) >= MaxAnonymousIDs {
+		p.AnonymousIDs = slices.Delete(p.AnonymousIDs, 0, 1)
+	}
+	p.AnonymousIDs = append(p.AnonymousIDs, id)
+}
+
+func (p *Profile) countEvent(name string) {
+	if p.EventCounts == nil {
+		p.EventCounts = make(map[string]uint64)
+	}
+	if _, ok := p.EventCounts[name]; !ok && len(p.EventCounts) >= MaxEventNames {
+		name = OtherEvents
+	}
+	p.EventCounts[name]++
+}
+
+// mergeTraits merges an identify call's traits: each trait takes the value
+// of the call with the latest event time, so replays and late events cannot
+// overwrite newer values.
+func (p *Profile) mergeTraits(ev *event.Event, t int64) {
+	if ev.Traits == nil {
+		return
+	}
+	obj, err := ev.Traits.Object()
+	if err != nil {
+		return
+	}
+	obj.Visit(func(key []byte, v *fastjson.Value) {
+		name := string(key)
+		old, exists := p.Traits[name]
+		if exists && old.UpdatedAt > t {
+			return
+		}
+		if !exists && len(p.Traits) >= MaxTraits {
+			return
+		}
+		if p.Traits == nil {
+			p.Traits = make(map[string]Trait)
+		}
+		p.Traits[name] = Trait{Value: v.MarshalTo(nil), UpdatedAt: t}
+	})
+}
+
+// View is the JSON form of a profile served by the profile API and written
+// by export.
+type View struct {
+	Key          string                     `json:"key"`
+	UserID       string                     `json:"userId,omitempty"`
+	AnonymousIDs []string                   `json:"anonymousIds"`
+	Traits       map[string]json.RawMessage `json:"traits"`
+	FirstSeen    time.Time                  `json:"firstSeen"`
+	LastSeen     time.Time                  `json:"lastSeen"`
+	Calls        map[string]uint64          `json:"calls"`
+	Events       map[string]uint64          `json:"events"`
+	Orders       OrdersView                 `json:"orders"`
+}
+
+// OrdersView is the order facts part of View.
+type OrdersView struct {
+	Count          uint64     `json:"count"`
+	Revenue        float64    `json:"revenue"`
+	LastOrderAt    *time.Time `json:"lastOrderAt"`
+	Refunds        uint64     `json:"refunds"`
+	RefundedAmount float64    `json:"refundedAmount"`
+}
+
+// View returns the profile's JSON form.
+func (p *Profile) View() View {
+	v := View{
+		Key:          p.Key,
+		UserID:       p.UserID,
+		AnonymousIDs: p.AnonymousIDs,
+		Traits:       make(map[string]json.RawMessage, len(p.Traits)),
+		FirstSeen:    time.UnixMilli(p.FirstSeen).UTC(),
+		LastSeen:     time.UnixMilli(p.LastSeen).UTC(),
+		Calls:        make(map[string]uint64),
+		Events:       p.EventCounts,
+		Orders: OrdersView{
+			Count:          p.Orders,
+			Revenue:        p.Revenue,
+			Refunds:        p.Refunds,
+			RefundedAmount: p.RefundedAmount,
+		},
+	}
+	if v.AnonymousIDs == nil {
+		v.AnonymousIDs = []string{}
+	}
+	if v.Events == nil {
+		v.Events = map[string]uint64{}
+	}
+	for name, t := range p.Traits {
+		v.Traits[name] = t.Value
+	}
+	for _, t := range event.Types {
+		if n := p.TypeCounts[t]; n > 0 {
+			v.Calls[t.String()] = n
+		}
+	}
+	if p.LastOrderAt != 0 {
+		t := time.UnixMilli(p.LastOrderAt).UTC()
+		v.Orders.LastOrderAt = &t
+	}
+	return v
+}

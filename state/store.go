@@ -1,0 +1,455 @@
+package state
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	lru "github.com/hashicorp/golang-lru/v2"
+
+	"github.com/tailorcdp/tailor/event"
+)
+
+// ErrNotFound is returned for a profile key the store has never seen.
+var ErrNotFound = errors.New("profile not found")
+
+// Options configure a partition store. Their defaults are sized for a dozen
+// or more stores in one process: Badger's own defaults (64 MB memtables,
+// five of them, a 256 MB block cache) are meant for one store per process.
+type Options struct {
+	// MemTableSize is the size of one Badger memtable. A write transaction
+	// holds at most about 15% of it; batches are split before that.
+	MemTableSize int64
+	// BlockCacheSize is Badger's block cache per store.
+	BlockCacheSize int64
+	// IndexCacheSize is Badger's index and bloom filter cache per store;
+	// 0 keeps them all in memory.
+	IndexCacheSize int64
+	// SyncWrites makes every commit fsync: without it a process crash
+	// loses nothing (the OS has the pages), a power loss may.
+	SyncWrites bool
+	// CacheProfiles is the number of decoded profiles kept in memory per store.
+	CacheProfiles int
+	// DedupHorizon is how long a messageId is remembered to drop retries.
+	DedupHorizon time.Duration
+	// GCInterval is how often the value log is garbage-collected.
+	GCInterval time.Duration
+	// Logger receives Badger's warnings and errors.
+	Logger *slog.Logger
+}
+
+// DefaultOptions returns the options tailor uses unless configured otherwise.
+func DefaultOptions() Options {
+	return Options{
+		MemTableSize:   16 << 20,
+		BlockCacheSize: 16 << 20,
+		IndexCacheSize: 0,
+		CacheProfiles:  20000,
+		DedupHorizon:   24 * time.Hour,
+		GCInterval:     5 * time.Minute,
+	}
+}
+
+// Keys in a store. Profile keys are length-prefixed where another part
+// follows, so that no key can be forged from another's parts.
+var (
+	keyNextOffset = []byte("m/next-offset")
+)
+
+const (
+	prefixProfile = 'p'
+	prefixMessage = 'd' // dedup: profile key + messageId, with a TTL
+	prefixOrder   = 'o' // counted order ids: profile key + order_id
+)
+
+func profileKey(key string) []byte {
+	return append([]byte{prefixProfile}, key...)
+}
+
+func pairKey(prefix byte, key, second string) []byte {
+	b := make([]byte, 0, 1+binary.MaxVarintLen64+len(key)+len(second))
+	b = append(b, prefix)
+	b = binary.AppendUvarint(b, uint64(len(key)))
+	b = append(b, key...)
+	return append(b, second...)
+}
+
+// Store is the Badger store of one partition with a cache of decoded
+// profiles in front. Reads (Profile, Each) are safe from any goroutine;
+// writes go through one Batch at a time, from the partition's applier.
+type Store struct {
+	db    *badger.DB
+	opts  Options
+	cache *lru.Cache[string, *Profile]
+
+	// fillMu and gen keep a reader that missed the cache from putting back a
+	// profile older than one a concurrent commit has just cached.
+	fillMu sync.Mutex
+	gen    uint64
+
+	hits, misses atomic.Uint64
+
+	stopGC chan struct{}
+	gcDone chan struct{}
+}
+
+// Open opens (creating if needed) the store in dir.
+func Open(dir string, o Options) (*Store, error) {
+	if o.CacheProfiles <= 0 {
+		o.CacheProfiles = 1
+	}
+	bo := badger.DefaultOptions(dir).
+		WithLogger(badgerLogger{o.Logger}).
+		WithMemTableSize(o.MemTableSize).
+		WithNumMemtables(2).
+		WithNumLevelZeroTables(4).
+		WithNumLevelZeroTablesStall(8).
+		WithBaseTableSize(o.MemTableSize / 4).
+		WithBlockCacheSize(o.BlockCacheSize).
+		WithIndexCacheSize(o.IndexCacheSize).
+		WithValueLogFileSize(64 << 20).
+		WithValueThreshold(min(1<<20, o.MemTableSize*15/100/2)).
+		WithNumCompactors(2).
+		WithNumGoroutines(2).
+		WithMetricsEnabled(false).
+		WithDetectConflicts(false). // one writer per store
+		WithSyncWrites(o.SyncWrites)
+	db, err := badger.Open(bo)
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", dir, err)
+	}
+	cache, err := lru.New[string, *Profile](o.CacheProfiles)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("profile cache of %d: %w", o.CacheProfiles, err)
+	}
+	s := &Store{db: db, opts: o, cache: cache, stopGC: make(chan struct{}), gcDone: make(chan struct{})}
+	go s.runGC()
+	return s, nil
+}
+
+// Close flushes and closes the store.
+func (s *Store) Close() error {
+	close(s.stopGC)
+	<-s.gcDone
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("close store %s: %w", s.db.Opts().Dir, err)
+	}
+	return nil
+}
+
+// runGC reclaims value-log space now and then; Badger never does it itself.
+func (s *Store) runGC() {
+	defer close(s.gcDone)
+	if s.opts.GCInterval <= 0 {
+		return
+	}
+	t := time.NewTicker(s.opts.GCInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stopGC:
+			return
+		case <-t.C:
+			// One file per call; go on while files are rewritten.
+			for s.db.RunValueLogGC(0.5) == nil {
+			}
+		}
+	}
+}
+
+// NextOffset returns the offset of the next input record to apply: the one
+// after the last record whose effects are in the store. ok is false for a
+// store that has applied nothing yet.
+func (s *Store) NextOffset() (offset int64, ok bool, err error) {
+	err = s.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(keyNextOffset)
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		return item.Value(func(v []byte) error {
+			if len(v) != 8 {
+				return fmt.Errorf("stored offset is %d bytes, want 8", len(v))
+			}
+			offset, ok = int64(binary.BigEndian.Uint64(v)), true
+			return nil
+		})
+	})
+	if err != nil {
+		return 0, false, fmt.Errorf("read stored offset in %s: %w", s.db.Opts().Dir, err)
+	}
+	return offset, ok, nil
+}
+
+// Profile returns the profile of key, or ErrNotFound. The result is shared:
+// the caller must not modify it.
+func (s *Store) Profile(key string) (*Profile, error) {
+	if p, ok := s.cache.Get(key); ok {
+		s.hits.Add(1)
+		return p, nil
+	}
+	s.misses.Add(1)
+	s.fillMu.Lock()
+	gen := s.gen
+	s.fillMu.Unlock()
+	var p *Profile
+	err := s.db.View(func(txn *badger.Txn) error {
+		var err error
+		p, err = getProfile(txn, key)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.fillMu.Lock()
+	if s.gen == gen {
+		s.cache.Add(key, p)
+	}
+	s.fillMu.Unlock()
+	return p, nil
+}
+
+// CacheStats returns the profile cache's hits and misses so far.
+func (s *Store) CacheStats() (hits, misses uint64) {
+	return s.hits.Load(), s.misses.Load()
+}
+
+func getProfile(txn *badger.Txn, key string) (*Profile, error) {
+	item, err := txn.Get(profileKey(key))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read profile %q: %w", key, err)
+	}
+	var p *Profile
+	err = item.Value(func(v []byte) error {
+		p, err = DecodeProfile(v)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("decode profile %q: %w", key, err)
+	}
+	return p, nil
+}
+
+// Each calls fn for every profile in the store, in key order, until fn
+// returns an error or ctx is done.
+func (s *Store) Each(ctx context.Context, fn func(*Profile) error) error {
+	return s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 100, Prefix: []byte{prefixProfile}})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			item := it.Item()
+			var p *Profile
+			err := item.Value(func(v []byte) error {
+				var err error
+				p, err = DecodeProfile(v)
+				return err
+			})
+			if err != nil {
+				return fmt.Errorf("decode profile %q: %w", item.Key()[1:], err)
+			}
+			if err := fn(p); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// Begin starts the batch of changes of one poll. Only one batch may be open
+// at a time.
+func (s *Store) Begin() *Batch {
+	return &Batch{
+		s:        s,
+		txn:      s.db.NewTransaction(true),
+		profiles: make(map[string]*Profile),
+		budget:   int(s.opts.MemTableSize / 10),
+	}
+}
+
+// Batch collects the changes of a run of input records. Commit writes them
+// in one transaction with the offset that follows the run, so a crash leaves
+// the store either before or after the whole run, never in between.
+type Batch struct {
+	s        *Store
+	txn      *badger.Txn
+	profiles map[string]*Profile
+	messages [][]byte
+	orders   [][]byte
+	seen     map[string]struct{} // dedup and order keys added in this batch
+	size     int
+	budget   int
+}
+
+// Profile returns the profile of key for modification, creating an empty
+// one for a new key. Changes become visible to readers at Commit.
+func (b *Batch) Profile(key string) (*Profile, error) {
+	if p, ok := b.profiles[key]; ok {
+		return p, nil
+	}
+	var p *Profile
+	if cached, ok := b.s.cache.Get(key); ok {
+		p = cached.Clone()
+	} else {
+		var err error
+		p, err = getProfile(b.txn, key)
+		if errors.Is(err, ErrNotFound) {
+			p, err = &Profile{Key: key}, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	b.profiles[key] = p
+	b.size += p.encodedSize + len(key) + 64
+	return p, nil
+}
+
+// FirstDelivery reports whether messageId id of profile key is new within
+// the dedup horizon, and remembers it. Retries of the same event (an SDK
+// resending after a timeout, a producer retry) thus apply once.
+func (b *Batch) FirstDelivery(key, id string) (bool, error) {
+	k := pairKey(prefixMessage, key, id)
+	fresh, err := b.remember(k)
+	if fresh {
+		b.messages = append(b.messages, k)
+	}
+	return fresh, err
+}
+
+// FirstOrder reports whether order orderID of profile key has not been
+// counted before, and remembers it.
+func (b *Batch) FirstOrder(key, orderID string) (bool, error) {
+	k := pairKey(prefixOrder, key, orderID)
+	fresh, err := b.remember(k)
+	if fresh {
+		b.orders = append(b.orders, k)
+	}
+	return fresh, err
+}
+
+func (b *Batch) remember(k []byte) (bool, error) {
+	if _, ok := b.seen[string(k)]; ok {
+		return false, nil
+	}
+	_, err := b.txn.Get(k)
+	switch {
+	case err == nil:
+		return false, nil
+	case !errors.Is(err, badger.ErrKeyNotFound):
+		return false, fmt.Errorf("look up %q: %w", k, err)
+	}
+	if b.seen == nil {
+		b.seen = make(map[string]struct{})
+	}
+	b.seen[string(k)] = struct{}{}
+	b.size += len(k) + 32
+	return true, nil
+}
+
+// Grow adds n bytes to the estimated size of the batch: the size of an
+// applied event bounds how much it can have grown its profile.
+func (b *Batch) Grow(n int) { b.size += n }
+
+// Full reports whether the batch should be committed before more records
+// are applied, to stay well inside Badger's transaction size limit.
+func (b *Batch) Full() bool { return b.size >= b.budget }
+
+// Len returns the number of profiles changed in the batch.
+func (b *Batch) Len() int { return len(b.profiles) }
+
+// Commit writes the batch and nextOffset (the offset of the first record not
+// applied) atomically, then publishes the changed profiles to readers.
+func (b *Batch) Commit(nextOffset int64) error {
+	defer b.txn.Discard()
+	for key, p := range b.profiles {
+		if err := b.txn.SetEntry(badger.NewEntry(profileKey(key), p.AppendEncode(nil))); err != nil {
+			return fmt.Errorf("write profile %q: %w", key, err)
+		}
+	}
+	for _, k := range b.messages {
+		if err := b.txn.SetEntry(badger.NewEntry(k, nil).WithTTL(b.s.opts.DedupHorizon)); err != nil {
+			return fmt.Errorf("write message id: %w", err)
+		}
+	}
+	for _, k := range b.orders {
+		if err := b.txn.SetEntry(badger.NewEntry(k, nil)); err != nil {
+			return fmt.Errorf("write order id: %w", err)
+		}
+	}
+	var off [8]byte
+	binary.BigEndian.PutUint64(off[:], uint64(nextOffset))
+	if err := b.txn.SetEntry(badger.NewEntry(keyNextOffset, off[:])); err != nil {
+		return fmt.Errorf("write offset %d: %w", nextOffset, err)
+	}
+	if err := b.txn.Commit(); err != nil {
+		return fmt.Errorf("commit %d profiles up to offset %d in %s: %w", len(b.profiles), nextOffset, b.s.db.Opts().Dir, err)
+	}
+	b.s.fillMu.Lock()
+	b.s.gen++
+	for key, p := range b.profiles {
+		b.s.cache.Add(key, p)
+	}
+	b.s.fillMu.Unlock()
+	return nil
+}
+
+// Discard drops the batch's changes.
+func (b *Batch) Discard() { b.txn.Discard() }
+
+// badgerLogger routes Badger's log through slog, keeping its chatter at
+// debug level.
+type badgerLogger struct{ l *slog.Logger }
+
+func (l badgerLogger) log(level slog.Level, format string, args ...any) {
+	if l.l == nil || !l.l.Enabled(context.Background(), level) {
+		return
+	}
+	l.l.Log(context.Background(), level, fmt.Sprintf(format, args...), "component", "badger")
+}
+
+func (l badgerLogger) Errorf(f string, a ...any)   { l.log(slog.LevelError, f, a...) }
+func (l badgerLogger) Warningf(f string, a ...any) { l.log(slog.LevelWarn, f, a...) }
+func (l badgerLogger) Infof(f string, a ...any)    { l.log(slog.LevelDebug, f, a...) }
+func (l badgerLogger) Debugf(f string, a ...any)   { l.log(slog.LevelDebug, f, a...) }
+
+// Apply applies one event to its profile. A repeated messageId (within the
+// dedup horizon) is not applied again; applied reports whether it was.
+func (b *Batch) Apply(ev *event.Event) (applied bool, err error) {
+	key := ev.Key()
+	if ev.MessageID != "" {
+		fresh, err := b.FirstDelivery(key, ev.MessageID)
+		if err != nil || !fresh {
+			return false, err
+		}
+	}
+	countOrder := false
+	if ev.Type == event.Track && ev.Name == event.OrderCompleted {
+		countOrder = true
+		if id := ev.OrderID(); id != "" {
+			if countOrder, err = b.FirstOrder(key, id); err != nil {
+				return false, err
+			}
+		}
+	}
+	p, err := b.Profile(key)
+	if err != nil {
+		return false, err
+	}
+	p.Apply(ev, countOrder)
+	return true, nil
+}

@@ -1,0 +1,169 @@
+// Package stream owns tailor's Kafka side: the topics and their creation,
+// the embedded broker, the producer behind the collect API and import, and
+// the processor: a consumer group member that opens one state store per
+// assigned partition, applies each poll's records to it in one transaction
+// with the offset, and resumes from that stored offset after any crash.
+package stream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Topics names the topics of one tailor deployment.
+type Topics struct {
+	Events     string // input events, keyed by profile key
+	Changelog  string // compacted per-profile state, for restore and standbys
+	Segments   string // segment entered/exited records
+	DeadLetter string // invalid input records with the reason
+}
+
+// NewTopics returns the topic names under prefix ("tailor." gives
+// "tailor.events" and so on).
+func NewTopics(prefix string) Topics {
+	return Topics{
+		Events:     prefix + "events",
+		Changelog:  prefix + "changelog",
+		Segments:   prefix + "segments",
+		DeadLetter: prefix + "deadletter",
+	}
+}
+
+// EnsureTopics creates the topics that do not exist yet, with partitions
+// partitions each (the changelog compacted), and returns the partition count
+// of the events topic, which is what keys are routed by. An events topic
+// that already exists keeps its count: changing it is a migration.
+func EnsureTopics(ctx context.Context, cl *kgo.Client, t Topics, partitions int32, replication int16) (int32, error) {
+	adm := kadm.NewClient(cl)
+	compact := "compact"
+	create := []struct {
+		name    string
+		configs map[string]*string
+	}{
+		{t.Events, nil},
+		{t.Changelog, map[string]*string{"cleanup.policy": &compact}},
+		{t.Segments, nil},
+		{t.DeadLetter, nil},
+	}
+	for _, c := range create {
+		resp, err := adm.CreateTopic(ctx, partitions, replication, c.configs, c.name)
+		if err == nil {
+			err = resp.Err
+		}
+		if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
+			return 0, fmt.Errorf("create topic %s (%d partitions, replication %d): %w", c.name, partitions, replication, err)
+		}
+	}
+	details, err := adm.ListTopics(ctx, t.Events)
+	if err != nil {
+		return 0, fmt.Errorf("describe topic %s: %w", t.Events, err)
+	}
+	d, ok := details[t.Events]
+	if !ok || d.Err != nil {
+		return 0, fmt.Errorf("describe topic %s: %v", t.Events, d.Err)
+	}
+	return int32(len(d.Partitions)), nil
+}
+
+// PartitionOf returns the partition of key among n partitions: Kafka's
+// default partitioning (murmur2 of the key, sign bit cleared, modulo n), the
+// same function franz-go's and the Java client's producers use, so the HTTP
+// side finds the partition that holds a key's profile.
+func PartitionOf(key string, n int) int32 {
+	if n <= 0 {
+		return 0
+	}
+	return int32(int(murmur2(key)&0x7fffffff) % n)
+}
+
+// murmur2 is Kafka's murmur2 hash (org.apache.kafka.common.utils.Utils).
+func murmur2(b string) uint32 {
+	const (
+		seed uint32 = 0x9747b28c
+		m    uint32 = 0x5bd1e995
+		r           = 24
+	)
+	h := seed ^ uint32(len(b))
+	for len(b) >= 4 {
+		k := uint32(b[3])<<24 | uint32(b[2])<<16 | uint32(b[1])<<8 | uint32(b[0])
+		b = b[4:]
+		k *= m
+		k ^= k >> r
+		k *= m
+		h *= m
+		h ^= k
+	}
+	switch len(b) {
+	case 3:
+		h ^= uint32(b[2]) << 16
+		fallthrough
+	case 2:
+		h ^= uint32(b[1]) << 8
+		fallthrough
+	case 1:
+		h ^= uint32(b[0])
+		h *= m
+	}
+	h ^= h >> 13
+	h *= m
+	h ^= h >> 15
+	return h
+}
+
+// Embedded is an in-process Kafka-protocol broker (franz-go's kfake) that
+// persists its log under a data directory, for running tailor with no
+// Kafka cluster of one's own.
+type Embedded struct {
+	cluster *kfake.Cluster
+}
+
+// StartEmbedded starts the embedded broker on 127.0.0.1:port (0 picks a free
+// port), persisting under dir.
+func StartEmbedded(dir string, port int, logger *slog.Logger) (*Embedded, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("embedded broker data dir: %w", err)
+	}
+	c, err := kfake.NewCluster(
+		kfake.NumBrokers(1),
+		kfake.Ports(port),
+		kfake.DataDir(filepath.Clean(dir)),
+		kfake.WithLogger(kfakeLogger{logger}),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("start embedded broker on 127.0.0.1:%d (data in %s): %w", port, dir, err)
+	}
+	return &Embedded{cluster: c}, nil
+}
+
+// Addrs returns the broker's listen addresses.
+func (e *Embedded) Addrs() []string { return e.cluster.ListenAddrs() }
+
+// Close stops the broker, flushing its data.
+func (e *Embedded) Close() { e.cluster.Close() }
+
+type kfakeLogger struct{ l *slog.Logger }
+
+func (k kfakeLogger) Logf(level kfake.LogLevel, msg string, args ...any) {
+	if k.l == nil {
+		return
+	}
+	var l slog.Level
+	switch level {
+	case kfake.LogLevelError:
+		l = slog.LevelError
+	case kfake.LogLevelWarn:
+		l = slog.LevelWarn
+	default:
+		return
+	}
+	k.l.Log(context.Background(), l, fmt.Sprintf(msg, args...), "component", "embedded-broker")
+}

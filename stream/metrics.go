@@ -1,0 +1,58 @@
+package stream
+
+import (
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the processor's Prometheus metrics.
+type Metrics struct {
+	events      *prometheus.CounterVec // by outcome
+	batch       prometheus.Histogram   // apply + commit of one partition's poll
+	delay       prometheus.Histogram   // receive time to applied
+	lag         *prometheus.GaugeVec   // by partition
+	appliedNext *prometheus.GaugeVec   // next offset to apply, by partition
+	reg         prometheus.Registerer
+}
+
+// Outcomes of an input record, the values of the "outcome" label of
+// tailor_events_total.
+const (
+	OutcomeApplied    = "applied"
+	OutcomeDuplicate  = "duplicate"
+	OutcomeDeadLetter = "dead_letter"
+)
+
+// NewMetrics registers the processor's metrics with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		reg: reg,
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tailor_events_total",
+			Help: "Input records consumed, by outcome: applied to a profile, duplicate (messageId seen within the dedup horizon), dead_letter (invalid, sent to the dead-letter topic).",
+		}, []string{"outcome"}),
+		batch: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "tailor_apply_batch_seconds",
+			Help:    "Time to apply one partition's share of a poll and commit it to the store.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
+		}),
+		delay: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "tailor_event_apply_delay_seconds",
+			Help:    "Time from an event's receive time to its profile change being committed.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 18),
+		}),
+		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "tailor_consumer_lag",
+			Help: "Records in the events topic not applied yet, per assigned partition.",
+		}, []string{"partition"}),
+		appliedNext: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "tailor_applied_offset",
+			Help: "Offset of the next record to apply (all before it are in the store), per assigned partition.",
+		}, []string{"partition"}),
+	}
+	reg.MustRegister(m.events, m.batch, m.delay, m.lag, m.appliedNext)
+	return m
+}
+
+func partitionLabel(p int32) string { return strconv.Itoa(int(p)) }

@@ -1,0 +1,454 @@
+package stream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/tailorcdp/tailor/event"
+	"github.com/tailorcdp/tailor/state"
+)
+
+// ErrNotOwned is returned for a key whose partition this instance does not
+// hold right now.
+var ErrNotOwned = errors.New("partition not assigned to this instance")
+
+// Dead-letter record headers.
+const (
+	HeaderReason = "tailor.reason" // why the record was rejected
+	HeaderSource = "tailor.source" // topic/partition/offset it came from
+)
+
+// ProcessorConfig configures a Processor.
+type ProcessorConfig struct {
+	Client  ClientConfig
+	Group   string
+	Topics  Topics
+	DataDir string // partition stores live in DataDir/<topic>-<partition>
+	// Partitions is the partition count of the events topic, by which keys
+	// are routed to partitions.
+	Partitions int
+	Store      state.Options
+	Limits     event.Limits
+	// MaxPollRecords bounds one poll; a rebalance waits for at most one.
+	MaxPollRecords int
+	Logger         *slog.Logger
+	Metrics        *Metrics
+	// LagInterval is how often end offsets are read for lag and readiness.
+	LagInterval time.Duration
+}
+
+// Processor is a consumer group member that applies events to profiles.
+// Each assigned partition has its own store, opened on assignment and
+// closed on revocation; consumption of a partition starts at the offset
+// stored in its store, so Kafka's group commits are informational only.
+type Processor struct {
+	cfg ProcessorConfig
+	cl  *kgo.Client
+	dlq *Producer
+	log *slog.Logger
+	m   *Metrics
+
+	mu       sync.RWMutex
+	parts    map[int32]*partition
+	assigned bool // a group assignment has been received
+
+	fatal chan error // a partition that cannot work stops Run
+
+	// cache statistics of stores already closed, so the counters stay monotonic
+	closedHits, closedMisses atomic.Uint64
+}
+
+type partition struct {
+	id     int32
+	store  *state.Store
+	parser *event.Parser
+	next   atomic.Int64 // next offset to apply
+	// target is the end offset read after assignment; the partition has
+	// caught up once next reaches it. -1 until read.
+	target atomic.Int64
+	label  string
+}
+
+// NewProcessor connects to the cluster and joins the group; consumption
+// starts with Run.
+func NewProcessor(cfg ProcessorConfig) (*Processor, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.MaxPollRecords <= 0 {
+		cfg.MaxPollRecords = 5000
+	}
+	if cfg.LagInterval <= 0 {
+		cfg.LagInterval = 2 * time.Second
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = NewMetrics(prometheus.NewRegistry())
+	}
+	p := &Processor{cfg: cfg, log: cfg.Logger, m: cfg.Metrics, parts: make(map[int32]*partition), fatal: make(chan error, 1)}
+	p.m.reg.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "tailor_profile_cache_hits_total",
+			Help: "Profile reads answered from the decoded-profile cache.",
+		}, func() float64 { h, _ := p.cacheStats(); return float64(h) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "tailor_profile_cache_misses_total",
+			Help: "Profile reads that went to the store.",
+		}, func() float64 { _, m := p.cacheStats(); return float64(m) }),
+	)
+	dlq, err := NewProducer(cfg.Client)
+	if err != nil {
+		return nil, err
+	}
+	p.dlq = dlq
+	opts := append(cfg.Client.Opts(),
+		kgo.ConsumerGroup(cfg.Group),
+		kgo.ConsumeTopics(cfg.Topics.Events),
+		kgo.BlockRebalanceOnPoll(),
+		kgo.OnPartitionsAssigned(p.assign),
+		kgo.OnPartitionsRevoked(p.revoke),
+		kgo.OnPartitionsLost(p.revoke),
+		kgo.AdjustFetchOffsetsFn(p.startOffsets),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchMaxWait(200*time.Millisecond),
+		kgo.FetchMaxBytes(32<<20),
+	)
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		dlq.Close()
+		return nil, fmt.Errorf("kafka consumer for %v: %w", cfg.Client.Brokers, err)
+	}
+	p.cl = cl
+	return p, nil
+}
+
+// Run consumes and applies events until ctx is done or a store fails; a
+// store failure is returned, and a restart resumes from the stored offsets.
+func (p *Processor) Run(ctx context.Context) error {
+	lagCtx, stopLag := context.WithCancel(ctx)
+	defer stopLag()
+	go p.watchLag(lagCtx)
+	for {
+		fetches := p.cl.PollRecords(ctx, p.cfg.MaxPollRecords)
+		if fetches.IsClientClosed() || ctx.Err() != nil {
+			p.cl.AllowRebalance()
+			return nil
+		}
+		fetches.EachError(func(topic string, part int32, err error) {
+			p.log.Warn("fetch failed", "topic", topic, "partition", part, "err", err)
+		})
+		var (
+			wg       sync.WaitGroup
+			errMu    sync.Mutex
+			firstErr error
+		)
+		p.mu.RLock()
+		fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
+			part := p.parts[fp.Partition]
+			if len(fp.Records) == 0 || part == nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := p.apply(ctx, part, fp.Records); err != nil {
+					errMu.Lock()
+					if firstErr == nil {
+						firstErr = err
+					}
+					errMu.Unlock()
+				}
+			}()
+		})
+		p.mu.RUnlock()
+		wg.Wait()
+		p.cl.AllowRebalance()
+		if firstErr != nil {
+			return firstErr
+		}
+		select {
+		case err := <-p.fatal:
+			return err
+		default:
+		}
+	}
+}
+
+// apply applies one partition's records. Runs of records are committed to
+// the store together with the offset after them; dead letters are
+// acknowledged by Kafka before the offset moves past their records.
+func (p *Processor) apply(ctx context.Context, part *partition, records []*kgo.Record) error {
+	start := time.Now()
+	batch := part.store.Begin()
+	var dead []*kgo.Record
+	var applied, dups int
+	var delays []time.Time
+	commit := func(next int64) error {
+		if len(dead) > 0 {
+			if err := p.dlq.Produce(ctx, dead...); err != nil {
+				batch.Discard()
+				return fmt.Errorf("partition %d: write %d dead letters: %w", part.id, len(dead), err)
+			}
+		}
+		if err := batch.Commit(next); err != nil {
+			return fmt.Errorf("partition %d: %w", part.id, err)
+		}
+		part.next.Store(next)
+		p.m.appliedNext.WithLabelValues(part.label).Set(float64(next))
+		p.m.events.WithLabelValues(OutcomeApplied).Add(float64(applied))
+		p.m.events.WithLabelValues(OutcomeDuplicate).Add(float64(dups))
+		p.m.events.WithLabelValues(OutcomeDeadLetter).Add(float64(len(dead)))
+		now := time.Now()
+		for _, t := range delays {
+			p.m.delay.Observe(now.Sub(t).Seconds())
+		}
+		dead, applied, dups, delays = dead[:0], 0, 0, delays[:0]
+		return nil
+	}
+	for i, r := range records {
+		ev, err := part.parser.Parse(r.Value, 0, r.Timestamp)
+		if err != nil {
+			dead = append(dead, p.deadLetter(r, err))
+		} else {
+			ok, err := batch.Apply(&ev)
+			if err != nil {
+				batch.Discard()
+				return fmt.Errorf("partition %d offset %d: %w", part.id, r.Offset, err)
+			}
+			if ok {
+				applied++
+				if len(delays) < 64 { // a sample is enough for the histogram
+					delays = append(delays, ev.ReceivedAt)
+				}
+			} else {
+				dups++
+			}
+			batch.Grow(len(r.Value))
+		}
+		if batch.Full() && i < len(records)-1 {
+			if err := commit(r.Offset + 1); err != nil {
+				return err
+			}
+			batch = part.store.Begin()
+		}
+	}
+	if err := commit(records[len(records)-1].Offset + 1); err != nil {
+		return err
+	}
+	p.m.batch.Observe(time.Since(start).Seconds())
+	return nil
+}
+
+func (p *Processor) deadLetter(r *kgo.Record, reason error) *kgo.Record {
+	src := r.Topic + "/" + strconv.Itoa(int(r.Partition)) + "/" + strconv.FormatInt(r.Offset, 10)
+	return &kgo.Record{
+		Topic: p.cfg.Topics.DeadLetter,
+		Key:   r.Key,
+		Value: r.Value,
+		Headers: append(append([]kgo.RecordHeader(nil), r.Headers...),
+			kgo.RecordHeader{Key: HeaderReason, Value: []byte(reason.Error())},
+			kgo.RecordHeader{Key: HeaderSource, Value: []byte(src)},
+		),
+	}
+}
+
+// assign opens the stores of newly assigned partitions.
+func (p *Processor) assign(ctx context.Context, _ *kgo.Client, assigned map[string][]int32) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.assigned = true
+	for _, id := range assigned[p.cfg.Topics.Events] {
+		if p.parts[id] != nil {
+			continue
+		}
+		dir := filepath.Join(p.cfg.DataDir, p.cfg.Topics.Events+"-"+strconv.Itoa(int(id)))
+		opts := p.cfg.Store
+		opts.Logger = p.log
+		store, err := state.Open(dir, opts)
+		if err != nil {
+			// Without its store a partition cannot be applied: stop, rather
+			// than consume records that nothing applies.
+			select {
+			case p.fatal <- fmt.Errorf("partition %d: %w", id, err):
+			default:
+			}
+			return
+		}
+		part := &partition{id: id, store: store, parser: event.NewParser(p.cfg.Limits), label: partitionLabel(id)}
+		part.target.Store(-1)
+		p.parts[id] = part
+		p.log.Info("partition assigned", "partition", id, "store", dir)
+	}
+}
+
+// startOffsets starts each newly assigned partition at its stored offset,
+// or at the start of the log for a store that has applied nothing.
+func (p *Processor) startOffsets(ctx context.Context, offsets map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
+	parts := offsets[p.cfg.Topics.Events]
+	var fresh []int32
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	for id := range parts {
+		part := p.parts[id]
+		if part == nil {
+			continue
+		}
+		next, ok, err := part.store.NextOffset()
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			parts[id] = kgo.NewOffset().At(next).WithEpoch(-1)
+			part.next.Store(next)
+		} else {
+			parts[id] = kgo.NewOffset().AtStart()
+			fresh = append(fresh, id)
+		}
+	}
+	if len(fresh) > 0 {
+		// Readiness compares the next offset with the end offset, so a fresh
+		// store's next offset is the log start, not 0.
+		starts, err := kadm.NewClient(p.cl).ListStartOffsets(ctx, p.cfg.Topics.Events)
+		if err != nil {
+			return nil, fmt.Errorf("list start offsets of %s: %w", p.cfg.Topics.Events, err)
+		}
+		for _, id := range fresh {
+			if o, ok := starts.Lookup(p.cfg.Topics.Events, id); ok && o.Err == nil {
+				p.parts[id].next.Store(o.Offset)
+			}
+		}
+	}
+	return offsets, nil
+}
+
+// revoke closes the stores of partitions taken away (or lost). Under
+// BlockRebalanceOnPoll no apply is in flight while it runs.
+func (p *Processor) revoke(_ context.Context, _ *kgo.Client, revoked map[string][]int32) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, id := range revoked[p.cfg.Topics.Events] {
+		p.closePartition(id)
+	}
+}
+
+func (p *Processor) closePartition(id int32) {
+	part := p.parts[id]
+	if part == nil {
+		return
+	}
+	delete(p.parts, id)
+	h, m := part.store.CacheStats()
+	p.closedHits.Add(h)
+	p.closedMisses.Add(m)
+	if err := part.store.Close(); err != nil {
+		p.log.Error("close partition store", "partition", id, "err", err)
+	}
+	p.m.lag.DeleteLabelValues(part.label)
+	p.m.appliedNext.DeleteLabelValues(part.label)
+	p.log.Info("partition revoked", "partition", id)
+}
+
+// watchLag reads the end offsets of the assigned partitions now and then,
+// for the lag gauge and for readiness.
+func (p *Processor) watchLag(ctx context.Context) {
+	adm := kadm.NewClient(p.cl)
+	t := time.NewTicker(p.cfg.LagInterval)
+	defer t.Stop()
+	for {
+		ends, err := adm.ListEndOffsets(ctx, p.cfg.Topics.Events)
+		if err == nil {
+			p.mu.RLock()
+			for id, part := range p.parts {
+				o, ok := ends.Lookup(p.cfg.Topics.Events, id)
+				if !ok || o.Err != nil {
+					continue
+				}
+				part.target.CompareAndSwap(-1, o.Offset)
+				p.m.lag.WithLabelValues(part.label).Set(float64(max(0, o.Offset-part.next.Load())))
+			}
+			p.mu.RUnlock()
+		} else if ctx.Err() == nil {
+			p.log.Warn("list end offsets", "topic", p.cfg.Topics.Events, "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Ready reports whether the processor has an assignment and every assigned
+// partition has applied everything that was in it when it was assigned.
+func (p *Processor) Ready() bool {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if !p.assigned {
+		return false
+	}
+	for _, part := range p.parts {
+		t := part.target.Load()
+		if t < 0 || part.next.Load() < t {
+			return false
+		}
+	}
+	return true
+}
+
+// Profile returns the profile of key from the store of its partition.
+// It returns ErrNotOwned when that partition is not assigned here and
+// state.ErrNotFound for a key never seen.
+func (p *Processor) Profile(key string) (*state.Profile, error) {
+	id := PartitionOf(key, p.cfg.Partitions)
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	part := p.parts[id]
+	if part == nil {
+		return nil, fmt.Errorf("key %q is in partition %d: %w", key, id, ErrNotOwned)
+	}
+	return part.store.Profile(key)
+}
+
+// Applied returns the next offset to apply of each assigned partition.
+func (p *Processor) Applied() map[int32]int64 {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	out := make(map[int32]int64, len(p.parts))
+	for id, part := range p.parts {
+		out[id] = part.next.Load()
+	}
+	return out
+}
+
+func (p *Processor) cacheStats() (hits, misses uint64) {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	hits, misses = p.closedHits.Load(), p.closedMisses.Load()
+	for _, part := range p.parts {
+		h, m := part.store.CacheStats()
+		hits += h
+		misses += m
+	}
+	return hits, misses
+}
+
+// Close leaves the group and closes every store.
+func (p *Processor) Close() {
+	p.cl.Close() // runs the revoke callback for the partitions still held
+	p.mu.Lock()
+	for id := range p.parts {
+		p.closePartition(id)
+	}
+	p.mu.Unlock()
+	p.dlq.Close()
+}
