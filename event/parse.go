@@ -15,7 +15,12 @@ import (
 type Error struct {
 	Field   string
 	Problem string
+	// Err is a sentinel the problem is an instance of (ErrTooLarge), or nil.
+	Err error
 }
+
+// Unwrap returns the sentinel, for errors.Is.
+func (e *Error) Unwrap() error { return e.Err }
 
 func (e *Error) Error() string {
 	if e.Field == "" {
@@ -74,7 +79,7 @@ func NewParser(l Limits) *Parser { return &Parser{Limits: l} }
 // when the event carries no receivedAt of its own.
 func (p *Parser) Parse(data []byte, want Type, receivedAt time.Time) (Event, error) {
 	if p.Limits.MaxEventBytes > 0 && len(data) > p.Limits.MaxEventBytes {
-		return Event{}, &Error{Problem: fmt.Sprintf("event is %d bytes, the limit is %d: %v", len(data), p.Limits.MaxEventBytes, ErrTooLarge)}
+		return Event{}, &Error{Problem: fmt.Sprintf("event is %d bytes, the limit is %d", len(data), p.Limits.MaxEventBytes), Err: ErrTooLarge}
 	}
 	root, err := p.parseJSON(data)
 	if err != nil {
@@ -88,7 +93,7 @@ func (p *Parser) Parse(data []byte, want Type, receivedAt time.Time) (Event, err
 // that a client never has to guess which part of a request landed.
 func (p *Parser) ParseBatch(data []byte, receivedAt time.Time) ([]Event, error) {
 	if p.Limits.MaxBatchBytes > 0 && len(data) > p.Limits.MaxBatchBytes {
-		return nil, &Error{Problem: fmt.Sprintf("batch is %d bytes, the limit is %d: %v", len(data), p.Limits.MaxBatchBytes, ErrTooLarge)}
+		return nil, &Error{Problem: fmt.Sprintf("batch is %d bytes, the limit is %d", len(data), p.Limits.MaxBatchBytes), Err: ErrTooLarge}
 	}
 	root, err := p.parseJSON(data)
 	if err != nil {
@@ -110,7 +115,7 @@ func (p *Parser) ParseBatch(data []byte, receivedAt time.Time) ([]Event, error) 
 		field := "batch[" + strconv.Itoa(i) + "]"
 		if p.Limits.MaxEventBytes > 0 {
 			if n := len(item.MarshalTo(nil)); n > p.Limits.MaxEventBytes {
-				return nil, &Error{Field: field, Problem: fmt.Sprintf("event is %d bytes, the limit is %d: %v", n, p.Limits.MaxEventBytes, ErrTooLarge)}
+				return nil, &Error{Field: field, Problem: fmt.Sprintf("event is %d bytes, the limit is %d", n, p.Limits.MaxEventBytes), Err: ErrTooLarge}
 			}
 		}
 		events[i], err = p.Validate(item, 0, receivedAt, field)

@@ -71,8 +71,8 @@ func (s *Server) collect(ctx *fasthttp.RequestCtx, typ event.Type, batch bool) {
 	if err != nil {
 		var fe *event.Error
 		switch {
-		case errors.Is(err, event.ErrTooLarge):
-			writeError(ctx, fasthttp.StatusRequestEntityTooLarge, "", err.Error())
+		case errors.As(err, &fe) && errors.Is(err, event.ErrTooLarge):
+			writeError(ctx, fasthttp.StatusRequestEntityTooLarge, fe.Field, fe.Error())
 		case errors.As(err, &fe):
 			writeError(ctx, fasthttp.StatusBadRequest, fe.Field, fe.Error())
 		default:

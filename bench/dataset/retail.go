@@ -159,7 +159,6 @@ func RetailInvoices(r io.Reader) ([]Invoice, error) {
 
 type retailProduct struct {
 	ProductID string  `json:"product_id"`
-	SKU       string  `json:"sku"`
 	Name      string  `json:"name,omitempty"`
 	Price     float64 `json:"price"`
 	Quantity  int     `json:"quantity"`
@@ -212,7 +211,7 @@ func WriteRetailEvents(r io.Reader, w io.Writer) (events int, err error) {
 		}
 		products := make([]retailProduct, len(inv.Lines))
 		for i, l := range inv.Lines {
-			products[i] = retailProduct{ProductID: l.StockCode, SKU: l.StockCode, Name: l.Description, Price: l.UnitPrice, Quantity: abs(l.Quantity)}
+			products[i] = retailProduct{ProductID: l.StockCode, Name: l.Description, Price: l.UnitPrice, Quantity: abs(l.Quantity)}
 		}
 		ev.Properties = map[string]any{"order_id": inv.No, "currency": "GBP", "products": products}
 		b, err := json.Marshal(ev)

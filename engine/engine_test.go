@@ -1,0 +1,324 @@
+package engine_test
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"fmt"
+	"math"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/tailorcdp/tailor/bench/dataset"
+	"github.com/tailorcdp/tailor/internal/testkafka"
+	"github.com/tailorcdp/tailor/state"
+	"github.com/tailorcdp/tailor/stream"
+)
+
+func TestEndToEnd(t *testing.T) {
+	e := newEngine(t)
+	batch := `{"batch": [
+	  {"type": "identify", "userId": "ada", "anonymousId": "anon-1", "messageId": "m1",
+	   "timestamp": "2026-03-01T10:00:00Z", "traits": {"email": "ada@example.com", "plan": "free", "age": 36}},
+	  {"type": "page", "anonymousId": "anon-1", "userId": "ada", "messageId": "m2", "name": "Home",
+	   "timestamp": "2026-03-01T10:01:00Z", "properties": {"path": "/"}},
+	  {"type": "track", "userId": "ada", "event": "Product Viewed", "messageId": "m3",
+	   "timestamp": "2026-03-01T10:02:00Z", "properties": {"product_id": "p1", "category": "shoes"}},
+	  {"type": "track", "userId": "ada", "event": "Product Viewed", "messageId": "m4",
+	   "timestamp": "2026-03-01T10:03:00Z", "properties": {"product_id": "p2"}},
+	  {"type": "track", "userId": "ada", "event": "Order Completed", "messageId": "m5",
+	   "timestamp": "2026-03-01T10:05:00Z", "properties": {"order_id": "o-1", "revenue": 90.5, "total": 100}},
+	  {"type": "track", "userId": "ada", "event": "Order Completed", "messageId": "m6",
+	   "timestamp": "2026-03-02T09:00:00Z", "properties": {"order_id": "o-2", "total": 40}},
+	  {"type": "track", "userId": "ada", "event": "Order Completed", "messageId": "m7",
+	   "timestamp": "2026-03-03T09:00:00Z", "properties": {"order_id": 3,
+	     "products": [{"product_id": "p1", "price": 10, "quantity": 2}, {"product_id": "p2", "price": 5.25}]}},
+	  {"type": "track", "userId": "ada", "event": "Order Completed", "messageId": "m8-resent-order",
+	   "timestamp": "2026-03-03T09:00:01Z", "properties": {"order_id": "o-2", "total": 40}},
+	  {"type": "track", "userId": "ada", "event": "Order Refunded", "messageId": "m9",
+	   "timestamp": "2026-03-04T09:00:00Z", "properties": {"order_id": "o-2", "total": -40}},
+	  {"type": "identify", "userId": "ada", "messageId": "m10",
+	   "timestamp": "2026-02-01T00:00:00Z", "traits": {"plan": "stale", "city": "London"}},
+	  {"type": "identify", "userId": "ada", "messageId": "m11",
+	   "timestamp": "2026-03-05T00:00:00Z", "traits": {"plan": "pro"}}
+	]}`
+	if resp := e.post(t, "/v1/batch", batch); resp.Status != http.StatusOK || string(resp.Body) != `{"success":true}` {
+		t.Fatalf("batch: %d %s", resp.Status, resp.Body)
+	}
+	p := e.waitProfile(t, "ada", func(v state.View) bool { return v.Calls["identify"] == 3 && v.Orders.Refunds == 1 })
+
+	if p.Key != "ada" || p.UserID != "ada" || strings.Join(p.AnonymousIDs, ",") != "anon-1" {
+		t.Errorf("ids: key %q userId %q anonymousIds %v", p.Key, p.UserID, p.AnonymousIDs)
+	}
+	wantTraits := map[string]string{"email": `"ada@example.com"`, "plan": `"pro"`, "age": `36`, "city": `"London"`}
+	for k, want := range wantTraits {
+		if got := string(p.Traits[k]); got != want {
+			t.Errorf("trait %s = %s, want %s", k, got, want)
+		}
+	}
+	if len(p.Traits) != len(wantTraits) {
+		t.Errorf("traits %v, want exactly %v", p.Traits, wantTraits)
+	}
+	if want := map[string]uint64{"identify": 3, "page": 1, "track": 7}; fmt.Sprint(p.Calls) != fmt.Sprint(want) {
+		t.Errorf("calls %v, want %v", p.Calls, want)
+	}
+	if want := map[string]uint64{"Product Viewed": 2, "Order Completed": 4, "Order Refunded": 1}; fmt.Sprint(p.Events) != fmt.Sprint(want) {
+		t.Errorf("events %v, want %v", p.Events, want)
+	}
+	// o-1 by revenue (not total), o-2 by total once (resent with a new
+	// messageId), 3 by its products: 2×10 + 5.25.
+	if p.Orders.Count != 3 || math.Abs(p.Orders.Revenue-(90.5+40+25.25)) > 1e-9 {
+		t.Errorf("orders %d revenue %v, want 3 and 155.75", p.Orders.Count, p.Orders.Revenue)
+	}
+	if want := time.Date(2026, 3, 3, 9, 0, 0, 0, time.UTC); p.Orders.LastOrderAt == nil || !p.Orders.LastOrderAt.Equal(want) {
+		t.Errorf("lastOrderAt %v, want %v", p.Orders.LastOrderAt, want)
+	}
+	if p.Orders.Refunds != 1 || p.Orders.RefundedAmount != 40 {
+		t.Errorf("refunds %d amount %v, want 1 and 40", p.Orders.Refunds, p.Orders.RefundedAmount)
+	}
+	if !p.FirstSeen.Equal(time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC)) || !p.LastSeen.Equal(time.Date(2026, 3, 5, 0, 0, 0, 0, time.UTC)) {
+		t.Errorf("first/last seen %v %v", p.FirstSeen, p.LastSeen)
+	}
+
+	// The single-event endpoints, an anonymous visitor, and gzip.
+	if resp := e.post(t, "/v1/page", `{"anonymousId": "visitor-9", "name": "Pricing"}`); resp.Status != http.StatusOK {
+		t.Fatalf("page: %d %s", resp.Status, resp.Body)
+	}
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write([]byte(`{"anonymousId": "visitor-9", "event": "Signed Up"}`))
+	zw.Close()
+	resp := do(t, "POST", e.url+"/v1/track", writeKey, gz.Bytes(), map[string]string{"Content-Encoding": "gzip"})
+	if resp.Status != http.StatusOK {
+		t.Fatalf("gzip track: %d %s", resp.Status, resp.Body)
+	}
+	for _, path := range []string{"/v1/screen", "/v1/group", "/v1/alias"} {
+		body := map[string]string{
+			"/v1/screen": `{"anonymousId": "visitor-9", "name": "Cart"}`,
+			"/v1/group":  `{"anonymousId": "visitor-9", "groupId": "acme", "traits": {"name": "Acme"}}`,
+			"/v1/alias":  `{"userId": "visitor-9", "previousId": "anon-old"}`,
+		}[path]
+		if resp := e.post(t, path, body); resp.Status != http.StatusOK {
+			t.Fatalf("%s: %d %s", path, resp.Status, resp.Body)
+		}
+	}
+	v := e.waitProfile(t, "visitor-9", func(v state.View) bool { return v.Calls["alias"] == 1 })
+	if v.Calls["page"] != 1 || v.Calls["track"] != 1 || v.Calls["screen"] != 1 || v.Calls["group"] != 1 || v.Events["Signed Up"] != 1 {
+		t.Errorf("visitor calls %v events %v", v.Calls, v.Events)
+	}
+}
+
+func TestDuplicateMessageID(t *testing.T) {
+	e := newEngine(t)
+	ev := `{"userId": "dup", "event": "Order Completed", "messageId": "same-id", "properties": {"order_id": "a", "total": 10}}`
+	for range 2 { // an SDK retry after a lost response
+		if resp := e.post(t, "/v1/track", ev); resp.Status != http.StatusOK {
+			t.Fatalf("track: %d %s", resp.Status, resp.Body)
+		}
+	}
+	// The same messageId twice in one batch, and a different event after.
+	batch := `{"batch": [
+	  {"type": "track", "userId": "dup", "event": "Clicked", "messageId": "same-2"},
+	  {"type": "track", "userId": "dup", "event": "Clicked", "messageId": "same-2"},
+	  {"type": "track", "userId": "dup", "event": "Done", "messageId": "last"}]}`
+	if resp := e.post(t, "/v1/batch", batch); resp.Status != http.StatusOK {
+		t.Fatalf("batch: %d %s", resp.Status, resp.Body)
+	}
+	p := e.waitProfile(t, "dup", func(v state.View) bool { return v.Events["Done"] == 1 })
+	if p.Calls["track"] != 3 || p.Events["Clicked"] != 1 || p.Orders.Count != 1 || p.Orders.Revenue != 10 {
+		t.Errorf("duplicates applied: calls %v events %v orders %+v", p.Calls, p.Events, p.Orders)
+	}
+}
+
+func TestDeadLetter(t *testing.T) {
+	brokers := testkafka.Brokers(t)
+	cfg := testConfig(t, brokers, testkafka.Prefix(t), t.TempDir())
+	e := startEngine(t, cfg)
+	topics := e.Topics()
+
+	// A producer that bypasses the collect API.
+	p, err := stream.NewProducer(stream.ClientConfig{Brokers: brokers})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	bad := [][]byte{
+		[]byte(`{"type": "track", "userId": "dl", "event": "x"`),
+		[]byte(`{"type": "track", "userId": 7, "event": "x"}`),
+		[]byte(`{"type": "purchase", "userId": "dl"}`),
+		{0xff, 0xfe},
+	}
+	var recs []*kgo.Record
+	for _, b := range bad {
+		recs = append(recs, &kgo.Record{Topic: topics.Events, Key: []byte("dl"), Value: b})
+	}
+	recs = append(recs, &kgo.Record{Topic: topics.Events, Key: []byte("dl"), Value: []byte(`{"type": "track", "userId": "dl", "event": "Good"}`)})
+	if err := p.Produce(context.Background(), recs...); err != nil {
+		t.Fatal(err)
+	}
+	prof := e.waitProfile(t, "dl", func(v state.View) bool { return v.Events["Good"] == 1 })
+	if prof.Calls["track"] != 1 {
+		t.Errorf("invalid records reached the profile: %v", prof.Calls)
+	}
+	dead := testkafka.Consume(t, brokers, topics.DeadLetter, len(bad), 20*time.Second)
+	if len(dead) != len(bad) {
+		t.Fatalf("%d dead letters, want %d", len(dead), len(bad))
+	}
+	wantReasons := []string{"malformed JSON", "userId: must be a string", `type: unknown event type "purchase"`, "not valid UTF-8"}
+	for i, r := range dead {
+		if !bytes.Equal(r.Value, bad[i]) {
+			t.Errorf("dead letter %d: value %q, want the original %q", i, r.Value, bad[i])
+		}
+		headers := map[string]string{}
+		for _, h := range r.Headers {
+			headers[h.Key] = string(h.Value)
+		}
+		if !strings.Contains(headers[stream.HeaderReason], wantReasons[i]) {
+			t.Errorf("dead letter %d: reason %q, want it to contain %q", i, headers[stream.HeaderReason], wantReasons[i])
+		}
+		if want := topics.Events + "/"; !strings.HasPrefix(headers[stream.HeaderSource], want) {
+			t.Errorf("dead letter %d: source %q", i, headers[stream.HeaderSource])
+		}
+	}
+}
+
+func TestRestartKeepsData(t *testing.T) {
+	// The embedded broker and the stores share the data directory.
+	cfg := testConfig(t, nil, "tailor.", t.TempDir())
+	e := startEngine(t, cfg)
+	for i := range 3 {
+		if resp := e.post(t, "/v1/track", fmt.Sprintf(`{"userId": "r", "event": "Seen", "messageId": "r%d"}`, i)); resp.Status != http.StatusOK {
+			t.Fatalf("track: %d %s", resp.Status, resp.Body)
+		}
+	}
+	e.waitProfile(t, "r", func(v state.View) bool { return v.Events["Seen"] == 3 })
+	e.stop()
+
+	e2 := startEngine(t, cfg)
+	if p, ok := e2.profile(t, "r"); !ok || p.Events["Seen"] != 3 {
+		t.Fatalf("after restart: found %v, events %v; want the 3 events kept", ok, p.Events)
+	}
+	if resp := e2.post(t, "/v1/track", `{"userId": "r", "event": "Seen", "messageId": "r3"}`); resp.Status != http.StatusOK {
+		t.Fatalf("track: %d %s", resp.Status, resp.Body)
+	}
+	// Exactly one more: nothing replayed from the broker's persisted log.
+	p := e2.waitProfile(t, "r", func(v state.View) bool { return v.Events["Seen"] >= 4 })
+	time.Sleep(300 * time.Millisecond)
+	if p, _ = e2.profile(t, "r"); p.Events["Seen"] != 4 {
+		t.Errorf("after restart and one more event: %d, want 4", p.Events["Seen"])
+	}
+	waitFor(t, "readiness", 20*time.Second, func() bool { return do(t, "GET", e2.url+"/readyz", "", nil, nil).Status == http.StatusOK })
+}
+
+// TestRetailReplay imports the whole Online Retail data set through Kafka
+// and checks every customer's order facts against the CSV.
+func TestRetailReplay(t *testing.T) {
+	const csvPath = "../../shared/data/online-retail.csv.gz"
+	if _, err := os.Stat(csvPath); err != nil {
+		t.Skipf("data set not present: %v", err)
+	}
+	open := func() *bufio.Reader {
+		f, err := dataset.OpenMaybeGzip(csvPath, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { f.Close() })
+		return bufio.NewReader(f)
+	}
+	var events bytes.Buffer
+	n, err := dataset.WriteRetailEvents(open(), &events)
+	if err != nil {
+		t.Fatal(err)
+	}
+	truth, err := dataset.RetailFacts(open())
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	brokers := testkafka.Brokers(t)
+	e := startEngine(t, testConfig(t, brokers, testkafka.Prefix(t), t.TempDir()))
+	p, err := stream.NewProducer(stream.ClientConfig{Brokers: brokers})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	stats, err := stream.Import(context.Background(), &events, stream.ImportOptions{Producer: p, Topic: e.Topics().Events, Limits: testLimits()})
+	if err != nil || stats.Accepted != n || stats.Rejected != 0 {
+		t.Fatalf("import: %v; %s", err, stats)
+	}
+	waitApplied(t, e, n)
+	checkRetailProfiles(t, truth, func(key string) (state.View, bool) { return e.profile(t, key) })
+}
+
+// checkRetailProfiles compares every customer's profile with the facts
+// computed from the CSV.
+func checkRetailProfiles(t *testing.T, truth map[string]*dataset.CustomerFacts, get func(string) (state.View, bool)) {
+	t.Helper()
+	bad := 0
+	for id, f := range truth {
+		p, ok := get(id)
+		var problems []string
+		switch {
+		case !ok:
+			problems = append(problems, "no profile")
+		default:
+			if p.Orders.Count != uint64(f.Orders) {
+				problems = append(problems, fmt.Sprintf("orders %d, want %d", p.Orders.Count, f.Orders))
+			}
+			if math.Abs(p.Orders.Revenue-f.Revenue) > 1e-6*math.Max(1, math.Abs(f.Revenue)) {
+				problems = append(problems, fmt.Sprintf("revenue %.4f, want %.4f", p.Orders.Revenue, f.Revenue))
+			}
+			var last time.Time
+			if p.Orders.LastOrderAt != nil {
+				last = *p.Orders.LastOrderAt
+			}
+			if !last.Equal(f.LastOrderAt) {
+				problems = append(problems, fmt.Sprintf("last order %v, want %v", last, f.LastOrderAt))
+			}
+			if p.Orders.Refunds != uint64(f.Refunds) {
+				problems = append(problems, fmt.Sprintf("refunds %d, want %d", p.Orders.Refunds, f.Refunds))
+			}
+			if got := p.Calls["identify"]; got != 1 {
+				problems = append(problems, fmt.Sprintf("%d identify calls, want 1", got))
+			}
+		}
+		if len(problems) > 0 {
+			bad++
+			if bad <= 10 {
+				t.Errorf("customer %s: %s", id, strings.Join(problems, "; "))
+			}
+		}
+	}
+	if bad > 0 {
+		t.Errorf("%d of %d customers differ from the CSV", bad, len(truth))
+	}
+}
+
+// waitApplied waits until the engine has consumed n records (applied,
+// duplicate or dead-lettered), read from its metrics.
+func waitApplied(t *testing.T, e *running, n int) {
+	t.Helper()
+	waitFor(t, strconv.Itoa(n)+" records consumed", 3*time.Minute, func() bool {
+		return consumed(t, e.url) >= n
+	})
+}
+
+func consumed(t *testing.T, url string) int {
+	resp := do(t, "GET", url+"/metrics", "", nil, nil)
+	total := 0
+	for _, line := range strings.Split(string(resp.Body), "\n") {
+		if strings.HasPrefix(line, "tailor_events_total{") {
+			f := strings.Fields(line)
+			v, _ := strconv.ParseFloat(f[len(f)-1], 64)
+			total += int(v)
+		}
+	}
+	return total
+}

@@ -1,0 +1,68 @@
+// Package testkafka gives tests a Kafka broker: the real one named by
+// TAILOR_TEST_BROKERS (make test starts Apache Kafka from Maven Central and
+// sets it), or else an embedded kfake broker private to the test.
+package testkafka
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/tailorcdp/tailor/stream"
+)
+
+// EnvBrokers names the environment variable with the real test brokers.
+const EnvBrokers = "TAILOR_TEST_BROKERS"
+
+// Brokers returns the brokers for t. An embedded broker started for t is
+// closed when t ends.
+func Brokers(t testing.TB) []string {
+	t.Helper()
+	if b := os.Getenv(EnvBrokers); b != "" {
+		return strings.Split(b, ",")
+	}
+	e, err := stream.StartEmbedded(t.TempDir(), 0, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatalf("start embedded broker: %v", err)
+	}
+	t.Cleanup(e.Close)
+	return e.Addrs()
+}
+
+// Real reports whether the tests run against a real Kafka broker.
+func Real() bool { return os.Getenv(EnvBrokers) != "" }
+
+// Prefix returns a topic prefix no other test of this run uses, so tests
+// sharing a real broker do not see each other's topics.
+func Prefix(t testing.TB) string {
+	name := strings.NewReplacer("/", "-", " ", "-").Replace(t.Name())
+	if len(name) > 40 {
+		name = name[:40]
+	}
+	return "test-" + name + "-" + strconv.FormatInt(time.Now().UnixNano(), 36) + "."
+}
+
+// Consume reads every record of topic from the start until n records have
+// arrived or the timeout passes, and returns them.
+func Consume(t testing.TB, brokers []string, topic string, n int, timeout time.Duration) []*kgo.Record {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var out []*kgo.Record
+	for len(out) < n && ctx.Err() == nil {
+		fetches := cl.PollFetches(ctx)
+		fetches.EachRecord(func(r *kgo.Record) { out = append(out, r) })
+	}
+	return out
+}
