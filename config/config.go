@@ -130,7 +130,7 @@ func Default() Config {
 
 type option struct {
 	flag, env, yaml, usage string
-	value              flag.Value
+	value                  flag.Value
 }
 
 func (c *Config) options() []option {

@@ -168,4 +168,3 @@ func (s ImportStats) String() string {
 	}
 	return b.String()
 }
-

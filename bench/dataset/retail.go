@@ -165,13 +165,13 @@ type retailProduct struct {
 }
 
 type retailEvent struct {
-	Type        string         `json:"type"`
-	Event       string         `json:"event,omitempty"`
-	UserID      string         `json:"userId"`
-	MessageID   string         `json:"messageId"`
-	Timestamp   string         `json:"timestamp"`
-	Properties  map[string]any `json:"properties,omitempty"`
-	Traits      map[string]any `json:"traits,omitempty"`
+	Type       string         `json:"type"`
+	Event      string         `json:"event,omitempty"`
+	UserID     string         `json:"userId"`
+	MessageID  string         `json:"messageId"`
+	Timestamp  string         `json:"timestamp"`
+	Properties map[string]any `json:"properties,omitempty"`
+	Traits     map[string]any `json:"traits,omitempty"`
 }
 
 // WriteRetailEvents converts the Online Retail CSV in r into Segment events,
