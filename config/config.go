@@ -49,14 +49,16 @@ type HTTP struct {
 
 // Kafka configures the connection to Kafka and the topics.
 type Kafka struct {
-	Brokers     []string `yaml:"brokers"`
-	Group       string   `yaml:"group"`
-	TopicPrefix string   `yaml:"topic_prefix"`
-	Partitions  int      `yaml:"partitions"`
-	Replication int      `yaml:"replication"`
-	ClientID    string   `yaml:"client_id"`
-	TLS         TLS      `yaml:"tls"`
-	SASL        SASL     `yaml:"sasl"`
+	Brokers        []string `yaml:"brokers"`
+	Group          string   `yaml:"group"`
+	InstanceID     string   `yaml:"instance_id"`
+	SessionTimeout Duration `yaml:"session_timeout"`
+	TopicPrefix    string   `yaml:"topic_prefix"`
+	Partitions     int      `yaml:"partitions"`
+	Replication    int      `yaml:"replication"`
+	ClientID       string   `yaml:"client_id"`
+	TLS            TLS      `yaml:"tls"`
+	SASL           SASL     `yaml:"sasl"`
 }
 
 // TLS configures TLS to the brokers.
@@ -107,11 +109,12 @@ func Default() Config {
 		DataDir: "data",
 		HTTP:    HTTP{Addr: "127.0.0.1:8080"},
 		Kafka: Kafka{
-			Group:       "tailor",
-			TopicPrefix: "tailor.",
-			Partitions:  12,
-			Replication: 1,
-			ClientID:    "tailor",
+			Group:          "tailor",
+			SessionTimeout: Duration(45 * time.Second),
+			TopicPrefix:    "tailor.",
+			Partitions:     12,
+			Replication:    1,
+			ClientID:       "tailor",
 		},
 		Embedded: Embedded{Port: 9092},
 		Store: Store{
@@ -141,6 +144,8 @@ func (c *Config) options() []option {
 		{"read-keys", "TAILOR_READ_KEYS", "http.read_keys", "comma-separated keys accepted by the profile API", (*listValue)(&c.HTTP.ReadKeys)},
 		{"brokers", "TAILOR_BROKERS", "kafka.brokers", "comma-separated Kafka bootstrap brokers; empty runs the embedded broker", (*listValue)(&c.Kafka.Brokers)},
 		{"group", "TAILOR_GROUP", "kafka.group", "consumer group of the engine's instances", (*stringValue)(&c.Kafka.Group)},
+		{"instance-id", "TAILOR_INSTANCE_ID", "kafka.instance_id", "static group membership id, unique per instance: a restarted instance gets its partitions back at once instead of after the session timeout", (*stringValue)(&c.Kafka.InstanceID)},
+		{"session-timeout", "TAILOR_SESSION_TIMEOUT", "kafka.session_timeout", "how long the group waits for a silent instance before moving its partitions", (*Duration)(&c.Kafka.SessionTimeout)},
 		{"topic-prefix", "TAILOR_TOPIC_PREFIX", "kafka.topic_prefix", "prefix of the topic names (events, changelog, segments, deadletter)", (*stringValue)(&c.Kafka.TopicPrefix)},
 		{"partitions", "TAILOR_PARTITIONS", "kafka.partitions", "partitions of topics created at start (the unit of scale; changing it later is a migration)", (*intValue)(&c.Kafka.Partitions)},
 		{"replication", "TAILOR_REPLICATION", "kafka.replication", "replication factor of topics created at start", (*intValue)(&c.Kafka.Replication)},

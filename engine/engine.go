@@ -82,15 +82,17 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (e *Engine
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	limits := Limits(cfg)
 	e.processor, err = stream.NewProcessor(stream.ProcessorConfig{
-		Client:     client,
-		Group:      cfg.Kafka.Group,
-		Topics:     e.topics,
-		DataDir:    cfg.DataDir,
-		Partitions: int(partitions),
-		Store:      StoreOptions(cfg),
-		Limits:     limits,
-		Logger:     log,
-		Metrics:    stream.NewMetrics(reg),
+		Client:         client,
+		Group:          cfg.Kafka.Group,
+		InstanceID:     cfg.Kafka.InstanceID,
+		SessionTimeout: time.Duration(cfg.Kafka.SessionTimeout),
+		Topics:         e.topics,
+		DataDir:        cfg.DataDir,
+		Partitions:     int(partitions),
+		Store:          StoreOptions(cfg),
+		Limits:         limits,
+		Logger:         log,
+		Metrics:        stream.NewMetrics(reg),
 	})
 	if err != nil {
 		return nil, err

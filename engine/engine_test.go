@@ -257,47 +257,20 @@ func TestRetailReplay(t *testing.T) {
 	checkRetailProfiles(t, truth, func(key string) (state.View, bool) { return e.profile(t, key) })
 }
 
-// checkRetailProfiles compares every customer's profile with the facts
-// computed from the CSV.
+// checkRetailProfiles fails t for every customer whose profile differs
+// from the facts computed from the CSV.
 func checkRetailProfiles(t *testing.T, truth map[string]*dataset.CustomerFacts, get func(string) (state.View, bool)) {
 	t.Helper()
-	bad := 0
-	for id, f := range truth {
-		p, ok := get(id)
-		var problems []string
-		switch {
-		case !ok:
-			problems = append(problems, "no profile")
-		default:
-			if p.Orders.Count != uint64(f.Orders) {
-				problems = append(problems, fmt.Sprintf("orders %d, want %d", p.Orders.Count, f.Orders))
-			}
-			if math.Abs(p.Orders.Revenue-f.Revenue) > 1e-6*math.Max(1, math.Abs(f.Revenue)) {
-				problems = append(problems, fmt.Sprintf("revenue %.4f, want %.4f", p.Orders.Revenue, f.Revenue))
-			}
-			var last time.Time
-			if p.Orders.LastOrderAt != nil {
-				last = *p.Orders.LastOrderAt
-			}
-			if !last.Equal(f.LastOrderAt) {
-				problems = append(problems, fmt.Sprintf("last order %v, want %v", last, f.LastOrderAt))
-			}
-			if p.Orders.Refunds != uint64(f.Refunds) {
-				problems = append(problems, fmt.Sprintf("refunds %d, want %d", p.Orders.Refunds, f.Refunds))
-			}
-			if got := p.Calls["identify"]; got != 1 {
-				problems = append(problems, fmt.Sprintf("%d identify calls, want 1", got))
-			}
+	diffs := dataset.CompareRetail(truth, get)
+	for i, d := range diffs {
+		if i == 10 {
+			t.Errorf("... and %d more", len(diffs)-10)
+			break
 		}
-		if len(problems) > 0 {
-			bad++
-			if bad <= 10 {
-				t.Errorf("customer %s: %s", id, strings.Join(problems, "; "))
-			}
-		}
+		t.Error(d)
 	}
-	if bad > 0 {
-		t.Errorf("%d of %d customers differ from the CSV", bad, len(truth))
+	if len(truth) < 4000 {
+		t.Errorf("only %d customers in the truth, want the data set's 4372", len(truth))
 	}
 }
 

@@ -31,10 +31,13 @@ const (
 
 // ProcessorConfig configures a Processor.
 type ProcessorConfig struct {
-	Client  ClientConfig
-	Group   string
-	Topics  Topics
-	DataDir string // partition stores live in DataDir/<topic>-<partition>
+	Client ClientConfig
+	Group  string
+	// InstanceID, when set, makes the processor a static group member.
+	InstanceID     string
+	SessionTimeout time.Duration
+	Topics         Topics
+	DataDir        string // partition stores live in DataDir/<topic>-<partition>
 	// Partitions is the partition count of the events topic, by which keys
 	// are routed to partitions.
 	Partitions int
@@ -123,6 +126,12 @@ func NewProcessor(cfg ProcessorConfig) (*Processor, error) {
 		kgo.FetchMaxWait(200*time.Millisecond),
 		kgo.FetchMaxBytes(32<<20),
 	)
+	if cfg.InstanceID != "" {
+		opts = append(opts, kgo.InstanceID(cfg.InstanceID))
+	}
+	if cfg.SessionTimeout > 0 {
+		opts = append(opts, kgo.SessionTimeout(cfg.SessionTimeout))
+	}
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		dlq.Close()

@@ -15,7 +15,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
+	"sort"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -23,6 +25,7 @@ import (
 	_ "time/tzdata" // InvoiceDate is UK local time; do not depend on the host's zoneinfo
 
 	"github.com/tailorcdp/tailor/event"
+	"github.com/tailorcdp/tailor/state"
 )
 
 // RetailLine is one invoice line of the Online Retail CSV.
@@ -293,4 +296,48 @@ func RetailFacts(r io.Reader) (map[string]*CustomerFacts, error) {
 		return nil
 	})
 	return facts, err
+}
+
+// CompareRetail checks each customer's profile, as get returns it, against
+// the facts computed from the CSV, and returns one line per customer that
+// differs. Revenue may differ by float rounding only.
+func CompareRetail(truth map[string]*CustomerFacts, get func(customerID string) (state.View, bool)) []string {
+	var diffs []string
+	ids := make([]string, 0, len(truth))
+	for id := range truth {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		f := truth[id]
+		p, ok := get(id)
+		if !ok {
+			diffs = append(diffs, "customer "+id+": no profile")
+			continue
+		}
+		var problems []string
+		if p.Orders.Count != uint64(f.Orders) {
+			problems = append(problems, fmt.Sprintf("orders %d, want %d", p.Orders.Count, f.Orders))
+		}
+		if math.Abs(p.Orders.Revenue-f.Revenue) > 1e-6*math.Max(1, math.Abs(f.Revenue)) {
+			problems = append(problems, fmt.Sprintf("revenue %.4f, want %.4f", p.Orders.Revenue, f.Revenue))
+		}
+		var last time.Time
+		if p.Orders.LastOrderAt != nil {
+			last = *p.Orders.LastOrderAt
+		}
+		if !last.Equal(f.LastOrderAt) {
+			problems = append(problems, fmt.Sprintf("last order %v, want %v", last, f.LastOrderAt))
+		}
+		if p.Orders.Refunds != uint64(f.Refunds) {
+			problems = append(problems, fmt.Sprintf("refunds %d, want %d", p.Orders.Refunds, f.Refunds))
+		}
+		if got := p.Calls["identify"]; got != 1 {
+			problems = append(problems, fmt.Sprintf("%d identify calls, want 1", got))
+		}
+		if len(problems) > 0 {
+			diffs = append(diffs, "customer "+id+": "+strings.Join(problems, "; "))
+		}
+	}
+	return diffs
 }

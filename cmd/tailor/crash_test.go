@@ -1,0 +1,250 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tailorcdp/tailor/bench/dataset"
+	"github.com/tailorcdp/tailor/event"
+	"github.com/tailorcdp/tailor/internal/testkafka"
+	"github.com/tailorcdp/tailor/state"
+	"github.com/tailorcdp/tailor/stream"
+)
+
+const retailCSV = "../../../shared/data/online-retail.csv.gz"
+
+// buildTailor builds the command into a temporary directory.
+func buildTailor(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "tailor")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// child is a tailor process started by a test.
+type child struct {
+	cmd  *exec.Cmd
+	url  string
+	logs *bytes.Buffer
+}
+
+func startChild(t *testing.T, bin string, args ...string) *child {
+	t.Helper()
+	addr := freePort(t)
+	c := &child{url: "http://" + addr, logs: &bytes.Buffer{}}
+	c.cmd = exec.Command(bin, append([]string{"run", "--http-addr", addr, "--log-level", "warn"}, args...)...)
+	c.cmd.Stdout, c.cmd.Stderr = c.logs, c.logs
+	if err := c.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.kill() })
+	return c
+}
+
+func (c *child) kill() {
+	if c.cmd.ProcessState == nil {
+		c.cmd.Process.Signal(syscall.SIGKILL)
+		c.cmd.Wait()
+	}
+}
+
+func (c *child) get(path, key string) (int, []byte, error) {
+	req, _ := http.NewRequest("GET", c.url+path, nil)
+	if key != "" {
+		req.SetBasicAuth(key, "")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, b, err
+}
+
+func (c *child) waitReady(t *testing.T, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		if status, _, err := c.get("/readyz", ""); err == nil && status == http.StatusOK {
+			return
+		}
+		if c.cmd.ProcessState != nil || time.Now().After(deadline) {
+			t.Fatalf("tailor not ready after %s; logs:\n%s", timeout, c.logs)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (c *child) profile(t *testing.T, key string) (state.View, bool) {
+	status, body, err := c.get("/v1/profiles/"+key, "crash-read")
+	if err != nil || (status != http.StatusOK && status != http.StatusNotFound) {
+		t.Fatalf("GET profile %s: %d %s %v", key, status, body, err)
+	}
+	var v state.View
+	if status == http.StatusOK {
+		if err := json.Unmarshal(body, &v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return v, status == http.StatusOK
+}
+
+// throttled hands out its data in small pieces with pauses, so an import
+// of it spans the kills of the engine.
+type throttled struct {
+	r     io.Reader
+	chunk int
+	pause time.Duration
+}
+
+func (th *throttled) Read(p []byte) (int, error) {
+	time.Sleep(th.pause)
+	return th.r.Read(p[:min(len(p), th.chunk)])
+}
+
+// TestCrashSafety imports the Online Retail data set twice (the second time
+// every messageId is a duplicate) while the engine is killed with SIGKILL
+// again and again, then checks every customer's profile against the CSV:
+// nothing lost, nothing counted twice.
+func TestCrashSafety(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and kills child processes")
+	}
+	if _, err := os.Stat(retailCSV); err != nil {
+		t.Skipf("data set not present: %v", err)
+	}
+	open := func() io.Reader {
+		f, err := dataset.OpenMaybeGzip(retailCSV, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { f.Close() })
+		return bufio.NewReader(f)
+	}
+	var events bytes.Buffer
+	if _, err := dataset.WriteRetailEvents(open(), &events); err != nil {
+		t.Fatal(err)
+	}
+	truth, err := dataset.RetailFacts(open())
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	bin := buildTailor(t)
+	brokers := testkafka.Brokers(t)
+	prefix := testkafka.Prefix(t)
+	dataDir := t.TempDir()
+	args := []string{
+		"--brokers", strings.Join(brokers, ","), "--topic-prefix", prefix, "--group", prefix + "engine",
+		"--instance-id", "crash-test", "--partitions", "6", "--data-dir", dataDir,
+		"--write-keys", "crash-write", "--read-keys", "crash-read", "--memtable-size", "4MB",
+	}
+	producer, err := stream.NewProducer(stream.ClientConfig{Brokers: brokers})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer producer.Close()
+	// Create the topics first, as the engine would, so that the import
+	// does not race the first start.
+	if _, err := stream.EnsureTopics(context.Background(), producer.Client(), stream.NewTopics(prefix), 6, 1); err != nil {
+		t.Fatal(err)
+	}
+
+	seed := uint64(time.Now().UnixNano())
+	rng := rand.New(rand.NewPCG(seed, 1))
+	t.Logf("kill timing seed %d", seed)
+	data := events.Bytes()
+	kills := 0
+	for round := range 2 { // the second import repeats every messageId
+		done := make(chan error, 1)
+		go func() {
+			stats, err := stream.Import(context.Background(), &throttled{r: bytes.NewReader(data), chunk: 64 << 10, pause: 12 * time.Millisecond},
+				stream.ImportOptions{Producer: producer, Topic: prefix + "events", Limits: event.DefaultLimits()})
+			if err == nil && stats.Rejected > 0 {
+				err = fmt.Errorf("import rejected lines: %s", stats)
+			}
+			done <- err
+		}()
+		for importing := true; importing; {
+			c := startChild(t, bin, args...)
+			c.waitReady(t, 90*time.Second)
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatal(err)
+				}
+				importing = false
+			case <-time.After(time.Duration(100+rng.IntN(700)) * time.Millisecond):
+			}
+			c.kill()
+			kills++
+			t.Logf("round %d: killed the engine (%d kills)", round, kills)
+		}
+	}
+	if kills < 4 {
+		t.Logf("only %d kills: the import was fast", kills)
+	}
+
+	// A last start applies what is left; ready means caught up with
+	// everything produced before it started.
+	c := startChild(t, bin, args...)
+	c.waitReady(t, 90*time.Second)
+	diffs := dataset.CompareRetail(truth, func(id string) (state.View, bool) { return c.profile(t, id) })
+	for i, d := range diffs {
+		if i == 10 {
+			t.Errorf("... and %d more", len(diffs)-10)
+			break
+		}
+		t.Error(d)
+	}
+
+	// Export reads the same stores once the engine has stopped.
+	c.cmd.Process.Signal(syscall.SIGTERM)
+	c.cmd.Wait()
+	out, err := exec.Command(bin, "export", "--data-dir", dataDir, "--topic-prefix", prefix, "--write-keys", "w", "--read-keys", "r").Output()
+	if err != nil {
+		t.Fatalf("export: %v", err)
+	}
+	exported := make(map[string]state.View)
+	for _, line := range bytes.Split(bytes.TrimSpace(out), []byte("\n")) {
+		var v state.View
+		if err := json.Unmarshal(line, &v); err != nil {
+			t.Fatalf("export line %q: %v", line, err)
+		}
+		exported[v.Key] = v
+	}
+	if len(exported) != len(truth) {
+		t.Errorf("export wrote %d profiles, want %d", len(exported), len(truth))
+	}
+	if diffs := dataset.CompareRetail(truth, func(id string) (state.View, bool) { v, ok := exported[id]; return v, ok }); len(diffs) > 0 {
+		t.Errorf("export differs from the CSV for %d customers, first: %s", len(diffs), diffs[0])
+	}
+}
