@@ -1,0 +1,308 @@
+package state
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"math"
+	"os"
+	"reflect"
+	"strconv"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/tailorcdp/tailor/event"
+)
+
+var updateGolden = flag.Bool("update", false, "rewrite testdata/profile-v1.bin")
+
+var received = time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+
+func parse(t testing.TB, p *event.Parser, s string) event.Event {
+	t.Helper()
+	ev, err := p.Parse([]byte(s), 0, received)
+	if err != nil {
+		t.Fatalf("parse %s: %v", s, err)
+	}
+	return ev
+}
+
+func sampleProfile() *Profile {
+	p := &Profile{
+		Key: "u1", UserID: "u1", AnonymousIDs: []string{"a1", "a2"},
+		Traits: map[string]Trait{
+			"email": {Value: json.RawMessage(`"u1@example.com"`), UpdatedAt: 1700000000000},
+			"age":   {Value: json.RawMessage(`41`), UpdatedAt: 1700000000001},
+		},
+		FirstSeen: 1690000000000, LastSeen: 1700000000500,
+		EventCounts: map[string]uint64{"Product Viewed": 7, "Order Completed": 2},
+		Orders:      2, Revenue: 123.45, LastOrderAt: 1700000000400,
+		Refunds: 1, RefundedAmount: 20.5,
+	}
+	p.TypeCounts[event.Track] = 9
+	p.TypeCounts[event.Identify] = 1
+	return p
+}
+
+func TestEncodingRoundTrip(t *testing.T) {
+	for _, p := range []*Profile{sampleProfile(), {Key: "empty"}} {
+		got, err := DecodeProfile(p.AppendEncode(nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got.encodedSize, p.encodedSize = 0, 0
+		if !reflect.DeepEqual(got, p) {
+			t.Errorf("round trip:\n got %+v\nwant %+v", got, p)
+		}
+	}
+}
+
+// TestDecodeV1 pins format 1: state written by this version must stay
+// readable by every later one. Never regenerate the file to make a change
+// pass; add a new golden file for a new format instead.
+func TestDecodeV1(t *testing.T) {
+	const path = "testdata/profile-v1.bin"
+	if *updateGolden {
+		if err := os.WriteFile(path, sampleProfile().AppendEncode(nil), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := DecodeProfile(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := sampleProfile()
+	got.encodedSize = 0
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("format 1 decodes to\n%+v\nwant\n%+v", got, want)
+	}
+}
+
+func TestDecodeSkipsUnknownFields(t *testing.T) {
+	b := sampleProfile().AppendEncode(nil)
+	// A field a later version might add: number 99, varint.
+	b = protowire.AppendTag(b, 99, protowire.VarintType)
+	b = protowire.AppendVarint(b, 5)
+	if _, err := DecodeProfile(b); err != nil {
+		t.Errorf("unknown field: %v", err)
+	}
+}
+
+func TestDecodeCorrupt(t *testing.T) {
+	good := sampleProfile().AppendEncode(nil)
+	for name, b := range map[string][]byte{
+		"empty":          nil,
+		"future format":  {2, 1, 2},
+		"truncated":      good[:len(good)/2],
+		"bad tag":        {formatV1, 0xff},
+		"length too big": {formatV1, 1<<3 | 2, 100, 'a'},
+	} {
+		if _, err := DecodeProfile(b); !errors.Is(err, errCorrupt) {
+			t.Errorf("%s: error %v, want errCorrupt", name, err)
+		}
+	}
+}
+
+func FuzzDecodeProfile(f *testing.F) {
+	f.Add(sampleProfile().AppendEncode(nil))
+	f.Add([]byte{formatV1})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p, err := DecodeProfile(data)
+		if err != nil {
+			return
+		}
+		if _, err := DecodeProfile(p.AppendEncode(nil)); err != nil {
+			t.Fatalf("re-encoding a decoded profile fails to decode: %v", err)
+		}
+	})
+}
+
+func TestApply(t *testing.T) {
+	p := event.NewParser(event.DefaultLimits())
+	prof := &Profile{}
+	steps := []struct {
+		ev         string
+		countOrder bool
+	}{
+		{`{"type": "identify", "userId": "u", "anonymousId": "a", "timestamp": "2026-04-02T00:00:00Z", "traits": {"plan": "pro", "n": 1}}`, false},
+		{`{"type": "identify", "userId": "u", "timestamp": "2026-04-01T00:00:00Z", "traits": {"plan": "old", "city": "Paris"}}`, false},
+		{`{"type": "track", "userId": "u", "event": "Order Completed", "timestamp": "2026-04-03T00:00:00Z", "properties": {"order_id": "1", "total": 10}}`, true},
+		{`{"type": "track", "userId": "u", "event": "Order Completed", "timestamp": "2026-04-04T00:00:00Z", "properties": {"order_id": "1", "total": 10}}`, false},
+		{`{"type": "track", "userId": "u", "event": "Order Completed", "timestamp": "2026-03-01T00:00:00Z", "properties": {"order_id": "0", "revenue": 5}}`, true},
+		{`{"type": "track", "userId": "u", "event": "Order Refunded", "timestamp": "2026-04-05T00:00:00Z", "properties": {"products": [{"price": -3, "quantity": 2}]}}`, false},
+	}
+	for _, s := range steps {
+		ev := parse(t, p, s.ev)
+		prof.Apply(&ev, s.countOrder)
+	}
+	if string(prof.Traits["plan"].Value) != `"pro"` || string(prof.Traits["city"].Value) != `"Paris"` {
+		t.Errorf("traits: later event time must win per trait: %v", prof.Traits)
+	}
+	if prof.Orders != 2 || prof.Revenue != 15 {
+		t.Errorf("orders %d revenue %v, want 2 and 15", prof.Orders, prof.Revenue)
+	}
+	if want := time.Date(2026, 4, 3, 0, 0, 0, 0, time.UTC).UnixMilli(); prof.LastOrderAt != want {
+		t.Errorf("last order %v, want the latest counted order", time.UnixMilli(prof.LastOrderAt))
+	}
+	if prof.Refunds != 1 || prof.RefundedAmount != 6 {
+		t.Errorf("refunds %d amount %v, want 1 and 6", prof.Refunds, prof.RefundedAmount)
+	}
+	if prof.EventCounts["Order Completed"] != 3 || prof.TypeCounts[event.Identify] != 2 {
+		t.Errorf("counts %v %v", prof.EventCounts, prof.TypeCounts)
+	}
+	if want := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC).UnixMilli(); prof.FirstSeen != want {
+		t.Errorf("first seen %v: a late event moves it back", time.UnixMilli(prof.FirstSeen))
+	}
+}
+
+func TestApplyBounds(t *testing.T) {
+	p := event.NewParser(event.DefaultLimits())
+	prof := &Profile{}
+	for i := range MaxEventNames + 10 {
+		ev := parse(t, p, `{"type": "track", "anonymousId": "a`+strconv.Itoa(i)+`", "userId": "u", "event": "E`+strconv.Itoa(i)+`"}`)
+		prof.Apply(&ev, false)
+	}
+	if len(prof.EventCounts) != MaxEventNames+1 || prof.EventCounts[OtherEvents] != 10 {
+		t.Errorf("%d event names, %d other; want %d and 10", len(prof.EventCounts), prof.EventCounts[OtherEvents], MaxEventNames+1)
+	}
+	if len(prof.AnonymousIDs) != MaxAnonymousIDs || prof.AnonymousIDs[MaxAnonymousIDs-1] != "a"+strconv.Itoa(MaxEventNames+9) {
+		t.Errorf("anonymous ids: %d kept, last %q", len(prof.AnonymousIDs), prof.AnonymousIDs[len(prof.AnonymousIDs)-1])
+	}
+}
+
+func openStore(t testing.TB, dir string) *Store {
+	t.Helper()
+	o := DefaultOptions()
+	o.MemTableSize, o.BlockCacheSize = 2<<20, 1<<20
+	s, err := Open(dir, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestStore(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, dir)
+	if _, ok, err := s.NextOffset(); ok || err != nil {
+		t.Fatalf("fresh store has an offset: %v %v", ok, err)
+	}
+	p := event.NewParser(event.DefaultLimits())
+	apply := func(b *Batch, s string) bool {
+		ev := parse(t, p, s)
+		ok, err := b.Apply(&ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	b := s.Begin()
+	order := `{"type": "track", "userId": "u", "event": "Order Completed", "messageId": "m1", "properties": {"order_id": "o1", "total": 3}}`
+	if !apply(b, order) || apply(b, order) {
+		t.Error("a messageId must apply once within a batch")
+	}
+	if !apply(b, `{"type": "track", "userId": "u", "event": "Order Completed", "messageId": "m2", "properties": {"order_id": "o1", "total": 3}}`) {
+		t.Error("a new messageId applies")
+	}
+	if err := b.Commit(42); err != nil {
+		t.Fatal(err)
+	}
+	// Not committed: discarded.
+	b = s.Begin()
+	apply(b, `{"type": "track", "userId": "v", "event": "E", "messageId": "x"}`)
+	b.Discard()
+
+	prof, err := s.Profile("u")
+	if err != nil || prof.Orders != 1 || prof.Revenue != 3 || prof.EventCounts["Order Completed"] != 2 {
+		t.Fatalf("profile %+v, %v; want one order of 3 from two events", prof, err)
+	}
+	if _, err := s.Profile("v"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("discarded batch is visible: %v", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Reopened: offset, profile, dedup and order ids survive.
+	s = openStore(t, dir)
+	defer s.Close()
+	if off, ok, err := s.NextOffset(); off != 42 || !ok || err != nil {
+		t.Errorf("offset %d %v %v, want 42", off, ok, err)
+	}
+	b = s.Begin()
+	if apply(b, order) {
+		t.Error("messageId seen before the restart applied again")
+	}
+	if !apply(b, `{"type": "track", "userId": "u", "event": "Order Completed", "messageId": "m3", "properties": {"order_id": "o1", "total": 3}}`) {
+		t.Error("new messageId not applied")
+	}
+	if err := b.Commit(43); err != nil {
+		t.Fatal(err)
+	}
+	if prof, _ := s.Profile("u"); prof.Orders != 1 || prof.EventCounts["Order Completed"] != 3 {
+		t.Errorf("order o1 counted again after restart: %+v", prof)
+	}
+	n := 0
+	if err := s.Each(context.Background(), func(*Profile) error { n++; return nil }); err != nil || n != 1 {
+		t.Errorf("Each saw %d profiles, %v", n, err)
+	}
+}
+
+func TestBatchSplitsBeforeTxnLimit(t *testing.T) {
+	s := openStore(t, t.TempDir())
+	defer s.Close()
+	p := event.NewParser(event.DefaultLimits())
+	b := s.Begin()
+	commits := 0
+	for i := range 5000 {
+		ev := parse(t, p, `{"type": "identify", "userId": "user-`+strconv.Itoa(i)+`", "traits": {"bio": "`+string(repeat('x', 500))+`"}}`)
+		if _, err := b.Apply(&ev); err != nil {
+			t.Fatal(err)
+		}
+		b.Grow(600)
+		if b.Full() {
+			if err := b.Commit(int64(i + 1)); err != nil {
+				t.Fatalf("commit at %d: %v", i, err)
+			}
+			commits++
+			b = s.Begin()
+		}
+	}
+	if err := b.Commit(5000); err != nil {
+		t.Fatal(err)
+	}
+	if commits == 0 {
+		t.Error("3 MB of profiles fit in one transaction of a 2 MB memtable store?")
+	}
+	if off, _, _ := s.NextOffset(); off != 5000 {
+		t.Errorf("offset %d", off)
+	}
+}
+
+func repeat(c byte, n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = c
+	}
+	return b
+}
+
+func TestRevenueFloat(t *testing.T) {
+	// Sums stay exact enough for money over many orders.
+	prof := &Profile{}
+	p := event.NewParser(event.DefaultLimits())
+	for i := range 1000 {
+		ev := parse(t, p, `{"type": "track", "userId": "u", "event": "Order Completed", "properties": {"order_id": "`+strconv.Itoa(i)+`", "total": 0.1}}`)
+		prof.Apply(&ev, true)
+	}
+	if math.Abs(prof.Revenue-100) > 1e-9 {
+		t.Errorf("revenue %v", prof.Revenue)
+	}
+}
