@@ -95,7 +95,14 @@ func connectProducer(ctx context.Context, cfg *config.Config) (*stream.Producer,
 	if err != nil {
 		return nil, "", err
 	}
-	return p, stream.NewTopics(cfg.Kafka.TopicPrefix).Events, nil
+	// The engine creates the topics at start; importing before the first
+	// start is fine too.
+	topics := stream.NewTopics(cfg.Kafka.TopicPrefix)
+	if _, err := stream.EnsureTopics(ctx, p.Client(), topics, int32(cfg.Kafka.Partitions), int16(cfg.Kafka.Replication)); err != nil {
+		p.Close()
+		return nil, "", err
+	}
+	return p, topics.Events, nil
 }
 
 // progress draws a progress line on a terminal, or prints a line every few
