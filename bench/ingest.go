@@ -31,6 +31,8 @@ type IngestConfig struct {
 	Workload   workload.Config
 	Store      state.Options
 	Limits     event.Limits
+	// MaxPollRecords is the processor's poll size (0: its default).
+	MaxPollRecords int
 	// DataDir receives the run's partition stores (a fresh directory).
 	DataDir string
 	Logger  *slog.Logger
@@ -119,14 +121,15 @@ func Ingest(ctx context.Context, cfg IngestConfig) (IngestResult, error) {
 	dir := filepath.Join(cfg.DataDir, prefix)
 	defer os.RemoveAll(dir)
 	proc, err := stream.NewProcessor(stream.ProcessorConfig{
-		Client:     cfg.Client,
-		Group:      prefix + "engine",
-		Topics:     topics,
-		DataDir:    dir,
-		Partitions: cfg.Partitions,
-		Store:      cfg.Store,
-		Limits:     cfg.Limits,
-		Logger:     cfg.Logger,
+		Client:         cfg.Client,
+		Group:          prefix + "engine",
+		Topics:         topics,
+		DataDir:        dir,
+		Partitions:     cfg.Partitions,
+		Store:          cfg.Store,
+		Limits:         cfg.Limits,
+		Logger:         cfg.Logger,
+		MaxPollRecords: cfg.MaxPollRecords,
 	})
 	if err != nil {
 		return res, err

@@ -53,6 +53,7 @@ type Kafka struct {
 	Group          string   `yaml:"group"`
 	InstanceID     string   `yaml:"instance_id"`
 	SessionTimeout Duration `yaml:"session_timeout"`
+	MaxPollRecords int      `yaml:"max_poll_records"`
 	TopicPrefix    string   `yaml:"topic_prefix"`
 	Partitions     int      `yaml:"partitions"`
 	Replication    int      `yaml:"replication"`
@@ -89,6 +90,7 @@ type Store struct {
 	CacheProfiles  int      `yaml:"cache_profiles"`
 	SyncWrites     bool     `yaml:"sync_writes"`
 	DedupHorizon   Duration `yaml:"dedup_horizon"`
+	DedupIDs       int      `yaml:"dedup_ids"`
 }
 
 // Events configures event validation.
@@ -111,6 +113,7 @@ func Default() Config {
 		Kafka: Kafka{
 			Group:          "tailor",
 			SessionTimeout: Duration(45 * time.Second),
+			MaxPollRecords: 50000,
 			TopicPrefix:    "tailor.",
 			Partitions:     12,
 			Replication:    1,
@@ -122,6 +125,7 @@ func Default() Config {
 			BlockCacheSize: 16 << 20,
 			CacheProfiles:  20000,
 			DedupHorizon:   Duration(24 * time.Hour),
+			DedupIDs:       1000,
 		},
 		Events: Events{
 			MaxFuture: Duration(24 * time.Hour),
@@ -146,6 +150,7 @@ func (c *Config) options() []option {
 		{"group", "TAILOR_GROUP", "kafka.group", "consumer group of the engine's instances", (*stringValue)(&c.Kafka.Group)},
 		{"instance-id", "TAILOR_INSTANCE_ID", "kafka.instance_id", "static group membership id, unique per instance: a restarted instance gets its partitions back at once instead of after the session timeout", (*stringValue)(&c.Kafka.InstanceID)},
 		{"session-timeout", "TAILOR_SESSION_TIMEOUT", "kafka.session_timeout", "how long the group waits for a silent instance before moving its partitions", (*Duration)(&c.Kafka.SessionTimeout)},
+		{"max-poll-records", "TAILOR_MAX_POLL_RECORDS", "kafka.max_poll_records", "records applied per poll at most: larger polls commit less often, a rebalance waits for one poll", (*intValue)(&c.Kafka.MaxPollRecords)},
 		{"topic-prefix", "TAILOR_TOPIC_PREFIX", "kafka.topic_prefix", "prefix of the topic names (events, changelog, segments, deadletter)", (*stringValue)(&c.Kafka.TopicPrefix)},
 		{"partitions", "TAILOR_PARTITIONS", "kafka.partitions", "partitions of topics created at start (the unit of scale; changing it later is a migration)", (*intValue)(&c.Kafka.Partitions)},
 		{"replication", "TAILOR_REPLICATION", "kafka.replication", "replication factor of topics created at start", (*intValue)(&c.Kafka.Replication)},
@@ -163,7 +168,8 @@ func (c *Config) options() []option {
 		{"block-cache-size", "TAILOR_BLOCK_CACHE_SIZE", "store.block_cache_size", "Badger block cache per partition store", (*ByteSize)(&c.Store.BlockCacheSize)},
 		{"cache-profiles", "TAILOR_CACHE_PROFILES", "store.cache_profiles", "decoded profiles cached per partition", (*intValue)(&c.Store.CacheProfiles)},
 		{"sync-writes", "TAILOR_SYNC_WRITES", "store.sync_writes", "fsync every store commit (survives power loss, slower)", (*boolValue)(&c.Store.SyncWrites)},
-		{"dedup-horizon", "TAILOR_DEDUP_HORIZON", "store.dedup_horizon", "how long a messageId is remembered to drop retried events (e.g. 24h, 7d)", (*Duration)(&c.Store.DedupHorizon)},
+		{"dedup-horizon", "TAILOR_DEDUP_HORIZON", "store.dedup_horizon", "how long (in receive time) a messageId is remembered to drop retried events (e.g. 24h, 7d)", (*Duration)(&c.Store.DedupHorizon)},
+		{"dedup-ids", "TAILOR_DEDUP_IDS", "store.dedup_ids", "most recent messageIds remembered per profile within the horizon (0: no bound)", (*intValue)(&c.Store.DedupIDs)},
 		{"max-future", "TAILOR_MAX_FUTURE", "events.max_future", "reject events timestamped further than this after their receive time", (*Duration)(&c.Events.MaxFuture)},
 		{"oldest", "TAILOR_OLDEST", "events.oldest", "reject events timestamped before this date (YYYY-MM-DD)", (*Date)(&c.Events.Oldest)},
 		{"log-level", "TAILOR_LOG_LEVEL", "log.level", "debug, info, warn or error", (*stringValue)(&c.Log.Level)},

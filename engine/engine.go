@@ -86,6 +86,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (e *Engine
 		Group:          cfg.Kafka.Group,
 		InstanceID:     cfg.Kafka.InstanceID,
 		SessionTimeout: time.Duration(cfg.Kafka.SessionTimeout),
+		MaxPollRecords: cfg.Kafka.MaxPollRecords,
 		Topics:         e.topics,
 		DataDir:        cfg.DataDir,
 		Partitions:     int(partitions),
@@ -190,7 +191,7 @@ func StoreOptions(cfg *config.Config) state.Options {
 	o.BlockCacheSize = int64(cfg.Store.BlockCacheSize)
 	o.CacheProfiles = cfg.Store.CacheProfiles
 	o.SyncWrites = cfg.Store.SyncWrites
-	o.DedupHorizon = time.Duration(cfg.Store.DedupHorizon)
+	o.Dedup = state.Dedup{Horizon: time.Duration(cfg.Store.DedupHorizon), MaxIDs: cfg.Store.DedupIDs}
 	return o
 }
 

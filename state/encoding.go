@@ -38,6 +38,8 @@ const (
 	fieldLastOrderAt    = 11 // varint ms
 	fieldRefunds        = 12 // varint
 	fieldRefundedAmount = 13 // fixed64 float64 bits
+	fieldRecentHashes   = 14 // packed fixed64: messageId hashes, oldest first
+	fieldRecentTimes    = 15 // packed zigzag varint: their receive ms, each as the difference to the one before
 )
 
 // errCorrupt is wrapped by every decoding error.
@@ -89,6 +91,21 @@ func (p *Profile) AppendEncode(dst []byte) []byte {
 	b = appendVarint(b, fieldLastOrderAt, uint64(p.LastOrderAt))
 	b = appendVarint(b, fieldRefunds, p.Refunds)
 	b = appendFloat(b, fieldRefundedAmount, p.RefundedAmount)
+	if len(p.recent) > 0 {
+		b = protowire.AppendTag(b, fieldRecentHashes, protowire.BytesType)
+		b = protowire.AppendVarint(b, uint64(8*len(p.recent)))
+		for _, m := range p.recent {
+			b = protowire.AppendFixed64(b, m.hash)
+		}
+		msg = msg[:0]
+		prev := int64(0)
+		for _, m := range p.recent {
+			msg = protowire.AppendVarint(msg, protowire.EncodeZigZag(m.receivedAt-prev))
+			prev = m.receivedAt
+		}
+		b = protowire.AppendTag(b, fieldRecentTimes, protowire.BytesType)
+		b = protowire.AppendBytes(b, msg)
+	}
 	p.encodedSize = len(b) - start
 	return b
 }
@@ -102,6 +119,7 @@ func DecodeProfile(data []byte) (*Profile, error) {
 		return nil, fmt.Errorf("%w: unknown format %d (written by a newer tailor?)", errCorrupt, data[0])
 	}
 	p := &Profile{encodedSize: len(data)}
+	var hashes, times []byte
 	err := eachField(data[1:], func(num protowire.Number, typ protowire.Type, v uint64, raw []byte) error {
 		switch {
 		case num == fieldKey && typ == protowire.BytesType:
@@ -181,12 +199,33 @@ func DecodeProfile(data []byte) (*Profile, error) {
 			p.Refunds = v
 		case num == fieldRefundedAmount && typ == protowire.Fixed64Type:
 			p.RefundedAmount = math.Float64frombits(v)
+		case num == fieldRecentHashes && typ == protowire.BytesType:
+			if len(raw)%8 != 0 {
+				return fmt.Errorf("%w: message hashes are %d bytes", errCorrupt, len(raw))
+			}
+			hashes = raw
+		case num == fieldRecentTimes && typ == protowire.BytesType:
+			times = raw
 		}
 		// Unknown fields are skipped: they come from a later version.
 		return nil
 	})
 	if err != nil {
 		return nil, err
+	}
+	if len(hashes) > 0 {
+		p.recent = make([]seenMessage, len(hashes)/8)
+		at := int64(0)
+		for i := range p.recent {
+			p.recent[i].hash, _ = protowire.ConsumeFixed64(hashes[8*i:])
+			d, n := protowire.ConsumeVarint(times)
+			if n < 0 {
+				return nil, fmt.Errorf("%w: message times: %v", errCorrupt, protowire.ParseError(n))
+			}
+			times = times[n:]
+			at += protowire.DecodeZigZag(d)
+			p.recent[i].receivedAt = at
+		}
 	}
 	return p, nil
 }

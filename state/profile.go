@@ -10,8 +10,10 @@ import (
 	"slices"
 	"time"
 
-	"github.com/tailorcdp/tailor/event"
+	"github.com/cespare/xxhash/v2"
 	"github.com/valyala/fastjson"
+
+	"github.com/tailorcdp/tailor/event"
 )
 
 // Bounds on what one profile keeps, so that a misbehaving sender cannot grow
@@ -59,14 +61,62 @@ type Profile struct {
 	Refunds        uint64  // Order Refunded events
 	RefundedAmount float64 // sum of the refunds' amounts
 
+	// recent holds the messageIds applied within the dedup horizon (as
+	// 64-bit hashes, oldest first), so a retried event applies once.
+	recent []seenMessage
+
 	// encodedSize is the size of the profile's last encoding, to estimate
 	// the size of a write transaction before encoding.
 	encodedSize int
 }
 
+// seenMessage is one remembered messageId.
+type seenMessage struct {
+	hash       uint64
+	receivedAt int64 // Unix milliseconds
+}
+
+// Dedup bounds how long and how many messageIds a profile remembers.
+type Dedup struct {
+	// Horizon is how long, in receive time, a messageId is remembered.
+	Horizon time.Duration
+	// MaxIDs bounds the messageIds remembered per profile (the most
+	// recent); 0 means no bound.
+	MaxIDs int
+}
+
+// FirstDelivery reports whether the event's messageId is new to this
+// profile within the dedup bounds, and remembers it. Expiry follows the
+// events' receive times, not the clock, so a replay decides the same way.
+func (p *Profile) FirstDelivery(ev *event.Event, d Dedup) bool {
+	if ev.MessageID == "" {
+		return true
+	}
+	h := xxhash.Sum64String(ev.MessageID)
+	for _, m := range p.recent {
+		if m.hash == h {
+			return false
+		}
+	}
+	at := ev.ReceivedAt.UnixMilli()
+	cut := 0
+	for cut < len(p.recent) && p.recent[cut].receivedAt < at-d.Horizon.Milliseconds() {
+		cut++
+	}
+	if d.MaxIDs > 0 && len(p.recent)-cut >= d.MaxIDs {
+		cut = len(p.recent) - d.MaxIDs + 1
+	}
+	if cut > 0 {
+		p.recent = slices.Delete(p.recent, 0, cut)
+	}
+	p.recent = append(p.recent, seenMessage{hash: h, receivedAt: at})
+	return true
+}
+
 // Clone returns a deep copy that the caller may modify.
 func (p *Profile) Clone() *Profile {
 	c := *p
+	c.recent = slices.Clone(p.recent)
 	c.AnonymousIDs = slices.Clone(p.AnonymousIDs)
 	c.Traits = maps.Clone(p.Traits)
 	c.EventCounts = maps.Clone(p.EventCounts)

@@ -41,6 +41,7 @@ func sampleProfile() *Profile {
 		EventCounts: map[string]uint64{"Product Viewed": 7, "Order Completed": 2},
 		Orders:      2, Revenue: 123.45, LastOrderAt: 1700000000400,
 		Refunds: 1, RefundedAmount: 20.5,
+		recent: []seenMessage{{hash: 0x0123456789abcdef, receivedAt: 1700000000100}, {hash: 42, receivedAt: 1700000000600}},
 	}
 	p.TypeCounts[event.Track] = 9
 	p.TypeCounts[event.Identify] = 1
@@ -304,5 +305,41 @@ func TestRevenueFloat(t *testing.T) {
 	}
 	if math.Abs(prof.Revenue-100) > 1e-9 {
 		t.Errorf("revenue %v", prof.Revenue)
+	}
+}
+
+func TestFirstDelivery(t *testing.T) {
+	p := event.NewParser(event.DefaultLimits())
+	d := Dedup{Horizon: time.Hour, MaxIDs: 3}
+	prof := &Profile{}
+	at := func(id string, minutes int) *event.Event {
+		ev := parse(t, p, `{"type": "track", "userId": "u", "event": "E", "messageId": "`+id+`"}`)
+		ev.ReceivedAt = received.Add(time.Duration(minutes) * time.Minute)
+		return &ev
+	}
+	steps := []struct {
+		id      string
+		minutes int
+		want    bool
+	}{
+		{"a", 0, true},
+		{"a", 1, false},  // retry
+		{"b", 2, true},
+		{"a", 59, false}, // still within the hour
+		{"c", 70, true},  // a (at 0) expires now
+		{"a", 71, true},  // so a is new again
+		{"d", 72, true},  // bound of 3: b is forgotten
+		{"b", 73, true},
+		{"d", 74, false},
+		{"", 75, true}, // no messageId: always applied
+		{"", 75, true},
+	}
+	for i, s := range steps {
+		if got := prof.FirstDelivery(at(s.id, s.minutes), d); got != s.want {
+			t.Errorf("step %d (%q at %d min): %v, want %v", i, s.id, s.minutes, got, s.want)
+		}
+	}
+	if len(prof.recent) > 3 {
+		t.Errorf("%d ids remembered, bound is 3", len(prof.recent))
 	}
 }

@@ -36,8 +36,8 @@ type Options struct {
 	SyncWrites bool
 	// CacheProfiles is the number of decoded profiles kept in memory per store.
 	CacheProfiles int
-	// DedupHorizon is how long a messageId is remembered to drop retries.
-	DedupHorizon time.Duration
+	// Dedup bounds the messageIds each profile remembers to drop retries.
+	Dedup Dedup
 	// GCInterval is how often the value log is garbage-collected.
 	GCInterval time.Duration
 	// Logger receives Badger's warnings and errors.
@@ -51,7 +51,7 @@ func DefaultOptions() Options {
 		BlockCacheSize: 16 << 20,
 		IndexCacheSize: 0,
 		CacheProfiles:  20000,
-		DedupHorizon:   24 * time.Hour,
+		Dedup:          Dedup{Horizon: 24 * time.Hour, MaxIDs: 1000},
 		GCInterval:     5 * time.Minute,
 	}
 }
@@ -64,7 +64,6 @@ var (
 
 const (
 	prefixProfile = 'p'
-	prefixMessage = 'd' // dedup: profile key + messageId, with a TTL
 	prefixOrder   = 'o' // counted order ids: profile key + order_id
 )
 
@@ -288,9 +287,8 @@ type Batch struct {
 	s        *Store
 	txn      *badger.Txn
 	profiles map[string]*Profile
-	messages [][]byte
 	orders   [][]byte
-	seen     map[string]struct{} // dedup and order keys added in this batch
+	seen     map[string]struct{} // order keys added in this batch
 	size     int
 	budget   int
 }
@@ -317,18 +315,6 @@ func (b *Batch) Profile(key string) (*Profile, error) {
 	b.profiles[key] = p
 	b.size += p.encodedSize + len(key) + 64
 	return p, nil
-}
-
-// FirstDelivery reports whether messageId id of profile key is new within
-// the dedup horizon, and remembers it. Retries of the same event (an SDK
-// resending after a timeout, a producer retry) thus apply once.
-func (b *Batch) FirstDelivery(key, id string) (bool, error) {
-	k := pairKey(prefixMessage, key, id)
-	fresh, err := b.remember(k)
-	if fresh {
-		b.messages = append(b.messages, k)
-	}
-	return fresh, err
 }
 
 // FirstOrder reports whether order orderID of profile key has not been
@@ -381,11 +367,6 @@ func (b *Batch) Commit(nextOffset int64) error {
 			return fmt.Errorf("write profile %q: %w", key, err)
 		}
 	}
-	for _, k := range b.messages {
-		if err := b.txn.SetEntry(badger.NewEntry(k, nil).WithTTL(b.s.opts.DedupHorizon)); err != nil {
-			return fmt.Errorf("write message id: %w", err)
-		}
-	}
 	for _, k := range b.orders {
 		if err := b.txn.SetEntry(badger.NewEntry(k, nil)); err != nil {
 			return fmt.Errorf("write order id: %w", err)
@@ -428,14 +409,15 @@ func (l badgerLogger) Infof(f string, a ...any)    { l.log(slog.LevelDebug, f, a
 func (l badgerLogger) Debugf(f string, a ...any)   { l.log(slog.LevelDebug, f, a...) }
 
 // Apply applies one event to its profile. A repeated messageId (within the
-// dedup horizon) is not applied again; applied reports whether it was.
+// dedup bounds) is not applied again; applied reports whether it was.
 func (b *Batch) Apply(ev *event.Event) (applied bool, err error) {
 	key := ev.Key()
-	if ev.MessageID != "" {
-		fresh, err := b.FirstDelivery(key, ev.MessageID)
-		if err != nil || !fresh {
-			return false, err
-		}
+	p, err := b.Profile(key)
+	if err != nil {
+		return false, err
+	}
+	if !p.FirstDelivery(ev, b.s.opts.Dedup) {
+		return false, nil
 	}
 	countOrder := false
 	if ev.Type == event.Track && ev.Name == event.OrderCompleted {
@@ -445,10 +427,6 @@ func (b *Batch) Apply(ev *event.Event) (applied bool, err error) {
 				return false, err
 			}
 		}
-	}
-	p, err := b.Profile(key)
-	if err != nil {
-		return false, err
 	}
 	p.Apply(ev, countOrder)
 	return true, nil

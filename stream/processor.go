@@ -90,7 +90,7 @@ func NewProcessor(cfg ProcessorConfig) (*Processor, error) {
 		cfg.Logger = slog.Default()
 	}
 	if cfg.MaxPollRecords <= 0 {
-		cfg.MaxPollRecords = 5000
+		cfg.MaxPollRecords = 50000
 	}
 	if cfg.LagInterval <= 0 {
 		cfg.LagInterval = 2 * time.Second

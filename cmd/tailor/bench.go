@@ -85,15 +85,16 @@ func benchIngest(ctx context.Context, cfg *config.Config, events int, seed uint6
 	wl := workload.DefaultConfig()
 	wl.Seed, wl.Customers = seed, customers
 	res, err := bench.Ingest(ctx, bench.IngestConfig{
-		Client:     client,
-		Events:     events,
-		Partitions: cfg.Kafka.Partitions,
-		Workload:   wl,
-		Store:      engine.StoreOptions(cfg),
-		Limits:     engine.Limits(cfg),
-		DataDir:    tmp,
-		Logger:     log,
-		Progress:   func(s string) { fmt.Fprintln(stderr, s) },
+		Client:         client,
+		Events:         events,
+		Partitions:     cfg.Kafka.Partitions,
+		Workload:       wl,
+		Store:          engine.StoreOptions(cfg),
+		Limits:         engine.Limits(cfg),
+		MaxPollRecords: cfg.Kafka.MaxPollRecords,
+		DataDir:        tmp,
+		Logger:         log,
+		Progress:       func(s string) { fmt.Fprintln(stderr, s) },
 	})
 	if err != nil {
 		return err

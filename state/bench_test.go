@@ -1,0 +1,84 @@
+package state
+
+import (
+	"testing"
+
+	"github.com/tailorcdp/tailor/bench/workload"
+	"github.com/tailorcdp/tailor/event"
+)
+
+func workloadEvents(b *testing.B, n int) []event.Event {
+	b.Helper()
+	gen := workload.New(workload.DefaultConfig())
+	events := make([]event.Event, n)
+	for i := range events {
+		_, raw := gen.Next()
+		// One parser per event: the values must outlive the next parse.
+		ev, err := event.NewParser(event.DefaultLimits()).Parse(raw, 0, received)
+		if err != nil {
+			b.Fatal(err)
+		}
+		events[i] = ev
+	}
+	return events
+}
+
+// BenchmarkApply is the in-memory cost of applying one event to a profile.
+func BenchmarkApply(b *testing.B) {
+	events := workloadEvents(b, 1024)
+	profiles := make(map[string]*Profile)
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		ev := &events[i%len(events)]
+		p := profiles[ev.Key()]
+		if p == nil {
+			p = &Profile{}
+			profiles[ev.Key()] = p
+		}
+		p.Apply(ev, true)
+		i++
+	}
+}
+
+// BenchmarkEncodeDecode is a profile's round trip through its encoding.
+func BenchmarkEncodeDecode(b *testing.B) {
+	p := sampleProfile()
+	var buf []byte
+	b.ReportAllocs()
+	for b.Loop() {
+		buf = p.AppendEncode(buf[:0])
+		if _, err := DecodeProfile(buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkStoreApply is the cost per event of applying workload events to
+// a Badger store through batches of 4,000 events (a partition's share of a default poll): dedup lookup, profile
+// load, apply, and the share of the commit.
+func BenchmarkStoreApply(b *testing.B) {
+	events := workloadEvents(b, 50_000)
+	s := openStore(b, b.TempDir())
+	defer s.Close()
+	b.ReportAllocs()
+	batch := s.Begin()
+	i := 0
+	for b.Loop() {
+		ev := events[i%len(events)]
+		ev.MessageID = ev.MessageID + "-" + string(rune('a'+i/len(events)%26))
+		if _, err := batch.Apply(&ev); err != nil {
+			b.Fatal(err)
+		}
+		i++
+		if i%4000 == 0 || batch.Full() {
+			if err := batch.Commit(int64(i)); err != nil {
+				b.Fatal(err)
+			}
+			batch = s.Begin()
+		}
+	}
+	if err := batch.Commit(int64(i)); err != nil {
+		b.Fatal(err)
+	}
+}
