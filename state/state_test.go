@@ -323,7 +323,7 @@ func TestFirstDelivery(t *testing.T) {
 		want    bool
 	}{
 		{"a", 0, true},
-		{"a", 1, false},  // retry
+		{"a", 1, false}, // retry
 		{"b", 2, true},
 		{"a", 59, false}, // still within the hour
 		{"c", 70, true},  // a (at 0) expires now
