@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# The project's test command (make test; CI runs it through .ci/run).
+#
+# Checks formatting, go vet and staticcheck, then runs every test against a
+# real Apache Kafka broker fetched from Maven Central when Java and Maven are
+# present (deploy/kafka/kafka.sh), or against the embedded broker otherwise;
+# the concurrent packages also run under the race detector, and each fuzz
+# test runs briefly.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+STATICCHECK=honnef.co/go/tools/cmd/staticcheck@v0.8.2
+FUZZTIME=${FUZZTIME:-15s}
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "gofmt"
+unformatted=$(gofmt -l .)
+if [ -n "$unformatted" ]; then
+	echo "not gofmt-ed:"; echo "$unformatted"; exit 1
+fi
+
+step "go vet"
+go vet ./...
+
+step "staticcheck"
+go run "$STATICCHECK" ./...
+
+if command -v java >/dev/null && command -v mvn >/dev/null; then
+	step "Apache Kafka from Maven Central"
+	deploy/kafka/kafka.sh start
+	trap 'deploy/kafka/kafka.sh stop' EXIT
+	export TAILOR_TEST_BROKERS=127.0.0.1:${KAFKA_PORT:-19092}
+	echo "tests use the real broker at $TAILOR_TEST_BROKERS"
+else
+	step "no Java or Maven: tests use the embedded broker"
+fi
+
+step "go test"
+go test -count=1 -timeout 20m ./...
+
+step "go test -race (concurrent packages)"
+go test -count=1 -race -timeout 20m ./state/ ./stream/ ./serve/ ./engine/
+
+step "fuzz (${FUZZTIME} each)"
+go test -run '^$' -fuzz '^FuzzParse$' -fuzztime "$FUZZTIME" -fuzzminimizetime 0 ./event/
+go test -run '^$' -fuzz '^FuzzDecodeProfile$' -fuzztime "$FUZZTIME" -fuzzminimizetime 0 ./state/
+
+step "all checks passed"
