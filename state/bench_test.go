@@ -59,7 +59,10 @@ func BenchmarkEncodeDecode(b *testing.B) {
 // load, apply, and the share of the commit.
 func BenchmarkStoreApply(b *testing.B) {
 	events := workloadEvents(b, 50_000)
-	s := openStore(b, b.TempDir())
+	s, err := Open(b.TempDir(), DefaultOptions())
+	if err != nil {
+		b.Fatal(err)
+	}
 	defer s.Close()
 	b.ReportAllocs()
 	batch := s.Begin()
