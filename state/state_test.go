@@ -9,6 +9,7 @@ import (
 	"os"
 	"reflect"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -341,5 +342,66 @@ func TestFirstDelivery(t *testing.T) {
 	}
 	if len(prof.recent) > 3 {
 		t.Errorf("%d ids remembered, bound is 3", len(prof.recent))
+	}
+}
+
+// TestConcurrentReads reads profiles while batches commit (run it with
+// -race): readers see only committed states, and the cache never goes back
+// to an older one.
+func TestConcurrentReads(t *testing.T) {
+	s := openStore(t, t.TempDir())
+	defer s.Close()
+	p := event.NewParser(event.DefaultLimits())
+	done := make(chan struct{})
+	var readers sync.WaitGroup
+	for range 4 {
+		readers.Go(func() {
+			last := map[string]uint64{}
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				for _, key := range []string{"k0", "k1", "k2"} {
+					prof, err := s.Profile(key)
+					if errors.Is(err, ErrNotFound) {
+						continue
+					}
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					n := prof.TypeCounts[event.Track]
+					if n < last[key] {
+						t.Errorf("%s went back from %d to %d events", key, last[key], n)
+						return
+					}
+					last[key] = n
+				}
+			}
+		})
+	}
+	for i := range 300 {
+		b := s.Begin()
+		for k := range 3 {
+			ev := parse(t, p, `{"type": "track", "userId": "k`+strconv.Itoa(k)+`", "event": "E"}`)
+			if _, err := b.Apply(&ev); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := b.Commit(int64(i)); err != nil {
+			t.Fatal(err)
+		}
+		if i%50 == 0 {
+			s.cache.Purge() // force readers through Badger
+		}
+	}
+	close(done)
+	readers.Wait()
+	for k := range 3 {
+		if prof, _ := s.Profile("k" + strconv.Itoa(k)); prof.TypeCounts[event.Track] != 300 {
+			t.Errorf("k%d: %d events, want 300", k, prof.TypeCounts[event.Track])
+		}
 	}
 }
