@@ -121,19 +121,23 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (e *Engine
 func (e *Engine) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	errc := make(chan error, 2)
-	go func() { errc <- e.processor.Run(ctx) }()
-	go func() {
-		if err := e.server.Serve(e.ln); err != nil {
-			errc <- fmt.Errorf("http server: %w", err)
-		}
-	}()
+	procDone := make(chan error, 1)
+	httpDone := make(chan error, 1)
+	go func() { procDone <- e.processor.Run(ctx) }()
+	go func() { httpDone <- e.server.Serve(e.ln) }()
 	var err error
 	select {
 	case <-ctx.Done():
-	case err = <-errc:
+	case err = <-procDone:
+		procDone <- err // for the wait below
+	case err = <-httpDone:
+		err = fmt.Errorf("http server: %w", err)
 	}
 	cancel()
+	// The stores must not close under an apply in flight.
+	if perr := <-procDone; err == nil {
+		err = perr
+	}
 	return errors.Join(err, e.Close())
 }
 
