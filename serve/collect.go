@@ -25,9 +25,9 @@ func (s *Server) collect(ctx *fasthttp.RequestCtx, typ event.Type, batch bool) {
 		writeError(ctx, fasthttp.StatusMethodNotAllowed, "", "use POST")
 		return
 	}
+	const how = "the Basic auth user name (like Segment's SDKs) or as writeKey in the body"
 	user, hasAuth := basicUser(ctx)
-	if hasAuth && !validKey(user, s.cfg.WriteKeys) {
-		writeError(ctx, fasthttp.StatusUnauthorized, "", "invalid write key")
+	if hasAuth && !checkKey(ctx, user, true, s.cfg.WriteKeys, "write key", how) {
 		return
 	}
 	limit := s.cfg.Limits.MaxEventBytes
@@ -43,18 +43,9 @@ func (s *Server) collect(ctx *fasthttp.RequestCtx, typ event.Type, batch bool) {
 		}
 		return
 	}
-	if !hasAuth {
-		// analytics.js and some server libraries put the key in the body.
-		key := fastjson.GetString(body, "writeKey")
-		if key == "" {
-			ctx.Response.Header.Set(fasthttp.HeaderWWWAuthenticate, `Basic realm="tailor"`)
-			writeError(ctx, fasthttp.StatusUnauthorized, "", "missing write key: send it as the Basic auth user name (like Segment's SDKs) or as writeKey in the body")
-			return
-		}
-		if !validKey(key, s.cfg.WriteKeys) {
-			writeError(ctx, fasthttp.StatusUnauthorized, "", "invalid write key")
-			return
-		}
+	// analytics.js and some server libraries put the key in the body.
+	if !hasAuth && !checkKey(ctx, fastjson.GetString(body, "writeKey"), true, s.cfg.WriteKeys, "write key", how) {
+		return
 	}
 
 	parser := s.parsers.Get().(*event.Parser)

@@ -226,6 +226,21 @@ func basicUser(ctx *fasthttp.RequestCtx) (string, bool) {
 	return "", false
 }
 
+// checkKey answers 401 and returns false unless key (present says whether
+// the request carried one) is among keys; how says where to send it.
+func checkKey(ctx *fasthttp.RequestCtx, key string, present bool, keys []string, what, how string) bool {
+	switch {
+	case !present || key == "":
+		ctx.Response.Header.Set(fasthttp.HeaderWWWAuthenticate, `Basic realm="tailor"`)
+		writeError(ctx, fasthttp.StatusUnauthorized, "", "missing "+what+": send it as "+how)
+		return false
+	case !validKey(key, keys):
+		writeError(ctx, fasthttp.StatusUnauthorized, "", "invalid "+what)
+		return false
+	}
+	return true
+}
+
 // validKey compares in constant time, so timing does not reveal a key.
 func validKey(key string, keys []string) bool {
 	ok := 0
@@ -241,13 +256,7 @@ func (s *Server) profile(ctx *fasthttp.RequestCtx, key string) {
 		return
 	}
 	user, ok := basicUser(ctx)
-	if !ok {
-		ctx.Response.Header.Set(fasthttp.HeaderWWWAuthenticate, `Basic realm="tailor"`)
-		writeError(ctx, fasthttp.StatusUnauthorized, "", "missing read key: send it as the Basic auth user name or a Bearer token")
-		return
-	}
-	if !validKey(user, s.cfg.ReadKeys) {
-		writeError(ctx, fasthttp.StatusUnauthorized, "", "invalid read key")
+	if !checkKey(ctx, user, ok, s.cfg.ReadKeys, "read key", "the Basic auth user name or a Bearer token") {
 		return
 	}
 	if key == "" {

@@ -154,16 +154,7 @@ func DecodeProfile(data []byte) (*Profile, error) {
 		case num == fieldLastSeen && typ == protowire.VarintType:
 			p.LastSeen = int64(v)
 		case num == fieldTypeCount && typ == protowire.BytesType:
-			var t, n uint64
-			err := eachField(raw, func(num protowire.Number, _ protowire.Type, v uint64, _ []byte) error {
-				switch num {
-				case 1:
-					t = v
-				case 2:
-					n = v
-				}
-				return nil
-			})
+			t, _, n, err := decodeCount(raw)
 			if err != nil {
 				return err
 			}
@@ -171,24 +162,14 @@ func DecodeProfile(data []byte) (*Profile, error) {
 				p.TypeCounts[t] = n
 			}
 		case num == fieldEventCount && typ == protowire.BytesType:
-			var name string
-			var n uint64
-			err := eachField(raw, func(num protowire.Number, _ protowire.Type, v uint64, raw []byte) error {
-				switch num {
-				case 1:
-					name = string(raw)
-				case 2:
-					n = v
-				}
-				return nil
-			})
+			_, name, n, err := decodeCount(raw)
 			if err != nil {
 				return err
 			}
 			if p.EventCounts == nil {
 				p.EventCounts = make(map[string]uint64)
 			}
-			p.EventCounts[name] = n
+			p.EventCounts[string(name)] = n
 		case num == fieldOrders && typ == protowire.VarintType:
 			p.Orders = v
 		case num == fieldRevenue && typ == protowire.Fixed64Type:
@@ -228,6 +209,21 @@ func DecodeProfile(data []byte) (*Profile, error) {
 		}
 	}
 	return p, nil
+}
+
+// decodeCount decodes a {1: key, 2: count} message, whose key is a varint
+// (type counts) or bytes (event counts).
+func decodeCount(raw []byte) (key uint64, name []byte, count uint64, err error) {
+	err = eachField(raw, func(num protowire.Number, _ protowire.Type, v uint64, b []byte) error {
+		switch num {
+		case 1:
+			key, name = v, b
+		case 2:
+			count = v
+		}
+		return nil
+	})
+	return key, name, count, err
 }
 
 // eachField calls fn for each field of a wire-format message: v holds
