@@ -45,5 +45,6 @@ go test -count=1 -race -timeout 20m ./state/ ./stream/ ./serve/ ./engine/
 step "fuzz (${FUZZTIME} each)"
 go test -run '^$' -fuzz '^FuzzParse$' -fuzztime "$FUZZTIME" -fuzzminimizetime 0 ./event/
 go test -run '^$' -fuzz '^FuzzDecodeProfile$' -fuzztime "$FUZZTIME" -fuzzminimizetime 0 ./state/
+go test -run '^$' -fuzz '^FuzzCompile$' -fuzztime "$FUZZTIME" -fuzzminimizetime 0 ./rules/
 
 step "all checks passed"

@@ -1,0 +1,791 @@
+package rules
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Type is the static type of an expression. TypeDynamic is a trait,
+// property or context field, whose kind is known only at run time.
+type Type uint8
+
+// Static types.
+const (
+	TypeDynamic Type = iota
+	TypeBool
+	TypeNumber
+	TypeString
+	TypeDuration
+	TypeTime
+	TypeList
+)
+
+func (t Type) String() string {
+	switch t {
+	case TypeBool:
+		return "true/false"
+	case TypeNumber:
+		return "a number"
+	case TypeString:
+		return "a string"
+	case TypeDuration:
+		return "a duration"
+	case TypeTime:
+		return "a time"
+	case TypeList:
+		return "a list"
+	}
+	return "a profile field"
+}
+
+func (t Type) kind() Kind {
+	switch t {
+	case TypeBool:
+		return KindBool
+	case TypeNumber:
+		return KindNumber
+	case TypeString:
+		return KindString
+	case TypeDuration:
+		return KindDuration
+	case TypeTime:
+		return KindTime
+	case TypeList:
+		return KindList
+	}
+	return KindNull
+}
+
+// RFM fields, the indexes Env.RFM is asked for.
+const (
+	RFMRecencyScore   = iota // rfm.r: 1-5
+	RFMFrequencyScore        // rfm.f: 1-5
+	RFMMonetaryScore         // rfm.m: 1-5
+	RFMRecency               // rfm.recency: days since the last order
+	RFMFrequency             // rfm.frequency: orders in the horizon
+	RFMMonetary              // rfm.monetary: revenue in the horizon
+)
+
+func rfmField(name string) (int, bool) {
+	switch name {
+	case "r":
+		return RFMRecencyScore, true
+	case "f":
+		return RFMFrequencyScore, true
+	case "m":
+		return RFMMonetaryScore, true
+	case "recency":
+		return RFMRecency, true
+	case "frequency":
+		return RFMFrequency, true
+	case "monetary":
+		return RFMMonetary, true
+	}
+	return 0, false
+}
+
+// Env is what a rule reads when it is evaluated: one profile (and, for
+// eligibility, the request's context) at one instant. Names the schema
+// knows are passed as indexes, so evaluation needs no lookup by name.
+// Numbers, durations (seconds) and times (Unix seconds) travel as float64
+// with ok false for "no value".
+type Env interface {
+	Now() time.Time
+	Trait(name string) Value
+	Property(path []string) Value
+	Context(path []string) Value
+	Aggregate(index int) (float64, bool)
+	// LastEvent returns the time of the profile's last event of that name.
+	LastEvent(name string) (time.Time, bool)
+	RFM(field int) (float64, bool)
+	Interest(category string) float64
+	Segment(index int) bool
+	Consent(purpose string) bool
+}
+
+// Field is a name the schema declares, with its type.
+type Field struct {
+	Name string
+	Type Type
+}
+
+// Schema is what rules may refer to by name.
+type Schema struct {
+	// Aggregates are the declared aggregates; a rule names them bare.
+	Aggregates []Field
+	// Segments are the segment names segment("...") accepts.
+	Segments []string
+}
+
+// Deps records what a rule reads, so that an event re-evaluates only the
+// rules whose inputs it changed, and a rule reading the clock is woken up
+// by time alone.
+type Deps struct {
+	Traits     []string // trait names
+	Properties []string // top-level property names
+	Context    []string // top-level context names
+	Events     []string // since() event names
+	Aggregates []int    // schema indexes
+	Segments   []int    // schema indexes
+	Interests  []string // categories
+	Consents   []string // purposes
+	RFM        bool
+	Clock      bool // now() or since(): the result changes with time
+}
+
+func addName(list []string, name string) []string {
+	if slices.Contains(list, name) {
+		return list
+	}
+	return append(list, name)
+}
+
+func addIndex(list []int, i int) []int {
+	if slices.Contains(list, i) {
+		return list
+	}
+	return append(list, i)
+}
+
+// Rule is a compiled rule.
+type Rule struct {
+	Name   string
+	Source string
+	Type   Type
+	Deps   Deps
+	e      expr
+}
+
+// Eval evaluates the rule.
+func (r *Rule) Eval(env Env) Value { return r.e.value()(env) }
+
+// Match evaluates a true/false rule; anything but true is false.
+func (r *Rule) Match(env Env) bool { return r.e.boolean()(env) }
+
+// Compile parses and type-checks src as rule name against schema, and
+// compiles it. want is the type the rule must have (TypeDynamic accepts
+// any): segment and eligibility rules want TypeBool.
+func Compile(name, src string, schema *Schema, want Type) (*Rule, error) {
+	tree, err := parse(name, src)
+	if err != nil {
+		return nil, err
+	}
+	c := &compiler{rule: name, schema: schema}
+	e, err := c.compile(tree)
+	if err != nil {
+		return nil, err
+	}
+	if want != TypeDynamic && e.typ != want && !(want == TypeBool && e.typ == TypeDynamic) {
+		return nil, &Error{Rule: name, Pos: tree.position(), Msg: fmt.Sprintf("the rule must give %s, but gives %s", want, e.typ)}
+	}
+	for _, d := range []*[]string{&c.deps.Traits, &c.deps.Properties, &c.deps.Context, &c.deps.Events, &c.deps.Interests, &c.deps.Consents} {
+		sort.Strings(*d)
+	}
+	sort.Ints(c.deps.Aggregates)
+	sort.Ints(c.deps.Segments)
+	return &Rule{Name: name, Source: src, Type: e.typ, Deps: c.deps, e: e}, nil
+}
+
+type compiler struct {
+	rule   string
+	schema *Schema
+	deps   Deps
+}
+
+// expr is a compiled expression: one evaluator, by its static type. Typed
+// evaluators keep the common rules (numbers compared with numbers, joined
+// by && and ||) free of boxing.
+type expr struct {
+	typ Type
+	b   func(Env) bool            // TypeBool
+	n   func(Env) (float64, bool) // TypeNumber, TypeDuration, TypeTime
+	s   func(Env) (string, bool)  // TypeString
+	v   func(Env) Value           // TypeDynamic, TypeList
+}
+
+func boolExpr(f func(Env) bool) expr { return expr{typ: TypeBool, b: f} }
+
+func numExpr(t Type, f func(Env) (float64, bool)) expr { return expr{typ: t, n: f} }
+
+// value returns the expression as a Value evaluator.
+func (e expr) value() func(Env) Value {
+	switch {
+	case e.b != nil:
+		f := e.b
+		return func(env Env) Value { return Bool(f(env)) }
+	case e.n != nil:
+		f, k := e.n, e.typ.kind()
+		return func(env Env) Value {
+			x, ok := f(env)
+			if !ok {
+				return Value{}
+			}
+			return Value{Kind: k, Num: x}
+		}
+	case e.s != nil:
+		f := e.s
+		return func(env Env) Value {
+			x, ok := f(env)
+			if !ok {
+				return Value{}
+			}
+			return String(x)
+		}
+	}
+	return e.v
+}
+
+// boolean returns the expression as a bool evaluator (dynamic values are
+// true only when they are the boolean true).
+func (e expr) boolean() func(Env) bool {
+	if e.b != nil {
+		return e.b
+	}
+	v := e.value()
+	return func(env Env) bool { return v(env).True() }
+}
+
+// number returns a number-like evaluator; a dynamic value counts only when
+// it has kind k.
+func (e expr) number(k Kind) func(Env) (float64, bool) {
+	if e.n != nil {
+		return e.n
+	}
+	v := e.value()
+	return func(env Env) (float64, bool) {
+		x := v(env)
+		return x.Num, x.Kind == k
+	}
+}
+
+// str returns a string evaluator; a dynamic value counts only when it is a
+// string.
+func (e expr) str() func(Env) (string, bool) {
+	if e.s != nil {
+		return e.s
+	}
+	v := e.value()
+	return func(env Env) (string, bool) {
+		x := v(env)
+		return x.Str, x.Kind == KindString
+	}
+}
+
+func (c *compiler) errorf(n node, format string, a ...any) error {
+	return &Error{Rule: c.rule, Pos: n.position(), Msg: fmt.Sprintf(format, a...)}
+}
+
+func (c *compiler) compile(n node) (expr, error) {
+	switch n := n.(type) {
+	case *litNode:
+		return constant(n.val), nil
+	case *listNode:
+		return c.list(n)
+	case *identNode:
+		return c.ident(n)
+	case *memberNode:
+		return c.member(n)
+	case *callNode:
+		return c.call(n)
+	case *unaryNode:
+		return c.unary(n)
+	case *binaryNode:
+		return c.binary(n)
+	}
+	return expr{}, c.errorf(n, "unsupported expression")
+}
+
+func constant(v Value) expr {
+	switch v.Kind {
+	case KindBool:
+		b := v.True()
+		return boolExpr(func(Env) bool { return b })
+	case KindNumber, KindDuration, KindTime:
+		x := v.Num
+		return numExpr(typeOf(v.Kind), func(Env) (float64, bool) { return x, true })
+	case KindString:
+		s := v.Str
+		return expr{typ: TypeString, s: func(Env) (string, bool) { return s, true }}
+	}
+	return expr{typ: typeOf(v.Kind), v: func(Env) Value { return v }}
+}
+
+func typeOf(k Kind) Type {
+	switch k {
+	case KindBool:
+		return TypeBool
+	case KindNumber:
+		return TypeNumber
+	case KindString:
+		return TypeString
+	case KindDuration:
+		return TypeDuration
+	case KindTime:
+		return TypeTime
+	case KindList:
+		return TypeList
+	}
+	return TypeDynamic
+}
+
+func (c *compiler) list(n *listNode) (expr, error) {
+	items := make([]func(Env) Value, len(n.items))
+	var itemType Type
+	for i, item := range n.items {
+		e, err := c.compile(item)
+		if err != nil {
+			return expr{}, err
+		}
+		if i > 0 && e.typ != itemType {
+			return expr{}, c.errorf(item, "list items must all be of one type: %s after %s", e.typ, itemType)
+		}
+		itemType = e.typ
+		items[i] = e.value()
+	}
+	return expr{typ: TypeList, v: func(env Env) Value {
+		v := Value{Kind: KindList, List: make([]Value, len(items))}
+		for i, item := range items {
+			v.List[i] = item(env)
+		}
+		return v
+	}}, nil
+}
+
+func (c *compiler) ident(n *identNode) (expr, error) {
+	switch n.name {
+	case "traits", "properties", "context":
+		return expr{}, c.errorf(n, "%s needs a field name: %s.name", n.name, n.name)
+	case "rfm":
+		return expr{}, c.errorf(n, "rfm needs a field: rfm.r, rfm.f, rfm.m, rfm.recency, rfm.frequency or rfm.monetary")
+	}
+	for i, a := range c.schema.Aggregates {
+		if a.Name == n.name {
+			c.deps.Aggregates = addIndex(c.deps.Aggregates, i)
+			return numExpr(a.Type, func(env Env) (float64, bool) { return env.Aggregate(i) }), nil
+		}
+	}
+	return expr{}, c.errorf(n, "unknown name %q: not an aggregate, and not traits, properties, context or rfm", n.name)
+}
+
+// member compiles traits.x, properties.a.b, context.page.url and rfm.x.
+func (c *compiler) member(n *memberNode) (expr, error) {
+	path := []string{n.name}
+	x := n.x
+	for {
+		m, ok := x.(*memberNode)
+		if !ok {
+			break
+		}
+		path = append([]string{m.name}, path...)
+		x = m.x
+	}
+	root, ok := x.(*identNode)
+	if !ok {
+		return expr{}, c.errorf(n, "fields can be read from traits, properties, context and rfm only")
+	}
+	switch root.name {
+	case "traits":
+		if len(path) > 1 {
+			return expr{}, c.errorf(n, "traits.%s: nested trait fields are not supported; traits are read whole", strings.Join(path, "."))
+		}
+		name := path[0]
+		c.deps.Traits = addName(c.deps.Traits, name)
+		return expr{typ: TypeDynamic, v: func(env Env) Value { return env.Trait(name) }}, nil
+	case "properties":
+		c.deps.Properties = addName(c.deps.Properties, path[0])
+		return expr{typ: TypeDynamic, v: func(env Env) Value { return env.Property(path) }}, nil
+	case "context":
+		c.deps.Context = addName(c.deps.Context, path[0])
+		return expr{typ: TypeDynamic, v: func(env Env) Value { return env.Context(path) }}, nil
+	case "rfm":
+		f, ok := rfmField(path[0])
+		if !ok || len(path) > 1 {
+			return expr{}, c.errorf(n, "unknown field rfm.%s: want r, f, m, recency, frequency or monetary", strings.Join(path, "."))
+		}
+		c.deps.RFM = true
+		return numExpr(TypeNumber, func(env Env) (float64, bool) { return env.RFM(f) }), nil
+	}
+	return expr{}, c.errorf(root, "unknown name %q: fields can be read from traits, properties, context and rfm", root.name)
+}
+
+// stringLiteral returns the string of a literal argument.
+func (c *compiler) stringLiteral(call *callNode, i int) (string, error) {
+	if lit, ok := call.args[i].(*litNode); ok && lit.val.Kind == KindString {
+		return lit.val.Str, nil
+	}
+	return "", c.errorf(call.args[i], "%s() takes a quoted name", call.fn)
+}
+
+func arity(fn string) (int, bool) {
+	switch fn {
+	case "now":
+		return 0, true
+	case "since", "duration", "interest", "segment", "consent", "has", "lower":
+		return 1, true
+	case "contains", "startsWith":
+		return 2, true
+	}
+	return 0, false
+}
+
+func (c *compiler) call(n *callNode) (expr, error) {
+	want, known := arity(n.fn)
+	if !known {
+		return expr{}, c.errorf(n, "unknown function %s()", n.fn)
+	}
+	if len(n.args) != want {
+		return expr{}, c.errorf(n, "%s() takes %d argument(s), got %d", n.fn, want, len(n.args))
+	}
+	switch n.fn {
+	case "now":
+		c.deps.Clock = true
+		return numExpr(TypeTime, func(env Env) (float64, bool) { return unixSeconds(env.Now()), true }), nil
+	case "since":
+		name, err := c.stringLiteral(n, 0)
+		if err != nil {
+			return expr{}, err
+		}
+		c.deps.Events = addName(c.deps.Events, name)
+		c.deps.Clock = true
+		return numExpr(TypeDuration, func(env Env) (float64, bool) {
+			t, ok := env.LastEvent(name)
+			if !ok {
+				// Never is longer ago than any window: "no order in the
+				// last hour" holds for someone who never ordered.
+				return math.Inf(1), true
+			}
+			return env.Now().Sub(t).Seconds(), true
+		}), nil
+	case "duration":
+		s, err := c.stringLiteral(n, 0)
+		if err != nil {
+			return expr{}, err
+		}
+		d, err := parseDuration(s)
+		if err != nil {
+			return expr{}, c.errorf(n.args[0], "%v", err)
+		}
+		return constant(Duration(d)), nil
+	case "interest":
+		cat, err := c.stringLiteral(n, 0)
+		if err != nil {
+			return expr{}, err
+		}
+		c.deps.Interests = addName(c.deps.Interests, cat)
+		return numExpr(TypeNumber, func(env Env) (float64, bool) { return env.Interest(cat), true }), nil
+	case "segment":
+		name, err := c.stringLiteral(n, 0)
+		if err != nil {
+			return expr{}, err
+		}
+		i := slices.Index(c.schema.Segments, name)
+		if i < 0 {
+			return expr{}, c.errorf(n.args[0], "unknown segment %q", name)
+		}
+		c.deps.Segments = addIndex(c.deps.Segments, i)
+		return boolExpr(func(env Env) bool { return env.Segment(i) }), nil
+	case "consent":
+		purpose, err := c.stringLiteral(n, 0)
+		if err != nil {
+			return expr{}, err
+		}
+		c.deps.Consents = addName(c.deps.Consents, purpose)
+		return boolExpr(func(env Env) bool { return env.Consent(purpose) }), nil
+	case "has":
+		m, ok := n.args[0].(*memberNode)
+		if !ok {
+			return expr{}, c.errorf(n.args[0], "has() takes a field such as traits.email")
+		}
+		e, err := c.member(m)
+		if err != nil {
+			return expr{}, err
+		}
+		if e.n != nil {
+			f := e.n
+			return boolExpr(func(env Env) bool { _, ok := f(env); return ok }), nil
+		}
+		v := e.v
+		return boolExpr(func(env Env) bool { return v(env).Kind != KindNull }), nil
+	}
+	// The string functions.
+	args := make([]func(Env) (string, bool), len(n.args))
+	for i, a := range n.args {
+		e, err := c.compile(a)
+		if err != nil {
+			return expr{}, err
+		}
+		if e.typ != TypeString && e.typ != TypeDynamic {
+			return expr{}, c.errorf(a, "%s() takes strings, not %s", n.fn, e.typ)
+		}
+		args[i] = e.str()
+	}
+	if n.fn == "lower" {
+		return expr{typ: TypeString, s: func(env Env) (string, bool) {
+			s, ok := args[0](env)
+			return strings.ToLower(s), ok
+		}}, nil
+	}
+	test := strings.Contains
+	if n.fn == "startsWith" {
+		test = strings.HasPrefix
+	}
+	return boolExpr(func(env Env) bool {
+		s, ok1 := args[0](env)
+		sub, ok2 := args[1](env)
+		return ok1 && ok2 && test(s, sub)
+	}), nil
+}
+
+func unixSeconds(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }
+
+// parseDuration reads "90s", "15m", "24h", "7d", "2w".
+func parseDuration(s string) (time.Duration, error) {
+	i := 0
+	for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+		i++
+	}
+	if i > 0 && i < len(s) {
+		if unit, ok := durationUnit(s[i:]); ok {
+			n, err := strconv.Atoi(s[:i])
+			if err == nil {
+				return time.Duration(n) * unit, nil
+			}
+		}
+	}
+	return 0, fmt.Errorf("invalid duration %q: want a whole number and s, m, h, d or w, like \"1h\"", s)
+}
+
+func (c *compiler) unary(n *unaryNode) (expr, error) {
+	x, err := c.compile(n.x)
+	if err != nil {
+		return expr{}, err
+	}
+	if n.op == "!" {
+		if x.typ != TypeBool && x.typ != TypeDynamic {
+			return expr{}, c.errorf(n, "! needs true/false, not %s", x.typ)
+		}
+		f := x.boolean()
+		return boolExpr(func(env Env) bool { return !f(env) }), nil
+	}
+	if x.typ != TypeNumber && x.typ != TypeDuration && x.typ != TypeDynamic {
+		return expr{}, c.errorf(n, "- needs a number or a duration, not %s", x.typ)
+	}
+	typ := x.typ
+	if typ == TypeDynamic {
+		typ = TypeNumber
+	}
+	f := x.number(typ.kind())
+	return numExpr(typ, func(env Env) (float64, bool) { v, ok := f(env); return -v, ok }), nil
+}
+
+func (c *compiler) binary(n *binaryNode) (expr, error) {
+	x, err := c.compile(n.x)
+	if err != nil {
+		return expr{}, err
+	}
+	y, err := c.compile(n.y)
+	if err != nil {
+		return expr{}, err
+	}
+	switch n.op {
+	case "&&", "||":
+		for _, e := range []expr{x, y} {
+			if e.typ != TypeBool && e.typ != TypeDynamic {
+				return expr{}, c.errorf(n, "%s needs true/false on both sides, not %s", n.op, e.typ)
+			}
+		}
+		a, b := x.boolean(), y.boolean()
+		if n.op == "&&" {
+			return boolExpr(func(env Env) bool { return a(env) && b(env) }), nil
+		}
+		return boolExpr(func(env Env) bool { return a(env) || b(env) }), nil
+	case "==", "!=", "<", "<=", ">", ">=":
+		return c.comparison(n, x, y)
+	case "in":
+		return c.in(n, x, y)
+	}
+	return c.arithmetic(n, x, y)
+}
+
+// comparison compiles == != < <= > >=. A missing or mistyped value makes
+// any comparison false, != included.
+func (c *compiler) comparison(n *binaryNode, x, y expr) (expr, error) {
+	dyn := x.typ == TypeDynamic || y.typ == TypeDynamic
+	if !dyn && x.typ != y.typ {
+		return expr{}, c.errorf(n, "cannot compare %s with %s", x.typ, y.typ)
+	}
+	ordered := n.op != "==" && n.op != "!="
+	if ordered {
+		for _, e := range []expr{x, y} {
+			if e.typ == TypeBool || e.typ == TypeList {
+				return expr{}, c.errorf(n, "%s orders numbers, strings, durations and times, not %s", n.op, e.typ)
+			}
+		}
+	}
+	test := cmpTest(n.op)
+	typ := x.typ
+	if typ == TypeDynamic {
+		typ = y.typ
+	}
+	switch typ {
+	case TypeNumber, TypeDuration, TypeTime:
+		a, b := x.number(typ.kind()), y.number(typ.kind())
+		return boolExpr(func(env Env) bool {
+			u, ok1 := a(env)
+			v, ok2 := b(env)
+			if !ok1 || !ok2 || u != u || v != v { // missing or NaN
+				return false
+			}
+			switch {
+			case u < v:
+				return test(-1)
+			case u > v:
+				return test(1)
+			}
+			return test(0)
+		}), nil
+	case TypeString:
+		a, b := x.str(), y.str()
+		return boolExpr(func(env Env) bool {
+			u, ok1 := a(env)
+			v, ok2 := b(env)
+			return ok1 && ok2 && test(strings.Compare(u, v))
+		}), nil
+	}
+	// Booleans, lists and two dynamic values: compare boxed values.
+	a, b := x.value(), y.value()
+	return boolExpr(func(env Env) bool {
+		u, v := a(env), b(env)
+		if u.Kind == KindNull || v.Kind == KindNull {
+			return false
+		}
+		if !ordered {
+			if equal(u, v) {
+				return test(0)
+			}
+			return test(1)
+		}
+		c, ok := compare(u, v)
+		return ok && test(c)
+	}), nil
+}
+
+func cmpTest(op string) func(int) bool {
+	switch op {
+	case "==":
+		return func(c int) bool { return c == 0 }
+	case "!=":
+		return func(c int) bool { return c != 0 }
+	case "<":
+		return func(c int) bool { return c < 0 }
+	case "<=":
+		return func(c int) bool { return c <= 0 }
+	case ">":
+		return func(c int) bool { return c > 0 }
+	}
+	return func(c int) bool { return c >= 0 }
+}
+
+func (c *compiler) in(n *binaryNode, x, y expr) (expr, error) {
+	if y.typ != TypeList && y.typ != TypeDynamic {
+		return expr{}, c.errorf(n, "in needs a list on its right, not %s", y.typ)
+	}
+	if l, ok := n.y.(*listNode); ok && len(l.items) > 0 && x.typ != TypeDynamic {
+		if it, _ := c.compile(l.items[0]); it.typ != TypeDynamic && it.typ != x.typ {
+			return expr{}, c.errorf(n, "cannot look for %s in a list of %s", x.typ, pluralOf(it.typ))
+		}
+	}
+	a, b := x.value(), y.value()
+	return boolExpr(func(env Env) bool {
+		v, list := a(env), b(env)
+		if list.Kind != KindList || v.Kind == KindNull {
+			return false
+		}
+		for _, item := range list.List {
+			if equal(v, item) {
+				return true
+			}
+		}
+		return false
+	}), nil
+}
+
+func pluralOf(t Type) string {
+	return strings.TrimPrefix(t.String(), "a ") + "s"
+}
+
+// arithmetic compiles + - * / %. Dynamic operands are numbers at run time
+// (strings for + with a string), or the result has no value.
+func (c *compiler) arithmetic(n *binaryNode, x, y expr) (expr, error) {
+	xt, yt := x.typ, y.typ
+	if xt == TypeDynamic {
+		xt = TypeNumber
+		if yt == TypeString && n.op == "+" {
+			xt = TypeString
+		}
+	}
+	if yt == TypeDynamic {
+		yt = TypeNumber
+		if xt == TypeString && n.op == "+" {
+			yt = TypeString
+		}
+	}
+	var result Type
+	switch {
+	case n.op == "+" && xt == TypeString && yt == TypeString:
+		a, b := x.str(), y.str()
+		return expr{typ: TypeString, s: func(env Env) (string, bool) {
+			u, ok1 := a(env)
+			v, ok2 := b(env)
+			return u + v, ok1 && ok2
+		}}, nil
+	case xt == TypeNumber && yt == TypeNumber:
+		result = TypeNumber
+	case (n.op == "+" || n.op == "-") && xt == TypeDuration && yt == TypeDuration:
+		result = TypeDuration
+	case (n.op == "+" || n.op == "-") && xt == TypeTime && yt == TypeDuration:
+		result = TypeTime
+	case n.op == "+" && xt == TypeDuration && yt == TypeTime:
+		result = TypeTime
+	case n.op == "-" && xt == TypeTime && yt == TypeTime:
+		result = TypeDuration
+	case (n.op == "*" || n.op == "/") && xt == TypeDuration && yt == TypeNumber:
+		result = TypeDuration
+	case n.op == "*" && xt == TypeNumber && yt == TypeDuration:
+		result = TypeDuration
+	case n.op == "/" && xt == TypeDuration && yt == TypeDuration:
+		result = TypeNumber
+	default:
+		return expr{}, c.errorf(n, "cannot apply %s to %s and %s", n.op, x.typ, y.typ)
+	}
+	a, b := x.number(xt.kind()), y.number(yt.kind())
+	var op func(u, v float64) float64
+	switch n.op {
+	case "+":
+		op = func(u, v float64) float64 { return u + v }
+	case "-":
+		op = func(u, v float64) float64 { return u - v }
+	case "*":
+		op = func(u, v float64) float64 { return u * v }
+	case "/":
+		op = func(u, v float64) float64 { return u / v }
+	default:
+		op = math.Mod
+	}
+	return numExpr(result, func(env Env) (float64, bool) {
+		u, ok1 := a(env)
+		v, ok2 := b(env)
+		if !ok1 || !ok2 {
+			return 0, false
+		}
+		r := op(u, v)
+		// Division by zero and the like give no value, so that no
+		// comparison with them holds.
+		return r, !math.IsNaN(r) && !math.IsInf(r, 0)
+	}), nil
+}
