@@ -150,7 +150,7 @@ func (c *Config) options() []option {
 		{"group", "TAILOR_GROUP", "kafka.group", "consumer group of the engine's instances", (*stringValue)(&c.Kafka.Group)},
 		{"instance-id", "TAILOR_INSTANCE_ID", "kafka.instance_id", "static group membership id, unique per instance: a restarted instance gets its partitions back at once instead of after the session timeout", (*stringValue)(&c.Kafka.InstanceID)},
 		{"session-timeout", "TAILOR_SESSION_TIMEOUT", "kafka.session_timeout", "how long the group waits for a silent instance before moving its partitions", (*Duration)(&c.Kafka.SessionTimeout)},
-		{"max-poll-records", "TAILOR_MAX_POLL_RECORDS", "kafka.max_poll_records", "records applied per poll at most: larger polls commit less often, a rebalance waits for one poll", (*intValue)(&c.Kafka.MaxPollRecords)},
+		{"max-poll-records", "TAILOR_MAX_POLL_RECORDS", "kafka.max_poll_records", "records fetched per poll and applied per store transaction at most: larger batches commit less often", (*intValue)(&c.Kafka.MaxPollRecords)},
 		{"topic-prefix", "TAILOR_TOPIC_PREFIX", "kafka.topic_prefix", "prefix of the topic names (events, changelog, segments, deadletter)", (*stringValue)(&c.Kafka.TopicPrefix)},
 		{"partitions", "TAILOR_PARTITIONS", "kafka.partitions", "partitions of topics created at start (the unit of scale; changing it later is a migration)", (*intValue)(&c.Kafka.Partitions)},
 		{"replication", "TAILOR_REPLICATION", "kafka.replication", "replication factor of topics created at start", (*intValue)(&c.Kafka.Replication)},

@@ -43,7 +43,7 @@ type ProcessorConfig struct {
 	Partitions int
 	Store      state.Options
 	Limits     event.Limits
-	// MaxPollRecords bounds one poll; a rebalance waits for at most one.
+	// MaxPollRecords bounds one poll, and one batch of a partition.
 	MaxPollRecords int
 	Logger         *slog.Logger
 	Metrics        *Metrics
@@ -68,12 +68,22 @@ type Processor struct {
 
 	fatal chan error // a partition that cannot work stops Run
 
+	// ctx is the workers' context, for producing dead letters; Close ends it.
+	ctx    context.Context
+	cancel context.CancelFunc
+
 	// cache statistics of stores already closed, so the counters stay monotonic
 	closedHits, closedMisses atomic.Uint64
 }
 
+// partition is an assigned partition: its store and the worker goroutine
+// that applies its records, fed through work, so that fetching the next
+// records overlaps applying these.
 type partition struct {
 	id     int32
+	work   chan []*kgo.Record
+	done   chan struct{} // closed when the worker has stopped
+	failed bool          // the worker's: a failed apply stops applying
 	store  *state.Store
 	parser *event.Parser
 	next   atomic.Int64 // next offset to apply
@@ -99,6 +109,7 @@ func NewProcessor(cfg ProcessorConfig) (*Processor, error) {
 		cfg.Metrics = NewMetrics(prometheus.NewRegistry())
 	}
 	p := &Processor{cfg: cfg, log: cfg.Logger, m: cfg.Metrics, parts: make(map[int32]*partition), fatal: make(chan error, 1)}
+	p.ctx, p.cancel = context.WithCancel(context.Background())
 	p.m.reg.MustRegister(
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "tailor_profile_cache_hits_total",
@@ -117,7 +128,6 @@ func NewProcessor(cfg ProcessorConfig) (*Processor, error) {
 	opts := append(cfg.Client.Opts(),
 		kgo.ConsumerGroup(cfg.Group),
 		kgo.ConsumeTopics(cfg.Topics.Events),
-		kgo.BlockRebalanceOnPoll(),
 		kgo.OnPartitionsAssigned(p.assign),
 		kgo.OnPartitionsRevoked(p.revoke),
 		kgo.OnPartitionsLost(p.revoke),
@@ -141,54 +151,80 @@ func NewProcessor(cfg ProcessorConfig) (*Processor, error) {
 	return p, nil
 }
 
-// Run consumes and applies events until ctx is done or a store fails; a
-// store failure is returned, and a restart resumes from the stored offsets.
+// Run consumes events and hands each partition's records to its worker
+// until ctx is done or a store fails; a store failure is returned, and a
+// restart resumes from the stored offsets.
 func (p *Processor) Run(ctx context.Context) error {
 	lagCtx, stopLag := context.WithCancel(ctx)
 	defer stopLag()
 	go p.watchLag(lagCtx)
 	for {
+		select {
+		case err := <-p.fatal:
+			return err
+		default:
+		}
 		fetches := p.cl.PollRecords(ctx, p.cfg.MaxPollRecords)
 		if fetches.IsClientClosed() || ctx.Err() != nil {
-			p.cl.AllowRebalance()
 			return nil
 		}
 		fetches.EachError(func(topic string, part int32, err error) {
 			p.log.Warn("fetch failed", "topic", topic, "partition", part, "err", err)
 		})
-		var (
-			wg       sync.WaitGroup
-			errMu    sync.Mutex
-			firstErr error
-		)
+		var stop error
+		// Sending under the read lock keeps revoke (which takes the write
+		// lock) from closing a worker's channel in between.
 		p.mu.RLock()
 		fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
 			part := p.parts[fp.Partition]
-			if len(fp.Records) == 0 || part == nil {
+			if stop != nil || part == nil || len(fp.Records) == 0 {
 				return
 			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				if err := p.apply(ctx, part, fp.Records); err != nil {
-					errMu.Lock()
-					if firstErr == nil {
-						firstErr = err
-					}
-					errMu.Unlock()
-				}
-			}()
+			select {
+			case part.work <- fp.Records:
+			case <-ctx.Done():
+				stop = ctx.Err()
+			case err := <-p.fatal:
+				stop = err
+			}
 		})
 		p.mu.RUnlock()
-		wg.Wait()
-		p.cl.AllowRebalance()
-		if firstErr != nil {
-			return firstErr
+		if ctx.Err() != nil {
+			return nil
 		}
-		select {
-		case err := <-p.fatal:
-			return err
-		default:
+		if stop != nil {
+			return stop
+		}
+	}
+}
+
+// work applies the records handed to a partition until its channel is
+// closed, taking whatever has queued up meanwhile as one batch.
+func (p *Processor) work(part *partition) {
+	defer close(part.done)
+	for records := range part.work {
+		batch := records
+	more:
+		for len(batch) < p.cfg.MaxPollRecords {
+			select {
+			case next, ok := <-part.work:
+				if !ok {
+					break more
+				}
+				batch = append(batch[:len(batch):len(batch)], next...)
+			default:
+				break more
+			}
+		}
+		if part.failed {
+			continue // not applied: the stored offset stays before them
+		}
+		if err := p.apply(p.ctx, part, batch); err != nil {
+			part.failed = true
+			select {
+			case p.fatal <- err:
+			default:
+			}
 		}
 	}
 }
@@ -293,9 +329,11 @@ func (p *Processor) assign(ctx context.Context, _ *kgo.Client, assigned map[stri
 			}
 			return
 		}
-		part := &partition{id: id, store: store, parser: event.NewParser(p.cfg.Limits), label: partitionLabel(id)}
+		part := &partition{id: id, store: store, parser: event.NewParser(p.cfg.Limits), label: partitionLabel(id),
+			work: make(chan []*kgo.Record, 2), done: make(chan struct{})}
 		part.target.Store(-1)
 		p.parts[id] = part
+		go p.work(part)
 		p.log.Info("partition assigned", "partition", id, "store", dir)
 	}
 }
@@ -340,31 +378,37 @@ func (p *Processor) startOffsets(ctx context.Context, offsets map[string]map[int
 	return offsets, nil
 }
 
-// revoke closes the stores of partitions taken away (or lost). Under
-// BlockRebalanceOnPoll no apply is in flight while it runs.
+// revoke stops the workers of partitions taken away (or lost), after they
+// have applied and committed what they were given, and closes their stores.
 func (p *Processor) revoke(_ context.Context, _ *kgo.Client, revoked map[string][]int32) {
 	p.mu.Lock()
-	defer p.mu.Unlock()
+	var parts []*partition
 	for _, id := range revoked[p.cfg.Topics.Events] {
-		p.closePartition(id)
+		if part := p.parts[id]; part != nil {
+			delete(p.parts, id)
+			parts = append(parts, part)
+		}
 	}
+	p.mu.Unlock()
+	p.closePartitions(parts)
 }
 
-func (p *Processor) closePartition(id int32) {
-	part := p.parts[id]
-	if part == nil {
-		return
+func (p *Processor) closePartitions(parts []*partition) {
+	for _, part := range parts {
+		close(part.work)
 	}
-	delete(p.parts, id)
-	h, m := part.store.CacheStats()
-	p.closedHits.Add(h)
-	p.closedMisses.Add(m)
-	if err := part.store.Close(); err != nil {
-		p.log.Error("close partition store", "partition", id, "err", err)
+	for _, part := range parts {
+		<-part.done
+		h, m := part.store.CacheStats()
+		p.closedHits.Add(h)
+		p.closedMisses.Add(m)
+		if err := part.store.Close(); err != nil {
+			p.log.Error("close partition store", "partition", part.id, "err", err)
+		}
+		p.m.lag.DeleteLabelValues(part.label)
+		p.m.appliedNext.DeleteLabelValues(part.label)
+		p.log.Info("partition revoked", "partition", part.id)
 	}
-	p.m.lag.DeleteLabelValues(part.label)
-	p.m.appliedNext.DeleteLabelValues(part.label)
-	p.log.Info("partition revoked", "partition", id)
 }
 
 // watchLag reads the end offsets of the assigned partitions now and then,
@@ -451,13 +495,18 @@ func (p *Processor) cacheStats() (hits, misses uint64) {
 	return hits, misses
 }
 
-// Close leaves the group and closes every store.
+// Close leaves the group and closes every store, once the workers have
+// committed what they were given. Call it after Run has returned.
 func (p *Processor) Close() {
 	p.cl.Close() // runs the revoke callback for the partitions still held
 	p.mu.Lock()
-	for id := range p.parts {
-		p.closePartition(id)
+	parts := make([]*partition, 0, len(p.parts))
+	for id, part := range p.parts {
+		delete(p.parts, id)
+		parts = append(parts, part)
 	}
 	p.mu.Unlock()
+	p.closePartitions(parts)
+	p.cancel()
 	p.dlq.Close()
 }
