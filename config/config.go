@@ -20,11 +20,11 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// Sample is the sample configuration used when no file is given: it runs
+// sample is the sample configuration used when no file is given: it runs
 // everything on one machine with development keys.
 //
 //go:embed sample.yaml
-var Sample []byte
+var sample []byte
 
 // Config is the whole configuration.
 type Config struct {
@@ -219,7 +219,7 @@ func (l *Loader) Load(getenv func(string) string) (*Config, error) {
 	if path == "" {
 		path = getenv("TAILOR_CONFIG")
 	}
-	data, source := Sample, "sample"
+	data, source := sample, "sample"
 	if path != "" {
 		var err error
 		if data, err = os.ReadFile(path); err != nil {
