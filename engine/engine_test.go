@@ -160,12 +160,22 @@ func TestDeadLetter(t *testing.T) {
 		recs = append(recs, &kgo.Record{Topic: topics.Events, Key: []byte("dl"), Value: b})
 	}
 	recs = append(recs, &kgo.Record{Topic: topics.Events, Key: []byte("dl"), Value: []byte(`{"type": "track", "userId": "dl", "event": "Good"}`)})
+	// Records not keyed by their profile key are sent on to the right
+	// partition, once each.
+	recs = append(recs,
+		&kgo.Record{Topic: topics.Events, Value: []byte(`{"type": "track", "userId": "rk", "event": "Unkeyed"}`)},
+		&kgo.Record{Topic: topics.Events, Key: []byte("someone-else"), Value: []byte(`{"type": "track", "userId": "rk", "event": "Miskeyed", "messageId": "mk"}`)},
+	)
 	if err := p.Produce(context.Background(), recs...); err != nil {
 		t.Fatal(err)
 	}
 	prof := e.waitProfile(t, "dl", func(v state.View) bool { return v.Events["Good"] == 1 })
 	if prof.Calls["track"] != 1 {
 		t.Errorf("invalid records reached the profile: %v", prof.Calls)
+	}
+	rk := e.waitProfile(t, "rk", func(v state.View) bool { return v.Events["Unkeyed"] == 1 && v.Events["Miskeyed"] == 1 })
+	if rk.Calls["track"] != 2 {
+		t.Errorf("rerouted events applied %d times, want 2", rk.Calls["track"])
 	}
 	dead := testkafka.Consume(t, brokers, topics.DeadLetter, len(bad), 20*time.Second)
 	if len(dead) != len(bad) {

@@ -22,6 +22,7 @@ const (
 	OutcomeApplied    = "applied"
 	OutcomeDuplicate  = "duplicate"
 	OutcomeDeadLetter = "dead_letter"
+	OutcomeRerouted   = "rerouted"
 )
 
 // NewMetrics registers the processor's metrics with reg.
@@ -30,7 +31,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		reg: reg,
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tailor_events_total",
-			Help: "Input records consumed, by outcome: applied to a profile, duplicate (messageId seen within the dedup horizon), dead_letter (invalid, sent to the dead-letter topic).",
+			Help: "Input records consumed, by outcome: applied to a profile, duplicate (messageId seen within the dedup horizon), dead_letter (invalid, sent to the dead-letter topic), rerouted (not keyed by its profile key, produced again with that key).",
 		}, []string{"outcome"}),
 		batch: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "tailor_apply_batch_seconds",

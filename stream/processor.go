@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/valyala/fastjson"
 
 	"github.com/tailorcdp/tailor/event"
 	"github.com/tailorcdp/tailor/state"
@@ -58,7 +59,7 @@ type ProcessorConfig struct {
 type Processor struct {
 	cfg ProcessorConfig
 	cl  *kgo.Client
-	dlq *Producer
+	out *Producer // dead letters and rerouted records
 	log *slog.Logger
 	m   *Metrics
 
@@ -120,11 +121,11 @@ func NewProcessor(cfg ProcessorConfig) (*Processor, error) {
 			Help: "Profile reads that went to the store.",
 		}, func() float64 { _, m := p.cacheStats(); return float64(m) }),
 	)
-	dlq, err := NewProducer(cfg.Client)
+	out, err := NewProducer(cfg.Client)
 	if err != nil {
 		return nil, err
 	}
-	p.dlq = dlq
+	p.out = out
 	opts := append(cfg.Client.Opts(),
 		kgo.ConsumerGroup(cfg.Group),
 		kgo.ConsumeTopics(cfg.Topics.Events),
@@ -144,7 +145,7 @@ func NewProcessor(cfg ProcessorConfig) (*Processor, error) {
 	}
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
-		dlq.Close()
+		out.Close()
 		return nil, fmt.Errorf("kafka consumer for %v: %w", cfg.Client.Brokers, err)
 	}
 	p.cl = cl
@@ -235,14 +236,14 @@ func (p *Processor) work(part *partition) {
 func (p *Processor) apply(ctx context.Context, part *partition, records []*kgo.Record) error {
 	start := time.Now()
 	batch := part.store.Begin()
-	var dead []*kgo.Record
-	var applied, dups int
+	var dead []*kgo.Record // dead letters and rerouted records, acked before the commit
+	var applied, dups, rerouted int
 	var delays []time.Time
 	commit := func(next int64) error {
 		if len(dead) > 0 {
-			if err := p.dlq.Produce(ctx, dead...); err != nil {
+			if err := p.out.Produce(ctx, dead...); err != nil {
 				batch.Discard()
-				return fmt.Errorf("partition %d: write %d dead letters: %w", part.id, len(dead), err)
+				return fmt.Errorf("partition %d: write %d dead letters and rerouted events: %w", part.id, len(dead), err)
 			}
 		}
 		if err := batch.Commit(next); err != nil {
@@ -252,19 +253,27 @@ func (p *Processor) apply(ctx context.Context, part *partition, records []*kgo.R
 		p.m.appliedNext.WithLabelValues(part.label).Set(float64(next))
 		p.m.events.WithLabelValues(OutcomeApplied).Add(float64(applied))
 		p.m.events.WithLabelValues(OutcomeDuplicate).Add(float64(dups))
-		p.m.events.WithLabelValues(OutcomeDeadLetter).Add(float64(len(dead)))
+		p.m.events.WithLabelValues(OutcomeDeadLetter).Add(float64(len(dead) - rerouted))
+		p.m.events.WithLabelValues(OutcomeRerouted).Add(float64(rerouted))
 		now := time.Now()
 		for _, t := range delays {
 			p.m.delay.Observe(now.Sub(t).Seconds())
 		}
-		dead, applied, dups, delays = dead[:0], 0, 0, delays[:0]
+		dead, applied, dups, rerouted, delays = dead[:0], 0, 0, 0, delays[:0]
 		return nil
 	}
 	for i, r := range records {
 		ev, err := part.parser.Parse(r.Value, 0, r.Timestamp)
-		if err != nil {
+		switch {
+		case err != nil:
 			dead = append(dead, p.deadLetter(r, err))
-		} else {
+		case string(r.Key) != ev.Key():
+			// A producer that did not key the record by the profile key put
+			// it in a partition that may not hold the profile: send it on
+			// to the right one, rather than split the profile.
+			dead = append(dead, p.reroute(r, &ev))
+			rerouted++
+		default:
 			ok, err := batch.Apply(&ev)
 			if err != nil {
 				batch.Discard()
@@ -292,6 +301,19 @@ func (p *Processor) apply(ctx context.Context, part *partition, records []*kgo.R
 	}
 	p.m.batch.Observe(time.Since(start).Seconds())
 	return nil
+}
+
+// reroute returns the record to produce again, keyed by the event's profile
+// key. An event without a messageId gets one derived from where it was
+// read, so that a crash before the commit cannot apply it twice.
+func (p *Processor) reroute(r *kgo.Record, ev *event.Event) *kgo.Record {
+	value := r.Value
+	if ev.MessageID == "" {
+		var a fastjson.Arena
+		ev.Root.Set("messageId", a.NewString("reroute-"+r.Topic+"-"+strconv.Itoa(int(r.Partition))+"-"+strconv.FormatInt(r.Offset, 10)))
+		value = ev.Root.MarshalTo(nil)
+	}
+	return &kgo.Record{Topic: r.Topic, Key: []byte(ev.Key()), Value: value, Headers: r.Headers}
 }
 
 func (p *Processor) deadLetter(r *kgo.Record, reason error) *kgo.Record {
@@ -508,5 +530,5 @@ func (p *Processor) Close() {
 	p.mu.Unlock()
 	p.closePartitions(parts)
 	p.cancel()
-	p.dlq.Close()
+	p.out.Close()
 }
