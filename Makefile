@@ -13,7 +13,7 @@ build:
 	go build -o tailor ./cmd/tailor
 
 bench:
-	go test -run '^$$' -bench . -benchtime 1s ./event/ ./state/ ./stream/
+	go test -run '^$$' -bench . -benchtime 1s ./event/ ./state/ ./rules/ ./stream/
 	go run ./cmd/tailor bench ingest --events 300000
 
 kafka-start:
