@@ -81,6 +81,7 @@ func TestBadInput(t *testing.T) {
 		{name: "oversized event", path: "/v1/track", body: []byte(`{"userId": "bad-10", "event": "E", "properties": {"pad": "` + big + `"}}`), status: 413, error: "limit"},
 		{name: "oversized batch item", path: "/v1/batch", body: []byte(`{"batch": [{"type": "track", "userId": "bad-10", "event": "E", "properties": {"pad": "` + big + `"}}]}`), status: 413, field: "batch[0]", error: "the limit is 32768"},
 		{name: "oversized batch", path: "/v1/batch", body: []byte(bigBatch.String()), status: 413, error: "limit"},
+		{name: "huge body", path: "/v1/batch", body: []byte(strings.Repeat(" ", 5<<20)), header: map[string]string{"Expect": "100-continue"}, status: 413, error: "over 4 MB"},
 		{name: "gzip bomb", path: "/v1/batch", body: gzipped(`{"batch": [{"type": "track", "userId": "bad-11", "event": "E", "properties": {"pad": "` + strings.Repeat("z", 600<<10) + `"}}]}`), header: map[string]string{"Content-Encoding": "gzip"}, status: 413, error: "over 512000 bytes"},
 		{name: "broken gzip", path: "/v1/track", body: []byte("not gzip"), header: map[string]string{"Content-Encoding": "gzip"}, status: 400, error: "not valid gzip"},
 		{name: "unknown encoding", path: "/v1/track", body: []byte(`{}`), header: map[string]string{"Content-Encoding": "br"}, status: 400, error: "unsupported Content-Encoding"},

@@ -112,12 +112,19 @@ func New(cfg Config, events Events, profiles Profiles, reg *prometheus.Registry)
 		Name:    "tailor",
 		// Bodies over the event limits get a JSON 413 from the handler;
 		// this cap only stops a client from streaming without end.
-		MaxRequestBodySize:            4 << 20,
-		ReadTimeout:                   30 * time.Second,
-		WriteTimeout:                  30 * time.Second,
-		IdleTimeout:                   2 * time.Minute,
-		DisableHeaderNamesNormalizing: false,
-		NoDefaultContentType:          true,
+		MaxRequestBodySize:   4 << 20,
+		ReadTimeout:          30 * time.Second,
+		WriteTimeout:         30 * time.Second,
+		IdleTimeout:          2 * time.Minute,
+		NoDefaultContentType: true,
+		// Requests fasthttp itself rejects get JSON errors too.
+		ErrorHandler: func(ctx *fasthttp.RequestCtx, err error) {
+			if errors.Is(err, fasthttp.ErrBodyTooLarge) {
+				writeError(ctx, fasthttp.StatusRequestEntityTooLarge, "", "body is over 4 MB")
+				return
+			}
+			writeError(ctx, fasthttp.StatusBadRequest, "", "malformed HTTP request: "+err.Error())
+		},
 	}
 	return s, nil
 }
