@@ -248,3 +248,46 @@ func TestCrashSafety(t *testing.T) {
 		t.Errorf("export differs from the CSV for %d customers, first: %s", len(diffs), diffs[0])
 	}
 }
+
+// TestBrokerCommand runs the embedded broker as its own process and an
+// engine process against it: events in over HTTP, profile out.
+func TestBrokerCommand(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs child processes")
+	}
+	bin := buildTailor(t)
+	dir := t.TempDir()
+	broker := exec.Command(bin, "broker", "--embedded-port", "0", "--data-dir", dir, "--log-level", "warn")
+	out, err := broker.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := broker.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { broker.Process.Signal(syscall.SIGTERM); broker.Wait() }()
+	line, err := bufio.NewReader(out).ReadString('\n')
+	addr, ok := strings.CutPrefix(strings.TrimSpace(line), "broker listening on ")
+	if err != nil || !ok {
+		t.Fatalf("broker printed %q, %v", line, err)
+	}
+	c := startChild(t, bin, "--brokers", addr, "--data-dir", dir, "--write-keys", "crash-write", "--read-keys", "crash-read", "--partitions", "3")
+	c.waitReady(t, 60*time.Second)
+	req, _ := http.NewRequest("POST", c.url+"/v1/identify", strings.NewReader(`{"userId": "b1", "traits": {"plan": "pro"}}`))
+	req.SetBasicAuth("crash-write", "")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("identify: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if v, ok := c.profile(t, "b1"); ok && string(v.Traits["plan"]) == `"pro"` {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("profile b1 never appeared; engine logs:\n%s", c.logs)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
