@@ -1,0 +1,115 @@
+package state
+
+import (
+	"math"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/cespare/xxhash/v2"
+)
+
+var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+func at(d time.Duration) int64 { return t0.Add(d).UnixMilli() }
+
+// TestWindowScript follows a scripted sequence with a fake clock: events
+// in order and late, one too old to count, and expiry with no new event.
+func TestWindowScript(t *testing.T) {
+	count := WindowSpec{Func: Count, Window: time.Hour} // 2-minute buckets
+	sum := WindowSpec{Func: Sum, Window: time.Hour}
+	var c, s Windowed
+	add := func(event, now time.Duration, v float64) bool {
+		s.Add(sum, at(event), v, 0, at(now))
+		return c.Add(count, at(event), v, 0, at(now))
+	}
+	check := func(now time.Duration, wantCount, wantSum float64) {
+		t.Helper()
+		if got, _ := c.Value(count, at(now)); got != wantCount {
+			t.Errorf("count at %v: %v, want %v", now, got, wantCount)
+		}
+		got, ok := s.Value(sum, at(now))
+		if wantSum == 0 && ok || wantSum != 0 && got != wantSum {
+			t.Errorf("sum at %v: %v (%v), want %v", now, got, ok, wantSum)
+		}
+	}
+	check(0, 0, 0)
+	add(0, 0, 10)
+	add(10*time.Minute, 10*time.Minute, 5)
+	add(50*time.Minute, 50*time.Minute, 1)
+	check(55*time.Minute, 3, 16)
+	if !add(30*time.Minute, 55*time.Minute, 100) { // late, inside the window
+		t.Error("a late event inside the window was not counted")
+	}
+	if add(-10*time.Minute, 55*time.Minute, 1000) { // older than the window
+		t.Error("an event older than the window was counted")
+	}
+	check(55*time.Minute, 4, 116)
+	// The first event leaves once its 2-minute bucket is wholly out of
+	// the window, with no new event.
+	check(61*time.Minute, 4, 116)
+	check(62*time.Minute, 3, 106)
+	if next, ok := c.NextChange(count); !ok || next != at(62*time.Minute) {
+		t.Errorf("next change %v %v, want %v", time.UnixMilli(next).UTC(), ok, t0.Add(62*time.Minute))
+	}
+	check(72*time.Minute, 2, 101)
+	check(92*time.Minute, 1, 1)
+	check(112*time.Minute, 0, 0)
+	c.Expire(count, at(112*time.Minute))
+	if len(c.buckets) != 0 {
+		t.Errorf("%d buckets left after expiry", len(c.buckets))
+	}
+	if _, ok := c.NextChange(count); ok {
+		t.Error("an empty window has a next change")
+	}
+}
+
+func TestWindowFuncs(t *testing.T) {
+	events := []struct {
+		at time.Duration
+		v  float64
+	}{{time.Hour, 3}, {5 * time.Hour, -2}, {3 * time.Hour, 7}, {2 * time.Hour, 7}}
+	now := 6 * time.Hour
+	want := map[AggregateFunc]float64{
+		Count: 4, Sum: 15, Min: -2, Max: 7, Distinct: 3,
+		FirstSeen: float64(at(time.Hour)), LastSeen: float64(at(5 * time.Hour)),
+	}
+	for fn, wantV := range want {
+		for _, window := range []time.Duration{0, 7 * 24 * time.Hour} {
+			spec := WindowSpec{Func: fn, Window: window}
+			var w Windowed
+			for _, e := range events {
+				w.Add(spec, at(e.at), e.v, xxhash.Sum64String(strconv.FormatFloat(e.v, 'g', -1, 64)), at(now))
+			}
+			if got, ok := w.Value(spec, at(now)); !ok || got != wantV {
+				t.Errorf("func %d window %v: %v %v, want %v", fn, window, got, ok, wantV)
+			}
+		}
+	}
+	var empty Windowed
+	if _, ok := empty.Value(WindowSpec{Func: Max}, 0); ok {
+		t.Error("max of nothing has a value")
+	}
+}
+
+func TestWindowBounded(t *testing.T) {
+	spec := WindowSpec{Func: Distinct, Window: 24 * time.Hour}
+	var w Windowed
+	for i := range 100_000 {
+		ts := time.Duration(i) * 2 * time.Second // 55 hours of events
+		w.Add(spec, at(ts), 0, xxhash.Sum64String("v"+strconv.Itoa(i%20_000)), at(ts))
+	}
+	if len(w.buckets) > WindowBuckets+1 {
+		t.Errorf("%d buckets, bound is %d", len(w.buckets), WindowBuckets+1)
+	}
+	for _, b := range w.buckets {
+		if len(b.hashes) > DistinctExact {
+			t.Fatalf("bucket keeps %d hashes", len(b.hashes))
+		}
+	}
+	// The last 24 hours hold 43,200 events over 20,000 values.
+	got, _ := w.Value(spec, at(100_000*2*time.Second))
+	if math.Abs(got-20_000)/20_000 > 0.3 {
+		t.Errorf("distinct estimate %v, want 20,000 within 30%%", got)
+	}
+}
