@@ -35,6 +35,8 @@ type Config struct {
 	Store    Store    `yaml:"store"`
 	Events   Events   `yaml:"events"`
 	Log      Log      `yaml:"log"`
+	// Aggregates are maintained per profile, by name.
+	Aggregates map[string]Aggregate `yaml:"aggregates"`
 
 	// Source says where the file part came from ("sample" or a path).
 	Source string `yaml:"-"`
@@ -97,6 +99,17 @@ type Store struct {
 type Events struct {
 	MaxFuture Duration `yaml:"max_future"`
 	Oldest    Date     `yaml:"oldest"`
+}
+
+// Aggregate declares an aggregate kept in every profile: a function of
+// the track events named Event (matching Where) over a sliding window of
+// event time, or all time when Window is 0.
+type Aggregate struct {
+	Event    string   `yaml:"event"`
+	Where    string   `yaml:"where"`
+	Fn       string   `yaml:"fn"`
+	Property string   `yaml:"property"`
+	Window   Duration `yaml:"window"`
 }
 
 // Log configures logging.

@@ -57,6 +57,10 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (e *Engine
 	if err != nil {
 		return nil, err
 	}
+	storeOpts, err := StoreOptions(cfg) // compiles the rules: fail before starting anything
+	if err != nil {
+		return nil, err
+	}
 	if len(client.Brokers) == 0 {
 		dir := filepath.Join(cfg.DataDir, "broker")
 		if e.embedded, err = stream.StartEmbedded(dir, cfg.Embedded.Port, log); err != nil {
@@ -90,7 +94,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (e *Engine
 		Topics:         e.topics,
 		DataDir:        cfg.DataDir,
 		Partitions:     int(partitions),
-		Store:          StoreOptions(cfg),
+		Store:          storeOpts,
 		Limits:         limits,
 		Logger:         log,
 		Metrics:        stream.NewMetrics(reg),
@@ -188,15 +192,25 @@ func Limits(cfg *config.Config) event.Limits {
 	return l
 }
 
-// StoreOptions returns the partition store options of a configuration.
-func StoreOptions(cfg *config.Config) state.Options {
+// StoreOptions returns the partition store options of a configuration,
+// with its aggregates compiled.
+func StoreOptions(cfg *config.Config) (state.Options, error) {
 	o := state.DefaultOptions()
 	o.MemTableSize = int64(cfg.Store.MemTableSize)
 	o.BlockCacheSize = int64(cfg.Store.BlockCacheSize)
 	o.CacheProfiles = cfg.Store.CacheProfiles
 	o.SyncWrites = cfg.Store.SyncWrites
 	o.Dedup = state.Dedup{Horizon: time.Duration(cfg.Store.DedupHorizon), MaxIDs: cfg.Store.DedupIDs}
-	return o
+	decls := make([]state.AggregateConfig, 0, len(cfg.Aggregates))
+	for name, a := range cfg.Aggregates {
+		decls = append(decls, state.AggregateConfig{Name: name, Event: a.Event, Where: a.Where, Func: a.Fn, Property: a.Property, Window: time.Duration(a.Window)})
+	}
+	aggs, err := state.CompileAggregates(decls)
+	if err != nil {
+		return o, fmt.Errorf("config %s: %w", cfg.Source, err)
+	}
+	o.Aggregates = aggs
+	return o, nil
 }
 
 // ClientConfig returns the Kafka connection of a configuration, with TLS

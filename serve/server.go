@@ -36,7 +36,9 @@ type Events interface {
 
 // Profiles reads profiles by key and says whether state is caught up.
 type Profiles interface {
-	Profile(key string) (*state.Profile, error)
+	// ProfileView returns the JSON form of a profile now, or an error
+	// wrapping state.ErrNotFound.
+	ProfileView(key string) (state.View, error)
 	Ready() bool
 }
 
@@ -270,7 +272,7 @@ func (s *Server) profile(ctx *fasthttp.RequestCtx, key string) {
 		writeError(ctx, fasthttp.StatusBadRequest, "key", "profile key is empty")
 		return
 	}
-	p, err := s.profiles.Profile(key)
+	v, err := s.profiles.ProfileView(key)
 	switch {
 	case errors.Is(err, state.ErrNotFound):
 		writeError(ctx, fasthttp.StatusNotFound, "", fmt.Sprintf("no profile with key %q", key))
@@ -278,6 +280,6 @@ func (s *Server) profile(ctx *fasthttp.RequestCtx, key string) {
 		s.log.Warn("profile read failed", "key", key, "err", err)
 		writeError(ctx, fasthttp.StatusServiceUnavailable, "", err.Error())
 	default:
-		writeJSON(ctx, fasthttp.StatusOK, p.View())
+		writeJSON(ctx, fasthttp.StatusOK, v)
 	}
 }

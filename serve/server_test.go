@@ -34,7 +34,7 @@ func (r *recorder) Produce(_ context.Context, recs ...*kgo.Record) error {
 
 type noProfiles struct{}
 
-func (noProfiles) Profile(string) (*state.Profile, error) { return nil, state.ErrNotFound }
+func (noProfiles) ProfileView(string) (state.View, error) { return state.View{}, state.ErrNotFound }
 func (noProfiles) Ready() bool                            { return true }
 
 // TestConcurrentCollect sends many requests at once (run it with -race):

@@ -40,6 +40,19 @@ const (
 	fieldRefundedAmount = 13 // fixed64 float64 bits
 	fieldRecentHashes   = 14 // packed fixed64: messageId hashes, oldest first
 	fieldRecentTimes    = 15 // packed zigzag varint: their receive ms, each as the difference to the one before
+	fieldAggregate      = 16 // message {1: name, 2: fingerprint, 3: bucket message}, repeated
+)
+
+// Fields of an aggregate bucket message.
+const (
+	bucketStart  = 1 // zigzag varint ms
+	bucketCount  = 2 // varint
+	bucketSum    = 3 // fixed64 float64 bits
+	bucketMin    = 4 // fixed64 float64 bits
+	bucketMax    = 5 // fixed64 float64 bits
+	bucketFirst  = 6 // zigzag varint ms
+	bucketLast   = 7 // zigzag varint ms
+	bucketHashes = 8 // packed fixed64
 )
 
 // errCorrupt is wrapped by every decoding error.
@@ -106,8 +119,94 @@ func (p *Profile) AppendEncode(dst []byte) []byte {
 		b = protowire.AppendTag(b, fieldRecentTimes, protowire.BytesType)
 		b = protowire.AppendBytes(b, msg)
 	}
+	for name, st := range p.aggregates {
+		msg = msg[:0]
+		msg = protowire.AppendTag(msg, 1, protowire.BytesType)
+		msg = protowire.AppendString(msg, name)
+		msg = protowire.AppendTag(msg, 2, protowire.Fixed64Type)
+		msg = protowire.AppendFixed64(msg, st.fingerprint)
+		for _, bk := range st.w.buckets {
+			msg = protowire.AppendTag(msg, 3, protowire.BytesType)
+			msg = protowire.AppendBytes(msg, appendBucket(nil, bk))
+		}
+		b = protowire.AppendTag(b, fieldAggregate, protowire.BytesType)
+		b = protowire.AppendBytes(b, msg)
+	}
 	p.encodedSize = len(b) - start
 	return b
+}
+
+func appendBucket(b []byte, bk bucket) []byte {
+	b = protowire.AppendTag(b, bucketStart, protowire.VarintType)
+	b = protowire.AppendVarint(b, protowire.EncodeZigZag(bk.start))
+	b = appendVarint(b, bucketCount, bk.n)
+	for _, f := range [...]struct {
+		num protowire.Number
+		v   float64
+	}{{bucketSum, bk.sum}, {bucketMin, bk.min}, {bucketMax, bk.max}} {
+		b = protowire.AppendTag(b, f.num, protowire.Fixed64Type)
+		b = protowire.AppendFixed64(b, math.Float64bits(f.v))
+	}
+	b = protowire.AppendTag(b, bucketFirst, protowire.VarintType)
+	b = protowire.AppendVarint(b, protowire.EncodeZigZag(bk.first))
+	b = protowire.AppendTag(b, bucketLast, protowire.VarintType)
+	b = protowire.AppendVarint(b, protowire.EncodeZigZag(bk.last))
+	if len(bk.hashes) > 0 {
+		b = protowire.AppendTag(b, bucketHashes, protowire.BytesType)
+		b = protowire.AppendVarint(b, uint64(8*len(bk.hashes)))
+		for _, h := range bk.hashes {
+			b = protowire.AppendFixed64(b, h)
+		}
+	}
+	return b
+}
+
+func decodeAggregate(raw []byte) (string, *aggregateState, error) {
+	var name string
+	st := &aggregateState{}
+	err := eachField(raw, func(num protowire.Number, _ protowire.Type, v uint64, raw []byte) error {
+		switch num {
+		case 1:
+			name = string(raw)
+		case 2:
+			st.fingerprint = v
+		case 3:
+			var bk bucket
+			err := eachField(raw, func(num protowire.Number, _ protowire.Type, v uint64, raw []byte) error {
+				switch num {
+				case bucketStart:
+					bk.start = protowire.DecodeZigZag(v)
+				case bucketCount:
+					bk.n = v
+				case bucketSum:
+					bk.sum = math.Float64frombits(v)
+				case bucketMin:
+					bk.min = math.Float64frombits(v)
+				case bucketMax:
+					bk.max = math.Float64frombits(v)
+				case bucketFirst:
+					bk.first = protowire.DecodeZigZag(v)
+				case bucketLast:
+					bk.last = protowire.DecodeZigZag(v)
+				case bucketHashes:
+					if len(raw)%8 != 0 {
+						return fmt.Errorf("%w: bucket hashes are %d bytes", errCorrupt, len(raw))
+					}
+					bk.hashes = make([]uint64, len(raw)/8)
+					for i := range bk.hashes {
+						bk.hashes[i], _ = protowire.ConsumeFixed64(raw[8*i:])
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			st.w.buckets = append(st.w.buckets, bk)
+		}
+		return nil
+	})
+	return name, st, err
 }
 
 // DecodeProfile decodes a stored profile of any format this version knows.
@@ -187,6 +286,15 @@ func DecodeProfile(data []byte) (*Profile, error) {
 			hashes = raw
 		case num == fieldRecentTimes && typ == protowire.BytesType:
 			times = raw
+		case num == fieldAggregate && typ == protowire.BytesType:
+			name, st, err := decodeAggregate(raw)
+			if err != nil {
+				return err
+			}
+			if p.aggregates == nil {
+				p.aggregates = make(map[string]*aggregateState)
+			}
+			p.aggregates[name] = st
 		}
 		// Unknown fields are skipped: they come from a later version.
 		return nil

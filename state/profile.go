@@ -61,6 +61,9 @@ type Profile struct {
 	Refunds        uint64  // Order Refunded events
 	RefundedAmount float64 // sum of the refunds' amounts
 
+	// aggregates holds the declared aggregates' state, by name.
+	aggregates map[string]*aggregateState
+
 	// recent holds the messageIds applied within the dedup horizon (as
 	// 64-bit hashes, oldest first), so a retried event applies once.
 	recent []seenMessage
@@ -117,6 +120,7 @@ func (p *Profile) FirstDelivery(ev *event.Event, d Dedup) bool {
 func (p *Profile) Clone() *Profile {
 	c := *p
 	c.recent = slices.Clone(p.recent)
+	c.aggregates = cloneAggregates(p.aggregates)
 	c.AnonymousIDs = slices.Clone(p.AnonymousIDs)
 	c.Traits = maps.Clone(p.Traits)
 	c.EventCounts = maps.Clone(p.EventCounts)
@@ -235,6 +239,9 @@ type View struct {
 	Calls        map[string]uint64          `json:"calls"`
 	Events       map[string]uint64          `json:"events"`
 	Orders       OrdersView                 `json:"orders"`
+	// Aggregates are the declared aggregates' values now: numbers, times
+	// for first_seen and last_seen, null when no event counts.
+	Aggregates map[string]any `json:"aggregates"`
 }
 
 // OrdersView is the order facts part of View.
@@ -246,8 +253,8 @@ type OrdersView struct {
 	RefundedAmount float64    `json:"refundedAmount"`
 }
 
-// View returns the profile's JSON form.
-func (p *Profile) View() View {
+// View returns the profile's JSON form, with the values of aggs at now.
+func (p *Profile) View(aggs *Aggregates, now time.Time) View {
 	v := View{
 		Key:          p.Key,
 		UserID:       p.UserID,
@@ -281,6 +288,18 @@ func (p *Profile) View() View {
 	if p.LastOrderAt != 0 {
 		t := time.UnixMilli(p.LastOrderAt).UTC()
 		v.Orders.LastOrderAt = &t
+	}
+	v.Aggregates = make(map[string]any, len(aggs.List()))
+	for _, agg := range aggs.List() {
+		x, ok := p.AggregateValue(agg, now)
+		switch {
+		case !ok:
+			v.Aggregates[agg.Name] = nil
+		case agg.Spec.Func == FirstSeen || agg.Spec.Func == LastSeen:
+			v.Aggregates[agg.Name] = time.UnixMilli(int64(x)).UTC()
+		default:
+			v.Aggregates[agg.Name] = x
+		}
 	}
 	return v
 }

@@ -43,6 +43,12 @@ func sampleProfile() *Profile {
 		Orders:      2, Revenue: 123.45, LastOrderAt: 1700000000400,
 		Refunds: 1, RefundedAmount: 20.5,
 		recent: []seenMessage{{hash: 0x0123456789abcdef, receivedAt: 1700000000100}, {hash: 42, receivedAt: 1700000000600}},
+		aggregates: map[string]*aggregateState{
+			"views_7d": {fingerprint: 99, w: Windowed{buckets: []bucket{
+				{start: 1699999200000, n: 3, sum: 7.5, min: 1, max: 4, first: 1699999200001, last: 1699999300000, hashes: []uint64{1, 5, 9}},
+				{start: 1700020800000, n: 1, min: math.Inf(1), max: math.Inf(-1), first: 1700020800000, last: 1700020800000},
+			}}},
+		},
 	}
 	p.TypeCounts[event.Track] = 9
 	p.TypeCounts[event.Identify] = 1

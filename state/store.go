@@ -42,6 +42,11 @@ type Options struct {
 	GCInterval time.Duration
 	// Logger receives Badger's warnings and errors.
 	Logger *slog.Logger
+	// Aggregates are maintained on every applied event (nil: none).
+	Aggregates *Aggregates
+	// Now is the clock that decides which events are too old for a
+	// window; nil means time.Now.
+	Now func() time.Time
 }
 
 // DefaultOptions returns the options tailor uses unless configured otherwise.
@@ -429,5 +434,12 @@ func (b *Batch) Apply(ev *event.Event) (applied bool, err error) {
 		}
 	}
 	p.Apply(ev, countOrder)
+	if aggs := b.s.opts.Aggregates; aggs != nil {
+		now := time.Now
+		if b.s.opts.Now != nil {
+			now = b.s.opts.Now
+		}
+		aggs.apply(p, ev, now())
+	}
 	return true, nil
 }

@@ -494,6 +494,20 @@ func (p *Processor) Profile(key string) (*state.Profile, error) {
 	return part.store.Profile(key)
 }
 
+// ProfileView returns the JSON form of key's profile, with the
+// aggregates' values now.
+func (p *Processor) ProfileView(key string) (state.View, error) {
+	prof, err := p.Profile(key)
+	if err != nil {
+		return state.View{}, err
+	}
+	now := time.Now
+	if p.cfg.Store.Now != nil {
+		now = p.cfg.Store.Now
+	}
+	return prof.View(p.cfg.Store.Aggregates, now()), nil
+}
+
 // Applied returns the next offset to apply of each assigned partition.
 func (p *Processor) Applied() map[int32]int64 {
 	p.mu.RLock()

@@ -82,6 +82,10 @@ func benchIngest(ctx context.Context, cfg *config.Config, events int, seed uint6
 		defer b.Close()
 		client.Brokers = b.Addrs()
 	}
+	storeOpts, err := engine.StoreOptions(cfg)
+	if err != nil {
+		return err
+	}
 	wl := workload.DefaultConfig()
 	wl.Seed, wl.Customers = seed, customers
 	res, err := bench.Ingest(ctx, bench.IngestConfig{
@@ -89,7 +93,7 @@ func benchIngest(ctx context.Context, cfg *config.Config, events int, seed uint6
 		Events:         events,
 		Partitions:     cfg.Kafka.Partitions,
 		Workload:       wl,
-		Store:          engine.StoreOptions(cfg),
+		Store:          storeOpts,
 		Limits:         engine.Limits(cfg),
 		MaxPollRecords: cfg.Kafka.MaxPollRecords,
 		DataDir:        tmp,

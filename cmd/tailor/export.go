@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/tailorcdp/tailor/config"
 	"github.com/tailorcdp/tailor/engine"
@@ -71,8 +72,12 @@ func exportProfiles(ctx context.Context, cfg *config.Config, w io.Writer) (int, 
 	bw := bufio.NewWriterSize(w, 1<<16)
 	enc := json.NewEncoder(bw)
 	n := 0
-	opts := engine.StoreOptions(cfg)
+	opts, err := engine.StoreOptions(cfg)
+	if err != nil {
+		return 0, err
+	}
 	opts.GCInterval = 0
+	now := time.Now()
 	for _, st := range stores {
 		s, err := state.Open(st.dir, opts)
 		if err != nil {
@@ -83,7 +88,7 @@ func exportProfiles(ctx context.Context, cfg *config.Config, w io.Writer) (int, 
 		}
 		err = s.Each(ctx, func(p *state.Profile) error {
 			n++
-			return enc.Encode(p.View())
+			return enc.Encode(p.View(opts.Aggregates, now))
 		})
 		if cerr := s.Close(); err == nil {
 			err = cerr

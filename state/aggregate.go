@@ -1,0 +1,261 @@
+package state
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/cespare/xxhash/v2"
+	"github.com/valyala/fastjson"
+
+	"github.com/tailorcdp/tailor/event"
+	"github.com/tailorcdp/tailor/rules"
+)
+
+// AggregateConfig declares one aggregate, as the configuration gives it.
+type AggregateConfig struct {
+	Name string
+	// Event is the track event name counted; "*" counts every track call.
+	Event string
+	// Where, when set, is a rule the event must match (properties.*,
+	// context.*, traits.*).
+	Where string
+	// Func is count, sum, min, max, distinct, first_seen or last_seen.
+	Func string
+	// Property is the property summed, compared or counted distinct, as a
+	// dotted path ("total", "product.category").
+	Property string
+	// Window is the sliding window of event time; 0 means all time.
+	Window time.Duration
+}
+
+// Aggregate is a compiled aggregate.
+type Aggregate struct {
+	Name     string
+	Event    string
+	Where    *rules.Rule // nil: every event of the name
+	Spec     WindowSpec
+	Property []string
+	// fingerprint identifies what the stored state means: a change of
+	// function or window starts the aggregate afresh.
+	fingerprint uint64
+}
+
+// Aggregates are the compiled aggregates of a configuration.
+type Aggregates struct {
+	list    []*Aggregate
+	byEvent map[string][]*Aggregate // "*" included
+}
+
+// CompileAggregates checks and compiles aggregate declarations. Every
+// problem is reported, each naming its aggregate.
+func CompileAggregates(decls []AggregateConfig) (*Aggregates, error) {
+	a := &Aggregates{byEvent: make(map[string][]*Aggregate)}
+	var errs []error
+	sorted := slices.Clone(decls)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Name < sorted[j].Name })
+	seen := make(map[string]bool)
+	for _, d := range sorted {
+		agg, err := compileAggregate(d)
+		if err == nil && seen[d.Name] {
+			err = fmt.Errorf("aggregate %q is declared twice", d.Name)
+		}
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		seen[d.Name] = true
+		a.list = append(a.list, agg)
+		a.byEvent[agg.Event] = append(a.byEvent[agg.Event], agg)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+func compileAggregate(d AggregateConfig) (*Aggregate, error) {
+	fail := func(format string, args ...any) error {
+		return fmt.Errorf("aggregate %q: %s", d.Name, fmt.Sprintf(format, args...))
+	}
+	if d.Name == "" || strings.ContainsAny(d.Name, " .\"'()") {
+		return nil, fail("a name must be a single word (letters, digits, _)")
+	}
+	if d.Event == "" {
+		return nil, fail(`event is required (a track event name, or "*" for every track call)`)
+	}
+	fn, ok := ParseAggregateFunc(d.Func)
+	if !ok {
+		return nil, fail("fn %q: want count, sum, min, max, distinct, first_seen or last_seen", d.Func)
+	}
+	needsProperty := fn == Sum || fn == Min || fn == Max || fn == Distinct
+	switch {
+	case needsProperty && d.Property == "":
+		return nil, fail("fn %s needs a property", d.Func)
+	case !needsProperty && d.Property != "":
+		return nil, fail("fn %s takes no property", d.Func)
+	}
+	if d.Window < 0 {
+		return nil, fail("window %s is negative", d.Window)
+	}
+	agg := &Aggregate{Name: d.Name, Event: d.Event, Spec: WindowSpec{Func: fn, Window: d.Window}}
+	if d.Property != "" {
+		agg.Property = strings.Split(d.Property, ".")
+	}
+	if d.Where != "" {
+		r, err := rules.Compile("aggregates."+d.Name+".where", d.Where, &rules.Schema{}, rules.TypeBool)
+		if err != nil {
+			return nil, err
+		}
+		if dp := r.Deps; len(dp.Events) > 0 || len(dp.Interests) > 0 || len(dp.Consents) > 0 || dp.RFM || dp.Clock {
+			return nil, fail("where reads the event (properties, context) and the profile's traits only")
+		}
+		agg.Where = r
+	}
+	agg.fingerprint = xxhash.Sum64String(fmt.Sprintf("%d/%d", fn, d.Window.Milliseconds()))
+	return agg, nil
+}
+
+// List returns the aggregates in name order.
+func (a *Aggregates) List() []*Aggregate {
+	if a == nil {
+		return nil
+	}
+	return a.list
+}
+
+// apply counts ev in every aggregate it belongs to.
+func (a *Aggregates) apply(p *Profile, ev *event.Event, now time.Time) {
+	if a == nil || ev.Type != event.Track {
+		return
+	}
+	var env *eventEnv
+	for _, list := range [2][]*Aggregate{a.byEvent[ev.Name], a.byEvent["*"]} {
+		for _, agg := range list {
+			if agg.Where != nil {
+				if env == nil {
+					env = &eventEnv{ev: ev, p: p, now: now}
+				}
+				if !agg.Where.Match(env) {
+					continue
+				}
+			}
+			var v float64
+			var h uint64
+			if agg.Property != nil {
+				prop := ev.Properties
+				if prop != nil {
+					prop = prop.Get(agg.Property...)
+				}
+				if prop == nil || prop.Type() == fastjson.TypeNull {
+					continue // nothing to sum, compare or count
+				}
+				switch agg.Spec.Func {
+				case Distinct:
+					h = xxhash.Sum64(prop.MarshalTo(nil))
+				default:
+					f, err := prop.Float64()
+					if err != nil {
+						continue // not a number: the event does not count
+					}
+					v = f
+				}
+			}
+			w := p.aggregate(agg)
+			w.Add(agg.Spec, ev.Time.UnixMilli(), v, h, now.UnixMilli())
+		}
+	}
+}
+
+// aggregateState is one aggregate's state in a profile.
+type aggregateState struct {
+	fingerprint uint64
+	w           Windowed
+}
+
+// aggregate returns the profile's state of agg, fresh when the profile has
+// none or had it under another function or window.
+func (p *Profile) aggregate(agg *Aggregate) *Windowed {
+	st := p.aggregates[agg.Name]
+	if st == nil || st.fingerprint != agg.fingerprint {
+		st = &aggregateState{fingerprint: agg.fingerprint}
+		if p.aggregates == nil {
+			p.aggregates = make(map[string]*aggregateState)
+		}
+		p.aggregates[agg.Name] = st
+	}
+	return &st.w
+}
+
+// AggregateValue returns the value of agg at now; ok is false when no
+// event counts (count and distinct are then 0 with ok true).
+func (p *Profile) AggregateValue(agg *Aggregate, now time.Time) (float64, bool) {
+	st := p.aggregates[agg.Name]
+	if st == nil || st.fingerprint != agg.fingerprint {
+		var empty Windowed
+		return empty.Value(agg.Spec, now.UnixMilli())
+	}
+	return st.w.Value(agg.Spec, now.UnixMilli())
+}
+
+func cloneAggregates(m map[string]*aggregateState) map[string]*aggregateState {
+	if m == nil {
+		return nil
+	}
+	c := maps.Clone(m)
+	for name, st := range c {
+		cp := *st
+		cp.w.buckets = slices.Clone(st.w.buckets)
+		for i := range cp.w.buckets {
+			cp.w.buckets[i].hashes = slices.Clone(cp.w.buckets[i].hashes)
+		}
+		c[name] = &cp
+	}
+	return c
+}
+
+// eventEnv evaluates an aggregate's where rule against an event.
+type eventEnv struct {
+	ev  *event.Event
+	p   *Profile
+	now time.Time
+}
+
+func (e *eventEnv) Now() time.Time { return e.now }
+
+func (e *eventEnv) Trait(name string) rules.Value {
+	t, ok := e.p.Traits[name]
+	if !ok {
+		return rules.Value{}
+	}
+	v, err := fastjson.ParseBytes(t.Value)
+	if err != nil {
+		return rules.Value{}
+	}
+	return rules.FromJSON(v)
+}
+
+func (e *eventEnv) Property(path []string) rules.Value {
+	if e.ev.Properties == nil {
+		return rules.Value{}
+	}
+	return rules.FromJSON(e.ev.Properties.Get(path...))
+}
+
+func (e *eventEnv) Context(path []string) rules.Value {
+	if e.ev.Context == nil {
+		return rules.Value{}
+	}
+	return rules.FromJSON(e.ev.Context.Get(path...))
+}
+
+func (e *eventEnv) Aggregate(int) (float64, bool)      { return 0, false }
+func (e *eventEnv) LastEvent(string) (time.Time, bool) { return time.Time{}, false }
+func (e *eventEnv) RFM(int) (float64, bool)            { return 0, false }
+func (e *eventEnv) Interest(string) float64            { return 0 }
+func (e *eventEnv) Segment(int) bool                   { return false }
+func (e *eventEnv) Consent(string) bool                { return false }

@@ -1,0 +1,134 @@
+package state
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tailorcdp/tailor/event"
+)
+
+func TestCompileAggregatesErrors(t *testing.T) {
+	_, err := CompileAggregates([]AggregateConfig{
+		{Name: "ok", Event: "E", Func: "count"},
+		{Name: "no_event", Func: "count"},
+		{Name: "bad_fn", Event: "E", Func: "avg"},
+		{Name: "sum_without_property", Event: "E", Func: "sum"},
+		{Name: "count_with_property", Event: "E", Func: "count", Property: "x"},
+		{Name: "bad_where", Event: "E", Func: "count", Where: `properties.category == `},
+		{Name: "clock_where", Event: "E", Func: "count", Where: `since("X") > 1h`},
+		{Name: "bad name", Event: "E", Func: "count"},
+	})
+	want := []string{
+		`aggregate "bad name": a name must be a single word`,
+		`aggregate "bad_fn": fn "avg": want count, sum, min, max, distinct, first_seen or last_seen`,
+		`rule "aggregates.bad_where.where" at 1:24: unexpected end of rule`,
+		`aggregate "clock_where": where reads the event (properties, context) and the profile's traits only`,
+		`aggregate "count_with_property": fn count takes no property`,
+		`aggregate "no_event": event is required`,
+		`aggregate "sum_without_property": fn sum needs a property`,
+	}
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, w := range want {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error lacks %q:\n%v", w, err)
+		}
+	}
+	if strings.Contains(err.Error(), `"ok"`) {
+		t.Errorf("a valid aggregate reported: %v", err)
+	}
+}
+
+// TestAggregatesThroughStore applies a scripted sequence through a store
+// with a fake clock and reads the aggregates at chosen instants, including
+// after a restart and after the window passed with no new event.
+func TestAggregatesThroughStore(t *testing.T) {
+	aggs, err := CompileAggregates([]AggregateConfig{
+		{Name: "cart_adds_1h", Event: "Product Added", Func: "count", Window: time.Hour},
+		{Name: "shoe_views_7d", Event: "Product Viewed", Where: `properties.category == "shoes"`, Func: "count", Window: 7 * 24 * time.Hour},
+		{Name: "spend_30d", Event: "Order Completed", Func: "sum", Property: "total", Window: 30 * 24 * time.Hour},
+		{Name: "max_order", Event: "Order Completed", Func: "max", Property: "total"},
+		{Name: "categories", Event: "Product Viewed", Func: "distinct", Property: "category"},
+		{Name: "first_event", Event: "*", Func: "first_seen"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := t0
+	o := DefaultOptions()
+	o.MemTableSize, o.BlockCacheSize = 2<<20, 1<<20
+	o.Aggregates, o.Now = aggs, func() time.Time { return clock }
+	dir := t.TempDir()
+	s, err := Open(dir, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := event.NewParser(event.DefaultLimits())
+	offset := int64(0)
+	sendAt := func(at, eventAt time.Duration, ev string) {
+		t.Helper()
+		clock = t0.Add(at)
+		e, err := p.Parse([]byte(`{"type": "track", "userId": "u", "timestamp": "`+t0.Add(eventAt).Format(time.RFC3339)+`", `+ev+`}`), 0, clock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := s.Begin()
+		if _, err := b.Apply(&e); err != nil {
+			t.Fatal(err)
+		}
+		offset++
+		if err := b.Commit(offset); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send := func(at time.Duration, ev string) { t.Helper(); sendAt(at, at, ev) }
+	value := func(at time.Duration) map[string]any {
+		t.Helper()
+		prof, err := s.Profile("u")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return prof.View(aggs, t0.Add(at)).Aggregates
+	}
+	send(0, `"event": "Product Viewed", "properties": {"category": "shoes"}`)
+	send(time.Minute, `"event": "Product Viewed", "properties": {"category": "bags"}`)
+	send(2*time.Minute, `"event": "Product Viewed", "properties": {"category": "shoes"}`)
+	send(10*time.Minute, `"event": "Product Added", "properties": {"category": "shoes"}`)
+	send(20*time.Minute, `"event": "Order Completed", "properties": {"order_id": "1", "total": 80}`)
+	send(24*time.Hour, `"event": "Order Completed", "properties": {"order_id": "2", "total": 30}`)
+
+	v := value(24 * time.Hour)
+	want := map[string]any{"cart_adds_1h": 0.0, "shoe_views_7d": 2.0, "spend_30d": 110.0, "max_order": 80.0, "categories": 2.0, "first_event": t0}
+	for name, w := range want {
+		if v[name] != w {
+			t.Errorf("at 24h %s = %v, want %v", name, v[name], w)
+		}
+	}
+	if v := value(30 * time.Minute); v["cart_adds_1h"] != 1.0 {
+		t.Errorf("cart_adds_1h at 30m = %v, want 1", v["cart_adds_1h"])
+	}
+	// Restart: the state is in the store.
+	s.Close()
+	if s, err = Open(dir, o); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	// A week and a bit later, with no new event: the shoe views and the
+	// first order have left their windows; all-time aggregates stay.
+	v = value(31 * 24 * time.Hour)
+	want = map[string]any{"cart_adds_1h": 0.0, "shoe_views_7d": 0.0, "spend_30d": 30.0, "max_order": 80.0, "categories": 2.0, "first_event": t0}
+	for name, w := range want {
+		if v[name] != w {
+			t.Errorf("at 31d %s = %v, want %v", name, v[name], w)
+		}
+	}
+	// A late event inside the window counts; one older than it does not.
+	sendAt(31*24*time.Hour, 20*24*time.Hour, `"event": "Order Completed", "properties": {"order_id": "3", "total": 5}`)
+	sendAt(31*24*time.Hour, 24*time.Hour-time.Minute, `"event": "Order Completed", "properties": {"order_id": "4", "total": 1000}`)
+	v = value(31 * 24 * time.Hour)
+	if v["spend_30d"] != 35.0 || v["max_order"] != 1000.0 {
+		t.Errorf("late orders: spend_30d %v, want 35 (the one older than 30 days does not count); max_order %v, want 1000 (all time)", v["spend_30d"], v["max_order"])
+	}
+}
