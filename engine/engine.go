@@ -46,11 +46,11 @@ type Engine struct {
 
 // Start starts every part of the engine; Run then serves until its
 // context ends.
-func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (e *Engine, err error) {
-	e = &Engine{cfg: cfg, log: log, topics: stream.NewTopics(cfg.Kafka.TopicPrefix)}
+func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Engine, err error) {
+	e := &Engine{cfg: cfg, log: log, topics: stream.NewTopics(cfg.Kafka.TopicPrefix)}
 	defer func() {
 		if err != nil {
-			e.Close()
+			e.Close() // what was started before the failure
 		}
 	}()
 	client, err := ClientConfig(cfg)

@@ -6,6 +6,7 @@ import (
 	"compress/gzip"
 	"context"
 	"fmt"
+	"log/slog"
 	"math"
 	"net/http"
 	"os"
@@ -17,6 +18,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/tailorcdp/tailor/bench/dataset"
+	"github.com/tailorcdp/tailor/config"
+	"github.com/tailorcdp/tailor/engine"
 	"github.com/tailorcdp/tailor/internal/testkafka"
 	"github.com/tailorcdp/tailor/state"
 	"github.com/tailorcdp/tailor/stream"
@@ -304,4 +307,39 @@ func consumed(t *testing.T, url string) int {
 		}
 	}
 	return total
+}
+
+// TestAggregates declares aggregates in the config and reads them from
+// the profile API as events arrive.
+func TestAggregates(t *testing.T) {
+	cfg := testConfig(t, testkafka.Brokers(t), testkafka.Prefix(t), t.TempDir())
+	cfg.Aggregates = map[string]config.Aggregate{
+		"shoe_views_7d": {Event: "Product Viewed", Where: `properties.category == "shoes"`, Fn: "count", Window: config.Duration(7 * 24 * time.Hour)},
+		"spend_30d":     {Event: "Order Completed", Fn: "sum", Property: "total", Window: config.Duration(30 * 24 * time.Hour)},
+		"last_order":    {Event: "Order Completed", Fn: "last_seen"},
+	}
+	e := startEngine(t, cfg)
+	now := time.Now().UTC().Truncate(time.Second)
+	ts := func(ago time.Duration) string { return now.Add(-ago).Format(time.RFC3339) }
+	batch := `{"batch": [
+	  {"type": "track", "userId": "agg", "event": "Product Viewed", "timestamp": "` + ts(time.Hour) + `", "properties": {"category": "shoes"}},
+	  {"type": "track", "userId": "agg", "event": "Product Viewed", "timestamp": "` + ts(time.Hour) + `", "properties": {"category": "bags"}},
+	  {"type": "track", "userId": "agg", "event": "Product Viewed", "timestamp": "` + ts(8*24*time.Hour) + `", "properties": {"category": "shoes"}},
+	  {"type": "track", "userId": "agg", "event": "Order Completed", "timestamp": "` + ts(2*time.Hour) + `", "properties": {"order_id": "a", "total": 20}},
+	  {"type": "track", "userId": "agg", "event": "Order Completed", "timestamp": "` + ts(40*24*time.Hour) + `", "properties": {"order_id": "b", "total": 500}}
+	]}`
+	if resp := e.post(t, "/v1/batch", batch); resp.Status != http.StatusOK {
+		t.Fatalf("batch: %d %s", resp.Status, resp.Body)
+	}
+	p := e.waitProfile(t, "agg", func(v state.View) bool { return v.Orders.Count == 2 })
+	if p.Aggregates["shoe_views_7d"] != 1.0 || p.Aggregates["spend_30d"] != 20.0 || p.Aggregates["last_order"] != now.Add(-2*time.Hour).Format(time.RFC3339) {
+		t.Errorf("aggregates %v: want 1 shoe view in 7 days, 20 spent in 30 days, last order %s", p.Aggregates, now.Add(-2*time.Hour).Format(time.RFC3339))
+	}
+
+	// A bad aggregate stops the engine from starting, naming it.
+	bad := testConfig(t, nil, "bad.", t.TempDir())
+	bad.Aggregates = map[string]config.Aggregate{"oops": {Event: "E", Fn: "count", Where: `properties.x ==`}}
+	if _, err := engine.Start(context.Background(), bad, slog.New(slog.DiscardHandler)); err == nil || !strings.Contains(err.Error(), `rule "aggregates.oops.where" at 1:16`) {
+		t.Errorf("bad aggregate: %v", err)
+	}
 }
