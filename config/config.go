@@ -37,6 +37,8 @@ type Config struct {
 	Log      Log      `yaml:"log"`
 	// Aggregates are maintained per profile, by name.
 	Aggregates map[string]Aggregate `yaml:"aggregates"`
+	// Segments are named true/false rules over a profile.
+	Segments map[string]string `yaml:"segments"`
 
 	// Source says where the file part came from ("sample" or a path).
 	Source string `yaml:"-"`

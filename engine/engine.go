@@ -193,7 +193,7 @@ func Limits(cfg *config.Config) event.Limits {
 }
 
 // StoreOptions returns the partition store options of a configuration,
-// with its aggregates compiled.
+// with its aggregates and segments compiled.
 func StoreOptions(cfg *config.Config) (state.Options, error) {
 	o := state.DefaultOptions()
 	o.MemTableSize = int64(cfg.Store.MemTableSize)
@@ -210,6 +210,13 @@ func StoreOptions(cfg *config.Config) (state.Options, error) {
 		return o, fmt.Errorf("config %s: %w", cfg.Source, err)
 	}
 	o.Aggregates = aggs
+	segs := make([]state.SegmentConfig, 0, len(cfg.Segments))
+	for name, rule := range cfg.Segments {
+		segs = append(segs, state.SegmentConfig{Name: name, Rule: rule})
+	}
+	if o.Segments, err = state.CompileSegments(segs, aggs); err != nil {
+		return o, fmt.Errorf("config %s: %w", cfg.Source, err)
+	}
 	return o, nil
 }
 

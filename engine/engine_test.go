@@ -343,3 +343,33 @@ func TestAggregates(t *testing.T) {
 		t.Errorf("bad aggregate: %v", err)
 	}
 }
+
+// TestSegments declares segments in the config and reads membership from
+// the profile API as events arrive.
+func TestSegments(t *testing.T) {
+	cfg := testConfig(t, testkafka.Brokers(t), testkafka.Prefix(t), t.TempDir())
+	cfg.Aggregates = map[string]config.Aggregate{
+		"cart_adds_1h": {Event: "Product Added", Fn: "count", Window: config.Duration(time.Hour)},
+	}
+	cfg.Segments = map[string]string{
+		"cart_abandoner": `cart_adds_1h > 0 && since("Order Completed") > 30m`,
+		"french_adult":   `traits.country == "FR" && traits.age >= 18`,
+	}
+	e := startEngine(t, cfg)
+	if resp := e.post(t, "/v1/batch", `{"batch": [
+	  {"type": "identify", "userId": "seg", "traits": {"country": "FR", "age": 40}},
+	  {"type": "track", "userId": "seg", "event": "Product Added", "properties": {"product_id": "p1"}}]}`); resp.Status != http.StatusOK {
+		t.Fatalf("batch: %d %s", resp.Status, resp.Body)
+	}
+	p := e.waitProfile(t, "seg", func(v state.View) bool { return v.Events["Product Added"] == 1 })
+	if len(p.Segments) != 2 || p.Segments["cart_abandoner"].IsZero() || p.Segments["french_adult"].IsZero() {
+		t.Errorf("segments %v, want cart_abandoner and french_adult", p.Segments)
+	}
+	if resp := e.post(t, "/v1/track", `{"userId": "seg", "event": "Order Completed", "properties": {"order_id": "1", "total": 9}}`); resp.Status != http.StatusOK {
+		t.Fatalf("track: %d %s", resp.Status, resp.Body)
+	}
+	p = e.waitProfile(t, "seg", func(v state.View) bool { return v.Orders.Count == 1 })
+	if _, in := p.Segments["cart_abandoner"]; in || len(p.Segments) != 1 {
+		t.Errorf("after the order: segments %v, want french_adult only", p.Segments)
+	}
+}

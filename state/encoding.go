@@ -32,7 +32,7 @@ const (
 	fieldFirstSeen      = 5  // varint ms
 	fieldLastSeen       = 6  // varint ms
 	fieldTypeCount      = 7  // message {1: event.Type, 2: count}, repeated
-	fieldEventCount     = 8  // message {1: name, 2: count}, repeated
+	fieldEventCount     = 8  // message {1: name, 2: count, 3: last event ms}, repeated
 	fieldOrders         = 9  // varint
 	fieldRevenue        = 10 // fixed64 float64 bits
 	fieldLastOrderAt    = 11 // varint ms
@@ -41,6 +41,7 @@ const (
 	fieldRecentHashes   = 14 // packed fixed64: messageId hashes, oldest first
 	fieldRecentTimes    = 15 // packed zigzag varint: their receive ms, each as the difference to the one before
 	fieldAggregate      = 16 // message {1: name, 2: fingerprint, 3: bucket message}, repeated
+	fieldSegment        = 17 // message {1: name, 2: entered ms}, repeated
 )
 
 // Fields of an aggregate bucket message.
@@ -96,6 +97,7 @@ func (p *Profile) AppendEncode(dst []byte) []byte {
 		msg = protowire.AppendTag(msg, 1, protowire.BytesType)
 		msg = protowire.AppendString(msg, name)
 		msg = appendVarint(msg, 2, n)
+		msg = appendVarint(msg, 3, uint64(p.EventLast[name]))
 		b = protowire.AppendTag(b, fieldEventCount, protowire.BytesType)
 		b = protowire.AppendBytes(b, msg)
 	}
@@ -117,6 +119,14 @@ func (p *Profile) AppendEncode(dst []byte) []byte {
 			prev = m.receivedAt
 		}
 		b = protowire.AppendTag(b, fieldRecentTimes, protowire.BytesType)
+		b = protowire.AppendBytes(b, msg)
+	}
+	for name, at := range p.Segments {
+		msg = msg[:0]
+		msg = protowire.AppendTag(msg, 1, protowire.BytesType)
+		msg = protowire.AppendString(msg, name)
+		msg = appendVarint(msg, 2, uint64(at))
+		b = protowire.AppendTag(b, fieldSegment, protowire.BytesType)
 		b = protowire.AppendBytes(b, msg)
 	}
 	for name, st := range p.aggregates {
@@ -253,7 +263,7 @@ func DecodeProfile(data []byte) (*Profile, error) {
 		case num == fieldLastSeen && typ == protowire.VarintType:
 			p.LastSeen = int64(v)
 		case num == fieldTypeCount && typ == protowire.BytesType:
-			t, _, n, err := decodeCount(raw)
+			t, _, n, _, err := decodeCount(raw)
 			if err != nil {
 				return err
 			}
@@ -261,14 +271,18 @@ func DecodeProfile(data []byte) (*Profile, error) {
 				p.TypeCounts[t] = n
 			}
 		case num == fieldEventCount && typ == protowire.BytesType:
-			_, name, n, err := decodeCount(raw)
+			_, name, n, last, err := decodeCount(raw)
 			if err != nil {
 				return err
 			}
 			if p.EventCounts == nil {
 				p.EventCounts = make(map[string]uint64)
+				p.EventLast = make(map[string]int64)
 			}
 			p.EventCounts[string(name)] = n
+			if last != 0 {
+				p.EventLast[string(name)] = last
+			}
 		case num == fieldOrders && typ == protowire.VarintType:
 			p.Orders = v
 		case num == fieldRevenue && typ == protowire.Fixed64Type:
@@ -286,6 +300,15 @@ func DecodeProfile(data []byte) (*Profile, error) {
 			hashes = raw
 		case num == fieldRecentTimes && typ == protowire.BytesType:
 			times = raw
+		case num == fieldSegment && typ == protowire.BytesType:
+			_, name, at, _, err := decodeCount(raw)
+			if err != nil {
+				return err
+			}
+			if p.Segments == nil {
+				p.Segments = make(map[string]int64)
+			}
+			p.Segments[string(name)] = int64(at)
 		case num == fieldAggregate && typ == protowire.BytesType:
 			name, st, err := decodeAggregate(raw)
 			if err != nil {
@@ -319,19 +342,21 @@ func DecodeProfile(data []byte) (*Profile, error) {
 	return p, nil
 }
 
-// decodeCount decodes a {1: key, 2: count} message, whose key is a varint
-// (type counts) or bytes (event counts).
-func decodeCount(raw []byte) (key uint64, name []byte, count uint64, err error) {
+// decodeCount decodes a {1: key, 2: count, 3: last} message, whose key is
+// a varint (type counts) or bytes (event counts, segments).
+func decodeCount(raw []byte) (key uint64, name []byte, count uint64, last int64, err error) {
 	err = eachField(raw, func(num protowire.Number, _ protowire.Type, v uint64, b []byte) error {
 		switch num {
 		case 1:
 			key, name = v, b
 		case 2:
 			count = v
+		case 3:
+			last = int64(v)
 		}
 		return nil
 	})
-	return key, name, count, err
+	return key, name, count, last, err
 }
 
 // eachField calls fn for each field of a wire-format message: v holds

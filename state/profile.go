@@ -52,14 +52,20 @@ type Profile struct {
 	LastSeen     int64
 	// TypeCounts counts calls by type, indexed by event.Type.
 	TypeCounts [len(event.Types) + 1]uint64
-	// EventCounts counts track calls by event name.
+	// EventCounts counts track calls by event name, and EventLast holds
+	// the latest event time of each name (for since() in rules).
 	EventCounts map[string]uint64
+	EventLast   map[string]int64
 
 	Orders         uint64  // Order Completed, once per order_id
 	Revenue        float64 // sum of the completed orders' amounts
 	LastOrderAt    int64
 	Refunds        uint64  // Order Refunded events
 	RefundedAmount float64 // sum of the refunds' amounts
+
+	// Segments holds the segments the profile is in, with the time it
+	// entered each (Unix ms).
+	Segments map[string]int64
 
 	// aggregates holds the declared aggregates' state, by name.
 	aggregates map[string]*aggregateState
@@ -121,9 +127,11 @@ func (p *Profile) Clone() *Profile {
 	c := *p
 	c.recent = slices.Clone(p.recent)
 	c.aggregates = cloneAggregates(p.aggregates)
+	c.Segments = maps.Clone(p.Segments)
 	c.AnonymousIDs = slices.Clone(p.AnonymousIDs)
 	c.Traits = maps.Clone(p.Traits)
 	c.EventCounts = maps.Clone(p.EventCounts)
+	c.EventLast = maps.Clone(p.EventLast)
 	return &c
 }
 
@@ -155,7 +163,7 @@ func (p *Profile) Apply(ev *event.Event, countOrder bool) {
 	case event.Identify:
 		p.mergeTraits(ev, t)
 	case event.Track:
-		p.countEvent(ev.Name)
+		p.countEvent(ev.Name, t)
 		switch ev.Name {
 		case event.OrderCompleted:
 			if !countOrder {
@@ -190,14 +198,18 @@ func (p *Profile) addAnonymousID(id string) {
 	p.AnonymousIDs = append(p.AnonymousIDs, id)
 }
 
-func (p *Profile) countEvent(name string) {
+func (p *Profile) countEvent(name string, t int64) {
 	if p.EventCounts == nil {
 		p.EventCounts = make(map[string]uint64)
+		p.EventLast = make(map[string]int64)
 	}
 	if _, ok := p.EventCounts[name]; !ok && len(p.EventCounts) >= MaxEventNames {
 		name = OtherEvents
 	}
 	p.EventCounts[name]++
+	if t > p.EventLast[name] {
+		p.EventLast[name] = t
+	}
 }
 
 // mergeTraits merges an identify call's traits: each trait takes the value
@@ -242,6 +254,8 @@ type View struct {
 	// Aggregates are the declared aggregates' values now: numbers, times
 	// for first_seen and last_seen, null when no event counts.
 	Aggregates map[string]any `json:"aggregates"`
+	// Segments are the segments the profile is in, with when it entered.
+	Segments map[string]time.Time `json:"segments"`
 }
 
 // OrdersView is the order facts part of View.
@@ -288,6 +302,10 @@ func (p *Profile) View(aggs *Aggregates, now time.Time) View {
 	if p.LastOrderAt != 0 {
 		t := time.UnixMilli(p.LastOrderAt).UTC()
 		v.Orders.LastOrderAt = &t
+	}
+	v.Segments = make(map[string]time.Time, len(p.Segments))
+	for name, at := range p.Segments {
+		v.Segments[name] = time.UnixMilli(at).UTC()
 	}
 	v.Aggregates = make(map[string]any, len(aggs.List()))
 	for _, agg := range aggs.List() {

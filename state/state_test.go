@@ -40,6 +40,7 @@ func sampleProfile() *Profile {
 		},
 		FirstSeen: 1690000000000, LastSeen: 1700000000500,
 		EventCounts: map[string]uint64{"Product Viewed": 7, "Order Completed": 2},
+		EventLast:   map[string]int64{"Product Viewed": 1700000000300, "Order Completed": 1700000000400},
 		Orders:      2, Revenue: 123.45, LastOrderAt: 1700000000400,
 		Refunds: 1, RefundedAmount: 20.5,
 		recent: []seenMessage{{hash: 0x0123456789abcdef, receivedAt: 1700000000100}, {hash: 42, receivedAt: 1700000000600}},

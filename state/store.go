@@ -44,6 +44,8 @@ type Options struct {
 	Logger *slog.Logger
 	// Aggregates are maintained on every applied event (nil: none).
 	Aggregates *Aggregates
+	// Segments are re-evaluated on every applied event (nil: none).
+	Segments *Segments
 	// Now is the clock that decides which events are too old for a
 	// window; nil means time.Now.
 	Now func() time.Time
@@ -294,6 +296,8 @@ type Batch struct {
 	profiles map[string]*Profile
 	orders   [][]byte
 	seen     map[string]struct{} // order keys added in this batch
+	changes  []KeyedChange
+	env      profileEnv // reused by segment evaluation
 	size     int
 	budget   int
 }
@@ -434,12 +438,24 @@ func (b *Batch) Apply(ev *event.Event) (applied bool, err error) {
 		}
 	}
 	p.Apply(ev, countOrder)
-	if aggs := b.s.opts.Aggregates; aggs != nil {
-		now := time.Now
-		if b.s.opts.Now != nil {
-			now = b.s.opts.Now
-		}
-		aggs.apply(p, ev, now())
+	now := time.Now
+	if b.s.opts.Now != nil {
+		now = b.s.opts.Now
+	}
+	t := now()
+	b.s.opts.Aggregates.apply(p, ev, t)
+	for _, c := range b.s.opts.Segments.evaluate(&b.env, p, ev, t) {
+		b.changes = append(b.changes, KeyedChange{Key: key, MessageID: ev.MessageID, Change: c})
 	}
 	return true, nil
 }
+
+// KeyedChange is a segment change of one profile, caused by one event.
+type KeyedChange struct {
+	Key       string
+	MessageID string // of the event that caused it
+	Change
+}
+
+// Changes returns the segment changes of the batch so far.
+func (b *Batch) Changes() []KeyedChange { return b.changes }

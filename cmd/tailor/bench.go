@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"strings"
 	"text/tabwriter"
 
@@ -24,6 +25,7 @@ import (
 func benchCommand() *command {
 	var (
 		events  int
+		profile string
 		asJSON  bool
 		seed    uint64
 		workers int
@@ -36,6 +38,7 @@ func benchCommand() *command {
 		flags: func(fs *flag.FlagSet) {
 			fs.IntVar(&events, "events", 200_000, "ingest: events to produce and apply")
 			fs.BoolVar(&asJSON, "json", false, "ingest: print the result as JSON")
+			fs.StringVar(&profile, "cpuprofile", "", "ingest: write a CPU profile of the run to this file (go tool pprof)")
 			fs.Uint64Var(&seed, "seed", 1, "ingest: workload seed")
 			fs.IntVar(&workers, "customers", 100_000, "ingest: distinct customers in the workload")
 		},
@@ -54,6 +57,17 @@ func benchCommand() *command {
 				fmt.Fprintf(stderr, "wrote %d events\n", n)
 				return err
 			case "ingest":
+				if profile != "" {
+					f, err := os.Create(profile)
+					if err != nil {
+						return err
+					}
+					defer f.Close()
+					if err := pprof.StartCPUProfile(f); err != nil {
+						return err
+					}
+					defer pprof.StopCPUProfile()
+				}
 				return benchIngest(ctx, cfg, events, seed, workers, asJSON, stdout, stderr)
 			case "":
 				return errors.New("name a benchmark: ingest or retail-events (tailor bench --help)")

@@ -1,0 +1,241 @@
+package state
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/valyala/fastjson"
+
+	"github.com/tailorcdp/tailor/event"
+	"github.com/tailorcdp/tailor/rules"
+)
+
+// SegmentConfig declares a segment: a named true/false rule over a profile.
+type SegmentConfig struct {
+	Name string
+	Rule string
+}
+
+// Segment is a compiled segment.
+type Segment struct {
+	Name  string
+	Rule  *rules.Rule
+	index int // in the schema's segment names
+}
+
+// Segments are the compiled segments of a configuration, in an order in
+// which every segment comes after the segments its rule reads.
+type Segments struct {
+	order []*Segment
+	names []string // the schema's: sorted
+	aggs  []*Aggregate
+}
+
+// Change is a segment membership that an event (or time) changed.
+type Change struct {
+	Segment string
+	Entered bool // false: exited
+	At      time.Time
+}
+
+// CompileSegments checks and compiles segment declarations against the
+// aggregates they may read. Every problem is reported, each naming its
+// segment, and so is a cycle of segments reading each other.
+func CompileSegments(decls []SegmentConfig, aggs *Aggregates) (*Segments, error) {
+	s := &Segments{aggs: aggs.List()}
+	schema := &rules.Schema{}
+	for _, a := range s.aggs {
+		t := rules.TypeNumber
+		if a.Spec.Func == FirstSeen || a.Spec.Func == LastSeen {
+			t = rules.TypeTime
+		}
+		schema.Aggregates = append(schema.Aggregates, rules.Field{Name: a.Name, Type: t})
+	}
+	for _, d := range decls {
+		s.names = append(s.names, d.Name)
+	}
+	sort.Strings(s.names)
+	schema.Segments = s.names
+	var errs []error
+	byIndex := make([]*Segment, len(s.names))
+	for _, d := range decls {
+		i := slices.Index(s.names, d.Name)
+		if byIndex[i] != nil {
+			errs = append(errs, fmt.Errorf("segment %q is declared twice", d.Name))
+			continue
+		}
+		r, err := rules.Compile("segments."+d.Name, d.Rule, schema, rules.TypeBool)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if dp := r.Deps; dp.RFM || len(dp.Interests) > 0 || len(dp.Consents) > 0 {
+			// Rather an error now than a segment that silently never matches.
+			errs = append(errs, fmt.Errorf("segment %q: rfm.*, interest() and consent() are not maintained yet", d.Name))
+			continue
+		}
+		byIndex[i] = &Segment{Name: d.Name, Rule: r, index: i}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	// Order by dependencies, finding cycles.
+	const (
+		unvisited = iota
+		visiting
+		done
+	)
+	state := make([]int, len(byIndex))
+	var visit func(i int, path []string) error
+	visit = func(i int, path []string) error {
+		switch state[i] {
+		case done:
+			return nil
+		case visiting:
+			return fmt.Errorf("segments read each other in a cycle: %s", strings.Join(append(path, s.names[i]), " → "))
+		}
+		state[i] = visiting
+		for _, dep := range byIndex[i].Rule.Deps.Segments {
+			if err := visit(dep, append(path, s.names[i])); err != nil {
+				return err
+			}
+		}
+		state[i] = done
+		s.order = append(s.order, byIndex[i])
+		return nil
+	}
+	for i := range byIndex {
+		if err := visit(i, nil); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// List returns the segments in evaluation order.
+func (s *Segments) List() []*Segment {
+	if s == nil {
+		return nil
+	}
+	return s.order
+}
+
+// evaluate re-evaluates every segment of the profile at now (with ev, the
+// event being applied, or nil when time alone moved), records the new
+// memberships in the profile and returns the changes.
+func (s *Segments) evaluate(env *profileEnv, p *Profile, ev *event.Event, now time.Time) []Change {
+	if s == nil || len(s.order) == 0 {
+		return nil
+	}
+	env.reset(s, p, ev, now)
+	for _, seg := range s.order {
+		if _, in := p.Segments[seg.Name]; in {
+			env.member[seg.index] = true // until evaluated: segments read in order
+		}
+	}
+	var changes []Change
+	for _, seg := range s.order {
+		in := seg.Rule.Match(env)
+		env.member[seg.index] = in
+		_, was := p.Segments[seg.Name]
+		switch {
+		case in && !was:
+			if p.Segments == nil {
+				p.Segments = make(map[string]int64)
+			}
+			p.Segments[seg.Name] = now.UnixMilli()
+			changes = append(changes, Change{Segment: seg.Name, Entered: true, At: now})
+		case !in && was:
+			delete(p.Segments, seg.Name)
+			changes = append(changes, Change{Segment: seg.Name, Entered: false, At: now})
+		}
+	}
+	return changes
+}
+
+// profileEnv evaluates rules over a profile and the event being applied.
+// A batch reuses one, so evaluating allocates nothing of its own.
+type profileEnv struct {
+	p      *Profile
+	ev     *event.Event // nil when no event is being applied
+	now    time.Time
+	aggs   []*Aggregate
+	member []bool // segment memberships, by schema index
+	// values caches the aggregates' values for one evaluation: several
+	// rules read the same aggregates.
+	values []aggValue
+	json   fastjson.Parser
+}
+
+type aggValue struct {
+	v        float64
+	ok, done bool
+}
+
+func (e *profileEnv) reset(s *Segments, p *Profile, ev *event.Event, now time.Time) {
+	e.p, e.ev, e.now, e.aggs = p, ev, now, s.aggs
+	e.member = slices.Grow(e.member[:0], len(s.names))[:len(s.names)]
+	clear(e.member)
+	e.values = slices.Grow(e.values[:0], len(s.aggs))[:len(s.aggs)]
+	clear(e.values)
+}
+
+func (e *profileEnv) Now() time.Time { return e.now }
+
+func (e *profileEnv) Trait(name string) rules.Value {
+	t, ok := e.p.Traits[name]
+	if !ok {
+		return rules.Value{}
+	}
+	v, err := e.json.ParseBytes(t.Value)
+	if err != nil {
+		return rules.Value{}
+	}
+	return rules.FromJSON(v)
+}
+
+func (e *profileEnv) Property(path []string) rules.Value {
+	if e.ev == nil || e.ev.Properties == nil {
+		return rules.Value{}
+	}
+	return rules.FromJSON(e.ev.Properties.Get(path...))
+}
+
+func (e *profileEnv) Context(path []string) rules.Value {
+	if e.ev == nil || e.ev.Context == nil {
+		return rules.Value{}
+	}
+	return rules.FromJSON(e.ev.Context.Get(path...))
+}
+
+func (e *profileEnv) Aggregate(i int) (float64, bool) {
+	c := &e.values[i]
+	if !c.done {
+		c.v, c.ok = e.p.AggregateValue(e.aggs[i], e.now)
+		if c.ok && (e.aggs[i].Spec.Func == FirstSeen || e.aggs[i].Spec.Func == LastSeen) {
+			c.v /= 1000 // rules take times in Unix seconds
+		}
+		c.done = true
+	}
+	return c.v, c.ok
+}
+
+func (e *profileEnv) LastEvent(name string) (time.Time, bool) {
+	t, ok := e.p.EventLast[name]
+	if !ok {
+		return time.Time{}, false
+	}
+	return time.UnixMilli(t), true
+}
+
+// RFM, Interest and Consent are not maintained yet; CompileSegments
+// rejects rules that read them.
+func (e *profileEnv) RFM(int) (float64, bool) { return 0, false }
+func (e *profileEnv) Interest(string) float64 { return 0 }
+func (e *profileEnv) Consent(string) bool     { return false }
+
+func (e *profileEnv) Segment(i int) bool { return e.member[i] }

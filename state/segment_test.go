@@ -1,0 +1,111 @@
+package state
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tailorcdp/tailor/event"
+)
+
+func TestCompileSegmentsErrors(t *testing.T) {
+	aggs, err := CompileAggregates([]AggregateConfig{{Name: "cart_adds_1h", Event: "Product Added", Func: "count", Window: time.Hour}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		decls []SegmentConfig
+		want  string
+	}{
+		{[]SegmentConfig{{"a", `cart_adds > 0`}}, `rule "segments.a" at 1:1: unknown name "cart_adds"`},
+		{[]SegmentConfig{{"a", `cart_adds_1h + 1`}}, `rule "segments.a" at 1:14: the rule must give true/false, but gives a number`},
+		{[]SegmentConfig{{"a", `segment("b")`}, {"b", `segment("c")`}, {"c", `segment("a")`}}, `segments read each other in a cycle: a → b → c → a`},
+		{[]SegmentConfig{{"a", `segment("nope")`}}, `rule "segments.a" at 1:9: unknown segment "nope"`},
+		{[]SegmentConfig{{"a", `rfm.r > 3`}}, `segment "a": rfm.*, interest() and consent() are not maintained yet`},
+	}
+	for _, tc := range tests {
+		_, err := CompileSegments(tc.decls, aggs)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: error %v, want %q", tc.decls, err, tc.want)
+		}
+	}
+}
+
+// TestSegmentChanges scripts events with a fake clock and checks the
+// entered/exited changes: on events, in dependency order, and with no
+// event once a window has passed (evaluated when asked).
+func TestSegmentChanges(t *testing.T) {
+	aggs, err := CompileAggregates([]AggregateConfig{
+		{Name: "cart_adds_1h", Event: "Product Added", Func: "count", Window: time.Hour},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	segs, err := CompileSegments([]SegmentConfig{
+		{"cart_abandoner", `cart_adds_1h > 0 && since("Order Completed") > 30m`},
+		{"french_adult", `traits.country == "FR" && traits.age >= 18`},
+		{"french_abandoner", `segment("french_adult") && segment("cart_abandoner")`},
+	}, aggs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := t0
+	o := DefaultOptions()
+	o.MemTableSize, o.BlockCacheSize = 2<<20, 1<<20
+	o.Aggregates, o.Segments, o.Now = aggs, segs, func() time.Time { return clock }
+	s, err := Open(t.TempDir(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	p := event.NewParser(event.DefaultLimits())
+	offset := int64(0)
+	send := func(at time.Duration, ev string) []string {
+		t.Helper()
+		clock = t0.Add(at)
+		e, err := p.Parse([]byte(`{"userId": "u", "timestamp": "`+clock.Format(time.RFC3339)+`", `+ev+`}`), 0, clock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := s.Begin()
+		if _, err := b.Apply(&e); err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, c := range b.Changes() {
+			sign := "-"
+			if c.Entered {
+				sign = "+"
+			}
+			got = append(got, sign+c.Segment)
+		}
+		offset++
+		if err := b.Commit(offset); err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	steps := []struct {
+		at   time.Duration
+		ev   string
+		want string
+	}{
+		{0, `"type": "identify", "traits": {"country": "FR", "age": 30}`, "+french_adult"},
+		{time.Minute, `"type": "track", "event": "Product Added"`, "+cart_abandoner +french_abandoner"},
+		{2 * time.Minute, `"type": "track", "event": "Product Added"`, ""},
+		{3 * time.Minute, `"type": "track", "event": "Order Completed", "properties": {"total": 5}`, "-cart_abandoner -french_abandoner"},
+		{40 * time.Minute, `"type": "track", "event": "Page Viewed"`, "+cart_abandoner +french_abandoner"},
+		{41 * time.Minute, `"type": "identify", "traits": {"age": 17}`, "-french_adult -french_abandoner"},
+		// the cart adds are over an hour old: a later event sees them gone
+		{125 * time.Minute, `"type": "track", "event": "Page Viewed"`, "-cart_abandoner"},
+	}
+	for _, st := range steps {
+		if got := strings.Join(send(st.at, st.ev), " "); got != st.want {
+			t.Errorf("at %v after %s: changes %q, want %q", st.at, st.ev, got, st.want)
+		}
+	}
+	prof, _ := s.Profile("u")
+	if v := prof.View(aggs, clock); len(v.Segments) != 0 {
+		t.Errorf("segments at the end: %v", v.Segments)
+	}
+}
