@@ -109,12 +109,10 @@ func Ingest(ctx context.Context, cfg IngestConfig) (IngestResult, error) {
 	say("produced %d events (%.0f/s, %.0f bytes each)", cfg.Events, res.ProduceRate, res.EventBytes)
 
 	// Raw consume: the baseline.
-	raw, err := rawConsume(ctx, cfg.Client, topics.Events, cfg.Events)
+	res.RawRate, res.RawSeconds, err = rawConsume(ctx, cfg.Client, topics.Events, cfg.Events)
 	if err != nil {
 		return res, err
 	}
-	res.RawSeconds = raw.Seconds()
-	res.RawRate = float64(cfg.Events-1) / raw.Seconds()
 	say("raw consumer: %.0f events/s", res.RawRate)
 
 	// The engine's processor.
@@ -137,21 +135,20 @@ func Ingest(ctx context.Context, cfg IngestConfig) (IngestResult, error) {
 	runCtx, stop := context.WithCancel(ctx)
 	errc := make(chan error, 1)
 	go func() { errc <- proc.Run(runCtx) }()
-	applied := func() int64 {
-		var n int64
+	applied := func() (n int64, assigned int) {
 		for _, next := range proc.Applied() {
 			n += next
+			assigned++
 		}
-		return n
+		return n, assigned
 	}
-	var first time.Time
-	var firstCount int64
+	var clock rateClock
 	for {
-		n := applied()
-		if first.IsZero() && n > 0 {
-			first, firstCount = time.Now(), n
+		n, assigned := applied()
+		if assigned == cfg.Partitions {
+			clock.observe(n)
 		}
-		if n >= int64(cfg.Events) {
+		if n >= int64(cfg.Events) && assigned == cfg.Partitions {
 			break
 		}
 		select {
@@ -166,46 +163,72 @@ func Ingest(ctx context.Context, cfg IngestConfig) (IngestResult, error) {
 		case <-time.After(time.Millisecond):
 		}
 	}
-	elapsed := time.Since(first)
+	res.AppliedRate, res.ApplySeconds = clock.rate(int64(cfg.Events))
 	stop()
 	<-errc
 	proc.Close()
-	res.ApplySeconds = elapsed.Seconds()
-	res.AppliedRate = float64(int64(cfg.Events)-firstCount) / elapsed.Seconds()
 	res.Ratio = res.AppliedRate / res.RawRate
 	say("engine: %.0f events/s applied", res.AppliedRate)
 	return res, nil
 }
 
 // rawConsume reads n records of topic from the start with a consumer that
-// does nothing with them (beyond fetching and decompressing) and returns the time from the first record to the
-// last.
-func rawConsume(ctx context.Context, client stream.ClientConfig, topic string, n int) (time.Duration, error) {
+// does nothing with them (beyond fetching and decompressing) and returns
+// its rate.
+func rawConsume(ctx context.Context, client stream.ClientConfig, topic string, n int) (rate, seconds float64, err error) {
 	cl, err := kgo.NewClient(append(client.Opts(),
 		kgo.ConsumeTopics(topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchMaxBytes(32<<20),
 	)...)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer cl.Close()
-	var first time.Time
+	var clock rateClock
+	clock.observe(0)
 	seen := 0
 	for seen < n {
 		fetches := cl.PollRecords(ctx, 5000)
 		if err := ctx.Err(); err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 		if errs := fetches.Errors(); len(errs) > 0 {
-			return 0, fmt.Errorf("raw consume of %s: %w", topic, errs[0].Err)
+			return 0, 0, fmt.Errorf("raw consume of %s: %w", topic, errs[0].Err)
 		}
-		fetches.EachRecord(func(r *kgo.Record) {
-			if first.IsZero() {
-				first = time.Now()
-			}
-			seen++
-		})
+		seen += fetches.NumRecords()
+		clock.observe(int64(seen))
 	}
-	return time.Since(first), nil
+	rate, seconds = clock.rate(int64(n))
+	return rate, seconds, nil
+}
+
+// rateClock measures a steady rate: from the first time progress is seen,
+// counting only what came after, so that start-up (group joins, first
+// fetches) counts against neither side. When the first observation already
+// covers most of the run (a small run), it falls back to timing the whole
+// run from the start.
+type rateClock struct {
+	start, first time.Time
+	atFirst      int64
+}
+
+func (c *rateClock) observe(n int64) {
+	now := time.Now()
+	if c.start.IsZero() {
+		c.start = now
+	}
+	if c.first.IsZero() && n > 0 {
+		c.first, c.atFirst = now, n
+	}
+}
+
+func (c *rateClock) rate(total int64) (perSecond, seconds float64) {
+	end := time.Now()
+	if total-c.atFirst >= total/2 {
+		seconds = end.Sub(c.first).Seconds()
+		return float64(total-c.atFirst) / seconds, seconds
+	}
+	seconds = end.Sub(c.start).Seconds()
+	return float64(total) / seconds, seconds
 }
