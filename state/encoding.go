@@ -93,13 +93,7 @@ func (p *Profile) AppendEncode(dst []byte) []byte {
 		b = protowire.AppendBytes(b, msg)
 	}
 	for name, n := range p.EventCounts {
-		msg = msg[:0]
-		msg = protowire.AppendTag(msg, 1, protowire.BytesType)
-		msg = protowire.AppendString(msg, name)
-		msg = appendVarint(msg, 2, n)
-		msg = appendVarint(msg, 3, uint64(p.EventLast[name]))
-		b = protowire.AppendTag(b, fieldEventCount, protowire.BytesType)
-		b = protowire.AppendBytes(b, msg)
+		b, msg = appendNamedCount(b, msg, fieldEventCount, name, n, p.EventLast[name])
 	}
 	b = appendVarint(b, fieldOrders, p.Orders)
 	b = appendFloat(b, fieldRevenue, p.Revenue)
@@ -122,12 +116,7 @@ func (p *Profile) AppendEncode(dst []byte) []byte {
 		b = protowire.AppendBytes(b, msg)
 	}
 	for name, at := range p.Segments {
-		msg = msg[:0]
-		msg = protowire.AppendTag(msg, 1, protowire.BytesType)
-		msg = protowire.AppendString(msg, name)
-		msg = appendVarint(msg, 2, uint64(at))
-		b = protowire.AppendTag(b, fieldSegment, protowire.BytesType)
-		b = protowire.AppendBytes(b, msg)
+		b, msg = appendNamedCount(b, msg, fieldSegment, name, uint64(at), 0)
 	}
 	for name, st := range p.aggregates {
 		msg = msg[:0]
@@ -144,6 +133,18 @@ func (p *Profile) AppendEncode(dst []byte) []byte {
 	}
 	p.encodedSize = len(b) - start
 	return b
+}
+
+// appendNamedCount appends field num as a {1: name, 2: count, 3: last}
+// message (read back by decodeCount), building it in scratch.
+func appendNamedCount(b, scratch []byte, num protowire.Number, name string, count uint64, last int64) ([]byte, []byte) {
+	scratch = scratch[:0]
+	scratch = protowire.AppendTag(scratch, 1, protowire.BytesType)
+	scratch = protowire.AppendString(scratch, name)
+	scratch = appendVarint(scratch, 2, count)
+	scratch = appendVarint(scratch, 3, uint64(last))
+	b = protowire.AppendTag(b, num, protowire.BytesType)
+	return protowire.AppendBytes(b, scratch), scratch
 }
 
 func appendBucket(b []byte, bk bucket) []byte {
