@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"math"
@@ -371,5 +372,19 @@ func TestSegments(t *testing.T) {
 	p = e.waitProfile(t, "seg", func(v state.View) bool { return v.Orders.Count == 1 })
 	if _, in := p.Segments["cart_abandoner"]; in || len(p.Segments) != 1 {
 		t.Errorf("after the order: segments %v, want french_adult only", p.Segments)
+	}
+
+	// Each change is one record on the segments topic, in order.
+	recs := testkafka.Consume(t, cfg.Kafka.Brokers, e.Topics().Segments, 3, 20*time.Second)
+	var got []string
+	for _, r := range recs {
+		var c stream.SegmentChange
+		if err := json.Unmarshal(r.Value, &c); err != nil || string(r.Key) != "seg" || c.Key != "seg" || c.MessageID == "" || c.Time.IsZero() {
+			t.Errorf("change record %q %s: %v", r.Key, r.Value, err)
+		}
+		got = append(got, c.Change+" "+c.Segment)
+	}
+	if want := "entered french_adult, entered cart_abandoner, exited cart_abandoner"; strings.Join(got, ", ") != want {
+		t.Errorf("changes %q, want %q", strings.Join(got, ", "), want)
 	}
 }

@@ -121,10 +121,16 @@ func (r *running) post(t *testing.T, path, body string) response {
 	return do(t, "POST", r.url+path, writeKey, []byte(body), map[string]string{"Content-Type": "application/json"})
 }
 
-// profile reads a profile; ok is false on 404.
+// profile reads a profile; ok is false on 404. A 503 (the partition is
+// moving between owners in a rebalance) is retried for a while, as a
+// client would.
 func (r *running) profile(t *testing.T, key string) (state.View, bool) {
 	t.Helper()
 	resp := do(t, "GET", r.url+"/v1/profiles/"+key, readKey, nil, nil)
+	for deadline := time.Now().Add(30 * time.Second); resp.Status == http.StatusServiceUnavailable && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+		resp = do(t, "GET", r.url+"/v1/profiles/"+key, readKey, nil, nil)
+	}
 	if resp.Status == http.StatusNotFound {
 		return state.View{}, false
 	}

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -25,6 +26,7 @@ type Topics struct {
 	Changelog  string // compacted per-profile state, for restore and standbys
 	Segments   string // segment entered/exited records
 	DeadLetter string // invalid input records with the reason
+	Progress   string // compacted: per input partition, how far outputs were produced
 }
 
 // NewTopics returns the topic names under prefix ("tailor." gives
@@ -35,6 +37,7 @@ func NewTopics(prefix string) Topics {
 		Changelog:  prefix + "changelog",
 		Segments:   prefix + "segments",
 		DeadLetter: prefix + "deadletter",
+		Progress:   prefix + "progress",
 	}
 }
 
@@ -43,6 +46,8 @@ func NewTopics(prefix string) Topics {
 // of the events topic, which is what keys are routed by. An events topic
 // that already exists keeps its count: changing it is a migration.
 func EnsureTopics(ctx context.Context, cl *kgo.Client, t Topics, partitions int32, replication int16) (int32, error) {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
 	adm := kadm.NewClient(cl)
 	compact := "compact"
 	create := []struct {
@@ -53,6 +58,7 @@ func EnsureTopics(ctx context.Context, cl *kgo.Client, t Topics, partitions int3
 		{t.Changelog, map[string]*string{"cleanup.policy": &compact}},
 		{t.Segments, nil},
 		{t.DeadLetter, nil},
+		{t.Progress, map[string]*string{"cleanup.policy": &compact}},
 	}
 	for _, c := range create {
 		resp, err := adm.CreateTopic(ctx, partitions, replication, c.configs, c.name)
@@ -63,15 +69,41 @@ func EnsureTopics(ctx context.Context, cl *kgo.Client, t Topics, partitions int3
 			return 0, fmt.Errorf("create topic %s (%d partitions, replication %d): %w", c.name, partitions, replication, err)
 		}
 	}
-	details, err := adm.ListTopics(ctx, t.Events)
-	if err != nil {
-		return 0, fmt.Errorf("describe topic %s: %w", t.Events, err)
+	// A new topic takes a moment to appear in every broker's metadata with
+	// all its partitions led; a consumer group formed before then would
+	// first get only some of the partitions. Wait for it.
+	names := make([]string, len(create))
+	for i, c := range create {
+		names[i] = c.name
 	}
-	d, ok := details[t.Events]
-	if !ok || d.Err != nil {
-		return 0, fmt.Errorf("describe topic %s: %v", t.Events, d.Err)
+	for {
+		details, err := adm.ListTopics(ctx, names...)
+		if err == nil {
+			err = details.Error()
+		}
+		if err == nil {
+			complete := true
+			for _, name := range names {
+				d := details[name]
+				if len(d.Partitions) == 0 {
+					complete = false
+				}
+				for _, p := range d.Partitions {
+					if p.Err != nil || p.Leader < 0 {
+						complete = false
+					}
+				}
+			}
+			if complete {
+				return int32(len(details[t.Events].Partitions)), nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return 0, fmt.Errorf("topics %v not ready: %w (last error: %v)", names, ctx.Err(), err)
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
-	return int32(len(d.Partitions)), nil
 }
 
 // PartitionOf returns the partition of key among n partitions: Kafka's

@@ -8,12 +8,13 @@ import (
 
 // Metrics are the processor's Prometheus metrics.
 type Metrics struct {
-	events      *prometheus.CounterVec // by outcome
-	batch       prometheus.Histogram   // apply + commit of one partition's poll
-	delay       prometheus.Histogram   // receive time to applied
-	lag         *prometheus.GaugeVec   // by partition
-	appliedNext *prometheus.GaugeVec   // next offset to apply, by partition
-	reg         prometheus.Registerer
+	events         *prometheus.CounterVec // by outcome
+	batch          prometheus.Histogram   // apply + commit of one partition's poll
+	delay          prometheus.Histogram   // receive time to applied
+	lag            *prometheus.GaugeVec   // by partition
+	appliedNext    *prometheus.GaugeVec   // next offset to apply, by partition
+	segmentChanges prometheus.Counter
+	reg            prometheus.Registerer
 }
 
 // Outcomes of an input record, the values of the "outcome" label of
@@ -52,7 +53,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Offset of the next record to apply (all before it are in the store), per assigned partition.",
 		}, []string{"partition"}),
 	}
-	reg.MustRegister(m.events, m.batch, m.delay, m.lag, m.appliedNext)
+	m.segmentChanges = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "tailor_segment_changes_total",
+		Help: "Segment entered and exited records produced.",
+	})
+	reg.MustRegister(m.events, m.batch, m.delay, m.lag, m.appliedNext, m.segmentChanges)
 	return m
 }
 

@@ -2,6 +2,7 @@ package stream
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -59,7 +60,6 @@ type ProcessorConfig struct {
 type Processor struct {
 	cfg ProcessorConfig
 	cl  *kgo.Client
-	out *Producer // dead letters and rerouted records
 	log *slog.Logger
 	m   *Metrics
 
@@ -85,9 +85,13 @@ type partition struct {
 	work   chan []*kgo.Record
 	done   chan struct{} // closed when the worker has stopped
 	failed bool          // the worker's: a failed apply stops applying
-	store  *state.Store
-	parser *event.Parser
-	next   atomic.Int64 // next offset to apply
+	out    *output       // exactly-once outputs
+	// replayTo is the progress marker read on assignment: records before
+	// it had their outputs produced already, before a crash.
+	replayTo int64
+	store    *state.Store
+	parser   *event.Parser
+	next     atomic.Int64 // next offset to apply
 	// target is the end offset read after assignment; the partition has
 	// caught up once next reaches it. -1 until read.
 	target atomic.Int64
@@ -121,11 +125,6 @@ func NewProcessor(cfg ProcessorConfig) (*Processor, error) {
 			Help: "Profile reads that went to the store.",
 		}, func() float64 { _, m := p.cacheStats(); return float64(m) }),
 	)
-	out, err := NewProducer(cfg.Client)
-	if err != nil {
-		return nil, err
-	}
-	p.out = out
 	opts := append(cfg.Client.Opts(),
 		kgo.ConsumerGroup(cfg.Group),
 		kgo.ConsumeTopics(cfg.Topics.Events),
@@ -145,7 +144,6 @@ func NewProcessor(cfg ProcessorConfig) (*Processor, error) {
 	}
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
-		out.Close()
 		return nil, fmt.Errorf("kafka consumer for %v: %w", cfg.Client.Brokers, err)
 	}
 	p.cl = cl
@@ -231,19 +229,20 @@ func (p *Processor) work(part *partition) {
 }
 
 // apply applies one partition's records. Runs of records are committed to
-// the store together with the offset after them; dead letters are
-// acknowledged by Kafka before the offset moves past their records.
+// the store together with the offset after them; what they produce (segment
+// changes, dead letters, rerouted records) is written exactly once, in a
+// Kafka transaction committed just before the store (see output).
 func (p *Processor) apply(ctx context.Context, part *partition, records []*kgo.Record) error {
 	start := time.Now()
 	batch := part.store.Begin()
-	var dead []*kgo.Record // dead letters and rerouted records, acked before the commit
-	var applied, dups, rerouted int
+	var outputs []*kgo.Record
+	var applied, dups, dead, rerouted, changes int
 	var delays []time.Time
 	commit := func(next int64) error {
-		if len(dead) > 0 {
-			if err := p.out.Produce(ctx, dead...); err != nil {
+		if len(outputs) > 0 {
+			if err := part.out.write(ctx, outputs, next); err != nil {
 				batch.Discard()
-				return fmt.Errorf("partition %d: write %d dead letters and rerouted events: %w", part.id, len(dead), err)
+				return fmt.Errorf("partition %d: write %d outputs: %w", part.id, len(outputs), err)
 			}
 		}
 		if err := batch.Commit(next); err != nil {
@@ -253,27 +252,38 @@ func (p *Processor) apply(ctx context.Context, part *partition, records []*kgo.R
 		p.m.appliedNext.WithLabelValues(part.label).Set(float64(next))
 		p.m.events.WithLabelValues(OutcomeApplied).Add(float64(applied))
 		p.m.events.WithLabelValues(OutcomeDuplicate).Add(float64(dups))
-		p.m.events.WithLabelValues(OutcomeDeadLetter).Add(float64(len(dead) - rerouted))
+		p.m.events.WithLabelValues(OutcomeDeadLetter).Add(float64(dead))
 		p.m.events.WithLabelValues(OutcomeRerouted).Add(float64(rerouted))
+		p.m.segmentChanges.Add(float64(changes))
 		now := time.Now()
 		for _, t := range delays {
 			p.m.delay.Observe(now.Sub(t).Seconds())
 		}
-		dead, applied, dups, rerouted, delays = dead[:0], 0, 0, 0, delays[:0]
+		outputs, applied, dups, dead, rerouted, changes, delays = outputs[:0], 0, 0, 0, 0, 0, delays[:0]
 		return nil
 	}
 	for i, r := range records {
+		// Records before the progress marker had their outputs produced
+		// before a crash: apply them, but do not produce again.
+		produce := r.Offset >= part.replayTo
+		emit := func(out *kgo.Record) {
+			if produce {
+				outputs = append(outputs, out)
+			}
+		}
 		ev, err := part.parser.Parse(r.Value, 0, r.Timestamp)
 		switch {
 		case err != nil:
-			dead = append(dead, p.deadLetter(r, err))
+			emit(p.deadLetter(r, err))
+			dead++
 		case string(r.Key) != ev.Key():
 			// A producer that did not key the record by the profile key put
 			// it in a partition that may not hold the profile: send it on
 			// to the right one, rather than split the profile.
-			dead = append(dead, p.reroute(r, &ev))
+			emit(p.reroute(r, &ev))
 			rerouted++
 		default:
+			before := len(batch.Changes())
 			ok, err := batch.Apply(&ev)
 			if err != nil {
 				batch.Discard()
@@ -286,6 +296,10 @@ func (p *Processor) apply(ctx context.Context, part *partition, records []*kgo.R
 				}
 			} else {
 				dups++
+			}
+			for _, c := range batch.Changes()[before:] {
+				emit(p.changeRecord(r, c))
+				changes++
 			}
 			batch.Grow(len(r.Value))
 		}
@@ -303,6 +317,31 @@ func (p *Processor) apply(ctx context.Context, part *partition, records []*kgo.R
 	return nil
 }
 
+// SegmentChange is the JSON of a record on the segments topic, keyed by
+// the profile key.
+type SegmentChange struct {
+	Key     string    `json:"key"`
+	Segment string    `json:"segment"`
+	Change  string    `json:"change"` // "entered" or "exited"
+	Time    time.Time `json:"time"`
+	// MessageID is the messageId of the event that caused the change.
+	MessageID string `json:"messageId,omitempty"`
+}
+
+func (p *Processor) changeRecord(r *kgo.Record, c state.KeyedChange) *kgo.Record {
+	change := "exited"
+	if c.Entered {
+		change = "entered"
+	}
+	value, _ := json.Marshal(SegmentChange{Key: c.Key, Segment: c.Segment, Change: change, Time: c.At.UTC(), MessageID: c.MessageID})
+	return &kgo.Record{Topic: p.cfg.Topics.Segments, Key: []byte(c.Key), Value: value,
+		Headers: []kgo.RecordHeader{{Key: HeaderSource, Value: []byte(source(r))}}}
+}
+
+func source(r *kgo.Record) string {
+	return r.Topic + "/" + strconv.Itoa(int(r.Partition)) + "/" + strconv.FormatInt(r.Offset, 10)
+}
+
 // reroute returns the record to produce again, keyed by the event's profile
 // key. An event without a messageId gets one derived from where it was
 // read, so that a crash before the commit cannot apply it twice.
@@ -317,7 +356,7 @@ func (p *Processor) reroute(r *kgo.Record, ev *event.Event) *kgo.Record {
 }
 
 func (p *Processor) deadLetter(r *kgo.Record, reason error) *kgo.Record {
-	src := r.Topic + "/" + strconv.Itoa(int(r.Partition)) + "/" + strconv.FormatInt(r.Offset, 10)
+	src := source(r)
 	return &kgo.Record{
 		Topic: p.cfg.Topics.DeadLetter,
 		Key:   r.Key,
@@ -351,8 +390,17 @@ func (p *Processor) assign(ctx context.Context, _ *kgo.Client, assigned map[stri
 			}
 			return
 		}
-		part := &partition{id: id, store: store, parser: event.NewParser(p.cfg.Limits), label: partitionLabel(id),
-			work: make(chan []*kgo.Record, 2), done: make(chan struct{})}
+		out, err := newOutput(p.cfg.Client, p.cfg.Group, p.cfg.Topics, id, p.cfg.Partitions)
+		if err != nil {
+			store.Close()
+			select {
+			case p.fatal <- fmt.Errorf("partition %d: %w", id, err):
+			default:
+			}
+			return
+		}
+		part := &partition{id: id, store: store, out: out, parser: event.NewParser(p.cfg.Limits), label: partitionLabel(id),
+			work: make(chan []*kgo.Record, 2), done: make(chan struct{}), replayTo: -1}
 		part.target.Store(-1)
 		p.parts[id] = part
 		go p.work(part)
@@ -376,12 +424,26 @@ func (p *Processor) startOffsets(ctx context.Context, offsets map[string]map[int
 		if err != nil {
 			return nil, err
 		}
+		if part.replayTo, err = part.out.lastMarker(ctx); err != nil {
+			return nil, fmt.Errorf("partition %d: %w", id, err)
+		}
 		if ok {
 			parts[id] = kgo.NewOffset().At(next).WithEpoch(-1)
 			part.next.Store(next)
 		} else {
 			parts[id] = kgo.NewOffset().AtStart()
 			fresh = append(fresh, id)
+		}
+	}
+	// Readiness compares each partition's next offset with the end offset
+	// at assignment: read it now rather than at the next lag check.
+	ends, err := kadm.NewClient(p.cl).ListEndOffsets(ctx, p.cfg.Topics.Events)
+	if err != nil {
+		return nil, fmt.Errorf("list end offsets of %s: %w", p.cfg.Topics.Events, err)
+	}
+	for id := range parts {
+		if o, ok := ends.Lookup(p.cfg.Topics.Events, id); ok && o.Err == nil && p.parts[id] != nil {
+			p.parts[id].target.CompareAndSwap(-1, o.Offset)
 		}
 	}
 	if len(fresh) > 0 {
@@ -427,6 +489,7 @@ func (p *Processor) closePartitions(parts []*partition) {
 		if err := part.store.Close(); err != nil {
 			p.log.Error("close partition store", "partition", part.id, "err", err)
 		}
+		part.out.close()
 		p.m.lag.DeleteLabelValues(part.label)
 		p.m.appliedNext.DeleteLabelValues(part.label)
 		p.log.Info("partition revoked", "partition", part.id)
@@ -544,5 +607,4 @@ func (p *Processor) Close() {
 	p.mu.Unlock()
 	p.closePartitions(parts)
 	p.cancel()
-	p.out.Close()
 }

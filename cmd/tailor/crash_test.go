@@ -105,6 +105,10 @@ func (c *child) waitReady(t *testing.T, timeout time.Duration) {
 
 func (c *child) profile(t *testing.T, key string) (state.View, bool) {
 	status, body, err := c.get("/v1/profiles/"+key, "crash-read")
+	for deadline := time.Now().Add(30 * time.Second); err == nil && status == http.StatusServiceUnavailable && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond) // a rebalance moves the partition
+		status, body, err = c.get("/v1/profiles/"+key, "crash-read")
+	}
 	if err != nil || (status != http.StatusOK && status != http.StatusNotFound) {
 		t.Fatalf("GET profile %s: %d %s %v", key, status, body, err)
 	}
@@ -162,7 +166,19 @@ func TestCrashSafety(t *testing.T) {
 	brokers := testkafka.Brokers(t)
 	prefix := testkafka.Prefix(t)
 	dataDir := t.TempDir()
+	// A segment whose entered records must appear exactly once per
+	// customer with two orders or more, kills notwithstanding.
+	configFile := filepath.Join(t.TempDir(), "tailor.yaml")
+	if err := os.WriteFile(configFile, []byte(`
+aggregates:
+  orders_all: {event: Order Completed, fn: count}
+segments:
+  repeat_buyer: 'orders_all >= 2'
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	args := []string{
+		"--config", configFile,
 		"--brokers", strings.Join(brokers, ","), "--topic-prefix", prefix, "--group", prefix + "engine",
 		"--instance-id", "crash-test", "--partitions", "6", "--data-dir", dataDir,
 		"--write-keys", "crash-write", "--read-keys", "crash-read", "--memtable-size", "4MB",
@@ -224,6 +240,37 @@ func TestCrashSafety(t *testing.T) {
 			break
 		}
 		t.Error(d)
+	}
+
+	// Exactly one entered record per repeat buyer on the segments topic.
+	repeat := 0
+	for _, f := range truth {
+		if f.Orders >= 2 {
+			repeat++
+		}
+	}
+	// Everything is committed by now: asking for one record more than
+	// expected waits a little for a duplicate that must not exist.
+	changes := testkafka.Consume(t, brokers, prefix+"segments", repeat+1, 10*time.Second)
+	entered := make(map[string]int)
+	for _, r := range changes {
+		var c stream.SegmentChange
+		if err := json.Unmarshal(r.Value, &c); err != nil || c.Segment != "repeat_buyer" || c.Change != "entered" {
+			t.Fatalf("unexpected change record %s (%v)", r.Value, err)
+		}
+		entered[c.Key]++
+	}
+	bad := 0
+	for id, f := range truth {
+		if want := map[bool]int{true: 1, false: 0}[f.Orders >= 2]; entered[id] != want {
+			bad++
+			if bad <= 5 {
+				t.Errorf("customer %s (%d orders): %d entered records, want %d", id, f.Orders, entered[id], want)
+			}
+		}
+	}
+	if len(changes) != repeat {
+		t.Errorf("%d change records, want %d (one per repeat buyer)", len(changes), repeat)
 	}
 
 	// Export reads the same stores once the engine has stopped.

@@ -48,11 +48,13 @@ func Prefix(t testing.TB) string {
 	return "test-" + name + "-" + strconv.FormatInt(time.Now().UnixNano(), 36) + "."
 }
 
-// Consume reads every record of topic from the start until n records have
-// arrived or the timeout passes, and returns them.
+// Consume reads every committed record of topic from the start (read
+// committed, as consumers of tailor's transactional outputs must) until n
+// records have arrived or the timeout passes, and returns them.
 func Consume(t testing.TB, brokers []string, topic string, n int, timeout time.Duration) []*kgo.Record {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()))
 	if err != nil {
 		t.Fatal(err)
 	}

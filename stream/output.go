@@ -1,0 +1,146 @@
+package stream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// output writes what applying a partition's records produces (segment
+// changes, dead letters, rerouted records) exactly once, though the store
+// commits after Kafka does:
+//
+//  1. the batch's records and a progress marker (the offset after the
+//     batch) are produced in one Kafka transaction, committed;
+//  2. then the store commits the batch with the same offset.
+//
+// A crash between the two leaves the marker ahead of the store. On
+// assignment the processor reads the marker and replays the records up to
+// it without producing their outputs again, which Kafka already holds. A
+// crash before step 1 completes aborts the transaction: readers with
+// read_committed isolation never see those records. The transactional id
+// is per group and partition, so an instance that lost the partition but
+// still runs is fenced.
+type output struct {
+	cl        *kgo.Client
+	client    ClientConfig
+	progress  string // progress topic
+	markerKey []byte
+	// markerPartition is the progress topic partition of markerKey.
+	markerPartition int32
+}
+
+func newOutput(client ClientConfig, group string, t Topics, partition int32, progressPartitions int) (*output, error) {
+	id := group + "/" + t.Events + "/" + strconv.Itoa(int(partition))
+	cl, err := kgo.NewClient(append(client.Opts(),
+		kgo.TransactionalID(id),
+		kgo.TransactionTimeout(60*time.Second),
+		kgo.ProducerLinger(0),
+	)...)
+	if err != nil {
+		return nil, fmt.Errorf("transactional producer %s: %w", id, err)
+	}
+	key := []byte(t.Events + "/" + strconv.Itoa(int(partition)))
+	return &output{
+		cl:              cl,
+		client:          client,
+		progress:        t.Progress,
+		markerKey:       key,
+		markerPartition: PartitionOf(string(key), progressPartitions),
+	}, nil
+}
+
+// write produces records and the progress marker next in one transaction.
+func (o *output) write(ctx context.Context, records []*kgo.Record, next int64) error {
+	if err := o.cl.BeginTransaction(); err != nil {
+		return fmt.Errorf("begin transaction: %w", err)
+	}
+	marker := &kgo.Record{Topic: o.progress, Key: o.markerKey, Value: strconv.AppendInt(nil, next, 10)}
+	err := o.produce(ctx, append(records, marker))
+	if err == nil {
+		if err = o.cl.EndTransaction(ctx, kgo.TryCommit); err == nil {
+			return nil
+		}
+		err = fmt.Errorf("commit transaction: %w", err)
+	}
+	if aerr := o.cl.AbortBufferedRecords(ctx); aerr == nil {
+		_ = o.cl.EndTransaction(ctx, kgo.TryAbort)
+	}
+	return err
+}
+
+func (o *output) produce(ctx context.Context, records []*kgo.Record) error {
+	results := o.cl.ProduceSync(ctx, records...)
+	for _, r := range results {
+		if r.Err != nil {
+			return fmt.Errorf("produce to %s: %w", r.Record.Topic, r.Err)
+		}
+	}
+	return nil
+}
+
+// lastMarker returns the offset of the last committed progress marker of
+// the partition, or -1 when there is none.
+func (o *output) lastMarker(ctx context.Context) (int64, error) {
+	adm := kadm.NewClient(o.cl)
+	ends, err := adm.ListCommittedOffsets(ctx, o.progress)
+	if err != nil {
+		return 0, fmt.Errorf("list stable offsets of %s: %w", o.progress, err)
+	}
+	starts, err := adm.ListStartOffsets(ctx, o.progress)
+	if err != nil {
+		return 0, fmt.Errorf("list start offsets of %s: %w", o.progress, err)
+	}
+	end, ok1 := ends.Lookup(o.progress, o.markerPartition)
+	start, ok2 := starts.Lookup(o.progress, o.markerPartition)
+	if !ok1 || !ok2 || end.Err != nil || start.Err != nil {
+		return 0, fmt.Errorf("offsets of %s partition %d: %v %v", o.progress, o.markerPartition, end.Err, start.Err)
+	}
+	if end.Offset <= start.Offset {
+		return -1, nil
+	}
+	cl, err := kgo.NewClient(append(o.client.Opts(),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{o.progress: {o.markerPartition: kgo.NewOffset().At(start.Offset)}}),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.KeepControlRecords(),
+	)...)
+	if err != nil {
+		return 0, err
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	marker := int64(-1)
+	for {
+		fetches := cl.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			return 0, fmt.Errorf("read progress markers of %s partition %d up to %d: %w", o.progress, o.markerPartition, end.Offset, err)
+		}
+		var ferr error
+		fetches.EachError(func(_ string, _ int32, err error) { ferr = err })
+		if ferr != nil && !errors.Is(ferr, context.DeadlineExceeded) {
+			return 0, fmt.Errorf("read progress markers: %w", ferr)
+		}
+		done := false
+		fetches.EachRecord(func(r *kgo.Record) {
+			if !r.Attrs.IsControl() && string(r.Key) == string(o.markerKey) {
+				if v, err := strconv.ParseInt(string(r.Value), 10, 64); err == nil {
+					marker = v
+				}
+			}
+			if r.Offset+1 >= end.Offset {
+				done = true
+			}
+		})
+		if done {
+			return marker, nil
+		}
+	}
+}
+
+func (o *output) close() { o.cl.Close() }
