@@ -15,6 +15,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"time"
 
@@ -102,7 +103,13 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Engine
 	if err != nil {
 		return nil, err
 	}
+	var segments []serve.SegmentInfo
+	for _, seg := range storeOpts.Segments.List() {
+		segments = append(segments, serve.SegmentInfo{Name: seg.Name, Rule: seg.Rule.Source})
+	}
+	sort.Slice(segments, func(i, j int) bool { return segments[i].Name < segments[j].Name })
 	e.server, err = serve.New(serve.Config{
+		Segments:    segments,
 		WriteKeys:   cfg.HTTP.WriteKeys,
 		ReadKeys:    cfg.HTTP.ReadKeys,
 		EventsTopic: e.topics.Events,

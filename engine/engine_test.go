@@ -387,4 +387,14 @@ func TestSegments(t *testing.T) {
 	if want := "entered french_adult, entered cart_abandoner, exited cart_abandoner"; strings.Join(got, ", ") != want {
 		t.Errorf("changes %q, want %q", strings.Join(got, ", "), want)
 	}
+
+	// Sizes: one more French adult, then the list.
+	if resp := e.post(t, "/v1/identify", `{"userId": "seg2", "traits": {"country": "FR", "age": 22}}`); resp.Status != http.StatusOK {
+		t.Fatalf("identify: %d %s", resp.Status, resp.Body)
+	}
+	e.waitProfile(t, "seg2", func(v state.View) bool { return len(v.Segments) == 1 })
+	resp := do(t, "GET", e.url+"/v1/segments", readKey, nil, nil)
+	if want := `{"segments":[{"name":"cart_abandoner","rule":"cart_adds_1h > 0 && since(\"Order Completed\") > 30m","size":0},{"name":"french_adult","rule":"traits.country == \"FR\" && traits.age >= 18","size":2}]}`; resp.Status != http.StatusOK || string(resp.Body) != want {
+		t.Errorf("GET /v1/segments: %d\n%s\nwant\n%s", resp.Status, resp.Body, want)
+	}
 }

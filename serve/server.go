@@ -5,6 +5,7 @@
 package serve
 
 import (
+	"bytes"
 	"context"
 	"crypto/subtle"
 	"encoding/base64"
@@ -40,6 +41,16 @@ type Profiles interface {
 	// wrapping state.ErrNotFound.
 	ProfileView(key string) (state.View, error)
 	Ready() bool
+	// SegmentSizes returns the members of each segment in the partitions
+	// this instance holds.
+	SegmentSizes() map[string]int64
+}
+
+// SegmentInfo describes a configured segment for GET /v1/segments.
+type SegmentInfo struct {
+	Name string `json:"name"`
+	Rule string `json:"rule"`
+	Size int64  `json:"size"`
 }
 
 // Config configures the HTTP server.
@@ -53,6 +64,8 @@ type Config struct {
 	// EventsTopic is the topic accepted events are produced to.
 	EventsTopic string
 	Limits      event.Limits
+	// Segments are the configured segments, in name order.
+	Segments []SegmentInfo
 	// ProduceTimeout bounds the wait for Kafka's acknowledgement.
 	ProduceTimeout time.Duration
 	Logger         *slog.Logger
@@ -160,6 +173,9 @@ func collectType(path string) (event.Type, bool) {
 func (s *Server) route(ctx *fasthttp.RequestCtx) string {
 	path := string(ctx.Path())
 	switch {
+	case path == "/v1/segments":
+		s.segments(ctx)
+		return path
 	case path == "/v1/batch" || path == "/v1/import":
 		s.collect(ctx, 0, true)
 		return "/v1/batch"
@@ -204,13 +220,17 @@ func writeError(ctx *fasthttp.RequestCtx, code int, field, msg string) {
 }
 
 func writeJSON(ctx *fasthttp.RequestCtx, code int, v any) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		code, b = fasthttp.StatusInternalServerError, []byte(`{"success":false,"error":"encoding the answer failed"}`)
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false) // rules and traits read better with < > & as they are
+	if err := enc.Encode(v); err != nil {
+		code = fasthttp.StatusInternalServerError
+		b.Reset()
+		b.WriteString(`{"success":false,"error":"encoding the answer failed"}`)
 	}
 	ctx.SetStatusCode(code)
 	ctx.SetContentType("application/json")
-	ctx.SetBody(b)
+	ctx.SetBody(bytes.TrimSuffix(b.Bytes(), []byte("\n")))
 }
 
 // basicUser returns the user name of a Basic Authorization header, or the
@@ -257,6 +277,25 @@ func validKey(key string, keys []string) bool {
 		ok |= subtle.ConstantTimeCompare([]byte(key), []byte(k))
 	}
 	return ok == 1 && key != ""
+}
+
+// segments serves the configured segments with their sizes.
+func (s *Server) segments(ctx *fasthttp.RequestCtx) {
+	if !ctx.IsGet() && !ctx.IsHead() {
+		writeError(ctx, fasthttp.StatusMethodNotAllowed, "", "use GET")
+		return
+	}
+	user, ok := basicUser(ctx)
+	if !checkKey(ctx, user, ok, s.cfg.ReadKeys, "read key", "the Basic auth user name or a Bearer token") {
+		return
+	}
+	sizes := s.profiles.SegmentSizes()
+	list := make([]SegmentInfo, len(s.cfg.Segments))
+	for i, seg := range s.cfg.Segments {
+		seg.Size = sizes[seg.Name]
+		list[i] = seg
+	}
+	writeJSON(ctx, fasthttp.StatusOK, map[string]any{"segments": list})
 }
 
 func (s *Server) profile(ctx *fasthttp.RequestCtx, key string) {

@@ -99,10 +99,18 @@ func TestSegmentChanges(t *testing.T) {
 		// the cart adds are over an hour old: a later event sees them gone
 		{125 * time.Minute, `"type": "track", "event": "Page Viewed"`, "-cart_abandoner"},
 	}
-	for _, st := range steps {
+	for i, st := range steps {
 		if got := strings.Join(send(st.at, st.ev), " "); got != st.want {
 			t.Errorf("at %v after %s: changes %q, want %q", st.at, st.ev, got, st.want)
 		}
+		if i == 1 {
+			if got := s.SegmentSizes(); got["cart_abandoner"] != 1 || got["french_adult"] != 1 || got["french_abandoner"] != 1 {
+				t.Errorf("sizes after the cart add: %v", got)
+			}
+		}
+	}
+	if got := s.SegmentSizes(); got["cart_abandoner"] != 0 || got["french_adult"] != 0 || len(got) != 3 {
+		t.Errorf("sizes at the end: %v, want all three at 0", got)
 	}
 	prof, _ := s.Profile("u")
 	if v := prof.View(aggs, clock); len(v.Segments) != 0 {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -72,6 +73,7 @@ var (
 const (
 	prefixProfile = 'p'
 	prefixOrder   = 'o' // counted order ids: profile key + order_id
+	prefixSize    = 'c' // segment sizes: segment name -> members (8 bytes)
 )
 
 func profileKey(key string) []byte {
@@ -100,6 +102,9 @@ type Store struct {
 	gen    uint64
 
 	hits, misses atomic.Uint64
+
+	sizesMu sync.Mutex
+	sizes   map[string]int64 // segment members in this partition
 
 	stopGC chan struct{}
 	gcDone chan struct{}
@@ -135,7 +140,27 @@ func Open(dir string, o Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("profile cache of %d: %w", o.CacheProfiles, err)
 	}
-	s := &Store{db: db, opts: o, cache: cache, stopGC: make(chan struct{}), gcDone: make(chan struct{})}
+	s := &Store{db: db, opts: o, cache: cache, stopGC: make(chan struct{}), gcDone: make(chan struct{}), sizes: make(map[string]int64)}
+	err = db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, Prefix: []byte{prefixSize}})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			err := it.Item().Value(func(v []byte) error {
+				if len(v) == 8 {
+					s.sizes[string(it.Item().Key()[1:])] = int64(binary.BigEndian.Uint64(v))
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("read segment sizes in %s: %w", dir, err)
+	}
 	go s.runGC()
 	return s, nil
 }
@@ -222,6 +247,14 @@ func (s *Store) Profile(key string) (*Profile, error) {
 	}
 	s.fillMu.Unlock()
 	return p, nil
+}
+
+// SegmentSizes returns the number of profiles of this partition in each
+// segment.
+func (s *Store) SegmentSizes() map[string]int64 {
+	s.sizesMu.Lock()
+	defer s.sizesMu.Unlock()
+	return maps.Clone(s.sizes)
 }
 
 // CacheStats returns the profile cache's hits and misses so far.
@@ -381,6 +414,13 @@ func (b *Batch) Commit(nextOffset int64) error {
 			return fmt.Errorf("write order id: %w", err)
 		}
 	}
+	sizes := b.newSizes()
+	for name, n := range sizes {
+		v := binary.BigEndian.AppendUint64(nil, uint64(n))
+		if err := b.txn.SetEntry(badger.NewEntry(append([]byte{prefixSize}, name...), v)); err != nil {
+			return fmt.Errorf("write size of segment %q: %w", name, err)
+		}
+	}
 	var off [8]byte
 	binary.BigEndian.PutUint64(off[:], uint64(nextOffset))
 	if err := b.txn.SetEntry(badger.NewEntry(keyNextOffset, off[:])); err != nil {
@@ -395,7 +435,36 @@ func (b *Batch) Commit(nextOffset int64) error {
 		b.s.cache.Add(key, p)
 	}
 	b.s.fillMu.Unlock()
+	if len(sizes) > 0 {
+		b.s.sizesMu.Lock()
+		maps.Copy(b.s.sizes, sizes)
+		b.s.sizesMu.Unlock()
+	}
 	return nil
+}
+
+// newSizes returns the segment sizes the batch's changes lead to, for the
+// segments they touch.
+func (b *Batch) newSizes() map[string]int64 {
+	if len(b.changes) == 0 {
+		return nil
+	}
+	b.s.sizesMu.Lock()
+	defer b.s.sizesMu.Unlock()
+	sizes := make(map[string]int64)
+	for _, c := range b.changes {
+		n, ok := sizes[c.Segment]
+		if !ok {
+			n = b.s.sizes[c.Segment]
+		}
+		if c.Entered {
+			n++
+		} else {
+			n--
+		}
+		sizes[c.Segment] = n
+	}
+	return sizes
 }
 
 // Discard drops the batch's changes.

@@ -571,6 +571,20 @@ func (p *Processor) ProfileView(key string) (state.View, error) {
 	return prof.View(p.cfg.Store.Aggregates, now()), nil
 }
 
+// SegmentSizes returns the members of each segment in the partitions
+// assigned to this instance.
+func (p *Processor) SegmentSizes() map[string]int64 {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	total := make(map[string]int64)
+	for _, part := range p.parts {
+		for name, n := range part.store.SegmentSizes() {
+			total[name] += n
+		}
+	}
+	return total
+}
+
 // Applied returns the next offset to apply of each assigned partition.
 func (p *Processor) Applied() map[int32]int64 {
 	p.mu.RLock()
