@@ -39,6 +39,8 @@ type Config struct {
 	Aggregates map[string]Aggregate `yaml:"aggregates"`
 	// Segments are named true/false rules over a profile.
 	Segments map[string]string `yaml:"segments"`
+	// Interests configures the category affinities; nil keeps the defaults.
+	Interests *Interests `yaml:"interests"`
 
 	// Source says where the file part came from ("sample" or a path).
 	Source string `yaml:"-"`
@@ -112,6 +114,19 @@ type Aggregate struct {
 	Fn       string   `yaml:"fn"`
 	Property string   `yaml:"property"`
 	Window   Duration `yaml:"window"`
+}
+
+// Interests configures the per-category affinity of each profile. Zero
+// fields take the defaults.
+type Interests struct {
+	// Weights is what each track event adds to its category's score.
+	Weights map[string]float64 `yaml:"weights"`
+	// Property names the category in event properties (and products[]).
+	Property string `yaml:"property"`
+	// HalfLife is how fast interests fade.
+	HalfLife Duration `yaml:"half_life"`
+	// Max bounds the categories kept per profile.
+	Max int `yaml:"max"`
 }
 
 // Log configures logging.
@@ -311,6 +326,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Store.MemTableSize < 1<<20 {
 		errs = append(errs, fmt.Errorf("store.memtable_size %s: want at least 1MB", &c.Store.MemTableSize))
+	}
+	if i := c.Interests; i != nil && (time.Duration(i.HalfLife) < 0 || i.Max < 0) {
+		errs = append(errs, fmt.Errorf("interests: half_life and max must not be negative"))
 	}
 	if c.Store.CacheProfiles < 1 {
 		errs = append(errs, fmt.Errorf("store.cache_profiles is %d, want at least 1", c.Store.CacheProfiles))

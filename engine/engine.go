@@ -224,6 +224,21 @@ func StoreOptions(cfg *config.Config) (state.Options, error) {
 	if o.Segments, err = state.CompileSegments(segs, aggs); err != nil {
 		return o, fmt.Errorf("config %s: %w", cfg.Source, err)
 	}
+	o.Interests = state.DefaultInterests()
+	if i := cfg.Interests; i != nil {
+		if len(i.Weights) > 0 {
+			o.Interests.Weights = i.Weights
+		}
+		if i.Property != "" {
+			o.Interests.Property = i.Property
+		}
+		if i.HalfLife > 0 {
+			o.Interests.HalfLife = time.Duration(i.HalfLife)
+		}
+		if i.Max > 0 {
+			o.Interests.Max = i.Max
+		}
+	}
 	return o, nil
 }
 

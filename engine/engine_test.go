@@ -51,7 +51,8 @@ func TestEndToEnd(t *testing.T) {
 	  {"type": "identify", "userId": "ada", "messageId": "m10",
 	   "timestamp": "2026-02-01T00:00:00Z", "traits": {"plan": "stale", "city": "London"}},
 	  {"type": "identify", "userId": "ada", "messageId": "m11",
-	   "timestamp": "2026-03-05T00:00:00Z", "traits": {"plan": "pro"}}
+	   "timestamp": "2026-03-05T00:00:00Z", "traits": {"plan": "pro"},
+	   "context": {"consent": {"categoryPreferences": {"Advertising": false, "Analytics": true}}}}
 	]}`
 	if resp := e.post(t, "/v1/batch", batch); resp.Status != http.StatusOK || string(resp.Body) != `{"success":true}` {
 		t.Fatalf("batch: %d %s", resp.Status, resp.Body)
@@ -86,6 +87,12 @@ func TestEndToEnd(t *testing.T) {
 	}
 	if p.Orders.Refunds != 1 || p.Orders.RefundedAmount != 40 {
 		t.Errorf("refunds %d amount %v, want 1 and 40", p.Orders.Refunds, p.Orders.RefundedAmount)
+	}
+	if len(p.Interests) != 1 || p.Interests[0].Category != "shoes" || p.Interests[0].Affinity != 1 {
+		t.Errorf("interests %v, want shoes alone", p.Interests)
+	}
+	if want := map[string]bool{"Advertising": false, "Analytics": true}; fmt.Sprint(p.Consent) != fmt.Sprint(want) {
+		t.Errorf("consent %v, want %v", p.Consent, want)
 	}
 	if !p.FirstSeen.Equal(time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC)) || !p.LastSeen.Equal(time.Date(2026, 3, 5, 0, 0, 0, 0, time.UTC)) {
 		t.Errorf("first/last seen %v %v", p.FirstSeen, p.LastSeen)

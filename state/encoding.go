@@ -42,6 +42,8 @@ const (
 	fieldRecentTimes    = 15 // packed zigzag varint: their receive ms, each as the difference to the one before
 	fieldAggregate      = 16 // message {1: name, 2: fingerprint, 3: bucket message}, repeated
 	fieldSegment        = 17 // message {1: name, 2: entered ms}, repeated
+	fieldInterest       = 18 // message {1: category, 2: score fixed64, 3: ms}, repeated
+	fieldConsent        = 19 // message {1: purpose, 2: granted 0/1, 3: ms}, repeated
 )
 
 // Fields of an aggregate bucket message.
@@ -117,6 +119,23 @@ func (p *Profile) AppendEncode(dst []byte) []byte {
 	}
 	for name, at := range p.Segments {
 		b, msg = appendNamedCount(b, msg, fieldSegment, name, uint64(at), 0)
+	}
+	for name, i := range p.interests {
+		msg = msg[:0]
+		msg = protowire.AppendTag(msg, 1, protowire.BytesType)
+		msg = protowire.AppendString(msg, name)
+		msg = protowire.AppendTag(msg, 2, protowire.Fixed64Type)
+		msg = protowire.AppendFixed64(msg, math.Float64bits(i.score))
+		msg = appendVarint(msg, 3, uint64(i.at))
+		b = protowire.AppendTag(b, fieldInterest, protowire.BytesType)
+		b = protowire.AppendBytes(b, msg)
+	}
+	for purpose, c := range p.consents {
+		granted := uint64(0)
+		if c.granted {
+			granted = 1
+		}
+		b, msg = appendNamedCount(b, msg, fieldConsent, purpose, granted, c.at)
 	}
 	for name, st := range p.aggregates {
 		msg = msg[:0]
@@ -310,6 +329,36 @@ func DecodeProfile(data []byte) (*Profile, error) {
 				p.Segments = make(map[string]int64)
 			}
 			p.Segments[string(name)] = int64(at)
+		case num == fieldInterest && typ == protowire.BytesType:
+			var name string
+			var i interest
+			err := eachField(raw, func(num protowire.Number, _ protowire.Type, v uint64, raw []byte) error {
+				switch num {
+				case 1:
+					name = string(raw)
+				case 2:
+					i.score = math.Float64frombits(v)
+				case 3:
+					i.at = int64(v)
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			if p.interests == nil {
+				p.interests = make(map[string]interest)
+			}
+			p.interests[name] = i
+		case num == fieldConsent && typ == protowire.BytesType:
+			_, purpose, granted, at, err := decodeCount(raw)
+			if err != nil {
+				return err
+			}
+			if p.consents == nil {
+				p.consents = make(map[string]consent)
+			}
+			p.consents[string(purpose)] = consent{granted: granted == 1, at: at}
 		case num == fieldAggregate && typ == protowire.BytesType:
 			name, st, err := decodeAggregate(raw)
 			if err != nil {
@@ -344,7 +393,7 @@ func DecodeProfile(data []byte) (*Profile, error) {
 }
 
 // decodeCount decodes a {1: key, 2: count, 3: last} message, whose key is
-// a varint (type counts) or bytes (event counts, segments).
+// a varint (type counts) or bytes (event counts, segments, consents).
 func decodeCount(raw []byte) (key uint64, name []byte, count uint64, last int64, err error) {
 	err = eachField(raw, func(num protowire.Number, _ protowire.Type, v uint64, b []byte) error {
 		switch num {

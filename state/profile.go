@@ -67,6 +67,11 @@ type Profile struct {
 	// entered each (Unix ms).
 	Segments map[string]int64
 
+	// interests holds the decayed affinity per category; consents the
+	// latest choice per consent purpose.
+	interests map[string]interest
+	consents  map[string]consent
+
 	// aggregates holds the declared aggregates' state, by name.
 	aggregates map[string]*aggregateState
 
@@ -128,6 +133,8 @@ func (p *Profile) Clone() *Profile {
 	c.recent = slices.Clone(p.recent)
 	c.aggregates = cloneAggregates(p.aggregates)
 	c.Segments = maps.Clone(p.Segments)
+	c.interests = maps.Clone(p.interests)
+	c.consents = maps.Clone(p.consents)
 	c.AnonymousIDs = slices.Clone(p.AnonymousIDs)
 	c.Traits = maps.Clone(p.Traits)
 	c.EventCounts = maps.Clone(p.EventCounts)
@@ -158,6 +165,7 @@ func (p *Profile) Apply(ev *event.Event, countOrder bool) {
 	if int(ev.Type) < len(p.TypeCounts) {
 		p.TypeCounts[ev.Type]++
 	}
+	p.applyConsent(ev)
 
 	switch ev.Type {
 	case event.Identify:
@@ -256,7 +264,14 @@ type View struct {
 	Aggregates map[string]any `json:"aggregates"`
 	// Segments are the segments the profile is in, with when it entered.
 	Segments map[string]time.Time `json:"segments"`
+	// Interests are the strongest category affinities (shares of 1).
+	Interests []Affinity `json:"interests"`
+	// Consent is the latest choice per purpose.
+	Consent map[string]bool `json:"consent"`
 }
+
+// TopInterests is how many interests View shows.
+const TopInterests = 5
 
 // OrdersView is the order facts part of View.
 type OrdersView struct {
@@ -267,8 +282,9 @@ type OrdersView struct {
 	RefundedAmount float64    `json:"refundedAmount"`
 }
 
-// View returns the profile's JSON form, with the values of aggs at now.
-func (p *Profile) View(aggs *Aggregates, now time.Time) View {
+// View returns the profile's JSON form, with the values of aggs and the
+// interests at now.
+func (p *Profile) View(aggs *Aggregates, interests *Interests, now time.Time) View {
 	v := View{
 		Key:          p.Key,
 		UserID:       p.UserID,
@@ -302,6 +318,17 @@ func (p *Profile) View(aggs *Aggregates, now time.Time) View {
 	if p.LastOrderAt != 0 {
 		t := time.UnixMilli(p.LastOrderAt).UTC()
 		v.Orders.LastOrderAt = &t
+	}
+	v.Interests = p.Affinities(interests, now)
+	if len(v.Interests) > TopInterests {
+		v.Interests = v.Interests[:TopInterests]
+	}
+	if v.Interests == nil {
+		v.Interests = []Affinity{}
+	}
+	v.Consent = make(map[string]bool, len(p.consents))
+	for purpose, c := range p.consents {
+		v.Consent[purpose] = c.granted
 	}
 	v.Segments = make(map[string]time.Time, len(p.Segments))
 	for name, at := range p.Segments {

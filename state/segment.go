@@ -73,9 +73,9 @@ func CompileSegments(decls []SegmentConfig, aggs *Aggregates) (*Segments, error)
 			errs = append(errs, err)
 			continue
 		}
-		if dp := r.Deps; dp.RFM || len(dp.Interests) > 0 || len(dp.Consents) > 0 {
+		if r.Deps.RFM {
 			// Rather an error now than a segment that silently never matches.
-			errs = append(errs, fmt.Errorf("segment %q: rfm.*, interest() and consent() are not maintained yet", d.Name))
+			errs = append(errs, fmt.Errorf("segment %q: rfm.* is not maintained yet", d.Name))
 			continue
 		}
 		byIndex[i] = &Segment{Name: d.Name, Rule: r, index: i}
@@ -165,6 +165,8 @@ type profileEnv struct {
 	now    time.Time
 	aggs   []*Aggregate
 	member []bool // segment memberships, by schema index
+	// interests configures interest(); set by the batch.
+	interests *Interests
 	// values caches the aggregates' values for one evaluation: several
 	// rules read the same aggregates.
 	values []aggValue
@@ -232,10 +234,13 @@ func (e *profileEnv) LastEvent(name string) (time.Time, bool) {
 	return time.UnixMilli(t), true
 }
 
-// RFM, Interest and Consent are not maintained yet; CompileSegments
-// rejects rules that read them.
+// RFM is not maintained yet; CompileSegments rejects rules that read it.
 func (e *profileEnv) RFM(int) (float64, bool) { return 0, false }
-func (e *profileEnv) Interest(string) float64 { return 0 }
-func (e *profileEnv) Consent(string) bool     { return false }
+
+func (e *profileEnv) Interest(category string) float64 {
+	return e.p.Affinity(e.interests, category, e.now)
+}
+
+func (e *profileEnv) Consent(purpose string) bool { return e.p.Consent(purpose) }
 
 func (e *profileEnv) Segment(i int) bool { return e.member[i] }

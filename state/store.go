@@ -47,6 +47,8 @@ type Options struct {
 	Aggregates *Aggregates
 	// Segments are re-evaluated on every applied event (nil: none).
 	Segments *Segments
+	// Interests configures the category affinities (nil: none kept).
+	Interests *Interests
 	// Now is the clock that decides which events are too old for a
 	// window; nil means time.Now.
 	Now func() time.Time
@@ -513,6 +515,8 @@ func (b *Batch) Apply(ev *event.Event) (applied bool, err error) {
 	}
 	t := now()
 	b.s.opts.Aggregates.apply(p, ev, t)
+	b.s.opts.Interests.apply(p, ev)
+	b.env.interests = b.s.opts.Interests
 	for _, c := range b.s.opts.Segments.evaluate(&b.env, p, ev, t) {
 		b.changes = append(b.changes, KeyedChange{Key: key, MessageID: ev.MessageID, Change: c})
 	}

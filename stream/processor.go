@@ -568,7 +568,7 @@ func (p *Processor) ProfileView(key string) (state.View, error) {
 	if p.cfg.Store.Now != nil {
 		now = p.cfg.Store.Now
 	}
-	return prof.View(p.cfg.Store.Aggregates, now()), nil
+	return prof.View(p.cfg.Store.Aggregates, p.cfg.Store.Interests, now()), nil
 }
 
 // SegmentSizes returns the members of each segment in the partitions

@@ -88,7 +88,7 @@ func exportProfiles(ctx context.Context, cfg *config.Config, w io.Writer) (int, 
 		}
 		err = s.Each(ctx, func(p *state.Profile) error {
 			n++
-			return enc.Encode(p.View(opts.Aggregates, now))
+			return enc.Encode(p.View(opts.Aggregates, opts.Interests, now))
 		})
 		if cerr := s.Close(); err == nil {
 			err = cerr

@@ -1,0 +1,193 @@
+package state
+
+import (
+	"math"
+	"sort"
+	"time"
+
+	"github.com/valyala/fastjson"
+
+	"github.com/tailorcdp/tailor/event"
+)
+
+// Interests configures the per-category affinity kept in each profile:
+// the psychographic signal of what a customer looks at and buys.
+type Interests struct {
+	// Weights says how much each track event adds to the affinity of the
+	// category it is about (events not listed add nothing).
+	Weights map[string]float64
+	// Property is the event property naming the category; order events
+	// also count the categories of their products[].
+	Property string
+	// HalfLife is how fast an interest fades: its score halves in this time.
+	HalfLife time.Duration
+	// Max bounds the categories a profile keeps (the strongest).
+	Max int
+}
+
+// DefaultInterests weighs product views, cart adds and orders.
+func DefaultInterests() *Interests {
+	return &Interests{
+		Weights:  map[string]float64{"Product Viewed": 1, "Product Added": 3, "Order Completed": 5},
+		Property: "category",
+		HalfLife: 30 * 24 * time.Hour,
+		Max:      32,
+	}
+}
+
+// interest is one category's score, decayed to time at (Unix ms).
+type interest struct {
+	score float64
+	at    int64
+}
+
+// decayed returns the score at time t.
+func (i interest) decayed(t int64, halfLife time.Duration) float64 {
+	return i.score * math.Exp2(-float64(t-i.at)/float64(halfLife.Milliseconds()))
+}
+
+// apply adds the weight of ev to the categories it is about.
+func (c *Interests) apply(p *Profile, ev *event.Event) {
+	if c == nil || ev.Type != event.Track || ev.Properties == nil {
+		return
+	}
+	w, ok := c.Weights[ev.Name]
+	if !ok || w == 0 {
+		return
+	}
+	t := ev.Time.UnixMilli()
+	add := func(v *fastjson.Value) {
+		if v == nil || v.Type() != fastjson.TypeString {
+			return
+		}
+		p.addInterest(string(v.GetStringBytes()), w, t, c)
+	}
+	add(ev.Properties.Get(c.Property))
+	if products := ev.Properties.Get("products"); products != nil && products.Type() == fastjson.TypeArray {
+		items, _ := products.Array()
+		for _, item := range items {
+			add(item.Get(c.Property))
+		}
+	}
+}
+
+func (p *Profile) addInterest(category string, weight float64, t int64, c *Interests) {
+	if category == "" {
+		return
+	}
+	if p.interests == nil {
+		p.interests = make(map[string]interest)
+	}
+	cur, ok := p.interests[category]
+	switch {
+	case !ok:
+		cur = interest{score: weight, at: t}
+	case t >= cur.at:
+		cur = interest{score: cur.decayed(t, c.HalfLife) + weight, at: t}
+	default: // a late event: its weight, decayed to the newer time
+		cur.score += interest{score: weight, at: t}.decayed(cur.at, c.HalfLife)
+	}
+	p.interests[category] = cur
+	if c.Max > 0 && len(p.interests) > c.Max {
+		// Drop the weakest, compared at the newest time.
+		weakest, lowest := "", math.Inf(1)
+		for name, i := range p.interests {
+			if s := i.decayed(t, c.HalfLife); s < lowest {
+				weakest, lowest = name, s
+			}
+		}
+		delete(p.interests, weakest)
+	}
+}
+
+// Affinity is one category's share of a profile's interests.
+type Affinity struct {
+	Category string  `json:"category"`
+	Affinity float64 `json:"affinity"`
+}
+
+// Affinities returns the profile's interests at now, strongest first: each
+// category's decayed score as a share of all of them (so they sum to 1).
+func (p *Profile) Affinities(c *Interests, now time.Time) []Affinity {
+	if c == nil || len(p.interests) == 0 {
+		return nil
+	}
+	t := now.UnixMilli()
+	out := make([]Affinity, 0, len(p.interests))
+	total := 0.0
+	for name, i := range p.interests {
+		s := i.decayed(t, c.HalfLife)
+		total += s
+		out = append(out, Affinity{Category: name, Affinity: s})
+	}
+	if total <= 0 || math.IsInf(total, 0) || math.IsNaN(total) {
+		return nil
+	}
+	for i := range out {
+		out[i].Affinity /= total
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Affinity != out[j].Affinity {
+			return out[i].Affinity > out[j].Affinity
+		}
+		return out[i].Category < out[j].Category
+	})
+	return out
+}
+
+// Affinity returns one category's share of the profile's interests at now.
+func (p *Profile) Affinity(c *Interests, category string, now time.Time) float64 {
+	if c == nil {
+		return 0
+	}
+	i, ok := p.interests[category]
+	if !ok {
+		return 0
+	}
+	t := now.UnixMilli()
+	total := 0.0
+	for _, j := range p.interests {
+		total += j.decayed(t, c.HalfLife)
+	}
+	if total <= 0 {
+		return 0
+	}
+	return i.decayed(t, c.HalfLife) / total
+}
+
+// consent is a purpose's latest choice.
+type consent struct {
+	granted bool
+	at      int64 // event time, Unix ms
+}
+
+// applyConsent records the consent choices an event carries in Segment's
+// consent format, context.consent.categoryPreferences: {"Advertising":
+// true, ...}. The latest event time wins per purpose.
+func (p *Profile) applyConsent(ev *event.Event) {
+	if ev.Context == nil {
+		return
+	}
+	prefs := ev.Context.Get("consent", "categoryPreferences")
+	if prefs == nil || prefs.Type() != fastjson.TypeObject {
+		return
+	}
+	obj, _ := prefs.Object()
+	t := ev.Time.UnixMilli()
+	obj.Visit(func(key []byte, v *fastjson.Value) {
+		if v.Type() != fastjson.TypeTrue && v.Type() != fastjson.TypeFalse {
+			return
+		}
+		purpose := string(key)
+		if old, ok := p.consents[purpose]; ok && old.at > t {
+			return
+		}
+		if p.consents == nil {
+			p.consents = make(map[string]consent)
+		}
+		p.consents[purpose] = consent{granted: v.Type() == fastjson.TypeTrue, at: t}
+	})
+}
+
+// Consent reports whether the profile's latest choice for purpose grants it.
+func (p *Profile) Consent(purpose string) bool { return p.consents[purpose].granted }
