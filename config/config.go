@@ -44,6 +44,9 @@ type Config struct {
 
 	// Source says where the file part came from ("sample" or a path).
 	Source string `yaml:"-"`
+	// Clock, when set, replaces the wall clock for windows, since() and
+	// recency; for tests and replays of old data, not for the file.
+	Clock func() time.Time `yaml:"-"`
 }
 
 // HTTP configures the HTTP server.

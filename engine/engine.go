@@ -224,6 +224,7 @@ func StoreOptions(cfg *config.Config) (state.Options, error) {
 	if o.Segments, err = state.CompileSegments(segs, aggs); err != nil {
 		return o, fmt.Errorf("config %s: %w", cfg.Source, err)
 	}
+	o.Now = cfg.Clock
 	o.Interests = state.DefaultInterests()
 	if i := cfg.Interests; i != nil {
 		if len(i.Weights) > 0 {

@@ -11,6 +11,7 @@ import (
 	"math"
 	"net/http"
 	"os"
+	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -264,7 +265,11 @@ func TestRetailReplay(t *testing.T) {
 	}
 
 	brokers := testkafka.Brokers(t)
-	e := startEngine(t, testConfig(t, brokers, testkafka.Prefix(t), t.TempDir()))
+	cfg := testConfig(t, brokers, testkafka.Prefix(t), t.TempDir())
+	// RFM as of the day after the data set ends.
+	now := time.Date(2011, 12, 10, 0, 0, 0, 0, time.UTC)
+	cfg.Clock = func() time.Time { return now }
+	e := startEngine(t, cfg)
 	p, err := stream.NewProducer(stream.ClientConfig{Brokers: brokers})
 	if err != nil {
 		t.Fatal(err)
@@ -275,7 +280,78 @@ func TestRetailReplay(t *testing.T) {
 		t.Fatalf("import: %v; %s", err, stats)
 	}
 	waitApplied(t, e, n)
-	checkRetailProfiles(t, truth, func(key string) (state.View, bool) { return e.profile(t, key) })
+	views := make(map[string]state.View)
+	checkRetailProfiles(t, truth, func(key string) (state.View, bool) {
+		v, ok := e.profile(t, key)
+		views[key] = v
+		return v, ok
+	})
+	checkRFM(t, truth, views, now)
+}
+
+// checkRFM compares every customer's RFM values with the CSV at now, and
+// the scores with exact quintiles of the whole population.
+func checkRFM(t *testing.T, truth map[string]*dataset.CustomerFacts, views map[string]state.View, now time.Time) {
+	t.Helper()
+	var days, orders, money []float64
+	for _, f := range truth {
+		if f.Orders > 0 {
+			days = append(days, math.Floor(float64(f.LastOrderAt.Unix())/86400))
+			orders = append(orders, float64(f.Orders))
+			money = append(money, f.Revenue)
+		}
+	}
+	quintiles := func(vs []float64) [4]float64 {
+		s := append([]float64(nil), vs...)
+		sort.Float64s(s)
+		var q [4]float64
+		for k := range q {
+			q[k] = s[int(math.Ceil(float64(len(s))*float64(k+1)/5))-1]
+		}
+		return q
+	}
+	score := func(v float64, q [4]float64) float64 {
+		s := 1.0
+		for _, b := range q {
+			if v > b {
+				s++
+			}
+		}
+		return s
+	}
+	qd, qf, qm := quintiles(days), quintiles(orders), quintiles(money)
+
+	customers, agree, wrongRaw := 0, 0, 0
+	for id, f := range truth {
+		v := views[id]
+		if f.Orders == 0 {
+			if v.RFM != nil {
+				t.Errorf("customer %s without orders has RFM %+v", id, v.RFM)
+			}
+			continue
+		}
+		customers++
+		if v.RFM == nil {
+			t.Errorf("customer %s: no RFM", id)
+			continue
+		}
+		recency := math.Floor(now.Sub(f.LastOrderAt).Hours() / 24)
+		if v.RFM.Recency != recency || v.RFM.Frequency != float64(f.Orders) || math.Abs(v.RFM.Monetary-f.Revenue) > 1e-6*math.Max(1, math.Abs(f.Revenue)) {
+			wrongRaw++
+			if wrongRaw <= 5 {
+				t.Errorf("customer %s: RFM %+v, want recency %v frequency %d monetary %.2f", id, *v.RFM, recency, f.Orders, f.Revenue)
+			}
+		}
+		day := math.Floor(float64(f.LastOrderAt.Unix()) / 86400)
+		if v.RFM.R == score(day, qd) && v.RFM.F == score(float64(f.Orders), qf) && v.RFM.M == score(f.Revenue, qm) {
+			agree++
+		}
+	}
+	if share := float64(agree) / float64(customers); share < 0.98 {
+		t.Errorf("RFM scores agree with exact quintiles for %.2f%% of %d customers, want at least 98%%", 100*share, customers)
+	} else {
+		t.Logf("RFM scores agree with exact quintiles for %.2f%% of %d customers", 100*share, customers)
+	}
 }
 
 // checkRetailProfiles fails t for every customer whose profile differs

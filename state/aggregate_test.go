@@ -90,7 +90,7 @@ func TestAggregatesThroughStore(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return prof.View(aggs, nil, t0.Add(at)).Aggregates
+		return prof.View(Derived{Aggregates: aggs}, t0.Add(at)).Aggregates
 	}
 	send(0, `"event": "Product Viewed", "properties": {"category": "shoes"}`)
 	send(time.Minute, `"event": "Product Viewed", "properties": {"category": "bags"}`)

@@ -268,6 +268,26 @@ type View struct {
 	Interests []Affinity `json:"interests"`
 	// Consent is the latest choice per purpose.
 	Consent map[string]bool `json:"consent"`
+	// RFM is null for a profile without orders.
+	RFM *RFMView `json:"rfm"`
+}
+
+// RFMView is the RFM part of View: raw values and 1-5 scores.
+type RFMView struct {
+	Recency   float64 `json:"recency"` // days since the last order
+	Frequency float64 `json:"frequency"`
+	Monetary  float64 `json:"monetary"`
+	R         float64 `json:"r"`
+	F         float64 `json:"f"`
+	M         float64 `json:"m"`
+}
+
+// Derived is what View computes beyond the stored facts, from the
+// configuration and the population.
+type Derived struct {
+	Aggregates *Aggregates
+	Interests  *Interests
+	Quintiles  RFMQuintiles
 }
 
 // TopInterests is how many interests View shows.
@@ -282,9 +302,9 @@ type OrdersView struct {
 	RefundedAmount float64    `json:"refundedAmount"`
 }
 
-// View returns the profile's JSON form, with the values of aggs and the
-// interests at now.
-func (p *Profile) View(aggs *Aggregates, interests *Interests, now time.Time) View {
+// View returns the profile's JSON form, with the derived values at now.
+func (p *Profile) View(d Derived, now time.Time) View {
+	aggs, interests := d.Aggregates, d.Interests
 	v := View{
 		Key:          p.Key,
 		UserID:       p.UserID,
@@ -325,6 +345,12 @@ func (p *Profile) View(aggs *Aggregates, interests *Interests, now time.Time) Vi
 	}
 	if v.Interests == nil {
 		v.Interests = []Affinity{}
+	}
+	if rec, ok := p.RFM(3, d.Quintiles, now); ok {
+		v.RFM = &RFMView{Recency: rec, Frequency: float64(p.Orders), Monetary: p.Revenue}
+		v.RFM.R, _ = p.RFM(0, d.Quintiles, now)
+		v.RFM.F, _ = p.RFM(1, d.Quintiles, now)
+		v.RFM.M, _ = p.RFM(2, d.Quintiles, now)
 	}
 	v.Consent = make(map[string]bool, len(p.consents))
 	for purpose, c := range p.consents {

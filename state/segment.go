@@ -73,11 +73,6 @@ func CompileSegments(decls []SegmentConfig, aggs *Aggregates) (*Segments, error)
 			errs = append(errs, err)
 			continue
 		}
-		if r.Deps.RFM {
-			// Rather an error now than a segment that silently never matches.
-			errs = append(errs, fmt.Errorf("segment %q: rfm.* is not maintained yet", d.Name))
-			continue
-		}
 		byIndex[i] = &Segment{Name: d.Name, Rule: r, index: i}
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -114,6 +109,16 @@ func CompileSegments(decls []SegmentConfig, aggs *Aggregates) (*Segments, error)
 		}
 	}
 	return s, nil
+}
+
+// readRFM reports whether any segment reads rfm.*.
+func (s *Segments) readRFM() bool {
+	for _, seg := range s.List() {
+		if seg.Rule.Deps.RFM {
+			return true
+		}
+	}
+	return false
 }
 
 // List returns the segments in evaluation order.
@@ -165,8 +170,9 @@ type profileEnv struct {
 	now    time.Time
 	aggs   []*Aggregate
 	member []bool // segment memberships, by schema index
-	// interests configures interest(); set by the batch.
+	// interests configures interest(), quintiles rfm.r/f/m; set by the batch.
 	interests *Interests
+	quintiles RFMQuintiles
 	// values caches the aggregates' values for one evaluation: several
 	// rules read the same aggregates.
 	values []aggValue
@@ -234,8 +240,7 @@ func (e *profileEnv) LastEvent(name string) (time.Time, bool) {
 	return time.UnixMilli(t), true
 }
 
-// RFM is not maintained yet; CompileSegments rejects rules that read it.
-func (e *profileEnv) RFM(int) (float64, bool) { return 0, false }
+func (e *profileEnv) RFM(field int) (float64, bool) { return e.p.RFM(field, e.quintiles, e.now) }
 
 func (e *profileEnv) Interest(category string) float64 {
 	return e.p.Affinity(e.interests, category, e.now)

@@ -21,7 +21,6 @@ func TestCompileSegmentsErrors(t *testing.T) {
 		{[]SegmentConfig{{"a", `cart_adds_1h + 1`}}, `rule "segments.a" at 1:14: the rule must give true/false, but gives a number`},
 		{[]SegmentConfig{{"a", `segment("b")`}, {"b", `segment("c")`}, {"c", `segment("a")`}}, `segments read each other in a cycle: a → b → c → a`},
 		{[]SegmentConfig{{"a", `segment("nope")`}}, `rule "segments.a" at 1:9: unknown segment "nope"`},
-		{[]SegmentConfig{{"a", `rfm.r > 3`}}, `segment "a": rfm.* is not maintained yet`},
 	}
 	for _, tc := range tests {
 		_, err := CompileSegments(tc.decls, aggs)
@@ -113,7 +112,7 @@ func TestSegmentChanges(t *testing.T) {
 		t.Errorf("sizes at the end: %v, want all three at 0", got)
 	}
 	prof, _ := s.Profile("u")
-	if v := prof.View(aggs, nil, clock); len(v.Segments) != 0 {
+	if v := prof.View(Derived{Aggregates: aggs}, clock); len(v.Segments) != 0 {
 		t.Errorf("segments at the end: %v", v.Segments)
 	}
 }

@@ -49,6 +49,9 @@ type Options struct {
 	Segments *Segments
 	// Interests configures the category affinities (nil: none kept).
 	Interests *Interests
+	// Quintiles gives the RFM quintile boundaries of the whole population
+	// (all partitions), for rfm.r, rfm.f and rfm.m; nil: none known.
+	Quintiles func() RFMQuintiles
 	// Now is the clock that decides which events are too old for a
 	// window; nil means time.Now.
 	Now func() time.Time
@@ -76,6 +79,7 @@ const (
 	prefixProfile = 'p'
 	prefixOrder   = 'o' // counted order ids: profile key + order_id
 	prefixSize    = 'c' // segment sizes: segment name -> members (8 bytes)
+	prefixHist    = 'h' // RFM population histograms: letter + bin -> profiles (8 bytes)
 )
 
 func profileKey(key string) []byte {
@@ -107,6 +111,8 @@ type Store struct {
 
 	sizesMu sync.Mutex
 	sizes   map[string]int64 // segment members in this partition
+	pop     Population       // RFM histograms of this partition, under sizesMu
+	popGen  atomic.Uint64    // counts changes of pop
 
 	stopGC chan struct{}
 	gcDone chan struct{}
@@ -142,26 +148,45 @@ func Open(dir string, o Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("profile cache of %d: %w", o.CacheProfiles, err)
 	}
-	s := &Store{db: db, opts: o, cache: cache, stopGC: make(chan struct{}), gcDone: make(chan struct{}), sizes: make(map[string]int64)}
+	s := &Store{db: db, opts: o, cache: cache, stopGC: make(chan struct{}), gcDone: make(chan struct{}),
+		sizes: make(map[string]int64), pop: newPopulation()}
 	err = db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, Prefix: []byte{prefixSize}})
+		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true})
 		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			err := it.Item().Value(func(v []byte) error {
-				if len(v) == 8 {
-					s.sizes[string(it.Item().Key()[1:])] = int64(binary.BigEndian.Uint64(v))
+		for _, prefix := range []byte{prefixSize, prefixHist} {
+			for it.Seek([]byte{prefix}); it.ValidForPrefix([]byte{prefix}); it.Next() {
+				k := it.Item().KeyCopy(nil)
+				err := it.Item().Value(func(v []byte) error {
+					if len(v) != 8 {
+						return nil
+					}
+					n := int64(binary.BigEndian.Uint64(v))
+					switch {
+					case prefix == prefixSize:
+						s.sizes[string(k[1:])] = n
+					case len(k) == 10:
+						bin := int64(binary.BigEndian.Uint64(k[2:]))
+						switch k[1] {
+						case 'd':
+							s.pop.Days[bin] = n
+						case 'f':
+							s.pop.Orders[bin] = n
+						case 'm':
+							s.pop.Money[bin] = n
+						}
+					}
+					return nil
+				})
+				if err != nil {
+					return err
 				}
-				return nil
-			})
-			if err != nil {
-				return err
 			}
 		}
 		return nil
 	})
 	if err != nil {
 		db.Close()
-		return nil, fmt.Errorf("read segment sizes in %s: %w", dir, err)
+		return nil, fmt.Errorf("read segment sizes and RFM histograms in %s: %w", dir, err)
 	}
 	go s.runGC()
 	return s, nil
@@ -259,6 +284,19 @@ func (s *Store) SegmentSizes() map[string]int64 {
 	return maps.Clone(s.sizes)
 }
 
+// PopulationGen counts the changes of the RFM histograms, to tell when a
+// merged population is stale.
+func (s *Store) PopulationGen() uint64 { return s.popGen.Load() }
+
+// Population returns a copy of this partition's RFM histograms.
+func (s *Store) Population() Population {
+	s.sizesMu.Lock()
+	defer s.sizesMu.Unlock()
+	pop := newPopulation()
+	pop.Add(s.pop)
+	return pop
+}
+
 // CacheStats returns the profile cache's hits and misses so far.
 func (s *Store) CacheStats() (hits, misses uint64) {
 	return s.hits.Load(), s.misses.Load()
@@ -332,7 +370,8 @@ type Batch struct {
 	orders   [][]byte
 	seen     map[string]struct{} // order keys added in this batch
 	changes  []KeyedChange
-	env      profileEnv // reused by segment evaluation
+	initial  map[string]rfmPoint // where each changed profile was in the RFM population
+	env      profileEnv          // reused by segment evaluation
 	size     int
 	budget   int
 }
@@ -357,6 +396,10 @@ func (b *Batch) Profile(key string) (*Profile, error) {
 		}
 	}
 	b.profiles[key] = p
+	if b.initial == nil {
+		b.initial = make(map[string]rfmPoint)
+	}
+	b.initial[key] = p.rfmPoint()
 	b.size += p.encodedSize + len(key) + 64
 	return p, nil
 }
@@ -416,11 +459,22 @@ func (b *Batch) Commit(nextOffset int64) error {
 			return fmt.Errorf("write order id: %w", err)
 		}
 	}
-	sizes := b.newSizes()
+	sizes, pop := b.newSizes()
 	for name, n := range sizes {
 		v := binary.BigEndian.AppendUint64(nil, uint64(n))
 		if err := b.txn.SetEntry(badger.NewEntry(append([]byte{prefixSize}, name...), v)); err != nil {
 			return fmt.Errorf("write size of segment %q: %w", name, err)
+		}
+	}
+	for _, h := range [...]struct {
+		letter byte
+		bins   map[int64]int64
+	}{{'d', pop.Days}, {'f', pop.Orders}, {'m', pop.Money}} {
+		for bin, n := range h.bins {
+			v := binary.BigEndian.AppendUint64(nil, uint64(n))
+			if err := b.txn.SetEntry(badger.NewEntry(histKey(h.letter, bin), v)); err != nil {
+				return fmt.Errorf("write RFM histogram: %w", err)
+			}
 		}
 	}
 	var off [8]byte
@@ -437,20 +491,21 @@ func (b *Batch) Commit(nextOffset int64) error {
 		b.s.cache.Add(key, p)
 	}
 	b.s.fillMu.Unlock()
-	if len(sizes) > 0 {
-		b.s.sizesMu.Lock()
-		maps.Copy(b.s.sizes, sizes)
-		b.s.sizesMu.Unlock()
+	b.s.sizesMu.Lock()
+	maps.Copy(b.s.sizes, sizes)
+	maps.Copy(b.s.pop.Days, pop.Days)
+	maps.Copy(b.s.pop.Orders, pop.Orders)
+	maps.Copy(b.s.pop.Money, pop.Money)
+	b.s.sizesMu.Unlock()
+	if len(pop.Orders)+len(pop.Days)+len(pop.Money) > 0 {
+		b.s.popGen.Add(1)
 	}
 	return nil
 }
 
-// newSizes returns the segment sizes the batch's changes lead to, for the
-// segments they touch.
-func (b *Batch) newSizes() map[string]int64 {
-	if len(b.changes) == 0 {
-		return nil
-	}
+// newSizes returns the segment sizes and RFM histogram counts the batch's
+// changes lead to, for the segments and bins they touch.
+func (b *Batch) newSizes() (map[string]int64, Population) {
 	b.s.sizesMu.Lock()
 	defer b.s.sizesMu.Unlock()
 	sizes := make(map[string]int64)
@@ -466,7 +521,23 @@ func (b *Batch) newSizes() map[string]int64 {
 		}
 		sizes[c.Segment] = n
 	}
-	return sizes
+	delta := newPopulation()
+	for key, p := range b.profiles {
+		delta.move(b.initial[key], p.rfmPoint())
+	}
+	pop := newPopulation()
+	for _, h := range [...][3]map[int64]int64{
+		{delta.Days, b.s.pop.Days, pop.Days},
+		{delta.Orders, b.s.pop.Orders, pop.Orders},
+		{delta.Money, b.s.pop.Money, pop.Money},
+	} {
+		for bin, d := range h[0] {
+			if d != 0 {
+				h[2][bin] = h[1][bin] + d
+			}
+		}
+	}
+	return sizes, pop
 }
 
 // Discard drops the batch's changes.
@@ -517,6 +588,9 @@ func (b *Batch) Apply(ev *event.Event) (applied bool, err error) {
 	b.s.opts.Aggregates.apply(p, ev, t)
 	b.s.opts.Interests.apply(p, ev)
 	b.env.interests = b.s.opts.Interests
+	if b.s.opts.Quintiles != nil && b.s.opts.Segments.readRFM() {
+		b.env.quintiles = b.s.opts.Quintiles()
+	}
 	for _, c := range b.s.opts.Segments.evaluate(&b.env, p, ev, t) {
 		b.changes = append(b.changes, KeyedChange{Key: key, MessageID: ev.MessageID, Change: c})
 	}

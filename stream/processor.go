@@ -73,6 +73,8 @@ type Processor struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
+	quintiles atomic.Pointer[cachedQuintiles]
+
 	// cache statistics of stores already closed, so the counters stay monotonic
 	closedHits, closedMisses atomic.Uint64
 }
@@ -380,6 +382,7 @@ func (p *Processor) assign(ctx context.Context, _ *kgo.Client, assigned map[stri
 		dir := filepath.Join(p.cfg.DataDir, p.cfg.Topics.Events+"-"+strconv.Itoa(int(id)))
 		opts := p.cfg.Store
 		opts.Logger = p.log
+		opts.Quintiles = p.Quintiles
 		store, err := state.Open(dir, opts)
 		if err != nil {
 			// Without its store a partition cannot be applied: stop, rather
@@ -568,7 +571,56 @@ func (p *Processor) ProfileView(key string) (state.View, error) {
 	if p.cfg.Store.Now != nil {
 		now = p.cfg.Store.Now
 	}
-	return prof.View(p.cfg.Store.Aggregates, p.cfg.Store.Interests, now()), nil
+	return prof.View(state.Derived{Aggregates: p.cfg.Store.Aggregates, Interests: p.cfg.Store.Interests, Quintiles: p.quintilesWithin(200 * time.Millisecond)}, now()), nil
+}
+
+// Quintiles returns the RFM quintile boundaries of the profiles in the
+// partitions this instance holds, recomputed when the population changed
+// and the last computation is older than a second (rules read them on
+// every event).
+func (p *Processor) Quintiles() state.RFMQuintiles { return p.quintilesWithin(time.Second) }
+
+// quintilesWithin recomputes the quintiles when the population changed and
+// the cached ones are older than maxAge.
+func (p *Processor) quintilesWithin(maxAge time.Duration) state.RFMQuintiles {
+	gen := p.populationGen()
+	if c := p.quintiles.Load(); c != nil && (c.gen == gen || time.Since(c.at) < maxAge) {
+		return c.q
+	}
+	pop := p.population()
+	c := &cachedQuintiles{q: pop.Quintiles(), at: time.Now(), gen: gen}
+	p.quintiles.Store(c)
+	return c.q
+}
+
+type cachedQuintiles struct {
+	q   state.RFMQuintiles
+	at  time.Time
+	gen uint64
+}
+
+func (p *Processor) populationGen() uint64 {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	var gen uint64
+	for id, part := range p.parts {
+		gen += part.store.PopulationGen() + uint64(id)<<48 // a partition moving changes it too
+	}
+	return gen
+}
+
+func (p *Processor) population() state.Population {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	var pop state.Population
+	for _, part := range p.parts {
+		if pop.Days == nil {
+			pop = part.store.Population()
+			continue
+		}
+		pop.Add(part.store.Population())
+	}
+	return pop
 }
 
 // SegmentSizes returns the members of each segment in the partitions

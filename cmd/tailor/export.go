@@ -78,6 +78,8 @@ func exportProfiles(ctx context.Context, cfg *config.Config, w io.Writer) (int, 
 	}
 	opts.GCInterval = 0
 	now := time.Now()
+	// RFM scores need the population of every partition first.
+	var pop state.Population
 	for _, st := range stores {
 		s, err := state.Open(st.dir, opts)
 		if err != nil {
@@ -86,9 +88,24 @@ func exportProfiles(ctx context.Context, cfg *config.Config, w io.Writer) (int, 
 			}
 			return n, err
 		}
+		if pop.Days == nil {
+			pop = s.Population()
+		} else {
+			pop.Add(s.Population())
+		}
+		if err := s.Close(); err != nil {
+			return n, err
+		}
+	}
+	derived := state.Derived{Aggregates: opts.Aggregates, Interests: opts.Interests, Quintiles: pop.Quintiles()}
+	for _, st := range stores {
+		s, err := state.Open(st.dir, opts)
+		if err != nil {
+			return n, err
+		}
 		err = s.Each(ctx, func(p *state.Profile) error {
 			n++
-			return enc.Encode(p.View(opts.Aggregates, opts.Interests, now))
+			return enc.Encode(p.View(derived, now))
 		})
 		if cerr := s.Close(); err == nil {
 			err = cerr

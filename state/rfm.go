@@ -1,0 +1,186 @@
+package state
+
+import (
+	"encoding/binary"
+	"math"
+	"sort"
+	"time"
+)
+
+// RFM: recency (days since the last order), frequency (orders) and monetary
+// value (revenue) of every customer with an order, and 1-5 scores from the
+// quintiles of the whole population. The population is kept as exact
+// histograms per partition store (of last-order days, order counts and
+// revenue in 0.1% bins), updated in the same transaction as the profiles:
+// they merge by adding, add and remove exactly, and give the same quintiles
+// wherever they are merged.
+
+const (
+	rfmDay        = 24 * time.Hour
+	monetaryRatio = 1.001 // revenue bins are 0.1% wide
+)
+
+// rfmPoint is where a profile sits in the population histograms.
+type rfmPoint struct {
+	day, orders, money int64 // last order day; orders; revenue bin
+	ok                 bool  // the profile has an order
+}
+
+func (p *Profile) rfmPoint() rfmPoint {
+	if p.Orders == 0 {
+		return rfmPoint{}
+	}
+	return rfmPoint{
+		day:    floorDiv(p.LastOrderAt, rfmDay.Milliseconds()),
+		orders: int64(p.Orders),
+		money:  moneyBin(p.Revenue),
+		ok:     true,
+	}
+}
+
+// moneyBin maps revenue to its 0.1% bin; revenue of 1 or less (refunds can
+// leave it at or below zero) shares bin 0.
+func moneyBin(v float64) int64 {
+	if v <= 1 {
+		return 0
+	}
+	return int64(math.Ceil(math.Log(v) / math.Log(monetaryRatio)))
+}
+
+// moneyOfBin is the upper edge of a revenue bin.
+func moneyOfBin(b int64) float64 {
+	if b <= 0 {
+		return 1
+	}
+	return math.Pow(monetaryRatio, float64(b))
+}
+
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if a%b != 0 && (a < 0) != (b < 0) {
+		q--
+	}
+	return q
+}
+
+// Population is the histograms of one or more partitions.
+type Population struct {
+	Days, Orders, Money map[int64]int64 // bin -> profiles
+}
+
+func newPopulation() Population {
+	return Population{Days: map[int64]int64{}, Orders: map[int64]int64{}, Money: map[int64]int64{}}
+}
+
+func (pop Population) move(from, to rfmPoint) {
+	if from == to {
+		return
+	}
+	if from.ok {
+		pop.Days[from.day]--
+		pop.Orders[from.orders]--
+		pop.Money[from.money]--
+	}
+	if to.ok {
+		pop.Days[to.day]++
+		pop.Orders[to.orders]++
+		pop.Money[to.money]++
+	}
+}
+
+// Add adds another population's counts to this one.
+func (pop Population) Add(other Population) {
+	for _, pair := range [3][2]map[int64]int64{{pop.Days, other.Days}, {pop.Orders, other.Orders}, {pop.Money, other.Money}} {
+		for bin, n := range pair[1] {
+			pair[0][bin] += n
+		}
+	}
+}
+
+// RFMQuintiles are the population's quintile boundaries: the lower 20%,
+// 40%, 60% and 80% quantiles of last-order day, orders and revenue.
+type RFMQuintiles struct {
+	Days, Orders, Money [4]float64
+	ok                  bool
+}
+
+// Quintiles computes the boundaries.
+func (pop Population) Quintiles() RFMQuintiles {
+	q := RFMQuintiles{}
+	var n int64
+	for _, c := range pop.Orders {
+		n += c
+	}
+	if n == 0 {
+		return q
+	}
+	q.ok = true
+	q.Days = quantiles(pop.Days, n, func(b int64) float64 { return float64(b) })
+	q.Orders = quantiles(pop.Orders, n, func(b int64) float64 { return float64(b) })
+	q.Money = quantiles(pop.Money, n, moneyOfBin)
+	return q
+}
+
+// quantiles returns, for p = 0.2, 0.4, 0.6, 0.8, the smallest value whose
+// cumulative count reaches p of n.
+func quantiles(h map[int64]int64, n int64, value func(int64) float64) [4]float64 {
+	bins := make([]int64, 0, len(h))
+	for b, c := range h {
+		if c > 0 {
+			bins = append(bins, b)
+		}
+	}
+	sort.Slice(bins, func(i, j int) bool { return bins[i] < bins[j] })
+	var out [4]float64
+	var cum int64
+	k := 0
+	for _, b := range bins {
+		cum += h[b]
+		for k < 4 && float64(cum) >= float64(n)*float64(k+1)/5 {
+			out[k] = value(b)
+			k++
+		}
+	}
+	return out
+}
+
+// score is 1 plus the number of boundaries v is above: 5 for the top fifth.
+func score(v float64, q [4]float64) float64 {
+	s := 1.0
+	for _, b := range q {
+		if v > b {
+			s++
+		}
+	}
+	return s
+}
+
+// RFM returns a profile's RFM field (rules.RFMRecencyScore and so on) at
+// now; ok is false for a profile without orders.
+func (p *Profile) RFM(field int, q RFMQuintiles, now time.Time) (float64, bool) {
+	pt := p.rfmPoint()
+	if !pt.ok {
+		return 0, false
+	}
+	switch field {
+	case 0: // r: more recent is better
+		return score(float64(pt.day), q.Days), q.ok
+	case 1:
+		return score(float64(pt.orders), q.Orders), q.ok
+	case 2:
+		return score(moneyOfBin(pt.money), q.Money), q.ok
+	case 3: // recency in whole days
+		return float64(floorDiv(now.UnixMilli()-p.LastOrderAt, rfmDay.Milliseconds())), true
+	case 4:
+		return float64(p.Orders), true
+	case 5:
+		return p.Revenue, true
+	}
+	return 0, false
+}
+
+// Histogram keys in a store: prefix, histogram letter, big-endian bin.
+func histKey(which byte, bin int64) []byte {
+	k := []byte{prefixHist, which}
+	return binary.BigEndian.AppendUint64(k, uint64(bin))
+}
