@@ -39,7 +39,7 @@ func newOutput(client ClientConfig, group string, t Topics, partition int32, pro
 	id := group + "/" + t.Events + "/" + strconv.Itoa(int(partition))
 	cl, err := kgo.NewClient(append(client.Opts(),
 		kgo.TransactionalID(id),
-		kgo.TransactionTimeout(60*time.Second),
+		kgo.TransactionTimeout(10*time.Second), // one batch; bounds the wait for a dead owner's transaction
 		kgo.ProducerLinger(0),
 	)...)
 	if err != nil {
@@ -87,6 +87,14 @@ func (o *output) produce(ctx context.Context, records []*kgo.Record) error {
 // lastMarker returns the offset of the last committed progress marker of
 // the partition, or -1 when there is none.
 func (o *output) lastMarker(ctx context.Context) (int64, error) {
+	// Initialising the producer id fences an earlier owner of the
+	// transactional id and makes the coordinator finish its last
+	// transaction, markers written, before we read: Kafka writes commit
+	// markers after EndTransaction returns, so the last marker may not be
+	// readable yet otherwise.
+	if _, _, err := o.cl.ProducerID(ctx); err != nil {
+		return 0, fmt.Errorf("initialise the transactional producer: %w", err)
+	}
 	adm := kadm.NewClient(o.cl)
 	ends, err := adm.ListCommittedOffsets(ctx, o.progress)
 	if err != nil {
