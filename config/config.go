@@ -39,6 +39,9 @@ type Config struct {
 	Aggregates map[string]Aggregate `yaml:"aggregates"`
 	// Segments are named true/false rules over a profile.
 	Segments map[string]string `yaml:"segments"`
+	// RFMSegments adds the standard named RFM segments (champions, loyal,
+	// ... lost) to Segments.
+	RFMSegments bool `yaml:"rfm_segments"`
 	// Interests configures the category affinities; nil keeps the defaults.
 	Interests *Interests `yaml:"interests"`
 

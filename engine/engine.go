@@ -221,6 +221,9 @@ func StoreOptions(cfg *config.Config) (state.Options, error) {
 	for name, rule := range cfg.Segments {
 		segs = append(segs, state.SegmentConfig{Name: name, Rule: rule})
 	}
+	if cfg.RFMSegments {
+		segs = append(segs, state.RFMSegments()...)
+	}
 	if o.Segments, err = state.CompileSegments(segs, aggs); err != nil {
 		return o, fmt.Errorf("config %s: %w", cfg.Source, err)
 	}
