@@ -43,6 +43,7 @@ type Aggregate struct {
 	// fingerprint identifies what the stored state means: a change of
 	// function or window starts the aggregate afresh.
 	fingerprint uint64
+	index       int // in List
 }
 
 // Aggregates are the compiled aggregates of a configuration.
@@ -69,6 +70,7 @@ func CompileAggregates(decls []AggregateConfig) (*Aggregates, error) {
 			continue
 		}
 		seen[d.Name] = true
+		agg.index = len(a.list)
 		a.list = append(a.list, agg)
 		a.byEvent[agg.Event] = append(a.byEvent[agg.Event], agg)
 	}
@@ -128,8 +130,9 @@ func (a *Aggregates) List() []*Aggregate {
 	return a.list
 }
 
-// apply counts ev in every aggregate it belongs to.
-func (a *Aggregates) apply(p *Profile, ev *event.Event, now time.Time) {
+// apply counts ev in every aggregate it belongs to, marking them in
+// touched (indexed like List) when it is not nil.
+func (a *Aggregates) apply(p *Profile, ev *event.Event, now time.Time, touched []bool) {
 	if a == nil || ev.Type != event.Track {
 		return
 	}
@@ -166,7 +169,9 @@ func (a *Aggregates) apply(p *Profile, ev *event.Event, now time.Time) {
 				}
 			}
 			w := p.aggregate(agg)
-			w.Add(agg.Spec, ev.Time.UnixMilli(), v, h, now.UnixMilli())
+			if w.Add(agg.Spec, ev.Time.UnixMilli(), v, h, now.UnixMilli()) && touched != nil {
+				touched[agg.index] = true
+			}
 		}
 	}
 }

@@ -35,7 +35,7 @@ func TestRFMSegments(t *testing.T) {
 				}
 				var env profileEnv
 				env.quintiles = q
-				changes := segs.evaluate(&env, p, nil, time.UnixMilli(10*rfmDay.Milliseconds()))
+				changes := segs.evaluate(&env, p, nil, time.UnixMilli(10*rfmDay.Milliseconds()), &Inputs{All: true})
 				if len(changes) > 1 {
 					t.Errorf("r%d f%d m%d is in %d segments: %v", r, f, m, len(changes), changes)
 				}

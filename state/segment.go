@@ -25,6 +25,50 @@ type Segment struct {
 	Name  string
 	Rule  *rules.Rule
 	index int // in the schema's segment names
+	// always: the rule reads the event itself (properties, context) or
+	// something that changes with time alone (now(), since(), a windowed
+	// aggregate), so every event re-evaluates it.
+	always bool
+}
+
+// Inputs says what applying an event changed in a profile, so that only
+// the segments reading those inputs are re-evaluated.
+type Inputs struct {
+	All       bool   // a new profile, or no event: evaluate everything
+	Traits    bool   // an identify call
+	Event     string // a track call's name, for since()
+	Aggs      []bool // aggregates updated, indexed like Aggregates.List
+	Orders    bool   // orders or refunds: RFM values
+	Interests bool   // a weighted event
+	Consent   bool   // consent choices
+}
+
+// needs reports whether seg must be re-evaluated for in, given which
+// segments changed earlier in this pass.
+func (seg *Segment) needs(in *Inputs, changed []bool) bool {
+	d := &seg.Rule.Deps
+	switch {
+	case in.All, seg.always,
+		in.Traits && len(d.Traits) > 0,
+		in.Orders && d.RFM,
+		in.Interests && len(d.Interests) > 0,
+		in.Consent && len(d.Consents) > 0:
+		return true
+	}
+	if in.Event != "" && slices.Contains(d.Events, in.Event) {
+		return true
+	}
+	for _, i := range d.Aggregates {
+		if i < len(in.Aggs) && in.Aggs[i] {
+			return true
+		}
+	}
+	for _, i := range d.Segments {
+		if changed[i] {
+			return true
+		}
+	}
+	return false
 }
 
 // Segments are the compiled segments of a configuration, in an order in
@@ -73,7 +117,15 @@ func CompileSegments(decls []SegmentConfig, aggs *Aggregates) (*Segments, error)
 			errs = append(errs, err)
 			continue
 		}
-		byIndex[i] = &Segment{Name: d.Name, Rule: r, index: i}
+		seg := &Segment{Name: d.Name, Rule: r, index: i}
+		dp := r.Deps
+		seg.always = dp.Clock || len(dp.Properties) > 0 || len(dp.Context) > 0
+		for _, a := range dp.Aggregates {
+			if s.aggs[a].Spec.Window > 0 {
+				seg.always = true // its value moves with time
+			}
+		}
+		byIndex[i] = seg
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
@@ -132,7 +184,7 @@ func (s *Segments) List() []*Segment {
 // evaluate re-evaluates every segment of the profile at now (with ev, the
 // event being applied, or nil when time alone moved), records the new
 // memberships in the profile and returns the changes.
-func (s *Segments) evaluate(env *profileEnv, p *Profile, ev *event.Event, now time.Time) []Change {
+func (s *Segments) evaluate(env *profileEnv, p *Profile, ev *event.Event, now time.Time, inputs *Inputs) []Change {
 	if s == nil || len(s.order) == 0 {
 		return nil
 	}
@@ -144,17 +196,22 @@ func (s *Segments) evaluate(env *profileEnv, p *Profile, ev *event.Event, now ti
 	}
 	var changes []Change
 	for _, seg := range s.order {
+		if !seg.needs(inputs, env.changed) {
+			continue
+		}
 		in := seg.Rule.Match(env)
 		env.member[seg.index] = in
 		_, was := p.Segments[seg.Name]
 		switch {
 		case in && !was:
+			env.changed[seg.index] = true
 			if p.Segments == nil {
 				p.Segments = make(map[string]int64)
 			}
 			p.Segments[seg.Name] = now.UnixMilli()
 			changes = append(changes, Change{Segment: seg.Name, Entered: true, At: now})
 		case !in && was:
+			env.changed[seg.index] = true
 			delete(p.Segments, seg.Name)
 			changes = append(changes, Change{Segment: seg.Name, Entered: false, At: now})
 		}
@@ -165,11 +222,12 @@ func (s *Segments) evaluate(env *profileEnv, p *Profile, ev *event.Event, now ti
 // profileEnv evaluates rules over a profile and the event being applied.
 // A batch reuses one, so evaluating allocates nothing of its own.
 type profileEnv struct {
-	p      *Profile
-	ev     *event.Event // nil when no event is being applied
-	now    time.Time
-	aggs   []*Aggregate
-	member []bool // segment memberships, by schema index
+	p       *Profile
+	ev      *event.Event // nil when no event is being applied
+	now     time.Time
+	aggs    []*Aggregate
+	member  []bool // segment memberships, by schema index
+	changed []bool // memberships changed in this pass, by schema index
 	// interests configures interest(), quintiles rfm.r/f/m; set by the batch.
 	interests *Interests
 	quintiles RFMQuintiles
@@ -188,6 +246,8 @@ func (e *profileEnv) reset(s *Segments, p *Profile, ev *event.Event, now time.Ti
 	e.p, e.ev, e.now, e.aggs = p, ev, now, s.aggs
 	e.member = slices.Grow(e.member[:0], len(s.names))[:len(s.names)]
 	clear(e.member)
+	e.changed = slices.Grow(e.changed[:0], len(s.names))[:len(s.names)]
+	clear(e.changed)
 	e.values = slices.Grow(e.values[:0], len(s.aggs))[:len(s.aggs)]
 	clear(e.values)
 }

@@ -1,6 +1,7 @@
 package state
 
 import (
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -114,5 +115,69 @@ func TestSegmentChanges(t *testing.T) {
 	prof, _ := s.Profile("u")
 	if v := prof.View(Derived{Aggregates: aggs}, clock); len(v.Segments) != 0 {
 		t.Errorf("segments at the end: %v", v.Segments)
+	}
+}
+
+// TestSegmentNeeds checks which segments an event re-evaluates: those
+// whose inputs it changed, those reading the event or the clock, and
+// those reading a segment that changed in the same pass.
+func TestSegmentNeeds(t *testing.T) {
+	aggs, err := CompileAggregates([]AggregateConfig{
+		{Name: "orders_all", Event: "Order Completed", Func: "count"},
+		{Name: "views_1h", Event: "Product Viewed", Func: "count", Window: time.Hour},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	segs, err := CompileSegments([]SegmentConfig{
+		{"adult", `traits.age >= 18`},
+		{"buyer", `orders_all >= 1`},
+		{"browsing", `views_1h > 0`},
+		{"champion", `rfm.r >= 4`},
+		{"shoes", `interest("shoes") > 0.5`},
+		{"ads", `consent("Advertising")`},
+		{"recent", `since("Signed In") < 1d`},
+		{"on_sale", `properties.sale == true`},
+		{"adult_buyer", `segment("adult") && segment("buyer")`},
+	}, aggs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byName := map[string]*Segment{}
+	for _, s := range segs.List() {
+		byName[s.Name] = s
+	}
+	always := []string{"browsing", "on_sale", "recent"}
+	tests := []struct {
+		name   string
+		in     Inputs
+		needed []string
+	}{
+		{"identify", Inputs{Traits: true}, []string{"adult"}},
+		{"order", Inputs{Orders: true, Event: "Order Completed", Aggs: []bool{true, false}, Interests: true}, []string{"buyer", "champion", "shoes"}},
+		{"sign in", Inputs{Event: "Signed In"}, nil},
+		{"consent", Inputs{Consent: true}, []string{"ads"}},
+		{"new profile", Inputs{All: true}, []string{"adult", "ads", "adult_buyer", "buyer", "champion", "shoes"}},
+	}
+	for _, tc := range tests {
+		changed := make([]bool, len(segs.names))
+		var got []string
+		for _, s := range segs.List() {
+			if s.needs(&tc.in, changed) {
+				got = append(got, s.Name)
+			}
+		}
+		want := append(append([]string(nil), tc.needed...), always...)
+		sort.Strings(got)
+		sort.Strings(want)
+		if strings.Join(got, ",") != strings.Join(want, ",") {
+			t.Errorf("%s: re-evaluates %v, want %v", tc.name, got, want)
+		}
+	}
+	// A changed segment re-evaluates those reading it.
+	changed := make([]bool, len(segs.names))
+	changed[byName["adult"].index] = true
+	if !byName["adult_buyer"].needs(&Inputs{}, changed) {
+		t.Error("adult_buyer not re-evaluated after adult changed")
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -372,6 +373,7 @@ type Batch struct {
 	changes  []KeyedChange
 	initial  map[string]rfmPoint // where each changed profile was in the RFM population
 	env      profileEnv          // reused by segment evaluation
+	inputs   Inputs
 	size     int
 	budget   int
 }
@@ -585,16 +587,40 @@ func (b *Batch) Apply(ev *event.Event) (applied bool, err error) {
 		now = b.s.opts.Now
 	}
 	t := now()
-	b.s.opts.Aggregates.apply(p, ev, t)
+	in := &b.inputs
+	*in = Inputs{
+		All:     sumCounts(p) == 1, // a new profile: every segment starts here
+		Traits:  ev.Type == event.Identify,
+		Orders:  ev.Type == event.Track && (ev.Name == event.OrderCompleted || ev.Name == event.OrderRefunded),
+		Consent: ev.Context != nil && ev.Context.Exists("consent", "categoryPreferences"),
+		Aggs:    slices.Grow(in.Aggs[:0], len(b.s.opts.Aggregates.List()))[:len(b.s.opts.Aggregates.List())],
+	}
+	clear(in.Aggs)
+	if ev.Type == event.Track {
+		in.Event = ev.Name
+		if c := b.s.opts.Interests; c != nil {
+			_, in.Interests = c.Weights[ev.Name]
+		}
+	}
+	b.s.opts.Aggregates.apply(p, ev, t, in.Aggs)
 	b.s.opts.Interests.apply(p, ev)
 	b.env.interests = b.s.opts.Interests
 	if b.s.opts.Quintiles != nil && b.s.opts.Segments.readRFM() {
 		b.env.quintiles = b.s.opts.Quintiles()
 	}
-	for _, c := range b.s.opts.Segments.evaluate(&b.env, p, ev, t) {
+	for _, c := range b.s.opts.Segments.evaluate(&b.env, p, ev, t, in) {
 		b.changes = append(b.changes, KeyedChange{Key: key, MessageID: ev.MessageID, Change: c})
 	}
 	return true, nil
+}
+
+// sumCounts returns the calls a profile has seen.
+func sumCounts(p *Profile) uint64 {
+	var n uint64
+	for _, c := range p.TypeCounts {
+		n += c
+	}
+	return n
 }
 
 // KeyedChange is a segment change of one profile, caused by one event.
