@@ -279,14 +279,20 @@ func validKey(key string, keys []string) bool {
 	return ok == 1 && key != ""
 }
 
-// segments serves the configured segments with their sizes.
-func (s *Server) segments(ctx *fasthttp.RequestCtx) {
+// readAllowed checks a read endpoint's method and key, answering the
+// error when it fails.
+func (s *Server) readAllowed(ctx *fasthttp.RequestCtx) bool {
 	if !ctx.IsGet() && !ctx.IsHead() {
 		writeError(ctx, fasthttp.StatusMethodNotAllowed, "", "use GET")
-		return
+		return false
 	}
 	user, ok := basicUser(ctx)
-	if !checkKey(ctx, user, ok, s.cfg.ReadKeys, "read key", "the Basic auth user name or a Bearer token") {
+	return checkKey(ctx, user, ok, s.cfg.ReadKeys, "read key", "the Basic auth user name or a Bearer token")
+}
+
+// segments serves the configured segments with their sizes.
+func (s *Server) segments(ctx *fasthttp.RequestCtx) {
+	if !s.readAllowed(ctx) {
 		return
 	}
 	sizes := s.profiles.SegmentSizes()
@@ -299,12 +305,7 @@ func (s *Server) segments(ctx *fasthttp.RequestCtx) {
 }
 
 func (s *Server) profile(ctx *fasthttp.RequestCtx, key string) {
-	if !ctx.IsGet() && !ctx.IsHead() {
-		writeError(ctx, fasthttp.StatusMethodNotAllowed, "", "use GET")
-		return
-	}
-	user, ok := basicUser(ctx)
-	if !checkKey(ctx, user, ok, s.cfg.ReadKeys, "read key", "the Basic auth user name or a Bearer token") {
+	if !s.readAllowed(ctx) {
 		return
 	}
 	if key == "" {
