@@ -136,12 +136,14 @@ func (a *Aggregates) apply(p *Profile, ev *event.Event, now time.Time, touched [
 	if a == nil || ev.Type != event.Track {
 		return
 	}
-	var env *eventEnv
+	var env *profileEnv
 	for _, list := range [2][]*Aggregate{a.byEvent[ev.Name], a.byEvent["*"]} {
 		for _, agg := range list {
 			if agg.Where != nil {
 				if env == nil {
-					env = &eventEnv{ev: ev, p: p, now: now}
+					// Where rules read the event and traits only (checked
+					// at compile), which profileEnv gives without segments.
+					env = &profileEnv{ev: ev, p: p, now: now}
 				}
 				if !agg.Where.Match(env) {
 					continue
@@ -222,45 +224,3 @@ func cloneAggregates(m map[string]*aggregateState) map[string]*aggregateState {
 	}
 	return c
 }
-
-// eventEnv evaluates an aggregate's where rule against an event.
-type eventEnv struct {
-	ev  *event.Event
-	p   *Profile
-	now time.Time
-}
-
-func (e *eventEnv) Now() time.Time { return e.now }
-
-func (e *eventEnv) Trait(name string) rules.Value {
-	t, ok := e.p.Traits[name]
-	if !ok {
-		return rules.Value{}
-	}
-	v, err := fastjson.ParseBytes(t.Value)
-	if err != nil {
-		return rules.Value{}
-	}
-	return rules.FromJSON(v)
-}
-
-func (e *eventEnv) Property(path []string) rules.Value {
-	if e.ev.Properties == nil {
-		return rules.Value{}
-	}
-	return rules.FromJSON(e.ev.Properties.Get(path...))
-}
-
-func (e *eventEnv) Context(path []string) rules.Value {
-	if e.ev.Context == nil {
-		return rules.Value{}
-	}
-	return rules.FromJSON(e.ev.Context.Get(path...))
-}
-
-func (e *eventEnv) Aggregate(int) (float64, bool)      { return 0, false }
-func (e *eventEnv) LastEvent(string) (time.Time, bool) { return time.Time{}, false }
-func (e *eventEnv) RFM(int) (float64, bool)            { return 0, false }
-func (e *eventEnv) Interest(string) float64            { return 0 }
-func (e *eventEnv) Segment(int) bool                   { return false }
-func (e *eventEnv) Consent(string) bool                { return false }

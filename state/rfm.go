@@ -68,7 +68,8 @@ type Population struct {
 	Days, Orders, Money map[int64]int64 // bin -> profiles
 }
 
-func newPopulation() Population {
+// NewPopulation returns an empty population, ready to Add to.
+func NewPopulation() Population {
 	return Population{Days: map[int64]int64{}, Orders: map[int64]int64{}, Money: map[int64]int64{}}
 }
 

@@ -76,6 +76,7 @@ func (seg *Segment) needs(in *Inputs, changed []bool) bool {
 type Segments struct {
 	order []*Segment
 	names []string // the schema's: sorted
+	rfm   bool     // a segment reads rfm.*: evaluations need the quintiles
 	aggs  []*Aggregate
 }
 
@@ -153,6 +154,7 @@ func CompileSegments(decls []SegmentConfig, aggs *Aggregates) (*Segments, error)
 		}
 		state[i] = done
 		s.order = append(s.order, byIndex[i])
+		s.rfm = s.rfm || byIndex[i].Rule.Deps.RFM
 		return nil
 	}
 	for i := range byIndex {
@@ -164,14 +166,7 @@ func CompileSegments(decls []SegmentConfig, aggs *Aggregates) (*Segments, error)
 }
 
 // readRFM reports whether any segment reads rfm.*.
-func (s *Segments) readRFM() bool {
-	for _, seg := range s.List() {
-		if seg.Rule.Deps.RFM {
-			return true
-		}
-	}
-	return false
-}
+func (s *Segments) readRFM() bool { return s != nil && s.rfm }
 
 // List returns the segments in evaluation order.
 func (s *Segments) List() []*Segment {

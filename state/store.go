@@ -150,7 +150,7 @@ func Open(dir string, o Options) (*Store, error) {
 		return nil, fmt.Errorf("profile cache of %d: %w", o.CacheProfiles, err)
 	}
 	s := &Store{db: db, opts: o, cache: cache, stopGC: make(chan struct{}), gcDone: make(chan struct{}),
-		sizes: make(map[string]int64), pop: newPopulation()}
+		sizes: make(map[string]int64), pop: NewPopulation()}
 	err = db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true})
 		defer it.Close()
@@ -293,7 +293,7 @@ func (s *Store) PopulationGen() uint64 { return s.popGen.Load() }
 func (s *Store) Population() Population {
 	s.sizesMu.Lock()
 	defer s.sizesMu.Unlock()
-	pop := newPopulation()
+	pop := NewPopulation()
 	pop.Add(s.pop)
 	return pop
 }
@@ -523,11 +523,11 @@ func (b *Batch) newSizes() (map[string]int64, Population) {
 		}
 		sizes[c.Segment] = n
 	}
-	delta := newPopulation()
+	delta := NewPopulation()
 	for key, p := range b.profiles {
 		delta.move(b.initial[key], p.rfmPoint())
 	}
-	pop := newPopulation()
+	pop := NewPopulation()
 	for _, h := range [...][3]map[int64]int64{
 		{delta.Days, b.s.pop.Days, pop.Days},
 		{delta.Orders, b.s.pop.Orders, pop.Orders},

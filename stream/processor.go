@@ -612,12 +612,8 @@ func (p *Processor) populationGen() uint64 {
 func (p *Processor) population() state.Population {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
-	var pop state.Population
+	pop := state.NewPopulation()
 	for _, part := range p.parts {
-		if pop.Days == nil {
-			pop = part.store.Population()
-			continue
-		}
 		pop.Add(part.store.Population())
 	}
 	return pop

@@ -78,8 +78,19 @@ func exportProfiles(ctx context.Context, cfg *config.Config, w io.Writer) (int, 
 	}
 	opts.GCInterval = 0
 	now := time.Now()
-	// RFM scores need the population of every partition first.
-	var pop state.Population
+	// RFM scores need the population of every partition before the first
+	// profile is written: open them all, then write.
+	opened := make([]*state.Store, 0, len(stores))
+	closeAll := func() error {
+		var errs []error
+		for _, s := range opened {
+			errs = append(errs, s.Close())
+		}
+		opened = nil
+		return errors.Join(errs...)
+	}
+	defer closeAll()
+	pop := state.NewPopulation()
 	for _, st := range stores {
 		s, err := state.Open(st.dir, opts)
 		if err != nil {
@@ -88,31 +99,21 @@ func exportProfiles(ctx context.Context, cfg *config.Config, w io.Writer) (int, 
 			}
 			return n, err
 		}
-		if pop.Days == nil {
-			pop = s.Population()
-		} else {
-			pop.Add(s.Population())
-		}
-		if err := s.Close(); err != nil {
-			return n, err
-		}
+		opened = append(opened, s)
+		pop.Add(s.Population())
 	}
 	derived := state.Derived{Aggregates: opts.Aggregates, Interests: opts.Interests, Quintiles: pop.Quintiles()}
-	for _, st := range stores {
-		s, err := state.Open(st.dir, opts)
-		if err != nil {
-			return n, err
-		}
-		err = s.Each(ctx, func(p *state.Profile) error {
+	for i, s := range opened {
+		err := s.Each(ctx, func(p *state.Profile) error {
 			n++
 			return enc.Encode(p.View(derived, now))
 		})
-		if cerr := s.Close(); err == nil {
-			err = cerr
-		}
 		if err != nil {
-			return n, fmt.Errorf("export %s: %w", st.dir, err)
+			return n, fmt.Errorf("export %s: %w", stores[i].dir, err)
 		}
+	}
+	if err := closeAll(); err != nil {
+		return n, err
 	}
 	return n, bw.Flush()
 }
