@@ -44,6 +44,15 @@ type Config struct {
 	RFMSegments bool `yaml:"rfm_segments"`
 	// Interests configures the category affinities; nil keeps the defaults.
 	Interests *Interests `yaml:"interests"`
+	// Products configures what is learnt about products for
+	// recommendations; nil keeps the defaults.
+	Products *Products `yaml:"products"`
+	// Decide configures the decide endpoint.
+	Decide Decide `yaml:"decide"`
+	// Placements are the slots decide calls ask about, by name.
+	Placements map[string]Placement `yaml:"placements"`
+	// Offers compete for placements.
+	Offers []Offer `yaml:"offers"`
 
 	// Source says where the file part came from ("sample" or a path).
 	Source string `yaml:"-"`
@@ -57,6 +66,11 @@ type HTTP struct {
 	Addr      string   `yaml:"addr"`
 	WriteKeys []string `yaml:"write_keys"`
 	ReadKeys  []string `yaml:"read_keys"`
+	// DecideKeys are accepted by the decide endpoint only: unlike read
+	// keys, they may ship in web pages and apps.
+	DecideKeys []string `yaml:"decide_keys"`
+	// CORSOrigins may call the decide endpoint from browsers ("*": any).
+	CORSOrigins []string `yaml:"cors_origins"`
 }
 
 // Kafka configures the connection to Kafka and the topics.
@@ -135,6 +149,60 @@ type Interests struct {
 	Max int `yaml:"max"`
 }
 
+// Products configures the product statistics behind recommendations.
+// Zero fields take the defaults.
+type Products struct {
+	// Weights is what each track event adds to a product's popularity.
+	Weights map[string]float64 `yaml:"weights"`
+	// HalfLife is how fast popularity fades (trending).
+	HalfLife Duration `yaml:"half_life"`
+	// Max bounds the products kept per partition.
+	Max int `yaml:"max"`
+}
+
+// Decide configures the decide endpoint.
+type Decide struct {
+	// ConsentPurpose, when set, must be granted (Segment consent
+	// categoryPreferences) for personalised answers.
+	ConsentPurpose string `yaml:"consent_purpose"`
+	// ReservationTTL is how long an answered capped offer counts against
+	// its cap while its impression has not arrived.
+	ReservationTTL Duration `yaml:"reservation_ttl"`
+}
+
+// Placement declares a slot of a page: offers compete for it, or it lists
+// recommended products (kind recently_viewed, trending, bought_together).
+type Placement struct {
+	Kind          string  `yaml:"kind"`
+	Arbitration   string  `yaml:"arbitration"`
+	Count         int     `yaml:"count"`
+	Fallback      string  `yaml:"fallback"`
+	Control       float64 `yaml:"control"`
+	Reward        string  `yaml:"reward"`
+	ExcludeBought bool    `yaml:"exclude_bought"`
+	ByInterest    bool    `yaml:"by_interest"`
+}
+
+// Offer declares an offer.
+type Offer struct {
+	ID         string      `yaml:"id"`
+	Placements []string    `yaml:"placements"`
+	When       string      `yaml:"when"`
+	Priority   float64     `yaml:"priority"`
+	Score      string      `yaml:"score"`
+	Content    JSONContent `yaml:"content"`
+	Start      time.Time   `yaml:"start"`
+	End        time.Time   `yaml:"end"`
+	Cap        struct {
+		Impressions int      `yaml:"impressions"`
+		Per         Duration `yaml:"per"`
+	} `yaml:"cap"`
+	Cooldown struct {
+		After string   `yaml:"after"`
+		For   Duration `yaml:"for"`
+	} `yaml:"cooldown"`
+}
+
 // Log configures logging.
 type Log struct {
 	Level  string `yaml:"level"`  // debug, info, warn, error
@@ -167,7 +235,8 @@ func Default() Config {
 			MaxFuture: Duration(24 * time.Hour),
 			Oldest:    Date(time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)),
 		},
-		Log: Log{Level: "info", Format: "text"},
+		Log:    Log{Level: "info", Format: "text"},
+		Decide: Decide{ReservationTTL: Duration(time.Minute)},
 	}
 }
 
@@ -181,7 +250,11 @@ func (c *Config) options() []option {
 		{"data-dir", "TAILOR_DATA_DIR", "data_dir", "directory for the partition stores and the embedded broker's log", (*stringValue)(&c.DataDir)},
 		{"http-addr", "TAILOR_HTTP_ADDR", "http.addr", "address of the HTTP API (collect, profiles, health, metrics)", (*stringValue)(&c.HTTP.Addr)},
 		{"write-keys", "TAILOR_WRITE_KEYS", "http.write_keys", "comma-separated keys accepted by the collect API", (*listValue)(&c.HTTP.WriteKeys)},
-		{"read-keys", "TAILOR_READ_KEYS", "http.read_keys", "comma-separated keys accepted by the profile API", (*listValue)(&c.HTTP.ReadKeys)},
+		{"read-keys", "TAILOR_READ_KEYS", "http.read_keys", "comma-separated keys accepted by the profile, segment, offer and decide APIs", (*listValue)(&c.HTTP.ReadKeys)},
+		{"decide-keys", "TAILOR_DECIDE_KEYS", "http.decide_keys", "comma-separated keys accepted by the decide API only (safe in web pages)", (*listValue)(&c.HTTP.DecideKeys)},
+		{"cors-origins", "TAILOR_CORS_ORIGINS", "http.cors_origins", "comma-separated origins allowed to call decide from browsers (* for any)", (*listValue)(&c.HTTP.CORSOrigins)},
+		{"consent-purpose", "TAILOR_CONSENT_PURPOSE", "decide.consent_purpose", "consent purpose a visitor must have granted for personalised decisions (empty: none needed)", (*stringValue)(&c.Decide.ConsentPurpose)},
+		{"reservation-ttl", "TAILOR_RESERVATION_TTL", "decide.reservation_ttl", "how long an answered capped offer counts against its cap before its impression arrives", (*Duration)(&c.Decide.ReservationTTL)},
 		{"brokers", "TAILOR_BROKERS", "kafka.brokers", "comma-separated Kafka bootstrap brokers; empty runs the embedded broker", (*listValue)(&c.Kafka.Brokers)},
 		{"group", "TAILOR_GROUP", "kafka.group", "consumer group of the engine's instances", (*stringValue)(&c.Kafka.Group)},
 		{"instance-id", "TAILOR_INSTANCE_ID", "kafka.instance_id", "static group membership id, unique per instance: a restarted instance gets its partitions back at once instead of after the session timeout", (*stringValue)(&c.Kafka.InstanceID)},
@@ -313,6 +386,11 @@ func (c *Config) Validate() error {
 	for _, k := range c.HTTP.ReadKeys {
 		if slices.Contains(c.HTTP.WriteKeys, k) {
 			errs = append(errs, fmt.Errorf("read key %q is also a write key: they must differ", k))
+		}
+	}
+	for _, k := range c.HTTP.DecideKeys {
+		if slices.Contains(c.HTTP.ReadKeys, k) {
+			errs = append(errs, fmt.Errorf("decide key %q is also a read key: decide keys ship in web pages, read keys must not", k))
 		}
 	}
 	switch strings.ToUpper(c.Kafka.SASL.Mechanism) {

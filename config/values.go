@@ -1,6 +1,7 @@
 package config
 
 import (
+	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
@@ -150,3 +151,20 @@ func (d *Date) String() string { return time.Time(*d).Format("2006-01-02") }
 
 // UnmarshalYAML reads a YYYY-MM-DD date.
 func (d *Date) UnmarshalYAML(n *yaml.Node) error { return d.Set(n.Value) }
+
+// JSONContent is free-form YAML (an offer's content) kept as JSON.
+type JSONContent []byte
+
+// UnmarshalYAML converts the node to JSON.
+func (c *JSONContent) UnmarshalYAML(n *yaml.Node) error {
+	var v any
+	if err := n.Decode(&v); err != nil {
+		return err
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("line %d: content cannot be JSON: %w", n.Line, err)
+	}
+	*c = b
+	return nil
+}

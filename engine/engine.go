@@ -9,6 +9,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -26,6 +27,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 
 	"github.com/tailorcdp/tailor/config"
+	"github.com/tailorcdp/tailor/decide"
 	"github.com/tailorcdp/tailor/event"
 	"github.com/tailorcdp/tailor/serve"
 	"github.com/tailorcdp/tailor/state"
@@ -58,10 +60,11 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Engine
 	if err != nil {
 		return nil, err
 	}
-	storeOpts, err := StoreOptions(cfg) // compiles the rules: fail before starting anything
+	compiled, err := Compile(cfg) // fail on a bad rule before starting anything
 	if err != nil {
 		return nil, err
 	}
+	storeOpts := compiled.Store
 	if len(client.Brokers) == 0 {
 		dir := filepath.Join(cfg.DataDir, "broker")
 		if e.embedded, err = stream.StartEmbedded(dir, cfg.Embedded.Port, log); err != nil {
@@ -108,10 +111,26 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Engine
 		segments = append(segments, serve.SegmentInfo{Name: seg.Name, Rule: seg.Rule.Source})
 	}
 	sort.Slice(segments, func(i, j int) bool { return segments[i].Name < segments[j].Name })
+	var decisions serve.Decisions
+	if len(compiled.Catalog.Placements()) > 0 {
+		decisions = decide.New(decide.Config{
+			Catalog:        compiled.Catalog,
+			Segments:       storeOpts.Segments,
+			Interests:      storeOpts.Interests,
+			Products:       storeOpts.Products,
+			ConsentPurpose: cfg.Decide.ConsentPurpose,
+			ReservationTTL: time.Duration(cfg.Decide.ReservationTTL),
+			Logger:         log,
+			Now:            cfg.Clock,
+		}, e.processor)
+	}
 	e.server, err = serve.New(serve.Config{
 		Segments:    segments,
+		Decisions:   decisions,
 		WriteKeys:   cfg.HTTP.WriteKeys,
 		ReadKeys:    cfg.HTTP.ReadKeys,
+		DecideKeys:  cfg.HTTP.DecideKeys,
+		CORSOrigins: cfg.HTTP.CORSOrigins,
 		EventsTopic: e.topics.Events,
 		Limits:      limits,
 		Logger:      log,
@@ -199,9 +218,42 @@ func Limits(cfg *config.Config) event.Limits {
 	return l
 }
 
-// StoreOptions returns the partition store options of a configuration,
-// with its aggregates and segments compiled.
-func StoreOptions(cfg *config.Config) (state.Options, error) {
+// Compiled is what a configuration's rules compile to: the partition
+// store options (aggregates, segments, interests, products, the offers
+// whose feedback counts) and the placements and offers decisions use.
+type Compiled struct {
+	Store   state.Options
+	Catalog *decide.Catalog
+}
+
+// Compile compiles a configuration's aggregates, segments, placements and
+// offers; the error lists every problem found.
+func Compile(cfg *config.Config) (Compiled, error) {
+	o, err := storeOptions(cfg)
+	if err != nil {
+		return Compiled{}, err
+	}
+	placements := make([]decide.PlacementConfig, 0, len(cfg.Placements))
+	for name, p := range cfg.Placements {
+		placements = append(placements, decide.PlacementConfig{Name: name, Kind: p.Kind, Arbitration: p.Arbitration,
+			Count: p.Count, Fallback: p.Fallback, Control: p.Control, Reward: p.Reward, ExcludeBought: p.ExcludeBought, ByInterest: p.ByInterest})
+	}
+	offers := make([]decide.OfferConfig, 0, len(cfg.Offers))
+	for _, of := range cfg.Offers {
+		offers = append(offers, decide.OfferConfig{ID: of.ID, Placements: of.Placements, When: of.When, Priority: of.Priority,
+			Score: of.Score, Content: json.RawMessage(of.Content), Start: of.Start, End: of.End,
+			CapImpressions: of.Cap.Impressions, CapPer: time.Duration(of.Cap.Per),
+			Cooldown: time.Duration(of.Cooldown.For), CooldownAfter: of.Cooldown.After})
+	}
+	cat, err := decide.Compile(placements, offers, o.Segments.Schema())
+	if err != nil {
+		return Compiled{}, fmt.Errorf("config %s: %w", cfg.Source, err)
+	}
+	o.Offers = cat.FeedbackIDs()
+	return Compiled{Store: o, Catalog: cat}, nil
+}
+
+func storeOptions(cfg *config.Config) (state.Options, error) {
 	o := state.DefaultOptions()
 	o.MemTableSize = int64(cfg.Store.MemTableSize)
 	o.BlockCacheSize = int64(cfg.Store.BlockCacheSize)
@@ -241,6 +293,18 @@ func StoreOptions(cfg *config.Config) (state.Options, error) {
 		}
 		if i.Max > 0 {
 			o.Interests.Max = i.Max
+		}
+	}
+	o.Products = state.DefaultProducts()
+	if p := cfg.Products; p != nil {
+		if len(p.Weights) > 0 {
+			o.Products.Weights = p.Weights
+		}
+		if p.HalfLife > 0 {
+			o.Products.HalfLife = time.Duration(p.HalfLife)
+		}
+		if p.Max > 0 {
+			o.Products.Max = p.Max
 		}
 	}
 	return o, nil

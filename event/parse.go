@@ -238,6 +238,9 @@ func (p *Parser) Validate(v *fastjson.Value, want Type, receivedAt time.Time, fi
 			return Event{}, err
 		}
 	}
+	if err := validateDecision(&ev, path("properties")); err != nil {
+		return Event{}, err
+	}
 	if err := p.resolveTimes(&ev, receivedAt, path); err != nil {
 		return Event{}, err
 	}

@@ -36,11 +36,7 @@ func (s *Server) collect(ctx *fasthttp.RequestCtx, typ event.Type, batch bool) {
 	}
 	body, err := requestBody(ctx, limit)
 	if err != nil {
-		if errors.Is(err, event.ErrTooLarge) {
-			writeError(ctx, fasthttp.StatusRequestEntityTooLarge, "", err.Error())
-		} else {
-			writeError(ctx, fasthttp.StatusBadRequest, "", err.Error())
-		}
+		writeError(ctx, bodyErrorStatus(err), "", err.Error())
 		return
 	}
 	// analytics.js and some server libraries put the key in the body.
@@ -120,12 +116,20 @@ func requestBody(ctx *fasthttp.RequestCtx, limit int) ([]byte, error) {
 		return nil, fmt.Errorf("unsupported Content-Encoding %q: send gzip or no encoding", enc)
 	}
 	if limit > 0 && len(body) > limit {
-		return nil, fmt.Errorf("body is over %d bytes (Segment's limit for this endpoint): %w", limit, event.ErrTooLarge)
+		return nil, fmt.Errorf("body is over %d bytes, the limit of this endpoint: %w", limit, event.ErrTooLarge)
 	}
 	if len(body) == 0 {
-		return nil, errors.New("body is empty: send a JSON event")
+		return nil, errors.New("body is empty: send a JSON object")
 	}
 	return body, nil
+}
+
+// bodyErrorStatus is the status answering a requestBody error.
+func bodyErrorStatus(err error) int {
+	if errors.Is(err, event.ErrTooLarge) {
+		return fasthttp.StatusRequestEntityTooLarge
+	}
+	return fasthttp.StatusBadRequest
 }
 
 func newMessageID() string {

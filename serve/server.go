@@ -64,8 +64,15 @@ type Config struct {
 	// EventsTopic is the topic accepted events are produced to.
 	EventsTopic string
 	Limits      event.Limits
+	// DecideKeys are accepted by the decide endpoint only, besides the
+	// read keys: unlike read keys they may ship in web pages.
+	DecideKeys []string
+	// CORSOrigins may call the decide endpoint from browsers ("*": any).
+	CORSOrigins []string
 	// Segments are the configured segments, in name order.
 	Segments []SegmentInfo
+	// Decisions answers /v1/decide and /v1/offers (nil: no placements).
+	Decisions Decisions
 	// ProduceTimeout bounds the wait for Kafka's acknowledgement.
 	ProduceTimeout time.Duration
 	Logger         *slog.Logger
@@ -83,6 +90,10 @@ type Server struct {
 	latency  *prometheus.HistogramVec
 	parsers  sync.Pool
 	srv      *fasthttp.Server
+
+	decisions     Decisions
+	decideKeys    []string // read keys and decide keys
+	decideScratch sync.Pool
 }
 
 // New returns a server; reg receives the HTTP metrics and is served on
@@ -116,6 +127,9 @@ func New(cfg Config, events Events, profiles Profiles, reg *prometheus.Registry)
 			Buckets: prometheus.ExponentialBuckets(0.00005, 2, 18),
 		}, []string{"route", "code"}),
 	}
+	s.decisions = cfg.Decisions
+	s.decideKeys = append(append([]string(nil), cfg.ReadKeys...), cfg.DecideKeys...)
+	s.decideScratch.New = func() any { return &decideScratch{out: make([]byte, 0, 4096)} }
 	s.parsers.New = func() any {
 		p := event.NewParser(cfg.Limits)
 		p.Stamp = true
@@ -175,6 +189,12 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) string {
 	switch {
 	case path == "/v1/segments":
 		s.segments(ctx)
+		return path
+	case path == "/v1/decide":
+		s.decide(ctx)
+		return path
+	case path == "/v1/offers":
+		s.offers(ctx)
 		return path
 	case path == "/v1/batch" || path == "/v1/import":
 		s.collect(ctx, 0, true)

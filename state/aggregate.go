@@ -136,14 +136,14 @@ func (a *Aggregates) apply(p *Profile, ev *event.Event, now time.Time, touched [
 	if a == nil || ev.Type != event.Track {
 		return
 	}
-	var env *profileEnv
+	var env *RuleEnv
 	for _, list := range [2][]*Aggregate{a.byEvent[ev.Name], a.byEvent["*"]} {
 		for _, agg := range list {
 			if agg.Where != nil {
 				if env == nil {
 					// Where rules read the event and traits only (checked
-					// at compile), which profileEnv gives without segments.
-					env = &profileEnv{ev: ev, p: p, now: now}
+					// at compile), which RuleEnv gives without segments.
+					env = &RuleEnv{props: ev.Properties, ctx: ev.Context, p: p, now: now}
 				}
 				if !agg.Where.Match(env) {
 					continue

@@ -44,6 +44,9 @@ const (
 	fieldSegment        = 17 // message {1: name, 2: entered ms}, repeated
 	fieldInterest       = 18 // message {1: category, 2: score fixed64, 3: ms}, repeated
 	fieldConsent        = 19 // message {1: purpose, 2: granted 0/1, 3: ms}, repeated
+	fieldOffer          = 20 // message {1: offer id, 2: clicked ms, 3: converted ms, 4: touched ms, 5: decision hashes packed fixed64, 6: their ms packed zigzag deltas, 7: their feedback flags, one byte each}, repeated
+	fieldViewed         = 21 // bytes, repeated: product ids viewed, oldest first
+	fieldBought         = 22 // bytes, repeated: product ids bought, oldest first
 )
 
 // Fields of an aggregate bucket message.
@@ -136,6 +139,17 @@ func (p *Profile) AppendEncode(dst []byte) []byte {
 			granted = 1
 		}
 		b, msg = appendNamedCount(b, msg, fieldConsent, purpose, granted, c.at)
+	}
+	for id, h := range p.offers {
+		b = protowire.AppendTag(b, fieldOffer, protowire.BytesType)
+		msg = h.appendEncode(msg[:0], id)
+		b = protowire.AppendBytes(b, msg)
+	}
+	for _, id := range p.viewed {
+		b = appendString(b, fieldViewed, id)
+	}
+	for _, id := range p.bought {
+		b = appendString(b, fieldBought, id)
 	}
 	for name, st := range p.aggregates {
 		msg = msg[:0]
@@ -359,6 +373,19 @@ func DecodeProfile(data []byte) (*Profile, error) {
 				p.consents = make(map[string]consent)
 			}
 			p.consents[string(purpose)] = consent{granted: granted == 1, at: at}
+		case num == fieldOffer && typ == protowire.BytesType:
+			id, h, err := decodeOffer(raw)
+			if err != nil {
+				return err
+			}
+			if p.offers == nil {
+				p.offers = make(map[string]*offerHistory)
+			}
+			p.offers[id] = h
+		case num == fieldViewed && typ == protowire.BytesType:
+			p.viewed = append(p.viewed, string(raw))
+		case num == fieldBought && typ == protowire.BytesType:
+			p.bought = append(p.bought, string(raw))
 		case num == fieldAggregate && typ == protowire.BytesType:
 			name, st, err := decodeAggregate(raw)
 			if err != nil {
@@ -467,4 +494,77 @@ func appendFloat(b []byte, num protowire.Number, f float64) []byte {
 	}
 	b = protowire.AppendTag(b, num, protowire.Fixed64Type)
 	return protowire.AppendFixed64(b, math.Float64bits(f))
+}
+
+func (h *offerHistory) appendEncode(b []byte, id string) []byte {
+	b = appendString(b, 1, id)
+	b = appendVarint(b, 2, uint64(h.clickedAt))
+	b = appendVarint(b, 3, uint64(h.convertedAt))
+	b = appendVarint(b, 4, uint64(h.touched))
+	if len(h.decisions) == 0 {
+		return b
+	}
+	b = protowire.AppendTag(b, 5, protowire.BytesType)
+	b = protowire.AppendVarint(b, uint64(8*len(h.decisions)))
+	for _, m := range h.decisions {
+		b = protowire.AppendFixed64(b, m.hash)
+	}
+	var times []byte
+	prev := int64(0)
+	flags := make([]byte, len(h.decisions))
+	for i, m := range h.decisions {
+		times = protowire.AppendVarint(times, protowire.EncodeZigZag(m.at-prev))
+		prev = m.at
+		flags[i] = byte(m.seen)
+	}
+	b = protowire.AppendTag(b, 6, protowire.BytesType)
+	b = protowire.AppendBytes(b, times)
+	b = protowire.AppendTag(b, 7, protowire.BytesType)
+	return protowire.AppendBytes(b, flags)
+}
+
+func decodeOffer(raw []byte) (string, *offerHistory, error) {
+	var id string
+	h := &offerHistory{}
+	var hashes, times, flags []byte
+	err := eachField(raw, func(num protowire.Number, _ protowire.Type, v uint64, raw []byte) error {
+		switch num {
+		case 1:
+			id = string(raw)
+		case 2:
+			h.clickedAt = int64(v)
+		case 3:
+			h.convertedAt = int64(v)
+		case 4:
+			h.touched = int64(v)
+		case 5:
+			hashes = raw
+		case 6:
+			times = raw
+		case 7:
+			flags = raw
+		}
+		return nil
+	})
+	if err != nil {
+		return "", nil, err
+	}
+	n := len(flags)
+	if len(hashes) != 8*n {
+		return "", nil, fmt.Errorf("%w: offer %q has %d decision hash bytes for %d decisions", errCorrupt, id, len(hashes), n)
+	}
+	h.decisions = make([]decisionMark, n)
+	at := int64(0)
+	for i := range h.decisions {
+		h.decisions[i].hash, _ = protowire.ConsumeFixed64(hashes[8*i:])
+		d, w := protowire.ConsumeVarint(times)
+		if w < 0 {
+			return "", nil, fmt.Errorf("%w: offer %q decision times: %v", errCorrupt, id, protowire.ParseError(w))
+		}
+		times = times[w:]
+		at += protowire.DecodeZigZag(d)
+		h.decisions[i].at = at
+		h.decisions[i].seen = Feedback(flags[i])
+	}
+	return id, h, nil
 }

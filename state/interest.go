@@ -191,3 +191,18 @@ func (p *Profile) applyConsent(ev *event.Event) {
 
 // Consent reports whether the profile's latest choice for purpose grants it.
 func (p *Profile) Consent(purpose string) bool { return p.consents[purpose].granted }
+
+// TopInterest returns the profile's strongest category at now.
+func (p *Profile) TopInterest(c *Interests, now time.Time) (string, bool) {
+	if c == nil || len(p.interests) == 0 {
+		return "", false
+	}
+	t := now.UnixMilli()
+	best, score := "", 0.0
+	for name, i := range p.interests {
+		if s := i.decayed(t, c.HalfLife); s > score || s == score && name < best {
+			best, score = name, s
+		}
+	}
+	return best, best != ""
+}

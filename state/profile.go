@@ -72,6 +72,13 @@ type Profile struct {
 	interests map[string]interest
 	consents  map[string]consent
 
+	// offers holds the feedback on the offers shown to the profile, by
+	// offer id; viewed and bought the product ids viewed and bought, most
+	// recent last.
+	offers map[string]*offerHistory
+	viewed []string
+	bought []string
+
 	// aggregates holds the declared aggregates' state, by name.
 	aggregates map[string]*aggregateState
 
@@ -135,6 +142,9 @@ func (p *Profile) Clone() *Profile {
 	c.Segments = maps.Clone(p.Segments)
 	c.interests = maps.Clone(p.interests)
 	c.consents = maps.Clone(p.consents)
+	c.offers = cloneOffers(p.offers)
+	c.viewed = slices.Clone(p.viewed)
+	c.bought = slices.Clone(p.bought)
 	c.AnonymousIDs = slices.Clone(p.AnonymousIDs)
 	c.Traits = maps.Clone(p.Traits)
 	c.EventCounts = maps.Clone(p.EventCounts)

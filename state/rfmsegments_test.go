@@ -33,7 +33,7 @@ func TestRFMSegments(t *testing.T) {
 						t.Fatalf("r%d f%d m%d: score %d is %v", r, f, m, field, got)
 					}
 				}
-				var env profileEnv
+				var env RuleEnv
 				env.quintiles = q
 				changes := segs.evaluate(&env, p, nil, time.UnixMilli(10*rfmDay.Milliseconds()), &Inputs{All: true})
 				if len(changes) > 1 {

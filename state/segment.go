@@ -74,10 +74,11 @@ func (seg *Segment) needs(in *Inputs, changed []bool) bool {
 // Segments are the compiled segments of a configuration, in an order in
 // which every segment comes after the segments its rule reads.
 type Segments struct {
-	order []*Segment
-	names []string // the schema's: sorted
-	rfm   bool     // a segment reads rfm.*: evaluations need the quintiles
-	aggs  []*Aggregate
+	order  []*Segment
+	names  []string // the schema's: sorted
+	rfm    bool     // a segment reads rfm.*: evaluations need the quintiles
+	aggs   []*Aggregate
+	schema *rules.Schema
 }
 
 // Change is a segment membership that an event (or time) changed.
@@ -105,6 +106,7 @@ func CompileSegments(decls []SegmentConfig, aggs *Aggregates) (*Segments, error)
 	}
 	sort.Strings(s.names)
 	schema.Segments = s.names
+	s.schema = schema
 	var errs []error
 	byIndex := make([]*Segment, len(s.names))
 	for _, d := range decls {
@@ -165,6 +167,10 @@ func CompileSegments(decls []SegmentConfig, aggs *Aggregates) (*Segments, error)
 	return s, nil
 }
 
+// Schema returns what other rules (offer eligibility) may read: the
+// aggregates and these segments.
+func (s *Segments) Schema() *rules.Schema { return s.schema }
+
 // readRFM reports whether any segment reads rfm.*.
 func (s *Segments) readRFM() bool { return s != nil && s.rfm }
 
@@ -179,11 +185,15 @@ func (s *Segments) List() []*Segment {
 // evaluate re-evaluates every segment of the profile at now (with ev, the
 // event being applied, or nil when time alone moved), records the new
 // memberships in the profile and returns the changes.
-func (s *Segments) evaluate(env *profileEnv, p *Profile, ev *event.Event, now time.Time, inputs *Inputs) []Change {
+func (s *Segments) evaluate(env *RuleEnv, p *Profile, ev *event.Event, now time.Time, inputs *Inputs) []Change {
 	if s == nil || len(s.order) == 0 {
 		return nil
 	}
-	env.reset(s, p, ev, now)
+	env.reset(s, p, now)
+	env.props, env.ctx = nil, nil
+	if ev != nil {
+		env.props, env.ctx = ev.Properties, ev.Context
+	}
 	for _, seg := range s.order {
 		if _, in := p.Segments[seg.Name]; in {
 			env.member[seg.index] = true // until evaluated: segments read in order
@@ -214,16 +224,21 @@ func (s *Segments) evaluate(env *profileEnv, p *Profile, ev *event.Event, now ti
 	return changes
 }
 
-// profileEnv evaluates rules over a profile and the event being applied.
-// A batch reuses one, so evaluating allocates nothing of its own.
-type profileEnv struct {
-	p       *Profile
-	ev      *event.Event // nil when no event is being applied
-	now     time.Time
-	aggs    []*Aggregate
-	member  []bool // segment memberships, by schema index
-	changed []bool // memberships changed in this pass, by schema index
-	// interests configures interest(), quintiles rfm.r/f/m; set by the batch.
+// RuleEnv evaluates rules over a profile: while an event is applied (its
+// properties and context readable), or when a decision is made (the
+// request's context readable, memberships as stored in the profile). One
+// is reused for many evaluations, so evaluating allocates nothing of its own.
+type RuleEnv struct {
+	p          *Profile
+	props, ctx *fastjson.Value // nil when absent
+	now        time.Time
+	aggs       []*Aggregate
+	names      []string // segment names, by schema index
+	member     []bool   // segment memberships, by schema index
+	changed    []bool   // memberships changed in this pass, by schema index
+	// stored: memberships are read from the profile, not evaluated.
+	stored bool
+	// interests configures interest(), quintiles rfm.r/f/m.
 	interests *Interests
 	quintiles RFMQuintiles
 	// values caches the aggregates' values for one evaluation: several
@@ -237,8 +252,22 @@ type aggValue struct {
 	ok, done bool
 }
 
-func (e *profileEnv) reset(s *Segments, p *Profile, ev *event.Event, now time.Time) {
-	e.p, e.ev, e.now, e.aggs = p, ev, now, s.aggs
+// NewRuleEnv returns an environment for rules compiled against s's
+// schema (Segments.Schema), evaluated outside of applying an event.
+func NewRuleEnv(s *Segments, interests *Interests) *RuleEnv {
+	return &RuleEnv{interests: interests, stored: true, aggs: s.aggs, names: s.names}
+}
+
+// Reset points the environment at profile p at now, with ctx as the
+// context.* the rules read (nil: none) and q as the RFM quintiles.
+func (e *RuleEnv) Reset(p *Profile, ctx *fastjson.Value, now time.Time, q RFMQuintiles) {
+	e.p, e.props, e.ctx, e.now, e.quintiles = p, nil, ctx, now, q
+	e.values = slices.Grow(e.values[:0], len(e.aggs))[:len(e.aggs)]
+	clear(e.values)
+}
+
+func (e *RuleEnv) reset(s *Segments, p *Profile, now time.Time) {
+	e.p, e.now, e.aggs, e.names = p, now, s.aggs, s.names
 	e.member = slices.Grow(e.member[:0], len(s.names))[:len(s.names)]
 	clear(e.member)
 	e.changed = slices.Grow(e.changed[:0], len(s.names))[:len(s.names)]
@@ -247,9 +276,9 @@ func (e *profileEnv) reset(s *Segments, p *Profile, ev *event.Event, now time.Ti
 	clear(e.values)
 }
 
-func (e *profileEnv) Now() time.Time { return e.now }
+func (e *RuleEnv) Now() time.Time { return e.now }
 
-func (e *profileEnv) Trait(name string) rules.Value {
+func (e *RuleEnv) Trait(name string) rules.Value {
 	t, ok := e.p.Traits[name]
 	if !ok {
 		return rules.Value{}
@@ -261,21 +290,21 @@ func (e *profileEnv) Trait(name string) rules.Value {
 	return rules.FromJSON(v)
 }
 
-func (e *profileEnv) Property(path []string) rules.Value {
-	if e.ev == nil || e.ev.Properties == nil {
+func (e *RuleEnv) Property(path []string) rules.Value {
+	if e.props == nil {
 		return rules.Value{}
 	}
-	return rules.FromJSON(e.ev.Properties.Get(path...))
+	return rules.FromJSON(e.props.Get(path...))
 }
 
-func (e *profileEnv) Context(path []string) rules.Value {
-	if e.ev == nil || e.ev.Context == nil {
+func (e *RuleEnv) Context(path []string) rules.Value {
+	if e.ctx == nil {
 		return rules.Value{}
 	}
-	return rules.FromJSON(e.ev.Context.Get(path...))
+	return rules.FromJSON(e.ctx.Get(path...))
 }
 
-func (e *profileEnv) Aggregate(i int) (float64, bool) {
+func (e *RuleEnv) Aggregate(i int) (float64, bool) {
 	c := &e.values[i]
 	if !c.done {
 		c.v, c.ok = e.p.AggregateValue(e.aggs[i], e.now)
@@ -287,7 +316,7 @@ func (e *profileEnv) Aggregate(i int) (float64, bool) {
 	return c.v, c.ok
 }
 
-func (e *profileEnv) LastEvent(name string) (time.Time, bool) {
+func (e *RuleEnv) LastEvent(name string) (time.Time, bool) {
 	t, ok := e.p.EventLast[name]
 	if !ok {
 		return time.Time{}, false
@@ -295,12 +324,18 @@ func (e *profileEnv) LastEvent(name string) (time.Time, bool) {
 	return time.UnixMilli(t), true
 }
 
-func (e *profileEnv) RFM(field int) (float64, bool) { return e.p.RFM(field, e.quintiles, e.now) }
+func (e *RuleEnv) RFM(field int) (float64, bool) { return e.p.RFM(field, e.quintiles, e.now) }
 
-func (e *profileEnv) Interest(category string) float64 {
+func (e *RuleEnv) Interest(category string) float64 {
 	return e.p.Affinity(e.interests, category, e.now)
 }
 
-func (e *profileEnv) Consent(purpose string) bool { return e.p.Consent(purpose) }
+func (e *RuleEnv) Consent(purpose string) bool { return e.p.Consent(purpose) }
 
-func (e *profileEnv) Segment(i int) bool { return e.member[i] }
+func (e *RuleEnv) Segment(i int) bool {
+	if e.stored {
+		_, in := e.p.Segments[e.names[i]]
+		return in
+	}
+	return e.member[i]
+}

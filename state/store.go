@@ -50,6 +50,13 @@ type Options struct {
 	Segments *Segments
 	// Interests configures the category affinities (nil: none kept).
 	Interests *Interests
+	// Products configures the product statistics behind recommendations
+	// (nil: none kept).
+	Products *Products
+	// Offers are the ids of the configured offers: feedback events about
+	// them update the profile's caps and cooldowns and the offer
+	// statistics; feedback about other offers is applied as a plain event.
+	Offers map[string]bool
 	// Quintiles gives the RFM quintile boundaries of the whole population
 	// (all partitions), for rfm.r, rfm.f and rfm.m; nil: none known.
 	Quintiles func() RFMQuintiles
@@ -81,6 +88,8 @@ const (
 	prefixOrder   = 'o' // counted order ids: profile key + order_id
 	prefixSize    = 'c' // segment sizes: segment name -> members (8 bytes)
 	prefixHist    = 'h' // RFM population histograms: letter + bin -> profiles (8 bytes)
+	prefixStats   = 's' // offer statistics: offer, placement, arm -> counts (24 bytes)
+	prefixProduct = 'g' // products: id -> encoded Product
 )
 
 func profileKey(key string) []byte {
@@ -111,9 +120,13 @@ type Store struct {
 	hits, misses atomic.Uint64
 
 	sizesMu sync.Mutex
-	sizes   map[string]int64 // segment members in this partition
-	pop     Population       // RFM histograms of this partition, under sizesMu
-	popGen  atomic.Uint64    // counts changes of pop
+	sizes   map[string]int64             // segment members in this partition
+	pop     Population                   // RFM histograms of this partition, under sizesMu
+	popGen  atomic.Uint64                // counts changes of pop
+	stats   map[OfferStatKey]OfferCounts // under sizesMu
+
+	productsMu sync.RWMutex
+	products   map[string]*Product // immutable values, replaced on commit
 
 	stopGC chan struct{}
 	gcDone chan struct{}
@@ -150,14 +163,31 @@ func Open(dir string, o Options) (*Store, error) {
 		return nil, fmt.Errorf("profile cache of %d: %w", o.CacheProfiles, err)
 	}
 	s := &Store{db: db, opts: o, cache: cache, stopGC: make(chan struct{}), gcDone: make(chan struct{}),
-		sizes: make(map[string]int64), pop: NewPopulation()}
+		sizes: make(map[string]int64), pop: NewPopulation(),
+		stats: make(map[OfferStatKey]OfferCounts), products: make(map[string]*Product)}
 	err = db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true})
 		defer it.Close()
-		for _, prefix := range []byte{prefixSize, prefixHist} {
+		for _, prefix := range []byte{prefixSize, prefixHist, prefixStats, prefixProduct} {
 			for it.Seek([]byte{prefix}); it.ValidForPrefix([]byte{prefix}); it.Next() {
 				k := it.Item().KeyCopy(nil)
 				err := it.Item().Value(func(v []byte) error {
+					switch prefix {
+					case prefixStats:
+						key, err := parseStatKey(k)
+						counts, ok := decodeCounts(v)
+						if err == nil && ok {
+							s.stats[key] = counts
+						}
+						return nil
+					case prefixProduct:
+						p, err := decodeProduct(v)
+						if err != nil {
+							return fmt.Errorf("product %q: %w", k[1:], err)
+						}
+						s.products[p.ID] = p
+						return nil
+					}
 					if len(v) != 8 {
 						return nil
 					}
@@ -187,7 +217,7 @@ func Open(dir string, o Options) (*Store, error) {
 	})
 	if err != nil {
 		db.Close()
-		return nil, fmt.Errorf("read segment sizes and RFM histograms in %s: %w", dir, err)
+		return nil, fmt.Errorf("read segment sizes, RFM histograms, offer statistics and products in %s: %w", dir, err)
 	}
 	go s.runGC()
 	return s, nil
@@ -372,7 +402,9 @@ type Batch struct {
 	seen     map[string]struct{} // order keys added in this batch
 	changes  []KeyedChange
 	initial  map[string]rfmPoint // where each changed profile was in the RFM population
-	env      profileEnv          // reused by segment evaluation
+	products map[string]*Product // changed products: copies
+	feedback map[OfferStatKey]OfferCounts
+	env      RuleEnv // reused by segment evaluation
 	inputs   Inputs
 	size     int
 	budget   int
@@ -479,6 +511,23 @@ func (b *Batch) Commit(nextOffset int64) error {
 			}
 		}
 	}
+	stats := b.newStats()
+	for k, c := range stats {
+		if err := b.txn.SetEntry(badger.NewEntry(statKey(k), c.encode())); err != nil {
+			return fmt.Errorf("write statistics of offer %q: %w", k.Offer, err)
+		}
+	}
+	evicted := b.evictProducts(b.now().UnixMilli())
+	for id, p := range b.products {
+		if err := b.txn.SetEntry(badger.NewEntry(append([]byte{prefixProduct}, id...), p.appendEncode(nil))); err != nil {
+			return fmt.Errorf("write product %q: %w", id, err)
+		}
+	}
+	for _, id := range evicted {
+		if err := b.txn.Delete(append([]byte{prefixProduct}, id...)); err != nil {
+			return fmt.Errorf("drop product %q: %w", id, err)
+		}
+	}
 	var off [8]byte
 	binary.BigEndian.PutUint64(off[:], uint64(nextOffset))
 	if err := b.txn.SetEntry(badger.NewEntry(keyNextOffset, off[:])); err != nil {
@@ -498,7 +547,16 @@ func (b *Batch) Commit(nextOffset int64) error {
 	maps.Copy(b.s.pop.Days, pop.Days)
 	maps.Copy(b.s.pop.Orders, pop.Orders)
 	maps.Copy(b.s.pop.Money, pop.Money)
+	maps.Copy(b.s.stats, stats)
 	b.s.sizesMu.Unlock()
+	if len(b.products)+len(evicted) > 0 {
+		b.s.productsMu.Lock()
+		maps.Copy(b.s.products, b.products)
+		for _, id := range evicted {
+			delete(b.s.products, id)
+		}
+		b.s.productsMu.Unlock()
+	}
 	if len(pop.Orders)+len(pop.Days)+len(pop.Money) > 0 {
 		b.s.popGen.Add(1)
 	}
@@ -542,6 +600,37 @@ func (b *Batch) newSizes() (map[string]int64, Population) {
 	return sizes, pop
 }
 
+// newStats returns the offer statistics the batch's feedback leads to.
+func (b *Batch) newStats() map[OfferStatKey]OfferCounts {
+	if len(b.feedback) == 0 {
+		return nil
+	}
+	b.s.sizesMu.Lock()
+	defer b.s.sizesMu.Unlock()
+	out := make(map[OfferStatKey]OfferCounts, len(b.feedback))
+	for k, d := range b.feedback {
+		c := b.s.stats[k]
+		c.Add(d)
+		out[k] = c
+	}
+	return out
+}
+
+// OfferStats returns this partition's offer statistics.
+func (s *Store) OfferStats() map[OfferStatKey]OfferCounts {
+	s.sizesMu.Lock()
+	defer s.sizesMu.Unlock()
+	return maps.Clone(s.stats)
+}
+
+// now returns the store's clock.
+func (b *Batch) now() time.Time {
+	if b.s.opts.Now != nil {
+		return b.s.opts.Now()
+	}
+	return time.Now()
+}
+
 // Discard drops the batch's changes.
 func (b *Batch) Discard() { b.txn.Discard() }
 
@@ -582,11 +671,22 @@ func (b *Batch) Apply(ev *event.Event) (applied bool, err error) {
 		}
 	}
 	p.Apply(ev, countOrder)
-	now := time.Now
-	if b.s.opts.Now != nil {
-		now = b.s.opts.Now
+	if kind, d, ok := p.applyFeedback(ev, b.s.opts.Offers); ok {
+		k := OfferStatKey{Offer: d.Offer, Placement: d.Placement}
+		if d.Control {
+			k.Arm = Control
+		}
+		if b.feedback == nil {
+			b.feedback = make(map[OfferStatKey]OfferCounts)
+		}
+		c := b.feedback[k]
+		c.count(kind)
+		b.feedback[k] = c
 	}
-	t := now()
+	if err := b.applyProducts(p, ev, countOrder); err != nil {
+		return false, err
+	}
+	t := b.now()
 	in := &b.inputs
 	*in = Inputs{
 		All:     sumCounts(p) == 1, // a new profile: every segment starts here

@@ -633,6 +633,46 @@ func (p *Processor) SegmentSizes() map[string]int64 {
 	return total
 }
 
+// OfferStats returns the offer statistics of the partitions assigned to
+// this instance, summed.
+func (p *Processor) OfferStats() map[state.OfferStatKey]state.OfferCounts {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	total := make(map[state.OfferStatKey]state.OfferCounts)
+	for _, part := range p.parts {
+		for k, c := range part.store.OfferStats() {
+			t := total[k]
+			t.Add(c)
+			total[k] = t
+		}
+	}
+	return total
+}
+
+// Products returns what each assigned partition knows of a product:
+// products are not keyed like profiles, every partition sees some of
+// their events.
+func (p *Processor) Products(id string) []*state.Product {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	var out []*state.Product
+	for _, part := range p.parts {
+		if prod := part.store.Product(id); prod != nil {
+			out = append(out, prod)
+		}
+	}
+	return out
+}
+
+// EachProduct calls fn for every product of every assigned partition.
+func (p *Processor) EachProduct(fn func(*state.Product)) {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	for _, part := range p.parts {
+		part.store.EachProduct(fn)
+	}
+}
+
 // Applied returns the next offset to apply of each assigned partition.
 func (p *Processor) Applied() map[int32]int64 {
 	p.mu.RLock()

@@ -96,10 +96,11 @@ func benchIngest(ctx context.Context, cfg *config.Config, events int, seed uint6
 		defer b.Close()
 		client.Brokers = b.Addrs()
 	}
-	storeOpts, err := engine.StoreOptions(cfg)
+	compiled, err := engine.Compile(cfg)
 	if err != nil {
 		return err
 	}
+	storeOpts := compiled.Store
 	wl := workload.DefaultConfig()
 	wl.Seed, wl.Customers = seed, customers
 	res, err := bench.Ingest(ctx, bench.IngestConfig{

@@ -72,10 +72,11 @@ func exportProfiles(ctx context.Context, cfg *config.Config, w io.Writer) (int, 
 	bw := bufio.NewWriterSize(w, 1<<16)
 	enc := json.NewEncoder(bw)
 	n := 0
-	opts, err := engine.StoreOptions(cfg)
+	compiled, err := engine.Compile(cfg)
 	if err != nil {
 		return 0, err
 	}
+	opts := compiled.Store
 	opts.GCInterval = 0
 	now := time.Now()
 	// RFM scores need the population of every partition before the first

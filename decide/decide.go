@@ -1,0 +1,361 @@
+package decide
+
+import (
+	"errors"
+	"hash/fnv"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/cespare/xxhash/v2"
+	"github.com/valyala/fastjson"
+
+	"github.com/tailorcdp/tailor/event"
+	"github.com/tailorcdp/tailor/rules"
+	"github.com/tailorcdp/tailor/state"
+)
+
+// Source is where decisions read what the stream has built.
+type Source interface {
+	// Profile returns the profile of key, or an error wrapping
+	// state.ErrNotFound.
+	Profile(key string) (*state.Profile, error)
+	// OfferStats returns the offer statistics summed over partitions.
+	OfferStats() map[state.OfferStatKey]state.OfferCounts
+	// Products returns what each partition knows of a product.
+	Products(id string) []*state.Product
+	// EachProduct calls fn for every product of every partition.
+	EachProduct(fn func(*state.Product))
+	// Quintiles returns the RFM quintiles of the population.
+	Quintiles() state.RFMQuintiles
+}
+
+// Config configures a Decider.
+type Config struct {
+	Catalog *Catalog
+	// Segments, Interests and Products are the store's: rules read the
+	// segments and aggregates, recommendations the products.
+	Segments  *state.Segments
+	Interests *state.Interests
+	Products  *state.Products
+	// ConsentPurpose, when set, is the consent purpose a profile must have
+	// granted (Segment's context.consent.categoryPreferences) to get
+	// personalised answers; the request's own context may grant it too.
+	ConsentPurpose string
+	// ReservationTTL is how long a decision counts against its offer's
+	// cap before its impression is applied (default one minute).
+	ReservationTTL time.Duration
+	// StatsMaxAge is how stale the offer statistics and trending products
+	// may be (default one second).
+	StatsMaxAge time.Duration
+	Logger      *slog.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Decider answers decide calls. It is safe for concurrent use.
+type Decider struct {
+	cfg      Config
+	src      Source
+	workers  sync.Pool
+	reserved reservations
+	stats    atomic.Pointer[statsSnapshot]
+	statsMu  sync.Mutex // one refresh at a time
+	trending atomic.Pointer[trendingSnapshot]
+	trendMu  sync.Mutex
+	rfm      bool // offers' rules read rfm.*: decisions need the quintiles
+}
+
+// New returns a Decider over src.
+func New(cfg Config, src Source) *Decider {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.ReservationTTL <= 0 {
+		cfg.ReservationTTL = time.Minute
+	}
+	if cfg.StatsMaxAge <= 0 {
+		cfg.StatsMaxAge = time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	d := &Decider{cfg: cfg, src: src, rfm: readsRFM(cfg.Catalog)}
+	d.reserved.init()
+	d.workers.New = func() any { return &worker{env: state.NewRuleEnv(cfg.Segments, cfg.Interests)} }
+	return d
+}
+
+// Catalog returns the placements and offers the decider serves.
+func (d *Decider) Catalog() *Catalog { return d.cfg.Catalog }
+
+// worker is the scratch space of one decide call.
+type worker struct {
+	env    *state.RuleEnv
+	cands  []candidate
+	chosen []string // offers already answered in this call
+	scores map[string]float64
+	ids    []scoredProduct
+}
+
+type candidate struct {
+	offer *Offer
+	score float64
+}
+
+// Decide answers r, appending the JSON answer to dst. Unknown placements
+// are a *RequestError.
+func (d *Decider) Decide(dst []byte, r *Request) ([]byte, error) {
+	cat := d.cfg.Catalog
+	for i, name := range r.Placements {
+		if cat.placements[name] == nil {
+			return dst, &RequestError{Field: "placements[" + strconv.Itoa(i) + "]", Problem: "unknown placement " + strconv.Quote(name)}
+		}
+	}
+	now := d.cfg.Now()
+	nowMs := now.UnixMilli()
+	key, p := d.profile(r)
+	personal := p != nil && d.consented(p, r.Context)
+
+	w := d.workers.Get().(*worker)
+	defer d.workers.Put(w)
+	w.chosen = w.chosen[:0]
+	if p != nil {
+		var q state.RFMQuintiles
+		if d.rfm {
+			q = d.src.Quintiles()
+		}
+		w.env.Reset(p, r.Context, now, q)
+	}
+
+	dst = append(dst, `{"key":`...)
+	dst = appendString(dst, key)
+	dst = append(dst, `,"known":`...)
+	dst = strconv.AppendBool(dst, p != nil)
+	dst = append(dst, `,"personalised":`...)
+	dst = strconv.AppendBool(dst, personal)
+	dst = append(dst, `,"decisions":{`...)
+
+	var unlock func()
+	if personal && d.capsIn(r.Placements) {
+		unlock = d.reserved.lock(key)
+	}
+	for i, name := range r.Placements {
+		pl := cat.placements[name]
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = appendString(dst, name)
+		dst = append(dst, ':')
+		if pl.Kind == KindOffers {
+			dst = d.decideOffers(dst, w, pl, key, p, personal, r.Context, now, nowMs)
+		} else {
+			dst = d.recommend(dst, w, pl, p, personal, r.Context, now, nowMs)
+		}
+	}
+	if unlock != nil {
+		unlock()
+	}
+	return append(dst, "}}"...), nil
+}
+
+// profile finds the request's profile: the userId's, else the
+// anonymousId's. A profile that cannot be read is answered as unknown:
+// a page must get an answer.
+func (d *Decider) profile(r *Request) (string, *state.Profile) {
+	for _, key := range [...]string{r.UserID, r.AnonymousID} {
+		if key == "" {
+			continue
+		}
+		p, err := d.src.Profile(key)
+		if err == nil {
+			return key, p
+		}
+		if !errors.Is(err, state.ErrNotFound) {
+			d.cfg.Logger.Warn("decide: profile unavailable, answering as for an unknown visitor", "key", key, "err", err)
+		}
+	}
+	if r.UserID != "" {
+		return r.UserID, nil
+	}
+	return r.AnonymousID, nil
+}
+
+// consented reports whether the visitor may get personalised answers.
+func (d *Decider) consented(p *state.Profile, ctx *fastjson.Value) bool {
+	purpose := d.cfg.ConsentPurpose
+	if purpose == "" {
+		return true
+	}
+	if ctx != nil {
+		if v := ctx.Get("consent", "categoryPreferences", purpose); v != nil {
+			return v.Type() == fastjson.TypeTrue
+		}
+	}
+	return p.Consent(purpose)
+}
+
+// readsRFM reports whether any offer's rules read rfm.*.
+func readsRFM(c *Catalog) bool {
+	for _, o := range c.offers {
+		if o.When != nil && o.When.Deps.RFM || o.Score != nil && o.Score.Deps.RFM {
+			return true
+		}
+	}
+	return false
+}
+
+// capsIn reports whether any offer of the placements has a cap.
+func (d *Decider) capsIn(placements []string) bool {
+	for _, name := range placements {
+		for _, o := range d.cfg.Catalog.placements[name].offers {
+			if o.Cap > 0 {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// inControl reports whether the profile is in the placement's control
+// group: a stable hash of key and placement, so a visitor stays on one side.
+func inControl(pl *Placement, key string) bool {
+	if pl.control == 0 {
+		return false
+	}
+	h := fnv.New32a()
+	h.Write([]byte(pl.Name))
+	h.Write([]byte{0})
+	h.Write([]byte(key))
+	return h.Sum32() < pl.control
+}
+
+func (d *Decider) decideOffers(dst []byte, w *worker, pl *Placement, key string, p *state.Profile, personal bool, ctx *fastjson.Value, now time.Time, nowMs int64) []byte {
+	control := personal && inControl(pl, key)
+	w.cands = w.cands[:0]
+	if personal && !control {
+		for _, o := range pl.offers {
+			if !o.running(now) || slices.Contains(w.chosen, o.ID) || o.coolingDown(p, nowMs) {
+				continue
+			}
+			if o.Cap > 0 && d.reserved.count(key, o.ID, p, nowMs, nowMs-o.CapPer.Milliseconds()) >= o.Cap {
+				continue
+			}
+			if o.When != nil && !o.When.Match(w.env) {
+				continue
+			}
+			c := candidate{offer: o, score: o.Priority}
+			if pl.Arbitration == ByScore && o.Score != nil {
+				c.score = math.Inf(-1) // no value: after every offer with one
+				if v := o.Score.Eval(w.env); v.Kind == rules.KindNumber && !math.IsNaN(v.Num) {
+					c.score = v.Num
+				}
+			}
+			w.cands = append(w.cands, c)
+		}
+		switch pl.Arbitration {
+		case ByScore:
+			sort.SliceStable(w.cands, func(i, j int) bool { return w.cands[i].score > w.cands[j].score })
+		case ByLearning:
+			stats := d.offerStats(nowMs)
+			for i := range w.cands {
+				c := stats[state.OfferStatKey{Offer: w.cands[i].offer.ID, Placement: pl.Name}]
+				wins := c.Clicks
+				if pl.Reward == "conversion" {
+					wins = c.Conversions
+				}
+				w.cands[i].score = sampleBeta(1+float64(wins), 1+float64(c.Impressions-min(wins, c.Impressions)))
+			}
+			sort.SliceStable(w.cands, func(i, j int) bool { return w.cands[i].score > w.cands[j].score })
+		}
+		// ByPriority: pl.offers is in priority order already.
+		if len(w.cands) > pl.Count {
+			w.cands = w.cands[:pl.Count]
+		}
+	}
+	fallback := len(w.cands) == 0 && pl.fallback != nil
+	if fallback {
+		w.cands = append(w.cands, candidate{offer: pl.fallback})
+	}
+	dst = append(dst, `{"offers":[`...)
+	for i, c := range w.cands {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, `{"offer_id":`...)
+		dst = appendString(dst, c.offer.ID)
+		dst = append(dst, `,"decision_id":"`...)
+		start := len(dst)
+		dst = event.Decision{Placement: pl.Name, Offer: c.offer.ID, Control: control, At: nowMs, Nonce: rand.Uint32()}.AppendID(dst)
+		if c.offer.Cap > 0 && personal && !fallback {
+			d.reserved.add(key, c.offer.ID, xxhash.Sum64(dst[start:]), nowMs, nowMs+d.cfg.ReservationTTL.Milliseconds())
+		}
+		dst = append(dst, `","fallback":`...)
+		dst = strconv.AppendBool(dst, fallback)
+		dst = append(dst, `,"content":`...)
+		dst = append(dst, c.offer.content...)
+		dst = append(dst, '}')
+		if !fallback {
+			w.chosen = append(w.chosen, c.offer.ID)
+		}
+	}
+	dst = append(dst, `],"control":`...)
+	dst = strconv.AppendBool(dst, control)
+	return append(dst, '}')
+}
+
+// offerStats returns the offer statistics, at most StatsMaxAge old.
+func (d *Decider) offerStats(nowMs int64) map[state.OfferStatKey]state.OfferCounts {
+	if s := d.stats.Load(); s != nil && nowMs-s.at < d.cfg.StatsMaxAge.Milliseconds() {
+		return s.counts
+	}
+	d.statsMu.Lock()
+	defer d.statsMu.Unlock()
+	if s := d.stats.Load(); s != nil && nowMs-s.at < d.cfg.StatsMaxAge.Milliseconds() {
+		return s.counts
+	}
+	s := &statsSnapshot{counts: d.src.OfferStats(), at: nowMs}
+	d.stats.Store(s)
+	return s.counts
+}
+
+type statsSnapshot struct {
+	counts map[state.OfferStatKey]state.OfferCounts
+	at     int64
+}
+
+// appendString appends s as a JSON string; invalid UTF-8 becomes U+FFFD.
+func appendString(dst []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	dst = append(dst, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\':
+				dst = append(dst, '\\', c)
+			case c < 0x20:
+				dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			default:
+				dst = append(dst, c)
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			dst = append(dst, `\ufffd`...)
+		} else {
+			dst = append(dst, s[i:i+size]...)
+		}
+		i += size
+	}
+	return append(dst, '"')
+}

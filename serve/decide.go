@@ -1,0 +1,113 @@
+package serve
+
+import (
+	"errors"
+	"slices"
+
+	"github.com/valyala/fasthttp"
+	"github.com/valyala/fastjson"
+
+	"github.com/tailorcdp/tailor/decide"
+)
+
+// Decisions answers decide calls and reports the offers' results.
+type Decisions interface {
+	// Decide appends the JSON answer to r to dst; a problem with the
+	// request is a *decide.RequestError.
+	Decide(dst []byte, r *decide.Request) ([]byte, error)
+	Report() decide.Report
+}
+
+// maxDecideBody bounds a decide request body.
+const maxDecideBody = 32 << 10
+
+// decideScratch is the memory one decide request reuses.
+type decideScratch struct {
+	json  fastjson.Parser
+	arena fastjson.Arena
+	out   []byte
+}
+
+// decide serves POST and GET /v1/decide.
+func (s *Server) decide(ctx *fasthttp.RequestCtx) {
+	s.cors(ctx)
+	if ctx.IsOptions() {
+		ctx.SetStatusCode(fasthttp.StatusNoContent)
+		return
+	}
+	if !ctx.IsGet() && !ctx.IsPost() {
+		writeError(ctx, fasthttp.StatusMethodNotAllowed, "", "use POST (or GET for simple clients)")
+		return
+	}
+	user, ok := basicUser(ctx)
+	if !checkKey(ctx, user, ok, s.decideKeys, "read or decide key", "the Basic auth user name or a Bearer token") {
+		return
+	}
+	if s.decisions == nil {
+		writeError(ctx, fasthttp.StatusNotFound, "", "no placements are configured")
+		return
+	}
+	sc := s.decideScratch.Get().(*decideScratch)
+	defer s.decideScratch.Put(sc)
+	var req decide.Request
+	var err error
+	if ctx.IsPost() {
+		var body []byte
+		if body, err = requestBody(ctx, maxDecideBody); err != nil {
+			writeError(ctx, bodyErrorStatus(err), "", err.Error())
+			return
+		}
+		req, err = decide.ParseRequest(&sc.json, body)
+	} else {
+		args := ctx.QueryArgs()
+		sc.arena.Reset()
+		req, err = decide.QueryRequest(&sc.arena, args.Peek, args.PeekMulti)
+	}
+	if err == nil {
+		sc.out, err = s.decisions.Decide(sc.out[:0], &req)
+	}
+	var rerr *decide.RequestError
+	switch {
+	case errors.As(err, &rerr):
+		writeError(ctx, fasthttp.StatusBadRequest, rerr.Field, rerr.Problem)
+	case err != nil:
+		writeError(ctx, fasthttp.StatusInternalServerError, "", err.Error())
+	default:
+		ctx.SetStatusCode(fasthttp.StatusOK)
+		ctx.SetContentType("application/json")
+		ctx.SetBody(sc.out)
+	}
+}
+
+// cors answers browsers' cross-origin checks for the allowed origins.
+func (s *Server) cors(ctx *fasthttp.RequestCtx) {
+	origin := ctx.Request.Header.Peek("Origin")
+	if len(origin) == 0 || len(s.cfg.CORSOrigins) == 0 {
+		return
+	}
+	h := &ctx.Response.Header
+	switch {
+	case slices.Contains(s.cfg.CORSOrigins, "*"):
+		h.Set("Access-Control-Allow-Origin", "*")
+	case slices.Contains(s.cfg.CORSOrigins, string(origin)):
+		h.SetBytesV("Access-Control-Allow-Origin", origin)
+		h.Set("Vary", "Origin")
+	default:
+		return
+	}
+	h.Set("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
+	h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, Content-Encoding")
+	h.Set("Access-Control-Max-Age", "600")
+}
+
+// offers serves GET /v1/offers: each offer's results.
+func (s *Server) offers(ctx *fasthttp.RequestCtx) {
+	if !s.readAllowed(ctx) {
+		return
+	}
+	if s.decisions == nil {
+		writeJSON(ctx, fasthttp.StatusOK, decide.Report{Offers: []decide.OfferReport{}, Placements: []decide.PlacementReport{}})
+		return
+	}
+	writeJSON(ctx, fasthttp.StatusOK, s.decisions.Report())
+}

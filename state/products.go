@@ -1,0 +1,404 @@
+package state
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/valyala/fastjson"
+	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/tailorcdp/tailor/event"
+)
+
+// Products configures what each partition store learns about products
+// from the stream, for recommendations: popularity decaying with time, what
+// is bought together, and per profile what was viewed and bought.
+type Products struct {
+	// Weights says how much each track event adds to the popularity of
+	// the products it names (properties.product_id, or products[]).
+	Weights map[string]float64
+	// HalfLife is how fast popularity fades.
+	HalfLife time.Duration
+	// Max bounds the products a partition store keeps (the least popular
+	// make room for new ones).
+	Max int
+	// Together is how many co-bought products are counted per product
+	// (a Space-Saving top-k: the heavy hitters are exact enough).
+	Together int
+	// OrderItems bounds the products of one order that count as bought
+	// together (an order of n items makes n×(n-1) pairs).
+	OrderItems int
+	// RecentlyViewed and Bought bound the product ids kept per profile.
+	RecentlyViewed int
+	Bought         int
+}
+
+// DefaultProducts weighs views, cart adds and orders like DefaultInterests.
+func DefaultProducts() *Products {
+	return &Products{
+		Weights:        map[string]float64{"Product Viewed": 1, "Product Added": 3, event.OrderCompleted: 5},
+		HalfLife:       7 * 24 * time.Hour,
+		Max:            50000,
+		Together:       64,
+		OrderItems:     50,
+		RecentlyViewed: 20,
+		Bought:         100,
+	}
+}
+
+// maxProductText bounds each descriptive field kept of a product.
+const maxProductText = 512
+
+// Product is what a partition knows about a product from its events. The
+// descriptive fields come from the latest event that carried them.
+type Product struct {
+	ID       string  `json:"product_id"`
+	Name     string  `json:"name,omitempty"`
+	Category string  `json:"category,omitempty"`
+	Price    float64 `json:"price,omitempty"`
+	URL      string  `json:"url,omitempty"`
+	ImageURL string  `json:"image_url,omitempty"`
+	// Seen is the latest event time (Unix ms) that mentioned the product.
+	Seen int64 `json:"-"`
+
+	popularity interest
+	together   []Together // Space-Saving counters, unordered
+}
+
+// Together counts the orders in which another product was bought with one.
+type Together struct {
+	ID    string
+	Count uint64
+}
+
+// Popularity returns the product's decayed popularity at now.
+func (p *Product) Popularity(c *Products, now time.Time) float64 {
+	return p.popularity.decayed(now.UnixMilli(), c.HalfLife)
+}
+
+// BoughtWith returns the products counted as bought with this one, in no
+// particular order. The slice must not be modified.
+func (p *Product) BoughtWith() []Together { return p.together }
+
+func (p *Product) clone() *Product {
+	c := *p
+	c.together = slices.Clone(p.together)
+	return &c
+}
+
+// describe takes the descriptive fields an event object (properties or
+// one of products[]) carries.
+func (p *Product) describe(obj *fastjson.Value, t int64) {
+	if t < p.Seen {
+		return // an older event: keep the newer description
+	}
+	p.Seen = t
+	text := func(name string, dst *string) {
+		if v := obj.Get(name); v != nil && v.Type() == fastjson.TypeString {
+			if b := v.GetStringBytes(); len(b) <= maxProductText {
+				*dst = string(b)
+			}
+		}
+	}
+	text("name", &p.Name)
+	text("category", &p.Category)
+	text("url", &p.URL)
+	text("image_url", &p.ImageURL)
+	if v := obj.Get("price"); v != nil && v.Type() == fastjson.TypeNumber {
+		p.Price = v.GetFloat64()
+	}
+}
+
+func (p *Product) addPopularity(w float64, t int64, halfLife time.Duration) {
+	cur := p.popularity
+	switch {
+	case cur.at == 0 && cur.score == 0:
+		cur = interest{score: w, at: t}
+	case t >= cur.at:
+		cur = interest{score: cur.decayed(t, halfLife) + w, at: t}
+	default:
+		cur.score += interest{score: w, at: t}.decayed(cur.at, halfLife)
+	}
+	p.popularity = cur
+}
+
+// addTogether counts one order in which id was bought with p, keeping at
+// most k counters: a new id takes over the smallest counter, plus one
+// (Metwally et al.'s Space-Saving, so frequent pairs are never lost).
+func (p *Product) addTogether(id string, k int) {
+	for i := range p.together {
+		if p.together[i].ID == id {
+			p.together[i].Count++
+			return
+		}
+	}
+	if len(p.together) < k {
+		p.together = append(p.together, Together{ID: id, Count: 1})
+		return
+	}
+	smallest := 0
+	for i, c := range p.together {
+		if c.Count < p.together[smallest].Count {
+			smallest = i
+		}
+	}
+	p.together[smallest] = Together{ID: id, Count: p.together[smallest].Count + 1}
+}
+
+// ProductID returns the product id of an event object (properties or one
+// of products[]): product_id, else sku; numbers in their shortest form.
+func ProductID(obj *fastjson.Value) string {
+	if obj == nil {
+		return ""
+	}
+	for _, name := range [...]string{"product_id", "sku"} {
+		v := obj.Get(name)
+		if v == nil {
+			continue
+		}
+		switch v.Type() {
+		case fastjson.TypeString:
+			if b := v.GetStringBytes(); len(b) > 0 && len(b) <= maxProductText {
+				return string(b)
+			}
+		case fastjson.TypeNumber:
+			return strconv.FormatFloat(v.GetFloat64(), 'f', -1, 64)
+		}
+	}
+	return ""
+}
+
+// applyProducts updates the products an event names and the profile's
+// viewed and bought lists. newOrder says whether an Order Completed event
+// is an order not counted before, so a re-sent order counts once.
+func (b *Batch) applyProducts(p *Profile, ev *event.Event, newOrder bool) error {
+	c := b.s.opts.Products
+	if c == nil || ev.Type != event.Track || ev.Properties == nil {
+		return nil
+	}
+	t := ev.Time.UnixMilli()
+	w := c.Weights[ev.Name]
+	if ev.Name == event.OrderCompleted {
+		if !newOrder {
+			return nil
+		}
+		var items []*fastjson.Value
+		if v := ev.Properties.Get("products"); v != nil && v.Type() == fastjson.TypeArray {
+			items, _ = v.Array()
+		}
+		ids := make([]string, 0, min(len(items), c.OrderItems))
+		for _, item := range items {
+			id := ProductID(item)
+			if id == "" {
+				continue
+			}
+			prod := b.product(id)
+			prod.describe(item, t)
+			if w != 0 {
+				prod.addPopularity(w, t, c.HalfLife)
+			}
+			p.bought = pushRecent(p.bought, id, c.Bought)
+			if len(ids) < c.OrderItems && !slices.Contains(ids, id) {
+				ids = append(ids, id)
+			}
+		}
+		for _, a := range ids {
+			prod := b.product(a)
+			for _, other := range ids {
+				if other != a {
+					prod.addTogether(other, c.Together)
+				}
+			}
+		}
+		b.size += 64 * len(ids) * len(ids)
+		return nil
+	}
+	id := ProductID(ev.Properties)
+	if id == "" {
+		return nil
+	}
+	prod := b.product(id)
+	prod.describe(ev.Properties, t)
+	if w != 0 {
+		prod.addPopularity(w, t, c.HalfLife)
+	}
+	if ev.Name == "Product Viewed" {
+		p.viewed = pushRecent(p.viewed, id, c.RecentlyViewed)
+	}
+	b.size += 256
+	return nil
+}
+
+// pushRecent moves id to the end of list (the most recent), keeping at
+// most n ids.
+func pushRecent(list []string, id string, n int) []string {
+	if i := slices.Index(list, id); i >= 0 {
+		list = slices.Delete(list, i, i+1)
+	}
+	list = append(list, id)
+	if n > 0 && len(list) > n {
+		list = slices.Delete(list, 0, len(list)-n)
+	}
+	return list
+}
+
+// product returns the batch's modifiable copy of a product.
+func (b *Batch) product(id string) *Product {
+	if p, ok := b.products[id]; ok {
+		return p
+	}
+	var p *Product
+	if cur := b.s.Product(id); cur != nil {
+		p = cur.clone()
+	} else {
+		p = &Product{ID: id}
+	}
+	if b.products == nil {
+		b.products = make(map[string]*Product)
+	}
+	b.products[id] = p
+	return p
+}
+
+// RecentlyViewed returns the products the profile viewed, most recent
+// first. The slice is the caller's.
+func (p *Profile) RecentlyViewed() []string {
+	out := slices.Clone(p.viewed)
+	slices.Reverse(out)
+	return out
+}
+
+// Bought reports whether the profile bought the product (among the last
+// Products.Bought products it bought).
+func (p *Profile) Bought(id string) bool { return slices.Contains(p.bought, id) }
+
+// Product returns what this partition knows of a product, or nil. The
+// product must not be modified.
+func (s *Store) Product(id string) *Product {
+	s.productsMu.RLock()
+	defer s.productsMu.RUnlock()
+	return s.products[id]
+}
+
+// EachProduct calls fn for every product this partition knows, under a
+// read lock: fn must be quick. Products are never modified once stored
+// (commits replace them), so fn may keep them but must not modify them.
+func (s *Store) EachProduct(fn func(*Product)) {
+	s.productsMu.RLock()
+	defer s.productsMu.RUnlock()
+	for _, p := range s.products {
+		fn(p)
+	}
+}
+
+// evictProducts chooses the products to drop so that the store keeps at
+// most Max after adding the batch's new ones: the least popular of a
+// sample, which is cheap and keeps the popular ones.
+func (b *Batch) evictProducts(now int64) []string {
+	c := b.s.opts.Products
+	if c == nil || c.Max <= 0 {
+		return nil
+	}
+	b.s.productsMu.RLock()
+	defer b.s.productsMu.RUnlock()
+	added := 0
+	for id := range b.products {
+		if _, ok := b.s.products[id]; !ok {
+			added++
+		}
+	}
+	excess := len(b.s.products) + added - c.Max
+	var out []string
+	for excess > 0 {
+		weakest, lowest, sampled := "", math.Inf(1), 0
+		for id, p := range b.s.products { // map order is random: a sample
+			if _, touched := b.products[id]; touched || slices.Contains(out, id) {
+				continue
+			}
+			if s := p.popularity.decayed(now, c.HalfLife); s < lowest {
+				weakest, lowest = id, s
+			}
+			if sampled++; sampled == 8 {
+				break
+			}
+		}
+		if weakest == "" {
+			break // everything is in the batch: let it grow past Max once
+		}
+		out = append(out, weakest)
+		excess--
+	}
+	return out
+}
+
+// Product encoding: like profiles, protobuf wire fields after a format byte.
+const (
+	productID       = 1  // bytes
+	productName     = 2  // bytes
+	productCategory = 3  // bytes
+	productURL      = 4  // bytes
+	productImage    = 5  // bytes
+	productPrice    = 6  // fixed64 float64 bits
+	productSeen     = 7  // varint ms
+	productScore    = 8  // fixed64 float64 bits
+	productScoreAt  = 9  // varint ms
+	productTogether = 10 // message {1: id, 2: count}, repeated
+)
+
+func (p *Product) appendEncode(b []byte) []byte {
+	b = append(b, formatV1)
+	b = appendString(b, productID, p.ID)
+	b = appendString(b, productName, p.Name)
+	b = appendString(b, productCategory, p.Category)
+	b = appendString(b, productURL, p.URL)
+	b = appendString(b, productImage, p.ImageURL)
+	b = appendFloat(b, productPrice, p.Price)
+	b = appendVarint(b, productSeen, uint64(p.Seen))
+	b = appendFloat(b, productScore, p.popularity.score)
+	b = appendVarint(b, productScoreAt, uint64(p.popularity.at))
+	var msg []byte
+	for _, t := range p.together {
+		b, msg = appendNamedCount(b, msg, productTogether, t.ID, t.Count, 0)
+	}
+	return b
+}
+
+func decodeProduct(data []byte) (*Product, error) {
+	if len(data) == 0 || data[0] != formatV1 {
+		return nil, fmt.Errorf("%w: product of unknown format", errCorrupt)
+	}
+	p := &Product{}
+	err := eachField(data[1:], func(num protowire.Number, typ protowire.Type, v uint64, raw []byte) error {
+		switch num {
+		case productID:
+			p.ID = string(raw)
+		case productName:
+			p.Name = string(raw)
+		case productCategory:
+			p.Category = string(raw)
+		case productURL:
+			p.URL = string(raw)
+		case productImage:
+			p.ImageURL = string(raw)
+		case productPrice:
+			p.Price = math.Float64frombits(v)
+		case productSeen:
+			p.Seen = int64(v)
+		case productScore:
+			p.popularity.score = math.Float64frombits(v)
+		case productScoreAt:
+			p.popularity.at = int64(v)
+		case productTogether:
+			_, id, n, _, err := decodeCount(raw)
+			if err != nil {
+				return err
+			}
+			p.together = append(p.together, Together{ID: string(id), Count: n})
+		}
+		return nil
+	})
+	return p, err
+}
