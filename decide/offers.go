@@ -170,6 +170,7 @@ func Compile(placements []PlacementConfig, offers []OfferConfig, schema *rules.S
 			}
 		default:
 			fail("placement %q: kind %q: want offers, recently_viewed, trending or bought_together", pc.Name, pc.Kind)
+			continue
 		}
 		if pc.Control > 0 && p.Kind != KindOffers {
 			fail("placement %q: control groups are for offers placements", pc.Name)
@@ -207,14 +208,18 @@ func Compile(placements []PlacementConfig, offers []OfferConfig, schema *rules.S
 			}
 		}
 	}
+	offersOK := len(errs) == 0 // else a placement may miss offers that failed
 	for _, p := range c.placements {
+		if p.Kind != KindOffers {
+			continue
+		}
 		if p.Fallback != "" {
 			p.fallback = c.byID[p.Fallback]
 			if p.fallback == nil {
 				fail("placement %q: fallback offer %q is not declared", p.Name, p.Fallback)
 			}
 		}
-		if p.Kind == KindOffers && len(p.offers) == 0 && p.fallback == nil {
+		if offersOK && len(p.offers) == 0 && p.Fallback == "" {
 			fail("placement %q has no offers and no fallback", p.Name)
 		}
 		if p.Control > 0 && p.fallback == nil {

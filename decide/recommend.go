@@ -2,8 +2,8 @@ package decide
 
 import (
 	"math"
-	"slices"
 	"math/rand/v2"
+	"slices"
 	"sort"
 	"strconv"
 	"time"

@@ -255,7 +255,11 @@ type aggValue struct {
 // NewRuleEnv returns an environment for rules compiled against s's
 // schema (Segments.Schema), evaluated outside of applying an event.
 func NewRuleEnv(s *Segments, interests *Interests) *RuleEnv {
-	return &RuleEnv{interests: interests, stored: true, aggs: s.aggs, names: s.names}
+	e := &RuleEnv{interests: interests, stored: true}
+	if s != nil {
+		e.aggs, e.names = s.aggs, s.names
+	}
+	return e
 }
 
 // Reset points the environment at profile p at now, with ctx as the

@@ -53,6 +53,12 @@ func sampleProfile() *Profile {
 			}}},
 		},
 	}
+	p.offers = map[string]*offerHistory{"shoes-10": {
+		decisions: []decisionMark{{hash: 7, at: 1700000000100, seen: Impression}, {hash: 8, at: 1700000000200, seen: Impression | Click}},
+		clickedAt: 1700000000250, touched: 1700000000250,
+	}}
+	p.viewed = []string{"p1", "p2"}
+	p.bought = []string{"p9"}
 	p.TypeCounts[event.Track] = 9
 	p.TypeCounts[event.Identify] = 1
 	return p
