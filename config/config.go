@@ -408,8 +408,8 @@ func (c *Config) Validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("log.format %q: want text or json", c.Log.Format))
 	}
-	if c.Store.MemTableSize < 1<<20 {
-		errs = append(errs, fmt.Errorf("store.memtable_size %s: want at least 1MB", &c.Store.MemTableSize))
+	if c.Store.MemTableSize < 4<<20 {
+		errs = append(errs, fmt.Errorf("store.memtable_size %s: want at least 4MB (one event may change up to about 400 KB of state)", &c.Store.MemTableSize))
 	}
 	if i := c.Interests; i != nil && (time.Duration(i.HalfLife) < 0 || i.Max < 0) {
 		errs = append(errs, fmt.Errorf("interests: half_life and max must not be negative"))

@@ -101,7 +101,9 @@ func (d *Decider) recommend(dst []byte, w *worker, pl *Placement, p *state.Profi
 }
 
 // boughtWith returns the n products bought most often with anchor, summed
-// over partitions, leaving out those skip rejects.
+// over partitions, leaving out those skip rejects. It ranks by the counts
+// each partition is sure of, so that a rare product that just took over a
+// counter does not outrank frequent ones.
 func (d *Decider) boughtWith(w *worker, anchor string, n int, skip func(string) bool) []scoredProduct {
 	if w.scores == nil {
 		w.scores = make(map[string]float64)
@@ -109,7 +111,7 @@ func (d *Decider) boughtWith(w *worker, anchor string, n int, skip func(string) 
 	clear(w.scores)
 	for _, prod := range d.src.Products(anchor) {
 		for _, t := range prod.BoughtWith() {
-			w.scores[t.ID] += float64(t.Count)
+			w.scores[t.ID] += float64(t.AtLeast())
 		}
 	}
 	out := w.ids[:0]

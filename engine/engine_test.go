@@ -11,6 +11,7 @@ import (
 	"math"
 	"net/http"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/tailorcdp/tailor/bench/dataset"
 	"github.com/tailorcdp/tailor/config"
+	"github.com/tailorcdp/tailor/decide"
 	"github.com/tailorcdp/tailor/engine"
 	"github.com/tailorcdp/tailor/internal/testkafka"
 	"github.com/tailorcdp/tailor/state"
@@ -269,6 +271,8 @@ func TestRetailReplay(t *testing.T) {
 	// RFM as of the day after the data set ends.
 	now := time.Date(2011, 12, 10, 0, 0, 0, 0, time.UTC)
 	cfg.Clock = func() time.Time { return now }
+	cfg.Placements = map[string]config.Placement{"also_bought": {Kind: decide.KindBoughtTogether, Count: 10}}
+	together := coBought(t, events.Bytes(), retailAnchor)
 	e := startEngine(t, cfg)
 	p, err := stream.NewProducer(stream.ClientConfig{Brokers: brokers})
 	if err != nil {
@@ -287,6 +291,99 @@ func TestRetailReplay(t *testing.T) {
 		return v, ok
 	})
 	checkRFM(t, truth, views, now)
+	checkBoughtTogether(t, e, together)
+}
+
+// retailAnchor is the data set's best seller, WHITE HANGING HEART T-LIGHT
+// HOLDER.
+const retailAnchor = "85123A"
+
+// coBought counts, from the events themselves, the orders in which each
+// product was bought with anchor.
+func coBought(t *testing.T, events []byte, anchor string) map[string]int {
+	counts := make(map[string]int)
+	for _, line := range bytes.Split(events, []byte("\n")) {
+		if !bytes.Contains(line, []byte(`"Order Completed"`)) {
+			continue
+		}
+		var ev struct {
+			Properties struct {
+				Products []struct {
+					ID string `json:"product_id"`
+				} `json:"products"`
+			} `json:"properties"`
+		}
+		if err := json.Unmarshal(line, &ev); err != nil {
+			t.Fatal(err)
+		}
+		ids := make(map[string]bool)
+		for _, p := range ev.Properties.Products {
+			ids[p.ID] = true
+		}
+		if !ids[anchor] {
+			continue
+		}
+		for id := range ids {
+			if id != anchor {
+				counts[id]++
+			}
+		}
+	}
+	return counts
+}
+
+// checkBoughtTogether asks decide what is bought with the anchor and
+// checks the answer against the direct count: every product really
+// co-occurs with it, and most are among the true top 20.
+func checkBoughtTogether(t *testing.T, e *running, truth map[string]int) {
+	t.Helper()
+	resp := do(t, "POST", e.url+"/v1/decide", readKey, []byte(`{"userId": "nobody", "placements": ["also_bought"], "context": {"product_id": "`+retailAnchor+`"}}`), nil)
+	if resp.Status != http.StatusOK {
+		t.Fatalf("decide: %d %s", resp.Status, resp.Body)
+	}
+	var a struct {
+		Decisions map[string]struct {
+			Products []struct {
+				ID    string  `json:"product_id"`
+				Name  string  `json:"name"`
+				Score float64 `json:"score"`
+			} `json:"products"`
+		} `json:"decisions"`
+	}
+	resp.json(t, &a)
+	got := a.Decisions["also_bought"].Products
+	ranked := make([]string, 0, len(truth))
+	for id := range truth {
+		ranked = append(ranked, id)
+	}
+	sort.Slice(ranked, func(i, j int) bool {
+		if truth[ranked[i]] != truth[ranked[j]] {
+			return truth[ranked[i]] > truth[ranked[j]]
+		}
+		return ranked[i] < ranked[j]
+	})
+	top20 := ranked[:min(20, len(ranked))]
+	if len(got) != 10 {
+		t.Fatalf("bought with %s: %d products, want 10: %s", retailAnchor, len(got), resp.Body)
+	}
+	inTop := 0
+	for _, p := range got {
+		if truth[p.ID] == 0 {
+			t.Errorf("%s (%s) is never bought with %s", p.ID, p.Name, retailAnchor)
+		}
+		if slices.Contains(top20, p.ID) {
+			inTop++
+		}
+	}
+	if inTop < 8 {
+		t.Errorf("only %d of the 10 answered are among the 20 bought most with %s", inTop, retailAnchor)
+	}
+	if !slices.Contains(ranked[:5], got[0].ID) {
+		t.Errorf("first answer %s (%d orders) is not among the top 5 %v", got[0].ID, truth[got[0].ID], ranked[:5])
+	}
+	for i, p := range got[:3] {
+		t.Logf("bought with %s #%d: %s %s, %d orders in the CSV (true #%d: %s, %d)", retailAnchor, i+1, p.ID, p.Name, truth[p.ID], i+1, ranked[i], truth[ranked[i]])
+	}
 }
 
 // checkRFM compares every customer's RFM values with the CSV at now, and

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/cespare/xxhash/v2"
 	"github.com/valyala/fastjson"
 	"google.golang.org/protobuf/encoding/protowire"
 
@@ -28,8 +29,8 @@ type Products struct {
 	// Together is how many co-bought products are counted per product
 	// (a Space-Saving top-k: the heavy hitters are exact enough).
 	Together int
-	// OrderItems bounds the products of one order that count as bought
-	// together (an order of n items makes n×(n-1) pairs).
+	// OrderItems bounds the products of one order that count (bought,
+	// popular, bought together: an order of n items makes n×(n-1) pairs).
 	OrderItems int
 	// RecentlyViewed and Bought bound the product ids kept per profile.
 	RecentlyViewed int
@@ -43,14 +44,18 @@ func DefaultProducts() *Products {
 		HalfLife:       7 * 24 * time.Hour,
 		Max:            50000,
 		Together:       64,
-		OrderItems:     50,
+		OrderItems:     30,
 		RecentlyViewed: 20,
 		Bought:         100,
 	}
 }
 
-// maxProductText bounds each descriptive field kept of a product.
-const maxProductText = 512
+// maxProductText bounds each descriptive field kept of a product, and
+// maxProductID its id (longer ids are not counted).
+const (
+	maxProductText = 512
+	maxProductID   = 128
+)
 
 // Product is what a partition knows about a product from its events. The
 // descriptive fields come from the latest event that carried them.
@@ -66,13 +71,20 @@ type Product struct {
 
 	popularity interest
 	together   []Together // Space-Saving counters, unordered
+	filter     []uint32   // their admission filter (nil until full)
 }
 
 // Together counts the orders in which another product was bought with one.
+// Count may overstate the truth by up to Err (a counter taken over from
+// another product starts from that one's count); Count-Err never does.
 type Together struct {
 	ID    string
 	Count uint64
+	Err   uint64
 }
+
+// AtLeast returns the orders the pair is certainly in: Count - Err.
+func (t Together) AtLeast() uint64 { return t.Count - t.Err }
 
 // Popularity returns the product's decayed popularity at now.
 func (p *Product) Popularity(c *Products, now time.Time) float64 {
@@ -86,20 +98,23 @@ func (p *Product) BoughtWith() []Together { return p.together }
 func (p *Product) clone() *Product {
 	c := *p
 	c.together = slices.Clone(p.together)
+	c.filter = slices.Clone(p.filter)
 	return &c
 }
 
 // describe takes the descriptive fields an event object (properties or
-// one of products[]) carries.
-func (p *Product) describe(obj *fastjson.Value, t int64) {
+// one of products[]) carries. It returns how many bytes the product's
+// encoding may have grown.
+func (p *Product) describe(obj *fastjson.Value, t int64) (grown int) {
 	if t < p.Seen {
-		return // an older event: keep the newer description
+		return 0 // an older event: keep the newer description
 	}
 	p.Seen = t
 	text := func(name string, dst *string) {
 		if v := obj.Get(name); v != nil && v.Type() == fastjson.TypeString {
-			if b := v.GetStringBytes(); len(b) <= maxProductText {
+			if b := v.GetStringBytes(); len(b) <= maxProductText && string(b) != *dst {
 				*dst = string(b)
+				grown += len(b)
 			}
 		}
 	}
@@ -110,6 +125,7 @@ func (p *Product) describe(obj *fastjson.Value, t int64) {
 	if v := obj.Get("price"); v != nil && v.Type() == fastjson.TypeNumber {
 		p.Price = v.GetFloat64()
 	}
+	return grown
 }
 
 func (p *Product) addPopularity(w float64, t int64, halfLife time.Duration) {
@@ -125,19 +141,32 @@ func (p *Product) addPopularity(w float64, t int64, halfLife time.Duration) {
 	p.popularity = cur
 }
 
+// filterBuckets is the size of each product's admission filter.
+const filterBuckets = 128
+
 // addTogether counts one order in which id was bought with p, keeping at
-// most k counters: a new id takes over the smallest counter, plus one
-// (Metwally et al.'s Space-Saving, so frequent pairs are never lost).
-func (p *Product) addTogether(id string, k int) {
+// most k counters, by Filtered Space-Saving (Homem and Carvalho, 2010): an
+// unmonitored id adds to a hashed filter bucket, and takes over the
+// smallest counter only once its bucket reaches that counter's count. Plain
+// Space-Saving would let every rare id displace a counter, so with a long
+// tail of rare partners the counters would churn; the filter keeps the
+// frequent partners in place.
+//
+// It returns how many bytes the product's encoding may have grown.
+func (p *Product) addTogether(id string, k int) (grown int) {
 	for i := range p.together {
 		if p.together[i].ID == id {
 			p.together[i].Count++
-			return
+			return 0
 		}
 	}
 	if len(p.together) < k {
 		p.together = append(p.together, Together{ID: id, Count: 1})
-		return
+		return 32 + len(id)
+	}
+	if p.filter == nil {
+		p.filter = make([]uint32, filterBuckets)
+		grown = 5 * filterBuckets
 	}
 	smallest := 0
 	for i, c := range p.together {
@@ -145,7 +174,18 @@ func (p *Product) addTogether(id string, k int) {
 			smallest = i
 		}
 	}
-	p.together[smallest] = Together{ID: id, Count: p.together[smallest].Count + 1}
+	b := &p.filter[xxhash.Sum64String(id)%filterBuckets]
+	if uint64(*b)+1 < p.together[smallest].Count {
+		*b++
+		return grown
+	}
+	// The evicted id's count goes back to its bucket, so it can return.
+	old := p.together[smallest]
+	ob := &p.filter[xxhash.Sum64String(old.ID)%filterBuckets]
+	*ob = uint32(max(uint64(*ob), min(old.Count, math.MaxUint32)))
+	n := uint64(*b)
+	p.together[smallest] = Together{ID: id, Count: n + 1, Err: n}
+	return grown + len(id)
 }
 
 // ProductID returns the product id of an event object (properties or one
@@ -161,7 +201,7 @@ func ProductID(obj *fastjson.Value) string {
 		}
 		switch v.Type() {
 		case fastjson.TypeString:
-			if b := v.GetStringBytes(); len(b) > 0 && len(b) <= maxProductText {
+			if b := v.GetStringBytes(); len(b) > 0 && len(b) <= maxProductID {
 				return string(b)
 			}
 		case fastjson.TypeNumber:
@@ -189,31 +229,34 @@ func (b *Batch) applyProducts(p *Profile, ev *event.Event, newOrder bool) error 
 		if v := ev.Properties.Get("products"); v != nil && v.Type() == fastjson.TypeArray {
 			items, _ = v.Array()
 		}
+		// Only the first OrderItems products count, so that one event
+		// changes a bounded number of products (a store transaction has
+		// a size limit).
 		ids := make([]string, 0, min(len(items), c.OrderItems))
 		for _, item := range items {
 			id := ProductID(item)
-			if id == "" {
+			if id == "" || slices.Contains(ids, id) {
 				continue
 			}
+			if len(ids) == c.OrderItems {
+				break
+			}
+			ids = append(ids, id)
 			prod := b.product(id)
-			prod.describe(item, t)
+			b.size += prod.describe(item, t)
 			if w != 0 {
 				prod.addPopularity(w, t, c.HalfLife)
 			}
 			p.bought = pushRecent(p.bought, id, c.Bought)
-			if len(ids) < c.OrderItems && !slices.Contains(ids, id) {
-				ids = append(ids, id)
-			}
 		}
 		for _, a := range ids {
 			prod := b.product(a)
 			for _, other := range ids {
 				if other != a {
-					prod.addTogether(other, c.Together)
+					b.size += prod.addTogether(other, c.Together)
 				}
 			}
 		}
-		b.size += 64 * len(ids) * len(ids)
 		return nil
 	}
 	id := ProductID(ev.Properties)
@@ -221,14 +264,13 @@ func (b *Batch) applyProducts(p *Profile, ev *event.Event, newOrder bool) error 
 		return nil
 	}
 	prod := b.product(id)
-	prod.describe(ev.Properties, t)
+	b.size += prod.describe(ev.Properties, t)
 	if w != 0 {
 		prod.addPopularity(w, t, c.HalfLife)
 	}
 	if ev.Name == "Product Viewed" {
 		p.viewed = pushRecent(p.viewed, id, c.RecentlyViewed)
 	}
-	b.size += 256
 	return nil
 }
 
@@ -256,6 +298,7 @@ func (b *Batch) product(id string) *Product {
 	} else {
 		p = &Product{ID: id}
 	}
+	b.size += p.sizeBound()
 	if b.products == nil {
 		b.products = make(map[string]*Product)
 	}
@@ -266,7 +309,8 @@ func (b *Batch) product(id string) *Product {
 // RecentlyViewed returns the products the profile viewed, most recent
 // first. The slice is the caller's.
 func (p *Profile) RecentlyViewed() []string {
-	out := slices.Clone(p.viewed)
+	out := make([]string, len(p.viewed))
+	copy(out, p.viewed)
 	slices.Reverse(out)
 	return out
 }
@@ -345,8 +389,18 @@ const (
 	productSeen     = 7  // varint ms
 	productScore    = 8  // fixed64 float64 bits
 	productScoreAt  = 9  // varint ms
-	productTogether = 10 // message {1: id, 2: count}, repeated
+	productTogether = 10 // message {1: id, 2: count, 3: error}, repeated
+	productFilter   = 11 // packed varints: the admission filter's buckets
 )
+
+// sizeBound bounds the size of the product's encoding.
+func (p *Product) sizeBound() int {
+	n := 96 + len(p.ID) + len(p.Name) + len(p.Category) + len(p.URL) + len(p.ImageURL) + 5*len(p.filter)
+	for _, t := range p.together {
+		n += 32 + len(t.ID)
+	}
+	return n
+}
 
 func (p *Product) appendEncode(b []byte) []byte {
 	b = append(b, formatV1)
@@ -361,7 +415,15 @@ func (p *Product) appendEncode(b []byte) []byte {
 	b = appendVarint(b, productScoreAt, uint64(p.popularity.at))
 	var msg []byte
 	for _, t := range p.together {
-		b, msg = appendNamedCount(b, msg, productTogether, t.ID, t.Count, 0)
+		b, msg = appendNamedCount(b, msg, productTogether, t.ID, t.Count, int64(t.Err))
+	}
+	if p.filter != nil {
+		msg = msg[:0]
+		for _, n := range p.filter {
+			msg = protowire.AppendVarint(msg, uint64(n))
+		}
+		b = protowire.AppendTag(b, productFilter, protowire.BytesType)
+		b = protowire.AppendBytes(b, msg)
 	}
 	return b
 }
@@ -392,11 +454,24 @@ func decodeProduct(data []byte) (*Product, error) {
 		case productScoreAt:
 			p.popularity.at = int64(v)
 		case productTogether:
-			_, id, n, _, err := decodeCount(raw)
+			_, id, n, e, err := decodeCount(raw)
 			if err != nil {
 				return err
 			}
-			p.together = append(p.together, Together{ID: string(id), Count: n})
+			p.together = append(p.together, Together{ID: string(id), Count: n, Err: uint64(e)})
+		case productFilter:
+			p.filter = make([]uint32, 0, filterBuckets)
+			for len(raw) > 0 {
+				n, w := protowire.ConsumeVarint(raw)
+				if w < 0 {
+					return fmt.Errorf("%w: product filter: %v", errCorrupt, protowire.ParseError(w))
+				}
+				p.filter = append(p.filter, uint32(n))
+				raw = raw[w:]
+			}
+			if len(p.filter) != filterBuckets {
+				return fmt.Errorf("%w: product filter of %d buckets", errCorrupt, len(p.filter))
+			}
 		}
 		return nil
 	})

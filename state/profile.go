@@ -280,6 +280,20 @@ type View struct {
 	Consent map[string]bool `json:"consent"`
 	// RFM is null for a profile without orders.
 	RFM *RFMView `json:"rfm"`
+	// RecentlyViewed are the products viewed, most recent first;
+	// Bought the products bought (the latest ones).
+	RecentlyViewed []string `json:"recentlyViewed"`
+	Bought         []string `json:"bought"`
+	// Offers is the feedback on each offer shown to the profile.
+	Offers map[string]OfferView `json:"offers"`
+}
+
+// OfferView is what a profile remembers of one offer.
+type OfferView struct {
+	// Impressions are those remembered (the latest MaxOfferDecisions).
+	Impressions    int        `json:"impressions"`
+	LastClick      *time.Time `json:"lastClick"`
+	LastConversion *time.Time `json:"lastConversion"`
 }
 
 // RFMView is the RFM part of View: raw values and 1-5 scores.
@@ -369,6 +383,24 @@ func (p *Profile) View(d Derived, now time.Time) View {
 	v.Segments = make(map[string]time.Time, len(p.Segments))
 	for name, at := range p.Segments {
 		v.Segments[name] = time.UnixMilli(at).UTC()
+	}
+	v.RecentlyViewed = p.RecentlyViewed()
+	v.Bought = slices.Clone(p.bought)
+	if v.Bought == nil {
+		v.Bought = []string{}
+	}
+	v.Offers = make(map[string]OfferView, len(p.offers))
+	for id, h := range p.offers {
+		ov := OfferView{Impressions: p.Impressions(id, 0)}
+		if h.clickedAt != 0 {
+			t := time.UnixMilli(h.clickedAt).UTC()
+			ov.LastClick = &t
+		}
+		if h.convertedAt != 0 {
+			t := time.UnixMilli(h.convertedAt).UTC()
+			ov.LastConversion = &t
+		}
+		v.Offers[id] = ov
 	}
 	v.Aggregates = make(map[string]any, len(aggs.List()))
 	for _, agg := range aggs.List() {

@@ -159,15 +159,31 @@ func (p *Processor) Run(ctx context.Context) error {
 	lagCtx, stopLag := context.WithCancel(ctx)
 	defer stopLag()
 	go p.watchLag(lagCtx)
-	for {
+	// A partition that fails must stop Run even while no records come:
+	// the poll waits on a context that the failure cancels.
+	pollCtx, stopPoll := context.WithCancel(ctx)
+	defer stopPoll()
+	failed := make(chan error, 1)
+	go func() {
 		select {
 		case err := <-p.fatal:
+			failed <- err
+			stopPoll()
+		case <-pollCtx.Done():
+		}
+	}()
+	for {
+		select {
+		case err := <-failed:
 			return err
 		default:
 		}
-		fetches := p.cl.PollRecords(ctx, p.cfg.MaxPollRecords)
+		fetches := p.cl.PollRecords(pollCtx, p.cfg.MaxPollRecords)
 		if fetches.IsClientClosed() || ctx.Err() != nil {
 			return nil
+		}
+		if pollCtx.Err() != nil {
+			return <-failed
 		}
 		fetches.EachError(func(topic string, part int32, err error) {
 			p.log.Warn("fetch failed", "topic", topic, "partition", part, "err", err)
@@ -183,10 +199,8 @@ func (p *Processor) Run(ctx context.Context) error {
 			}
 			select {
 			case part.work <- fp.Records:
-			case <-ctx.Done():
-				stop = ctx.Err()
-			case err := <-p.fatal:
-				stop = err
+			case <-pollCtx.Done():
+				stop = context.Cause(pollCtx)
 			}
 		})
 		p.mu.RUnlock()
@@ -194,7 +208,7 @@ func (p *Processor) Run(ctx context.Context) error {
 			return nil
 		}
 		if stop != nil {
-			return stop
+			return <-failed
 		}
 	}
 }
