@@ -42,11 +42,13 @@ step "go test"
 go test -count=1 -timeout 20m ./...
 
 step "go test -race (concurrent packages)"
-go test -count=1 -race -timeout 20m ./state/ ./stream/ ./serve/ ./engine/
+go test -count=1 -race -timeout 20m ./state/ ./stream/ ./serve/ ./decide/ ./engine/
 
 step "fuzz (${FUZZTIME} each)"
 go test -run '^$' -fuzz '^FuzzParse$' -fuzztime "$FUZZTIME" -fuzzminimizetime 0 ./event/
 go test -run '^$' -fuzz '^FuzzDecodeProfile$' -fuzztime "$FUZZTIME" -fuzzminimizetime 0 ./state/
 go test -run '^$' -fuzz '^FuzzCompile$' -fuzztime "$FUZZTIME" -fuzzminimizetime 0 ./rules/
+go test -run '^$' -fuzz '^FuzzParseDecisionID$' -fuzztime "$FUZZTIME" -fuzzminimizetime 0 ./event/
+go test -run '^$' -fuzz '^FuzzParseRequest$' -fuzztime "$FUZZTIME" -fuzzminimizetime 0 ./decide/
 
 step "all checks passed"
