@@ -1,0 +1,147 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+	"github.com/valyala/fasthttp"
+)
+
+// LoadConfig configures an open-loop HTTP load: requests are scheduled at
+// a fixed rate whatever the server does, and each latency is measured from
+// the request's scheduled time (like wrk2), so a stall shows as the
+// latency of every request it delayed instead of hiding as fewer requests
+// (coordinated omission).
+type LoadConfig struct {
+	// Addr is host:port; Path the request path.
+	Addr string
+	Path string
+	// Authorization is the Authorization header value ("" : none).
+	Authorization string
+	// Body returns the i-th request's body (POST); nil sends GETs.
+	Body func(i uint64) []byte
+	// Connections is the number of connections (and senders).
+	Connections int
+	// Rate is requests per second; Duration how long to send.
+	Rate     float64
+	Duration time.Duration
+	// Timeout bounds one request.
+	Timeout time.Duration
+}
+
+// LoadResult is the outcome of one load step.
+type LoadResult struct {
+	Rate       float64 `json:"target_per_s"`
+	Sent       int64   `json:"sent"`
+	Errors     int64   `json:"errors"`
+	Throughput float64 `json:"ok_per_s"`
+	// Latencies in microseconds, from the scheduled send time.
+	P50  float64 `json:"p50_us"`
+	P90  float64 `json:"p90_us"`
+	P99  float64 `json:"p99_us"`
+	P999 float64 `json:"p99_9_us"`
+	Max  float64 `json:"max_us"`
+}
+
+// Load runs one open-loop step.
+func Load(ctx context.Context, c LoadConfig) (LoadResult, error) {
+	if c.Connections <= 0 {
+		c.Connections = 64
+	}
+	if c.Timeout <= 0 {
+		c.Timeout = 5 * time.Second
+	}
+	if c.Rate <= 0 || c.Duration <= 0 {
+		return LoadResult{}, fmt.Errorf("load: rate %v and duration %s must be positive", c.Rate, c.Duration)
+	}
+	client := &fasthttp.HostClient{Addr: c.Addr, MaxConns: c.Connections, ReadTimeout: c.Timeout, WriteTimeout: c.Timeout,
+		Dial: func(addr string) (net.Conn, error) { return net.DialTimeout("tcp", addr, c.Timeout) }}
+	total := int64(c.Rate * c.Duration.Seconds())
+	interval := time.Duration(float64(time.Second) / c.Rate)
+	start := time.Now().Add(10 * time.Millisecond)
+	var next atomic.Int64
+	var sent, errs, ok atomic.Int64
+	hists := make([]*hdrhistogram.Histogram, c.Connections)
+	var wg sync.WaitGroup
+	for w := range c.Connections {
+		hists[w] = hdrhistogram.New(1, int64(time.Minute/time.Microsecond), 3)
+		wg.Add(1)
+		go func(h *hdrhistogram.Histogram) {
+			defer wg.Done()
+			req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+			defer fasthttp.ReleaseRequest(req)
+			defer fasthttp.ReleaseResponse(resp)
+			for ctx.Err() == nil {
+				i := next.Add(1) - 1
+				if i >= total {
+					return
+				}
+				// Senders take the schedule in order; one that is late
+				// sends at once and its latency counts the delay.
+				due := start.Add(time.Duration(i) * interval)
+				if d := time.Until(due); d > 0 {
+					time.Sleep(d)
+				}
+				req.Reset()
+				req.SetRequestURI("http://" + c.Addr + c.Path)
+				if c.Authorization != "" {
+					req.Header.Set(fasthttp.HeaderAuthorization, c.Authorization)
+				}
+				if c.Body != nil {
+					req.Header.SetMethod(fasthttp.MethodPost)
+					req.Header.SetContentType("application/json")
+					req.SetBody(c.Body(uint64(i)))
+				}
+				err := client.DoTimeout(req, resp, c.Timeout)
+				lat := time.Since(due)
+				sent.Add(1)
+				if err != nil || resp.StatusCode() != fasthttp.StatusOK {
+					errs.Add(1)
+				} else {
+					ok.Add(1)
+				}
+				_ = h.RecordValue(max(1, lat.Microseconds()))
+			}
+		}(hists[w])
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	all := hdrhistogram.New(1, int64(time.Minute/time.Microsecond), 3)
+	for _, h := range hists {
+		all.Merge(h)
+	}
+	r := LoadResult{Rate: c.Rate, Sent: sent.Load(), Errors: errs.Load(), Throughput: float64(ok.Load()) / elapsed.Seconds(),
+		P50: float64(all.ValueAtQuantile(50)), P90: float64(all.ValueAtQuantile(90)), P99: float64(all.ValueAtQuantile(99)),
+		P999: float64(all.ValueAtQuantile(99.9)), Max: float64(all.Max())}
+	return r, ctx.Err()
+}
+
+// Saturate finds the highest rate the target sustains: it sends as fast as
+// the connections allow (closed loop) for d and returns the successful
+// requests per second.
+func Saturate(ctx context.Context, c LoadConfig, d time.Duration) (float64, error) {
+	c.Rate, c.Duration = 10_000_000, d // a schedule no server keeps up with
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	r, err := Load(ctx, c)
+	if err != nil && ctx.Err() == nil {
+		return 0, err
+	}
+	return r.Throughput, nil
+}
+
+// Baseline serves a fixed JSON body on ln with fasthttp: what a decide
+// call costs on this machine with no work behind it.
+func Baseline(ln net.Listener, body []byte) *fasthttp.Server {
+	srv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+		ctx.SetContentType("application/json")
+		ctx.SetBody(body)
+	}}
+	go func() { _ = srv.Serve(ln) }()
+	return srv
+}

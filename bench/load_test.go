@@ -1,0 +1,38 @@
+package bench
+
+import (
+	"context"
+	"net"
+	"testing"
+	"time"
+)
+
+func TestLoadAgainstBaseline(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := Baseline(ln, []byte(`{"ok":true}`))
+	defer srv.Shutdown()
+	c := LoadConfig{Addr: ln.Addr().String(), Path: "/v1/decide", Connections: 8, Rate: 2000, Duration: 500 * time.Millisecond,
+		Body: func(i uint64) []byte { return []byte(`{"userId":"u"}`) }}
+	r, err := Load(context.Background(), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Sent != 1000 || r.Errors != 0 {
+		t.Errorf("sent %d with %d errors, want 1000 and none", r.Sent, r.Errors)
+	}
+	if !(r.P50 > 0 && r.P50 <= r.P90 && r.P90 <= r.P99 && r.P99 <= r.P999 && r.P999 <= r.Max) {
+		t.Errorf("percentiles out of order: %+v", r)
+	}
+	sat, err := Saturate(context.Background(), c, 300*time.Millisecond)
+	if err != nil || sat <= 0 {
+		t.Errorf("saturating rate %v, %v", sat, err)
+	}
+	// Errors are counted: nothing listens there.
+	c.Addr, c.Rate, c.Duration, c.Timeout = "127.0.0.1:1", 100, 100*time.Millisecond, time.Second
+	if r, _ := Load(context.Background(), c); r.Errors != r.Sent || r.Sent != 10 {
+		t.Errorf("against a closed port: %+v", r)
+	}
+}
