@@ -178,6 +178,10 @@ func (e *Engine) HTTPAddr() string { return e.ln.Addr().String() }
 // when embedded).
 func (e *Engine) Brokers() []string { return e.brokers }
 
+// Applied returns, for each partition this instance holds, the offset of
+// the next event to apply: on a fresh topic, the events applied so far.
+func (e *Engine) Applied() map[int32]int64 { return e.processor.Applied() }
+
 // Topics returns the engine's topic names.
 func (e *Engine) Topics() stream.Topics { return e.topics }
 

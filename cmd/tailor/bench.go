@@ -13,6 +13,7 @@ import (
 	"runtime/pprof"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/tailorcdp/tailor/bench"
 	"github.com/tailorcdp/tailor/bench/dataset"
@@ -29,18 +30,26 @@ func benchCommand() *command {
 		asJSON  bool
 		seed    uint64
 		workers int
+		dec     decideBench
 	)
 	return &command{
 		name: "bench",
-		args: "ingest | retail-events CSV",
+		args: "ingest | decide | retail-events CSV",
 		summary: "benchmarks and data sets: \"bench ingest\" measures applied events/s against a raw consumer " +
-			"in the same run; \"bench retail-events CSV\" converts the Online Retail CSV(.gz) to NDJSON events on stdout",
+			"in the same run; \"bench decide\" measures decide latency (open loop) and throughput against a fixed-body fasthttp baseline; \"bench retail-events CSV\" converts the Online Retail CSV(.gz) to NDJSON events on stdout",
 		flags: func(fs *flag.FlagSet) {
 			fs.IntVar(&events, "events", 200_000, "ingest: events to produce and apply")
-			fs.BoolVar(&asJSON, "json", false, "ingest: print the result as JSON")
+			fs.BoolVar(&asJSON, "json", false, "ingest, decide: print the result as JSON")
 			fs.StringVar(&profile, "cpuprofile", "", "ingest: write a CPU profile of the run to this file (go tool pprof)")
 			fs.Uint64Var(&seed, "seed", 1, "ingest: workload seed")
-			fs.IntVar(&workers, "customers", 100_000, "ingest: distinct customers in the workload")
+			fs.IntVar(&workers, "customers", 100_000, "ingest, decide: distinct customers in the workload")
+			fs.StringVar(&dec.addr, "engine", "", "decide: host:port of a running engine's HTTP API (default: start one in process with the config and seed it)")
+			fs.StringVar(&dec.key, "key", "", "decide: read or decide key (default: the config's first read key)")
+			fs.StringVar(&dec.placements, "placements", "home_hero,cart_banner,also_bought", "decide: comma-separated placements asked in each call")
+			fs.IntVar(&dec.events, "seed-events", 200_000, "decide: workload events applied before measuring (in-process engine)")
+			fs.DurationVar(&dec.duration, "duration", 10*time.Second, "decide: length of each step")
+			fs.IntVar(&dec.connections, "connections", 64, "decide: connections (concurrent senders)")
+			fs.StringVar(&dec.steps, "steps", "0.25,0.5,0.75", "decide: rates of the open-loop steps, as shares of the engine's saturating rate")
 		},
 		run: func(ctx context.Context, cfg *config.Config, fs *flag.FlagSet, stdout, stderr io.Writer) error {
 			switch fs.Arg(0) {
@@ -69,10 +78,13 @@ func benchCommand() *command {
 					defer pprof.StopCPUProfile()
 				}
 				return benchIngest(ctx, cfg, events, seed, workers, asJSON, stdout, stderr)
+			case "decide":
+				dec.customers, dec.asJSON = workers, asJSON
+				return benchDecide(ctx, cfg, dec, stdout, stderr)
 			case "":
-				return errors.New("name a benchmark: ingest or retail-events (tailor bench --help)")
+				return errors.New("name a benchmark: ingest, decide or retail-events (tailor bench --help)")
 			}
-			return fmt.Errorf("unknown benchmark %q: want ingest or retail-events", fs.Arg(0))
+			return fmt.Errorf("unknown benchmark %q: want ingest, decide or retail-events", fs.Arg(0))
 		},
 	}
 }
