@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -84,9 +85,7 @@ func Load(ctx context.Context, c LoadConfig) (LoadResult, error) {
 				// Senders take the schedule in order; one that is late
 				// sends at once and its latency counts the delay.
 				due := start.Add(time.Duration(i) * interval)
-				if d := time.Until(due); d > 0 {
-					time.Sleep(d)
-				}
+				pace(due)
 				req.Reset()
 				req.SetRequestURI("http://" + c.Addr + c.Path)
 				if c.Authorization != "" {
@@ -119,6 +118,21 @@ func Load(ctx context.Context, c LoadConfig) (LoadResult, error) {
 		P50: float64(all.ValueAtQuantile(50)), P90: float64(all.ValueAtQuantile(90)), P99: float64(all.ValueAtQuantile(99)),
 		P999: float64(all.ValueAtQuantile(99.9)), Max: float64(all.Max())}
 	return r, ctx.Err()
+}
+
+// spinFor is how long before a send time a sender stops sleeping and
+// yields in a loop instead: a sleeping goroutine wakes up late on a busy
+// machine, and that lateness would be measured as the server's latency.
+const spinFor = 500 * time.Microsecond
+
+// pace waits until due.
+func pace(due time.Time) {
+	if d := time.Until(due); d > spinFor {
+		time.Sleep(d - spinFor)
+	}
+	for time.Now().Before(due) {
+		runtime.Gosched()
+	}
 }
 
 // Saturate finds the highest rate the target sustains: it sends as fast as
