@@ -105,8 +105,8 @@ func TestDecide(t *testing.T) {
 	// Bad input: the documented errors.
 	for _, tc := range []struct {
 		name, method, path, key, body string
-		status                         int
-		field, error                   string
+		status                        int
+		field, error                  string
 	}{
 		{"unknown placement", "POST", "/v1/decide", readKey, `{"userId": "d1", "placements": ["hero", "nope"]}`, 400, "placements[1]", `unknown placement "nope"`},
 		{"no profile key", "POST", "/v1/decide", readKey, `{"placements": ["hero"]}`, 400, "userId", "userId or anonymousId is required"},
