@@ -10,7 +10,6 @@ import (
 	"sort"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -66,10 +65,8 @@ type Decider struct {
 	src      Source
 	workers  sync.Pool
 	reserved reservations
-	stats    atomic.Pointer[statsSnapshot]
-	statsMu  sync.Mutex // one refresh at a time
-	trending atomic.Pointer[trendingSnapshot]
-	trendMu  sync.Mutex
+	stats    snapshot[map[state.OfferStatKey]state.OfferCounts]
+	trending snapshot[*trendingSnapshot]
 	rfm      bool // offers' rules read rfm.*: decisions need the quintiles
 }
 
@@ -313,22 +310,7 @@ func (d *Decider) decideOffers(dst []byte, w *worker, pl *Placement, key string,
 
 // offerStats returns the offer statistics, at most StatsMaxAge old.
 func (d *Decider) offerStats(nowMs int64) map[state.OfferStatKey]state.OfferCounts {
-	if s := d.stats.Load(); s != nil && nowMs-s.at < d.cfg.StatsMaxAge.Milliseconds() {
-		return s.counts
-	}
-	d.statsMu.Lock()
-	defer d.statsMu.Unlock()
-	if s := d.stats.Load(); s != nil && nowMs-s.at < d.cfg.StatsMaxAge.Milliseconds() {
-		return s.counts
-	}
-	s := &statsSnapshot{counts: d.src.OfferStats(), at: nowMs}
-	d.stats.Store(s)
-	return s.counts
-}
-
-type statsSnapshot struct {
-	counts map[state.OfferStatKey]state.OfferCounts
-	at     int64
+	return d.stats.get(nowMs, d.cfg.StatsMaxAge.Milliseconds(), d.src.OfferStats)
 }
 
 // appendString appends s as a JSON string; invalid UTF-8 becomes U+FFFD.

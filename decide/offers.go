@@ -304,9 +304,6 @@ func compileOffer(oc OfferConfig, schema *rules.Schema) (*Offer, error) {
 // Offers returns the offers, by id.
 func (c *Catalog) Offers() []*Offer { return c.offers }
 
-// Placement returns the named placement, or nil.
-func (c *Catalog) Placement(name string) *Placement { return c.placements[name] }
-
 // Placements returns the placements, by name.
 func (c *Catalog) Placements() []*Placement {
 	out := make([]*Placement, 0, len(c.placements))

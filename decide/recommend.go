@@ -29,7 +29,6 @@ type scoredProduct struct {
 // trendingSnapshot is the products' popularity summed over partitions at
 // one instant, best first.
 type trendingSnapshot struct {
-	at         int64
 	all        []scoredProduct
 	byCategory map[string][]scoredProduct
 }
@@ -38,7 +37,7 @@ type trendingSnapshot struct {
 // it answers what needs none: trending overall, and bought_together for
 // the product in the request's context.
 func (d *Decider) recommend(dst []byte, w *worker, pl *Placement, p *state.Profile, personal bool, ctx *fastjson.Value, now time.Time, nowMs int64) []byte {
-	current := contextProduct(ctx)
+	current := state.ProductID(ctx) // the product the page shows
 	exclude := func(id string) bool {
 		return id == current || pl.ExcludeBought && personal && p.Bought(id)
 	}
@@ -120,12 +119,7 @@ func (d *Decider) boughtWith(w *worker, anchor string, n int, skip func(string) 
 			out = append(out, scoredProduct{id: id, score: s})
 		}
 	}
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].score != out[j].score {
-			return out[i].score > out[j].score
-		}
-		return out[i].id < out[j].id
-	})
+	sortByScore(out)
 	if len(out) > n {
 		out = out[:n]
 	}
@@ -145,16 +139,11 @@ func (d *Decider) describe(id string) *state.Product {
 
 // trendingNow returns the trending products, at most StatsMaxAge old.
 func (d *Decider) trendingNow(now time.Time) *trendingSnapshot {
-	nowMs := now.UnixMilli()
-	maxAge := d.cfg.StatsMaxAge.Milliseconds()
-	if t := d.trending.Load(); t != nil && nowMs-t.at < maxAge {
-		return t
-	}
-	d.trendMu.Lock()
-	defer d.trendMu.Unlock()
-	if t := d.trending.Load(); t != nil && nowMs-t.at < maxAge {
-		return t
-	}
+	return d.trending.get(now.UnixMilli(), d.cfg.StatsMaxAge.Milliseconds(), func() *trendingSnapshot { return d.buildTrending(now) })
+}
+
+// buildTrending sums the products' popularity at now over partitions.
+func (d *Decider) buildTrending(now time.Time) *trendingSnapshot {
 	sums := make(map[string]*scoredProduct)
 	d.src.EachProduct(func(p *state.Product) {
 		sp := sums[p.ID]
@@ -173,29 +162,25 @@ func (d *Decider) trendingNow(now time.Time) *trendingSnapshot {
 	for _, sp := range sums {
 		all = append(all, *sp)
 	}
-	sort.Slice(all, func(i, j int) bool {
-		if all[i].score != all[j].score {
-			return all[i].score > all[j].score
-		}
-		return all[i].id < all[j].id
-	})
-	t := &trendingSnapshot{at: nowMs, byCategory: make(map[string][]scoredProduct)}
+	sortByScore(all)
+	t := &trendingSnapshot{byCategory: make(map[string][]scoredProduct)}
 	for _, sp := range all {
 		if c := sp.info.Category; c != "" && len(t.byCategory[c]) < trendingPerCategory {
 			t.byCategory[c] = append(t.byCategory[c], sp)
 		}
 	}
 	t.all = all[:min(len(all), trendingOverall)]
-	d.trending.Store(t)
 	return t
 }
 
-// contextProduct returns the product the page shows: context.product_id.
-func contextProduct(ctx *fastjson.Value) string {
-	if ctx == nil {
-		return ""
-	}
-	return state.ProductID(ctx)
+// sortByScore orders products best first, ties by id (stable answers).
+func sortByScore(list []scoredProduct) {
+	sort.Slice(list, func(i, j int) bool {
+		if list[i].score != list[j].score {
+			return list[i].score > list[j].score
+		}
+		return list[i].id < list[j].id
+	})
 }
 
 func appendProduct(dst []byte, sp scoredProduct, info *state.Product) []byte {

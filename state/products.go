@@ -214,16 +214,16 @@ func ProductID(obj *fastjson.Value) string {
 // applyProducts updates the products an event names and the profile's
 // viewed and bought lists. newOrder says whether an Order Completed event
 // is an order not counted before, so a re-sent order counts once.
-func (b *Batch) applyProducts(p *Profile, ev *event.Event, newOrder bool) error {
+func (b *Batch) applyProducts(p *Profile, ev *event.Event, newOrder bool) {
 	c := b.s.opts.Products
 	if c == nil || ev.Type != event.Track || ev.Properties == nil {
-		return nil
+		return
 	}
 	t := ev.Time.UnixMilli()
 	w := c.Weights[ev.Name]
 	if ev.Name == event.OrderCompleted {
 		if !newOrder {
-			return nil
+			return
 		}
 		var items []*fastjson.Value
 		if v := ev.Properties.Get("products"); v != nil && v.Type() == fastjson.TypeArray {
@@ -257,11 +257,11 @@ func (b *Batch) applyProducts(p *Profile, ev *event.Event, newOrder bool) error 
 				}
 			}
 		}
-		return nil
+		return
 	}
 	id := ProductID(ev.Properties)
 	if id == "" {
-		return nil
+		return
 	}
 	prod := b.product(id)
 	b.size += prod.describe(ev.Properties, t)
@@ -271,7 +271,6 @@ func (b *Batch) applyProducts(p *Profile, ev *event.Event, newOrder bool) error 
 	if ev.Name == "Product Viewed" {
 		p.viewed = pushRecent(p.viewed, id, c.RecentlyViewed)
 	}
-	return nil
 }
 
 // pushRecent moves id to the end of list (the most recent), keeping at

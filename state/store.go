@@ -683,9 +683,7 @@ func (b *Batch) Apply(ev *event.Event) (applied bool, err error) {
 		c.count(kind)
 		b.feedback[k] = c
 	}
-	if err := b.applyProducts(p, ev, countOrder); err != nil {
-		return false, err
-	}
+	b.applyProducts(p, ev, countOrder)
 	t := b.now()
 	in := &b.inputs
 	*in = Inputs{
