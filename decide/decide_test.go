@@ -1,6 +1,7 @@
 package decide_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -106,26 +107,8 @@ func (s *store) apply(events ...string) {
 	}
 }
 
-type answer struct {
-	Key          string `json:"key"`
-	Known        bool   `json:"known"`
-	Personalised bool   `json:"personalised"`
-	Decisions    map[string]struct {
-		Offers []struct {
-			OfferID    string          `json:"offer_id"`
-			DecisionID string          `json:"decision_id"`
-			Fallback   bool            `json:"fallback"`
-			Content    json.RawMessage `json:"content"`
-		} `json:"offers"`
-		Control  bool   `json:"control"`
-		Kind     string `json:"kind"`
-		Products []struct {
-			ID    string  `json:"product_id"`
-			Name  string  `json:"name"`
-			Score float64 `json:"score"`
-		} `json:"products"`
-	} `json:"decisions"`
-}
+// answer is a decoded decide answer.
+type answer struct{ decide.Answer }
 
 func (s *store) decide(body string) answer {
 	s.t.Helper()
@@ -138,9 +121,12 @@ func (s *store) decide(body string) answer {
 	if err != nil {
 		s.t.Fatalf("%s: %v", body, err)
 	}
+	// Strictly: decide.Answer documents every field the decider writes.
+	dec := json.NewDecoder(bytes.NewReader(out))
+	dec.DisallowUnknownFields()
 	var a answer
-	if err := json.Unmarshal(out, &a); err != nil {
-		s.t.Fatalf("answer is not JSON: %v\n%s", err, out)
+	if err := dec.Decode(&a.Answer); err != nil {
+		s.t.Fatalf("answer does not decode into decide.Answer: %v\n%s", err, out)
 	}
 	return a
 }

@@ -12,17 +12,6 @@ import (
 	"github.com/tailorcdp/tailor/state"
 )
 
-type decideAnswer struct {
-	Known     bool `json:"known"`
-	Decisions map[string]struct {
-		Offers []struct {
-			OfferID    string `json:"offer_id"`
-			DecisionID string `json:"decision_id"`
-			Fallback   bool   `json:"fallback"`
-		} `json:"offers"`
-	} `json:"decisions"`
-}
-
 // TestDecide goes through the whole loop over HTTP and Kafka: events make
 // a visitor eligible, decide answers the offer, the impressions sent back
 // through the collect API reach the cap, and GET /v1/offers counts them.
@@ -37,13 +26,13 @@ func TestDecide(t *testing.T) {
 	cfg.Offers[1].Cap.Impressions, cfg.Offers[1].Cap.Per = 2, config.Duration(24*60*60*1e9)
 	e := startEngine(t, cfg)
 
-	decideOnce := func(key string) decideAnswer {
+	decideOnce := func(key string) decide.Answer {
 		t.Helper()
 		resp := do(t, "POST", e.url+"/v1/decide", key, []byte(`{"userId": "d1", "placements": ["hero", "recs"]}`), nil)
 		if resp.Status != http.StatusOK {
 			t.Fatalf("decide: %d %s", resp.Status, resp.Body)
 		}
-		var a decideAnswer
+		var a decide.Answer
 		resp.json(t, &a)
 		return a
 	}
@@ -131,7 +120,7 @@ func TestDecide(t *testing.T) {
 	}
 	// GET form for simple clients.
 	resp = do(t, "GET", e.url+"/v1/decide?userId=d1&placement=hero&placement=recs", readKey, nil, nil)
-	var a decideAnswer
+	var a decide.Answer
 	resp.json(t, &a)
 	if resp.Status != 200 || !a.Known || len(a.Decisions) != 2 {
 		t.Errorf("GET decide: %d %s", resp.Status, resp.Body)

@@ -341,15 +341,7 @@ func checkBoughtTogether(t *testing.T, e *running, truth map[string]int) {
 	if resp.Status != http.StatusOK {
 		t.Fatalf("decide: %d %s", resp.Status, resp.Body)
 	}
-	var a struct {
-		Decisions map[string]struct {
-			Products []struct {
-				ID    string  `json:"product_id"`
-				Name  string  `json:"name"`
-				Score float64 `json:"score"`
-			} `json:"products"`
-		} `json:"decisions"`
-	}
+	var a decide.Answer
 	resp.json(t, &a)
 	got := a.Decisions["also_bought"].Products
 	ranked := make([]string, 0, len(truth))
