@@ -86,16 +86,7 @@ func Load(ctx context.Context, c LoadConfig) (LoadResult, error) {
 				// sends at once and its latency counts the delay.
 				due := start.Add(time.Duration(i) * interval)
 				pace(due)
-				req.Reset()
-				req.SetRequestURI("http://" + c.Addr + c.Path)
-				if c.Authorization != "" {
-					req.Header.Set(fasthttp.HeaderAuthorization, c.Authorization)
-				}
-				if c.Body != nil {
-					req.Header.SetMethod(fasthttp.MethodPost)
-					req.Header.SetContentType("application/json")
-					req.SetBody(c.Body(uint64(i)))
-				}
+				c.request(req, uint64(i))
 				err := client.DoTimeout(req, resp, c.Timeout)
 				lat := time.Since(due)
 				sent.Add(1)
@@ -133,6 +124,40 @@ func pace(due time.Time) {
 	for time.Now().Before(due) {
 		runtime.Gosched()
 	}
+}
+
+// request sets req to the i-th request of the load.
+func (c LoadConfig) request(req *fasthttp.Request, i uint64) {
+	req.Reset()
+	req.SetRequestURI("http://" + c.Addr + c.Path)
+	if c.Authorization != "" {
+		req.Header.Set(fasthttp.HeaderAuthorization, c.Authorization)
+	}
+	if c.Body != nil {
+		req.Header.SetMethod(fasthttp.MethodPost)
+		req.Header.SetContentType("application/json")
+		req.SetBody(c.Body(i))
+	}
+}
+
+// Once sends the load's first request and returns the answer's body,
+// which must have status 200.
+func Once(c LoadConfig) ([]byte, error) {
+	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	c.request(req, 0)
+	timeout := c.Timeout
+	if timeout <= 0 {
+		timeout = 10 * time.Second
+	}
+	if err := fasthttp.DoTimeout(req, resp, timeout); err != nil {
+		return nil, err
+	}
+	if resp.StatusCode() != fasthttp.StatusOK {
+		return nil, fmt.Errorf("status %d: %s", resp.StatusCode(), resp.Body())
+	}
+	return append([]byte(nil), resp.Body()...), nil
 }
 
 // Saturate finds the highest rate the target sustains: it sends as fast as

@@ -26,6 +26,9 @@ func TestLoadAgainstBaseline(t *testing.T) {
 	if !(r.P50 > 0 && r.P50 <= r.P90 && r.P90 <= r.P99 && r.P99 <= r.P999 && r.P999 <= r.Max) {
 		t.Errorf("percentiles out of order: %+v", r)
 	}
+	if body, err := Once(c); err != nil || string(body) != `{"ok":true}` {
+		t.Errorf("one request: %s, %v", body, err)
+	}
 	sat, err := Saturate(context.Background(), c, 300*time.Millisecond)
 	if err != nil || sat <= 0 {
 		t.Errorf("saturating rate %v, %v", sat, err)

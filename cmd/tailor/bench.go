@@ -25,12 +25,12 @@ import (
 
 func benchCommand() *command {
 	var (
-		events  int
-		profile string
-		asJSON  bool
-		seed    uint64
-		workers int
-		dec     decideBench
+		events    int
+		profile   string
+		asJSON    bool
+		seed      uint64
+		customers int
+		dec       decideBench
 	)
 	return &command{
 		name: "bench",
@@ -42,7 +42,7 @@ func benchCommand() *command {
 			fs.BoolVar(&asJSON, "json", false, "ingest, decide: print the result as JSON")
 			fs.StringVar(&profile, "cpuprofile", "", "ingest: write a CPU profile of the run to this file (go tool pprof)")
 			fs.Uint64Var(&seed, "seed", 1, "ingest: workload seed")
-			fs.IntVar(&workers, "customers", 100_000, "ingest, decide: distinct customers in the workload")
+			fs.IntVar(&customers, "customers", 100_000, "ingest, decide: distinct customers in the workload")
 			fs.StringVar(&dec.addr, "engine", "", "decide: host:port of a running engine's HTTP API (default: start one in process with the config and seed it)")
 			fs.StringVar(&dec.key, "key", "", "decide: read or decide key (default: the config's first read key)")
 			fs.StringVar(&dec.placements, "placements", "home_hero,cart_banner,also_bought", "decide: comma-separated placements asked in each call")
@@ -77,9 +77,9 @@ func benchCommand() *command {
 					}
 					defer pprof.StopCPUProfile()
 				}
-				return benchIngest(ctx, cfg, events, seed, workers, asJSON, stdout, stderr)
+				return benchIngest(ctx, cfg, events, seed, customers, asJSON, stdout, stderr)
 			case "decide":
-				dec.customers, dec.asJSON = workers, asJSON
+				dec.customers, dec.asJSON = customers, asJSON
 				return benchDecide(ctx, cfg, dec, stdout, stderr)
 			case "":
 				return errors.New("name a benchmark: ingest, decide or retail-events (tailor bench --help)")

@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/valyala/fasthttp"
 
 	"github.com/tailorcdp/tailor/bench"
 	"github.com/tailorcdp/tailor/bench/workload"
@@ -90,7 +89,7 @@ func benchDecide(ctx context.Context, cfg *config.Config, o decideBench, stdout,
 		Body:          func(i uint64) []byte { return bodies[i%uint64(len(bodies))] }}
 
 	// The baseline answers a real decide answer's bytes, fixed.
-	sample, err := fetchOnce(load)
+	sample, err := bench.Once(load)
 	if err != nil {
 		return fmt.Errorf("decide at %s: %w", addr, err)
 	}
@@ -191,24 +190,6 @@ func seedProfiles(ctx context.Context, e *engine.Engine, o decideBench, progress
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-}
-
-// fetchOnce makes one decide call and returns its answer.
-func fetchOnce(c bench.LoadConfig) ([]byte, error) {
-	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
-	defer fasthttp.ReleaseRequest(req)
-	defer fasthttp.ReleaseResponse(resp)
-	req.SetRequestURI("http://" + c.Addr + c.Path)
-	req.Header.SetMethod(fasthttp.MethodPost)
-	req.Header.Set(fasthttp.HeaderAuthorization, c.Authorization)
-	req.SetBody(c.Body(0))
-	if err := fasthttp.DoTimeout(req, resp, 10*time.Second); err != nil {
-		return nil, err
-	}
-	if resp.StatusCode() != fasthttp.StatusOK {
-		return nil, fmt.Errorf("status %d: %s", resp.StatusCode(), resp.Body())
-	}
-	return append([]byte(nil), resp.Body()...), nil
 }
 
 // machine describes the CPU this runs on.
