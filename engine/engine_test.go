@@ -518,7 +518,7 @@ func TestAggregates(t *testing.T) {
 }
 
 // TestSegments declares segments in the config and reads membership from
-// the profile API as events arrive.
+// the profile API as events arrive, and as time alone passes.
 func TestSegments(t *testing.T) {
 	cfg := testConfig(t, testkafka.Brokers(t), testkafka.Prefix(t), t.TempDir())
 	cfg.Aggregates = map[string]config.Aggregate{
@@ -527,6 +527,7 @@ func TestSegments(t *testing.T) {
 	cfg.Segments = map[string]string{
 		"cart_abandoner": `cart_adds_1h > 0 && since("Order Completed") > 30m`,
 		"french_adult":   `traits.country == "FR" && traits.age >= 18`,
+		"just_added":     `since("Product Added") < 3s`,
 	}
 	e := startEngine(t, cfg)
 	if resp := e.post(t, "/v1/batch", `{"batch": [
@@ -535,28 +536,36 @@ func TestSegments(t *testing.T) {
 		t.Fatalf("batch: %d %s", resp.Status, resp.Body)
 	}
 	p := e.waitProfile(t, "seg", func(v state.View) bool { return v.Events["Product Added"] == 1 })
-	if len(p.Segments) != 2 || p.Segments["cart_abandoner"].IsZero() || p.Segments["french_adult"].IsZero() {
-		t.Errorf("segments %v, want cart_abandoner and french_adult", p.Segments)
+	if len(p.Segments) != 3 || p.Segments["cart_abandoner"].IsZero() || p.Segments["french_adult"].IsZero() || p.Segments["just_added"].IsZero() {
+		t.Errorf("segments %v, want cart_abandoner, french_adult and just_added", p.Segments)
 	}
+	added := p.LastSeen
 	if resp := e.post(t, "/v1/track", `{"userId": "seg", "event": "Order Completed", "properties": {"order_id": "1", "total": 9}}`); resp.Status != http.StatusOK {
 		t.Fatalf("track: %d %s", resp.Status, resp.Body)
 	}
 	p = e.waitProfile(t, "seg", func(v state.View) bool { return v.Orders.Count == 1 })
-	if _, in := p.Segments["cart_abandoner"]; in || len(p.Segments) != 1 {
-		t.Errorf("after the order: segments %v, want french_adult only", p.Segments)
+	if _, in := p.Segments["cart_abandoner"]; in || len(p.Segments) != 2 {
+		t.Errorf("after the order: segments %v, want french_adult and just_added", p.Segments)
 	}
+	// Three seconds after the cart add, with no new event, the profile
+	// leaves just_added.
+	e.waitProfile(t, "seg", func(v state.View) bool { return len(v.Segments) == 1 })
 
-	// Each change is one record on the segments topic, in order.
-	recs := testkafka.Consume(t, cfg.Kafka.Brokers, e.Topics().Segments, 3, 20*time.Second)
+	// Each change is one record on the segments topic, in order; the one
+	// time made carries no messageId.
+	recs := testkafka.Consume(t, cfg.Kafka.Brokers, e.Topics().Segments, 5, 20*time.Second)
 	var got []string
-	for _, r := range recs {
+	for i, r := range recs {
 		var c stream.SegmentChange
-		if err := json.Unmarshal(r.Value, &c); err != nil || string(r.Key) != "seg" || c.Key != "seg" || c.MessageID == "" || c.Time.IsZero() {
+		if err := json.Unmarshal(r.Value, &c); err != nil || string(r.Key) != "seg" || c.Key != "seg" || (c.MessageID == "") != (i == 4) || c.Time.IsZero() {
 			t.Errorf("change record %q %s: %v", r.Key, r.Value, err)
+		}
+		if i == 4 && c.Time.Before(added.Add(3*time.Second)) {
+			t.Errorf("just_added exited at %v, before the 3 s since the cart add at %v were over", c.Time, added)
 		}
 		got = append(got, c.Change+" "+c.Segment)
 	}
-	if want := "entered french_adult, entered cart_abandoner, exited cart_abandoner"; strings.Join(got, ", ") != want {
+	if want := "entered french_adult, entered cart_abandoner, entered just_added, exited cart_abandoner, exited just_added"; strings.Join(got, ", ") != want {
 		t.Errorf("changes %q, want %q", strings.Join(got, ", "), want)
 	}
 
@@ -566,7 +575,7 @@ func TestSegments(t *testing.T) {
 	}
 	e.waitProfile(t, "seg2", func(v state.View) bool { return len(v.Segments) == 1 })
 	resp := do(t, "GET", e.url+"/v1/segments", readKey, nil, nil)
-	if want := `{"segments":[{"name":"cart_abandoner","rule":"cart_adds_1h > 0 && since(\"Order Completed\") > 30m","size":0},{"name":"french_adult","rule":"traits.country == \"FR\" && traits.age >= 18","size":2}]}`; resp.Status != http.StatusOK || string(resp.Body) != want {
+	if want := `{"segments":[{"name":"cart_abandoner","rule":"cart_adds_1h > 0 && since(\"Order Completed\") > 30m","size":0},{"name":"french_adult","rule":"traits.country == \"FR\" && traits.age >= 18","size":2},{"name":"just_added","rule":"since(\"Product Added\") < 3s","size":0}]}`; resp.Status != http.StatusOK || string(resp.Body) != want {
 		t.Errorf("GET /v1/segments: %d\n%s\nwant\n%s", resp.Status, resp.Body, want)
 	}
 }

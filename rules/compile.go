@@ -112,6 +112,9 @@ type Env interface {
 type Field struct {
 	Name string
 	Type Type
+	// Expires says the value changes with time alone, as events leave a
+	// sliding window.
+	Expires bool
 }
 
 // Schema is what rules may refer to by name.
@@ -135,7 +138,9 @@ type Deps struct {
 	Interests  []string // categories
 	Consents   []string // purposes
 	RFM        bool
-	Clock      bool // now() or since(): the result changes with time
+	// Clock: the result can change with time alone, no event arriving:
+	// the rule reads now(), since(), a windowed aggregate or rfm.recency.
+	Clock bool
 }
 
 func addName(list []string, name string) []string {
@@ -206,6 +211,9 @@ type expr struct {
 	n   func(Env) (float64, bool) // TypeNumber, TypeDuration, TypeTime
 	s   func(Env) (string, bool)  // TypeString
 	v   func(Env) Value           // TypeDynamic, TypeList
+	// How time alone moves the value (see time.go); nil when it does not.
+	lin  linFunc  // numbers moving with the clock
+	next nextFunc // the next jump or crossing
 }
 
 func boolExpr(f func(Env) bool) expr { return expr{typ: TypeBool, b: f} }
@@ -366,7 +374,12 @@ func (c *compiler) ident(n *identNode) (expr, error) {
 	for i, a := range c.schema.Aggregates {
 		if a.Name == n.name {
 			c.deps.Aggregates = addIndex(c.deps.Aggregates, i)
-			return numExpr(a.Type, func(env Env) (float64, bool) { return env.Aggregate(i) }), nil
+			e := numExpr(a.Type, func(env Env) (float64, bool) { return env.Aggregate(i) })
+			if a.Expires {
+				c.deps.Clock = true
+				e.next = func(env TimeEnv) float64 { return env.AggregateNext(i) }
+			}
+			return e, nil
 		}
 	}
 	return expr{}, c.errorf(n, "unknown name %q: not an aggregate, and not traits, properties, context or rfm", n.name)
@@ -408,7 +421,12 @@ func (c *compiler) member(n *memberNode) (expr, error) {
 			return expr{}, c.errorf(n, "unknown field rfm.%s: want r, f, m, recency, frequency or monetary", strings.Join(path, "."))
 		}
 		c.deps.RFM = true
-		return numExpr(TypeNumber, func(env Env) (float64, bool) { return env.RFM(f) }), nil
+		e := numExpr(TypeNumber, func(env Env) (float64, bool) { return env.RFM(f) })
+		if f == RFMRecency {
+			c.deps.Clock = true
+			e.next = func(env TimeEnv) float64 { return env.RFMNext(f) }
+		}
+		return e, nil
 	}
 	return expr{}, c.errorf(root, "unknown name %q: fields can be read from traits, properties, context and rfm", root.name)
 }
@@ -444,7 +462,9 @@ func (c *compiler) call(n *callNode) (expr, error) {
 	switch n.fn {
 	case "now":
 		c.deps.Clock = true
-		return numExpr(TypeTime, func(env Env) (float64, bool) { return unixSeconds(env.Now()), true }), nil
+		e := numExpr(TypeTime, func(env Env) (float64, bool) { return unixSeconds(env.Now()), true })
+		e.lin = func(env TimeEnv) (float64, float64, bool) { return unixSeconds(env.Now()), 1, true }
+		return e, nil
 	case "since":
 		name, err := c.stringLiteral(n, 0)
 		if err != nil {
@@ -452,7 +472,7 @@ func (c *compiler) call(n *callNode) (expr, error) {
 		}
 		c.deps.Events = addName(c.deps.Events, name)
 		c.deps.Clock = true
-		return numExpr(TypeDuration, func(env Env) (float64, bool) {
+		since := func(env Env) (float64, bool) {
 			t, ok := env.LastEvent(name)
 			if !ok {
 				// Never is longer ago than any window: "no order in the
@@ -460,7 +480,16 @@ func (c *compiler) call(n *callNode) (expr, error) {
 				return math.Inf(1), true
 			}
 			return env.Now().Sub(t).Seconds(), true
-		}), nil
+		}
+		e := numExpr(TypeDuration, since)
+		e.lin = func(env TimeEnv) (float64, float64, bool) {
+			v, ok := since(env)
+			if math.IsInf(v, 1) {
+				return v, 0, ok // stays never until an event
+			}
+			return v, 1, ok
+		}
+		return e, nil
 	case "duration":
 		s, err := c.stringLiteral(n, 0)
 		if err != nil {
@@ -570,7 +599,9 @@ func (c *compiler) unary(n *unaryNode) (expr, error) {
 			return expr{}, c.errorf(n, "! needs true/false, not %s", x.typ)
 		}
 		f := x.boolean()
-		return boolExpr(func(env Env) bool { return !f(env) }), nil
+		e := boolExpr(func(env Env) bool { return !f(env) })
+		e.next = x.next
+		return e, nil
 	}
 	if x.typ != TypeNumber && x.typ != TypeDuration && x.typ != TypeDynamic {
 		return expr{}, c.errorf(n, "- needs a number or a duration, not %s", x.typ)
@@ -580,7 +611,12 @@ func (c *compiler) unary(n *unaryNode) (expr, error) {
 		typ = TypeNumber
 	}
 	f := x.number(typ.kind())
-	return numExpr(typ, func(env Env) (float64, bool) { v, ok := f(env); return -v, ok }), nil
+	e := numExpr(typ, func(env Env) (float64, bool) { v, ok := f(env); return -v, ok })
+	e.next = x.next
+	if lin := x.lin; lin != nil {
+		e.lin = func(env TimeEnv) (float64, float64, bool) { v, s, ok := lin(env); return -v, -s, ok }
+	}
+	return e, nil
 }
 
 func (c *compiler) binary(n *binaryNode) (expr, error) {
@@ -600,10 +636,12 @@ func (c *compiler) binary(n *binaryNode) (expr, error) {
 			}
 		}
 		a, b := x.boolean(), y.boolean()
+		e := boolExpr(func(env Env) bool { return a(env) || b(env) })
 		if n.op == "&&" {
-			return boolExpr(func(env Env) bool { return a(env) && b(env) }), nil
+			e = boolExpr(func(env Env) bool { return a(env) && b(env) })
 		}
-		return boolExpr(func(env Env) bool { return a(env) || b(env) }), nil
+		e.next = earliest(x.next, y.next)
+		return e, nil
 	case "==", "!=", "<", "<=", ">", ">=":
 		return c.comparison(n, x, y)
 	case "in":
@@ -635,7 +673,7 @@ func (c *compiler) comparison(n *binaryNode, x, y expr) (expr, error) {
 	switch typ {
 	case TypeNumber, TypeDuration, TypeTime:
 		a, b := x.number(typ.kind()), y.number(typ.kind())
-		return boolExpr(func(env Env) bool {
+		e := boolExpr(func(env Env) bool {
 			u, ok1 := a(env)
 			v, ok2 := b(env)
 			if !ok1 || !ok2 || u != u || v != v { // missing or NaN
@@ -648,7 +686,9 @@ func (c *compiler) comparison(n *binaryNode, x, y expr) (expr, error) {
 				return test(1)
 			}
 			return test(0)
-		}), nil
+		})
+		e.next = crossing(x, y, typ.kind())
+		return e, nil
 	case TypeString:
 		a, b := x.str(), y.str()
 		return boolExpr(func(env Env) bool {
@@ -659,7 +699,7 @@ func (c *compiler) comparison(n *binaryNode, x, y expr) (expr, error) {
 	}
 	// Booleans, lists and two dynamic values: compare boxed values.
 	a, b := x.value(), y.value()
-	return boolExpr(func(env Env) bool {
+	e := boolExpr(func(env Env) bool {
 		u, v := a(env), b(env)
 		if u.Kind == KindNull || v.Kind == KindNull {
 			return false
@@ -672,7 +712,9 @@ func (c *compiler) comparison(n *binaryNode, x, y expr) (expr, error) {
 		}
 		c, ok := compare(u, v)
 		return ok && test(c)
-	}), nil
+	})
+	e.next = earliest(x.next, y.next)
+	return e, nil
 }
 
 func cmpTest(op string) func(int) bool {
@@ -701,7 +743,7 @@ func (c *compiler) in(n *binaryNode, x, y expr) (expr, error) {
 		}
 	}
 	a, b := x.value(), y.value()
-	return boolExpr(func(env Env) bool {
+	e := boolExpr(func(env Env) bool {
 		v, list := a(env), b(env)
 		if list.Kind != KindList || v.Kind == KindNull {
 			return false
@@ -712,7 +754,9 @@ func (c *compiler) in(n *binaryNode, x, y expr) (expr, error) {
 			}
 		}
 		return false
-	}), nil
+	})
+	e.next = earliest(x.next, y.next)
+	return e, nil
 }
 
 func pluralOf(t Type) string {
@@ -764,6 +808,23 @@ func (c *compiler) arithmetic(n *binaryNode, x, y expr) (expr, error) {
 		return expr{}, c.errorf(n, "cannot apply %s to %s and %s", n.op, x.typ, y.typ)
 	}
 	a, b := x.number(xt.kind()), y.number(yt.kind())
+	lin := arithmeticLin(n.op, x, y, xt.kind(), yt.kind())
+	next := earliest(x.next, y.next)
+	if n.op == "%" && lin != nil {
+		// The remainder jumps back when the dividend reaches a multiple.
+		next = earliest(next, func(env TimeEnv) float64 {
+			r, s, ok := lin(env)
+			v, _ := b(env)
+			if !ok || s == 0 {
+				return math.Inf(1)
+			}
+			gap := math.Abs(v) - math.Abs(r)
+			if s < 0 {
+				gap = math.Abs(r)
+			}
+			return unixSeconds(env.Now()) + gap/math.Abs(s)
+		})
+	}
 	var op func(u, v float64) float64
 	switch n.op {
 	case "+":
@@ -777,7 +838,7 @@ func (c *compiler) arithmetic(n *binaryNode, x, y expr) (expr, error) {
 	default:
 		op = math.Mod
 	}
-	return numExpr(result, func(env Env) (float64, bool) {
+	e := numExpr(result, func(env Env) (float64, bool) {
 		u, ok1 := a(env)
 		v, ok2 := b(env)
 		if !ok1 || !ok2 {
@@ -787,5 +848,7 @@ func (c *compiler) arithmetic(n *binaryNode, x, y expr) (expr, error) {
 		// Division by zero and the like give no value, so that no
 		// comparison with them holds.
 		return r, !math.IsNaN(r) && !math.IsInf(r, 0)
-	}), nil
+	})
+	e.lin, e.next = lin, next
+	return e, nil
 }

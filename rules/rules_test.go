@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"math"
 	"reflect"
 	"strings"
 	"testing"
@@ -20,9 +21,24 @@ type fakeEnv struct {
 	interests  map[string]float64
 	segments   []bool
 	consents   map[string]bool
+	at         time.Time // Now, when set
+	aggNext    []float64 // AggregateNext, Unix seconds
+	rfmNext    float64   // RFMNext of rfm.recency
 }
 
-func (e *fakeEnv) Now() time.Time               { return now }
+func (e *fakeEnv) Now() time.Time {
+	if !e.at.IsZero() {
+		return e.at
+	}
+	return now
+}
+func (e *fakeEnv) AggregateNext(i int) float64 { return e.aggNext[i] }
+func (e *fakeEnv) RFMNext(f int) float64 {
+	if f != RFMRecency {
+		return math.Inf(1)
+	}
+	return e.rfmNext
+}
 func (e *fakeEnv) Trait(name string) Value      { return e.traits[name] }
 func (e *fakeEnv) Property(path []string) Value { return e.props[strings.Join(path, ".")] }
 func (e *fakeEnv) Context(path []string) Value  { return e.context[strings.Join(path, ".")] }
@@ -40,7 +56,12 @@ func (e *fakeEnv) Segment(i int) bool               { return e.segments[i] }
 func (e *fakeEnv) Consent(purpose string) bool      { return e.consents[purpose] }
 
 var schema = &Schema{
-	Aggregates: []Field{{"cart_adds_1h", TypeNumber}, {"shoe_views_7d", TypeNumber}, {"first_order", TypeTime}, {"empty_sum", TypeNumber}},
+	Aggregates: []Field{
+		{Name: "cart_adds_1h", Type: TypeNumber, Expires: true},
+		{Name: "shoe_views_7d", Type: TypeNumber, Expires: true},
+		{Name: "first_order", Type: TypeTime},
+		{Name: "empty_sum", Type: TypeNumber},
+	},
 	Segments:   []string{"champions", "vip"},
 }
 
@@ -58,6 +79,8 @@ func env() *fakeEnv {
 		interests:  map[string]float64{"shoes": 0.62},
 		segments:   []bool{true, false},
 		consents:   map[string]bool{"personalisation": true},
+		aggNext:    []float64{unixSeconds(now.Add(5 * time.Minute)), unixSeconds(now.Add(6 * time.Hour)), math.Inf(1), math.Inf(1)},
+		rfmNext:    unixSeconds(now.Add(7 * time.Hour)),
 	}
 }
 
@@ -191,6 +214,70 @@ func TestDeps(t *testing.T) {
 	}
 }
 
+// TestNextChange checks when rules say time alone may change them, and
+// that the result really flips there and not before.
+func TestNextChange(t *testing.T) {
+	tests := []struct {
+		src   string
+		after time.Duration // from now; 0: time alone changes nothing
+		flips bool          // the result differs at the instant
+	}{
+		// Product Added was 20 minutes ago.
+		{`since("Product Added") < 1h`, 40 * time.Minute, true},
+		{`since("Product Added") >= 30m`, 10 * time.Minute, true},
+		{`!(since("Product Added") < 1h)`, 40 * time.Minute, true},
+		{`since("Product Added") / 2 > 15m`, 10 * time.Minute, true},
+		{`-since("Product Added") < -30m`, 10 * time.Minute, true},
+		{`since("Product Added") + 1h > since("Order Completed")`, 0, false}, // parallel lines
+		{`now() - first_order > 72h`, 24 * time.Hour, true},
+		{`now() > first_order + 3d`, 24 * time.Hour, true},
+		// A crossing in the past, and a bound never reached.
+		{`since("Order Completed") > 2h`, 0, false},
+		{`since("Never") < 1h`, 0, false},
+		// Jumps: an event leaving a window, another day of recency.
+		{`cart_adds_1h > 0`, 5 * time.Minute, false},
+		{`shoe_views_7d > 0 && since("Product Added") < 1h`, 40 * time.Minute, true},
+		{`cart_adds_1h > 0 || since("Product Added") < 1h`, 5 * time.Minute, false},
+		{`rfm.recency > 30`, 7 * time.Hour, false},
+		{`cart_adds_1h in [1, 2]`, 5 * time.Minute, false},
+		// Nothing that moves with time.
+		{`traits.age > 18`, 0, false},
+		{`empty_sum > 3 && first_order < now() - 1d`, 0, false}, // crossed a day ago
+		{`rfm.r >= 4 && interest("shoes") > 0.3`, 0, false},
+	}
+	for _, tt := range tests {
+		r, err := Compile("t", tt.src, schema, TypeBool)
+		if err != nil {
+			t.Fatalf("%s: %v", tt.src, err)
+		}
+		e := env()
+		at, ok := r.NextChange(e)
+		if tt.after == 0 {
+			if ok {
+				t.Errorf("%s: next change at now+%v, want none", tt.src, at.Sub(now))
+			}
+			continue
+		}
+		want := now.Add(tt.after)
+		if !ok || at.Before(want) || at.Sub(want) > 2*time.Millisecond {
+			t.Errorf("%s: next change at %v (ok %v), want now+%v", tt.src, at.Sub(now), ok, tt.after)
+			continue
+		}
+		if !tt.flips {
+			continue
+		}
+		before := r.Match(e)
+		e.at = at.Add(-2 * time.Millisecond)
+		if r.Match(e) != before {
+			t.Errorf("%s: flipped before %v", tt.src, tt.after)
+		}
+		e.at = at
+		if r.Match(e) == before {
+			t.Errorf("%s: still %v at now+%v", tt.src, before, at.Sub(now))
+		}
+	}
+}
+
 // FuzzCompile feeds arbitrary rules to the compiler and evaluates what
 // compiles: no panic, no hang, errors are *Error with a position.
 func FuzzCompile(f *testing.F) {
@@ -212,6 +299,9 @@ func FuzzCompile(f *testing.F) {
 			return
 		}
 		r.Eval(e)
+		if at, ok := r.NextChange(e); ok && at.Before(now) {
+			t.Fatalf("next change %v is before now", at)
+		}
 	})
 }
 

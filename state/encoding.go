@@ -47,6 +47,7 @@ const (
 	fieldOffer          = 20 // message {1: offer id, 2: clicked ms, 3: converted ms, 4: touched ms, 5: decision hashes packed fixed64, 6: their ms packed zigzag deltas, 7: their feedback flags, one byte each}, repeated
 	fieldViewed         = 21 // bytes, repeated: product ids viewed, oldest first
 	fieldBought         = 22 // bytes, repeated: product ids bought, oldest first
+	fieldWakeAt         = 23 // varint ms: when time alone may next change a segment
 )
 
 // Fields of an aggregate bucket message.
@@ -105,6 +106,7 @@ func (p *Profile) AppendEncode(dst []byte) []byte {
 	b = appendVarint(b, fieldLastOrderAt, uint64(p.LastOrderAt))
 	b = appendVarint(b, fieldRefunds, p.Refunds)
 	b = appendFloat(b, fieldRefundedAmount, p.RefundedAmount)
+	b = appendVarint(b, fieldWakeAt, uint64(p.WakeAt))
 	if len(p.recent) > 0 {
 		b = protowire.AppendTag(b, fieldRecentHashes, protowire.BytesType)
 		b = protowire.AppendVarint(b, uint64(8*len(p.recent)))
@@ -325,6 +327,8 @@ func DecodeProfile(data []byte) (*Profile, error) {
 			p.LastOrderAt = int64(v)
 		case num == fieldRefunds && typ == protowire.VarintType:
 			p.Refunds = v
+		case num == fieldWakeAt && typ == protowire.VarintType:
+			p.WakeAt = int64(v)
 		case num == fieldRefundedAmount && typ == protowire.Fixed64Type:
 			p.RefundedAmount = math.Float64frombits(v)
 		case num == fieldRecentHashes && typ == protowire.BytesType:

@@ -66,6 +66,10 @@ type Profile struct {
 	// Segments holds the segments the profile is in, with the time it
 	// entered each (Unix ms).
 	Segments map[string]int64
+	// WakeAt is when time alone may next change a segment membership (a
+	// window sliding past an event, a since() bound reached), Unix ms; 0
+	// for never. The store's schedule holds the profile at that instant.
+	WakeAt int64
 
 	// interests holds the decayed affinity per category; consents the
 	// latest choice per consent purpose.

@@ -3,6 +3,7 @@ package state
 import (
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"sort"
 	"strings"
@@ -29,12 +30,17 @@ type Segment struct {
 	// something that changes with time alone (now(), since(), a windowed
 	// aggregate), so every event re-evaluates it.
 	always bool
+	// timed: time alone changes the rule's result, so the profile is
+	// scheduled for its next change. A rule that also reads the event is
+	// not: its membership is decided by events.
+	timed bool
 }
 
 // Inputs says what applying an event changed in a profile, so that only
 // the segments reading those inputs are re-evaluated.
 type Inputs struct {
-	All       bool   // a new profile, or no event: evaluate everything
+	All       bool   // a new profile: evaluate everything
+	Time      bool   // no event, time alone moved: evaluate the timed segments
 	Traits    bool   // an identify call
 	Event     string // a track call's name, for since()
 	Aggs      []bool // aggregates updated, indexed like Aggregates.List
@@ -47,6 +53,20 @@ type Inputs struct {
 // segments changed earlier in this pass.
 func (seg *Segment) needs(in *Inputs, changed []bool) bool {
 	d := &seg.Rule.Deps
+	if in.Time {
+		if seg.timed {
+			return true
+		}
+		if len(d.Properties) > 0 || len(d.Context) > 0 {
+			return false // decided by events only
+		}
+		for _, i := range d.Segments {
+			if changed[i] {
+				return true
+			}
+		}
+		return false
+	}
 	switch {
 	case in.All, seg.always,
 		in.Traits && len(d.Traits) > 0,
@@ -77,6 +97,7 @@ type Segments struct {
 	order  []*Segment
 	names  []string // the schema's: sorted
 	rfm    bool     // a segment reads rfm.*: evaluations need the quintiles
+	timed  bool     // a segment changes with time alone
 	aggs   []*Aggregate
 	schema *rules.Schema
 }
@@ -99,7 +120,7 @@ func CompileSegments(decls []SegmentConfig, aggs *Aggregates) (*Segments, error)
 		if a.Spec.Func == FirstSeen || a.Spec.Func == LastSeen {
 			t = rules.TypeTime
 		}
-		schema.Aggregates = append(schema.Aggregates, rules.Field{Name: a.Name, Type: t})
+		schema.Aggregates = append(schema.Aggregates, rules.Field{Name: a.Name, Type: t, Expires: a.Spec.Window > 0})
 	}
 	for _, d := range decls {
 		s.names = append(s.names, d.Name)
@@ -122,12 +143,10 @@ func CompileSegments(decls []SegmentConfig, aggs *Aggregates) (*Segments, error)
 		}
 		seg := &Segment{Name: d.Name, Rule: r, index: i}
 		dp := r.Deps
-		seg.always = dp.Clock || len(dp.Properties) > 0 || len(dp.Context) > 0
-		for _, a := range dp.Aggregates {
-			if s.aggs[a].Spec.Window > 0 {
-				seg.always = true // its value moves with time
-			}
-		}
+		readsEvent := len(dp.Properties) > 0 || len(dp.Context) > 0
+		seg.always = dp.Clock || readsEvent
+		seg.timed = dp.Clock && !readsEvent
+		s.timed = s.timed || seg.timed
 		byIndex[i] = seg
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -180,6 +199,26 @@ func (s *Segments) List() []*Segment {
 		return nil
 	}
 	return s.order
+}
+
+// wakeAt returns when time alone may next change one of p's segments
+// (Unix ms), as seen at env's instant, or 0 for never. env must have been
+// reset for p by evaluate.
+func (s *Segments) wakeAt(env *RuleEnv) int64 {
+	if s == nil || !s.timed {
+		return 0
+	}
+	env.props, env.ctx = nil, nil
+	next := int64(0)
+	for _, seg := range s.order {
+		if !seg.timed {
+			continue
+		}
+		if at, ok := seg.Rule.NextChange(env); ok && (next == 0 || at.UnixMilli() < next) {
+			next = at.UnixMilli()
+		}
+	}
+	return next
 }
 
 // evaluate re-evaluates every segment of the profile at now (with ev, the
@@ -329,6 +368,28 @@ func (e *RuleEnv) LastEvent(name string) (time.Time, bool) {
 }
 
 func (e *RuleEnv) RFM(field int) (float64, bool) { return e.p.RFM(field, e.quintiles, e.now) }
+
+func (e *RuleEnv) AggregateNext(i int) float64 {
+	a := e.aggs[i]
+	st := e.p.aggregates[a.Name]
+	if st == nil || st.fingerprint != a.fingerprint {
+		return math.Inf(1)
+	}
+	at, ok := st.w.NextChange(a.Spec, e.now.UnixMilli())
+	if !ok {
+		return math.Inf(1)
+	}
+	return float64(at) / 1000
+}
+
+func (e *RuleEnv) RFMNext(field int) float64 {
+	if field != rules.RFMRecency || e.p.Orders == 0 {
+		return math.Inf(1)
+	}
+	day := rfmDay.Milliseconds()
+	days := floorDiv(e.now.UnixMilli()-e.p.LastOrderAt, day)
+	return float64(e.p.LastOrderAt+(days+1)*day) / 1000
+}
 
 func (e *RuleEnv) Interest(category string) float64 {
 	return e.p.Affinity(e.interests, category, e.now)

@@ -159,6 +159,17 @@ func TestSegmentNeeds(t *testing.T) {
 		{"consent", Inputs{Consent: true}, []string{"ads"}},
 		{"new profile", Inputs{All: true}, []string{"adult", "ads", "adult_buyer", "buyer", "champion", "shoes"}},
 	}
+	// Time alone re-evaluates the segments reading the clock, not those
+	// decided by events.
+	needed := map[string]bool{}
+	for _, s := range segs.List() {
+		if s.needs(&Inputs{Time: true}, make([]bool, len(segs.names))) {
+			needed[s.Name] = true
+		}
+	}
+	if len(needed) != 2 || !needed["browsing"] || !needed["recent"] {
+		t.Errorf("time alone re-evaluates %v, want browsing and recent", needed)
+	}
 	for _, tc := range tests {
 		changed := make([]bool, len(segs.names))
 		var got []string
@@ -179,5 +190,170 @@ func TestSegmentNeeds(t *testing.T) {
 	changed[byName["adult"].index] = true
 	if !byName["adult_buyer"].needs(&Inputs{}, changed) {
 		t.Error("adult_buyer not re-evaluated after adult changed")
+	}
+}
+
+// TestWake scripts events and the passing of time with a fake clock: the
+// store schedules each profile for the instant time alone may change its
+// segments, and Wake applies those changes at that instant with no event.
+func TestWake(t *testing.T) {
+	aggs, err := CompileAggregates([]AggregateConfig{
+		{Name: "cart_adds_1h", Event: "Product Added", Func: "count", Window: time.Hour},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	segs, err := CompileSegments([]SegmentConfig{
+		{"cart_1h", `cart_adds_1h > 0`},
+		{"abandoned", `since("Product Added") < 2h && since("Order Completed") > since("Product Added")`},
+		{"lapsed", `since("Order Completed") > 3h && since("Order Completed") < 1000d`},
+		{"lapsed_fr", `segment("lapsed") && traits.country == "FR"`},
+		{"on_sale", `properties.sale == true && since("Product Added") < 1h`}, // decided by events
+	}, aggs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := t0 // a whole hour: window buckets start on it
+	o := DefaultOptions()
+	o.MemTableSize, o.BlockCacheSize = 4<<20, 1<<20
+	o.Aggregates, o.Segments, o.Now = aggs, segs, func() time.Time { return clock }
+	dir := t.TempDir()
+	s, err := Open(dir, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { s.Close() }()
+	p := event.NewParser(event.DefaultLimits())
+	offset := int64(0)
+	changes := func(b *Batch) string {
+		var got []string
+		for _, c := range b.Changes() {
+			sign := "-"
+			if c.Entered {
+				sign = "+"
+			}
+			if c.MessageID != "" || !c.At.Equal(clock) {
+				t.Errorf("change %+v: want no messageId and the time %v", c, clock)
+			}
+			got = append(got, c.Key+sign+c.Segment)
+		}
+		return strings.Join(got, " ")
+	}
+	send := func(at time.Duration, user, ev string) string {
+		t.Helper()
+		clock = t0.Add(at)
+		e, err := p.Parse([]byte(`{"userId": "`+user+`", "timestamp": "`+clock.Format(time.RFC3339)+`", `+ev+`}`), 0, clock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.MessageID = ""
+		b := s.Begin()
+		if _, err := b.Apply(&e); err != nil {
+			t.Fatal(err)
+		}
+		got := changes(b)
+		offset++
+		if err := b.Commit(offset); err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	wake := func(at time.Duration, limit int) (string, int) {
+		t.Helper()
+		clock = t0.Add(at)
+		b := s.Begin()
+		n, err := b.Wake(clock, limit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := changes(b)
+		if err := b.Commit(offset); err != nil {
+			t.Fatal(err)
+		}
+		return got, n
+	}
+	nextWake := func() time.Duration {
+		at, ok := s.NextWake()
+		if !ok {
+			return -1
+		}
+		return at.Sub(t0)
+	}
+	const ms = time.Millisecond
+	steps := []struct {
+		at        time.Duration
+		user, ev  string // empty: time alone, a wake at at
+		want      string
+		nextWake  time.Duration // -1: none
+		wakeTaken int
+	}{
+		{0, "a", `"type": "identify", "traits": {"country": "FR"}`, "", -1, 0},
+		{time.Minute, "a", `"type": "track", "event": "Product Added"`, "a+abandoned a+cart_1h", 62*time.Minute + ms, 0},
+		{2 * time.Minute, "b", `"type": "track", "event": "Product Added", "properties": {"sale": true}`, "b+abandoned b+cart_1h b+on_sale", 62*time.Minute + ms, 0},
+		{30 * time.Minute, "a", `"type": "track", "event": "Order Completed", "properties": {"total": 5}`, "a-abandoned", 62*time.Minute + ms, 0},
+		// Nothing due yet: a wake takes nobody.
+		{61 * time.Minute, "", "", "", 62*time.Minute + ms, 0},
+		// a's cart add leaves the window (its 2-minute bucket has passed
+		// the hour); b's is in the next bucket. on_sale is decided by
+		// events: time does not touch it.
+		{62*time.Minute + ms, "", "", "a-cart_1h", 64*time.Minute + ms, 1},
+		{64*time.Minute + ms, "", "", "b-cart_1h", 2*time.Hour + time.Minute + ms, 1},
+		// a: Product Added 2 h ago (the abandoned bound; no change, it
+		// has ordered since); b leaves abandoned at 2h2m.
+		{2*time.Hour + time.Minute + ms, "", "", "", 2*time.Hour + 2*time.Minute + ms, 1},
+		{2*time.Hour + 2*time.Minute + ms, "", "", "b-abandoned", 3*time.Hour + 30*time.Minute + ms, 1},
+		// a enters lapsed 3 h after its order, and lapsed_fr with it.
+		{3*time.Hour + 30*time.Minute + ms, "", "", "a+lapsed a+lapsed_fr", 1000*24*time.Hour + 30*time.Minute + ms, 1},
+	}
+	for _, st := range steps {
+		var got string
+		if st.user == "" {
+			var n int
+			got, n = wake(st.at, 100)
+			if n != st.wakeTaken {
+				t.Errorf("wake at %v took %d profiles, want %d", st.at, n, st.wakeTaken)
+			}
+		} else {
+			got = send(st.at, st.user, st.ev)
+		}
+		if got != st.want {
+			t.Errorf("at %v (%s): changes %q, want %q", st.at, st.ev, got, st.want)
+		}
+		if next := nextWake(); next != st.nextWake {
+			t.Errorf("at %v (%s): next wake at %v, want %v", st.at, st.ev, next, st.nextWake)
+		}
+	}
+	if got := s.SegmentSizes(); got["lapsed"] != 1 || got["cart_1h"] != 0 || got["abandoned"] != 0 || got["on_sale"] != 1 {
+		t.Errorf("sizes: %v", got)
+	}
+
+	// The schedule and the last wake survive a restart.
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if s, err = Open(dir, o); err != nil {
+		t.Fatal(err)
+	}
+	if next := nextWake(); next != 1000*24*time.Hour+30*time.Minute+ms {
+		t.Errorf("next wake after reopening: %v", next)
+	}
+	if at, ok, err := s.LastWake(); err != nil || !ok || !at.Equal(t0.Add(3*time.Hour+30*time.Minute+ms)) {
+		t.Errorf("last wake after reopening: %v %v %v", at, ok, err)
+	}
+
+	// A wake takes at most limit profiles, in schedule order; the rest
+	// stay due. (Segments change in evaluation order: by name, after the
+	// segments they read.)
+	for i, u := range []string{"c", "d", "e"} {
+		send(4*time.Hour+time.Duration(i)*time.Minute, u, `"type": "track", "event": "Product Added"`)
+	}
+	if got, n := wake(6*time.Hour, 2); n != 2 || got != "c-abandoned c-cart_1h d-cart_1h" {
+		t.Errorf("limited wake: %q, %d profiles", got, n)
+	}
+	if next := nextWake(); next != 5*time.Hour+4*time.Minute+ms {
+		t.Errorf("next wake after a limited wake: %v", next)
+	}
+	if got, n := wake(6*time.Hour, 2); n != 1 || got != "e-cart_1h" {
+		t.Errorf("second wake: %q, %d profiles", got, n)
 	}
 }

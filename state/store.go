@@ -128,6 +128,8 @@ type Store struct {
 	productsMu sync.RWMutex
 	products   map[string]*Product // immutable values, replaced on commit
 
+	nextWake atomic.Int64 // earliest schedule entry, Unix ms; noWake for none
+
 	stopGC chan struct{}
 	gcDone chan struct{}
 }
@@ -218,6 +220,10 @@ func Open(dir string, o Options) (*Store, error) {
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("read segment sizes, RFM histograms, offer statistics and products in %s: %w", dir, err)
+	}
+	if err := s.loadNextWake(); err != nil {
+		db.Close()
+		return nil, err
 	}
 	go s.runGC()
 	return s, nil
@@ -408,6 +414,10 @@ type Batch struct {
 	inputs   Inputs
 	size     int
 	budget   int
+	// at is the batch's instant, read from the clock once: every event of
+	// the batch is evaluated at it, and the profiles rescheduled from it.
+	at   time.Time
+	woke bool // a Wake batch
 }
 
 // Profile returns the profile of key for modification, creating an empty
@@ -483,6 +493,16 @@ func (b *Batch) Len() int { return len(b.profiles) }
 // applied) atomically, then publishes the changed profiles to readers.
 func (b *Batch) Commit(nextOffset int64) error {
 	defer b.txn.Discard()
+	earliest, err := b.reschedule()
+	if err != nil {
+		return err
+	}
+	if b.woke {
+		v := binary.BigEndian.AppendUint64(nil, uint64(b.at.UnixMilli()))
+		if err := b.txn.SetEntry(badger.NewEntry(keyLastWake, v)); err != nil {
+			return fmt.Errorf("write last wake: %w", err)
+		}
+	}
 	for key, p := range b.profiles {
 		if err := b.txn.SetEntry(badger.NewEntry(profileKey(key), p.AppendEncode(nil))); err != nil {
 			return fmt.Errorf("write profile %q: %w", key, err)
@@ -560,7 +580,15 @@ func (b *Batch) Commit(nextOffset int64) error {
 	if len(pop.Orders)+len(pop.Days)+len(pop.Money) > 0 {
 		b.s.popGen.Add(1)
 	}
-	return nil
+	if b.woke {
+		return b.s.loadNextWake() // the due entries are gone
+	}
+	for {
+		cur := b.s.nextWake.Load()
+		if earliest >= cur || b.s.nextWake.CompareAndSwap(cur, earliest) {
+			return nil
+		}
+	}
 }
 
 // newSizes returns the segment sizes and RFM histogram counts the batch's
@@ -623,12 +651,16 @@ func (s *Store) OfferStats() map[OfferStatKey]OfferCounts {
 	return maps.Clone(s.stats)
 }
 
-// now returns the store's clock.
+// now returns the batch's instant, reading the store's clock the first
+// time.
 func (b *Batch) now() time.Time {
-	if b.s.opts.Now != nil {
-		return b.s.opts.Now()
+	if b.at.IsZero() {
+		b.at = time.Now()
+		if b.s.opts.Now != nil {
+			b.at = b.s.opts.Now()
+		}
 	}
-	return time.Now()
+	return b.at
 }
 
 // Discard drops the batch's changes.
@@ -702,14 +734,20 @@ func (b *Batch) Apply(ev *event.Event) (applied bool, err error) {
 	}
 	b.s.opts.Aggregates.apply(p, ev, t, in.Aggs)
 	b.s.opts.Interests.apply(p, ev)
+	for _, c := range b.evaluate(p, ev, in) {
+		b.changes = append(b.changes, KeyedChange{Key: key, MessageID: ev.MessageID, Change: c})
+	}
+	return true, nil
+}
+
+// evaluate re-evaluates p's segments at the batch's instant, after ev (nil
+// when time alone moved) changed in.
+func (b *Batch) evaluate(p *Profile, ev *event.Event, in *Inputs) []Change {
 	b.env.interests = b.s.opts.Interests
 	if b.s.opts.Quintiles != nil && b.s.opts.Segments.readRFM() {
 		b.env.quintiles = b.s.opts.Quintiles()
 	}
-	for _, c := range b.s.opts.Segments.evaluate(&b.env, p, ev, t, in) {
-		b.changes = append(b.changes, KeyedChange{Key: key, MessageID: ev.MessageID, Change: c})
-	}
-	return true, nil
+	return b.s.opts.Segments.evaluate(&b.env, p, ev, b.now(), in)
 }
 
 // sumCounts returns the calls a profile has seen.

@@ -181,15 +181,20 @@ func (w *Windowed) Value(s WindowSpec, now int64) (v float64, ok bool) {
 	return 0, false
 }
 
-// NextChange returns when the value changes with no new event: when the
-// oldest bucket leaves the window. ok is false when time alone changes
-// nothing (no buckets, or all time).
-func (w *Windowed) NextChange(s WindowSpec) (at int64, ok bool) {
+// NextChange returns when the value next changes at now with no new
+// event: when the oldest bucket still in the window leaves it. ok is false
+// when time alone changes nothing (no buckets left, or all time).
+func (w *Windowed) NextChange(s WindowSpec, now int64) (at int64, ok bool) {
 	width := s.width()
-	if width == 0 || len(w.buckets) == 0 {
+	if width == 0 {
 		return 0, false
 	}
-	return w.buckets[0].start + width + s.Window.Milliseconds(), true
+	for _, b := range w.buckets {
+		if end := b.start + width + s.Window.Milliseconds(); end > now {
+			return end, true
+		}
+	}
+	return 0, false
 }
 
 // addSmallest inserts h into the sorted set, keeping at most k smallest.

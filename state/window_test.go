@@ -49,8 +49,12 @@ func TestWindowScript(t *testing.T) {
 	// the window, with no new event.
 	check(61*time.Minute, 4, 116)
 	check(62*time.Minute, 3, 106)
-	if next, ok := c.NextChange(count); !ok || next != at(62*time.Minute) {
+	if next, ok := c.NextChange(count, at(55*time.Minute)); !ok || next != at(62*time.Minute) {
 		t.Errorf("next change %v %v, want %v", time.UnixMilli(next).UTC(), ok, t0.Add(62*time.Minute))
+	}
+	// Past it, before expiry has dropped the bucket: the next bucket's turn.
+	if next, ok := c.NextChange(count, at(62*time.Minute)); !ok || next != at(72*time.Minute) {
+		t.Errorf("next change after 62m: %v %v, want %v", time.UnixMilli(next).UTC(), ok, t0.Add(72*time.Minute))
 	}
 	check(72*time.Minute, 2, 101)
 	check(92*time.Minute, 1, 1)
@@ -59,7 +63,7 @@ func TestWindowScript(t *testing.T) {
 	if len(c.buckets) != 0 {
 		t.Errorf("%d buckets left after expiry", len(c.buckets))
 	}
-	if _, ok := c.NextChange(count); ok {
+	if _, ok := c.NextChange(count, at(112*time.Minute)); ok {
 		t.Error("an empty window has a next change")
 	}
 }

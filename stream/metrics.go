@@ -14,6 +14,8 @@ type Metrics struct {
 	lag            *prometheus.GaugeVec   // by partition
 	appliedNext    *prometheus.GaugeVec   // next offset to apply, by partition
 	segmentChanges prometheus.Counter
+	wakes          prometheus.Counter   // profiles re-evaluated because time passed
+	wakeDelay      prometheus.Histogram // scheduled instant to re-evaluated
 	reg            prometheus.Registerer
 }
 
@@ -57,7 +59,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Name: "tailor_segment_changes_total",
 		Help: "Segment entered and exited records produced.",
 	})
-	reg.MustRegister(m.events, m.batch, m.delay, m.lag, m.appliedNext, m.segmentChanges)
+	m.wakes = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "tailor_segment_wakes_total",
+		Help: "Profiles whose segments were re-evaluated because time passed (a window slid, a since() bound was reached), with no event.",
+	})
+	m.wakeDelay = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "tailor_segment_wake_delay_seconds",
+		Help:    "Time from the earliest instant a wake batch was due to its changes being committed.",
+		Buckets: prometheus.ExponentialBuckets(0.001, 2, 18),
+	})
+	reg.MustRegister(m.events, m.batch, m.delay, m.lag, m.appliedNext, m.segmentChanges, m.wakes, m.wakeDelay)
 	return m
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -21,7 +22,10 @@ import (
 //
 // A crash between the two leaves the marker ahead of the store. On
 // assignment the processor reads the marker and replays the records up to
-// it without producing their outputs again, which Kafka already holds. A
+// it without producing their outputs again, which Kafka already holds.
+// Changes that time alone makes (state.Batch.Wake) are written the same
+// way, their marker carrying the wake's instant besides the offset: a
+// wake the store has not committed is redone without producing. A
 // crash before step 1 completes aborts the transaction: readers with
 // read_committed isolation never see those records. The transactional id
 // is per group and partition, so an instance that lost the partition but
@@ -55,12 +59,45 @@ func newOutput(client ClientConfig, group string, t Topics, partition int32, pro
 	}, nil
 }
 
-// write produces records and the progress marker next in one transaction.
-func (o *output) write(ctx context.Context, records []*kgo.Record, next int64) error {
+// progress is a progress marker: the offset after the records whose
+// outputs are written, and the instant of the wake (Unix ms) that wrote
+// them, 0 for records.
+type progress struct {
+	next, wake int64
+}
+
+// noProgress is the marker of a partition that has produced nothing.
+var noProgress = progress{next: -1}
+
+func (m progress) encode() []byte {
+	b := strconv.AppendInt(nil, m.next, 10)
+	if m.wake != 0 {
+		b = strconv.AppendInt(append(b, ' '), m.wake, 10)
+	}
+	return b
+}
+
+func parseProgress(b []byte) (progress, error) {
+	next, wake, _ := strings.Cut(string(b), " ")
+	var m progress
+	var err error
+	if m.next, err = strconv.ParseInt(next, 10, 64); err != nil {
+		return m, fmt.Errorf("progress marker %q: %w", b, err)
+	}
+	if wake != "" {
+		if m.wake, err = strconv.ParseInt(wake, 10, 64); err != nil {
+			return m, fmt.Errorf("progress marker %q: %w", b, err)
+		}
+	}
+	return m, nil
+}
+
+// write produces records and the progress marker in one transaction.
+func (o *output) write(ctx context.Context, records []*kgo.Record, at progress) error {
 	if err := o.cl.BeginTransaction(); err != nil {
 		return fmt.Errorf("begin transaction: %w", err)
 	}
-	marker := &kgo.Record{Topic: o.progress, Key: o.markerKey, Value: strconv.AppendInt(nil, next, 10)}
+	marker := &kgo.Record{Topic: o.progress, Key: o.markerKey, Value: at.encode()}
 	err := o.produce(ctx, append(records, marker))
 	if err == nil {
 		if err = o.cl.EndTransaction(ctx, kgo.TryCommit); err == nil {
@@ -84,33 +121,33 @@ func (o *output) produce(ctx context.Context, records []*kgo.Record) error {
 	return nil
 }
 
-// lastMarker returns the offset of the last committed progress marker of
-// the partition, or -1 when there is none.
-func (o *output) lastMarker(ctx context.Context) (int64, error) {
+// lastMarker returns the last committed progress marker of the partition,
+// noProgress when there is none.
+func (o *output) lastMarker(ctx context.Context) (progress, error) {
 	// Initialising the producer id fences an earlier owner of the
 	// transactional id and makes the coordinator finish its last
 	// transaction, markers written, before we read: Kafka writes commit
 	// markers after EndTransaction returns, so the last marker may not be
 	// readable yet otherwise.
 	if _, _, err := o.cl.ProducerID(ctx); err != nil {
-		return 0, fmt.Errorf("initialise the transactional producer: %w", err)
+		return noProgress, fmt.Errorf("initialise the transactional producer: %w", err)
 	}
 	adm := kadm.NewClient(o.cl)
 	ends, err := adm.ListCommittedOffsets(ctx, o.progress)
 	if err != nil {
-		return 0, fmt.Errorf("list stable offsets of %s: %w", o.progress, err)
+		return noProgress, fmt.Errorf("list stable offsets of %s: %w", o.progress, err)
 	}
 	starts, err := adm.ListStartOffsets(ctx, o.progress)
 	if err != nil {
-		return 0, fmt.Errorf("list start offsets of %s: %w", o.progress, err)
+		return noProgress, fmt.Errorf("list start offsets of %s: %w", o.progress, err)
 	}
 	end, ok1 := ends.Lookup(o.progress, o.markerPartition)
 	start, ok2 := starts.Lookup(o.progress, o.markerPartition)
 	if !ok1 || !ok2 || end.Err != nil || start.Err != nil {
-		return 0, fmt.Errorf("offsets of %s partition %d: %v %v", o.progress, o.markerPartition, end.Err, start.Err)
+		return noProgress, fmt.Errorf("offsets of %s partition %d: %v %v", o.progress, o.markerPartition, end.Err, start.Err)
 	}
 	if end.Offset <= start.Offset {
-		return -1, nil
+		return noProgress, nil
 	}
 	cl, err := kgo.NewClient(append(o.client.Opts(),
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{o.progress: {o.markerPartition: kgo.NewOffset().At(start.Offset)}}),
@@ -118,33 +155,39 @@ func (o *output) lastMarker(ctx context.Context) (int64, error) {
 		kgo.KeepControlRecords(),
 	)...)
 	if err != nil {
-		return 0, err
+		return noProgress, err
 	}
 	defer cl.Close()
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	marker := int64(-1)
+	marker := noProgress
 	for {
 		fetches := cl.PollFetches(ctx)
 		if err := ctx.Err(); err != nil {
-			return 0, fmt.Errorf("read progress markers of %s partition %d up to %d: %w", o.progress, o.markerPartition, end.Offset, err)
+			return noProgress, fmt.Errorf("read progress markers of %s partition %d up to %d: %w", o.progress, o.markerPartition, end.Offset, err)
 		}
 		var ferr error
 		fetches.EachError(func(_ string, _ int32, err error) { ferr = err })
 		if ferr != nil && !errors.Is(ferr, context.DeadlineExceeded) {
-			return 0, fmt.Errorf("read progress markers: %w", ferr)
+			return noProgress, fmt.Errorf("read progress markers: %w", ferr)
 		}
 		done := false
+		var perr error
 		fetches.EachRecord(func(r *kgo.Record) {
 			if !r.Attrs.IsControl() && string(r.Key) == string(o.markerKey) {
-				if v, err := strconv.ParseInt(string(r.Value), 10, 64); err == nil {
-					marker = v
+				m, err := parseProgress(r.Value)
+				if err != nil {
+					perr = err
 				}
+				marker = m
 			}
 			if r.Offset+1 >= end.Offset {
 				done = true
 			}
 		})
+		if perr != nil {
+			return noProgress, fmt.Errorf("%s partition %d: %w", o.progress, o.markerPartition, perr)
+		}
 		if done {
 			return marker, nil
 		}

@@ -91,7 +91,14 @@ type partition struct {
 	// replayTo is the progress marker read on assignment: records before
 	// it had their outputs produced already, before a crash.
 	replayTo int64
-	store    *state.Store
+	// redoWake is the instant of a wake whose outputs were produced but
+	// which the store had not committed before a crash (0: none).
+	redoWake int64
+	// started is closed once replayTo and redoWake are known; the worker
+	// wakes no profile before.
+	started   chan struct{}
+	startOnce sync.Once
+	store     *state.Store
 	parser   *event.Parser
 	next     atomic.Int64 // next offset to apply
 	// target is the end offset read after assignment; the partition has
@@ -213,35 +220,128 @@ func (p *Processor) Run(ctx context.Context) error {
 	}
 }
 
+// wakeLimit bounds the profiles one wake batch re-evaluates, so that
+// records keep flowing while many profiles are due.
+const wakeLimit = 1000
+
+// wakeCheck bounds the sleep between looks at a partition's schedule, so
+// that a clock that jumps (a test's) is noticed.
+const wakeCheck = time.Second
+
 // work applies the records handed to a partition until its channel is
-// closed, taking whatever has queued up meanwhile as one batch.
+// closed, taking whatever has queued up meanwhile as one batch, and
+// re-evaluates the profiles whose segments time alone changes when they
+// are due.
 func (p *Processor) work(part *partition) {
 	defer close(part.done)
-	for records := range part.work {
-		batch := records
-	more:
-		for len(batch) < p.cfg.MaxPollRecords {
-			select {
-			case next, ok := <-part.work:
-				if !ok {
-					break more
-				}
-				batch = append(batch[:len(batch):len(batch)], next...)
-			default:
+	timer := time.NewTimer(wakeCheck)
+	defer timer.Stop()
+	started := part.started
+	for {
+		select {
+		case records, ok := <-part.work:
+			if !ok {
+				return
+			}
+			p.applyQueued(part, records)
+		case <-started:
+			started = nil
+			if part.redoWake != 0 && !part.failed {
+				p.fail(part, p.wake(part, time.UnixMilli(part.redoWake), false))
+			}
+		case <-timer.C:
+		}
+		if started == nil && !part.failed && part.next.Load() >= part.replayTo {
+			if at, ok := part.store.NextWake(); ok && !at.After(p.now()) {
+				p.fail(part, p.wake(part, p.now(), true))
+			}
+		}
+		wait := wakeCheck
+		if at, ok := part.store.NextWake(); ok {
+			wait = min(wait, max(at.Sub(p.now()), 0))
+		}
+		timer.Reset(wait)
+	}
+}
+
+// applyQueued applies records and whatever else has queued up for the
+// partition, as one batch.
+func (p *Processor) applyQueued(part *partition, records []*kgo.Record) {
+	batch := records
+more:
+	for len(batch) < p.cfg.MaxPollRecords {
+		select {
+		case next, ok := <-part.work:
+			if !ok {
 				break more
 			}
-		}
-		if part.failed {
-			continue // not applied: the stored offset stays before them
-		}
-		if err := p.apply(p.ctx, part, batch); err != nil {
-			part.failed = true
-			select {
-			case p.fatal <- err:
-			default:
-			}
+			batch = append(batch[:len(batch):len(batch)], next...)
+		default:
+			break more
 		}
 	}
+	if part.failed {
+		return // not applied: the stored offset stays before them
+	}
+	p.fail(part, p.apply(p.ctx, part, batch))
+}
+
+// fail stops the partition on err: Run returns it.
+func (p *Processor) fail(part *partition, err error) {
+	if err == nil {
+		return
+	}
+	part.failed = true
+	select {
+	case p.fatal <- err:
+	default:
+	}
+}
+
+// now is the processor's clock: the store's.
+func (p *Processor) now() time.Time {
+	if p.cfg.Store.Now != nil {
+		return p.cfg.Store.Now()
+	}
+	return time.Now()
+}
+
+// wake re-evaluates the profiles due at at, and writes the changes time
+// made, exactly once: produce false redoes a wake whose changes Kafka
+// already holds.
+func (p *Processor) wake(part *partition, at time.Time, produce bool) error {
+	due, _ := part.store.NextWake()
+	batch := part.store.Begin()
+	n, err := batch.Wake(at, wakeLimit)
+	if err != nil {
+		batch.Discard()
+		return fmt.Errorf("partition %d: wake at %v: %w", part.id, at, err)
+	}
+	next := part.next.Load()
+	changes := batch.Changes()
+	if produce && len(changes) > 0 {
+		outputs := make([]*kgo.Record, len(changes))
+		for i, c := range changes {
+			outputs[i] = p.changeRecord("time", c)
+		}
+		if err := part.out.write(p.ctx, outputs, progress{next: next, wake: at.UnixMilli()}); err != nil {
+			batch.Discard()
+			return fmt.Errorf("partition %d: write %d segment changes of the wake at %v: %w", part.id, len(outputs), at, err)
+		}
+	}
+	if err := batch.Commit(next); err != nil {
+		return fmt.Errorf("partition %d: wake at %v: %w", part.id, at, err)
+	}
+	if produce {
+		p.m.wakes.Add(float64(n))
+		p.m.segmentChanges.Add(float64(len(changes)))
+		if n > 0 {
+			p.m.wakeDelay.Observe(time.Since(due).Seconds())
+		}
+	} else {
+		p.log.Info("redid the wake that a crash interrupted, its changes already produced", "partition", part.id, "at", at, "profiles", n)
+	}
+	return nil
 }
 
 // apply applies one partition's records. Runs of records are committed to
@@ -256,7 +356,7 @@ func (p *Processor) apply(ctx context.Context, part *partition, records []*kgo.R
 	var delays []time.Time
 	commit := func(next int64) error {
 		if len(outputs) > 0 {
-			if err := part.out.write(ctx, outputs, next); err != nil {
+			if err := part.out.write(ctx, outputs, progress{next: next}); err != nil {
 				batch.Discard()
 				return fmt.Errorf("partition %d: write %d outputs: %w", part.id, len(outputs), err)
 			}
@@ -314,7 +414,7 @@ func (p *Processor) apply(ctx context.Context, part *partition, records []*kgo.R
 				dups++
 			}
 			for _, c := range batch.Changes()[before:] {
-				emit(p.changeRecord(r, c))
+				emit(p.changeRecord(source(r), c))
 				changes++
 			}
 			batch.Grow(len(r.Value))
@@ -340,18 +440,21 @@ type SegmentChange struct {
 	Segment string    `json:"segment"`
 	Change  string    `json:"change"` // "entered" or "exited"
 	Time    time.Time `json:"time"`
-	// MessageID is the messageId of the event that caused the change.
+	// MessageID is the messageId of the event that caused the change;
+	// absent when time alone caused it (a window slid past an event).
 	MessageID string `json:"messageId,omitempty"`
 }
 
-func (p *Processor) changeRecord(r *kgo.Record, c state.KeyedChange) *kgo.Record {
+// changeRecord returns the segments topic record of c; src says where the
+// event that caused it was read, or "time".
+func (p *Processor) changeRecord(src string, c state.KeyedChange) *kgo.Record {
 	change := "exited"
 	if c.Entered {
 		change = "entered"
 	}
 	value, _ := json.Marshal(SegmentChange{Key: c.Key, Segment: c.Segment, Change: change, Time: c.At.UTC(), MessageID: c.MessageID})
 	return &kgo.Record{Topic: p.cfg.Topics.Segments, Key: []byte(c.Key), Value: value,
-		Headers: []kgo.RecordHeader{{Key: HeaderSource, Value: []byte(source(r))}}}
+		Headers: []kgo.RecordHeader{{Key: HeaderSource, Value: []byte(src)}}}
 }
 
 func source(r *kgo.Record) string {
@@ -417,7 +520,7 @@ func (p *Processor) assign(ctx context.Context, _ *kgo.Client, assigned map[stri
 			return
 		}
 		part := &partition{id: id, store: store, out: out, parser: event.NewParser(p.cfg.Limits), label: partitionLabel(id),
-			work: make(chan []*kgo.Record, 2), done: make(chan struct{}), replayTo: -1}
+			work: make(chan []*kgo.Record, 2), done: make(chan struct{}), started: make(chan struct{}), replayTo: -1}
 		part.target.Store(-1)
 		p.parts[id] = part
 		go p.work(part)
@@ -430,8 +533,16 @@ func (p *Processor) assign(ctx context.Context, _ *kgo.Client, assigned map[stri
 func (p *Processor) startOffsets(ctx context.Context, offsets map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
 	parts := offsets[p.cfg.Topics.Events]
 	var fresh []int32
+	var starting []*partition
 	p.mu.RLock()
 	defer p.mu.RUnlock()
+	// The workers start waking profiles once their partition's offsets
+	// and markers are known.
+	defer func() {
+		for _, part := range starting {
+			close(part.started)
+		}
+	}()
 	for id := range parts {
 		part := p.parts[id]
 		if part == nil {
@@ -441,9 +552,23 @@ func (p *Processor) startOffsets(ctx context.Context, offsets map[string]map[int
 		if err != nil {
 			return nil, err
 		}
-		if part.replayTo, err = part.out.lastMarker(ctx); err != nil {
+		marker, err := part.out.lastMarker(ctx)
+		if err != nil {
 			return nil, fmt.Errorf("partition %d: %w", id, err)
 		}
+		lastWake, _, err := part.store.LastWake()
+		if err != nil {
+			return nil, fmt.Errorf("partition %d: %w", id, err)
+		}
+		part.startOnce.Do(func() {
+			part.replayTo = marker.next
+			// A wake's marker carries the offset the store was at: the
+			// wake came after every record before it.
+			if ok && marker.wake > lastWake.UnixMilli() && marker.next == next {
+				part.redoWake = marker.wake
+			}
+			starting = append(starting, part)
+		})
 		if ok {
 			parts[id] = kgo.NewOffset().At(next).WithEpoch(-1)
 			part.next.Store(next)
