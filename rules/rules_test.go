@@ -62,7 +62,7 @@ var schema = &Schema{
 		{Name: "first_order", Type: TypeTime},
 		{Name: "empty_sum", Type: TypeNumber},
 	},
-	Segments:   []string{"champions", "vip"},
+	Segments: []string{"champions", "vip"},
 }
 
 func env() *fakeEnv {

@@ -99,8 +99,8 @@ type partition struct {
 	started   chan struct{}
 	startOnce sync.Once
 	store     *state.Store
-	parser   *event.Parser
-	next     atomic.Int64 // next offset to apply
+	parser    *event.Parser
+	next      atomic.Int64 // next offset to apply
 	// target is the end offset read after assignment; the partition has
 	// caught up once next reaches it. -1 until read.
 	target atomic.Int64
