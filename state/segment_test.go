@@ -32,8 +32,8 @@ func TestCompileSegmentsErrors(t *testing.T) {
 }
 
 // TestSegmentChanges scripts events with a fake clock and checks the
-// entered/exited changes: on events, in dependency order, and with no
-// event once a window has passed (evaluated when asked).
+// entered/exited changes on events, in dependency order, including a
+// later event finding a window passed (TestWake covers time alone).
 func TestSegmentChanges(t *testing.T) {
 	aggs, err := CompileAggregates([]AggregateConfig{
 		{Name: "cart_adds_1h", Event: "Product Added", Func: "count", Window: time.Hour},

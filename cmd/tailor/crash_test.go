@@ -296,6 +296,96 @@ segments:
 	}
 }
 
+// TestWakeCrashSafety lets time alone move profiles in and out of a
+// segment while the engine is killed with SIGKILL again and again: every
+// profile that entered leaves exactly once, when its bound has passed, and
+// no change record is written twice.
+func TestWakeCrashSafety(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and kills child processes")
+	}
+	bin := buildTailor(t)
+	brokers := testkafka.Brokers(t)
+	prefix := testkafka.Prefix(t)
+	configFile := filepath.Join(t.TempDir(), "tailor.yaml")
+	if err := os.WriteFile(configFile, []byte("segments:\n  signed_in_recently: 'since(\"Signed In\") < 45s'\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{
+		"--config", configFile,
+		"--brokers", strings.Join(brokers, ","), "--topic-prefix", prefix, "--group", prefix + "engine",
+		"--instance-id", "wake-crash-test", "--partitions", "6", "--data-dir", t.TempDir(),
+		"--write-keys", "crash-write", "--read-keys", "crash-read", "--memtable-size", "4MB",
+	}
+	producer, err := stream.NewProducer(stream.ClientConfig{Brokers: brokers})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer producer.Close()
+	if _, err := stream.EnsureTopics(context.Background(), producer.Client(), stream.NewTopics(prefix), 6, 1); err != nil {
+		t.Fatal(err)
+	}
+	// Sign-ins over the last 15 s: the profiles leave the segment one
+	// after the other between 30 and 45 s from now.
+	const n = 300
+	start := time.Now()
+	signedIn := make(map[string]time.Time, n)
+	var events bytes.Buffer
+	for i := range n {
+		user := fmt.Sprintf("w%d", i)
+		at := start.Add(-15*time.Second + time.Duration(i)*15*time.Second/n).Truncate(time.Millisecond)
+		signedIn[user] = at
+		fmt.Fprintf(&events, `{"type": "track", "event": "Signed In", "userId": %q, "messageId": %q, "timestamp": %q}`+"\n", user, user, at.Format(time.RFC3339Nano))
+	}
+	stats, err := stream.Import(context.Background(), &events, stream.ImportOptions{Producer: producer, Topic: prefix + "events", Limits: event.DefaultLimits()})
+	if err != nil || stats.Accepted != n {
+		t.Fatalf("import: %v, %v", stats, err)
+	}
+	seed := uint64(time.Now().UnixNano())
+	rng := rand.New(rand.NewPCG(seed, 2))
+	t.Logf("kill timing seed %d", seed)
+	kills := 0
+	for time.Since(start) < 48*time.Second {
+		c := startChild(t, bin, args...)
+		c.waitReady(t, 90*time.Second)
+		time.Sleep(time.Duration(200+rng.IntN(1500)) * time.Millisecond)
+		c.kill()
+		kills++
+	}
+	t.Logf("%d kills", kills)
+	c := startChild(t, bin, args...)
+	c.waitReady(t, 90*time.Second)
+
+	// Ask for one record more than can be right: the wait for it shows
+	// there is no duplicate.
+	records := testkafka.Consume(t, brokers, prefix+"segments", 2*n+1, 15*time.Second)
+	changes := make(map[string][]stream.SegmentChange)
+	for _, r := range records {
+		var c stream.SegmentChange
+		if err := json.Unmarshal(r.Value, &c); err != nil || c.Segment != "signed_in_recently" {
+			t.Fatalf("unexpected change record %s (%v)", r.Value, err)
+		}
+		changes[c.Key] = append(changes[c.Key], c)
+	}
+	entered := 0
+	for user, at := range signedIn {
+		cs := changes[user]
+		switch {
+		case len(cs) == 0: // applied after its bound had passed: never in
+		case len(cs) == 2 && cs[0].Change == "entered" && cs[1].Change == "exited" && cs[1].MessageID == "" && !cs[1].Time.Before(at.Add(45*time.Second)):
+			entered++
+		default:
+			t.Errorf("%s, signed in at %v: changes %+v, want one entered and one exited 45 s later", user, at, cs)
+		}
+		if v, ok := c.profile(t, user); !ok || len(v.Segments) != 0 {
+			t.Errorf("%s: profile found %v, segments %v, want none", user, ok, v.Segments)
+		}
+	}
+	if entered < n/2 {
+		t.Errorf("only %d of %d profiles entered the segment: the engine applied the sign-ins too late to test leaving", entered, n)
+	}
+}
+
 // TestBrokerCommand runs the embedded broker as its own process and an
 // engine process against it: events in over HTTP, profile out.
 func TestBrokerCommand(t *testing.T) {
