@@ -26,9 +26,8 @@ type Segment struct {
 	Name  string
 	Rule  *rules.Rule
 	index int // in the schema's segment names
-	// always: the rule reads the event itself (properties, context) or
-	// something that changes with time alone (now(), since(), a windowed
-	// aggregate), so every event re-evaluates it.
+	// always: the rule reads the event itself (properties, context), so
+	// every event re-evaluates it.
 	always bool
 	// timed: time alone changes the rule's result, so the profile is
 	// scheduled for its next change. A rule that also reads the event is
@@ -144,7 +143,11 @@ func CompileSegments(decls []SegmentConfig, aggs *Aggregates) (*Segments, error)
 		seg := &Segment{Name: d.Name, Rule: r, index: i}
 		dp := r.Deps
 		readsEvent := len(dp.Properties) > 0 || len(dp.Context) > 0
-		seg.always = dp.Clock || readsEvent
+		// A rule reading the clock changes with its inputs, re-evaluated
+		// by the events that change them, and with time, re-evaluated by
+		// the wake-ups the store schedules; one also reading the event is
+		// decided by every event instead.
+		seg.always = readsEvent
 		seg.timed = dp.Clock && !readsEvent
 		s.timed = s.timed || seg.timed
 		byIndex[i] = seg

@@ -32,8 +32,9 @@ func TestCompileSegmentsErrors(t *testing.T) {
 }
 
 // TestSegmentChanges scripts events with a fake clock and checks the
-// entered/exited changes on events, in dependency order, including a
-// later event finding a window passed (TestWake covers time alone).
+// entered/exited changes on events, in dependency order, and those time
+// alone made by the next event (a wake-up just before each event; TestWake
+// covers wake-ups in detail).
 func TestSegmentChanges(t *testing.T) {
 	aggs, err := CompileAggregates([]AggregateConfig{
 		{Name: "cart_adds_1h", Event: "Product Added", Func: "count", Window: time.Hour},
@@ -67,18 +68,30 @@ func TestSegmentChanges(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// What time alone changed by now, then what the event changes.
+		var got []string
+		collect := func(b *Batch) {
+			for _, c := range b.Changes() {
+				sign := "-"
+				if c.Entered {
+					sign = "+"
+				}
+				got = append(got, sign+c.Segment)
+			}
+		}
 		b := s.Begin()
+		if _, err := b.Wake(clock, 100); err != nil {
+			t.Fatal(err)
+		}
+		collect(b)
+		if err := b.Commit(offset); err != nil {
+			t.Fatal(err)
+		}
+		b = s.Begin()
 		if _, err := b.Apply(&e); err != nil {
 			t.Fatal(err)
 		}
-		var got []string
-		for _, c := range b.Changes() {
-			sign := "-"
-			if c.Entered {
-				sign = "+"
-			}
-			got = append(got, sign+c.Segment)
-		}
+		collect(b)
 		offset++
 		if err := b.Commit(offset); err != nil {
 			t.Fatal(err)
@@ -94,9 +107,10 @@ func TestSegmentChanges(t *testing.T) {
 		{time.Minute, `"type": "track", "event": "Product Added"`, "+cart_abandoner +french_abandoner"},
 		{2 * time.Minute, `"type": "track", "event": "Product Added"`, ""},
 		{3 * time.Minute, `"type": "track", "event": "Order Completed", "properties": {"total": 5}`, "-cart_abandoner -french_abandoner"},
+		// 30 minutes after the order, with no event
 		{40 * time.Minute, `"type": "track", "event": "Page Viewed"`, "+cart_abandoner +french_abandoner"},
 		{41 * time.Minute, `"type": "identify", "traits": {"age": 17}`, "-french_adult -french_abandoner"},
-		// the cart adds are over an hour old: a later event sees them gone
+		// the cart adds are over an hour old
 		{125 * time.Minute, `"type": "track", "event": "Page Viewed"`, "-cart_abandoner"},
 	}
 	for i, st := range steps {
@@ -119,8 +133,9 @@ func TestSegmentChanges(t *testing.T) {
 }
 
 // TestSegmentNeeds checks which segments an event re-evaluates: those
-// whose inputs it changed, those reading the event or the clock, and
-// those reading a segment that changed in the same pass.
+// whose inputs it changed, those reading the event, and those reading a
+// segment that changed in the same pass; time alone (a wake-up)
+// re-evaluates those reading the clock.
 func TestSegmentNeeds(t *testing.T) {
 	aggs, err := CompileAggregates([]AggregateConfig{
 		{Name: "orders_all", Event: "Order Completed", Func: "count"},
@@ -147,7 +162,7 @@ func TestSegmentNeeds(t *testing.T) {
 	for _, s := range segs.List() {
 		byName[s.Name] = s
 	}
-	always := []string{"browsing", "on_sale", "recent"}
+	always := []string{"on_sale"}
 	tests := []struct {
 		name   string
 		in     Inputs
@@ -155,9 +170,10 @@ func TestSegmentNeeds(t *testing.T) {
 	}{
 		{"identify", Inputs{Traits: true}, []string{"adult"}},
 		{"order", Inputs{Orders: true, Event: "Order Completed", Aggs: []bool{true, false}, Interests: true}, []string{"buyer", "champion", "shoes"}},
-		{"sign in", Inputs{Event: "Signed In"}, nil},
+		{"view", Inputs{Event: "Product Viewed", Aggs: []bool{false, true}}, []string{"browsing"}},
+		{"sign in", Inputs{Event: "Signed In"}, []string{"recent"}},
 		{"consent", Inputs{Consent: true}, []string{"ads"}},
-		{"new profile", Inputs{All: true}, []string{"adult", "ads", "adult_buyer", "buyer", "champion", "shoes"}},
+		{"new profile", Inputs{All: true}, []string{"adult", "ads", "adult_buyer", "browsing", "buyer", "champion", "recent", "shoes"}},
 	}
 	// Time alone re-evaluates the segments reading the clock, not those
 	// decided by events.
