@@ -43,7 +43,10 @@ type Aggregate struct {
 	// fingerprint identifies what the stored state means: a change of
 	// function or window starts the aggregate afresh.
 	fingerprint uint64
-	index       int // in List
+	// definition identifies the whole declaration, for the fingerprints
+	// of the segments reading it.
+	definition uint64
+	index      int // in List
 }
 
 // Aggregates are the compiled aggregates of a configuration.
@@ -119,6 +122,7 @@ func compileAggregate(d AggregateConfig) (*Aggregate, error) {
 		agg.Where = r
 	}
 	agg.fingerprint = xxhash.Sum64String(fmt.Sprintf("%d/%d", fn, d.Window.Milliseconds()))
+	agg.definition = xxhash.Sum64String(fmt.Sprintf("%d/%d\x00%s\x00%s\x00%s", fn, d.Window.Milliseconds(), d.Event, d.Where, d.Property))
 	return agg, nil
 }
 

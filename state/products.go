@@ -215,7 +215,7 @@ func ProductID(obj *fastjson.Value) string {
 // viewed and bought lists. newOrder says whether an Order Completed event
 // is an order not counted before, so a re-sent order counts once.
 func (b *Batch) applyProducts(p *Profile, ev *event.Event, newOrder bool) {
-	c := b.s.opts.Products
+	c := b.m.Products
 	if c == nil || ev.Type != event.Track || ev.Properties == nil {
 		return
 	}
@@ -341,7 +341,7 @@ func (s *Store) EachProduct(fn func(*Product)) {
 // most Max after adding the batch's new ones: the least popular of a
 // sample, which is cheap and keeps the popular ones.
 func (b *Batch) evictProducts(now int64) []string {
-	c := b.s.opts.Products
+	c := b.m.Products
 	if c == nil || c.Max <= 0 {
 		return nil
 	}

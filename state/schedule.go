@@ -99,7 +99,7 @@ func (s *Store) loadNextWake() error {
 // contents, at and limit, it takes the same profiles and makes the same
 // changes, so a wake can be redone after a crash.
 func (b *Batch) Wake(at time.Time, limit int) (int, error) {
-	if len(b.profiles) > 0 || b.woke {
+	if len(b.profiles) > 0 || b.woke || b.backfill != nil {
 		return 0, errors.New("wake on a batch already in use")
 	}
 	b.at, b.woke = at, true
@@ -154,7 +154,7 @@ func (b *Batch) Wake(at time.Time, limit int) (int, error) {
 // none).
 func (b *Batch) reschedule() (int64, error) {
 	earliest := int64(noWake)
-	segs := b.s.opts.Segments
+	segs := b.m.Segments
 	if segs == nil || !segs.timed {
 		return earliest, nil
 	}

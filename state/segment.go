@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cespare/xxhash/v2"
 	"github.com/valyala/fastjson"
 
 	"github.com/tailorcdp/tailor/event"
@@ -33,6 +34,13 @@ type Segment struct {
 	// scheduled for its next change. A rule that also reads the event is
 	// not: its membership is decided by events.
 	timed bool
+	// readsEvent: the rule reads the event (properties, context); only
+	// events decide it, not time or a backfill.
+	readsEvent bool
+	// Fingerprint identifies the definition: the rule and the
+	// definitions of the aggregates and segments it reads. A store whose
+	// memberships were evaluated under another fingerprint backfills.
+	Fingerprint uint64
 }
 
 // Inputs says what applying an event changed in a profile, so that only
@@ -40,6 +48,9 @@ type Segment struct {
 type Inputs struct {
 	All       bool   // a new profile: evaluate everything
 	Time      bool   // no event, time alone moved: evaluate the timed segments
+	// Backfill, indexed like the schema's segment names, marks the
+	// segments a backfill re-evaluates, with no event.
+	Backfill []bool
 	Traits    bool   // an identify call
 	Event     string // a track call's name, for since()
 	Aggs      []bool // aggregates updated, indexed like Aggregates.List
@@ -52,12 +63,12 @@ type Inputs struct {
 // segments changed earlier in this pass.
 func (seg *Segment) needs(in *Inputs, changed []bool) bool {
 	d := &seg.Rule.Deps
-	if in.Time {
-		if seg.timed {
-			return true
-		}
-		if len(d.Properties) > 0 || len(d.Context) > 0 {
+	if in.Time || in.Backfill != nil {
+		if seg.readsEvent {
 			return false // decided by events only
+		}
+		if in.Time && seg.timed || in.Backfill != nil && in.Backfill[seg.index] {
+			return true
 		}
 		for _, i := range d.Segments {
 			if changed[i] {
@@ -148,6 +159,7 @@ func CompileSegments(decls []SegmentConfig, aggs *Aggregates) (*Segments, error)
 		// the wake-ups the store schedules; one also reading the event is
 		// decided by every event instead.
 		seg.always = readsEvent
+		seg.readsEvent = readsEvent
 		seg.timed = dp.Clock && !readsEvent
 		s.timed = s.timed || seg.timed
 		byIndex[i] = seg
@@ -177,7 +189,17 @@ func CompileSegments(decls []SegmentConfig, aggs *Aggregates) (*Segments, error)
 			}
 		}
 		state[i] = done
-		s.order = append(s.order, byIndex[i])
+		seg := byIndex[i]
+		h := xxhash.New()
+		fmt.Fprintf(h, "%s\x00%s", seg.Name, seg.Rule.Source)
+		for _, a := range seg.Rule.Deps.Aggregates {
+			fmt.Fprintf(h, "\x00%d", s.aggs[a].definition)
+		}
+		for _, dep := range seg.Rule.Deps.Segments {
+			fmt.Fprintf(h, "\x00%d", byIndex[dep].Fingerprint) // visited first
+		}
+		seg.Fingerprint = h.Sum64()
+		s.order = append(s.order, seg)
 		s.rfm = s.rfm || byIndex[i].Rule.Deps.RFM
 		return nil
 	}

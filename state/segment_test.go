@@ -1,6 +1,8 @@
 package state
 
 import (
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -371,5 +373,139 @@ func TestWake(t *testing.T) {
 	}
 	if got, n := wake(6*time.Hour, 2); n != 1 || got != "e-cart_1h" {
 		t.Errorf("second wake: %q, %d profiles", got, n)
+	}
+}
+
+// TestBackfill changes the segments of a store that holds profiles: the
+// new and changed segments are evaluated for every profile, a batch at a
+// time, and the removed ones emptied, each change recorded once; a model
+// changed again in the middle of a backfill leaves nothing stale.
+func TestBackfill(t *testing.T) {
+	model := func(decls ...SegmentConfig) *Model {
+		t.Helper()
+		segs, err := CompileSegments(decls, &Aggregates{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &Model{Segments: segs}
+	}
+	a := model(SegmentConfig{"adult", `traits.age >= 18`}, SegmentConfig{"old", `traits.age > 0`},
+		SegmentConfig{"sale", `properties.sale == true`})
+	b := model(SegmentConfig{"adult", `traits.age >= 21`}, SegmentConfig{"fr", `traits.country == "FR"`},
+		SegmentConfig{"fr_adult", `segment("fr") && segment("adult")`}, SegmentConfig{"sale", `properties.sale == true`})
+	c := model(SegmentConfig{"adult", `traits.age >= 21`}, SegmentConfig{"fr", `traits.country == "DE"`},
+		SegmentConfig{"fr_adult", `segment("fr") && segment("adult")`}, SegmentConfig{"sale", `properties.sale == true`})
+
+	o := DefaultOptions()
+	o.MemTableSize, o.BlockCacheSize = 4<<20, 1<<20
+	o.Model = *a
+	o.Now = func() time.Time { return t0 }
+	dir := t.TempDir()
+	s, err := Open(dir, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { s.Close() }()
+	p := event.NewParser(event.DefaultLimits())
+	users := []string{`"u1", "traits": {"age": 19, "country": "FR"}`, `"u2", "traits": {"age": 30, "country": "FR"}`,
+		`"u3", "traits": {"age": 40, "country": "DE"}`, `"u4", "traits": {"age": 12, "country": "FR"}`, `"u5", "traits": {"age": 25}`}
+	batch := s.Begin()
+	for _, u := range users {
+		e := parse(t, p, `{"type": "identify", "userId": `+u+`}`)
+		if _, err := batch.Apply(&e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := batch.Commit(5); err != nil {
+		t.Fatal(err)
+	}
+	if _, pending, _ := s.BackfillPending(); pending {
+		t.Fatal("a backfill is pending before any change")
+	}
+
+	// backfill runs batches of limit until the walk is over and returns
+	// the changes, sorted.
+	backfill := func(limit int) (changes []string, batches int) {
+		t.Helper()
+		for {
+			if _, pending, err := s.BackfillPending(); err != nil || !pending {
+				if err != nil {
+					t.Fatal(err)
+				}
+				sort.Strings(changes)
+				return changes, batches
+			}
+			b := s.Begin()
+			_, _, err := b.Backfill(limit)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, c := range b.Changes() {
+				sign := "-"
+				if c.Entered {
+					sign = "+"
+				}
+				changes = append(changes, c.Key+sign+c.Segment)
+			}
+			if err := b.Commit(5); err != nil {
+				t.Fatal(err)
+			}
+			batches++
+		}
+	}
+	s.SetModel(b)
+	changes, batches := backfill(2)
+	want := "u1+fr u1-adult u1-old u2+fr u2+fr_adult u2-old u3-old u4+fr u4-old u5-old"
+	if strings.Join(changes, " ") != want || batches != 3 {
+		t.Errorf("backfill: %d batches, changes\n%s\nwant\n%s", batches, strings.Join(changes, " "), want)
+	}
+	if got := s.SegmentSizes(); got["adult"] != 3 || got["fr"] != 3 || got["fr_adult"] != 1 || got["old"] != 0 {
+		t.Errorf("sizes after the backfill: %v", got)
+	}
+	if changes, _ := backfill(2); len(changes) != 0 {
+		t.Errorf("a second backfill changed %v", changes)
+	}
+
+	// Interrupted: one batch toward c, then back to b; the two profiles
+	// c changed are put right.
+	s.SetModel(c)
+	first := s.Begin()
+	if n, done, err := first.Backfill(2); err != nil || n != 2 || done {
+		t.Fatalf("first batch toward c: %d, %v, %v", n, done, err)
+	}
+	if err := first.Commit(5); err != nil {
+		t.Fatal(err)
+	}
+	s.SetModel(b)
+	if changes, _ := backfill(10); strings.Join(changes, " ") != "u1+fr u2+fr u2+fr_adult" {
+		t.Errorf("back to b: changes %v", changes)
+	}
+	for key, want := range map[string]string{"u1": "fr", "u2": "adult fr fr_adult", "u3": "adult", "u4": "fr", "u5": "adult"} {
+		prof, err := s.Profile(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Join(slices.Sorted(maps.Keys(prof.Segments)), " "); got != want {
+			t.Errorf("%s: segments %q, want %q", key, got, want)
+		}
+	}
+
+	// The evaluated definitions survive a restart; a configuration
+	// changed while the store was closed backfills when it opens.
+	s.Close()
+	o.Model = *b
+	if s, err = Open(dir, o); err != nil {
+		t.Fatal(err)
+	}
+	if _, pending, _ := s.BackfillPending(); pending {
+		t.Error("a backfill is pending after reopening with the same model")
+	}
+	s.Close()
+	o.Model = *c
+	if s, err = Open(dir, o); err != nil {
+		t.Fatal(err)
+	}
+	if changes, _ := backfill(100); strings.Join(changes, " ") != "u1-fr u2-fr u2-fr_adult u3+fr u3+fr_adult u4-fr" {
+		t.Errorf("backfill at open: %v", changes)
 	}
 }

@@ -44,9 +44,24 @@ type Options struct {
 	GCInterval time.Duration
 	// Logger receives Badger's warnings and errors.
 	Logger *slog.Logger
+	// Model is what the configuration declares about profiles; the store's
+	// can be replaced while it runs (Store.SetModel).
+	Model
+	// Quintiles gives the RFM quintile boundaries of the whole population
+	// (all partitions), for rfm.r, rfm.f and rfm.m; nil: none known.
+	Quintiles func() RFMQuintiles
+	// Now is the clock that decides which events are too old for a
+	// window; nil means time.Now.
+	Now func() time.Time
+}
+
+// Model is what the configuration declares about profiles: what to keep
+// and evaluate as events are applied.
+type Model struct {
 	// Aggregates are maintained on every applied event (nil: none).
 	Aggregates *Aggregates
-	// Segments are re-evaluated on every applied event (nil: none).
+	// Segments are re-evaluated as events are applied and time passes
+	// (nil: none).
 	Segments *Segments
 	// Interests configures the category affinities (nil: none kept).
 	Interests *Interests
@@ -57,12 +72,6 @@ type Options struct {
 	// them update the profile's caps and cooldowns and the offer
 	// statistics; feedback about other offers is applied as a plain event.
 	Offers map[string]bool
-	// Quintiles gives the RFM quintile boundaries of the whole population
-	// (all partitions), for rfm.r, rfm.f and rfm.m; nil: none known.
-	Quintiles func() RFMQuintiles
-	// Now is the clock that decides which events are too old for a
-	// window; nil means time.Now.
-	Now func() time.Time
 }
 
 // DefaultOptions returns the options tailor uses unless configured otherwise.
@@ -130,6 +139,9 @@ type Store struct {
 
 	nextWake atomic.Int64 // earliest schedule entry, Unix ms; noWake for none
 
+	model    atomic.Pointer[Model]
+	backfill backfillState // the applier's: see backfill.go
+
 	stopGC chan struct{}
 	gcDone chan struct{}
 }
@@ -167,6 +179,8 @@ func Open(dir string, o Options) (*Store, error) {
 	s := &Store{db: db, opts: o, cache: cache, stopGC: make(chan struct{}), gcDone: make(chan struct{}),
 		sizes: make(map[string]int64), pop: NewPopulation(),
 		stats: make(map[OfferStatKey]OfferCounts), products: make(map[string]*Product)}
+	m := o.Model
+	s.model.Store(&m)
 	err = db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true})
 		defer it.Close()
@@ -222,6 +236,10 @@ func Open(dir string, o Options) (*Store, error) {
 		return nil, fmt.Errorf("read segment sizes, RFM histograms, offer statistics and products in %s: %w", dir, err)
 	}
 	if err := s.loadNextWake(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if err := s.loadBackfill(); err != nil {
 		db.Close()
 		return nil, err
 	}
@@ -391,6 +409,7 @@ func (s *Store) Each(ctx context.Context, fn func(*Profile) error) error {
 func (s *Store) Begin() *Batch {
 	return &Batch{
 		s:        s,
+		m:        s.model.Load(),
 		txn:      s.db.NewTransaction(true),
 		profiles: make(map[string]*Profile),
 		budget:   int(s.opts.MemTableSize / 10),
@@ -402,6 +421,7 @@ func (s *Store) Begin() *Batch {
 // the store either before or after the whole run, never in between.
 type Batch struct {
 	s        *Store
+	m        *Model // the store's model when the batch began
 	txn      *badger.Txn
 	profiles map[string]*Profile
 	orders   [][]byte
@@ -416,8 +436,9 @@ type Batch struct {
 	budget   int
 	// at is the batch's instant, read from the clock once: every event of
 	// the batch is evaluated at it, and the profiles rescheduled from it.
-	at   time.Time
-	woke bool // a Wake batch
+	at       time.Time
+	woke     bool           // a Wake batch
+	backfill *backfillBatch // a Backfill batch
 }
 
 // Profile returns the profile of key for modification, creating an empty
@@ -503,6 +524,10 @@ func (b *Batch) Commit(nextOffset int64) error {
 			return fmt.Errorf("write last wake: %w", err)
 		}
 	}
+	backfill, err := b.commitBackfill()
+	if err != nil {
+		return err
+	}
 	for key, p := range b.profiles {
 		if err := b.txn.SetEntry(badger.NewEntry(profileKey(key), p.AppendEncode(nil))); err != nil {
 			return fmt.Errorf("write profile %q: %w", key, err)
@@ -555,6 +580,9 @@ func (b *Batch) Commit(nextOffset int64) error {
 	}
 	if err := b.txn.Commit(); err != nil {
 		return fmt.Errorf("commit %d profiles up to offset %d in %s: %w", len(b.profiles), nextOffset, b.s.db.Opts().Dir, err)
+	}
+	if backfill != nil {
+		b.s.backfill = *backfill
 	}
 	b.s.fillMu.Lock()
 	b.s.gen++
@@ -703,7 +731,7 @@ func (b *Batch) Apply(ev *event.Event) (applied bool, err error) {
 		}
 	}
 	p.Apply(ev, countOrder)
-	if kind, d, ok := p.applyFeedback(ev, b.s.opts.Offers); ok {
+	if kind, d, ok := p.applyFeedback(ev, b.m.Offers); ok {
 		k := OfferStatKey{Offer: d.Offer, Placement: d.Placement}
 		if d.Control {
 			k.Arm = Control
@@ -723,17 +751,17 @@ func (b *Batch) Apply(ev *event.Event) (applied bool, err error) {
 		Traits:  ev.Type == event.Identify,
 		Orders:  ev.Type == event.Track && (ev.Name == event.OrderCompleted || ev.Name == event.OrderRefunded),
 		Consent: ev.Context != nil && ev.Context.Exists("consent", "categoryPreferences"),
-		Aggs:    slices.Grow(in.Aggs[:0], len(b.s.opts.Aggregates.List()))[:len(b.s.opts.Aggregates.List())],
+		Aggs:    slices.Grow(in.Aggs[:0], len(b.m.Aggregates.List()))[:len(b.m.Aggregates.List())],
 	}
 	clear(in.Aggs)
 	if ev.Type == event.Track {
 		in.Event = ev.Name
-		if c := b.s.opts.Interests; c != nil {
+		if c := b.m.Interests; c != nil {
 			_, in.Interests = c.Weights[ev.Name]
 		}
 	}
-	b.s.opts.Aggregates.apply(p, ev, t, in.Aggs)
-	b.s.opts.Interests.apply(p, ev)
+	b.m.Aggregates.apply(p, ev, t, in.Aggs)
+	b.m.Interests.apply(p, ev)
 	for _, c := range b.evaluate(p, ev, in) {
 		b.changes = append(b.changes, KeyedChange{Key: key, MessageID: ev.MessageID, Change: c})
 	}
@@ -743,11 +771,11 @@ func (b *Batch) Apply(ev *event.Event) (applied bool, err error) {
 // evaluate re-evaluates p's segments at the batch's instant, after ev (nil
 // when time alone moved) changed in.
 func (b *Batch) evaluate(p *Profile, ev *event.Event, in *Inputs) []Change {
-	b.env.interests = b.s.opts.Interests
-	if b.s.opts.Quintiles != nil && b.s.opts.Segments.readRFM() {
+	b.env.interests = b.m.Interests
+	if b.s.opts.Quintiles != nil && b.m.Segments.readRFM() {
 		b.env.quintiles = b.s.opts.Quintiles()
 	}
-	return b.s.opts.Segments.evaluate(&b.env, p, ev, b.now(), in)
+	return b.m.Segments.evaluate(&b.env, p, ev, b.now(), in)
 }
 
 // sumCounts returns the calls a profile has seen.
