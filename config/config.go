@@ -59,6 +59,17 @@ type Config struct {
 	// Clock, when set, replaces the wall clock for windows, since() and
 	// recency; for tests and replays of old data, not for the file.
 	Clock func() time.Time `yaml:"-"`
+	// Reparse builds the configuration a new document gives, the way this
+	// one was built (Loader.Parse: the same environment and flags); nil
+	// means Parse.
+	Reparse func(data []byte, source string) (*Config, error) `yaml:"-"`
+}
+
+// Parse builds a configuration from defaults and a YAML document alone.
+// Problems with the document are errors wrapping ErrInvalid.
+func Parse(data []byte, source string) (*Config, error) {
+	l := &Loader{cfg: Default(), getenv: func(string) string { return "" }}
+	return l.Parse(data, source)
 }
 
 // HTTP configures the HTTP server.
@@ -71,6 +82,9 @@ type HTTP struct {
 	DecideKeys []string `yaml:"decide_keys"`
 	// CORSOrigins may call the decide endpoint from browsers ("*": any).
 	CORSOrigins []string `yaml:"cors_origins"`
+	// AdminKeys are accepted by the admin API (PUT /v1/admin/config);
+	// none turns it off.
+	AdminKeys []string `yaml:"admin_keys"`
 }
 
 // Kafka configures the connection to Kafka and the topics.
@@ -252,6 +266,7 @@ func (c *Config) options() []option {
 		{"write-keys", "TAILOR_WRITE_KEYS", "http.write_keys", "comma-separated keys accepted by the collect API", (*listValue)(&c.HTTP.WriteKeys)},
 		{"read-keys", "TAILOR_READ_KEYS", "http.read_keys", "comma-separated keys accepted by the profile, segment, offer and decide APIs", (*listValue)(&c.HTTP.ReadKeys)},
 		{"decide-keys", "TAILOR_DECIDE_KEYS", "http.decide_keys", "comma-separated keys accepted by the decide API only (safe in web pages)", (*listValue)(&c.HTTP.DecideKeys)},
+		{"admin-keys", "TAILOR_ADMIN_KEYS", "http.admin_keys", "comma-separated keys accepted by the admin API (config reload); empty turns it off", (*listValue)(&c.HTTP.AdminKeys)},
 		{"cors-origins", "TAILOR_CORS_ORIGINS", "http.cors_origins", "comma-separated origins allowed to call decide from browsers (* for any)", (*listValue)(&c.HTTP.CORSOrigins)},
 		{"consent-purpose", "TAILOR_CONSENT_PURPOSE", "decide.consent_purpose", "consent purpose a visitor must have granted for personalised decisions (empty: none needed)", (*stringValue)(&c.Decide.ConsentPurpose)},
 		{"reservation-ttl", "TAILOR_RESERVATION_TTL", "decide.reservation_ttl", "how long an answered capped offer counts against its cap before its impression arrives", (*Duration)(&c.Decide.ReservationTTL)},
@@ -292,6 +307,7 @@ type Loader struct {
 	path     string
 	recorded []func() error
 	cfg      Config
+	getenv   func(string) string
 }
 
 // NewLoader registers every option (and -config) on fs.
@@ -324,24 +340,36 @@ func (l *Loader) set(flagName, s string) error {
 // Load builds the configuration after fs.Parse: defaults, the file (or the
 // sample), TAILOR_* variables from getenv, then the flags given.
 func (l *Loader) Load(getenv func(string) string) (*Config, error) {
-	path := l.path
-	if path == "" {
-		path = getenv("TAILOR_CONFIG")
+	l.getenv = getenv
+	if l.path == "" {
+		l.path = getenv("TAILOR_CONFIG")
 	}
 	data, source := sample, "sample"
-	if path != "" {
+	if l.path != "" {
 		var err error
-		if data, err = os.ReadFile(path); err != nil {
+		if data, err = os.ReadFile(l.path); err != nil {
 			return nil, fmt.Errorf("read config: %w", err)
 		}
-		source = path
+		source = l.path
 	}
+	return l.Parse(data, source)
+}
+
+// Path returns the config file named by --config or TAILOR_CONFIG, ""
+// for the sample. Valid after Load.
+func (l *Loader) Path() string { return l.path }
+
+// Parse builds a configuration from a YAML document in place of the file,
+// with the environment and flags Load was given: a reload. Problems with
+// the document are errors wrapping ErrInvalid.
+func (l *Loader) Parse(data []byte, source string) (*Config, error) {
+	l.cfg = Default()
 	if err := l.cfg.parseYAML(data, source); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	l.cfg.Source = source
 	for _, o := range l.cfg.options() {
-		if v := getenv(o.env); v != "" {
+		if v := l.getenv(o.env); v != "" {
 			if err := o.value.Set(v); err != nil {
 				return nil, fmt.Errorf("%s=%q: %w", o.env, v, err)
 			}
@@ -353,11 +381,16 @@ func (l *Loader) Load(getenv func(string) string) (*Config, error) {
 		}
 	}
 	if err := l.cfg.Validate(); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	cfg := l.cfg
+	cfg.Reparse = l.Parse
 	return &cfg, nil
 }
+
+// ErrInvalid is wrapped by the errors that reject a configuration for
+// its content (rather than, say, an unreadable file).
+var ErrInvalid = errors.New("invalid configuration")
 
 func (c *Config) parseYAML(data []byte, source string) error {
 	dec := yaml.NewDecoder(strings.NewReader(string(data)))
@@ -391,6 +424,11 @@ func (c *Config) Validate() error {
 	for _, k := range c.HTTP.DecideKeys {
 		if slices.Contains(c.HTTP.ReadKeys, k) {
 			errs = append(errs, fmt.Errorf("decide key %q is also a read key: decide keys ship in web pages, read keys must not", k))
+		}
+	}
+	for _, k := range c.HTTP.AdminKeys {
+		if slices.Contains(c.HTTP.WriteKeys, k) || slices.Contains(c.HTTP.ReadKeys, k) || slices.Contains(c.HTTP.DecideKeys, k) {
+			errs = append(errs, fmt.Errorf("admin key %q is also a write, read or decide key: admin keys must be kept apart", k))
 		}
 	}
 	switch strings.ToUpper(c.Kafka.SASL.Mechanism) {

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -61,17 +62,31 @@ type Config struct {
 
 // Decider answers decide calls. It is safe for concurrent use.
 type Decider struct {
-	cfg      Config
 	src      Source
-	workers  sync.Pool
+	cur      atomic.Pointer[decider] // replaced by Reload
 	reserved reservations
 	stats    snapshot[map[state.OfferStatKey]state.OfferCounts]
 	trending snapshot[*trendingSnapshot]
-	rfm      bool // offers' rules read rfm.*: decisions need the quintiles
+}
+
+// decider is what a configuration makes of a Decider.
+type decider struct {
+	cfg     Config
+	workers sync.Pool
+	rfm     bool // offers' rules read rfm.*: decisions need the quintiles
 }
 
 // New returns a Decider over src.
 func New(cfg Config, src Source) *Decider {
+	d := &Decider{src: src}
+	d.reserved.init()
+	d.Reload(cfg)
+	return d
+}
+
+// Reload replaces the configuration: calls that start from now on use
+// it. Reservations against caps and the cached statistics carry over.
+func (d *Decider) Reload(cfg Config) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -84,17 +99,17 @@ func New(cfg Config, src Source) *Decider {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	d := &Decider{cfg: cfg, src: src, rfm: readsRFM(cfg.Catalog)}
-	d.reserved.init()
-	d.workers.New = func() any { return &worker{env: state.NewRuleEnv(cfg.Segments, cfg.Interests)} }
-	return d
+	c := &decider{cfg: cfg, rfm: readsRFM(cfg.Catalog)}
+	c.workers.New = func() any { return &worker{env: state.NewRuleEnv(cfg.Segments, cfg.Interests)} }
+	d.cur.Store(c)
 }
 
 // Catalog returns the placements and offers the decider serves.
-func (d *Decider) Catalog() *Catalog { return d.cfg.Catalog }
+func (d *Decider) Catalog() *Catalog { return d.cur.Load().cfg.Catalog }
 
 // worker is the scratch space of one decide call.
 type worker struct {
+	c      *decider // the configuration of the call
 	env    *state.RuleEnv
 	cands  []candidate
 	chosen []string // offers already answered in this call
@@ -110,23 +125,29 @@ type candidate struct {
 // Decide answers r, appending the JSON answer to dst. Unknown placements
 // are a *RequestError.
 func (d *Decider) Decide(dst []byte, r *Request) ([]byte, error) {
-	cat := d.cfg.Catalog
+	c := d.cur.Load()
+	cat := c.cfg.Catalog
 	for i, name := range r.Placements {
 		if cat.placements[name] == nil {
-			return dst, &RequestError{Field: "placements[" + strconv.Itoa(i) + "]", Problem: "unknown placement " + strconv.Quote(name)}
+			problem := "unknown placement " + strconv.Quote(name)
+			if len(cat.placements) == 0 {
+				problem += ": no placements are configured"
+			}
+			return dst, &RequestError{Field: "placements[" + strconv.Itoa(i) + "]", Problem: problem}
 		}
 	}
-	now := d.cfg.Now()
+	now := c.cfg.Now()
 	nowMs := now.UnixMilli()
 	key, p := d.profile(r)
 	personal := p != nil && d.consented(p, r.Context)
 
-	w := d.workers.Get().(*worker)
-	defer d.workers.Put(w)
+	w := c.workers.Get().(*worker)
+	defer c.workers.Put(w)
+	w.c = c
 	w.chosen = w.chosen[:0]
 	if p != nil {
 		var q state.RFMQuintiles
-		if d.rfm {
+		if c.rfm {
 			q = d.src.Quintiles()
 		}
 		w.env.Reset(p, r.Context, now, q)
@@ -167,6 +188,7 @@ func (d *Decider) Decide(dst []byte, r *Request) ([]byte, error) {
 // anonymousId's. A profile that cannot be read is answered as unknown:
 // a page must get an answer.
 func (d *Decider) profile(r *Request) (string, *state.Profile) {
+	c := d.cur.Load()
 	for _, key := range [...]string{r.UserID, r.AnonymousID} {
 		if key == "" {
 			continue
@@ -176,7 +198,7 @@ func (d *Decider) profile(r *Request) (string, *state.Profile) {
 			return key, p
 		}
 		if !errors.Is(err, state.ErrNotFound) {
-			d.cfg.Logger.Warn("decide: profile unavailable, answering as for an unknown visitor", "key", key, "err", err)
+			c.cfg.Logger.Warn("decide: profile unavailable, answering as for an unknown visitor", "key", key, "err", err)
 		}
 	}
 	if r.UserID != "" {
@@ -187,7 +209,8 @@ func (d *Decider) profile(r *Request) (string, *state.Profile) {
 
 // consented reports whether the visitor may get personalised answers.
 func (d *Decider) consented(p *state.Profile, ctx *fastjson.Value) bool {
-	purpose := d.cfg.ConsentPurpose
+	c := d.cur.Load()
+	purpose := c.cfg.ConsentPurpose
 	if purpose == "" {
 		return true
 	}
@@ -211,8 +234,9 @@ func readsRFM(c *Catalog) bool {
 
 // capsIn reports whether any offer of the placements has a cap.
 func (d *Decider) capsIn(placements []string) bool {
+	c := d.cur.Load()
 	for _, name := range placements {
-		for _, o := range d.cfg.Catalog.placements[name].offers {
+		for _, o := range c.cfg.Catalog.placements[name].offers {
 			if o.Cap > 0 {
 				return true
 			}
@@ -235,6 +259,7 @@ func inControl(pl *Placement, key string) bool {
 }
 
 func (d *Decider) decideOffers(dst []byte, w *worker, pl *Placement, key string, p *state.Profile, personal bool, ctx *fastjson.Value, now time.Time, nowMs int64) []byte {
+	ttl := w.c.cfg.ReservationTTL.Milliseconds()
 	control := personal && inControl(pl, key)
 	w.cands = w.cands[:0]
 	if personal && !control {
@@ -292,7 +317,7 @@ func (d *Decider) decideOffers(dst []byte, w *worker, pl *Placement, key string,
 		start := len(dst)
 		dst = event.Decision{Placement: pl.Name, Offer: c.offer.ID, Control: control, At: nowMs, Nonce: rand.Uint32()}.AppendID(dst)
 		if c.offer.Cap > 0 && personal && !fallback {
-			d.reserved.add(key, c.offer.ID, xxhash.Sum64(dst[start:]), nowMs, nowMs+d.cfg.ReservationTTL.Milliseconds())
+			d.reserved.add(key, c.offer.ID, xxhash.Sum64(dst[start:]), nowMs, nowMs+ttl)
 		}
 		dst = append(dst, `","fallback":`...)
 		dst = strconv.AppendBool(dst, fallback)
@@ -310,7 +335,8 @@ func (d *Decider) decideOffers(dst []byte, w *worker, pl *Placement, key string,
 
 // offerStats returns the offer statistics, at most StatsMaxAge old.
 func (d *Decider) offerStats(nowMs int64) map[state.OfferStatKey]state.OfferCounts {
-	return d.stats.get(nowMs, d.cfg.StatsMaxAge.Milliseconds(), d.src.OfferStats)
+	c := d.cur.Load()
+	return d.stats.get(nowMs, c.cfg.StatsMaxAge.Milliseconds(), d.src.OfferStats)
 }
 
 // appendString appends s as a JSON string; invalid UTF-8 becomes U+FFFD.

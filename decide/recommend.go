@@ -37,6 +37,7 @@ type trendingSnapshot struct {
 // it answers what needs none: trending overall, and bought_together for
 // the product in the request's context.
 func (d *Decider) recommend(dst []byte, w *worker, pl *Placement, p *state.Profile, personal bool, ctx *fastjson.Value, now time.Time, nowMs int64) []byte {
+	c := w.c
 	current := state.ProductID(ctx) // the product the page shows
 	exclude := func(id string) bool {
 		return id == current || pl.ExcludeBought && personal && p.Bought(id)
@@ -56,7 +57,7 @@ func (d *Decider) recommend(dst []byte, w *worker, pl *Placement, p *state.Profi
 		t := d.trendingNow(now)
 		lists := [2][]scoredProduct{nil, t.all}
 		if pl.ByInterest && personal {
-			if top, ok := p.TopInterest(d.cfg.Interests, now); ok {
+			if top, ok := p.TopInterest(c.cfg.Interests, now); ok {
 				lists[0] = t.byCategory[top]
 			}
 		}
@@ -139,11 +140,13 @@ func (d *Decider) describe(id string) *state.Product {
 
 // trendingNow returns the trending products, at most StatsMaxAge old.
 func (d *Decider) trendingNow(now time.Time) *trendingSnapshot {
-	return d.trending.get(now.UnixMilli(), d.cfg.StatsMaxAge.Milliseconds(), func() *trendingSnapshot { return d.buildTrending(now) })
+	c := d.cur.Load()
+	return d.trending.get(now.UnixMilli(), c.cfg.StatsMaxAge.Milliseconds(), func() *trendingSnapshot { return d.buildTrending(now) })
 }
 
 // buildTrending sums the products' popularity at now over partitions.
 func (d *Decider) buildTrending(now time.Time) *trendingSnapshot {
+	c := d.cur.Load()
 	sums := make(map[string]*scoredProduct)
 	d.src.EachProduct(func(p *state.Product) {
 		sp := sums[p.ID]
@@ -151,8 +154,8 @@ func (d *Decider) buildTrending(now time.Time) *trendingSnapshot {
 			sp = &scoredProduct{id: p.ID}
 			sums[p.ID] = sp
 		}
-		if d.cfg.Products != nil {
-			sp.score += p.Popularity(d.cfg.Products, now)
+		if c.cfg.Products != nil {
+			sp.score += p.Popularity(c.cfg.Products, now)
 		}
 		if sp.info == nil || p.Seen > sp.info.Seen {
 			sp.info = p

@@ -77,9 +77,10 @@ type Report struct {
 // Report returns the offers' statistics now (summed over the partitions
 // this instance holds), with their lift against control groups.
 func (d *Decider) Report() Report {
+	c := d.cur.Load()
 	counts := d.src.OfferStats()
 	var r Report
-	for _, pl := range d.cfg.Catalog.Placements() {
+	for _, pl := range c.cfg.Catalog.Placements() {
 		pr := PlacementReport{Placement: pl.Name, Kind: pl.Kind}
 		if pl.Kind == KindOffers {
 			pr.Arbitration = pl.Arbitration

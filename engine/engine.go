@@ -7,6 +7,7 @@ package engine
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -16,8 +17,8 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -36,15 +37,21 @@ import (
 
 // Engine is a running tailor instance.
 type Engine struct {
-	cfg       *config.Config
+	cfg       *config.Config // replaced by reloads, under reloadMu
 	log       *slog.Logger
 	embedded  *stream.Embedded
 	brokers   []string
 	producer  *stream.Producer
 	processor *stream.Processor
+	decider   *decide.Decider
 	server    *serve.Server
 	ln        net.Listener
 	topics    stream.Topics
+
+	reloadMu   sync.Mutex
+	configFile string   // watched and rewritten by reloads; "" for none
+	configSum  [32]byte // of the document in force
+	reloads    *prometheus.CounterVec
 }
 
 // Start starts every part of the engine; Run then serves until its
@@ -106,30 +113,24 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Engine
 	if err != nil {
 		return nil, err
 	}
-	var segments []serve.SegmentInfo
-	for _, seg := range storeOpts.Segments.List() {
-		segments = append(segments, serve.SegmentInfo{Name: seg.Name, Rule: seg.Rule.Source})
+	e.decider = decide.New(e.decideConfig(cfg, compiled), e.processor)
+	if cfg.Source != "" && cfg.Source != "sample" {
+		if doc, err := os.ReadFile(cfg.Source); err == nil {
+			e.configFile, e.configSum = cfg.Source, sha256.Sum256(doc)
+		}
 	}
-	sort.Slice(segments, func(i, j int) bool { return segments[i].Name < segments[j].Name })
-	var decisions serve.Decisions
-	if len(compiled.Catalog.Placements()) > 0 {
-		decisions = decide.New(decide.Config{
-			Catalog:        compiled.Catalog,
-			Segments:       storeOpts.Segments,
-			Interests:      storeOpts.Interests,
-			Products:       storeOpts.Products,
-			ConsentPurpose: cfg.Decide.ConsentPurpose,
-			ReservationTTL: time.Duration(cfg.Decide.ReservationTTL),
-			Logger:         log,
-			Now:            cfg.Clock,
-		}, e.processor)
-	}
+	e.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tailor_config_reloads_total",
+		Help: "Configuration reloads (config file changed, or PUT /v1/admin/config), by result: applied or rejected.",
+	}, []string{"result"})
+	reg.MustRegister(e.reloads)
 	e.server, err = serve.New(serve.Config{
-		Segments:    segments,
-		Decisions:   decisions,
+		Decisions:   e.decider,
+		Admin:       e,
 		WriteKeys:   cfg.HTTP.WriteKeys,
 		ReadKeys:    cfg.HTTP.ReadKeys,
 		DecideKeys:  cfg.HTTP.DecideKeys,
+		AdminKeys:   cfg.HTTP.AdminKeys,
 		CORSOrigins: cfg.HTTP.CORSOrigins,
 		EventsTopic: e.topics.Events,
 		Limits:      limits,
@@ -155,6 +156,9 @@ func (e *Engine) Run(ctx context.Context) error {
 	httpDone := make(chan error, 1)
 	go func() { procDone <- e.processor.Run(ctx) }()
 	go func() { httpDone <- e.server.Serve(e.ln) }()
+	if e.configFile != "" {
+		go e.watchConfig(ctx)
+	}
 	var err error
 	select {
 	case <-ctx.Done():

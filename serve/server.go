@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -44,6 +45,17 @@ type Profiles interface {
 	// SegmentSizes returns the members of each segment in the partitions
 	// this instance holds.
 	SegmentSizes() map[string]int64
+	// Model returns what the configuration declares about profiles.
+	Model() *state.Model
+}
+
+// Admin changes the running engine.
+type Admin interface {
+	// ReloadConfig replaces the running configuration with a YAML
+	// document and returns what changed. An error wrapping
+	// config.ErrInvalid rejects the document and leaves the running
+	// configuration in force.
+	ReloadConfig(doc []byte) (any, error)
 }
 
 // SegmentInfo describes a configured segment for GET /v1/segments.
@@ -69,10 +81,12 @@ type Config struct {
 	DecideKeys []string
 	// CORSOrigins may call the decide endpoint from browsers ("*": any).
 	CORSOrigins []string
-	// Segments are the configured segments, in name order.
-	Segments []SegmentInfo
 	// Decisions answers /v1/decide and /v1/offers (nil: no placements).
 	Decisions Decisions
+	// Admin serves PUT /v1/admin/config to AdminKeys (nil or no keys:
+	// the admin API is off).
+	Admin     Admin
+	AdminKeys []string
 	// ProduceTimeout bounds the wait for Kafka's acknowledgement.
 	ProduceTimeout time.Duration
 	Logger         *slog.Logger
@@ -196,6 +210,9 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) string {
 	case path == "/v1/offers":
 		s.offers(ctx)
 		return path
+	case path == "/v1/admin/config":
+		s.adminConfig(ctx)
+		return path
 	case path == "/v1/batch" || path == "/v1/import":
 		s.collect(ctx, 0, true)
 		return "/v1/batch"
@@ -233,6 +250,9 @@ type ErrorBody struct {
 	Error   string `json:"error"`
 	// Field is the path of the offending field, when one is to blame.
 	Field string `json:"field,omitempty"`
+	// Errors lists every problem, when there are several (a rejected
+	// configuration).
+	Errors []string `json:"errors,omitempty"`
 }
 
 func writeError(ctx *fasthttp.RequestCtx, code int, field, msg string) {
@@ -316,11 +336,11 @@ func (s *Server) segments(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	sizes := s.profiles.SegmentSizes()
-	list := make([]SegmentInfo, len(s.cfg.Segments))
-	for i, seg := range s.cfg.Segments {
-		seg.Size = sizes[seg.Name]
-		list[i] = seg
+	list := []SegmentInfo{}
+	for _, seg := range s.profiles.Model().Segments.List() {
+		list = append(list, SegmentInfo{Name: seg.Name, Rule: seg.Rule.Source, Size: sizes[seg.Name]})
 	}
+	sort.Slice(list, func(i, j int) bool { return list[i].Name < list[j].Name })
 	writeJSON(ctx, fasthttp.StatusOK, map[string]any{"segments": list})
 }
 

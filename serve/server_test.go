@@ -37,6 +37,7 @@ type noProfiles struct{}
 func (noProfiles) ProfileView(string) (state.View, error) { return state.View{}, state.ErrNotFound }
 func (noProfiles) Ready() bool                            { return true }
 func (noProfiles) SegmentSizes() map[string]int64         { return nil }
+func (noProfiles) Model() *state.Model                    { return &state.Model{} }
 
 // TestConcurrentCollect sends many requests at once (run it with -race):
 // every event arrives once, intact, stamped and keyed by its profile key.

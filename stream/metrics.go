@@ -16,6 +16,8 @@ type Metrics struct {
 	segmentChanges prometheus.Counter
 	wakes          prometheus.Counter   // profiles re-evaluated because time passed
 	wakeDelay      prometheus.Histogram // scheduled instant to re-evaluated
+	backfilled     prometheus.Counter   // profiles re-evaluated by backfills
+	backfillLeft   *prometheus.GaugeVec // profiles a backfill has left, by partition
 	reg            prometheus.Registerer
 }
 
@@ -68,7 +70,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Help:    "Time from the earliest instant a wake batch was due to its changes being committed.",
 		Buckets: prometheus.ExponentialBuckets(0.001, 2, 18),
 	})
-	reg.MustRegister(m.events, m.batch, m.delay, m.lag, m.appliedNext, m.segmentChanges, m.wakes, m.wakeDelay)
+	m.backfilled = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "tailor_backfill_profiles_total",
+		Help: "Profiles whose segments a backfill re-evaluated after the segments were added, changed or removed.",
+	})
+	m.backfillLeft = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "tailor_backfill_remaining_profiles",
+		Help: "Profiles the backfill under way has left to re-evaluate, per assigned partition (0: none under way).",
+	}, []string{"partition"})
+	reg.MustRegister(m.events, m.batch, m.delay, m.lag, m.appliedNext, m.segmentChanges, m.wakes, m.wakeDelay, m.backfilled, m.backfillLeft)
 	return m
 }
 

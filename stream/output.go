@@ -2,6 +2,7 @@ package stream
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
@@ -10,6 +11,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/tailorcdp/tailor/state"
 )
 
 // output writes what applying a partition's records produces (segment
@@ -60,34 +63,58 @@ func newOutput(client ClientConfig, group string, t Topics, partition int32, pro
 }
 
 // progress is a progress marker: the offset after the records whose
-// outputs are written, and the instant of the wake (Unix ms) that wrote
-// them, 0 for records.
+// outputs are written, and the instant of the wake (Unix ms) or the
+// backfill step that wrote them instead of records.
 type progress struct {
 	next, wake int64
+	backfill   *state.BackfillStep
 }
 
 // noProgress is the marker of a partition that has produced nothing.
 var noProgress = progress{next: -1}
 
+// encode writes "next", "next wake" or "next b target kCursor" (the
+// cursor in hex).
 func (m progress) encode() []byte {
 	b := strconv.AppendInt(nil, m.next, 10)
-	if m.wake != 0 {
+	switch {
+	case m.wake != 0:
 		b = strconv.AppendInt(append(b, ' '), m.wake, 10)
+	case m.backfill != nil:
+		b = strconv.AppendUint(append(b, " b "...), m.backfill.Target, 10)
+		b = hex.AppendEncode(append(b, " k"...), []byte(m.backfill.Cursor))
 	}
 	return b
 }
 
 func parseProgress(b []byte) (progress, error) {
-	next, wake, _ := strings.Cut(string(b), " ")
+	fields := strings.Fields(string(b))
 	var m progress
 	var err error
-	if m.next, err = strconv.ParseInt(next, 10, 64); err != nil {
-		return m, fmt.Errorf("progress marker %q: %w", b, err)
+	bad := func(err error) (progress, error) { return m, fmt.Errorf("progress marker %q: %w", b, err) }
+	if len(fields) == 0 {
+		return bad(errors.New("empty"))
 	}
-	if wake != "" {
-		if m.wake, err = strconv.ParseInt(wake, 10, 64); err != nil {
-			return m, fmt.Errorf("progress marker %q: %w", b, err)
+	if m.next, err = strconv.ParseInt(fields[0], 10, 64); err != nil {
+		return bad(err)
+	}
+	switch {
+	case len(fields) == 2:
+		if m.wake, err = strconv.ParseInt(fields[1], 10, 64); err != nil {
+			return bad(err)
 		}
+	case len(fields) == 4 && fields[1] == "b" && strings.HasPrefix(fields[3], "k"):
+		step := &state.BackfillStep{}
+		if step.Target, err = strconv.ParseUint(fields[2], 10, 64); err != nil {
+			return bad(err)
+		}
+		cursor, err := hex.DecodeString(fields[3][1:])
+		if err != nil {
+			return bad(err)
+		}
+		step.Cursor, m.backfill = string(cursor), step
+	case len(fields) != 1:
+		return bad(errors.New("want an offset, then a wake instant or a backfill step"))
 	}
 	return m, nil
 }

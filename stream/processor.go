@@ -74,6 +74,7 @@ type Processor struct {
 	cancel context.CancelFunc
 
 	quintiles atomic.Pointer[cachedQuintiles]
+	model     atomic.Pointer[state.Model] // given to the stores, replaced by SetModel
 
 	// cache statistics of stores already closed, so the counters stay monotonic
 	closedHits, closedMisses atomic.Uint64
@@ -92,8 +93,15 @@ type partition struct {
 	// it had their outputs produced already, before a crash.
 	replayTo int64
 	// redoWake is the instant of a wake whose outputs were produced but
-	// which the store had not committed before a crash (0: none).
-	redoWake int64
+	// which the store had not committed before a crash (0: none);
+	// redoBackfill likewise for a backfill batch.
+	redoWake     int64
+	redoBackfill bool
+	// poke wakes the worker for a new model to backfill.
+	poke chan struct{}
+	// backfillLeft counts the profiles the backfill under way has left,
+	// for the metric; -1 when not counted yet.
+	backfillLeft int
 	// started is closed once replayTo and redoWake are known; the worker
 	// wakes no profile before.
 	started   chan struct{}
@@ -123,6 +131,8 @@ func NewProcessor(cfg ProcessorConfig) (*Processor, error) {
 		cfg.Metrics = NewMetrics(prometheus.NewRegistry())
 	}
 	p := &Processor{cfg: cfg, log: cfg.Logger, m: cfg.Metrics, parts: make(map[int32]*partition), fatal: make(chan error, 1)}
+	model := cfg.Store.Model
+	p.model.Store(&model)
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	p.m.reg.MustRegister(
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
@@ -246,23 +256,110 @@ func (p *Processor) work(part *partition) {
 			p.applyQueued(part, records)
 		case <-started:
 			started = nil
-			if part.redoWake != 0 && !part.failed {
+			switch {
+			case part.failed:
+			case part.redoWake != 0:
 				p.fail(part, p.wake(part, time.UnixMilli(part.redoWake), false))
+			case part.redoBackfill:
+				p.fail(part, p.backfill(part, false))
 			}
+		case <-part.poke:
 		case <-timer.C:
 		}
+		wait := wakeCheck
 		if started == nil && !part.failed && part.next.Load() >= part.replayTo {
 			if at, ok := part.store.NextWake(); ok && !at.After(p.now()) {
 				p.fail(part, p.wake(part, p.now(), true))
 			}
+			_, pending, err := part.store.BackfillPending()
+			if err == nil && pending {
+				err = p.backfill(part, true)
+				_, pending, _ = part.store.BackfillPending()
+			}
+			p.fail(part, err)
+			if pending {
+				wait = 0 // records first, then the next batch
+			}
 		}
-		wait := wakeCheck
 		if at, ok := part.store.NextWake(); ok {
 			wait = min(wait, max(at.Sub(p.now()), 0))
 		}
 		timer.Reset(wait)
 	}
 }
+
+// backfillLimit bounds the profiles one backfill batch re-evaluates.
+const backfillLimit = 1000
+
+// backfill runs one batch of the partition's backfill, writing its
+// segment changes exactly once: produce false redoes a batch whose changes
+// Kafka already holds.
+func (p *Processor) backfill(part *partition, produce bool) error {
+	step, pending, err := part.store.BackfillPending()
+	if err != nil || !pending {
+		return err
+	}
+	if part.backfillLeft < 0 || step.Cursor == "" {
+		n, err := part.store.CountProfiles()
+		if err != nil {
+			return fmt.Errorf("partition %d: %w", part.id, err)
+		}
+		part.backfillLeft = n
+	}
+	batch := part.store.Begin()
+	n, done, err := batch.Backfill(backfillLimit)
+	if err != nil {
+		batch.Discard()
+		return fmt.Errorf("partition %d: backfill: %w", part.id, err)
+	}
+	next := part.next.Load()
+	changes := batch.Changes()
+	if produce && len(changes) > 0 {
+		outputs := make([]*kgo.Record, len(changes))
+		for i, c := range changes {
+			outputs[i] = p.changeRecord("backfill", c)
+		}
+		if err := part.out.write(p.ctx, outputs, progress{next: next, backfill: &step}); err != nil {
+			batch.Discard()
+			return fmt.Errorf("partition %d: write %d segment changes of a backfill: %w", part.id, len(outputs), err)
+		}
+	}
+	if err := batch.Commit(next); err != nil {
+		return fmt.Errorf("partition %d: backfill: %w", part.id, err)
+	}
+	part.backfillLeft = max(part.backfillLeft-n, 0)
+	if done {
+		part.backfillLeft = 0
+		p.log.Info("backfill done", "partition", part.id)
+	}
+	p.m.backfilled.Add(float64(n))
+	p.m.backfillLeft.WithLabelValues(part.label).Set(float64(part.backfillLeft))
+	if produce {
+		p.m.segmentChanges.Add(float64(len(changes)))
+	} else {
+		p.log.Info("redid the backfill batch that a crash interrupted, its changes already produced", "partition", part.id, "profiles", n)
+	}
+	return nil
+}
+
+// SetModel replaces what the configuration declares about profiles: the
+// stores apply events under m from their next batch, and backfill the
+// segments it adds, changes or removes, in the background.
+func (p *Processor) SetModel(m *state.Model) {
+	p.model.Store(m)
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	for _, part := range p.parts {
+		part.store.SetModel(m)
+		select {
+		case part.poke <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Model returns the model the stores apply events under.
+func (p *Processor) Model() *state.Model { return p.model.Load() }
 
 // applyQueued applies records and whatever else has queued up for the
 // partition, as one batch.
@@ -498,6 +595,7 @@ func (p *Processor) assign(ctx context.Context, _ *kgo.Client, assigned map[stri
 		}
 		dir := filepath.Join(p.cfg.DataDir, p.cfg.Topics.Events+"-"+strconv.Itoa(int(id)))
 		opts := p.cfg.Store
+		opts.Model = *p.model.Load()
 		opts.Logger = p.log
 		opts.Quintiles = p.Quintiles
 		store, err := state.Open(dir, opts)
@@ -520,7 +618,8 @@ func (p *Processor) assign(ctx context.Context, _ *kgo.Client, assigned map[stri
 			return
 		}
 		part := &partition{id: id, store: store, out: out, parser: event.NewParser(p.cfg.Limits), label: partitionLabel(id),
-			work: make(chan []*kgo.Record, 2), done: make(chan struct{}), started: make(chan struct{}), replayTo: -1}
+			work: make(chan []*kgo.Record, 2), done: make(chan struct{}), started: make(chan struct{}), replayTo: -1,
+			poke: make(chan struct{}, 1), backfillLeft: -1}
 		part.target.Store(-1)
 		p.parts[id] = part
 		go p.work(part)
@@ -566,6 +665,12 @@ func (p *Processor) startOffsets(ctx context.Context, offsets map[string]map[int
 			// wake came after every record before it.
 			if ok && marker.wake > lastWake.UnixMilli() && marker.next == next {
 				part.redoWake = marker.wake
+			}
+			// A backfill batch's marker names the step it started from:
+			// if the store is still there, the batch was not committed.
+			if ok && marker.backfill != nil && marker.next == next {
+				step, pending, err := part.store.BackfillPending()
+				part.redoBackfill = err == nil && pending && step == *marker.backfill
 			}
 			starting = append(starting, part)
 		})
@@ -634,6 +739,7 @@ func (p *Processor) closePartitions(parts []*partition) {
 		part.out.close()
 		p.m.lag.DeleteLabelValues(part.label)
 		p.m.appliedNext.DeleteLabelValues(part.label)
+		p.m.backfillLeft.DeleteLabelValues(part.label)
 		p.log.Info("partition revoked", "partition", part.id)
 	}
 }
@@ -710,7 +816,8 @@ func (p *Processor) ProfileView(key string) (state.View, error) {
 	if p.cfg.Store.Now != nil {
 		now = p.cfg.Store.Now
 	}
-	return prof.View(state.Derived{Aggregates: p.cfg.Store.Aggregates, Interests: p.cfg.Store.Interests, Quintiles: p.quintilesWithin(200 * time.Millisecond)}, now()), nil
+	m := p.model.Load()
+	return prof.View(state.Derived{Aggregates: m.Aggregates, Interests: m.Interests, Quintiles: p.quintilesWithin(200 * time.Millisecond)}, now()), nil
 }
 
 // Quintiles returns the RFM quintile boundaries of the profiles in the

@@ -1,0 +1,57 @@
+package serve
+
+import (
+	"errors"
+	"strings"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/tailorcdp/tailor/config"
+)
+
+// maxConfigBody bounds a configuration document.
+const maxConfigBody = 1 << 20
+
+// adminConfig serves PUT /v1/admin/config: a new configuration, as YAML,
+// replaces the running one.
+func (s *Server) adminConfig(ctx *fasthttp.RequestCtx) {
+	if s.cfg.Admin == nil || len(s.cfg.AdminKeys) == 0 {
+		writeError(ctx, fasthttp.StatusForbidden, "", "the admin API is off: set http.admin_keys (--admin-keys) to turn it on")
+		return
+	}
+	if !ctx.IsPut() {
+		writeError(ctx, fasthttp.StatusMethodNotAllowed, "", "use PUT with the whole configuration as YAML")
+		return
+	}
+	user, ok := basicUser(ctx)
+	if !checkKey(ctx, user, ok, s.cfg.AdminKeys, "admin key", "the Basic auth user name or a Bearer token") {
+		return
+	}
+	body, err := requestBody(ctx, maxConfigBody)
+	if err != nil {
+		writeError(ctx, bodyErrorStatus(err), "", err.Error())
+		return
+	}
+	res, err := s.cfg.Admin.ReloadConfig(body)
+	switch {
+	case errors.Is(err, config.ErrInvalid):
+		writeJSON(ctx, fasthttp.StatusBadRequest, ErrorBody{Error: err.Error(), Errors: problems(err)})
+	case err != nil:
+		s.log.Error("config reload failed", "err", err)
+		writeError(ctx, fasthttp.StatusInternalServerError, "", err.Error())
+	default:
+		writeJSON(ctx, fasthttp.StatusOK, res)
+	}
+}
+
+// problems lists the problems of a rejected configuration, one per line
+// of the joined errors.
+func problems(err error) []string {
+	var out []string
+	for _, line := range strings.Split(err.Error(), "\n") {
+		if line = strings.TrimSpace(line); line != "" {
+			out = append(out, line)
+		}
+	}
+	return out
+}
