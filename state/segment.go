@@ -46,17 +46,17 @@ type Segment struct {
 // Inputs says what applying an event changed in a profile, so that only
 // the segments reading those inputs are re-evaluated.
 type Inputs struct {
-	All  bool // a new profile: evaluate everything
-	Time bool // no event, time alone moved: evaluate the timed segments
-	// Backfill, indexed like the schema's segment names, marks the
-	// segments a backfill re-evaluates, with no event.
-	Backfill  []bool
+	All       bool   // a new profile: evaluate everything
+	Time      bool   // no event, time alone moved: evaluate the timed segments
 	Traits    bool   // an identify call
 	Event     string // a track call's name, for since()
 	Aggs      []bool // aggregates updated, indexed like Aggregates.List
 	Orders    bool   // orders or refunds: RFM values
 	Interests bool   // a weighted event
 	Consent   bool   // consent choices
+	// Backfill, indexed like the schema's segment names, marks the
+	// segments a backfill re-evaluates, with no event.
+	Backfill []bool
 }
 
 // needs reports whether seg must be re-evaluated for in, given which
