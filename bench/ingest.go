@@ -51,6 +51,16 @@ type IngestResult struct {
 	Ratio        float64 `json:"applied_to_raw_ratio"`
 	RawSeconds   float64 `json:"raw_seconds"`
 	ApplySeconds float64 `json:"apply_seconds"`
+	// RawProgress and AppliedProgress are the events consumed and applied
+	// over time, for charts.
+	RawProgress     []Point `json:"raw_progress"`
+	AppliedProgress []Point `json:"applied_progress"`
+}
+
+// Point is a count at a time, in seconds from the start of a phase.
+type Point struct {
+	Seconds float64 `json:"s"`
+	Count   float64 `json:"n"`
 }
 
 // Ingest produces cfg.Events generated events to a fresh topic, then reads
@@ -109,7 +119,8 @@ func Ingest(ctx context.Context, cfg IngestConfig) (IngestResult, error) {
 	say("produced %d events (%.0f/s, %.0f bytes each)", cfg.Events, res.ProduceRate, res.EventBytes)
 
 	// Raw consume: the baseline.
-	res.RawRate, res.RawSeconds, err = rawConsume(ctx, cfg.Client, topics.Events, cfg.Events)
+	res.RawRate, res.RawSeconds, res.RawProgress, err = rawConsume(ctx, cfg.Client,
+		kgo.ConsumeTopics(topics.Events), topics.Events, cfg.Events)
 	if err != nil {
 		return res, err
 	}
@@ -164,6 +175,7 @@ func Ingest(ctx context.Context, cfg IngestConfig) (IngestResult, error) {
 		}
 	}
 	res.AppliedRate, res.ApplySeconds = clock.rate(int64(cfg.Events))
+	res.AppliedProgress = clock.points
 	stop()
 	<-errc
 	proc.Close()
@@ -172,17 +184,17 @@ func Ingest(ctx context.Context, cfg IngestConfig) (IngestResult, error) {
 	return res, nil
 }
 
-// rawConsume reads n records of topic from the start with a consumer that
-// does nothing with them (beyond fetching and decompressing) and returns
-// its rate.
-func rawConsume(ctx context.Context, client stream.ClientConfig, topic string, n int) (rate, seconds float64, err error) {
+// rawConsume reads n records of topic (where what says, from the start by
+// default) with a consumer that does nothing with them (beyond fetching
+// and decompressing) and returns its rate.
+func rawConsume(ctx context.Context, client stream.ClientConfig, what kgo.Opt, topic string, n int) (rate, seconds float64, progress []Point, err error) {
 	cl, err := kgo.NewClient(append(client.Opts(),
-		kgo.ConsumeTopics(topic),
+		what,
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchMaxBytes(32<<20),
 	)...)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, nil, err
 	}
 	defer cl.Close()
 	var clock rateClock
@@ -191,26 +203,27 @@ func rawConsume(ctx context.Context, client stream.ClientConfig, topic string, n
 	for seen < n {
 		fetches := cl.PollRecords(ctx, 5000)
 		if err := ctx.Err(); err != nil {
-			return 0, 0, err
+			return 0, 0, nil, err
 		}
 		if errs := fetches.Errors(); len(errs) > 0 {
-			return 0, 0, fmt.Errorf("raw consume of %s: %w", topic, errs[0].Err)
+			return 0, 0, nil, fmt.Errorf("raw consume of %s: %w", topic, errs[0].Err)
 		}
 		seen += fetches.NumRecords()
 		clock.observe(int64(seen))
 	}
 	rate, seconds = clock.rate(int64(n))
-	return rate, seconds, nil
+	return rate, seconds, clock.points, nil
 }
 
-// rateClock measures a steady rate: from the first time progress is seen,
-// counting only what came after, so that start-up (group joins, first
-// fetches) counts against neither side. When the first observation already
-// covers most of the run (a small run), it falls back to timing the whole
-// run from the start.
+// rateClock measures a steady rate: over the middle of the run, from the
+// first time a tenth of the total is seen to the first time nine tenths
+// are, so that start-up (group joins, store opening) and the tail count
+// against neither side. A run too small to show its middle in several
+// steps is timed whole.
 type rateClock struct {
-	start, first time.Time
-	atFirst      int64
+	start  time.Time
+	obs    []Point // every observation
+	points []Point // every 50 ms at most, for charts
 }
 
 func (c *rateClock) observe(n int64) {
@@ -218,17 +231,35 @@ func (c *rateClock) observe(n int64) {
 	if c.start.IsZero() {
 		c.start = now
 	}
-	if c.first.IsZero() && n > 0 {
-		c.first, c.atFirst = now, n
+	pt := Point{Seconds: now.Sub(c.start).Seconds(), Count: float64(n)}
+	if k := len(c.obs); k == 0 || c.obs[k-1].Count != pt.Count {
+		c.obs = append(c.obs, pt)
+	}
+	if k := len(c.points); k == 0 || pt.Seconds-c.points[k-1].Seconds >= 0.05 {
+		c.points = append(c.points, pt)
 	}
 }
 
+// rate returns the rate over the middle of the run and the seconds the
+// whole run took.
 func (c *rateClock) rate(total int64) (perSecond, seconds float64) {
-	end := time.Now()
-	if total-c.atFirst >= total/2 {
-		seconds = end.Sub(c.first).Seconds()
-		return float64(total-c.atFirst) / seconds, seconds
+	c.observe(total)
+	end := c.obs[len(c.obs)-1]
+	c.points = append(c.points, end)
+	seconds = end.Seconds
+	at := func(share float64) int {
+		for i, pt := range c.obs {
+			if pt.Count >= share*float64(total) {
+				return i
+			}
+		}
+		return len(c.obs) - 1
 	}
-	seconds = end.Sub(c.start).Seconds()
+	lo, hi := at(0.1), at(0.9)
+	// A middle seen in fewer than 8 steps is a buffer being drained, not
+	// a rate: time the whole run then.
+	if hi-lo >= 8 && c.obs[hi].Seconds > c.obs[lo].Seconds {
+		return (c.obs[hi].Count - c.obs[lo].Count) / (c.obs[hi].Seconds - c.obs[lo].Seconds), seconds
+	}
 	return float64(total) / seconds, seconds
 }

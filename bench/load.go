@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+
 	"net"
 	"runtime"
 	"sync"
@@ -33,6 +34,14 @@ type LoadConfig struct {
 	Duration time.Duration
 	// Timeout bounds one request.
 	Timeout time.Duration
+	// Progress, when set, is called every second with the counts so far.
+	Progress func(LoadProgress)
+}
+
+// LoadProgress is how far a load step has come.
+type LoadProgress struct {
+	Elapsed      time.Duration
+	Sent, Errors int64
 }
 
 // LoadResult is the outcome of one load step.
@@ -47,6 +56,8 @@ type LoadResult struct {
 	P99  float64 `json:"p99_us"`
 	P999 float64 `json:"p99_9_us"`
 	Max  float64 `json:"max_us"`
+	// Timeline holds the successful requests of each second of the step.
+	Timeline []float64 `json:"ok_per_s_timeline"`
 }
 
 // Load runs one open-loop step.
@@ -67,6 +78,7 @@ func Load(ctx context.Context, c LoadConfig) (LoadResult, error) {
 	start := time.Now().Add(10 * time.Millisecond)
 	var next atomic.Int64
 	var sent, errs, ok atomic.Int64
+	seconds := make([]atomic.Int64, int(c.Duration/time.Second)+2)
 	hists := make([]*hdrhistogram.Histogram, c.Connections)
 	var wg sync.WaitGroup
 	for w := range c.Connections {
@@ -94,10 +106,29 @@ func Load(ctx context.Context, c LoadConfig) (LoadResult, error) {
 					errs.Add(1)
 				} else {
 					ok.Add(1)
+					if s := int(time.Since(start) / time.Second); s >= 0 && s < len(seconds) {
+						seconds[s].Add(1)
+					}
 				}
 				_ = h.RecordValue(max(1, lat.Microseconds()))
 			}
 		}(hists[w])
+	}
+	if c.Progress != nil {
+		stop := make(chan struct{})
+		defer close(stop)
+		go func() {
+			t := time.NewTicker(time.Second)
+			defer t.Stop()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-t.C:
+					c.Progress(LoadProgress{Elapsed: time.Since(start), Sent: sent.Load(), Errors: errs.Load()})
+				}
+			}
+		}()
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
@@ -108,6 +139,9 @@ func Load(ctx context.Context, c LoadConfig) (LoadResult, error) {
 	r := LoadResult{Rate: c.Rate, Sent: sent.Load(), Errors: errs.Load(), Throughput: float64(ok.Load()) / elapsed.Seconds(),
 		P50: float64(all.ValueAtQuantile(50)), P90: float64(all.ValueAtQuantile(90)), P99: float64(all.ValueAtQuantile(99)),
 		P999: float64(all.ValueAtQuantile(99.9)), Max: float64(all.Max())}
+	for s := range min(len(seconds), int(elapsed.Seconds())) { // whole seconds only
+		r.Timeline = append(r.Timeline, float64(seconds[s].Load()))
+	}
 	return r, ctx.Err()
 }
 

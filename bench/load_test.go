@@ -39,3 +39,19 @@ func TestLoadAgainstBaseline(t *testing.T) {
 		t.Errorf("against a closed port: %+v", r)
 	}
 }
+
+func TestParseAppliedOffsets(t *testing.T) {
+	body := []byte(`# HELP tailor_applied_offset Offset of the next record to apply
+# TYPE tailor_applied_offset gauge
+tailor_applied_offset{partition="0"} 1234
+tailor_applied_offset{partition="11"} 5.6789e+06
+tailor_events_total{outcome="applied"} 99
+`)
+	got, err := parseAppliedOffsets(body)
+	if err != nil || len(got) != 2 || got[0] != 1234 || got[11] != 5678900 {
+		t.Errorf("%v, %v", got, err)
+	}
+	if _, err := parseAppliedOffsets([]byte(`tailor_applied_offset{partition="x"} 1`)); err == nil {
+		t.Error("a bad line was accepted")
+	}
+}
