@@ -185,7 +185,9 @@ func background(ctx context.Context, client *fasthttp.HostClient, c FreshnessCon
 	var sent atomic.Int64
 	var buf bytes.Buffer
 	for i := 0; ctx.Err() == nil; i++ {
-		pace(start.Add(time.Duration(i) * interval))
+		if d := time.Until(start.Add(time.Duration(i) * interval)); d > 0 {
+			time.Sleep(d)
+		}
 		buf.Reset()
 		buf.WriteString(`{"batch": [`)
 		for j := range batch {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 
 	"net"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,10 +14,15 @@ import (
 )
 
 // LoadConfig configures an open-loop HTTP load: requests are scheduled at
-// a fixed rate whatever the server does, and each latency is measured from
-// the request's scheduled time (like wrk2), so a stall shows as the
-// latency of every request it delayed instead of hiding as fewer requests
-// (coordinated omission).
+// a fixed rate whatever the server does. A pacer hands each request to an
+// idle sender at its scheduled time; when every sender is still waiting
+// for an answer, the request waits, and its latency is measured from its
+// scheduled time (like wrk2), so a stall shows as the latency of every
+// request it delayed instead of hiding as fewer requests (coordinated
+// omission). A request handed over on time is measured from the moment it
+// was handed over: the pacer's own lateness (sleeps overshoot by up to a
+// millisecond on common kernels) is the load generator's, not the
+// server's.
 type LoadConfig struct {
 	// Addr is host:port; Path the request path.
 	Addr string
@@ -76,7 +80,31 @@ func Load(ctx context.Context, c LoadConfig) (LoadResult, error) {
 	total := int64(c.Rate * c.Duration.Seconds())
 	interval := time.Duration(float64(time.Second) / c.Rate)
 	start := time.Now().Add(10 * time.Millisecond)
-	var next atomic.Int64
+	type job struct {
+		i    int64
+		from time.Time // latency is measured from here
+	}
+	jobs := make(chan job) // unbuffered: a send succeeds when a sender is idle
+	go func() {
+		defer close(jobs)
+		for i := int64(0); i < total && ctx.Err() == nil; i++ {
+			due := start.Add(time.Duration(i) * interval)
+			if d := time.Until(due); d > 0 {
+				time.Sleep(d)
+			}
+			select {
+			case jobs <- job{i, time.Now()}:
+			default:
+				// Every sender waits on the server: this request is
+				// delayed by it, from its scheduled time.
+				select {
+				case jobs <- job{i, due}:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}
+	}()
 	var sent, errs, ok atomic.Int64
 	seconds := make([]atomic.Int64, int(c.Duration/time.Second)+2)
 	hists := make([]*hdrhistogram.Histogram, c.Connections)
@@ -89,18 +117,10 @@ func Load(ctx context.Context, c LoadConfig) (LoadResult, error) {
 			req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 			defer fasthttp.ReleaseRequest(req)
 			defer fasthttp.ReleaseResponse(resp)
-			for ctx.Err() == nil {
-				i := next.Add(1) - 1
-				if i >= total {
-					return
-				}
-				// Senders take the schedule in order; one that is late
-				// sends at once and its latency counts the delay.
-				due := start.Add(time.Duration(i) * interval)
-				pace(due)
-				c.request(req, uint64(i))
+			for j := range jobs {
+				c.request(req, uint64(j.i))
 				err := client.DoTimeout(req, resp, c.Timeout)
-				lat := time.Since(due)
+				lat := time.Since(j.from)
 				sent.Add(1)
 				if err != nil || resp.StatusCode() != fasthttp.StatusOK {
 					errs.Add(1)
@@ -143,21 +163,6 @@ func Load(ctx context.Context, c LoadConfig) (LoadResult, error) {
 		r.Timeline = append(r.Timeline, float64(seconds[s].Load()))
 	}
 	return r, ctx.Err()
-}
-
-// spinFor is how long before a send time a sender stops sleeping and
-// yields in a loop instead: a sleeping goroutine wakes up late on a busy
-// machine, and that lateness would be measured as the server's latency.
-const spinFor = 500 * time.Microsecond
-
-// pace waits until due.
-func pace(due time.Time) {
-	if d := time.Until(due); d > spinFor {
-		time.Sleep(d - spinFor)
-	}
-	for time.Now().Before(due) {
-		runtime.Gosched()
-	}
 }
 
 // request sets req to the i-th request of the load.
