@@ -88,7 +88,7 @@ func Ingest(ctx context.Context, cfg IngestConfig) (IngestResult, error) {
 		return res, err
 	}
 	defer func() {
-		_, _ = kadm.NewClient(producer.Client()).DeleteTopics(context.Background(), topics.Events, topics.Changelog, topics.Segments, topics.DeadLetter)
+		_, _ = kadm.NewClient(producer.Client()).DeleteTopics(context.Background(), topics.Events, topics.Changelog, topics.Segments, topics.DeadLetter, topics.Progress, topics.Stats)
 	}()
 
 	// Produce.

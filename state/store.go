@@ -132,6 +132,7 @@ type Store struct {
 	sizes   map[string]int64             // segment members in this partition
 	pop     Population                   // RFM histograms of this partition, under sizesMu
 	popGen  atomic.Uint64                // counts changes of pop
+	statGen atomic.Uint64                // counts changes of sizes, pop and stats
 	stats   map[OfferStatKey]OfferCounts // under sizesMu
 
 	productsMu sync.RWMutex
@@ -342,6 +343,11 @@ func (s *Store) SegmentSizes() map[string]int64 {
 // PopulationGen counts the changes of the RFM histograms, to tell when a
 // merged population is stale.
 func (s *Store) PopulationGen() uint64 { return s.popGen.Load() }
+
+// StatsGen counts the changes of the partition's statistics (segment
+// sizes, RFM histograms, offer statistics), to tell when a copy of them is
+// stale.
+func (s *Store) StatsGen() uint64 { return s.statGen.Load() }
 
 // Population returns a copy of this partition's RFM histograms.
 func (s *Store) Population() Population {
@@ -607,6 +613,9 @@ func (b *Batch) Commit(nextOffset int64) error {
 	}
 	if len(pop.Orders)+len(pop.Days)+len(pop.Money) > 0 {
 		b.s.popGen.Add(1)
+	}
+	if len(pop.Orders)+len(pop.Days)+len(pop.Money)+len(sizes)+len(stats) > 0 {
+		b.s.statGen.Add(1)
 	}
 	if b.woke {
 		return b.s.loadNextWake() // the due entries are gone

@@ -27,6 +27,7 @@ type Topics struct {
 	Segments   string // segment entered/exited records
 	DeadLetter string // invalid input records with the reason
 	Progress   string // compacted: per input partition, how far outputs were produced
+	Stats      string // compacted: per input partition, its statistics, for every instance
 }
 
 // NewTopics returns the topic names under prefix ("tailor." gives
@@ -38,6 +39,7 @@ func NewTopics(prefix string) Topics {
 		Segments:   prefix + "segments",
 		DeadLetter: prefix + "deadletter",
 		Progress:   prefix + "progress",
+		Stats:      prefix + "stats",
 	}
 }
 
@@ -59,6 +61,7 @@ func EnsureTopics(ctx context.Context, cl *kgo.Client, t Topics, partitions int3
 		{t.Segments, nil},
 		{t.DeadLetter, nil},
 		{t.Progress, map[string]*string{"cleanup.policy": &compact}},
+		{t.Stats, map[string]*string{"cleanup.policy": &compact}},
 	}
 	for _, c := range create {
 		resp, err := adm.CreateTopic(ctx, partitions, replication, c.configs, c.name)

@@ -75,6 +75,7 @@ type Processor struct {
 
 	quintiles atomic.Pointer[cachedQuintiles]
 	model     atomic.Pointer[state.Model] // given to the stores, replaced by SetModel
+	shared    sharedStats                 // the other partitions' statistics
 
 	// cache statistics of stores already closed, so the counters stay monotonic
 	closedHits, closedMisses atomic.Uint64
@@ -130,7 +131,8 @@ func NewProcessor(cfg ProcessorConfig) (*Processor, error) {
 	if cfg.Metrics == nil {
 		cfg.Metrics = NewMetrics(prometheus.NewRegistry())
 	}
-	p := &Processor{cfg: cfg, log: cfg.Logger, m: cfg.Metrics, parts: make(map[int32]*partition), fatal: make(chan error, 1)}
+	p := &Processor{cfg: cfg, log: cfg.Logger, m: cfg.Metrics, parts: make(map[int32]*partition), fatal: make(chan error, 1),
+		shared: sharedStats{remote: make(map[int32]*partitionStats), published: make(map[int32]uint64)}}
 	model := cfg.Store.Model
 	p.model.Store(&model)
 	p.ctx, p.cancel = context.WithCancel(context.Background())
@@ -176,6 +178,8 @@ func (p *Processor) Run(ctx context.Context) error {
 	lagCtx, stopLag := context.WithCancel(ctx)
 	defer stopLag()
 	go p.watchLag(lagCtx)
+	go p.publishStats(lagCtx)
+	go p.followStats(lagCtx)
 	// A partition that fails must stop Run even while no records come:
 	// the poll waits on a context that the failure cancels.
 	pollCtx, stopPoll := context.WithCancel(ctx)
@@ -847,51 +851,56 @@ type cachedQuintiles struct {
 
 func (p *Processor) populationGen() uint64 {
 	p.mu.RLock()
-	defer p.mu.RUnlock()
 	var gen uint64
 	for id, part := range p.parts {
 		gen += part.store.PopulationGen() + uint64(id)<<48 // a partition moving changes it too
 	}
-	return gen
+	p.mu.RUnlock()
+	p.shared.mu.RLock()
+	defer p.shared.mu.RUnlock()
+	return gen + p.shared.gen<<32
 }
 
+// population returns the RFM histograms of every partition: those held
+// here, live, and the others' latest published snapshots.
 func (p *Processor) population() state.Population {
-	p.mu.RLock()
-	defer p.mu.RUnlock()
 	pop := state.NewPopulation()
-	for _, part := range p.parts {
-		pop.Add(part.store.Population())
-	}
+	p.eachPartitionStats(
+		func(s *state.Store) { pop.Add(s.Population()) },
+		func(s *partitionStats) { pop.Add(s.population()) })
 	return pop
 }
 
-// SegmentSizes returns the members of each segment in the partitions
-// assigned to this instance.
+// SegmentSizes returns the members of each segment over every partition:
+// those held here, live, and the others' latest published snapshots
+// (about a second behind).
 func (p *Processor) SegmentSizes() map[string]int64 {
-	p.mu.RLock()
-	defer p.mu.RUnlock()
 	total := make(map[string]int64)
-	for _, part := range p.parts {
-		for name, n := range part.store.SegmentSizes() {
+	add := func(sizes map[string]int64) {
+		for name, n := range sizes {
 			total[name] += n
 		}
 	}
+	p.eachPartitionStats(
+		func(s *state.Store) { add(s.SegmentSizes()) },
+		func(s *partitionStats) { add(s.Sizes) })
 	return total
 }
 
-// OfferStats returns the offer statistics of the partitions assigned to
-// this instance, summed.
+// OfferStats returns the offer statistics over every partition, like
+// SegmentSizes.
 func (p *Processor) OfferStats() map[state.OfferStatKey]state.OfferCounts {
-	p.mu.RLock()
-	defer p.mu.RUnlock()
 	total := make(map[state.OfferStatKey]state.OfferCounts)
-	for _, part := range p.parts {
-		for k, c := range part.store.OfferStats() {
+	add := func(stats map[state.OfferStatKey]state.OfferCounts) {
+		for k, c := range stats {
 			t := total[k]
 			t.Add(c)
 			total[k] = t
 		}
 	}
+	p.eachPartitionStats(
+		func(s *state.Store) { add(s.OfferStats()) },
+		func(s *partitionStats) { add(s.offerStats()) })
 	return total
 }
 
