@@ -42,6 +42,10 @@ type Config struct {
 	// RFMSegments adds the standard named RFM segments (champions, loyal,
 	// ... lost) to Segments.
 	RFMSegments bool `yaml:"rfm_segments"`
+	// RFMHorizon limits RFM frequency and monetary value to the orders of
+	// the last RFMHorizon (e.g. 365d), and the RFM population to customers
+	// with an order in it; 0 counts all time.
+	RFMHorizon Duration `yaml:"rfm_horizon"`
 	// Interests configures the category affinities; nil keeps the defaults.
 	Interests *Interests `yaml:"interests"`
 	// Products configures what is learnt about products for
@@ -451,6 +455,9 @@ func (c *Config) Validate() error {
 	}
 	if i := c.Interests; i != nil && (time.Duration(i.HalfLife) < 0 || i.Max < 0) {
 		errs = append(errs, fmt.Errorf("interests: half_life and max must not be negative"))
+	}
+	if c.RFMHorizon < 0 {
+		errs = append(errs, fmt.Errorf("rfm_horizon %s is negative", time.Duration(c.RFMHorizon)))
 	}
 	if c.Store.CacheProfiles < 1 {
 		errs = append(errs, fmt.Errorf("store.cache_profiles is %d, want at least 1", c.Store.CacheProfiles))

@@ -55,7 +55,7 @@ func newStore(t testing.TB, segments map[string]string, placements []decide.Plac
 	for name, rule := range segments {
 		decls = append(decls, state.SegmentConfig{Name: name, Rule: rule})
 	}
-	segs, err := state.CompileSegments(decls, aggs)
+	segs, err := state.CompileSegments(decls, aggs, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -434,7 +434,7 @@ func TestCompileErrors(t *testing.T) {
 		{[]decide.PlacementConfig{{Name: "p"}}, []decide.OfferConfig{{ID: "o", Placements: []string{"p"}, Content: json.RawMessage(`{`)}}, `offer "o": content is not valid JSON`},
 		{[]decide.PlacementConfig{{Name: "p"}}, []decide.OfferConfig{{ID: "o", Placements: []string{"p"}}, {ID: "o", Placements: []string{"p"}}}, `offer "o" is declared twice`},
 	} {
-		segs, _ := state.CompileSegments(nil, nil)
+		segs, _ := state.CompileSegments(nil, nil, 0)
 		_, err := decide.Compile(tc.placements, tc.offers, segs.Schema())
 		if err == nil || err.Error() != tc.err {
 			t.Errorf("error %v\nwant %s", err, tc.err)

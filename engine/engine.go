@@ -284,7 +284,8 @@ func storeOptions(cfg *config.Config) (state.Options, error) {
 	if cfg.RFMSegments {
 		segs = append(segs, state.RFMSegments()...)
 	}
-	if o.Segments, err = state.CompileSegments(segs, aggs); err != nil {
+	o.RFMHorizon = time.Duration(cfg.RFMHorizon)
+	if o.Segments, err = state.CompileSegments(segs, aggs, o.RFMHorizon); err != nil {
 		return o, fmt.Errorf("config %s: %w", cfg.Source, err)
 	}
 	o.Now = cfg.Clock

@@ -123,6 +123,9 @@ type Schema struct {
 	Aggregates []Field
 	// Segments are the segment names segment("...") accepts.
 	Segments []string
+	// RFMExpires says RFM values count the orders of a horizon only, so
+	// that rfm.* change with time alone as orders leave it.
+	RFMExpires bool
 }
 
 // Deps records what a rule reads, so that an event re-evaluates only the
@@ -422,7 +425,7 @@ func (c *compiler) member(n *memberNode) (expr, error) {
 		}
 		c.deps.RFM = true
 		e := numExpr(TypeNumber, func(env Env) (float64, bool) { return env.RFM(f) })
-		if f == RFMRecency {
+		if f == RFMRecency || c.schema.RFMExpires {
 			c.deps.Clock = true
 			e.next = func(env TimeEnv) float64 { return env.RFMNext(f) }
 		}

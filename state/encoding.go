@@ -48,6 +48,9 @@ const (
 	fieldViewed         = 21 // bytes, repeated: product ids viewed, oldest first
 	fieldBought         = 22 // bytes, repeated: product ids bought, oldest first
 	fieldWakeAt         = 23 // varint ms: when time alone may next change a segment
+	fieldOrderTimes     = 24 // packed zigzag varint: the order log's event ms, each as the difference to the one before
+	fieldOrderAmounts   = 25 // packed fixed64 float64 bits: their amounts
+	fieldRFMPoint       = 26 // message {1: counted 0/1, 2: day zigzag, 3: orders, 4: revenue bin zigzag}: where the RFM histograms count the profile
 )
 
 // Fields of an aggregate bucket message.
@@ -107,6 +110,35 @@ func (p *Profile) AppendEncode(dst []byte) []byte {
 	b = appendVarint(b, fieldRefunds, p.Refunds)
 	b = appendFloat(b, fieldRefundedAmount, p.RefundedAmount)
 	b = appendVarint(b, fieldWakeAt, uint64(p.WakeAt))
+	if len(p.orderLog) > 0 {
+		msg = msg[:0]
+		prev := int64(0)
+		for _, o := range p.orderLog {
+			msg = protowire.AppendVarint(msg, protowire.EncodeZigZag(o.at-prev))
+			prev = o.at
+		}
+		b = protowire.AppendTag(b, fieldOrderTimes, protowire.BytesType)
+		b = protowire.AppendBytes(b, msg)
+		b = protowire.AppendTag(b, fieldOrderAmounts, protowire.BytesType)
+		b = protowire.AppendVarint(b, uint64(8*len(p.orderLog)))
+		for _, o := range p.orderLog {
+			b = protowire.AppendFixed64(b, math.Float64bits(o.amount))
+		}
+	}
+	if p.rfmRecorded {
+		msg = msg[:0]
+		counted := uint64(0)
+		if p.rfm.ok {
+			counted = 1
+		}
+		msg = protowire.AppendTag(msg, 1, protowire.VarintType)
+		msg = protowire.AppendVarint(msg, counted)
+		msg = appendVarint(msg, 2, protowire.EncodeZigZag(p.rfm.day))
+		msg = appendVarint(msg, 3, uint64(p.rfm.orders))
+		msg = appendVarint(msg, 4, protowire.EncodeZigZag(p.rfm.money))
+		b = protowire.AppendTag(b, fieldRFMPoint, protowire.BytesType)
+		b = protowire.AppendBytes(b, msg)
+	}
 	if len(p.recent) > 0 {
 		b = protowire.AppendTag(b, fieldRecentHashes, protowire.BytesType)
 		b = protowire.AppendVarint(b, uint64(8*len(p.recent)))
@@ -264,7 +296,7 @@ func DecodeProfile(data []byte) (*Profile, error) {
 		return nil, fmt.Errorf("%w: unknown format %d (written by a newer tailor?)", errCorrupt, data[0])
 	}
 	p := &Profile{encodedSize: len(data)}
-	var hashes, times []byte
+	var hashes, times, orderTimes, orderAmounts []byte
 	err := eachField(data[1:], func(num protowire.Number, typ protowire.Type, v uint64, raw []byte) error {
 		switch {
 		case num == fieldKey && typ == protowire.BytesType:
@@ -329,6 +361,28 @@ func DecodeProfile(data []byte) (*Profile, error) {
 			p.Refunds = v
 		case num == fieldWakeAt && typ == protowire.VarintType:
 			p.WakeAt = int64(v)
+		case num == fieldOrderTimes && typ == protowire.BytesType:
+			orderTimes = raw
+		case num == fieldOrderAmounts && typ == protowire.BytesType:
+			if len(raw)%8 != 0 {
+				return fmt.Errorf("%w: order amounts are %d bytes", errCorrupt, len(raw))
+			}
+			orderAmounts = raw
+		case num == fieldRFMPoint && typ == protowire.BytesType:
+			p.rfmRecorded = true
+			return eachField(raw, func(num protowire.Number, _ protowire.Type, v uint64, _ []byte) error {
+				switch num {
+				case 1:
+					p.rfm.ok = v == 1
+				case 2:
+					p.rfm.day = protowire.DecodeZigZag(v)
+				case 3:
+					p.rfm.orders = int64(v)
+				case 4:
+					p.rfm.money = protowire.DecodeZigZag(v)
+				}
+				return nil
+			})
 		case num == fieldRefundedAmount && typ == protowire.Fixed64Type:
 			p.RefundedAmount = math.Float64frombits(v)
 		case num == fieldRecentHashes && typ == protowire.BytesType:
@@ -419,6 +473,23 @@ func DecodeProfile(data []byte) (*Profile, error) {
 			at += protowire.DecodeZigZag(d)
 			p.recent[i].receivedAt = at
 		}
+	}
+	if len(orderAmounts) > 0 {
+		p.orderLog = make([]orderRecord, len(orderAmounts)/8)
+		at := int64(0)
+		for i := range p.orderLog {
+			bits, _ := protowire.ConsumeFixed64(orderAmounts[8*i:])
+			d, n := protowire.ConsumeVarint(orderTimes)
+			if n < 0 {
+				return nil, fmt.Errorf("%w: order times: %v", errCorrupt, protowire.ParseError(n))
+			}
+			orderTimes = orderTimes[n:]
+			at += protowire.DecodeZigZag(d)
+			p.orderLog[i] = orderRecord{at: at, amount: math.Float64frombits(bits)}
+		}
+	}
+	if !p.rfmRecorded {
+		p.rfm = p.rfmPointAt(0, 0) // what a version before the order log counted
 	}
 	return p, nil
 }

@@ -86,6 +86,14 @@ type Profile struct {
 	// aggregates holds the declared aggregates' state, by name.
 	aggregates map[string]*aggregateState
 
+	// orderLog holds the most recent counted orders (at most MaxOrderLog),
+	// oldest first, for RFM over a horizon; rfm is where the profile was
+	// last counted in the partition's RFM histograms (rfmRecorded false:
+	// written before the order log, counted with all-time values).
+	orderLog    []orderRecord
+	rfm         rfmPoint
+	rfmRecorded bool
+
 	// recent holds the messageIds applied within the dedup horizon (as
 	// 64-bit hashes, oldest first), so a retried event applies once.
 	recent []seenMessage
@@ -93,6 +101,18 @@ type Profile struct {
 	// encodedSize is the size of the profile's last encoding, to estimate
 	// the size of a write transaction before encoding.
 	encodedSize int
+}
+
+// MaxOrderLog bounds the orders a profile remembers for RFM over a
+// horizon: the most recent ones. A customer with more orders inside the
+// horizon has a frequency of MaxOrderLog, which is in the top fifth
+// anywhere.
+const MaxOrderLog = 100
+
+// orderRecord is one counted order.
+type orderRecord struct {
+	at     int64 // event time, Unix ms
+	amount float64
 }
 
 // seenMessage is one remembered messageId.
@@ -148,6 +168,7 @@ func (p *Profile) Clone() *Profile {
 	c.consents = maps.Clone(p.consents)
 	c.offers = cloneOffers(p.offers)
 	c.viewed = slices.Clone(p.viewed)
+	c.orderLog = slices.Clone(p.orderLog)
 	c.bought = slices.Clone(p.bought)
 	c.AnonymousIDs = slices.Clone(p.AnonymousIDs)
 	c.Traits = maps.Clone(p.Traits)
@@ -192,12 +213,12 @@ func (p *Profile) Apply(ev *event.Event, countOrder bool) {
 				return
 			}
 			p.Orders++
-			if amount, ok := ev.OrderAmount(); ok {
-				p.Revenue += amount
-			}
+			amount, _ := ev.OrderAmount()
+			p.Revenue += amount
 			if t > p.LastOrderAt {
 				p.LastOrderAt = t
 			}
+			p.logOrder(t, amount)
 		case event.OrderRefunded:
 			p.Refunds++
 			if amount, ok := ev.OrderAmount(); ok {
@@ -207,6 +228,18 @@ func (p *Profile) Apply(ev *event.Event, countOrder bool) {
 				p.RefundedAmount += amount
 			}
 		}
+	}
+}
+
+// logOrder remembers an order in time order, keeping the most recent.
+func (p *Profile) logOrder(at int64, amount float64) {
+	i := len(p.orderLog)
+	for i > 0 && p.orderLog[i-1].at > at {
+		i--
+	}
+	p.orderLog = slices.Insert(p.orderLog, i, orderRecord{at: at, amount: amount})
+	if len(p.orderLog) > MaxOrderLog {
+		p.orderLog = slices.Delete(p.orderLog, 0, len(p.orderLog)-MaxOrderLog)
 	}
 }
 
@@ -282,7 +315,7 @@ type View struct {
 	Interests []Affinity `json:"interests"`
 	// Consent is the latest choice per purpose.
 	Consent map[string]bool `json:"consent"`
-	// RFM is null for a profile without orders.
+	// RFM is null for a profile without orders (in the RFM horizon).
 	RFM *RFMView `json:"rfm"`
 	// RecentlyViewed are the products viewed, most recent first;
 	// Bought the products bought (the latest ones).
@@ -375,7 +408,9 @@ func (p *Profile) View(d Derived, now time.Time) View {
 		v.Interests = []Affinity{}
 	}
 	if rec, ok := p.RFM(3, d.Quintiles, now); ok {
-		v.RFM = &RFMView{Recency: rec, Frequency: float64(p.Orders), Monetary: p.Revenue}
+		v.RFM = &RFMView{Recency: rec}
+		v.RFM.Frequency, _ = p.RFM(4, d.Quintiles, now)
+		v.RFM.Monetary, _ = p.RFM(5, d.Quintiles, now)
 		v.RFM.R, _ = p.RFM(0, d.Quintiles, now)
 		v.RFM.F, _ = p.RFM(1, d.Quintiles, now)
 		v.RFM.M, _ = p.RFM(2, d.Quintiles, now)

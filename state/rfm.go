@@ -26,16 +26,70 @@ type rfmPoint struct {
 	ok                 bool  // the profile has an order
 }
 
-func (p *Profile) rfmPoint() rfmPoint {
+// rfmPointAt returns where the profile belongs in the histograms at now
+// (Unix ms): with a horizon, only the orders of its last horizon count,
+// and a profile without any is not counted; without one (0), all of them.
+// A profile written before the order log was kept falls back to its
+// all-time values.
+func (p *Profile) rfmPointAt(now int64, horizon time.Duration) rfmPoint {
 	if p.Orders == 0 {
 		return rfmPoint{}
 	}
-	return rfmPoint{
+	pt := rfmPoint{
 		day:    floorDiv(p.LastOrderAt, rfmDay.Milliseconds()),
 		orders: int64(p.Orders),
 		money:  moneyBin(p.Revenue),
 		ok:     true,
 	}
+	if horizon <= 0 || len(p.orderLog) == 0 {
+		return pt
+	}
+	cut := now - horizon.Milliseconds()
+	var n int64
+	var sum float64
+	for _, o := range p.orderLog {
+		if o.at > cut {
+			n++
+			sum += o.amount
+		}
+	}
+	if n == 0 {
+		return rfmPoint{}
+	}
+	pt.orders, pt.money = n, moneyBin(sum)
+	return pt
+}
+
+// rfmValues returns frequency and monetary value at now, like rfmPointAt.
+func (p *Profile) rfmValues(now int64, horizon time.Duration) (orders, revenue float64, ok bool) {
+	if p.Orders == 0 {
+		return 0, 0, false
+	}
+	if horizon <= 0 || len(p.orderLog) == 0 {
+		return float64(p.Orders), p.Revenue, true
+	}
+	cut := now - horizon.Milliseconds()
+	for _, o := range p.orderLog {
+		if o.at > cut {
+			orders++
+			revenue += o.amount
+		}
+	}
+	return orders, revenue, orders > 0
+}
+
+// orderExit returns when the oldest order still inside the horizon at now
+// (Unix ms) leaves it, plus a millisecond; 0 when none will.
+func (p *Profile) orderExit(now int64, horizon time.Duration) int64 {
+	if horizon <= 0 {
+		return 0
+	}
+	for _, o := range p.orderLog {
+		if exit := o.at + horizon.Milliseconds(); exit >= now {
+			return exit + 1
+		}
+	}
+	return 0
 }
 
 // moneyBin maps revenue to its 0.1% bin; revenue of 1 or less (refunds can
@@ -99,9 +153,11 @@ func (pop Population) Add(other Population) {
 }
 
 // RFMQuintiles are the population's quintile boundaries: the lower 20%,
-// 40%, 60% and 80% quantiles of last-order day, orders and revenue.
+// 40%, 60% and 80% quantiles of last-order day, orders and revenue, and
+// the horizon over which orders count (0: all time).
 type RFMQuintiles struct {
 	Days, Orders, Money [4]float64
+	Horizon             time.Duration
 	ok                  bool
 }
 
@@ -157,9 +213,9 @@ func score(v float64, q [4]float64) float64 {
 }
 
 // RFM returns a profile's RFM field (rules.RFMRecencyScore and so on) at
-// now; ok is false for a profile without orders.
+// now; ok is false for a profile without orders (in the horizon).
 func (p *Profile) RFM(field int, q RFMQuintiles, now time.Time) (float64, bool) {
-	pt := p.rfmPoint()
+	pt := p.rfmPointAt(now.UnixMilli(), q.Horizon)
 	if !pt.ok {
 		return 0, false
 	}
@@ -172,10 +228,12 @@ func (p *Profile) RFM(field int, q RFMQuintiles, now time.Time) (float64, bool) 
 		return score(moneyOfBin(pt.money), q.Money), q.ok
 	case 3: // recency in whole days
 		return float64(floorDiv(now.UnixMilli()-p.LastOrderAt, rfmDay.Milliseconds())), true
-	case 4:
-		return float64(p.Orders), true
-	case 5:
-		return p.Revenue, true
+	case 4, 5:
+		orders, revenue, _ := p.rfmValues(now.UnixMilli(), q.Horizon)
+		if field == 4 {
+			return orders, true
+		}
+		return revenue, true
 	}
 	return 0, false
 }

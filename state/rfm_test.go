@@ -1,6 +1,7 @@
 package state
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -62,4 +63,98 @@ func TestRFMPopulation(t *testing.T) {
 	s = openStore(t, dir)
 	defer s.Close()
 	check(s)
+}
+
+// TestRFMHorizon counts only the orders of the last horizon: frequency
+// and monetary value, the population histograms and the segments reading
+// them move as orders leave the horizon, with time alone.
+func TestRFMHorizon(t *testing.T) {
+	const day = 24 * time.Hour
+	segs, err := CompileSegments([]SegmentConfig{{"buyer", `rfm.frequency >= 1`}, {"regular", `rfm.frequency >= 2`}}, nil, 30*day)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := t0
+	o := DefaultOptions()
+	o.MemTableSize, o.BlockCacheSize = 4<<20, 1<<20
+	o.Segments, o.RFMHorizon, o.Now = segs, 30*day, func() time.Time { return clock }
+	s, err := Open(t.TempDir(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	p := event.NewParser(event.DefaultLimits())
+	b := s.Begin()
+	for i, order := range []struct {
+		user   string
+		ago    time.Duration
+		amount float64
+	}{{"u1", 40 * day, 100}, {"u1", 10 * day, 50}, {"u2", 5 * day, 10}, {"u2", 4 * day, 30}} {
+		e := parse(t, p, fmt.Sprintf(`{"type": "track", "event": "Order Completed", "userId": %q, "timestamp": %q, "properties": {"order_id": "o%d", "total": %g}}`,
+			order.user, t0.Add(-order.ago).Format(time.RFC3339), i, order.amount))
+		if _, err := b.Apply(&e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.Commit(4); err != nil {
+		t.Fatal(err)
+	}
+	check := func(at time.Duration, want map[string][3]float64, orders map[int64]int64) {
+		t.Helper()
+		q := RFMQuintiles{Horizon: 30 * day}
+		for user, w := range want {
+			prof, err := s.Profile(user)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f, _ := prof.RFM(4, q, t0.Add(at))
+			m, _ := prof.RFM(5, q, t0.Add(at))
+			if _, in := prof.Segments["buyer"]; f != w[0] || m != w[1] || in != (w[2] == 1) {
+				t.Errorf("at %v: %s frequency %v monetary %v buyer %v, want %v", at, user, f, m, in, w)
+			}
+		}
+		pop := s.Population()
+		for bin, n := range pop.Orders {
+			if n != orders[bin] {
+				t.Errorf("at %v: %d customers with %d orders, want %d (histogram %v)", at, n, bin, orders[bin], pop.Orders)
+			}
+		}
+		for bin, n := range orders {
+			if pop.Orders[bin] != n {
+				t.Errorf("at %v: %d customers with %d orders, want %d (histogram %v)", at, pop.Orders[bin], bin, n, pop.Orders)
+			}
+		}
+	}
+	check(0, map[string][3]float64{"u1": {1, 50, 1}, "u2": {2, 40, 1}}, map[int64]int64{1: 1, 2: 1})
+	if got := s.SegmentSizes(); got["buyer"] != 2 || got["regular"] != 1 {
+		t.Errorf("sizes %v", got)
+	}
+	wake := func(at time.Duration) {
+		t.Helper()
+		clock = t0.Add(at)
+		b := s.Begin()
+		if _, err := b.Wake(clock, 100); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Commit(4); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// u1's order of 10 days ago leaves the horizon 20 days from now; u2's
+	// go at 25 and 26 days.
+	if next, ok := s.NextWake(); !ok || next.Sub(t0) > 20*day+time.Millisecond {
+		t.Errorf("next wake %v, want by 20 days", next.Sub(t0))
+	}
+	wake(20*day + time.Millisecond)
+	check(20*day+time.Millisecond, map[string][3]float64{"u1": {0, 0, 0}, "u2": {2, 40, 1}}, map[int64]int64{2: 1})
+	wake(25*day + time.Millisecond)
+	check(25*day+time.Millisecond, map[string][3]float64{"u2": {1, 30, 1}}, map[int64]int64{1: 1})
+	if got := s.SegmentSizes(); got["buyer"] != 1 || got["regular"] != 0 {
+		t.Errorf("sizes after the wake-ups %v", got)
+	}
+	wake(26*day + time.Millisecond)
+	check(26*day+time.Millisecond, map[string][3]float64{"u2": {0, 0, 0}}, nil)
+	if next, ok := s.NextWake(); ok {
+		t.Errorf("a wake-up at %v after every order left", next.Sub(t0))
+	}
 }

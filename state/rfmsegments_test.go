@@ -8,7 +8,7 @@ import (
 // TestRFMSegments checks the standard RFM segments on every combination
 // of scores: they compile, and no customer is in two of them.
 func TestRFMSegments(t *testing.T) {
-	segs, err := CompileSegments(RFMSegments(), nil)
+	segs, err := CompileSegments(RFMSegments(), nil, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -155,13 +155,23 @@ func (b *Batch) Wake(at time.Time, limit int) (int, error) {
 func (b *Batch) reschedule() (int64, error) {
 	earliest := int64(noWake)
 	segs := b.m.Segments
-	if segs == nil || !segs.timed {
+	timed := segs != nil && segs.timed
+	horizon := b.m.RFMHorizon
+	if !timed && horizon <= 0 {
 		return earliest, nil
 	}
 	now := b.now()
+	b.env.quintiles.Horizon = horizon
 	for key, p := range b.profiles {
-		b.env.reset(segs, p, now)
-		next := segs.wakeAt(&b.env)
+		next := int64(0)
+		if timed {
+			b.env.reset(segs, p, now)
+			next = segs.wakeAt(&b.env)
+		}
+		// The RFM histograms must follow orders leaving the horizon too.
+		if exit := p.orderExit(now.UnixMilli(), horizon); exit != 0 && (next == 0 || exit < next) {
+			next = exit
+		}
 		if next == p.WakeAt {
 			continue
 		}

@@ -122,9 +122,12 @@ type Change struct {
 // CompileSegments checks and compiles segment declarations against the
 // aggregates they may read. Every problem is reported, each naming its
 // segment, and so is a cycle of segments reading each other.
-func CompileSegments(decls []SegmentConfig, aggs *Aggregates) (*Segments, error) {
+//
+// rfmHorizon is the model's RFMHorizon: with one, rfm.* values change as
+// orders leave it, with time alone.
+func CompileSegments(decls []SegmentConfig, aggs *Aggregates, rfmHorizon time.Duration) (*Segments, error) {
 	s := &Segments{aggs: aggs.List()}
-	schema := &rules.Schema{}
+	schema := &rules.Schema{RFMExpires: rfmHorizon > 0}
 	for _, a := range s.aggs {
 		t := rules.TypeNumber
 		if a.Spec.Func == FirstSeen || a.Spec.Func == LastSeen {
@@ -408,12 +411,19 @@ func (e *RuleEnv) AggregateNext(i int) float64 {
 }
 
 func (e *RuleEnv) RFMNext(field int) float64 {
-	if field != rules.RFMRecency || e.p.Orders == 0 {
+	if e.p.Orders == 0 {
 		return math.Inf(1)
 	}
-	day := rfmDay.Milliseconds()
-	days := floorDiv(e.now.UnixMilli()-e.p.LastOrderAt, day)
-	return float64(e.p.LastOrderAt+(days+1)*day) / 1000
+	now := e.now.UnixMilli()
+	next := math.Inf(1)
+	if field == rules.RFMRecency {
+		day := rfmDay.Milliseconds()
+		next = float64(e.p.LastOrderAt + (floorDiv(now-e.p.LastOrderAt, day)+1)*day)
+	}
+	if exit := e.p.orderExit(now, e.quintiles.Horizon); exit != 0 {
+		next = math.Min(next, float64(exit))
+	}
+	return next / 1000
 }
 
 func (e *RuleEnv) Interest(category string) float64 {

@@ -26,7 +26,7 @@ func TestCompileSegmentsErrors(t *testing.T) {
 		{[]SegmentConfig{{"a", `segment("nope")`}}, `rule "segments.a" at 1:9: unknown segment "nope"`},
 	}
 	for _, tc := range tests {
-		_, err := CompileSegments(tc.decls, aggs)
+		_, err := CompileSegments(tc.decls, aggs, 0)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%v: error %v, want %q", tc.decls, err, tc.want)
 		}
@@ -48,7 +48,7 @@ func TestSegmentChanges(t *testing.T) {
 		{"cart_abandoner", `cart_adds_1h > 0 && since("Order Completed") > 30m`},
 		{"french_adult", `traits.country == "FR" && traits.age >= 18`},
 		{"french_abandoner", `segment("french_adult") && segment("cart_abandoner")`},
-	}, aggs)
+	}, aggs, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,7 +156,7 @@ func TestSegmentNeeds(t *testing.T) {
 		{"recent", `since("Signed In") < 1d`},
 		{"on_sale", `properties.sale == true`},
 		{"adult_buyer", `segment("adult") && segment("buyer")`},
-	}, aggs)
+	}, aggs, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -227,7 +227,7 @@ func TestWake(t *testing.T) {
 		{"lapsed", `since("Order Completed") > 3h && since("Order Completed") < 1000d`},
 		{"lapsed_fr", `segment("lapsed") && traits.country == "FR"`},
 		{"on_sale", `properties.sale == true && since("Product Added") < 1h`}, // decided by events
-	}, aggs)
+	}, aggs, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -383,7 +383,7 @@ func TestWake(t *testing.T) {
 func TestBackfill(t *testing.T) {
 	model := func(decls ...SegmentConfig) *Model {
 		t.Helper()
-		segs, err := CompileSegments(decls, &Aggregates{})
+		segs, err := CompileSegments(decls, &Aggregates{}, 0)
 		if err != nil {
 			t.Fatal(err)
 		}

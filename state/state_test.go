@@ -61,6 +61,19 @@ func sampleProfile() *Profile {
 	p.bought = []string{"p9"}
 	p.TypeCounts[event.Track] = 9
 	p.TypeCounts[event.Identify] = 1
+	p.WakeAt = 1700003600000
+	p.orderLog = []orderRecord{{at: 1699000000000, amount: 100}, {at: 1700000000400, amount: 23.45}}
+	p.rfm, p.rfmRecorded = rfmPoint{day: 19675, orders: 1, money: 3155, ok: true}, true
+	return p
+}
+
+// sampleProfileBeforeOrderLog is sampleProfile as written before the wake-up,
+// the order log and the recorded RFM point were kept
+// (testdata/profile-v1.bin): its RFM point is derived from all-time values.
+func sampleProfileBeforeOrderLog() *Profile {
+	p := sampleProfile()
+	p.WakeAt, p.orderLog = 0, nil
+	p.rfm, p.rfmRecorded = p.rfmPointAt(0, 0), false
 	return p
 }
 
@@ -78,27 +91,35 @@ func TestEncodingRoundTrip(t *testing.T) {
 }
 
 // TestDecodeV1 pins format 1: state written by this version must stay
-// readable by every later one. Never regenerate the file to make a change
-// pass; add a new golden file for a new format instead.
+// readable by every later one. Never regenerate a file to make a change
+// pass; a version that adds fields adds a golden file (-update writes the
+// newest only).
 func TestDecodeV1(t *testing.T) {
-	const path = "testdata/profile-v1.bin"
+	golden := []struct {
+		path string
+		want *Profile
+	}{
+		{"testdata/profile-v1.bin", sampleProfileBeforeOrderLog()},
+		{"testdata/profile-v1-orderlog.bin", sampleProfile()},
+	}
 	if *updateGolden {
-		if err := os.WriteFile(path, sampleProfile().AppendEncode(nil), 0o644); err != nil {
+		if err := os.WriteFile(golden[len(golden)-1].path, sampleProfile().AppendEncode(nil), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := DecodeProfile(data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := sampleProfile()
-	got.encodedSize = 0
-	if !reflect.DeepEqual(got, want) {
-		t.Errorf("format 1 decodes to\n%+v\nwant\n%+v", got, want)
+	for _, g := range golden {
+		data, err := os.ReadFile(g.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := DecodeProfile(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got.encodedSize = 0
+		if !reflect.DeepEqual(got, g.want) {
+			t.Errorf("%s decodes to\n%+v\nwant\n%+v", g.path, got, g.want)
+		}
 	}
 }
 

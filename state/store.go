@@ -72,6 +72,10 @@ type Model struct {
 	// them update the profile's caps and cooldowns and the offer
 	// statistics; feedback about other offers is applied as a plain event.
 	Offers map[string]bool
+	// RFMHorizon limits RFM frequency and monetary value to the orders of
+	// the last RFMHorizon, and the population to customers with an order
+	// in it; 0 counts all time.
+	RFMHorizon time.Duration
 }
 
 // DefaultOptions returns the options tailor uses unless configured otherwise.
@@ -470,7 +474,7 @@ func (b *Batch) Profile(key string) (*Profile, error) {
 	if b.initial == nil {
 		b.initial = make(map[string]rfmPoint)
 	}
-	b.initial[key] = p.rfmPoint()
+	b.initial[key] = p.rfm
 	b.size += p.encodedSize + len(key) + 64
 	return p, nil
 }
@@ -533,6 +537,10 @@ func (b *Batch) Commit(nextOffset int64) error {
 	backfill, err := b.commitBackfill()
 	if err != nil {
 		return err
+	}
+	now := b.now().UnixMilli()
+	for _, p := range b.profiles {
+		p.rfm, p.rfmRecorded = p.rfmPointAt(now, b.m.RFMHorizon), p.Orders > 0
 	}
 	for key, p := range b.profiles {
 		if err := b.txn.SetEntry(badger.NewEntry(profileKey(key), p.AppendEncode(nil))); err != nil {
@@ -648,7 +656,7 @@ func (b *Batch) newSizes() (map[string]int64, Population) {
 	}
 	delta := NewPopulation()
 	for key, p := range b.profiles {
-		delta.move(b.initial[key], p.rfmPoint())
+		delta.move(b.initial[key], p.rfm)
 	}
 	pop := NewPopulation()
 	for _, h := range [...][3]map[int64]int64{
@@ -784,6 +792,7 @@ func (b *Batch) evaluate(p *Profile, ev *event.Event, in *Inputs) []Change {
 	if b.s.opts.Quintiles != nil && b.m.Segments.readRFM() {
 		b.env.quintiles = b.s.opts.Quintiles()
 	}
+	b.env.quintiles.Horizon = b.m.RFMHorizon
 	return b.m.Segments.evaluate(&b.env, p, ev, b.now(), in)
 }
 

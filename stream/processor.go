@@ -834,13 +834,14 @@ func (p *Processor) Quintiles() state.RFMQuintiles { return p.quintilesWithin(ti
 // the cached ones are older than maxAge.
 func (p *Processor) quintilesWithin(maxAge time.Duration) state.RFMQuintiles {
 	gen := p.populationGen()
-	if c := p.quintiles.Load(); c != nil && (c.gen == gen || time.Since(c.at) < maxAge) {
-		return c.q
+	c := p.quintiles.Load()
+	if c == nil || c.gen != gen && time.Since(c.at) >= maxAge {
+		c = &cachedQuintiles{q: p.population().Quintiles(), at: time.Now(), gen: gen}
+		p.quintiles.Store(c)
 	}
-	pop := p.population()
-	c := &cachedQuintiles{q: pop.Quintiles(), at: time.Now(), gen: gen}
-	p.quintiles.Store(c)
-	return c.q
+	q := c.q
+	q.Horizon = p.model.Load().RFMHorizon
+	return q
 }
 
 type cachedQuintiles struct {

@@ -104,6 +104,7 @@ func exportProfiles(ctx context.Context, cfg *config.Config, w io.Writer) (int, 
 		pop.Add(s.Population())
 	}
 	derived := state.Derived{Aggregates: opts.Aggregates, Interests: opts.Interests, Quintiles: pop.Quintiles()}
+	derived.Quintiles.Horizon = opts.RFMHorizon
 	for i, s := range opened {
 		err := s.Each(ctx, func(p *state.Profile) error {
 			n++
