@@ -92,30 +92,9 @@ func Ingest(ctx context.Context, cfg IngestConfig) (IngestResult, error) {
 	}()
 
 	// Produce.
-	gen := workload.New(cfg.Workload)
-	var failed atomic.Int64
-	var bytes int64
-	start := time.Now()
-	for i := 0; i < cfg.Events; i++ {
-		key, value := gen.Next()
-		bytes += int64(len(value))
-		producer.ProduceAsync(ctx, &kgo.Record{Topic: topics.Events, Key: []byte(key), Value: value}, func(_ *kgo.Record, err error) {
-			if err != nil {
-				failed.Add(1)
-			}
-		})
-		if i%50_000 == 0 && i > 0 {
-			say("produced %d/%d", i, cfg.Events)
-		}
-	}
-	if err := producer.Flush(ctx); err != nil {
+	if res.ProduceRate, res.EventBytes, err = produceWorkload(ctx, producer, topics.Events, cfg.Events, cfg.Workload, say); err != nil {
 		return res, err
 	}
-	if n := failed.Load(); n > 0 {
-		return res, fmt.Errorf("%d of %d records not produced", n, cfg.Events)
-	}
-	res.ProduceRate = float64(cfg.Events) / time.Since(start).Seconds()
-	res.EventBytes = float64(bytes) / float64(cfg.Events)
 	say("produced %d events (%.0f/s, %.0f bytes each)", cfg.Events, res.ProduceRate, res.EventBytes)
 
 	// Raw consume: the baseline.
@@ -182,6 +161,34 @@ func Ingest(ctx context.Context, cfg IngestConfig) (IngestResult, error) {
 	res.Ratio = res.AppliedRate / res.RawRate
 	say("engine: %.0f events/s applied", res.AppliedRate)
 	return res, nil
+}
+
+// produceWorkload produces n generated events to topic and returns the
+// rate and the average event size.
+func produceWorkload(ctx context.Context, producer *stream.Producer, topic string, n int, wl workload.Config, say func(string, ...any)) (rate, avgBytes float64, err error) {
+	gen := workload.New(wl)
+	var failed atomic.Int64
+	var size int64
+	start := time.Now()
+	for i := range n {
+		key, value := gen.Next()
+		size += int64(len(value))
+		producer.ProduceAsync(ctx, &kgo.Record{Topic: topic, Key: []byte(key), Value: value}, func(_ *kgo.Record, err error) {
+			if err != nil {
+				failed.Add(1)
+			}
+		})
+		if i%50_000 == 0 && i > 0 {
+			say("produced %d/%d", i, n)
+		}
+	}
+	if err := producer.Flush(ctx); err != nil {
+		return 0, 0, err
+	}
+	if f := failed.Load(); f > 0 {
+		return 0, 0, fmt.Errorf("%d of %d records not produced", f, n)
+	}
+	return float64(n) / time.Since(start).Seconds(), float64(size) / float64(n), nil
 }
 
 // rawConsume reads n records of topic (where what says, from the start by

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -112,30 +111,9 @@ func IngestRemote(ctx context.Context, cfg RemoteIngestConfig) (IngestResult, er
 			}
 		}
 	}()
-	gen := workload.New(cfg.Workload)
-	var failed atomic.Int64
-	var size int64
-	start := time.Now()
-	for i := range cfg.Events {
-		key, value := gen.Next()
-		size += int64(len(value))
-		producer.ProduceAsync(ctx, &kgo.Record{Topic: cfg.Topic, Key: []byte(key), Value: value}, func(_ *kgo.Record, err error) {
-			if err != nil {
-				failed.Add(1)
-			}
-		})
-		if i%50_000 == 0 && i > 0 {
-			say("produced %d/%d", i, cfg.Events)
-		}
-	}
-	if err := producer.Flush(ctx); err != nil {
+	if res.ProduceRate, res.EventBytes, err = produceWorkload(ctx, producer, cfg.Topic, cfg.Events, cfg.Workload, say); err != nil {
 		return res, err
 	}
-	if n := failed.Load(); n > 0 {
-		return res, fmt.Errorf("%d of %d records not produced", n, cfg.Events)
-	}
-	res.ProduceRate = float64(cfg.Events) / time.Since(start).Seconds()
-	res.EventBytes = float64(size) / float64(cfg.Events)
 	say("produced %d events (%.0f/s); waiting for the engines to apply them", cfg.Events, res.ProduceRate)
 	if err := <-follow; err != nil {
 		return res, err

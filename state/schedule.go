@@ -51,26 +51,11 @@ func (s *Store) NextWake() (at time.Time, ok bool) {
 // LastWake returns the instant of the last committed Batch.Wake; ok is
 // false when there has been none.
 func (s *Store) LastWake() (at time.Time, ok bool, err error) {
-	err = s.db.View(func(txn *badger.Txn) error {
-		item, err := txn.Get(keyLastWake)
-		if errors.Is(err, badger.ErrKeyNotFound) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		return item.Value(func(v []byte) error {
-			if len(v) != 8 {
-				return fmt.Errorf("last wake: %d bytes, want 8", len(v))
-			}
-			at, ok = time.UnixMilli(int64(binary.BigEndian.Uint64(v))), true
-			return nil
-		})
-	})
+	ms, ok, err := s.readInt64(keyLastWake)
 	if err != nil {
 		return time.Time{}, false, fmt.Errorf("read last wake in %s: %w", s.db.Opts().Dir, err)
 	}
-	return at, ok, nil
+	return time.UnixMilli(ms), ok, nil
 }
 
 // loadNextWake reads the earliest schedule entry.

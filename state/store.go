@@ -286,26 +286,33 @@ func (s *Store) runGC() {
 // after the last record whose effects are in the store. ok is false for a
 // store that has applied nothing yet.
 func (s *Store) NextOffset() (offset int64, ok bool, err error) {
+	offset, ok, err = s.readInt64(keyNextOffset)
+	if err != nil {
+		return 0, false, fmt.Errorf("read stored offset in %s: %w", s.db.Opts().Dir, err)
+	}
+	return offset, ok, nil
+}
+
+// readInt64 reads a big-endian 8-byte value; ok is false when the key is
+// absent.
+func (s *Store) readInt64(key []byte) (v int64, ok bool, err error) {
 	err = s.db.View(func(txn *badger.Txn) error {
-		item, err := txn.Get(keyNextOffset)
+		item, err := txn.Get(key)
 		if errors.Is(err, badger.ErrKeyNotFound) {
 			return nil
 		}
 		if err != nil {
 			return err
 		}
-		return item.Value(func(v []byte) error {
-			if len(v) != 8 {
-				return fmt.Errorf("stored offset is %d bytes, want 8", len(v))
+		return item.Value(func(b []byte) error {
+			if len(b) != 8 {
+				return fmt.Errorf("%s is %d bytes, want 8", key, len(b))
 			}
-			offset, ok = int64(binary.BigEndian.Uint64(v)), true
+			v, ok = int64(binary.BigEndian.Uint64(b)), true
 			return nil
 		})
 	})
-	if err != nil {
-		return 0, false, fmt.Errorf("read stored offset in %s: %w", s.db.Opts().Dir, err)
-	}
-	return offset, ok, nil
+	return v, ok, err
 }
 
 // Profile returns the profile of key, or ErrNotFound. The result is shared:
