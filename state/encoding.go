@@ -111,12 +111,7 @@ func (p *Profile) AppendEncode(dst []byte) []byte {
 	b = appendFloat(b, fieldRefundedAmount, p.RefundedAmount)
 	b = appendVarint(b, fieldWakeAt, uint64(p.WakeAt))
 	if len(p.orderLog) > 0 {
-		msg = msg[:0]
-		prev := int64(0)
-		for _, o := range p.orderLog {
-			msg = protowire.AppendVarint(msg, protowire.EncodeZigZag(o.at-prev))
-			prev = o.at
-		}
+		msg = appendTimeDeltas(msg[:0], p.orderLog, func(o orderRecord) int64 { return o.at })
 		b = protowire.AppendTag(b, fieldOrderTimes, protowire.BytesType)
 		b = protowire.AppendBytes(b, msg)
 		b = protowire.AppendTag(b, fieldOrderAmounts, protowire.BytesType)
@@ -145,12 +140,7 @@ func (p *Profile) AppendEncode(dst []byte) []byte {
 		for _, m := range p.recent {
 			b = protowire.AppendFixed64(b, m.hash)
 		}
-		msg = msg[:0]
-		prev := int64(0)
-		for _, m := range p.recent {
-			msg = protowire.AppendVarint(msg, protowire.EncodeZigZag(m.receivedAt-prev))
-			prev = m.receivedAt
-		}
+		msg = appendTimeDeltas(msg[:0], p.recent, func(m seenMessage) int64 { return m.receivedAt })
 		b = protowire.AppendTag(b, fieldRecentTimes, protowire.BytesType)
 		b = protowire.AppendBytes(b, msg)
 	}
@@ -465,12 +455,9 @@ func DecodeProfile(data []byte) (*Profile, error) {
 		at := int64(0)
 		for i := range p.recent {
 			p.recent[i].hash, _ = protowire.ConsumeFixed64(hashes[8*i:])
-			d, n := protowire.ConsumeVarint(times)
-			if n < 0 {
-				return nil, fmt.Errorf("%w: message times: %v", errCorrupt, protowire.ParseError(n))
+			if at, err = nextTime(&times, at); err != nil {
+				return nil, fmt.Errorf("%w: message times: %v", errCorrupt, err)
 			}
-			times = times[n:]
-			at += protowire.DecodeZigZag(d)
 			p.recent[i].receivedAt = at
 		}
 	}
@@ -479,12 +466,9 @@ func DecodeProfile(data []byte) (*Profile, error) {
 		at := int64(0)
 		for i := range p.orderLog {
 			bits, _ := protowire.ConsumeFixed64(orderAmounts[8*i:])
-			d, n := protowire.ConsumeVarint(orderTimes)
-			if n < 0 {
-				return nil, fmt.Errorf("%w: order times: %v", errCorrupt, protowire.ParseError(n))
+			if at, err = nextTime(&orderTimes, at); err != nil {
+				return nil, fmt.Errorf("%w: order times: %v", errCorrupt, err)
 			}
-			orderTimes = orderTimes[n:]
-			at += protowire.DecodeZigZag(d)
 			p.orderLog[i] = orderRecord{at: at, amount: math.Float64frombits(bits)}
 		}
 	}
@@ -584,12 +568,9 @@ func (h *offerHistory) appendEncode(b []byte, id string) []byte {
 	for _, m := range h.decisions {
 		b = protowire.AppendFixed64(b, m.hash)
 	}
-	var times []byte
-	prev := int64(0)
+	times := appendTimeDeltas(nil, h.decisions, func(m decisionMark) int64 { return m.at })
 	flags := make([]byte, len(h.decisions))
 	for i, m := range h.decisions {
-		times = protowire.AppendVarint(times, protowire.EncodeZigZag(m.at-prev))
-		prev = m.at
 		flags[i] = byte(m.seen)
 	}
 	b = protowire.AppendTag(b, 6, protowire.BytesType)
@@ -632,14 +613,33 @@ func decodeOffer(raw []byte) (string, *offerHistory, error) {
 	at := int64(0)
 	for i := range h.decisions {
 		h.decisions[i].hash, _ = protowire.ConsumeFixed64(hashes[8*i:])
-		d, w := protowire.ConsumeVarint(times)
-		if w < 0 {
-			return "", nil, fmt.Errorf("%w: offer %q decision times: %v", errCorrupt, id, protowire.ParseError(w))
+		if at, err = nextTime(&times, at); err != nil {
+			return "", nil, fmt.Errorf("%w: offer %q decision times: %v", errCorrupt, id, err)
 		}
-		times = times[w:]
-		at += protowire.DecodeZigZag(d)
 		h.decisions[i].at = at
 		h.decisions[i].seen = Feedback(flags[i])
 	}
 	return id, h, nil
+}
+
+// appendTimeDeltas appends the times of items (Unix ms, ascending as a
+// rule), each as a zigzag varint difference to the one before.
+func appendTimeDeltas[T any](b []byte, items []T, at func(T) int64) []byte {
+	prev := int64(0)
+	for _, it := range items {
+		t := at(it)
+		b = protowire.AppendVarint(b, protowire.EncodeZigZag(t-prev))
+		prev = t
+	}
+	return b
+}
+
+// nextTime reads the next time written by appendTimeDeltas, after prev.
+func nextTime(deltas *[]byte, prev int64) (int64, error) {
+	d, n := protowire.ConsumeVarint(*deltas)
+	if n < 0 {
+		return 0, protowire.ParseError(n)
+	}
+	*deltas = (*deltas)[n:]
+	return prev + protowire.DecodeZigZag(d), nil
 }

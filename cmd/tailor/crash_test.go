@@ -134,6 +134,32 @@ func (th *throttled) Read(p []byte) (int, error) {
 	return th.r.Read(p[:min(len(p), th.chunk)])
 }
 
+// crashArgs are the flags of the engines the crash tests start and kill.
+func crashArgs(configFile string, brokers []string, prefix, instance, dataDir string) []string {
+	return []string{
+		"--config", configFile,
+		"--brokers", strings.Join(brokers, ","), "--topic-prefix", prefix, "--group", prefix + "engine",
+		"--instance-id", instance, "--partitions", "6", "--data-dir", dataDir,
+		"--write-keys", "crash-write", "--read-keys", "crash-read", "--memtable-size", "4MB",
+	}
+}
+
+// crashProducer returns a producer for the crash tests' events, after
+// creating the topics as the engine would, so that producing does not
+// race the first start.
+func crashProducer(t *testing.T, brokers []string, prefix string) *stream.Producer {
+	t.Helper()
+	producer, err := stream.NewProducer(stream.ClientConfig{Brokers: brokers})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(producer.Close)
+	if _, err := stream.EnsureTopics(context.Background(), producer.Client(), stream.NewTopics(prefix), 6, 1); err != nil {
+		t.Fatal(err)
+	}
+	return producer
+}
+
 // TestCrashSafety imports the Online Retail data set twice (the second time
 // every messageId is a duplicate) while the engine is killed with SIGKILL
 // again and again, then checks every customer's profile against the CSV:
@@ -177,22 +203,8 @@ segments:
 `), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	args := []string{
-		"--config", configFile,
-		"--brokers", strings.Join(brokers, ","), "--topic-prefix", prefix, "--group", prefix + "engine",
-		"--instance-id", "crash-test", "--partitions", "6", "--data-dir", dataDir,
-		"--write-keys", "crash-write", "--read-keys", "crash-read", "--memtable-size", "4MB",
-	}
-	producer, err := stream.NewProducer(stream.ClientConfig{Brokers: brokers})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer producer.Close()
-	// Create the topics first, as the engine would, so that the import
-	// does not race the first start.
-	if _, err := stream.EnsureTopics(context.Background(), producer.Client(), stream.NewTopics(prefix), 6, 1); err != nil {
-		t.Fatal(err)
-	}
+	args := crashArgs(configFile, brokers, prefix, "crash-test", dataDir)
+	producer := crashProducer(t, brokers, prefix)
 
 	seed := uint64(time.Now().UnixNano())
 	rng := rand.New(rand.NewPCG(seed, 1))
@@ -311,20 +323,8 @@ func TestWakeCrashSafety(t *testing.T) {
 	if err := os.WriteFile(configFile, []byte("segments:\n  signed_in_recently: 'since(\"Signed In\") < 45s'\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	args := []string{
-		"--config", configFile,
-		"--brokers", strings.Join(brokers, ","), "--topic-prefix", prefix, "--group", prefix + "engine",
-		"--instance-id", "wake-crash-test", "--partitions", "6", "--data-dir", t.TempDir(),
-		"--write-keys", "crash-write", "--read-keys", "crash-read", "--memtable-size", "4MB",
-	}
-	producer, err := stream.NewProducer(stream.ClientConfig{Brokers: brokers})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer producer.Close()
-	if _, err := stream.EnsureTopics(context.Background(), producer.Client(), stream.NewTopics(prefix), 6, 1); err != nil {
-		t.Fatal(err)
-	}
+	args := crashArgs(configFile, brokers, prefix, "wake-crash-test", t.TempDir())
+	producer := crashProducer(t, brokers, prefix)
 	// Sign-ins over the last 15 s: the profiles leave the segment one
 	// after the other between 30 and 45 s from now.
 	const n = 300
