@@ -3,7 +3,6 @@ package state
 import (
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -190,16 +189,37 @@ type aggregateState struct {
 
 // aggregate returns the profile's state of agg, fresh when the profile has
 // none or had it under another function or window.
+//
+// A clone shares its original's aggregate states (most events change one
+// or two of them) and copies a state the first time it changes it.
 func (p *Profile) aggregate(agg *Aggregate) *Windowed {
 	st := p.aggregates[agg.Name]
-	if st == nil || st.fingerprint != agg.fingerprint {
+	owned := agg.index < 64 && p.aggOwned&(1<<agg.index) != 0
+	switch {
+	case st == nil || st.fingerprint != agg.fingerprint:
 		st = &aggregateState{fingerprint: agg.fingerprint}
-		if p.aggregates == nil {
-			p.aggregates = make(map[string]*aggregateState)
-		}
-		p.aggregates[agg.Name] = st
+	case !owned:
+		st = st.clone()
+	default:
+		return &st.w
+	}
+	if p.aggregates == nil {
+		p.aggregates = make(map[string]*aggregateState)
+	}
+	p.aggregates[agg.Name] = st
+	if agg.index < 64 {
+		p.aggOwned |= 1 << agg.index
 	}
 	return &st.w
+}
+
+func (st *aggregateState) clone() *aggregateState {
+	c := *st
+	c.w.buckets = slices.Clone(st.w.buckets)
+	for i := range c.w.buckets {
+		c.w.buckets[i].hashes = slices.Clone(c.w.buckets[i].hashes)
+	}
+	return &c
 }
 
 // AggregateValue returns the value of agg at now; ok is false when no
@@ -213,18 +233,3 @@ func (p *Profile) AggregateValue(agg *Aggregate, now time.Time) (float64, bool) 
 	return st.w.Value(agg.Spec, now.UnixMilli())
 }
 
-func cloneAggregates(m map[string]*aggregateState) map[string]*aggregateState {
-	if m == nil {
-		return nil
-	}
-	c := maps.Clone(m)
-	for name, st := range c {
-		cp := *st
-		cp.w.buckets = slices.Clone(st.w.buckets)
-		for i := range cp.w.buckets {
-			cp.w.buckets[i].hashes = slices.Clone(cp.w.buckets[i].hashes)
-		}
-		c[name] = &cp
-	}
-	return c
-}

@@ -475,6 +475,7 @@ func DecodeProfile(data []byte) (*Profile, error) {
 	if !p.rfmRecorded {
 		p.rfm = p.rfmPointAt(0, 0) // what a version before the order log counted
 	}
+	p.aggOwned = ^uint64(0)
 	return p, nil
 }
 

@@ -83,8 +83,11 @@ type Profile struct {
 	viewed []string
 	bought []string
 
-	// aggregates holds the declared aggregates' state, by name.
+	// aggregates holds the declared aggregates' state, by name; aggOwned
+	// has bit i set when aggregate i's state is this profile's own, not
+	// shared with the profile it was cloned from (copy on write).
 	aggregates map[string]*aggregateState
+	aggOwned   uint64
 
 	// orderLog holds the most recent counted orders (at most MaxOrderLog),
 	// oldest first, for RFM over a horizon; rfm is where the profile was
@@ -162,7 +165,8 @@ func (p *Profile) FirstDelivery(ev *event.Event, d Dedup) bool {
 func (p *Profile) Clone() *Profile {
 	c := *p
 	c.recent = slices.Clone(p.recent)
-	c.aggregates = cloneAggregates(p.aggregates)
+	c.aggregates = maps.Clone(p.aggregates) // states copied on write
+	c.aggOwned = 0
 	c.Segments = maps.Clone(p.Segments)
 	c.interests = maps.Clone(p.interests)
 	c.consents = maps.Clone(p.consents)

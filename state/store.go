@@ -448,6 +448,7 @@ type Batch struct {
 	products map[string]*Product // changed products: copies
 	feedback map[OfferStatKey]OfferCounts
 	env      RuleEnv // reused by segment evaluation
+	envReady bool    // env's quintiles and interests are set
 	inputs   Inputs
 	size     int
 	budget   int
@@ -795,11 +796,16 @@ func (b *Batch) Apply(ev *event.Event) (applied bool, err error) {
 // evaluate re-evaluates p's segments at the batch's instant, after ev (nil
 // when time alone moved) changed in.
 func (b *Batch) evaluate(p *Profile, ev *event.Event, in *Inputs) []Change {
-	b.env.interests = b.m.Interests
-	if b.s.opts.Quintiles != nil && b.m.Segments.readRFM() {
-		b.env.quintiles = b.s.opts.Quintiles()
+	if !b.envReady {
+		// Once per batch: the batch is evaluated at one instant, and the
+		// quintiles cost a look at every partition.
+		b.env.interests = b.m.Interests
+		if b.s.opts.Quintiles != nil && b.m.Segments.readRFM() {
+			b.env.quintiles = b.s.opts.Quintiles()
+		}
+		b.env.quintiles.Horizon = b.m.RFMHorizon
+		b.envReady = true
 	}
-	b.env.quintiles.Horizon = b.m.RFMHorizon
 	return b.m.Segments.evaluate(&b.env, p, ev, b.now(), in)
 }
 
