@@ -232,4 +232,3 @@ func (p *Profile) AggregateValue(agg *Aggregate, now time.Time) (float64, bool) 
 	}
 	return st.w.Value(agg.Spec, now.UnixMilli())
 }
-
