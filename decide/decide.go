@@ -1,13 +1,13 @@
 package decide
 
 import (
+	"cmp"
 	"errors"
 	"hash/fnv"
 	"log/slog"
 	"math"
 	"math/rand/v2"
 	"slices"
-	"sort"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -121,6 +121,10 @@ type candidate struct {
 	offer *Offer
 	score float64
 }
+
+// byScore orders candidates by score, highest first (slices' sorts do not
+// allocate, sort.Slice's do).
+func byScore(a, b candidate) int { return cmp.Compare(b.score, a.score) }
 
 // Decide answers r, appending the JSON answer to dst. Unknown placements
 // are a *RequestError.
@@ -284,7 +288,7 @@ func (d *Decider) decideOffers(dst []byte, w *worker, pl *Placement, key string,
 		}
 		switch pl.Arbitration {
 		case ByScore:
-			sort.SliceStable(w.cands, func(i, j int) bool { return w.cands[i].score > w.cands[j].score })
+			slices.SortStableFunc(w.cands, byScore)
 		case ByLearning:
 			stats := d.offerStats(nowMs)
 			for i := range w.cands {
@@ -295,7 +299,7 @@ func (d *Decider) decideOffers(dst []byte, w *worker, pl *Placement, key string,
 				}
 				w.cands[i].score = sampleBeta(1+float64(wins), 1+float64(c.Impressions-min(wins, c.Impressions)))
 			}
-			sort.SliceStable(w.cands, func(i, j int) bool { return w.cands[i].score > w.cands[j].score })
+			slices.SortStableFunc(w.cands, byScore)
 		}
 		// ByPriority: pl.offers is in priority order already.
 		if len(w.cands) > pl.Count {

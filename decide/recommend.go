@@ -1,11 +1,12 @@
 package decide
 
 import (
+	"cmp"
 	"math"
 	"math/rand/v2"
 	"slices"
-	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/valyala/fastjson"
@@ -178,11 +179,11 @@ func (d *Decider) buildTrending(now time.Time) *trendingSnapshot {
 
 // sortByScore orders products best first, ties by id (stable answers).
 func sortByScore(list []scoredProduct) {
-	sort.Slice(list, func(i, j int) bool {
-		if list[i].score != list[j].score {
-			return list[i].score > list[j].score
+	slices.SortFunc(list, func(a, b scoredProduct) int {
+		if c := cmp.Compare(b.score, a.score); c != 0 {
+			return c
 		}
-		return list[i].id < list[j].id
+		return strings.Compare(a.id, b.id)
 	})
 }
 

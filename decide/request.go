@@ -69,6 +69,7 @@ func ParseRequest(p *fastjson.Parser, body []byte) (Request, error) {
 		return Request{}, &RequestError{Field: "placements", Problem: "is required: an array of placement names"}
 	}
 	items, _ := list.Array()
+	r.Placements = make([]string, 0, len(items))
 	for i, item := range items {
 		b, err := item.StringBytes()
 		if err != nil {
