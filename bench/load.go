@@ -15,14 +15,13 @@ import (
 
 // LoadConfig configures an open-loop HTTP load: requests are scheduled at
 // a fixed rate whatever the server does. A pacer hands each request to an
-// idle sender at its scheduled time; when every sender is still waiting
-// for an answer, the request waits, and its latency is measured from its
-// scheduled time (like wrk2), so a stall shows as the latency of every
-// request it delayed instead of hiding as fewer requests (coordinated
-// omission). A request handed over on time is measured from the moment it
-// was handed over: the pacer's own lateness (sleeps overshoot by up to a
-// millisecond on common kernels) is the load generator's, not the
-// server's.
+// idle sender at its scheduled time, and its latency is measured from that
+// time (like wrk2): when every sender is still waiting for an answer, the
+// request waits, so a stall shows as the latency of every request it
+// delayed instead of hiding as fewer requests (coordinated omission). The
+// one lateness not counted is the pacer's own: a sleep overshoots by up to
+// a millisecond on common kernels, and the requests that fell due meanwhile
+// are measured from the moment the pacer woke up.
 type LoadConfig struct {
 	// Addr is host:port; Path the request path.
 	Addr string
@@ -87,18 +86,28 @@ func Load(ctx context.Context, c LoadConfig) (LoadResult, error) {
 	jobs := make(chan job) // unbuffered: a send succeeds when a sender is idle
 	go func() {
 		defer close(jobs)
+		// woke is when the pacer last came out of a sleep; requests due
+		// before it are late because the sleep overshot (the generator's
+		// fault), unless a send has blocked since (the server's).
+		var woke time.Time
 		for i := int64(0); i < total && ctx.Err() == nil; i++ {
 			due := start.Add(time.Duration(i) * interval)
 			if d := time.Until(due); d > 0 {
 				time.Sleep(d)
+				woke = time.Now()
+			}
+			from := due
+			if due.Before(woke) {
+				from = woke
 			}
 			select {
-			case jobs <- job{i, time.Now()}:
+			case jobs <- job{i, from}:
 			default:
-				// Every sender waits on the server: this request is
-				// delayed by it, from its scheduled time.
+				// Every sender waits on the server: the wait for one
+				// counts, and so does the lateness of what follows.
+				woke = time.Time{}
 				select {
-				case jobs <- job{i, due}:
+				case jobs <- job{i, from}:
 				case <-ctx.Done():
 					return
 				}
