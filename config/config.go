@@ -46,6 +46,10 @@ type Config struct {
 	// the last RFMHorizon (e.g. 365d), and the RFM population to customers
 	// with an order in it; 0 counts all time.
 	RFMHorizon Duration `yaml:"rfm_horizon"`
+	// RFMRefresh is how often the segments reading RFM scores are
+	// re-evaluated for every profile when the population's quintiles have
+	// moved; 0 never (a profile's own events still re-evaluate them).
+	RFMRefresh Duration `yaml:"rfm_refresh"`
 	// Interests configures the category affinities; nil keeps the defaults.
 	Interests *Interests `yaml:"interests"`
 	// Products configures what is learnt about products for
@@ -253,8 +257,9 @@ func Default() Config {
 			MaxFuture: Duration(24 * time.Hour),
 			Oldest:    Date(time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)),
 		},
-		Log:    Log{Level: "info", Format: "text"},
-		Decide: Decide{ReservationTTL: Duration(time.Minute)},
+		Log:        Log{Level: "info", Format: "text"},
+		Decide:     Decide{ReservationTTL: Duration(time.Minute)},
+		RFMRefresh: Duration(time.Hour),
 	}
 }
 
@@ -456,8 +461,8 @@ func (c *Config) Validate() error {
 	if i := c.Interests; i != nil && (time.Duration(i.HalfLife) < 0 || i.Max < 0) {
 		errs = append(errs, fmt.Errorf("interests: half_life and max must not be negative"))
 	}
-	if c.RFMHorizon < 0 {
-		errs = append(errs, fmt.Errorf("rfm_horizon %s is negative", time.Duration(c.RFMHorizon)))
+	if c.RFMHorizon < 0 || c.RFMRefresh < 0 {
+		errs = append(errs, fmt.Errorf("rfm_horizon %s and rfm_refresh %s must not be negative", time.Duration(c.RFMHorizon), time.Duration(c.RFMRefresh)))
 	}
 	if c.Store.CacheProfiles < 1 {
 		errs = append(errs, fmt.Errorf("store.cache_profiles is %d, want at least 1", c.Store.CacheProfiles))

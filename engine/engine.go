@@ -284,7 +284,7 @@ func storeOptions(cfg *config.Config) (state.Options, error) {
 	if cfg.RFMSegments {
 		segs = append(segs, state.RFMSegments()...)
 	}
-	o.RFMHorizon = time.Duration(cfg.RFMHorizon)
+	o.RFMHorizon, o.RFMRefresh = time.Duration(cfg.RFMHorizon), time.Duration(cfg.RFMRefresh)
 	if o.Segments, err = state.CompileSegments(segs, aggs, o.RFMHorizon); err != nil {
 		return o, fmt.Errorf("config %s: %w", cfg.Source, err)
 	}

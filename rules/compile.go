@@ -141,6 +141,9 @@ type Deps struct {
 	Interests  []string // categories
 	Consents   []string // purposes
 	RFM        bool
+	// RFMScores: the rule reads rfm.r, rfm.f or rfm.m, which follow the
+	// population's quintiles.
+	RFMScores bool
 	// Clock: the result can change with time alone, no event arriving:
 	// the rule reads now(), since(), a windowed aggregate or rfm.recency.
 	Clock bool
@@ -424,6 +427,7 @@ func (c *compiler) member(n *memberNode) (expr, error) {
 			return expr{}, c.errorf(n, "unknown field rfm.%s: want r, f, m, recency, frequency or monetary", strings.Join(path, "."))
 		}
 		c.deps.RFM = true
+		c.deps.RFMScores = c.deps.RFMScores || f <= RFMMonetaryScore
 		e := numExpr(TypeNumber, func(env Env) (float64, bool) { return env.RFM(f) })
 		if f == RFMRecency || c.schema.RFMExpires {
 			c.deps.Clock = true

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"time"
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/dgraph-io/badger/v4"
@@ -35,8 +36,36 @@ type backfillState struct {
 	Target map[string]uint64 `json:"target,omitempty"`
 	// Cursor is the last profile key the backfill has done.
 	Cursor string `json:"cursor,omitempty"`
+	// Quintiles are the population's RFM quintiles as of their last
+	// refresh: the segments reading RFM scores are evaluated against them
+	// (their fingerprints include them), so a change re-evaluates those
+	// segments for every profile, at most once per Model.RFMRefresh.
+	Quintiles *refreshedQuintiles `json:"quintiles,omitempty"`
 
-	plan *backfillPlan // for the model it was made for
+	plan *backfillPlan // for the model and quintiles it was made for
+}
+
+// refreshedQuintiles is RFMQuintiles as stored, with the refresh time.
+type refreshedQuintiles struct {
+	Days   [4]float64 `json:"days"`
+	Orders [4]float64 `json:"orders"`
+	Money  [4]float64 `json:"money"`
+	OK     bool       `json:"ok"`
+	At     int64      `json:"at"` // Unix ms
+}
+
+func (q *refreshedQuintiles) sameBounds(o RFMQuintiles) bool {
+	return q.Days == o.Days && q.Orders == o.Orders && q.Money == o.Money && q.OK == o.ok
+}
+
+func (q *refreshedQuintiles) quintiles(horizon time.Duration) RFMQuintiles {
+	return RFMQuintiles{Days: q.Days, Orders: q.Orders, Money: q.Money, Horizon: horizon, ok: q.OK}
+}
+
+func (q *refreshedQuintiles) hash() uint64 {
+	h := xxhash.New()
+	fmt.Fprintf(h, "%v %v %v %v", q.Days, q.Orders, q.Money, q.OK)
+	return h.Sum64()
 }
 
 // backfillPlan is what a backfill toward a model does.
@@ -56,12 +85,41 @@ type BackfillStep struct {
 	Cursor string
 }
 
-func fingerprints(m *Model) map[string]uint64 {
+// fingerprints returns the target fingerprints of m's segments: their
+// definitions', and for those reading RFM scores, the quintiles' too.
+func fingerprints(m *Model, q *refreshedQuintiles) map[string]uint64 {
 	fp := make(map[string]uint64)
 	for _, seg := range m.Segments.List() {
 		fp[seg.Name] = seg.Fingerprint
+		if seg.quintiles && q != nil {
+			fp[seg.Name] ^= q.hash()
+		}
 	}
 	return fp
+}
+
+// refreshQuintiles takes the population's current quintiles when the last
+// refresh is older than the model's RFMRefresh, and reports whether they
+// moved. Called by the applier only.
+func (s *Store) refreshQuintiles(m *Model) bool {
+	bs := &s.backfill
+	if m.RFMRefresh <= 0 || s.opts.Quintiles == nil || !m.Segments.readQuintiles() {
+		return false
+	}
+	now := time.Now()
+	if s.opts.Now != nil {
+		now = s.opts.Now()
+	}
+	if bs.Quintiles != nil && now.Sub(time.UnixMilli(bs.Quintiles.At)) < m.RFMRefresh {
+		return false
+	}
+	q := s.opts.Quintiles()
+	if bs.Quintiles != nil && bs.Quintiles.sameBounds(q) {
+		bs.Quintiles.At = now.UnixMilli()
+		return false
+	}
+	bs.Quintiles = &refreshedQuintiles{Days: q.Days, Orders: q.Orders, Money: q.Money, OK: q.ok, At: now.UnixMilli()}
+	return true
 }
 
 // hashTarget hashes a target's fingerprints in name order.
@@ -86,7 +144,7 @@ func (s *Store) loadBackfill() error {
 	})
 	switch {
 	case errors.Is(err, badger.ErrKeyNotFound):
-		bs.Evaluated = fingerprints(s.model.Load())
+		bs.Evaluated = fingerprints(s.model.Load(), nil)
 		return s.db.Update(func(txn *badger.Txn) error { return s.writeBackfill(txn, bs) })
 	case err != nil:
 		return fmt.Errorf("read the backfill state in %s: %w", s.db.Opts().Dir, err)
@@ -121,10 +179,11 @@ func (s *Store) Model() *Model { return s.model.Load() }
 func (s *Store) currentPlan() (*backfillPlan, error) {
 	bs := &s.backfill
 	m := s.model.Load()
-	if bs.plan != nil && bs.plan.model == m {
+	moved := s.refreshQuintiles(m)
+	if bs.plan != nil && bs.plan.model == m && !moved {
 		return bs.plan, nil
 	}
-	target := fingerprints(m)
+	target := fingerprints(m, bs.Quintiles)
 	if bs.Target != nil && !maps.Equal(bs.Target, target) {
 		// A backfill toward another model was under way: the profiles it
 		// did reflect that model, the others the evaluated one. Whatever
@@ -140,7 +199,7 @@ func (s *Store) currentPlan() (*backfillPlan, error) {
 	if segs := m.Segments; segs != nil {
 		plan.eval = make([]bool, len(segs.names))
 		for _, seg := range segs.order {
-			if fp, ok := bs.Evaluated[seg.Name]; (!ok || fp != seg.Fingerprint) && !seg.readsEvent {
+			if fp, ok := bs.Evaluated[seg.Name]; (!ok || fp != target[seg.Name]) && !seg.readsEvent {
 				plan.eval[seg.index] = true
 				plan.pending = true
 			}
@@ -225,6 +284,12 @@ func (b *Batch) Backfill(limit int) (n int, done bool, err error) {
 	it.Close()
 	bb := &backfillBatch{cursor: cursor, done: len(keys) < limit}
 	b.backfill = bb
+	if q := b.s.backfill.Quintiles; q != nil {
+		// Evaluated against the quintiles the target is made of.
+		b.env.interests = b.m.Interests
+		b.env.quintiles = q.quintiles(b.m.RFMHorizon)
+		b.envReady = true
+	}
 	for i, key := range keys {
 		if b.Full() {
 			bb.done = false

@@ -2,6 +2,8 @@ package state
 
 import (
 	"fmt"
+	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -156,5 +158,104 @@ func TestRFMHorizon(t *testing.T) {
 	check(26*day+time.Millisecond, map[string][3]float64{"u2": {0, 0, 0}}, nil)
 	if next, ok := s.NextWake(); ok {
 		t.Errorf("a wake-up at %v after every order left", next.Sub(t0))
+	}
+}
+
+// TestRFMRefresh: as new customers order, the quintiles move and a
+// customer's score with them, without an event of its own; the segments
+// reading scores are re-evaluated for every profile once the refresh
+// interval has passed, each change recorded once.
+func TestRFMRefresh(t *testing.T) {
+	segs, err := CompileSegments([]SegmentConfig{{"top_spender", `rfm.m >= 5`}, {"top_fan", `segment("top_spender") && traits.fan == true`}}, nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := t0
+	o := DefaultOptions()
+	o.MemTableSize, o.BlockCacheSize = 4<<20, 1<<20
+	o.Segments, o.RFMRefresh, o.Now = segs, time.Hour, func() time.Time { return clock }
+	var s *Store
+	o.Quintiles = func() RFMQuintiles { return s.Population().Quintiles() }
+	if s, err = Open(t.TempDir(), o); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	p := event.NewParser(event.DefaultLimits())
+	offset := int64(0)
+	order := func(user string, total float64) {
+		t.Helper()
+		b := s.Begin()
+		for _, raw := range []string{
+			fmt.Sprintf(`{"type": "identify", "userId": %q, "traits": {"fan": true}, "timestamp": %q}`, user, clock.Format(time.RFC3339)),
+			fmt.Sprintf(`{"type": "track", "event": "Order Completed", "userId": %q, "timestamp": %q, "properties": {"order_id": %q, "total": %g}}`, user, clock.Format(time.RFC3339), user, total),
+		} {
+			e := parse(t, p, raw)
+			if _, err := b.Apply(&e); err != nil {
+				t.Fatal(err)
+			}
+		}
+		offset++
+		if err := b.Commit(offset); err != nil {
+			t.Fatal(err)
+		}
+	}
+	walk := func() (changes []string) {
+		t.Helper()
+		for {
+			_, pending, err := s.BackfillPending()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !pending {
+				return changes
+			}
+			b := s.Begin()
+			if _, _, err := b.Backfill(100); err != nil {
+				t.Fatal(err)
+			}
+			for _, c := range b.Changes() {
+				sign := "-"
+				if c.Entered {
+					sign = "+"
+				}
+				changes = append(changes, c.Key+sign+c.Segment)
+			}
+			if err := b.Commit(offset); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	walk() // the first quintiles: nothing to change yet
+	for i := 1; i <= 5; i++ {
+		order(fmt.Sprintf("u%d", i), float64(10*i))
+	}
+	if prof, _ := s.Profile("u5"); prof.Segments["top_spender"] == 0 || prof.Segments["top_fan"] == 0 {
+		t.Fatalf("u5, the biggest spender, is not in top_spender and top_fan: %v", prof.Segments)
+	}
+	// Bigger spenders arrive: u5 is in the middle now, but nothing of its
+	// own happened, so it stays until the refresh.
+	for i := 6; i <= 10; i++ {
+		order(fmt.Sprintf("u%d", i), float64(10*i))
+	}
+	if changes := walk(); len(changes) != 0 {
+		t.Errorf("a walk before the refresh interval: %v", changes)
+	}
+	if prof, _ := s.Profile("u5"); prof.Segments["top_spender"] == 0 {
+		t.Error("u5 left top_spender before the refresh")
+	}
+	clock = clock.Add(time.Hour)
+	got := walk()
+	sort.Strings(got)
+	// Each customer entered with its own order, the biggest so far; the
+	// walk takes out everyone but the top fifth, u9 and u10.
+	var want []string
+	for i := 2; i <= 8; i++ {
+		want = append(want, fmt.Sprintf("u%d-top_fan", i), fmt.Sprintf("u%d-top_spender", i))
+	}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("the walk after the refresh: %v, want %v", got, want)
+	}
+	if sizes := s.SegmentSizes(); sizes["top_spender"] != 2 || sizes["top_fan"] != 2 {
+		t.Errorf("sizes %v, want 2 and 2", sizes)
 	}
 }

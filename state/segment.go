@@ -37,6 +37,9 @@ type Segment struct {
 	// readsEvent: the rule reads the event (properties, context); only
 	// events decide it, not time or a backfill.
 	readsEvent bool
+	// quintiles: the rule reads RFM scores, itself or through a segment
+	// it reads, so its result follows the population's quintiles.
+	quintiles bool
 	// Fingerprint identifies the definition: the rule and the
 	// definitions of the aggregates and segments it reads. A store whose
 	// memberships were evaluated under another fingerprint backfills.
@@ -202,6 +205,10 @@ func CompileSegments(decls []SegmentConfig, aggs *Aggregates, rfmHorizon time.Du
 			fmt.Fprintf(h, "\x00%d", byIndex[dep].Fingerprint) // visited first
 		}
 		seg.Fingerprint = h.Sum64()
+		seg.quintiles = seg.Rule.Deps.RFMScores
+		for _, dep := range seg.Rule.Deps.Segments {
+			seg.quintiles = seg.quintiles || byIndex[dep].quintiles
+		}
 		s.order = append(s.order, seg)
 		s.rfm = s.rfm || byIndex[i].Rule.Deps.RFM
 		return nil
@@ -217,6 +224,19 @@ func CompileSegments(decls []SegmentConfig, aggs *Aggregates, rfmHorizon time.Du
 // Schema returns what other rules (offer eligibility) may read: the
 // aggregates and these segments.
 func (s *Segments) Schema() *rules.Schema { return s.schema }
+
+// readQuintiles reports whether any segment follows the RFM quintiles.
+func (s *Segments) readQuintiles() bool {
+	if s == nil {
+		return false
+	}
+	for _, seg := range s.order {
+		if seg.quintiles {
+			return true
+		}
+	}
+	return false
+}
 
 // readRFM reports whether any segment reads rfm.*.
 func (s *Segments) readRFM() bool { return s != nil && s.rfm }

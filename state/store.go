@@ -76,6 +76,11 @@ type Model struct {
 	// the last RFMHorizon, and the population to customers with an order
 	// in it; 0 counts all time.
 	RFMHorizon time.Duration
+	// RFMRefresh is how often the segments reading RFM scores are
+	// re-evaluated for every profile when the population's quintiles have
+	// moved (a profile's own events and wake-ups re-evaluate them too); 0
+	// never.
+	RFMRefresh time.Duration
 }
 
 // DefaultOptions returns the options tailor uses unless configured otherwise.
