@@ -203,7 +203,7 @@ func TestDeps(t *testing.T) {
 	want := Deps{
 		Traits: []string{"age", "country"}, Properties: []string{"price"}, Context: []string{"page"},
 		Events: []string{"Order Completed"}, Aggregates: []int{0, 2}, Segments: []int{1},
-		Interests: []string{"shoes"}, Consents: []string{"ads"}, RFM: true, Clock: true,
+		Interests: []string{"shoes"}, Consents: []string{"ads"}, RFM: true, RFMScores: true, Clock: true,
 	}
 	if !reflect.DeepEqual(r.Deps, want) {
 		t.Errorf("deps\n got %+v\nwant %+v", r.Deps, want)
