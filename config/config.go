@@ -93,6 +93,10 @@ type HTTP struct {
 	// AdminKeys are accepted by the admin API (PUT /v1/admin/config);
 	// none turns it off.
 	AdminKeys []string `yaml:"admin_keys"`
+	// Advertise is the address other instances send requests for this
+	// instance's keys to; empty: the listening address (with the host
+	// name when listening on every interface).
+	Advertise string `yaml:"advertise"`
 }
 
 // Kafka configures the connection to Kafka and the topics.
@@ -275,6 +279,7 @@ func (c *Config) options() []option {
 		{"write-keys", "TAILOR_WRITE_KEYS", "http.write_keys", "comma-separated keys accepted by the collect API", (*listValue)(&c.HTTP.WriteKeys)},
 		{"read-keys", "TAILOR_READ_KEYS", "http.read_keys", "comma-separated keys accepted by the profile, segment, offer and decide APIs", (*listValue)(&c.HTTP.ReadKeys)},
 		{"decide-keys", "TAILOR_DECIDE_KEYS", "http.decide_keys", "comma-separated keys accepted by the decide API only (safe in web pages)", (*listValue)(&c.HTTP.DecideKeys)},
+		{"advertise", "TAILOR_ADVERTISE", "http.advertise", "host:port other instances reach this one's HTTP API at, to send it requests for the keys it holds (default: the listening address)", (*stringValue)(&c.HTTP.Advertise)},
 		{"admin-keys", "TAILOR_ADMIN_KEYS", "http.admin_keys", "comma-separated keys accepted by the admin API (config reload); empty turns it off", (*listValue)(&c.HTTP.AdminKeys)},
 		{"cors-origins", "TAILOR_CORS_ORIGINS", "http.cors_origins", "comma-separated origins allowed to call decide from browsers (* for any)", (*listValue)(&c.HTTP.CORSOrigins)},
 		{"consent-purpose", "TAILOR_CONSENT_PURPOSE", "decide.consent_purpose", "consent purpose a visitor must have granted for personalised decisions (empty: none needed)", (*stringValue)(&c.Decide.ConsentPurpose)},

@@ -22,6 +22,15 @@ type Request struct {
 	Context *fastjson.Value
 }
 
+// Key returns the profile key the request is about: the userId, else the
+// anonymousId.
+func (r *Request) Key() string {
+	if r.UserID != "" {
+		return r.UserID
+	}
+	return r.AnonymousID
+}
+
 // RequestError is a problem with a decide request, naming the field.
 type RequestError struct {
 	Field   string

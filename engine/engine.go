@@ -93,6 +93,14 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Engine
 		log.Warn("events topic exists with another partition count; using it", "topic", e.topics.Events, "partitions", partitions, "configured", cfg.Kafka.Partitions)
 	}
 
+	// Listen first: the address is what the other instances are told.
+	if e.ln, err = net.Listen("tcp", cfg.HTTP.Addr); err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", cfg.HTTP.Addr, err)
+	}
+	advertise, err := advertiseAddr(cfg.HTTP.Advertise, e.ln.Addr())
+	if err != nil {
+		return nil, err
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	limits := Limits(cfg)
@@ -109,6 +117,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Engine
 		Limits:         limits,
 		Logger:         log,
 		Metrics:        stream.NewMetrics(reg),
+		Advertise:      advertise,
 	})
 	if err != nil {
 		return nil, err
@@ -138,9 +147,6 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Engine
 	}, e.producer, e.processor, reg)
 	if err != nil {
 		return nil, err
-	}
-	if e.ln, err = net.Listen("tcp", cfg.HTTP.Addr); err != nil {
-		return nil, fmt.Errorf("listen on %s: %w", cfg.HTTP.Addr, err)
 	}
 	log.Info("tailor started", "http", e.ln.Addr().String(), "brokers", strings.Join(e.brokers, ","),
 		"partitions", partitions, "config", cfg.Source, "data", cfg.DataDir)
@@ -216,6 +222,25 @@ func (e *Engine) Close() error {
 		e.embedded = nil
 	}
 	return nil
+}
+
+// advertiseAddr returns the HTTP address other instances reach this one
+// at: the configured one, else the listener's, with the host name when it
+// listens on every interface.
+func advertiseAddr(configured string, ln net.Addr) (string, error) {
+	if configured != "" {
+		return configured, nil
+	}
+	host, port, err := net.SplitHostPort(ln.String())
+	if err != nil {
+		return "", fmt.Errorf("listener address %s: %w", ln, err)
+	}
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		if host, err = os.Hostname(); err != nil {
+			return "", fmt.Errorf("http.advertise is empty and the host name is unknown: %w", err)
+		}
+	}
+	return net.JoinHostPort(host, port), nil
 }
 
 // Limits returns the event limits of a configuration.

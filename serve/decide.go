@@ -63,6 +63,9 @@ func (s *Server) decide(ctx *fasthttp.RequestCtx) {
 		sc.arena.Reset()
 		req, err = decide.QueryRequest(&sc.arena, args.Peek, args.PeekMulti)
 	}
+	if err == nil && s.forward(ctx, req.Key()) {
+		return
+	}
 	if err == nil {
 		sc.out, err = s.decisions.Decide(sc.out[:0], &req)
 	}

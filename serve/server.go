@@ -47,6 +47,9 @@ type Profiles interface {
 	SegmentSizes() map[string]int64
 	// Model returns what the configuration declares about profiles.
 	Model() *state.Model
+	// Owner says whether key's profile is held here (local) or, if not,
+	// the HTTP address of the instance that holds it ("" if unknown).
+	Owner(key string) (addr string, local bool)
 }
 
 // Admin changes the running engine.
@@ -108,6 +111,7 @@ type Server struct {
 	decisions     Decisions
 	decideKeys    []string // read keys and decide keys
 	decideScratch sync.Pool
+	fwd           forwarder
 }
 
 // New returns a server; reg receives the HTTP metrics and is served on
@@ -350,6 +354,9 @@ func (s *Server) profile(ctx *fasthttp.RequestCtx, key string) {
 	}
 	if key == "" {
 		writeError(ctx, fasthttp.StatusBadRequest, "key", "profile key is empty")
+		return
+	}
+	if s.forward(ctx, key) {
 		return
 	}
 	v, err := s.profiles.ProfileView(key)

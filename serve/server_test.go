@@ -38,6 +38,7 @@ func (noProfiles) ProfileView(string) (state.View, error) { return state.View{},
 func (noProfiles) Ready() bool                            { return true }
 func (noProfiles) SegmentSizes() map[string]int64         { return nil }
 func (noProfiles) Model() *state.Model                    { return &state.Model{} }
+func (noProfiles) Owner(string) (string, bool)            { return "", true }
 
 // TestConcurrentCollect sends many requests at once (run it with -race):
 // every event arrives once, intact, stamped and keyed by its profile key.

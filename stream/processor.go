@@ -51,6 +51,10 @@ type ProcessorConfig struct {
 	Metrics        *Metrics
 	// LagInterval is how often end offsets are read for lag and readiness.
 	LagInterval time.Duration
+	// Advertise is the HTTP address other instances reach this one at; it
+	// is published with the statistics of the partitions held here, so
+	// that requests for their keys can be sent here.
+	Advertise string
 }
 
 // Processor is a consumer group member that applies events to profiles.
@@ -132,7 +136,7 @@ func NewProcessor(cfg ProcessorConfig) (*Processor, error) {
 		cfg.Metrics = NewMetrics(prometheus.NewRegistry())
 	}
 	p := &Processor{cfg: cfg, log: cfg.Logger, m: cfg.Metrics, parts: make(map[int32]*partition), fatal: make(chan error, 1),
-		shared: sharedStats{remote: make(map[int32]*partitionStats), published: make(map[int32]uint64)}}
+		shared: sharedStats{remote: make(map[int32]*partitionStats), published: make(map[*partition]uint64)}}
 	model := cfg.Store.Model
 	p.model.Store(&model)
 	p.ctx, p.cancel = context.WithCancel(context.Background())

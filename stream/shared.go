@@ -30,12 +30,15 @@ const statsInterval = time.Second
 
 // partitionStats is a published snapshot.
 type partitionStats struct {
-	Partition int32            `json:"partition"`
-	Sizes     map[string]int64 `json:"sizes,omitempty"`
-	Days      map[int64]int64  `json:"days,omitempty"`
-	Orders    map[int64]int64  `json:"orders,omitempty"`
-	Money     map[int64]int64  `json:"money,omitempty"`
-	Offers    []offerStat      `json:"offers,omitempty"`
+	Partition int32 `json:"partition"`
+	// Owner is the HTTP address of the instance that holds the partition
+	// (ProcessorConfig.Advertise), where its profiles are read.
+	Owner  string           `json:"owner,omitempty"`
+	Sizes  map[string]int64 `json:"sizes,omitempty"`
+	Days   map[int64]int64  `json:"days,omitempty"`
+	Orders map[int64]int64  `json:"orders,omitempty"`
+	Money  map[int64]int64  `json:"money,omitempty"`
+	Offers []offerStat      `json:"offers,omitempty"`
 }
 
 type offerStat struct {
@@ -63,9 +66,9 @@ func (s *partitionStats) offerStats() map[state.OfferStatKey]state.OfferCounts {
 	return out
 }
 
-func snapshot(id int32, store *state.Store) *partitionStats {
+func snapshot(id int32, store *state.Store, owner string) *partitionStats {
 	pop := store.Population()
-	s := &partitionStats{Partition: id, Sizes: store.SegmentSizes(), Days: pop.Days, Orders: pop.Orders, Money: pop.Money}
+	s := &partitionStats{Partition: id, Owner: owner, Sizes: store.SegmentSizes(), Days: pop.Days, Orders: pop.Orders, Money: pop.Money}
 	for k, c := range store.OfferStats() {
 		s.Offers = append(s.Offers, offerStat{Offer: k.Offer, Placement: k.Placement, Control: k.Arm == state.Control, OfferCounts: c})
 	}
@@ -76,8 +79,8 @@ func snapshot(id int32, store *state.Store) *partitionStats {
 type sharedStats struct {
 	mu        sync.RWMutex
 	remote    map[int32]*partitionStats
-	gen       uint64           // counts snapshots read, for caches
-	published map[int32]uint64 // the publisher's: StatsGen last published per partition
+	gen       uint64                // counts snapshots read, for caches
+	published map[*partition]uint64 // the publisher's: StatsGen last published, per assignment
 }
 
 // publishStats publishes the changed statistics of the partitions held
@@ -92,18 +95,25 @@ func (p *Processor) publishStats(ctx context.Context) {
 		case <-t.C:
 		}
 		var records []*kgo.Record
-		gens := make(map[int32]uint64)
+		gens := make(map[*partition]uint64)
 		p.mu.RLock()
+		for part := range p.shared.published {
+			if p.parts[part.id] != part {
+				delete(p.shared.published, part) // revoked
+			}
+		}
 		for id, part := range p.parts {
+			// A new assignment publishes at once, if only to say who
+			// holds the partition now.
 			gen := part.store.StatsGen()
-			if last, ok := p.shared.published[id]; ok && last == gen {
+			if last, ok := p.shared.published[part]; ok && last == gen {
 				continue
 			}
-			value, err := json.Marshal(snapshot(id, part.store))
+			value, err := json.Marshal(snapshot(id, part.store, p.cfg.Advertise))
 			if err != nil {
 				continue
 			}
-			gens[id] = gen
+			gens[part] = gen
 			records = append(records, &kgo.Record{Topic: p.cfg.Topics.Stats, Key: []byte(p.cfg.Topics.Events + "/" + strconv.Itoa(int(id))), Value: value})
 		}
 		p.mu.RUnlock()
@@ -116,8 +126,8 @@ func (p *Processor) publishStats(ctx context.Context) {
 			}
 			continue
 		}
-		for id, gen := range gens {
-			p.shared.published[id] = gen
+		for part, gen := range gens {
+			p.shared.published[part] = gen
 		}
 	}
 }
@@ -171,4 +181,23 @@ func (p *Processor) eachPartitionStats(local func(*state.Store), remote func(*pa
 			remote(s)
 		}
 	}
+}
+
+// Owner says where key's profile is held: here (local), or at the HTTP
+// address of the instance that last published its partition ("" when no
+// instance has yet).
+func (p *Processor) Owner(key string) (addr string, local bool) {
+	id := PartitionOf(key, p.cfg.Partitions)
+	p.mu.RLock()
+	held := p.parts[id] != nil
+	p.mu.RUnlock()
+	if held {
+		return "", true
+	}
+	p.shared.mu.RLock()
+	defer p.shared.mu.RUnlock()
+	if s := p.shared.remote[id]; s != nil {
+		return s.Owner, false
+	}
+	return "", false
 }
