@@ -134,23 +134,19 @@ func (a *Aggregates) List() []*Aggregate {
 }
 
 // apply counts ev in every aggregate it belongs to, marking them in
-// touched (indexed like List) when it is not nil.
-func (a *Aggregates) apply(p *Profile, ev *event.Event, now time.Time, touched []bool) {
+// touched (indexed like List) when it is not nil. env is scratch space for
+// the where rules.
+func (a *Aggregates) apply(p *Profile, ev *event.Event, now time.Time, touched []bool, env *RuleEnv) {
 	if a == nil || ev.Type != event.Track {
 		return
 	}
-	var env *RuleEnv
+	// Where rules read the event and traits only (checked at compile),
+	// which RuleEnv gives without segments.
+	env.p, env.props, env.ctx, env.now = p, ev.Properties, ev.Context, now
 	for _, list := range [2][]*Aggregate{a.byEvent[ev.Name], a.byEvent["*"]} {
 		for _, agg := range list {
-			if agg.Where != nil {
-				if env == nil {
-					// Where rules read the event and traits only (checked
-					// at compile), which RuleEnv gives without segments.
-					env = &RuleEnv{props: ev.Properties, ctx: ev.Context, p: p, now: now}
-				}
-				if !agg.Where.Match(env) {
-					continue
-				}
+			if agg.Where != nil && !agg.Where.Match(env) {
+				continue
 			}
 			var v float64
 			var h uint64
@@ -164,7 +160,8 @@ func (a *Aggregates) apply(p *Profile, ev *event.Event, now time.Time, touched [
 				}
 				switch agg.Spec.Func {
 				case Distinct:
-					h = xxhash.Sum64(prop.MarshalTo(nil))
+					env.scratch = prop.MarshalTo(env.scratch[:0])
+					h = xxhash.Sum64(env.scratch)
 				default:
 					f, err := prop.Float64()
 					if err != nil {

@@ -281,18 +281,15 @@ func (s *Segments) evaluate(env *RuleEnv, p *Profile, ev *event.Event, now time.
 	if ev != nil {
 		env.props, env.ctx = ev.Properties, ev.Context
 	}
-	for _, seg := range s.order {
-		if _, in := p.Segments[seg.Name]; in {
-			env.member[seg.index] = true // until evaluated: segments read in order
-		}
-	}
+	// The profile's memberships are updated as segments are evaluated, in
+	// an order where each comes after those it reads: segment() reads
+	// them as they are.
 	var changes []Change
 	for _, seg := range s.order {
 		if !seg.needs(inputs, env.changed) {
 			continue
 		}
 		in := seg.Rule.Match(env)
-		env.member[seg.index] = in
 		_, was := p.Segments[seg.Name]
 		switch {
 		case in && !was:
@@ -321,10 +318,8 @@ type RuleEnv struct {
 	now        time.Time
 	aggs       []*Aggregate
 	names      []string // segment names, by schema index
-	member     []bool   // segment memberships, by schema index
 	changed    []bool   // memberships changed in this pass, by schema index
-	// stored: memberships are read from the profile, not evaluated.
-	stored bool
+	scratch    []byte   // for aggregates' distinct values
 	// interests configures interest(), quintiles rfm.r/f/m.
 	interests *Interests
 	quintiles RFMQuintiles
@@ -342,7 +337,7 @@ type aggValue struct {
 // NewRuleEnv returns an environment for rules compiled against s's
 // schema (Segments.Schema), evaluated outside of applying an event.
 func NewRuleEnv(s *Segments, interests *Interests) *RuleEnv {
-	e := &RuleEnv{interests: interests, stored: true}
+	e := &RuleEnv{interests: interests}
 	if s != nil {
 		e.aggs, e.names = s.aggs, s.names
 	}
@@ -359,8 +354,6 @@ func (e *RuleEnv) Reset(p *Profile, ctx *fastjson.Value, now time.Time, q RFMQui
 
 func (e *RuleEnv) reset(s *Segments, p *Profile, now time.Time) {
 	e.p, e.now, e.aggs, e.names = p, now, s.aggs, s.names
-	e.member = slices.Grow(e.member[:0], len(s.names))[:len(s.names)]
-	clear(e.member)
 	e.changed = slices.Grow(e.changed[:0], len(s.names))[:len(s.names)]
 	clear(e.changed)
 	e.values = slices.Grow(e.values[:0], len(s.aggs))[:len(s.aggs)]
@@ -453,9 +446,6 @@ func (e *RuleEnv) Interest(category string) float64 {
 func (e *RuleEnv) Consent(purpose string) bool { return e.p.Consent(purpose) }
 
 func (e *RuleEnv) Segment(i int) bool {
-	if e.stored {
-		_, in := e.p.Segments[e.names[i]]
-		return in
-	}
-	return e.member[i]
+	_, in := e.p.Segments[e.names[i]]
+	return in
 }

@@ -790,7 +790,7 @@ func (b *Batch) Apply(ev *event.Event) (applied bool, err error) {
 			_, in.Interests = c.Weights[ev.Name]
 		}
 	}
-	b.m.Aggregates.apply(p, ev, t, in.Aggs)
+	b.m.Aggregates.apply(p, ev, t, in.Aggs, &b.env)
 	b.m.Interests.apply(p, ev)
 	for _, c := range b.evaluate(p, ev, in) {
 		b.changes = append(b.changes, KeyedChange{Key: key, MessageID: ev.MessageID, Change: c})
