@@ -175,6 +175,7 @@ func (p *Profile) AppendEncode(dst []byte) []byte {
 	for _, id := range p.bought {
 		b = appendString(b, fieldBought, id)
 	}
+	var bmsg []byte // one bucket's message, reused
 	for name, st := range p.aggregates {
 		msg = msg[:0]
 		msg = protowire.AppendTag(msg, 1, protowire.BytesType)
@@ -182,8 +183,9 @@ func (p *Profile) AppendEncode(dst []byte) []byte {
 		msg = protowire.AppendTag(msg, 2, protowire.Fixed64Type)
 		msg = protowire.AppendFixed64(msg, st.fingerprint)
 		for _, bk := range st.w.buckets {
+			bmsg = appendBucket(bmsg[:0], bk)
 			msg = protowire.AppendTag(msg, 3, protowire.BytesType)
-			msg = protowire.AppendBytes(msg, appendBucket(nil, bk))
+			msg = protowire.AppendBytes(msg, bmsg)
 		}
 		b = protowire.AppendTag(b, fieldAggregate, protowire.BytesType)
 		b = protowire.AppendBytes(b, msg)
