@@ -2,7 +2,6 @@ package state
 
 import (
 	"fmt"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -199,31 +198,10 @@ func TestRFMRefresh(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	walk := func() (changes []string) {
+	walk := func() []string {
 		t.Helper()
-		for {
-			_, pending, err := s.BackfillPending()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !pending {
-				return changes
-			}
-			b := s.Begin()
-			if _, _, err := b.Backfill(100); err != nil {
-				t.Fatal(err)
-			}
-			for _, c := range b.Changes() {
-				sign := "-"
-				if c.Entered {
-					sign = "+"
-				}
-				changes = append(changes, c.Key+sign+c.Segment)
-			}
-			if err := b.Commit(offset); err != nil {
-				t.Fatal(err)
-			}
-		}
+		changes, _ := walkBackfill(t, s, 100, offset)
+		return changes
 	}
 	walk() // the first quintiles: nothing to change yet
 	for i := 1; i <= 5; i++ {
@@ -245,7 +223,6 @@ func TestRFMRefresh(t *testing.T) {
 	}
 	clock = clock.Add(time.Hour)
 	got := walk()
-	sort.Strings(got)
 	// Each customer entered with its own order, the biggest so far; the
 	// walk takes out everyone but the top fifth, u9 and u10.
 	var want []string

@@ -423,36 +423,7 @@ func TestBackfill(t *testing.T) {
 		t.Fatal("a backfill is pending before any change")
 	}
 
-	// backfill runs batches of limit until the walk is over and returns
-	// the changes, sorted.
-	backfill := func(limit int) (changes []string, batches int) {
-		t.Helper()
-		for {
-			if _, pending, err := s.BackfillPending(); err != nil || !pending {
-				if err != nil {
-					t.Fatal(err)
-				}
-				sort.Strings(changes)
-				return changes, batches
-			}
-			b := s.Begin()
-			_, _, err := b.Backfill(limit)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, c := range b.Changes() {
-				sign := "-"
-				if c.Entered {
-					sign = "+"
-				}
-				changes = append(changes, c.Key+sign+c.Segment)
-			}
-			if err := b.Commit(5); err != nil {
-				t.Fatal(err)
-			}
-			batches++
-		}
-	}
+	backfill := func(limit int) ([]string, int) { return walkBackfill(t, s, limit, 5) }
 	s.SetModel(b)
 	changes, batches := backfill(2)
 	want := "u1+fr u1-adult u1-old u2+fr u2+fr_adult u2-old u3-old u4+fr u4-old u5-old"
@@ -507,5 +478,36 @@ func TestBackfill(t *testing.T) {
 	}
 	if changes, _ := backfill(100); strings.Join(changes, " ") != "u1-fr u2-fr u2-fr_adult u3+fr u3+fr_adult u4-fr" {
 		t.Errorf("backfill at open: %v", changes)
+	}
+}
+
+// walkBackfill runs backfill batches of limit, committed at offset, until
+// the walk is over, and returns the changes ("key+segment" entered,
+// "key-segment" exited), sorted, and the number of batches.
+func walkBackfill(t *testing.T, s *Store, limit int, offset int64) (changes []string, batches int) {
+	t.Helper()
+	for {
+		if _, pending, err := s.BackfillPending(); err != nil || !pending {
+			if err != nil {
+				t.Fatal(err)
+			}
+			sort.Strings(changes)
+			return changes, batches
+		}
+		b := s.Begin()
+		if _, _, err := b.Backfill(limit); err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range b.Changes() {
+			sign := "-"
+			if c.Entered {
+				sign = "+"
+			}
+			changes = append(changes, c.Key+sign+c.Segment)
+		}
+		if err := b.Commit(offset); err != nil {
+			t.Fatal(err)
+		}
+		batches++
 	}
 }
