@@ -236,3 +236,55 @@ func TestRFMRefresh(t *testing.T) {
 		t.Errorf("sizes %v, want 2 and 2", sizes)
 	}
 }
+
+// TestRFMHorizonWithoutSegments: the histograms follow orders leaving the
+// horizon, one after the other, even when no segment reads RFM.
+func TestRFMHorizonWithoutSegments(t *testing.T) {
+	const day = 24 * time.Hour
+	clock := t0
+	o := DefaultOptions()
+	o.MemTableSize, o.BlockCacheSize = 4<<20, 1<<20
+	o.RFMHorizon, o.Now = 10*day, func() time.Time { return clock }
+	s, err := Open(t.TempDir(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	p := event.NewParser(event.DefaultLimits())
+	b := s.Begin()
+	for i, ago := range []time.Duration{2 * day, day} {
+		e := parse(t, p, fmt.Sprintf(`{"type": "track", "event": "Order Completed", "userId": "u", "timestamp": %q, "properties": {"order_id": "%d", "total": 5}}`, t0.Add(-ago).Format(time.RFC3339), i))
+		if _, err := b.Apply(&e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.Commit(2); err != nil {
+		t.Fatal(err)
+	}
+	for _, step := range []struct {
+		orders int64         // the histogram bin holding the customer; 0: none
+		next   time.Duration // the next wake-up; 0: none
+	}{{2, 8*day + time.Millisecond}, {1, 9*day + time.Millisecond}, {0, 0}} {
+		pop := s.Population()
+		for bin, n := range pop.Orders {
+			if want := map[bool]int64{true: 1, false: 0}[bin == step.orders]; n != want {
+				t.Errorf("before the wake-up at %v: %d customers with %d orders, want %d", step.next, n, bin, want)
+			}
+		}
+		at, ok := s.NextWake()
+		if ok != (step.next != 0) || ok && at.Sub(t0) != step.next {
+			t.Fatalf("next wake-up %v (%v), want %v", at.Sub(t0), ok, step.next)
+		}
+		if !ok {
+			break
+		}
+		clock = at
+		b := s.Begin()
+		if _, err := b.Wake(clock, 10); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Commit(2); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -289,6 +289,7 @@ func (s *Segments) evaluate(env *RuleEnv, p *Profile, ev *event.Event, now time.
 		if !seg.needs(inputs, env.changed) {
 			continue
 		}
+		env.timedEvaluated = env.timedEvaluated || seg.timed
 		in := seg.Rule.Match(env)
 		_, was := p.Segments[seg.Name]
 		switch {
@@ -320,6 +321,9 @@ type RuleEnv struct {
 	names      []string // segment names, by schema index
 	changed    []bool   // memberships changed in this pass, by schema index
 	scratch    []byte   // for aggregates' distinct values
+	// timedEvaluated: a segment that time changes was evaluated in this
+	// pass, so the profile's wake-up may have moved.
+	timedEvaluated bool
 	// interests configures interest(), quintiles rfm.r/f/m.
 	interests *Interests
 	quintiles RFMQuintiles
@@ -354,6 +358,7 @@ func (e *RuleEnv) Reset(p *Profile, ctx *fastjson.Value, now time.Time, q RFMQui
 
 func (e *RuleEnv) reset(s *Segments, p *Profile, now time.Time) {
 	e.p, e.now, e.aggs, e.names = p, now, s.aggs, s.names
+	e.timedEvaluated = false
 	e.changed = slices.Grow(e.changed[:0], len(s.names))[:len(s.names)]
 	clear(e.changed)
 	e.values = slices.Grow(e.values[:0], len(s.aggs))[:len(s.aggs)]

@@ -452,8 +452,9 @@ type Batch struct {
 	initial  map[string]rfmPoint // where each changed profile was in the RFM population
 	products map[string]*Product // changed products: copies
 	feedback map[OfferStatKey]OfferCounts
-	env      RuleEnv // reused by segment evaluation
-	envReady bool    // env's quintiles and interests are set
+	env      RuleEnv           // reused by segment evaluation
+	envReady bool              // env's quintiles and interests are set
+	retimed  map[*Profile]bool // profiles whose wake-up must be worked out again
 	inputs   Inputs
 	size     int
 	budget   int
@@ -761,6 +762,9 @@ func (b *Batch) Apply(ev *event.Event) (applied bool, err error) {
 		}
 	}
 	p.Apply(ev, countOrder)
+	if countOrder && b.m.RFMHorizon > 0 {
+		b.retime(p) // a new order leaves the horizon some day
+	}
 	if kind, d, ok := p.applyFeedback(ev, b.m.Offers); ok {
 		k := OfferStatKey{Offer: d.Offer, Placement: d.Placement}
 		if d.Control {
@@ -811,7 +815,20 @@ func (b *Batch) evaluate(p *Profile, ev *event.Event, in *Inputs) []Change {
 		b.env.quintiles.Horizon = b.m.RFMHorizon
 		b.envReady = true
 	}
-	return b.m.Segments.evaluate(&b.env, p, ev, b.now(), in)
+	changes := b.m.Segments.evaluate(&b.env, p, ev, b.now(), in)
+	if b.env.timedEvaluated {
+		b.retime(p)
+	}
+	return changes
+}
+
+// retime marks p for rescheduling at commit: what decides its wake-up
+// may have changed. A profile not marked keeps its wake-up.
+func (b *Batch) retime(p *Profile) {
+	if b.retimed == nil {
+		b.retimed = make(map[*Profile]bool)
+	}
+	b.retimed[p] = true
 }
 
 // sumCounts returns the calls a profile has seen.
