@@ -20,8 +20,8 @@ import (
 // request waits, so a stall shows as the latency of every request it
 // delayed instead of hiding as fewer requests (coordinated omission). The
 // one lateness not counted is the pacer's own: a sleep overshoots by up to
-// a millisecond on common kernels, and the requests that fell due meanwhile
-// are measured from the moment the pacer woke up.
+// a millisecond on common kernels, and the schedule is shifted by the last
+// sleep's overshoot.
 type LoadConfig struct {
 	// Addr is host:port; Path the request path.
 	Addr string
@@ -86,26 +86,25 @@ func Load(ctx context.Context, c LoadConfig) (LoadResult, error) {
 	jobs := make(chan job) // unbuffered: a send succeeds when a sender is idle
 	go func() {
 		defer close(jobs)
-		// woke is when the pacer last came out of a sleep; requests due
-		// before it are late because the sleep overshot (the generator's
-		// fault), unless a send has blocked since (the server's).
-		var woke time.Time
+		// shift is how late the pacer's last sleep ended: the schedule
+		// is shifted by it, so that the sleep's overshoot is not counted,
+		// while a wait for busy senders (the server's doing) is.
+		var shift time.Duration
 		for i := int64(0); i < total && ctx.Err() == nil; i++ {
 			due := start.Add(time.Duration(i) * interval)
 			if d := time.Until(due); d > 0 {
 				time.Sleep(d)
-				woke = time.Now()
+				shift = max(time.Since(due), 0)
 			}
-			from := due
-			if due.Before(woke) {
-				from = woke
+			from := due.Add(shift)
+			if now := time.Now(); from.After(now) {
+				from = now
 			}
 			select {
 			case jobs <- job{i, from}:
 			default:
-				// Every sender waits on the server: the wait for one
-				// counts, and so does the lateness of what follows.
-				woke = time.Time{}
+				// Every sender waits on the server: this request waits
+				// too, and the wait counts.
 				select {
 				case jobs <- job{i, from}:
 				case <-ctx.Done():
