@@ -138,32 +138,27 @@ func (e *Engine) apply(next *config.Config, compiled Compiled, sum [32]byte) Rel
 		Success:    true,
 		Source:     next.Source,
 		Segments:   segmentChanges(old.Segments, compiled.Store.Segments),
-		Aggregates: aggregateChanges(e.cfg.Aggregates, next.Aggregates),
+		Aggregates: diff(e.cfg.Aggregates, next.Aggregates),
 		Placements: len(compiled.Catalog.Placements()),
 		Offers:     len(next.Offers),
 	}
-	running := reflect.ValueOf(e.cfg).Elem()
-	proposed := reflect.ValueOf(next).Elem()
+	// The start-only sections stay as they run; those that differ are
+	// reported.
+	merged := *next
+	running, kept := reflect.ValueOf(e.cfg).Elem(), reflect.ValueOf(&merged).Elem()
 	for i := range running.NumField() {
-		f := running.Type().Field(i)
-		name, _, _ := cutTag(f.Tag.Get("yaml"))
-		if !startOnly[name] {
+		name, _, _ := strings.Cut(running.Type().Field(i).Tag.Get("yaml"), ",")
+		if !startOnly(name) {
 			continue
 		}
-		if !reflect.DeepEqual(running.Field(i).Interface(), proposed.Field(i).Interface()) {
+		if !reflect.DeepEqual(running.Field(i).Interface(), kept.Field(i).Interface()) {
 			res.RestartNeeded = append(res.RestartNeeded, name)
 		}
+		kept.Field(i).Set(running.Field(i))
 	}
 	model := compiled.Store.Model
 	e.processor.SetModel(&model)
 	e.decider.Reload(e.decideConfig(next, compiled))
-	merged := *next
-	for i := range running.NumField() {
-		name, _, _ := cutTag(running.Type().Field(i).Tag.Get("yaml"))
-		if startOnly[name] {
-			reflect.ValueOf(&merged).Elem().Field(i).Set(running.Field(i))
-		}
-	}
 	e.cfg = &merged
 	e.configSum = sum
 	e.reloads.WithLabelValues("applied").Inc()
@@ -173,10 +168,14 @@ func (e *Engine) apply(next *config.Config, compiled Compiled, sum [32]byte) Rel
 	return res
 }
 
-// startOnly are the sections that apply only at start.
-var startOnly = map[string]bool{"data_dir": true, "http": true, "kafka": true, "embedded": true, "store": true, "events": true, "log": true}
-
-func cutTag(tag string) (name, rest string, ok bool) { return strings.Cut(tag, ",") }
+// startOnly reports whether a configuration section applies only at start.
+func startOnly(section string) bool {
+	switch section {
+	case "data_dir", "http", "kafka", "embedded", "store", "events", "log":
+		return true
+	}
+	return false
+}
 
 func segmentChanges(old, next *state.Segments) Changes {
 	before := make(map[string]uint64)
@@ -188,10 +187,6 @@ func segmentChanges(old, next *state.Segments) Changes {
 		after[s.Name] = s.Fingerprint
 	}
 	return diff(before, after)
-}
-
-func aggregateChanges(old, next map[string]config.Aggregate) Changes {
-	return diff(old, next)
 }
 
 func diff[V comparable](before, after map[string]V) Changes {
