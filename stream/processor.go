@@ -269,7 +269,8 @@ func (p *Processor) work(part *partition) {
 			case part.redoWake != 0:
 				p.fail(part, p.wake(part, time.UnixMilli(part.redoWake), false))
 			case part.redoBackfill:
-				p.fail(part, p.backfill(part, false))
+				_, err := p.backfill(part, false)
+				p.fail(part, err)
 			}
 		case <-part.poke:
 		case <-timer.C:
@@ -279,13 +280,9 @@ func (p *Processor) work(part *partition) {
 			if at, ok := part.store.NextWake(); ok && !at.After(p.now()) {
 				p.fail(part, p.wake(part, p.now(), true))
 			}
-			_, pending, err := part.store.BackfillPending()
-			if err == nil && pending {
-				err = p.backfill(part, true)
-				_, pending, _ = part.store.BackfillPending()
-			}
+			more, err := p.backfill(part, true)
 			p.fail(part, err)
-			if pending {
+			if more {
 				wait = 0 // records first, then the next batch
 			}
 		}
@@ -299,18 +296,19 @@ func (p *Processor) work(part *partition) {
 // backfillLimit bounds the profiles one backfill batch re-evaluates.
 const backfillLimit = 1000
 
-// backfill runs one batch of the partition's backfill, writing its
-// segment changes exactly once: produce false redoes a batch whose changes
-// Kafka already holds.
-func (p *Processor) backfill(part *partition, produce bool) error {
+// backfill runs one batch of the partition's backfill, if one is under
+// way, writing its segment changes exactly once: produce false redoes a
+// batch whose changes Kafka already holds. more reports whether batches
+// are left.
+func (p *Processor) backfill(part *partition, produce bool) (more bool, err error) {
 	step, pending, err := part.store.BackfillPending()
 	if err != nil || !pending {
-		return err
+		return false, err
 	}
 	if part.backfillLeft < 0 || step.Cursor == "" {
 		n, err := part.store.CountProfiles()
 		if err != nil {
-			return fmt.Errorf("partition %d: %w", part.id, err)
+			return false, fmt.Errorf("partition %d: %w", part.id, err)
 		}
 		part.backfillLeft = n
 	}
@@ -318,22 +316,11 @@ func (p *Processor) backfill(part *partition, produce bool) error {
 	n, done, err := batch.Backfill(backfillLimit)
 	if err != nil {
 		batch.Discard()
-		return fmt.Errorf("partition %d: backfill: %w", part.id, err)
+		return false, fmt.Errorf("partition %d: backfill: %w", part.id, err)
 	}
-	next := part.next.Load()
-	changes := batch.Changes()
-	if produce && len(changes) > 0 {
-		outputs := make([]*kgo.Record, len(changes))
-		for i, c := range changes {
-			outputs[i] = p.changeRecord("backfill", c)
-		}
-		if err := part.out.write(p.ctx, outputs, progress{next: next, backfill: &step}); err != nil {
-			batch.Discard()
-			return fmt.Errorf("partition %d: write %d segment changes of a backfill: %w", part.id, len(outputs), err)
-		}
-	}
-	if err := batch.Commit(next); err != nil {
-		return fmt.Errorf("partition %d: backfill: %w", part.id, err)
+	changes, err := p.commitStep(part, batch, "backfill", progress{backfill: &step}, produce)
+	if err != nil {
+		return false, fmt.Errorf("partition %d: backfill: %w", part.id, err)
 	}
 	part.backfillLeft = max(part.backfillLeft-n, 0)
 	if done {
@@ -342,12 +329,36 @@ func (p *Processor) backfill(part *partition, produce bool) error {
 	}
 	p.m.backfilled.Add(float64(n))
 	p.m.backfillLeft.WithLabelValues(part.label).Set(float64(part.backfillLeft))
-	if produce {
-		p.m.segmentChanges.Add(float64(len(changes)))
-	} else {
+	if !produce {
 		p.log.Info("redid the backfill batch that a crash interrupted, its changes already produced", "partition", part.id, "profiles", n)
+	} else if changes > 0 {
+		p.m.segmentChanges.Add(float64(changes))
 	}
-	return nil
+	_, more, err = part.store.BackfillPending()
+	return more, err
+}
+
+// commitStep finishes a wake or backfill batch: its segment changes (src
+// names their cause) are written with the progress marker at, then the
+// batch is committed at the partition's offset. produce false writes
+// nothing to Kafka: a redone step whose changes Kafka already holds.
+func (p *Processor) commitStep(part *partition, batch *state.Batch, src string, at progress, produce bool) (changes int, err error) {
+	at.next = part.next.Load()
+	cs := batch.Changes()
+	if produce && len(cs) > 0 {
+		outputs := make([]*kgo.Record, len(cs))
+		for i, c := range cs {
+			outputs[i] = p.changeRecord(src, c)
+		}
+		if err := part.out.write(p.ctx, outputs, at); err != nil {
+			batch.Discard()
+			return 0, fmt.Errorf("write %d segment changes: %w", len(outputs), err)
+		}
+	}
+	if err := batch.Commit(at.next); err != nil {
+		return 0, err
+	}
+	return len(cs), nil
 }
 
 // SetModel replaces what the configuration declares about profiles: the
@@ -422,24 +433,13 @@ func (p *Processor) wake(part *partition, at time.Time, produce bool) error {
 		batch.Discard()
 		return fmt.Errorf("partition %d: wake at %v: %w", part.id, at, err)
 	}
-	next := part.next.Load()
-	changes := batch.Changes()
-	if produce && len(changes) > 0 {
-		outputs := make([]*kgo.Record, len(changes))
-		for i, c := range changes {
-			outputs[i] = p.changeRecord("time", c)
-		}
-		if err := part.out.write(p.ctx, outputs, progress{next: next, wake: at.UnixMilli()}); err != nil {
-			batch.Discard()
-			return fmt.Errorf("partition %d: write %d segment changes of the wake at %v: %w", part.id, len(outputs), at, err)
-		}
-	}
-	if err := batch.Commit(next); err != nil {
+	changes, err := p.commitStep(part, batch, "time", progress{wake: at.UnixMilli()}, produce)
+	if err != nil {
 		return fmt.Errorf("partition %d: wake at %v: %w", part.id, at, err)
 	}
 	if produce {
 		p.m.wakes.Add(float64(n))
-		p.m.segmentChanges.Add(float64(len(changes)))
+		p.m.segmentChanges.Add(float64(changes))
 		if n > 0 {
 			p.m.wakeDelay.Observe(time.Since(due).Seconds())
 		}
