@@ -78,8 +78,7 @@ func Freshness(ctx context.Context, c FreshnessConfig) (FreshnessResult, error) 
 	if c.Timeout <= 0 {
 		c.Timeout = 10 * time.Second
 	}
-	client := &fasthttp.HostClient{Addr: c.Addr, MaxConns: 8, ReadTimeout: c.Timeout, WriteTimeout: c.Timeout,
-		Dial: func(addr string) (net.Conn, error) { return net.DialTimeout("tcp", addr, c.Timeout) }}
+	client := newClient(c.Addr, 8, c.Timeout)
 	bgCtx, cancel := context.WithCancel(ctx)
 	bgDone := make(chan float64, 1)
 	go func() { bgDone <- background(bgCtx, client, c) }()
@@ -148,7 +147,7 @@ func waitMembership(ctx context.Context, client *fasthttp.HostClient, c Freshnes
 		}
 		req.Reset()
 		req.SetRequestURI("http://" + c.Addr + "/v1/profiles/" + key)
-		req.Header.Set(fasthttp.HeaderAuthorization, basicAuth(c.ReadKey))
+		req.Header.Set(fasthttp.HeaderAuthorization, BasicAuth(c.ReadKey))
 		if err := client.DoTimeout(req, resp, c.Timeout); err != nil {
 			return false, err
 		}
@@ -217,7 +216,7 @@ func post(client *fasthttp.HostClient, addr, path, key string, body []byte) erro
 	req.SetRequestURI("http://" + addr + path)
 	req.Header.SetMethod(fasthttp.MethodPost)
 	req.Header.SetContentType("application/json")
-	req.Header.Set(fasthttp.HeaderAuthorization, basicAuth(key))
+	req.Header.Set(fasthttp.HeaderAuthorization, BasicAuth(key))
 	req.SetBody(body)
 	if err := client.DoTimeout(req, resp, 10*time.Second); err != nil {
 		return err
@@ -228,7 +227,15 @@ func post(client *fasthttp.HostClient, addr, path, key string, body []byte) erro
 	return nil
 }
 
-// basicAuth returns the Authorization header value for a key.
-func basicAuth(key string) string {
+// BasicAuth returns the Authorization header value that carries a key
+// the way tailor reads it (the Basic auth user name).
+func BasicAuth(key string) string {
 	return "Basic " + base64.StdEncoding.EncodeToString([]byte(key+":"))
+}
+
+// newClient returns an HTTP client of conns connections to addr whose
+// dials, reads and writes time out after timeout.
+func newClient(addr string, conns int, timeout time.Duration) *fasthttp.HostClient {
+	return &fasthttp.HostClient{Addr: addr, MaxConns: conns, ReadTimeout: timeout, WriteTimeout: timeout,
+		Dial: func(a string) (net.Conn, error) { return net.DialTimeout("tcp", a, timeout) }}
 }

@@ -74,8 +74,7 @@ func Load(ctx context.Context, c LoadConfig) (LoadResult, error) {
 	if c.Rate <= 0 || c.Duration <= 0 {
 		return LoadResult{}, fmt.Errorf("load: rate %v and duration %s must be positive", c.Rate, c.Duration)
 	}
-	client := &fasthttp.HostClient{Addr: c.Addr, MaxConns: c.Connections, ReadTimeout: c.Timeout, WriteTimeout: c.Timeout,
-		Dial: func(addr string) (net.Conn, error) { return net.DialTimeout("tcp", addr, c.Timeout) }}
+	client := newClient(c.Addr, c.Connections, c.Timeout)
 	total := int64(c.Rate * c.Duration.Seconds())
 	interval := time.Duration(float64(time.Second) / c.Rate)
 	start := time.Now().Add(10 * time.Millisecond)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -78,7 +77,7 @@ func (b *benchRun) decide(ctx context.Context) (bench.DecideResult, error) {
 	}
 	live := liveLine(b.stderr)
 	load := bench.LoadConfig{Addr: addr, Path: "/v1/decide", Connections: o.connections,
-		Authorization: "Basic " + base64.StdEncoding.EncodeToString([]byte(b.readKey+":")),
+		Authorization: bench.BasicAuth(b.readKey),
 		Body:          func(i uint64) []byte { return bodies[i%uint64(len(bodies))] }}
 
 	// The baseline answers a real decide answer's bytes, fixed.
