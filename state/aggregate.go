@@ -222,10 +222,15 @@ func (st *aggregateState) clone() *aggregateState {
 // AggregateValue returns the value of agg at now; ok is false when no
 // event counts (count and distinct are then 0 with ok true).
 func (p *Profile) AggregateValue(agg *Aggregate, now time.Time) (float64, bool) {
-	st := p.aggregates[agg.Name]
-	if st == nil || st.fingerprint != agg.fingerprint {
-		var empty Windowed
-		return empty.Value(agg.Spec, now.UnixMilli())
+	w := p.windowed(agg)
+	return w.Value(agg.Spec, now.UnixMilli())
+}
+
+// windowed returns the profile's state of agg for reading: empty when the
+// profile has none, or had it under another function or window.
+func (p *Profile) windowed(agg *Aggregate) Windowed {
+	if st := p.aggregates[agg.Name]; st != nil && st.fingerprint == agg.fingerprint {
+		return st.w
 	}
-	return st.w.Value(agg.Spec, now.UnixMilli())
+	return Windowed{}
 }

@@ -32,35 +32,21 @@ type rfmPoint struct {
 // A profile written before the order log was kept falls back to its
 // all-time values.
 func (p *Profile) rfmPointAt(now int64, horizon time.Duration) rfmPoint {
-	if p.Orders == 0 {
+	orders, revenue, ok := p.rfmValues(now, horizon)
+	if !ok {
 		return rfmPoint{}
 	}
-	pt := rfmPoint{
+	return rfmPoint{
 		day:    floorDiv(p.LastOrderAt, rfmDay.Milliseconds()),
-		orders: int64(p.Orders),
-		money:  moneyBin(p.Revenue),
+		orders: int64(orders),
+		money:  moneyBin(revenue),
 		ok:     true,
 	}
-	if horizon <= 0 || len(p.orderLog) == 0 {
-		return pt
-	}
-	cut := now - horizon.Milliseconds()
-	var n int64
-	var sum float64
-	for _, o := range p.orderLog {
-		if o.at > cut {
-			n++
-			sum += o.amount
-		}
-	}
-	if n == 0 {
-		return rfmPoint{}
-	}
-	pt.orders, pt.money = n, moneyBin(sum)
-	return pt
 }
 
-// rfmValues returns frequency and monetary value at now, like rfmPointAt.
+// rfmValues returns frequency and monetary value at now (Unix ms): over
+// the horizon, or all time for 0 or a profile written before the order log
+// was kept; ok is false without orders (in the horizon).
 func (p *Profile) rfmValues(now int64, horizon time.Duration) (orders, revenue float64, ok bool) {
 	if p.Orders == 0 {
 		return 0, 0, false

@@ -107,12 +107,14 @@ func (seg *Segment) needs(in *Inputs, changed []bool) bool {
 // Segments are the compiled segments of a configuration, in an order in
 // which every segment comes after the segments its rule reads.
 type Segments struct {
-	order  []*Segment
-	names  []string // the schema's: sorted
-	rfm    bool     // a segment reads rfm.*: evaluations need the quintiles
-	timed  bool     // a segment changes with time alone
-	aggs   []*Aggregate
-	schema *rules.Schema
+	order []*Segment
+	names []string // the schema's: sorted
+	rfm   bool     // a segment reads rfm.*: evaluations need the quintiles
+	timed bool     // a segment changes with time alone
+	// quintiles: a segment follows the RFM quintiles (Segment.quintiles)
+	quintiles bool
+	aggs      []*Aggregate
+	schema    *rules.Schema
 }
 
 // Change is a segment membership that an event (or time) changed.
@@ -209,6 +211,7 @@ func CompileSegments(decls []SegmentConfig, aggs *Aggregates, rfmHorizon time.Du
 		for _, dep := range seg.Rule.Deps.Segments {
 			seg.quintiles = seg.quintiles || byIndex[dep].quintiles
 		}
+		s.quintiles = s.quintiles || seg.quintiles
 		s.order = append(s.order, seg)
 		s.rfm = s.rfm || byIndex[i].Rule.Deps.RFM
 		return nil
@@ -226,17 +229,7 @@ func CompileSegments(decls []SegmentConfig, aggs *Aggregates, rfmHorizon time.Du
 func (s *Segments) Schema() *rules.Schema { return s.schema }
 
 // readQuintiles reports whether any segment follows the RFM quintiles.
-func (s *Segments) readQuintiles() bool {
-	if s == nil {
-		return false
-	}
-	for _, seg := range s.order {
-		if seg.quintiles {
-			return true
-		}
-	}
-	return false
-}
+func (s *Segments) readQuintiles() bool { return s != nil && s.quintiles }
 
 // readRFM reports whether any segment reads rfm.*.
 func (s *Segments) readRFM() bool { return s != nil && s.rfm }
@@ -417,11 +410,8 @@ func (e *RuleEnv) RFM(field int) (float64, bool) { return e.p.RFM(field, e.quint
 
 func (e *RuleEnv) AggregateNext(i int) float64 {
 	a := e.aggs[i]
-	st := e.p.aggregates[a.Name]
-	if st == nil || st.fingerprint != a.fingerprint {
-		return math.Inf(1)
-	}
-	at, ok := st.w.NextChange(a.Spec, e.now.UnixMilli())
+	w := e.p.windowed(a)
+	at, ok := w.NextChange(a.Spec, e.now.UnixMilli())
 	if !ok {
 		return math.Inf(1)
 	}
