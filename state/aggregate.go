@@ -178,36 +178,99 @@ func (a *Aggregates) apply(p *Profile, ev *event.Event, now time.Time, touched [
 	}
 }
 
-// aggregateState is one aggregate's state in a profile.
+// aggregateState is one aggregate's state in a profile. fn is the
+// aggregate's function when known (0 for a state decoded and not matched
+// to a declared aggregate): the encoding keeps only what fn reads.
 type aggregateState struct {
+	name        string
 	fingerprint uint64
+	fn          AggregateFunc
 	w           Windowed
 }
 
-// aggregate returns the profile's state of agg, fresh when the profile has
-// none or had it under another function or window.
+// aggregateSlot returns the index in p.aggregates of agg's state, or -1.
+// Slot agg.index holds it once the profile is aligned to the model
+// (alignAggregates); otherwise it is looked for by name.
+func (p *Profile) aggregateSlot(agg *Aggregate) int {
+	if i := agg.index; i < len(p.aggregates) {
+		if st := p.aggregates[i]; st != nil && st.name == agg.Name {
+			return i
+		}
+	}
+	for i, st := range p.aggregates {
+		if st != nil && st.name == agg.Name {
+			return i
+		}
+	}
+	return -1
+}
+
+// alignAggregates reorders a decoded profile's aggregate states so that
+// slot i holds the state of list[i] (nil when the profile has none), and
+// the states of aggregates no longer declared follow. States under
+// another function or window stay, to be replaced on their next event.
+func (p *Profile) alignAggregates(list []*Aggregate) {
+	if len(p.aggregates) == 0 {
+		return
+	}
+	aligned := make([]*aggregateState, len(list), len(list)+len(p.aggregates))
+	for i, agg := range list {
+		if j := p.aggregateSlot(agg); j >= 0 {
+			st := p.aggregates[j]
+			st.name = agg.Name // the model's string: compared by pointer from now on
+			if st.fingerprint == agg.fingerprint {
+				st.fn = agg.Spec.Func
+			}
+			aligned[i], p.aggregates[j] = st, nil
+		}
+	}
+	for _, st := range p.aggregates {
+		if st != nil {
+			aligned = append(aligned, st)
+		}
+	}
+	p.aggregates = aligned
+}
+
+// aggregate returns the profile's state of agg for changing it: fresh
+// when the profile has none, or had it under another function or window.
 //
 // A clone shares its original's aggregate states (most events change one
 // or two of them) and copies a state the first time it changes it.
 func (p *Profile) aggregate(agg *Aggregate) *Windowed {
-	st := p.aggregates[agg.Name]
-	owned := agg.index < 64 && p.aggOwned&(1<<agg.index) != 0
-	switch {
-	case st == nil || st.fingerprint != agg.fingerprint:
-		st = &aggregateState{fingerprint: agg.fingerprint}
-	case !owned:
-		st = st.clone()
-	default:
+	i := p.aggregateSlot(agg)
+	if i >= 0 {
+		st := p.aggregates[i]
+		switch {
+		case st.fingerprint != agg.fingerprint:
+			st = &aggregateState{name: agg.Name, fingerprint: agg.fingerprint, fn: agg.Spec.Func}
+		case i >= 64 || p.aggOwned&(1<<i) == 0:
+			st = st.clone()
+		default:
+			return &st.w
+		}
+		p.aggregates[i] = st
+		p.markOwned(i)
 		return &st.w
 	}
-	if p.aggregates == nil {
-		p.aggregates = make(map[string]*aggregateState)
+	st := &aggregateState{name: agg.Name, fingerprint: agg.fingerprint, fn: agg.Spec.Func}
+	i = agg.index
+	switch {
+	case i >= len(p.aggregates):
+		p.aggregates = append(p.aggregates, make([]*aggregateState, i+1-len(p.aggregates))...)
+	case p.aggregates[i] != nil: // a profile not aligned to this model
+		i = len(p.aggregates)
+		p.aggregates = append(p.aggregates, nil)
 	}
-	p.aggregates[agg.Name] = st
-	if agg.index < 64 {
-		p.aggOwned |= 1 << agg.index
-	}
+	p.aggregates[i] = st
+	p.markOwned(i)
 	return &st.w
+}
+
+func (p *Profile) markOwned(slot int) {
+	if slot < 64 {
+		p.aggOwned |= 1 << slot
+	}
 }
 
 func (st *aggregateState) clone() *aggregateState {
@@ -229,8 +292,8 @@ func (p *Profile) AggregateValue(agg *Aggregate, now time.Time) (float64, bool) 
 // windowed returns the profile's state of agg for reading: empty when the
 // profile has none, or had it under another function or window.
 func (p *Profile) windowed(agg *Aggregate) Windowed {
-	if st := p.aggregates[agg.Name]; st != nil && st.fingerprint == agg.fingerprint {
-		return st.w
+	if i := p.aggregateSlot(agg); i >= 0 && p.aggregates[i].fingerprint == agg.fingerprint {
+		return p.aggregates[i].w
 	}
 	return Windowed{}
 }

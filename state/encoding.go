@@ -176,14 +176,17 @@ func (p *Profile) AppendEncode(dst []byte) []byte {
 		b = appendString(b, fieldBought, id)
 	}
 	var bmsg []byte // one bucket's message, reused
-	for name, st := range p.aggregates {
+	for _, st := range p.aggregates {
+		if st == nil {
+			continue
+		}
 		msg = msg[:0]
 		msg = protowire.AppendTag(msg, 1, protowire.BytesType)
-		msg = protowire.AppendString(msg, name)
+		msg = protowire.AppendString(msg, st.name)
 		msg = protowire.AppendTag(msg, 2, protowire.Fixed64Type)
 		msg = protowire.AppendFixed64(msg, st.fingerprint)
 		for _, bk := range st.w.buckets {
-			bmsg = appendBucket(bmsg[:0], bk)
+			bmsg = appendBucket(bmsg[:0], bk, st.fn)
 			msg = protowire.AppendTag(msg, 3, protowire.BytesType)
 			msg = protowire.AppendBytes(msg, bmsg)
 		}
@@ -206,21 +209,32 @@ func appendNamedCount(b, scratch []byte, num protowire.Number, name string, coun
 	return protowire.AppendBytes(b, scratch), scratch
 }
 
-func appendBucket(b []byte, bk bucket) []byte {
+// appendBucket appends bk's fields that fn reads (every field when fn is
+// 0, unknown): the start and count always, then the sum, minimum,
+// maximum, first or last time, or value hashes. A decoded bucket gets
+// neutral values for the fields left out.
+func appendBucket(b []byte, bk bucket, fn AggregateFunc) []byte {
 	b = protowire.AppendTag(b, bucketStart, protowire.VarintType)
 	b = protowire.AppendVarint(b, protowire.EncodeZigZag(bk.start))
 	b = appendVarint(b, bucketCount, bk.n)
 	for _, f := range [...]struct {
 		num protowire.Number
+		fn  AggregateFunc
 		v   float64
-	}{{bucketSum, bk.sum}, {bucketMin, bk.min}, {bucketMax, bk.max}} {
-		b = protowire.AppendTag(b, f.num, protowire.Fixed64Type)
-		b = protowire.AppendFixed64(b, math.Float64bits(f.v))
+	}{{bucketSum, Sum, bk.sum}, {bucketMin, Min, bk.min}, {bucketMax, Max, bk.max}} {
+		if fn == 0 || fn == f.fn {
+			b = protowire.AppendTag(b, f.num, protowire.Fixed64Type)
+			b = protowire.AppendFixed64(b, math.Float64bits(f.v))
+		}
 	}
-	b = protowire.AppendTag(b, bucketFirst, protowire.VarintType)
-	b = protowire.AppendVarint(b, protowire.EncodeZigZag(bk.first))
-	b = protowire.AppendTag(b, bucketLast, protowire.VarintType)
-	b = protowire.AppendVarint(b, protowire.EncodeZigZag(bk.last))
+	if fn == 0 || fn == FirstSeen {
+		b = protowire.AppendTag(b, bucketFirst, protowire.VarintType)
+		b = protowire.AppendVarint(b, protowire.EncodeZigZag(bk.first))
+	}
+	if fn == 0 || fn == LastSeen {
+		b = protowire.AppendTag(b, bucketLast, protowire.VarintType)
+		b = protowire.AppendVarint(b, protowire.EncodeZigZag(bk.last))
+	}
 	if len(bk.hashes) > 0 {
 		b = protowire.AppendTag(b, bucketHashes, protowire.BytesType)
 		b = protowire.AppendVarint(b, uint64(8*len(bk.hashes)))
@@ -231,17 +245,16 @@ func appendBucket(b []byte, bk bucket) []byte {
 	return b
 }
 
-func decodeAggregate(raw []byte) (string, *aggregateState, error) {
-	var name string
+func decodeAggregate(raw []byte) (*aggregateState, error) {
 	st := &aggregateState{}
 	err := eachField(raw, func(num protowire.Number, _ protowire.Type, v uint64, raw []byte) error {
 		switch num {
 		case 1:
-			name = string(raw)
+			st.name = string(raw)
 		case 2:
 			st.fingerprint = v
 		case 3:
-			var bk bucket
+			bk := emptyBucket(0)
 			err := eachField(raw, func(num protowire.Number, _ protowire.Type, v uint64, raw []byte) error {
 				switch num {
 				case bucketStart:
@@ -276,7 +289,7 @@ func decodeAggregate(raw []byte) (string, *aggregateState, error) {
 		}
 		return nil
 	})
-	return name, st, err
+	return st, err
 }
 
 // DecodeProfile decodes a stored profile of any format this version knows.
@@ -437,14 +450,11 @@ func DecodeProfile(data []byte) (*Profile, error) {
 		case num == fieldBought && typ == protowire.BytesType:
 			p.bought = append(p.bought, string(raw))
 		case num == fieldAggregate && typ == protowire.BytesType:
-			name, st, err := decodeAggregate(raw)
+			st, err := decodeAggregate(raw)
 			if err != nil {
 				return err
 			}
-			if p.aggregates == nil {
-				p.aggregates = make(map[string]*aggregateState)
-			}
-			p.aggregates[name] = st
+			p.aggregates = append(p.aggregates, st)
 		}
 		// Unknown fields are skipped: they come from a later version.
 		return nil

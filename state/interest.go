@@ -88,6 +88,9 @@ func (p *Profile) addInterest(category string, weight float64, t int64, c *Inter
 		cur.score += interest{score: weight, at: t}.decayed(cur.at, c.HalfLife)
 	}
 	p.interests[category] = cur
+	if p.interestSum.halfLife == c.HalfLife {
+		p.interestSum = p.interestSum.add(weight, t)
+	}
 	if c.Max > 0 && len(p.interests) > c.Max {
 		// Drop the weakest, compared at the newest time.
 		weakest, lowest := "", math.Inf(1)
@@ -97,7 +100,44 @@ func (p *Profile) addInterest(category string, weight float64, t int64, c *Inter
 			}
 		}
 		delete(p.interests, weakest)
+		p.interestSum = interestSum{} // worked out again when next read
 	}
+}
+
+// interestSum is the sum of a profile's interests decayed to at (the
+// newest time counted), under halfLife (0: not worked out). Every score
+// decays at the same rate, so a category's share of the sum is the same
+// at any instant: Affinity needs the sum at one instant only, kept up to
+// date as interests are added instead of summed on every read.
+type interestSum struct {
+	score    float64
+	at       int64
+	halfLife time.Duration
+}
+
+// add returns the sum with score at time at added.
+func (s interestSum) add(score float64, at int64) interestSum {
+	switch {
+	case s.score == 0:
+		s.score, s.at = score, at
+	case at >= s.at:
+		s.score, s.at = interest{score: s.score, at: s.at}.decayed(at, s.halfLife)+score, at
+	default:
+		s.score += interest{score: score, at: at}.decayed(s.at, s.halfLife)
+	}
+	return s
+}
+
+// interestTotal returns the sum of p's interests under c's half-life.
+func (p *Profile) interestTotal(c *Interests) interestSum {
+	if p.interestSum.halfLife != c.HalfLife {
+		sum := interestSum{halfLife: c.HalfLife}
+		for _, i := range p.interests {
+			sum = sum.add(i.score, i.at)
+		}
+		p.interestSum = sum
+	}
+	return p.interestSum
 }
 
 // Affinity is one category's share of a profile's interests.
@@ -135,8 +175,9 @@ func (p *Profile) Affinities(c *Interests, now time.Time) []Affinity {
 	return out
 }
 
-// Affinity returns one category's share of the profile's interests at now.
-func (p *Profile) Affinity(c *Interests, category string, now time.Time) float64 {
+// Affinity returns one category's share of the profile's interests, the
+// same at every instant (they all decay at the same rate).
+func (p *Profile) Affinity(c *Interests, category string) float64 {
 	if c == nil {
 		return 0
 	}
@@ -144,15 +185,11 @@ func (p *Profile) Affinity(c *Interests, category string, now time.Time) float64
 	if !ok {
 		return 0
 	}
-	t := now.UnixMilli()
-	total := 0.0
-	for _, j := range p.interests {
-		total += j.decayed(t, c.HalfLife)
-	}
-	if total <= 0 {
+	total := p.interestTotal(c)
+	if total.score <= 0 {
 		return 0
 	}
-	return i.decayed(t, c.HalfLife) / total
+	return i.decayed(total.at, c.HalfLife) / total.score
 }
 
 // consent is a purpose's latest choice.

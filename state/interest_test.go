@@ -34,12 +34,12 @@ func TestInterests(t *testing.T) {
 		}
 	}
 	now := t0.Add(24 * time.Hour)
-	near(prof.Affinity(c, "shoes", now), 2.0/3, "shoes")
-	near(prof.Affinity(c, "bags", now), 1.0/3, "bags")
-	near(prof.Affinity(c, "toys", now), 0, "toys")
+	near(prof.Affinity(c, "shoes"), 2.0/3, "shoes")
+	near(prof.Affinity(c, "bags"), 1.0/3, "bags")
+	near(prof.Affinity(c, "toys"), 0, "toys")
 	// A late view of shoes (12 hours ago, at 12h) counts, decayed: 2^-0.5.
 	apply(12*time.Hour, `"event": "Product Viewed", "properties": {"category": "shoes"}`)
-	near(prof.Affinity(c, "shoes", now), (2+math.Sqrt(0.5))/(3+math.Sqrt(0.5)), "shoes after a late view")
+	near(prof.Affinity(c, "shoes"), (2+math.Sqrt(0.5))/(3+math.Sqrt(0.5)), "shoes after a late view")
 	// Orders count their products' categories; the bound keeps the strongest.
 	apply(24*time.Hour, `"event": "Order Completed", "properties": {"products": [{"category": "books", "price": 1}, {"category": "home", "price": 2}]}`)
 	top := prof.Affinities(c, now)
@@ -54,6 +54,16 @@ func TestInterests(t *testing.T) {
 		sum += a.Affinity
 	}
 	near(sum, 1, "sum of affinities")
+	// interest() reads the same shares, past the bound and read back
+	// from storage.
+	decoded, err := DecodeProfile(prof.AppendEncode(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range top {
+		near(prof.Affinity(c, a.Category), a.Affinity, a.Category)
+		near(decoded.Affinity(c, a.Category), a.Affinity, a.Category+" read back")
+	}
 }
 
 func TestConsent(t *testing.T) {

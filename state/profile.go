@@ -73,8 +73,9 @@ type Profile struct {
 
 	// interests holds the decayed affinity per category; consents the
 	// latest choice per consent purpose.
-	interests map[string]interest
-	consents  map[string]consent
+	interests   map[string]interest
+	interestSum interestSum // their sum, for Affinity
+	consents    map[string]consent
 
 	// offers holds the feedback on the offers shown to the profile, by
 	// offer id; viewed and bought the product ids viewed and bought, most
@@ -83,10 +84,11 @@ type Profile struct {
 	viewed []string
 	bought []string
 
-	// aggregates holds the declared aggregates' state, by name; aggOwned
-	// has bit i set when aggregate i's state is this profile's own, not
-	// shared with the profile it was cloned from (copy on write).
-	aggregates map[string]*aggregateState
+	// aggregates holds the declared aggregates' states (nil entries: none
+	// yet), slot i for the model's aggregate i once aligned; aggOwned has
+	// bit i set when slot i's state is this profile's own, not shared with
+	// the profile it was cloned from (copy on write).
+	aggregates []*aggregateState
 	aggOwned   uint64
 
 	// orderLog holds the most recent counted orders (at most MaxOrderLog),
@@ -165,7 +167,7 @@ func (p *Profile) FirstDelivery(ev *event.Event, d Dedup) bool {
 func (p *Profile) Clone() *Profile {
 	c := *p
 	c.recent = slices.Clone(p.recent)
-	c.aggregates = maps.Clone(p.aggregates) // states copied on write
+	c.aggregates = slices.Clone(p.aggregates) // states copied on write
 	c.aggOwned = 0
 	c.Segments = maps.Clone(p.Segments)
 	c.interests = maps.Clone(p.interests)

@@ -40,6 +40,9 @@ type Segment struct {
 	// quintiles: the rule reads RFM scores, itself or through a segment
 	// it reads, so its result follows the population's quintiles.
 	quintiles bool
+	// inputs and segments are what the rule reads: numbered inputs
+	// (inputTraits...) and the schema indexes of segments.
+	inputs, segments bitset
 	// Fingerprint identifies the definition: the rule and the
 	// definitions of the aggregates and segments it reads. A store whose
 	// memberships were evaluated under another fingerprint backfills.
@@ -62,46 +65,68 @@ type Inputs struct {
 	Backfill []bool
 }
 
-// needs reports whether seg must be re-evaluated for in, given which
-// segments changed earlier in this pass.
-func (seg *Segment) needs(in *Inputs, changed []bool) bool {
-	d := &seg.Rule.Deps
-	if in.Time || in.Backfill != nil {
-		if seg.readsEvent {
-			return false // decided by events only
-		}
-		if in.Time && seg.timed || in.Backfill != nil && in.Backfill[seg.index] {
-			return true
-		}
-		for _, i := range d.Segments {
-			if changed[i] {
-				return true
-			}
-		}
-		return false
-	}
-	switch {
-	case in.All, seg.always,
-		in.Traits && len(d.Traits) > 0,
-		in.Orders && d.RFM,
-		in.Interests && len(d.Interests) > 0,
-		in.Consent && len(d.Consents) > 0:
-		return true
-	}
-	if in.Event != "" && slices.Contains(d.Events, in.Event) {
-		return true
-	}
-	for _, i := range d.Aggregates {
-		if i < len(in.Aggs) && in.Aggs[i] {
-			return true
-		}
-	}
-	for _, i := range d.Segments {
-		if changed[i] {
+// The inputs a segment rule may read, numbered for the bit sets that
+// decide which segments an event re-evaluates: the four below, then
+// aggregate i as inputAggregates+i, then the event names since() reads.
+const (
+	inputTraits = iota
+	inputOrders
+	inputInterests
+	inputConsent
+	inputAggregates
+)
+
+// bitset is a set of small non-negative integers.
+type bitset []uint64
+
+func newBitset(n int) bitset { return make(bitset, (n+63)/64) }
+
+func (s bitset) add(i int) { s[i/64] |= 1 << (i % 64) }
+
+func (s bitset) intersects(t bitset) bool {
+	for i := range min(len(s), len(t)) {
+		if s[i]&t[i] != 0 {
 			return true
 		}
 	}
 	return false
+}
+
+// inputBits returns the inputs in changed, as numbered by s, in dst's
+// storage.
+func (s *Segments) inputBits(in *Inputs, dst bitset) bitset {
+	dst = slices.Grow(dst[:0], (s.inputs+63)/64)[:(s.inputs+63)/64]
+	clear(dst)
+	for _, f := range [...]struct {
+		on    bool
+		input int
+	}{{in.Traits, inputTraits}, {in.Orders, inputOrders}, {in.Interests, inputInterests}, {in.Consent, inputConsent}} {
+		if f.on {
+			dst.add(f.input)
+		}
+	}
+	for i, on := range in.Aggs {
+		if on && i < len(s.aggs) {
+			dst.add(inputAggregates + i)
+		}
+	}
+	if i, ok := s.events[in.Event]; ok && in.Event != "" {
+		dst.add(i)
+	}
+	return dst
+}
+
+// needs reports whether seg must be re-evaluated for in (inputs: in's
+// inputs as bits, from Segments.inputBits), given which segments changed
+// earlier in this pass.
+func (seg *Segment) needs(in *Inputs, inputs, changed bitset) bool {
+	if in.Time || in.Backfill != nil {
+		if seg.readsEvent {
+			return false // decided by events only
+		}
+		return in.Time && seg.timed || in.Backfill != nil && in.Backfill[seg.index] || seg.segments.intersects(changed)
+	}
+	return in.All || seg.always || seg.inputs.intersects(inputs) || seg.segments.intersects(changed)
 }
 
 // Segments are the compiled segments of a configuration, in an order in
@@ -115,6 +140,10 @@ type Segments struct {
 	quintiles bool
 	aggs      []*Aggregate
 	schema    *rules.Schema
+	// events numbers the event names since() reads as inputs; inputs is
+	// how many inputs there are.
+	events map[string]int
+	inputs int
 }
 
 // Change is a segment membership that an event (or time) changed.
@@ -131,7 +160,8 @@ type Change struct {
 // rfmHorizon is the model's RFMHorizon: with one, rfm.* values change as
 // orders leave it, with time alone.
 func CompileSegments(decls []SegmentConfig, aggs *Aggregates, rfmHorizon time.Duration) (*Segments, error) {
-	s := &Segments{aggs: aggs.List()}
+	s := &Segments{aggs: aggs.List(), events: make(map[string]int)}
+	s.inputs = inputAggregates + len(s.aggs)
 	schema := &rules.Schema{RFMExpires: rfmHorizon > 0}
 	for _, a := range s.aggs {
 		t := rules.TypeNumber
@@ -170,10 +200,37 @@ func CompileSegments(decls []SegmentConfig, aggs *Aggregates, rfmHorizon time.Du
 		seg.readsEvent = readsEvent
 		seg.timed = dp.Clock && !readsEvent
 		s.timed = s.timed || seg.timed
+		for _, name := range dp.Events {
+			if _, ok := s.events[name]; !ok {
+				s.events[name] = s.inputs
+				s.inputs++
+			}
+		}
 		byIndex[i] = seg
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
+	}
+	for _, seg := range byIndex {
+		dp := &seg.Rule.Deps
+		seg.inputs, seg.segments = newBitset(s.inputs), newBitset(len(s.names))
+		for _, f := range [...]struct {
+			reads bool
+			input int
+		}{{len(dp.Traits) > 0, inputTraits}, {dp.RFM, inputOrders}, {len(dp.Interests) > 0, inputInterests}, {len(dp.Consents) > 0, inputConsent}} {
+			if f.reads {
+				seg.inputs.add(f.input)
+			}
+		}
+		for _, a := range dp.Aggregates {
+			seg.inputs.add(inputAggregates + a)
+		}
+		for _, name := range dp.Events {
+			seg.inputs.add(s.events[name])
+		}
+		for _, dep := range dp.Segments {
+			seg.segments.add(dep)
+		}
 	}
 	// Order by dependencies, finding cycles.
 	const (
@@ -277,9 +334,12 @@ func (s *Segments) evaluate(env *RuleEnv, p *Profile, ev *event.Event, now time.
 	// The profile's memberships are updated as segments are evaluated, in
 	// an order where each comes after those it reads: segment() reads
 	// them as they are.
+	if !inputs.Time && inputs.Backfill == nil {
+		env.inputs = s.inputBits(inputs, env.inputs)
+	}
 	var changes []Change
 	for _, seg := range s.order {
-		if !seg.needs(inputs, env.changed) {
+		if !seg.needs(inputs, env.inputs, env.changed) {
 			continue
 		}
 		env.timedEvaluated = env.timedEvaluated || seg.timed
@@ -287,14 +347,14 @@ func (s *Segments) evaluate(env *RuleEnv, p *Profile, ev *event.Event, now time.
 		_, was := p.Segments[seg.Name]
 		switch {
 		case in && !was:
-			env.changed[seg.index] = true
+			env.changed.add(seg.index)
 			if p.Segments == nil {
 				p.Segments = make(map[string]int64)
 			}
 			p.Segments[seg.Name] = now.UnixMilli()
 			changes = append(changes, Change{Segment: seg.Name, Entered: true, At: now})
 		case !in && was:
-			env.changed[seg.index] = true
+			env.changed.add(seg.index)
 			delete(p.Segments, seg.Name)
 			changes = append(changes, Change{Segment: seg.Name, Entered: false, At: now})
 		}
@@ -312,7 +372,8 @@ type RuleEnv struct {
 	now        time.Time
 	aggs       []*Aggregate
 	names      []string // segment names, by schema index
-	changed    []bool   // memberships changed in this pass, by schema index
+	changed    bitset   // memberships changed in this pass, by schema index
+	inputs     bitset   // what the event being applied changed (Segments.inputBits)
 	scratch    []byte   // for aggregates' distinct values
 	// timedEvaluated: a segment that time changes was evaluated in this
 	// pass, so the profile's wake-up may have moved.
@@ -352,7 +413,8 @@ func (e *RuleEnv) Reset(p *Profile, ctx *fastjson.Value, now time.Time, q RFMQui
 func (e *RuleEnv) reset(s *Segments, p *Profile, now time.Time) {
 	e.p, e.now, e.aggs, e.names = p, now, s.aggs, s.names
 	e.timedEvaluated = false
-	e.changed = slices.Grow(e.changed[:0], len(s.names))[:len(s.names)]
+	n := (len(s.names) + 63) / 64
+	e.changed = slices.Grow(e.changed[:0], n)[:n]
 	clear(e.changed)
 	e.values = slices.Grow(e.values[:0], len(s.aggs))[:len(s.aggs)]
 	clear(e.values)
@@ -435,7 +497,7 @@ func (e *RuleEnv) RFMNext(field int) float64 {
 }
 
 func (e *RuleEnv) Interest(category string) float64 {
-	return e.p.Affinity(e.interests, category, e.now)
+	return e.p.Affinity(e.interests, category)
 }
 
 func (e *RuleEnv) Consent(purpose string) bool { return e.p.Consent(purpose) }

@@ -1,6 +1,7 @@
 package state
 
 import (
+	"fmt"
 	"maps"
 	"slices"
 	"sort"
@@ -181,7 +182,7 @@ func TestSegmentNeeds(t *testing.T) {
 	// decided by events.
 	needed := map[string]bool{}
 	for _, s := range segs.List() {
-		if s.needs(&Inputs{Time: true}, make([]bool, len(segs.names))) {
+		if s.needs(&Inputs{Time: true}, nil, newBitset(len(segs.names))) {
 			needed[s.Name] = true
 		}
 	}
@@ -189,10 +190,11 @@ func TestSegmentNeeds(t *testing.T) {
 		t.Errorf("time alone re-evaluates %v, want browsing and recent", needed)
 	}
 	for _, tc := range tests {
-		changed := make([]bool, len(segs.names))
+		changed := newBitset(len(segs.names))
+		inputs := segs.inputBits(&tc.in, nil)
 		var got []string
 		for _, s := range segs.List() {
-			if s.needs(&tc.in, changed) {
+			if s.needs(&tc.in, inputs, changed) {
 				got = append(got, s.Name)
 			}
 		}
@@ -204,10 +206,56 @@ func TestSegmentNeeds(t *testing.T) {
 		}
 	}
 	// A changed segment re-evaluates those reading it.
-	changed := make([]bool, len(segs.names))
-	changed[byName["adult"].index] = true
-	if !byName["adult_buyer"].needs(&Inputs{}, changed) {
+	changed := newBitset(len(segs.names))
+	changed.add(byName["adult"].index)
+	if !byName["adult_buyer"].needs(&Inputs{}, segs.inputBits(&Inputs{}, nil), changed) {
 		t.Error("adult_buyer not re-evaluated after adult changed")
+	}
+}
+
+// TestSegmentNeedsManyInputs: past 64 aggregates and segments, an
+// event still re-evaluates exactly the segments reading what it changed.
+func TestSegmentNeedsManyInputs(t *testing.T) {
+	var aggDecls []AggregateConfig
+	var segDecls []SegmentConfig
+	for i := range 70 {
+		aggDecls = append(aggDecls, AggregateConfig{Name: fmt.Sprintf("a%02d", i), Event: fmt.Sprintf("E%d", i), Func: "count"})
+		segDecls = append(segDecls, SegmentConfig{fmt.Sprintf("s%02d", i), fmt.Sprintf("a%02d > 0", i)})
+	}
+	segDecls = append(segDecls, SegmentConfig{"last", `segment("s69") && since("E0") < 1h`})
+	aggs, err := CompileAggregates(aggDecls)
+	if err != nil {
+		t.Fatal(err)
+	}
+	segs, err := CompileSegments(segDecls, aggs, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	touched := make([]bool, 70)
+	touched[69] = true
+	for _, tc := range []struct {
+		in      Inputs
+		changed string
+		want    []string
+	}{
+		{Inputs{Event: "E69", Aggs: touched}, "", []string{"s69"}},
+		{Inputs{Event: "E0"}, "", []string{"last"}},
+		{Inputs{}, "s69", []string{"last"}},
+	} {
+		changed := newBitset(len(segs.names))
+		if tc.changed != "" {
+			changed.add(slices.Index(segs.names, tc.changed))
+		}
+		inputs := segs.inputBits(&tc.in, nil)
+		var got []string
+		for _, s := range segs.List() {
+			if s.needs(&tc.in, inputs, changed) {
+				got = append(got, s.Name)
+			}
+		}
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("%+v, %q changed: re-evaluates %v, want %v", tc.in, tc.changed, got, tc.want)
+		}
 	}
 }
 

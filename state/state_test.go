@@ -46,8 +46,8 @@ func sampleProfile() *Profile {
 		recent:    []seenMessage{{hash: 0x0123456789abcdef, receivedAt: 1700000000100}, {hash: 42, receivedAt: 1700000000600}},
 		interests: map[string]interest{"shoes": {score: 4.5, at: 1700000000200}, "bags": {score: 1, at: 1700000000300}},
 		consents:  map[string]consent{"Advertising": {granted: true, at: 1700000000100}, "Analytics": {at: 1700000000100}},
-		aggregates: map[string]*aggregateState{
-			"views_7d": {fingerprint: 99, w: Windowed{buckets: []bucket{
+		aggregates: []*aggregateState{
+			{name: "views_7d", fingerprint: 99, w: Windowed{buckets: []bucket{
 				{start: 1699999200000, n: 3, sum: 7.5, min: 1, max: 4, first: 1699999200001, last: 1699999300000, hashes: []uint64{1, 5, 9}},
 				{start: 1700020800000, n: 1, min: math.Inf(1), max: math.Inf(-1), first: 1700020800000, last: 1700020800000},
 			}}},

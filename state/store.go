@@ -483,6 +483,7 @@ func (b *Batch) Profile(key string) (*Profile, error) {
 		if err != nil {
 			return nil, err
 		}
+		p.alignAggregates(b.m.Aggregates.List())
 	}
 	b.profiles[key] = p
 	if b.initial == nil {

@@ -83,6 +83,11 @@ type bucket struct {
 	hashes      []uint64 // Distinct: the smallest value hashes, sorted
 }
 
+// emptyBucket returns a bucket starting at start that counts no event.
+func emptyBucket(start int64) bucket {
+	return bucket{start: start, min: math.Inf(1), max: math.Inf(-1), first: math.MaxInt64, last: math.MinInt64}
+}
+
 // Add counts an event at event time t (Unix ms) with the numeric value v
 // (Sum, Min, Max) or value hash h (Distinct), as seen at now. An event
 // already older than the window is not counted; Add reports whether it was.
@@ -98,7 +103,7 @@ func (w *Windowed) Add(s WindowSpec, t int64, v float64, h uint64, now int64) bo
 	}
 	i := sort.Search(len(w.buckets), func(i int) bool { return w.buckets[i].start >= start })
 	if i == len(w.buckets) || w.buckets[i].start != start {
-		w.buckets = slices.Insert(w.buckets, i, bucket{start: start, min: math.Inf(1), max: math.Inf(-1), first: math.MaxInt64, last: math.MinInt64})
+		w.buckets = slices.Insert(w.buckets, i, emptyBucket(start))
 	}
 	b := &w.buckets[i]
 	b.n++

@@ -88,6 +88,22 @@ func TestWindowFuncs(t *testing.T) {
 			if got, ok := w.Value(spec, at(now)); !ok || got != wantV {
 				t.Errorf("func %d window %v: %v %v, want %v", fn, window, got, ok, wantV)
 			}
+			// Stored, a state keeps only the fields its function reads;
+			// read back, it gives the same value before and after the
+			// next event.
+			p := &Profile{Key: "k", aggregates: []*aggregateState{{name: "a", fingerprint: 1, fn: fn, w: w}}}
+			decoded, err := DecodeProfile(p.AppendEncode(nil))
+			if err != nil {
+				t.Fatal(err)
+			}
+			back := decoded.aggregates[0].w
+			for _, w := range []*Windowed{&w, &back} {
+				w.Add(spec, at(now-time.Minute), 11, xxhash.Sum64String("11"), at(now))
+			}
+			want, _ := w.Value(spec, at(now))
+			if got, ok := back.Value(spec, at(now)); !ok || got != want {
+				t.Errorf("func %d window %v: read back and added to: %v %v, want %v", fn, window, got, ok, want)
+			}
 		}
 	}
 	var empty Windowed
