@@ -309,7 +309,7 @@ func (b *Batch) Backfill(limit int) (n int, done bool, err error) {
 		}
 		for _, name := range plan.removed {
 			if _, in := p.Segments[name]; in {
-				delete(p.Segments, name)
+				p.leaveSegment(name)
 				b.changes = append(b.changes, KeyedChange{Key: key, Change: Change{Segment: name, At: b.now()}})
 			}
 		}

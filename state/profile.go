@@ -64,8 +64,10 @@ type Profile struct {
 	RefundedAmount float64 // sum of the refunds' amounts
 
 	// Segments holds the segments the profile is in, with the time it
-	// entered each (Unix ms).
-	Segments map[string]int64
+	// entered each (Unix ms). Read only: a clone shares it with its
+	// original until a membership changes (enterSegment, leaveSegment).
+	Segments       map[string]int64
+	segmentsShared bool
 	// WakeAt is when time alone may next change a segment membership (a
 	// window sliding past an event, a since() bound reached), Unix ms; 0
 	// for never. The store's schedule holds the profile at that instant.
@@ -163,13 +165,39 @@ func (p *Profile) FirstDelivery(ev *event.Event, d Dedup) bool {
 	return true
 }
 
-// Clone returns a deep copy that the caller may modify.
+// enterSegment records that the profile entered segment name at (Unix ms).
+func (p *Profile) enterSegment(name string, at int64) {
+	p.ownSegments()
+	p.Segments[name] = at
+}
+
+// leaveSegment records that the profile left segment name.
+func (p *Profile) leaveSegment(name string) {
+	p.ownSegments()
+	delete(p.Segments, name)
+}
+
+// ownSegments gives the profile a Segments map of its own to change.
+func (p *Profile) ownSegments() {
+	switch {
+	case p.Segments == nil:
+		p.Segments = make(map[string]int64)
+	case p.segmentsShared:
+		p.Segments = maps.Clone(p.Segments)
+	}
+	p.segmentsShared = false
+}
+
+// Clone returns a copy that the caller may modify through this package's
+// methods. Aggregate states and segment memberships are shared with p
+// until the copy changes them, so p itself must not change afterwards (a
+// profile published to readers never does).
 func (p *Profile) Clone() *Profile {
 	c := *p
 	c.recent = slices.Clone(p.recent)
 	c.aggregates = slices.Clone(p.aggregates) // states copied on write
 	c.aggOwned = 0
-	c.Segments = maps.Clone(p.Segments)
+	c.segmentsShared = true // memberships change far less often than profiles
 	c.interests = maps.Clone(p.interests)
 	c.consents = maps.Clone(p.consents)
 	c.offers = cloneOffers(p.offers)

@@ -348,14 +348,11 @@ func (s *Segments) evaluate(env *RuleEnv, p *Profile, ev *event.Event, now time.
 		switch {
 		case in && !was:
 			env.changed.add(seg.index)
-			if p.Segments == nil {
-				p.Segments = make(map[string]int64)
-			}
-			p.Segments[seg.Name] = now.UnixMilli()
+			p.enterSegment(seg.Name, now.UnixMilli())
 			changes = append(changes, Change{Segment: seg.Name, Entered: true, At: now})
 		case !in && was:
 			env.changed.add(seg.index)
-			delete(p.Segments, seg.Name)
+			p.leaveSegment(seg.Name)
 			changes = append(changes, Change{Segment: seg.Name, Entered: false, At: now})
 		}
 	}

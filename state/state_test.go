@@ -441,3 +441,45 @@ func TestConcurrentReads(t *testing.T) {
 		}
 	}
 }
+
+// TestCloneCopiesOnWrite: a clone shares its original's aggregate states
+// and memberships until it changes them; the original never sees the
+// clone's changes.
+func TestCloneCopiesOnWrite(t *testing.T) {
+	aggs, err := CompileAggregates([]AggregateConfig{
+		{Name: "a", Event: "E", Func: "count"},
+		{Name: "b", Event: "E", Func: "count", Window: time.Hour},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	orig, err := DecodeProfile(sampleProfile().AppendEncode(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	orig.alignAggregates(aggs.List())
+	orig.aggregate(aggs.List()[0]).Add(aggs.List()[0].Spec, 1000, 0, 0, 2000)
+	orig.enterSegment("views", 1000)
+	want := orig.AppendEncode(nil)
+
+	c := orig.Clone()
+	for _, agg := range aggs.List() {
+		c.aggregate(agg).Add(agg.Spec, 1500, 0, 0, 2000)
+	}
+	c.enterSegment("new", 2000)
+	c.leaveSegment("views")
+	before, _ := DecodeProfile(want)
+	after, _ := DecodeProfile(orig.AppendEncode(nil))
+	if !reflect.DeepEqual(after, before) {
+		t.Error("changing a clone changed its original")
+	}
+	if n, _ := c.AggregateValue(aggs.List()[0], time.UnixMilli(2000)); n != 2 {
+		t.Errorf("clone's count %v, want 2", n)
+	}
+	if n, _ := orig.AggregateValue(aggs.List()[0], time.UnixMilli(2000)); n != 1 {
+		t.Errorf("original's count %v, want 1", n)
+	}
+	if _, in := c.Segments["new"]; !in || len(c.Segments) != 1 || len(orig.Segments) != 1 || orig.Segments["views"] != 1000 {
+		t.Errorf("memberships: clone %v, original %v", c.Segments, orig.Segments)
+	}
+}
