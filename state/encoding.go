@@ -70,15 +70,22 @@ var errCorrupt = errors.New("corrupt profile encoding")
 
 // AppendEncode appends the profile's encoding to dst.
 func (p *Profile) AppendEncode(dst []byte) []byte {
+	b, _ := p.appendEncode(dst, nil)
+	return b
+}
+
+// appendEncode appends the profile's encoding to dst, building nested
+// messages in scratch, and returns both.
+func (p *Profile) appendEncode(dst, scratch []byte) (b, _ []byte) {
 	start := len(dst)
-	b := append(dst, formatV1)
+	b = append(dst, formatV1)
 	b = appendString(b, fieldKey, p.Key)
 	b = appendString(b, fieldUserID, p.UserID)
 	for _, id := range p.AnonymousIDs {
 		b = protowire.AppendTag(b, fieldAnonymousID, protowire.BytesType)
 		b = protowire.AppendString(b, id)
 	}
-	var msg []byte
+	msg := scratch[:0]
 	for name, t := range p.Traits {
 		msg = msg[:0]
 		msg = protowire.AppendTag(msg, 1, protowire.BytesType)
@@ -175,7 +182,8 @@ func (p *Profile) AppendEncode(dst []byte) []byte {
 	for _, id := range p.bought {
 		b = appendString(b, fieldBought, id)
 	}
-	var bmsg []byte // one bucket's message, reused
+	var bucketBuf [64]byte // holds a bucket's message but for value hashes
+	bmsg := bucketBuf[:0]
 	for _, st := range p.aggregates {
 		if st == nil {
 			continue
@@ -194,7 +202,7 @@ func (p *Profile) AppendEncode(dst []byte) []byte {
 		b = protowire.AppendBytes(b, msg)
 	}
 	p.encodedSize = len(b) - start
-	return b
+	return b, msg
 }
 
 // appendNamedCount appends field num as a {1: name, 2: count, 3: last}

@@ -557,8 +557,22 @@ func (b *Batch) Commit(nextOffset int64) error {
 	for _, p := range b.profiles {
 		p.rfm, p.rfmRecorded = p.rfmPointAt(now, b.m.RFMHorizon), p.Orders > 0
 	}
+	// The batch's profiles are encoded into one buffer sized from their
+	// last encodings, which Badger holds on to until the commit.
+	need := 0
 	for key, p := range b.profiles {
-		if err := b.txn.SetEntry(badger.NewEntry(profileKey(key), p.AppendEncode(nil))); err != nil {
+		need += len(key) + 1 + p.encodedSize + p.encodedSize/4 + 64
+	}
+	buf := make([]byte, 0, need)
+	var scratch []byte
+	for key, p := range b.profiles {
+		start := len(buf)
+		buf = append(buf, prefixProfile)
+		buf = append(buf, key...)
+		mid := len(buf)
+		buf, scratch = p.appendEncode(buf, scratch)
+		k, v := buf[start:mid:mid], buf[mid:len(buf):len(buf)]
+		if err := b.txn.SetEntry(badger.NewEntry(k, v)); err != nil {
 			return fmt.Errorf("write profile %q: %w", key, err)
 		}
 	}
