@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/bits"
 	"slices"
 	"sort"
 	"strings"
@@ -40,9 +41,10 @@ type Segment struct {
 	// quintiles: the rule reads RFM scores, itself or through a segment
 	// it reads, so its result follows the population's quintiles.
 	quintiles bool
-	// inputs and segments are what the rule reads: numbered inputs
-	// (inputTraits...) and the schema indexes of segments.
-	inputs, segments bitset
+	// pos is the segment's position in evaluation order; dependents
+	// holds the positions of the segments reading it.
+	pos        int
+	dependents bitset
 	// Fingerprint identifies the definition: the rule and the
 	// definitions of the aggregates and segments it reads. A store whose
 	// memberships were evaluated under another fingerprint backfills.
@@ -83,50 +85,62 @@ func newBitset(n int) bitset { return make(bitset, (n+63)/64) }
 
 func (s bitset) add(i int) { s[i/64] |= 1 << (i % 64) }
 
-func (s bitset) intersects(t bitset) bool {
-	for i := range min(len(s), len(t)) {
-		if s[i]&t[i] != 0 {
-			return true
-		}
+// or adds t's members to s, which is at least as long.
+func (s bitset) or(t bitset) {
+	for i, w := range t {
+		s[i] |= w
 	}
-	return false
 }
 
-// inputBits returns the inputs in changed, as numbered by s, in dst's
-// storage.
-func (s *Segments) inputBits(in *Inputs, dst bitset) bitset {
-	dst = slices.Grow(dst[:0], (s.inputs+63)/64)[:(s.inputs+63)/64]
-	clear(dst)
-	for _, f := range [...]struct {
-		on    bool
-		input int
-	}{{in.Traits, inputTraits}, {in.Orders, inputOrders}, {in.Interests, inputInterests}, {in.Consent, inputConsent}} {
-		if f.on {
-			dst.add(f.input)
+func (s bitset) empty() bool {
+	for _, w := range s {
+		if w != 0 {
+			return false
 		}
 	}
-	for i, on := range in.Aggs {
-		if on && i < len(s.aggs) {
-			dst.add(inputAggregates + i)
+	return true
+}
+
+// candidates returns the positions (in evaluation order) of the segments
+// in must re-evaluate, in dst's storage: those reading an input it
+// changed and those reading the event itself; with no event, those time
+// alone changes (in.Time) or a backfill marks. The segments reading one
+// that changes in the pass are added as it changes.
+func (s *Segments) candidates(in *Inputs, dst bitset) bitset {
+	n := (len(s.order) + 63) / 64
+	dst = slices.Grow(dst[:0], n)[:n]
+	switch {
+	case in.Time:
+		copy(dst, s.timedSet)
+	case in.Backfill != nil:
+		clear(dst)
+		for _, seg := range s.order {
+			if in.Backfill[seg.index] {
+				dst.add(seg.pos)
+			}
 		}
-	}
-	if i, ok := s.events[in.Event]; ok && in.Event != "" {
-		dst.add(i)
+	case in.All:
+		copy(dst, s.all)
+	default:
+		copy(dst, s.alwaysSet)
+		for _, f := range [...]struct {
+			on    bool
+			input int
+		}{{in.Traits, inputTraits}, {in.Orders, inputOrders}, {in.Interests, inputInterests}, {in.Consent, inputConsent}} {
+			if f.on {
+				dst.or(s.byInput[f.input])
+			}
+		}
+		for i, on := range in.Aggs {
+			if on && i < len(s.aggs) {
+				dst.or(s.byInput[inputAggregates+i])
+			}
+		}
+		if i, ok := s.events[in.Event]; ok && in.Event != "" {
+			dst.or(s.byInput[i])
+		}
 	}
 	return dst
-}
-
-// needs reports whether seg must be re-evaluated for in (inputs: in's
-// inputs as bits, from Segments.inputBits), given which segments changed
-// earlier in this pass.
-func (seg *Segment) needs(in *Inputs, inputs, changed bitset) bool {
-	if in.Time || in.Backfill != nil {
-		if seg.readsEvent {
-			return false // decided by events only
-		}
-		return in.Time && seg.timed || in.Backfill != nil && in.Backfill[seg.index] || seg.segments.intersects(changed)
-	}
-	return in.All || seg.always || seg.inputs.intersects(inputs) || seg.segments.intersects(changed)
 }
 
 // Segments are the compiled segments of a configuration, in an order in
@@ -140,10 +154,13 @@ type Segments struct {
 	quintiles bool
 	aggs      []*Aggregate
 	schema    *rules.Schema
-	// events numbers the event names since() reads as inputs; inputs is
-	// how many inputs there are.
-	events map[string]int
-	inputs int
+	// events numbers the event names since() reads as inputs; byInput
+	// holds, per input, the positions of the segments reading it;
+	// alwaysSet those reading the event itself, timedSet those time alone
+	// changes, all every position.
+	events                   map[string]int
+	byInput                  []bitset
+	alwaysSet, timedSet, all bitset
 }
 
 // Change is a segment membership that an event (or time) changed.
@@ -161,7 +178,7 @@ type Change struct {
 // orders leave it, with time alone.
 func CompileSegments(decls []SegmentConfig, aggs *Aggregates, rfmHorizon time.Duration) (*Segments, error) {
 	s := &Segments{aggs: aggs.List(), events: make(map[string]int)}
-	s.inputs = inputAggregates + len(s.aggs)
+	inputs := inputAggregates + len(s.aggs)
 	schema := &rules.Schema{RFMExpires: rfmHorizon > 0}
 	for _, a := range s.aggs {
 		t := rules.TypeNumber
@@ -202,35 +219,14 @@ func CompileSegments(decls []SegmentConfig, aggs *Aggregates, rfmHorizon time.Du
 		s.timed = s.timed || seg.timed
 		for _, name := range dp.Events {
 			if _, ok := s.events[name]; !ok {
-				s.events[name] = s.inputs
-				s.inputs++
+				s.events[name] = inputs
+				inputs++
 			}
 		}
 		byIndex[i] = seg
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
-	}
-	for _, seg := range byIndex {
-		dp := &seg.Rule.Deps
-		seg.inputs, seg.segments = newBitset(s.inputs), newBitset(len(s.names))
-		for _, f := range [...]struct {
-			reads bool
-			input int
-		}{{len(dp.Traits) > 0, inputTraits}, {dp.RFM, inputOrders}, {len(dp.Interests) > 0, inputInterests}, {len(dp.Consents) > 0, inputConsent}} {
-			if f.reads {
-				seg.inputs.add(f.input)
-			}
-		}
-		for _, a := range dp.Aggregates {
-			seg.inputs.add(inputAggregates + a)
-		}
-		for _, name := range dp.Events {
-			seg.inputs.add(s.events[name])
-		}
-		for _, dep := range dp.Segments {
-			seg.segments.add(dep)
-		}
 	}
 	// Order by dependencies, finding cycles.
 	const (
@@ -278,7 +274,54 @@ func CompileSegments(decls []SegmentConfig, aggs *Aggregates, rfmHorizon time.Du
 			return nil, err
 		}
 	}
+	s.indexInputs(inputs)
 	return s, nil
+}
+
+// indexInputs fills in, for the segments in evaluation order, which
+// segments each input and each segment's change re-evaluate.
+func (s *Segments) indexInputs(inputs int) {
+	n := len(s.order)
+	s.byInput = make([]bitset, inputs)
+	for i := range s.byInput {
+		s.byInput[i] = newBitset(n)
+	}
+	s.alwaysSet, s.timedSet, s.all = newBitset(n), newBitset(n), newBitset(n)
+	for pos, seg := range s.order {
+		seg.pos = pos
+		seg.dependents = newBitset(n)
+	}
+	byIndex := make([]*Segment, len(s.names))
+	for _, seg := range s.order {
+		byIndex[seg.index] = seg
+	}
+	for _, seg := range s.order {
+		dp := &seg.Rule.Deps
+		s.all.add(seg.pos)
+		if seg.always {
+			s.alwaysSet.add(seg.pos)
+		}
+		if seg.timed {
+			s.timedSet.add(seg.pos)
+		}
+		for _, f := range [...]struct {
+			reads bool
+			input int
+		}{{len(dp.Traits) > 0, inputTraits}, {dp.RFM, inputOrders}, {len(dp.Interests) > 0, inputInterests}, {len(dp.Consents) > 0, inputConsent}} {
+			if f.reads {
+				s.byInput[f.input].add(seg.pos)
+			}
+		}
+		for _, a := range dp.Aggregates {
+			s.byInput[inputAggregates+a].add(seg.pos)
+		}
+		for _, name := range dp.Events {
+			s.byInput[s.events[name]].add(seg.pos)
+		}
+		for _, dep := range dp.Segments {
+			byIndex[dep].dependents.add(seg.pos)
+		}
+	}
 }
 
 // Schema returns what other rules (offer eligibility) may read: the
@@ -326,34 +369,44 @@ func (s *Segments) evaluate(env *RuleEnv, p *Profile, ev *event.Event, now time.
 	if s == nil || len(s.order) == 0 {
 		return nil
 	}
+	env.pending = s.candidates(inputs, env.pending)
+	if env.pending.empty() {
+		env.timedEvaluated = false
+		return nil // the event changed nothing a segment reads
+	}
 	env.reset(s, p, now)
 	env.props, env.ctx = nil, nil
 	if ev != nil {
 		env.props, env.ctx = ev.Properties, ev.Context
 	}
+	noEvent := inputs.Time || inputs.Backfill != nil
 	// The profile's memberships are updated as segments are evaluated, in
-	// an order where each comes after those it reads: segment() reads
-	// them as they are.
-	if !inputs.Time && inputs.Backfill == nil {
-		env.inputs = s.inputBits(inputs, env.inputs)
-	}
+	// an order where each comes after those it reads (so a segment that
+	// changes adds only later positions): segment() reads them as they are.
 	var changes []Change
-	for _, seg := range s.order {
-		if !seg.needs(inputs, env.inputs, env.changed) {
-			continue
-		}
-		env.timedEvaluated = env.timedEvaluated || seg.timed
-		in := seg.Rule.Match(env)
-		_, was := p.Segments[seg.Name]
-		switch {
-		case in && !was:
-			env.changed.add(seg.index)
-			p.enterSegment(seg.Name, now.UnixMilli())
-			changes = append(changes, Change{Segment: seg.Name, Entered: true, At: now})
-		case !in && was:
-			env.changed.add(seg.index)
-			p.leaveSegment(seg.Name)
-			changes = append(changes, Change{Segment: seg.Name, Entered: false, At: now})
+	pending := env.pending
+	for w := range pending {
+		for pending[w] != 0 {
+			bit := bits.TrailingZeros64(pending[w])
+			pending[w] &^= 1 << bit
+			seg := s.order[w*64+bit]
+			if noEvent && seg.readsEvent {
+				continue // decided by events only
+			}
+			env.timedEvaluated = env.timedEvaluated || seg.timed
+			in := seg.Rule.Match(env)
+			_, was := p.Segments[seg.Name]
+			switch {
+			case in && !was:
+				p.enterSegment(seg.Name, now.UnixMilli())
+				changes = append(changes, Change{Segment: seg.Name, Entered: true, At: now})
+			case !in && was:
+				p.leaveSegment(seg.Name)
+				changes = append(changes, Change{Segment: seg.Name, Entered: false, At: now})
+			default:
+				continue
+			}
+			pending.or(seg.dependents)
 		}
 	}
 	return changes
@@ -369,8 +422,7 @@ type RuleEnv struct {
 	now        time.Time
 	aggs       []*Aggregate
 	names      []string // segment names, by schema index
-	changed    bitset   // memberships changed in this pass, by schema index
-	inputs     bitset   // what the event being applied changed (Segments.inputBits)
+	pending    bitset   // positions of the segments left to evaluate in this pass
 	scratch    []byte   // for aggregates' distinct values
 	// timedEvaluated: a segment that time changes was evaluated in this
 	// pass, so the profile's wake-up may have moved.
@@ -410,9 +462,6 @@ func (e *RuleEnv) Reset(p *Profile, ctx *fastjson.Value, now time.Time, q RFMQui
 func (e *RuleEnv) reset(s *Segments, p *Profile, now time.Time) {
 	e.p, e.now, e.aggs, e.names = p, now, s.aggs, s.names
 	e.timedEvaluated = false
-	n := (len(s.names) + 63) / 64
-	e.changed = slices.Grow(e.changed[:0], n)[:n]
-	clear(e.changed)
 	e.values = slices.Grow(e.values[:0], len(s.aggs))[:len(s.aggs)]
 	clear(e.values)
 }

@@ -161,10 +161,6 @@ func TestSegmentNeeds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	byName := map[string]*Segment{}
-	for _, s := range segs.List() {
-		byName[s.Name] = s
-	}
 	always := []string{"on_sale"}
 	tests := []struct {
 		name   string
@@ -180,37 +176,41 @@ func TestSegmentNeeds(t *testing.T) {
 	}
 	// Time alone re-evaluates the segments reading the clock, not those
 	// decided by events.
-	needed := map[string]bool{}
-	for _, s := range segs.List() {
-		if s.needs(&Inputs{Time: true}, nil, newBitset(len(segs.names))) {
-			needed[s.Name] = true
-		}
-	}
-	if len(needed) != 2 || !needed["browsing"] || !needed["recent"] {
-		t.Errorf("time alone re-evaluates %v, want browsing and recent", needed)
+	if got := reevaluated(segs, &Inputs{Time: true}); strings.Join(got, ",") != "browsing,recent" {
+		t.Errorf("time alone re-evaluates %v, want browsing and recent", got)
 	}
 	for _, tc := range tests {
-		changed := newBitset(len(segs.names))
-		inputs := segs.inputBits(&tc.in, nil)
-		var got []string
-		for _, s := range segs.List() {
-			if s.needs(&tc.in, inputs, changed) {
-				got = append(got, s.Name)
-			}
-		}
+		got := reevaluated(segs, &tc.in)
 		want := append(append([]string(nil), tc.needed...), always...)
-		sort.Strings(got)
 		sort.Strings(want)
 		if strings.Join(got, ",") != strings.Join(want, ",") {
 			t.Errorf("%s: re-evaluates %v, want %v", tc.name, got, want)
 		}
 	}
 	// A changed segment re-evaluates those reading it.
-	changed := newBitset(len(segs.names))
-	changed.add(byName["adult"].index)
-	if !byName["adult_buyer"].needs(&Inputs{}, segs.inputBits(&Inputs{}, nil), changed) {
-		t.Error("adult_buyer not re-evaluated after adult changed")
+	if got := reevaluated(segs, &Inputs{}, "adult"); strings.Join(got, ",") != "adult_buyer,on_sale" {
+		t.Errorf("after adult changed, re-evaluates %v, want adult_buyer (and on_sale, reading the event)", got)
 	}
+}
+
+// reevaluated returns, sorted, the segments that applying in re-evaluates
+// when the segments named in changed change in the pass.
+func reevaluated(s *Segments, in *Inputs, changed ...string) []string {
+	pending := s.candidates(in, nil)
+	for _, seg := range s.List() {
+		if slices.Contains(changed, seg.Name) {
+			pending.or(seg.dependents)
+		}
+	}
+	var names []string
+	for _, seg := range s.List() {
+		noEvent := in.Time || in.Backfill != nil
+		if pending[seg.pos/64]&(1<<(seg.pos%64)) != 0 && !(noEvent && seg.readsEvent) {
+			names = append(names, seg.Name)
+		}
+	}
+	sort.Strings(names)
+	return names
 }
 
 // TestSegmentNeedsManyInputs: past 64 aggregates and segments, an
@@ -236,24 +236,13 @@ func TestSegmentNeedsManyInputs(t *testing.T) {
 	for _, tc := range []struct {
 		in      Inputs
 		changed string
-		want    []string
+		want    string
 	}{
-		{Inputs{Event: "E69", Aggs: touched}, "", []string{"s69"}},
-		{Inputs{Event: "E0"}, "", []string{"last"}},
-		{Inputs{}, "s69", []string{"last"}},
+		{Inputs{Event: "E69", Aggs: touched}, "", "s69"},
+		{Inputs{Event: "E0"}, "", "last"},
+		{Inputs{}, "s69", "last"},
 	} {
-		changed := newBitset(len(segs.names))
-		if tc.changed != "" {
-			changed.add(slices.Index(segs.names, tc.changed))
-		}
-		inputs := segs.inputBits(&tc.in, nil)
-		var got []string
-		for _, s := range segs.List() {
-			if s.needs(&tc.in, inputs, changed) {
-				got = append(got, s.Name)
-			}
-		}
-		if !slices.Equal(got, tc.want) {
+		if got := reevaluated(segs, &tc.in, tc.changed); strings.Join(got, ",") != tc.want {
 			t.Errorf("%+v, %q changed: re-evaluates %v, want %v", tc.in, tc.changed, got, tc.want)
 		}
 	}
