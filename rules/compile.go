@@ -147,6 +147,10 @@ type Deps struct {
 	// Clock: the result can change with time alone, no event arriving:
 	// the rule reads now(), since(), a windowed aggregate or rfm.recency.
 	Clock bool
+	// Now: the rule calls now() itself, so its result may change with
+	// time even over a profile that has seen nothing (since() of an
+	// event never seen, an empty window and rfm.* without orders do not).
+	Now bool
 }
 
 func addName(list []string, name string) []string {
@@ -468,7 +472,7 @@ func (c *compiler) call(n *callNode) (expr, error) {
 	}
 	switch n.fn {
 	case "now":
-		c.deps.Clock = true
+		c.deps.Clock, c.deps.Now = true, true
 		e := numExpr(TypeTime, func(env Env) (float64, bool) { return unixSeconds(env.Now()), true })
 		e.lin = func(env TimeEnv) (float64, float64, bool) { return unixSeconds(env.Now()), 1, true }
 		return e, nil

@@ -203,10 +203,14 @@ func TestDeps(t *testing.T) {
 	want := Deps{
 		Traits: []string{"age", "country"}, Properties: []string{"price"}, Context: []string{"page"},
 		Events: []string{"Order Completed"}, Aggregates: []int{0, 2}, Segments: []int{1},
-		Interests: []string{"shoes"}, Consents: []string{"ads"}, RFM: true, RFMScores: true, Clock: true,
+		Interests: []string{"shoes"}, Consents: []string{"ads"}, RFM: true, RFMScores: true, Clock: true, Now: true,
 	}
 	if !reflect.DeepEqual(r.Deps, want) {
 		t.Errorf("deps\n got %+v\nwant %+v", r.Deps, want)
+	}
+	r, _ = Compile("d", `since("Order Completed") > 1h`, schema, TypeBool)
+	if !r.Deps.Clock || r.Deps.Now {
+		t.Errorf("since() alone: %+v, want Clock and not Now", r.Deps)
 	}
 	r, _ = Compile("d", `traits.age > 18`, schema, TypeBool)
 	if r.Deps.Clock || len(r.Deps.Aggregates) > 0 {

@@ -103,9 +103,10 @@ func (s bitset) empty() bool {
 
 // candidates returns the positions (in evaluation order) of the segments
 // in must re-evaluate, in dst's storage: those reading an input it
-// changed and those reading the event itself; with no event, those time
-// alone changes (in.Time) or a backfill marks. The segments reading one
-// that changes in the pass are added as it changes.
+// changed and those reading the event itself (for a new profile, those in
+// newProfile as well); with no event, those time alone changes (in.Time)
+// or a backfill marks. The segments reading one that changes in the pass
+// are added as it changes.
 func (s *Segments) candidates(in *Inputs, dst bitset) bitset {
 	n := (len(s.order) + 63) / 64
 	dst = slices.Grow(dst[:0], n)[:n]
@@ -119,10 +120,12 @@ func (s *Segments) candidates(in *Inputs, dst bitset) bitset {
 				dst.add(seg.pos)
 			}
 		}
-	case in.All:
-		copy(dst, s.all)
 	default:
-		copy(dst, s.alwaysSet)
+		if in.All {
+			copy(dst, s.newProfile)
+		} else {
+			copy(dst, s.alwaysSet)
+		}
 		for _, f := range [...]struct {
 			on    bool
 			input int
@@ -161,6 +164,12 @@ type Segments struct {
 	events                   map[string]int
 	byInput                  []bitset
 	alwaysSet, timedSet, all bitset
+	// newProfile holds the positions a new profile's first event
+	// evaluates besides those reading what it changed: a rule whose
+	// inputs the event left alone reads an empty profile, so only the
+	// rules true for one (and those reading the event or now()) can
+	// differ from "not in the segment".
+	newProfile bitset
 }
 
 // Change is a segment membership that an event (or time) changed.
@@ -275,7 +284,22 @@ func CompileSegments(decls []SegmentConfig, aggs *Aggregates, rfmHorizon time.Du
 		}
 	}
 	s.indexInputs(inputs)
+	s.findNewProfile()
 	return s, nil
+}
+
+// findNewProfile fills in newProfile, evaluating every segment for an
+// empty profile.
+func (s *Segments) findNewProfile() {
+	s.newProfile = s.all
+	empty := &Profile{}
+	s.evaluate(&RuleEnv{}, empty, nil, time.Unix(0, 0).UTC(), &Inputs{All: true})
+	s.newProfile = newBitset(len(s.order))
+	for _, seg := range s.order {
+		if _, in := empty.Segments[seg.Name]; in || seg.always || seg.Rule.Deps.Now {
+			s.newProfile.add(seg.pos)
+		}
+	}
 }
 
 // indexInputs fills in, for the segments in evaluation order, which

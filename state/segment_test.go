@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tailorcdp/tailor/bench/workload"
 	"github.com/tailorcdp/tailor/event"
 )
 
@@ -157,6 +158,8 @@ func TestSegmentNeeds(t *testing.T) {
 		{"recent", `since("Signed In") < 1d`},
 		{"on_sale", `properties.sale == true`},
 		{"adult_buyer", `segment("adult") && segment("buyer")`},
+		{"never_ordered", `orders_all == 0`},
+		{"late", `now() > now() - 1h`},
 	}, aggs, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -168,16 +171,19 @@ func TestSegmentNeeds(t *testing.T) {
 		needed []string
 	}{
 		{"identify", Inputs{Traits: true}, []string{"adult"}},
-		{"order", Inputs{Orders: true, Event: "Order Completed", Aggs: []bool{true, false}, Interests: true}, []string{"buyer", "champion", "shoes"}},
+		{"order", Inputs{Orders: true, Event: "Order Completed", Aggs: []bool{true, false}, Interests: true}, []string{"buyer", "champion", "never_ordered", "shoes"}},
 		{"view", Inputs{Event: "Product Viewed", Aggs: []bool{false, true}}, []string{"browsing"}},
 		{"sign in", Inputs{Event: "Signed In"}, []string{"recent"}},
 		{"consent", Inputs{Consent: true}, []string{"ads"}},
-		{"new profile", Inputs{All: true}, []string{"adult", "ads", "adult_buyer", "browsing", "buyer", "champion", "recent", "shoes"}},
+		// A new profile: besides what its first event changed, the rules
+		// true for an empty profile and those reading now() itself.
+		{"new profile", Inputs{All: true, Traits: true}, []string{"adult", "never_ordered", "late"}},
+		{"new profile's order", Inputs{All: true, Event: "Order Completed", Aggs: []bool{true, false}}, []string{"buyer", "never_ordered", "late"}},
 	}
 	// Time alone re-evaluates the segments reading the clock, not those
 	// decided by events.
-	if got := reevaluated(segs, &Inputs{Time: true}); strings.Join(got, ",") != "browsing,recent" {
-		t.Errorf("time alone re-evaluates %v, want browsing and recent", got)
+	if got := reevaluated(segs, &Inputs{Time: true}); strings.Join(got, ",") != "browsing,late,recent" {
+		t.Errorf("time alone re-evaluates %v, want browsing, late and recent", got)
 	}
 	for _, tc := range tests {
 		got := reevaluated(segs, &tc.in)
@@ -546,5 +552,145 @@ func walkBackfill(t *testing.T, s *Store, limit int, offset int64) (changes []st
 			t.Fatal(err)
 		}
 		batches++
+	}
+}
+
+// TestIncrementalEvaluation: re-evaluating only the segments an event
+// may have changed gives exactly the memberships and changes of
+// re-evaluating every segment on every event, over generated traffic
+// under a model like the sample config's.
+func TestIncrementalEvaluation(t *testing.T) {
+	aggDecls := []AggregateConfig{
+		{Name: "track_calls_30m", Event: "*", Func: "count", Window: 30 * time.Minute},
+		{Name: "product_views_7d", Event: "Product Viewed", Func: "count", Window: 7 * 24 * time.Hour},
+		{Name: "shoe_views_7d", Event: "Product Viewed", Where: `properties.category == "shoes"`, Func: "count", Window: 7 * 24 * time.Hour},
+		{Name: "categories_30d", Event: "Product Viewed", Func: "distinct", Property: "category", Window: 30 * 24 * time.Hour},
+		{Name: "cart_adds_1h", Event: "Product Added", Func: "count", Window: time.Hour},
+		{Name: "orders_365d", Event: "Order Completed", Func: "count", Window: 365 * 24 * time.Hour},
+		{Name: "spend_365d", Event: "Order Completed", Func: "sum", Property: "total", Window: 365 * 24 * time.Hour},
+		{Name: "first_order", Event: "Order Completed", Func: "first_seen"},
+	}
+	segDecls := append([]SegmentConfig{
+		{"cart_abandoner", `cart_adds_1h > 0 && since("Order Completed") > 1h`},
+		{"shoe_lover", `shoe_views_7d >= 2`},
+		{"window_shopper", `product_views_7d >= 3 && orders_365d == 0`},
+		{"browser", `track_calls_30m >= 4 || categories_30d >= 3`},
+		{"repeat_buyer", `orders_365d >= 2`},
+		{"big_spender", `spend_365d >= 200`},
+		{"new_buyer", `now() - first_order < 1d`},
+		{"no_orders", `orders_365d == 0 && !segment("cart_abandoner")`},
+		{"french_adult", `traits.country == "FR" && traits.age >= 18`},
+		{"vip", `segment("big_spender") && segment("repeat_buyer")`},
+		{"into_shoes", `interest("shoes") > 0.3`},
+		{"ads_allowed", `consent("Advertising")`},
+		{"pricey_view", `properties.price > 100`},
+	}, RFMSegments()...)
+	clock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	open := func(everything bool) *Store {
+		aggs, err := CompileAggregates(aggDecls)
+		if err != nil {
+			t.Fatal(err)
+		}
+		segs, err := CompileSegments(segDecls, aggs, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if everything {
+			for i := range segs.byInput {
+				segs.byInput[i] = segs.all
+			}
+			segs.alwaysSet, segs.newProfile = segs.all, segs.all
+		}
+		o := DefaultOptions()
+		o.MemTableSize, o.BlockCacheSize = 4<<20, 1<<20
+		o.Aggregates, o.Segments, o.Now = aggs, segs, func() time.Time { return clock }
+		s, err := Open(t.TempDir(), o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	incremental, everything := open(false), open(true)
+	wl := workload.DefaultConfig()
+	wl.Customers, wl.Start, wl.Step = 2_000, clock, 20*time.Second
+	gen := workload.New(wl)
+	p := event.NewParser(event.DefaultLimits())
+	changes := func(b *Batch) []string {
+		var out []string
+		for _, c := range b.Changes() {
+			out = append(out, fmt.Sprintf("%s %s %v %s", c.Key, c.Segment, c.Entered, c.MessageID))
+		}
+		sort.Strings(out)
+		return out
+	}
+	entered, offset := 0, int64(0)
+	for batch := range 60 {
+		// A batch is evaluated at one instant, after the wake-ups due by
+		// then: what time alone changes, both stores change at a wake-up.
+		var raws [][]byte
+		var keys []string
+		for range 250 {
+			key, raw := gen.Next()
+			ev, err := p.Parse(raw, 0, clock)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// A parsed event's values live until the next parse: parsed
+			// again below.
+			raws, keys = append(raws, raw), append(keys, key)
+			if next := ev.Time.Add(time.Second); next.After(clock) {
+				clock = next
+			}
+		}
+		offset++
+		for _, s := range []*Store{incremental, everything} {
+			b := s.Begin()
+			if _, err := b.Wake(clock, 1<<20); err != nil {
+				t.Fatal(err)
+			}
+			if err := b.Commit(offset); err != nil {
+				t.Fatal(err)
+			}
+		}
+		bi, be := incremental.Begin(), everything.Begin()
+		for _, raw := range raws {
+			for _, b := range []*Batch{bi, be} {
+				ev, err := p.Parse(raw, 0, clock)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := b.Apply(&ev); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		ci, ce := changes(bi), changes(be)
+		if !slices.Equal(ci, ce) {
+			t.Fatalf("batch %d: changes differ:\nincremental %q\n every rule %q", batch, ci, ce)
+		}
+		entered += len(ci)
+		offset++
+		for _, b := range []*Batch{bi, be} {
+			if err := b.Commit(offset); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, key := range keys {
+			pi, err := incremental.Profile(key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pe, err := everything.Profile(key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !maps.Equal(pi.Segments, pe.Segments) {
+				t.Fatalf("batch %d, profile %s: segments %v, evaluating every rule %v", batch, key, pi.Segments, pe.Segments)
+			}
+		}
+	}
+	if entered < 1000 {
+		t.Errorf("only %d changes: the traffic does not exercise the segments", entered)
 	}
 }
