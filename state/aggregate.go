@@ -178,9 +178,10 @@ func (a *Aggregates) apply(p *Profile, ev *event.Event, now time.Time, touched [
 	}
 }
 
-// aggregateState is one aggregate's state in a profile. fn is the
-// aggregate's function when known (0 for a state decoded and not matched
-// to a declared aggregate): the encoding keeps only what fn reads.
+// aggregateState is one aggregate's state in a profile (an empty name:
+// none). fn is the aggregate's function when known (0 for a state decoded
+// and not matched to a declared aggregate): the encoding keeps only what
+// fn reads.
 type aggregateState struct {
 	name        string
 	fingerprint uint64
@@ -192,13 +193,11 @@ type aggregateState struct {
 // Slot agg.index holds it once the profile is aligned to the model
 // (alignAggregates); otherwise it is looked for by name.
 func (p *Profile) aggregateSlot(agg *Aggregate) int {
-	if i := agg.index; i < len(p.aggregates) {
-		if st := p.aggregates[i]; st != nil && st.name == agg.Name {
-			return i
-		}
+	if i := agg.index; i < len(p.aggregates) && p.aggregates[i].name == agg.Name {
+		return i
 	}
-	for i, st := range p.aggregates {
-		if st != nil && st.name == agg.Name {
+	for i := range p.aggregates {
+		if p.aggregates[i].name == agg.Name {
 			return i
 		}
 	}
@@ -206,14 +205,14 @@ func (p *Profile) aggregateSlot(agg *Aggregate) int {
 }
 
 // alignAggregates reorders a decoded profile's aggregate states so that
-// slot i holds the state of list[i] (nil when the profile has none), and
+// slot i holds the state of list[i] (none when the profile has none), and
 // the states of aggregates no longer declared follow. States under
 // another function or window stay, to be replaced on their next event.
 func (p *Profile) alignAggregates(list []*Aggregate) {
 	if len(p.aggregates) == 0 {
 		return
 	}
-	aligned := make([]*aggregateState, len(list), len(list)+len(p.aggregates))
+	aligned := make([]aggregateState, len(list), len(list)+len(p.aggregates))
 	for i, agg := range list {
 		if j := p.aggregateSlot(agg); j >= 0 {
 			st := p.aggregates[j]
@@ -221,11 +220,11 @@ func (p *Profile) alignAggregates(list []*Aggregate) {
 			if st.fingerprint == agg.fingerprint {
 				st.fn = agg.Spec.Func
 			}
-			aligned[i], p.aggregates[j] = st, nil
+			aligned[i], p.aggregates[j] = st, aggregateState{}
 		}
 	}
 	for _, st := range p.aggregates {
-		if st != nil {
+		if st.name != "" {
 			aligned = append(aligned, st)
 		}
 	}
@@ -235,51 +234,31 @@ func (p *Profile) alignAggregates(list []*Aggregate) {
 // aggregate returns the profile's state of agg for changing it: fresh
 // when the profile has none, or had it under another function or window.
 //
-// A clone shares its original's aggregate states (most events change one
-// or two of them) and copies a state the first time it changes it.
+// A clone shares its original's aggregate buckets (most events change
+// one or two aggregates) and copies them the first time it changes them.
 func (p *Profile) aggregate(agg *Aggregate) *Windowed {
 	i := p.aggregateSlot(agg)
-	if i >= 0 {
-		st := p.aggregates[i]
+	if i < 0 {
+		i = agg.index
 		switch {
-		case st.fingerprint != agg.fingerprint:
-			st = &aggregateState{name: agg.Name, fingerprint: agg.fingerprint, fn: agg.Spec.Func}
-		case i >= 64 || p.aggOwned&(1<<i) == 0:
-			st = st.clone()
-		default:
-			return &st.w
+		case i >= len(p.aggregates):
+			p.aggregates = append(p.aggregates, make([]aggregateState, i+1-len(p.aggregates))...)
+		case p.aggregates[i].name != "": // a profile not aligned to this model
+			i = len(p.aggregates)
+			p.aggregates = append(p.aggregates, aggregateState{})
 		}
-		p.aggregates[i] = st
-		p.markOwned(i)
-		return &st.w
 	}
-	st := &aggregateState{name: agg.Name, fingerprint: agg.fingerprint, fn: agg.Spec.Func}
-	i = agg.index
+	st := &p.aggregates[i]
 	switch {
-	case i >= len(p.aggregates):
-		p.aggregates = append(p.aggregates, make([]*aggregateState, i+1-len(p.aggregates))...)
-	case p.aggregates[i] != nil: // a profile not aligned to this model
-		i = len(p.aggregates)
-		p.aggregates = append(p.aggregates, nil)
+	case st.fingerprint != agg.fingerprint || st.name == "":
+		*st = aggregateState{name: agg.Name, fingerprint: agg.fingerprint, fn: agg.Spec.Func}
+	case i >= 64 || p.aggOwned&(1<<i) == 0:
+		st.w = st.w.clone()
 	}
-	p.aggregates[i] = st
-	p.markOwned(i)
+	if i < 64 {
+		p.aggOwned |= 1 << i
+	}
 	return &st.w
-}
-
-func (p *Profile) markOwned(slot int) {
-	if slot < 64 {
-		p.aggOwned |= 1 << slot
-	}
-}
-
-func (st *aggregateState) clone() *aggregateState {
-	c := *st
-	c.w.buckets = slices.Clone(st.w.buckets)
-	for i := range c.w.buckets {
-		c.w.buckets[i].hashes = slices.Clone(c.w.buckets[i].hashes)
-	}
-	return &c
 }
 
 // AggregateValue returns the value of agg at now; ok is false when no

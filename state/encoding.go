@@ -185,7 +185,7 @@ func (p *Profile) appendEncode(dst, scratch []byte) (b, _ []byte) {
 	var bucketBuf [64]byte // holds a bucket's message but for value hashes
 	bmsg := bucketBuf[:0]
 	for _, st := range p.aggregates {
-		if st == nil {
+		if st.name == "" {
 			continue
 		}
 		msg = msg[:0]
@@ -253,8 +253,8 @@ func appendBucket(b []byte, bk bucket, fn AggregateFunc) []byte {
 	return b
 }
 
-func decodeAggregate(raw []byte) (*aggregateState, error) {
-	st := &aggregateState{}
+func decodeAggregate(raw []byte) (aggregateState, error) {
+	var st aggregateState
 	err := eachField(raw, func(num protowire.Number, _ protowire.Type, v uint64, raw []byte) error {
 		switch num {
 		case 1:

@@ -90,7 +90,7 @@ type Profile struct {
 	// yet), slot i for the model's aggregate i once aligned; aggOwned has
 	// bit i set when slot i's state is this profile's own, not shared with
 	// the profile it was cloned from (copy on write).
-	aggregates []*aggregateState
+	aggregates []aggregateState
 	aggOwned   uint64
 
 	// orderLog holds the most recent counted orders (at most MaxOrderLog),
@@ -195,7 +195,7 @@ func (p *Profile) ownSegments() {
 func (p *Profile) Clone() *Profile {
 	c := *p
 	c.recent = slices.Clone(p.recent)
-	c.aggregates = slices.Clone(p.aggregates) // states copied on write
+	c.aggregates = slices.Clone(p.aggregates) // buckets copied on write
 	c.aggOwned = 0
 	c.segmentsShared = true // memberships change far less often than profiles
 	c.interests = maps.Clone(p.interests)

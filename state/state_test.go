@@ -46,7 +46,7 @@ func sampleProfile() *Profile {
 		recent:    []seenMessage{{hash: 0x0123456789abcdef, receivedAt: 1700000000100}, {hash: 42, receivedAt: 1700000000600}},
 		interests: map[string]interest{"shoes": {score: 4.5, at: 1700000000200}, "bags": {score: 1, at: 1700000000300}},
 		consents:  map[string]consent{"Advertising": {granted: true, at: 1700000000100}, "Analytics": {at: 1700000000100}},
-		aggregates: []*aggregateState{
+		aggregates: []aggregateState{
 			{name: "views_7d", fingerprint: 99, w: Windowed{buckets: []bucket{
 				{start: 1699999200000, n: 3, sum: 7.5, min: 1, max: 4, first: 1699999200001, last: 1699999300000, hashes: []uint64{1, 5, 9}},
 				{start: 1700020800000, n: 1, min: math.Inf(1), max: math.Inf(-1), first: 1700020800000, last: 1700020800000},
@@ -449,22 +449,27 @@ func TestCloneCopiesOnWrite(t *testing.T) {
 	aggs, err := CompileAggregates([]AggregateConfig{
 		{Name: "a", Event: "E", Func: "count"},
 		{Name: "b", Event: "E", Func: "count", Window: time.Hour},
+		{Name: "c", Event: "E", Func: "distinct", Property: "p"},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
+	distinct := aggs.List()[2]
 	orig, err := DecodeProfile(sampleProfile().AppendEncode(nil))
 	if err != nil {
 		t.Fatal(err)
 	}
 	orig.alignAggregates(aggs.List())
 	orig.aggregate(aggs.List()[0]).Add(aggs.List()[0].Spec, 1000, 0, 0, 2000)
+	for _, h := range []uint64{10, 30, 50} {
+		orig.aggregate(distinct).Add(distinct.Spec, 1000, 0, h, 2000)
+	}
 	orig.enterSegment("views", 1000)
 	want := orig.AppendEncode(nil)
 
 	c := orig.Clone()
 	for _, agg := range aggs.List() {
-		c.aggregate(agg).Add(agg.Spec, 1500, 0, 0, 2000)
+		c.aggregate(agg).Add(agg.Spec, 1500, 0, 20, 2000) // hash 20: inserted among the original's
 	}
 	c.enterSegment("new", 2000)
 	c.leaveSegment("views")
@@ -478,6 +483,12 @@ func TestCloneCopiesOnWrite(t *testing.T) {
 	}
 	if n, _ := orig.AggregateValue(aggs.List()[0], time.UnixMilli(2000)); n != 1 {
 		t.Errorf("original's count %v, want 1", n)
+	}
+	if n, _ := c.AggregateValue(distinct, time.UnixMilli(2000)); n != 4 {
+		t.Errorf("clone's distinct count %v, want 4", n)
+	}
+	if n, _ := orig.AggregateValue(distinct, time.UnixMilli(2000)); n != 3 {
+		t.Errorf("original's distinct count %v, want 3", n)
 	}
 	if _, in := c.Segments["new"]; !in || len(c.Segments) != 1 || len(orig.Segments) != 1 || orig.Segments["views"] != 1000 {
 		t.Errorf("memberships: clone %v, original %v", c.Segments, orig.Segments)

@@ -88,6 +88,18 @@ func emptyBucket(start int64) bucket {
 	return bucket{start: start, min: math.Inf(1), max: math.Inf(-1), first: math.MaxInt64, last: math.MinInt64}
 }
 
+// clone returns a copy of w to change. The buckets are copied; their
+// value hashes are shared, capped at their length so that adding one
+// (addSmallest) copies them first.
+func (w Windowed) clone() Windowed {
+	c := Windowed{buckets: slices.Clone(w.buckets)}
+	for i := range c.buckets {
+		h := c.buckets[i].hashes
+		c.buckets[i].hashes = h[:len(h):len(h)]
+	}
+	return c
+}
+
 // Add counts an event at event time t (Unix ms) with the numeric value v
 // (Sum, Min, Max) or value hash h (Distinct), as seen at now. An event
 // already older than the window is not counted; Add reports whether it was.
