@@ -184,7 +184,8 @@ func (p *Profile) appendEncode(dst, scratch []byte) (b, _ []byte) {
 	}
 	var bucketBuf [64]byte // holds a bucket's message but for value hashes
 	bmsg := bucketBuf[:0]
-	for _, st := range p.aggregates {
+	for i := range p.aggregates {
+		st := &p.aggregates[i]
 		if st.name == "" {
 			continue
 		}
@@ -193,8 +194,8 @@ func (p *Profile) appendEncode(dst, scratch []byte) (b, _ []byte) {
 		msg = protowire.AppendString(msg, st.name)
 		msg = protowire.AppendTag(msg, 2, protowire.Fixed64Type)
 		msg = protowire.AppendFixed64(msg, st.fingerprint)
-		for _, bk := range st.w.buckets {
-			bmsg = appendBucket(bmsg[:0], bk, st.fn)
+		for j := range st.w.buckets {
+			bmsg = appendBucket(bmsg[:0], &st.w.buckets[j], st.fn)
 			msg = protowire.AppendTag(msg, 3, protowire.BytesType)
 			msg = protowire.AppendBytes(msg, bmsg)
 		}
@@ -221,7 +222,7 @@ func appendNamedCount(b, scratch []byte, num protowire.Number, name string, coun
 // 0, unknown): the start and count always, then the sum, minimum,
 // maximum, first or last time, or value hashes. A decoded bucket gets
 // neutral values for the fields left out.
-func appendBucket(b []byte, bk bucket, fn AggregateFunc) []byte {
+func appendBucket(b []byte, bk *bucket, fn AggregateFunc) []byte {
 	b = protowire.AppendTag(b, bucketStart, protowire.VarintType)
 	b = protowire.AppendVarint(b, protowire.EncodeZigZag(bk.start))
 	b = appendVarint(b, bucketCount, bk.n)
