@@ -28,6 +28,12 @@ type forwarder struct {
 // forward sends the request for key on to its owner and reports whether
 // it did (and answered ctx); false leaves the request to be answered here.
 func (s *Server) forward(ctx *fasthttp.RequestCtx, key string) bool {
+	return s.forwardAs(ctx, key, "")
+}
+
+// forwardAs is forward, sending the request with uri as its path and
+// query when uri is not empty.
+func (s *Server) forwardAs(ctx *fasthttp.RequestCtx, key, uri string) bool {
 	if key == "" || len(ctx.Request.Header.Peek(headerForwarded)) > 0 {
 		return false
 	}
@@ -42,6 +48,9 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, key string) bool {
 	req := fasthttp.AcquireRequest()
 	defer fasthttp.ReleaseRequest(req)
 	ctx.Request.CopyTo(req)
+	if uri != "" {
+		req.SetRequestURI(uri)
+	}
 	req.SetHost(addr)
 	req.Header.Set(headerForwarded, "1")
 	if err := c.(*fasthttp.HostClient).DoTimeout(req, &ctx.Response, forwardTimeout); err != nil {

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"sort"
 	"strconv"
 	"strings"
@@ -360,7 +361,13 @@ func (s *Server) profile(ctx *fasthttp.RequestCtx, key string) {
 		return
 	}
 	v, err := s.profiles.ProfileView(key)
+	var merged *state.MergedError
 	switch {
+	case errors.As(err, &merged):
+		// Merged into a profile another instance holds: answered there.
+		if !s.forwardAs(ctx, merged.Into, "/v1/profiles/"+url.PathEscape(merged.Into)) {
+			writeError(ctx, fasthttp.StatusServiceUnavailable, "", err.Error())
+		}
 	case errors.Is(err, state.ErrNotFound):
 		writeError(ctx, fasthttp.StatusNotFound, "", fmt.Sprintf("no profile with key %q", key))
 	case err != nil:

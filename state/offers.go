@@ -132,13 +132,7 @@ func (p *Profile) applyFeedback(ev *event.Event, known map[string]bool) (Feedbac
 	}
 	h.touched = max(h.touched, t)
 	if len(p.offers) > MaxOffers {
-		oldest, at := "", int64(1<<63-1)
-		for id, o := range p.offers {
-			if o.touched < at {
-				oldest, at = id, o.touched
-			}
-		}
-		delete(p.offers, oldest)
+		p.dropStalestOffer()
 	}
 	return kind, d, true
 }
@@ -259,4 +253,16 @@ func decodeCounts(v []byte) (OfferCounts, bool) {
 		Clicks:      binary.BigEndian.Uint64(v[8:]),
 		Conversions: binary.BigEndian.Uint64(v[16:]),
 	}, true
+}
+
+// dropStalestOffer forgets the history of the offer with the oldest
+// feedback.
+func (p *Profile) dropStalestOffer() {
+	oldest, at := "", int64(1<<63-1)
+	for id, o := range p.offers {
+		if o.touched < at {
+			oldest, at = id, o.touched
+		}
+	}
+	delete(p.offers, oldest)
 }

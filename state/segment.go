@@ -65,6 +65,9 @@ type Inputs struct {
 	// Backfill, indexed like the schema's segment names, marks the
 	// segments a backfill re-evaluates, with no event.
 	Backfill []bool
+	// Merged: another profile was merged into this one, with no event:
+	// evaluate every segment not decided by events.
+	Merged bool
 }
 
 // The inputs a segment rule may read, numbered for the bit sets that
@@ -111,6 +114,8 @@ func (s *Segments) candidates(in *Inputs, dst bitset) bitset {
 	n := (len(s.order) + 63) / 64
 	dst = slices.Grow(dst[:0], n)[:n]
 	switch {
+	case in.Merged:
+		copy(dst, s.all)
 	case in.Time:
 		copy(dst, s.timedSet)
 	case in.Backfill != nil:
@@ -403,7 +408,7 @@ func (s *Segments) evaluate(env *RuleEnv, p *Profile, ev *event.Event, now time.
 	if ev != nil {
 		env.props, env.ctx = ev.Properties, ev.Context
 	}
-	noEvent := inputs.Time || inputs.Backfill != nil
+	noEvent := inputs.Time || inputs.Backfill != nil || inputs.Merged
 	// The profile's memberships are updated as segments are evaluated, in
 	// an order where each comes after those it reads (so a segment that
 	// changes adds only later positions): segment() reads them as they are.

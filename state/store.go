@@ -463,6 +463,11 @@ type Batch struct {
 	at       time.Time
 	woke     bool           // a Wake batch
 	backfill *backfillBatch // a Backfill batch
+	// links are the links applied events asked for; aliases the links
+	// recorded by Link, removed the profiles it took out.
+	links   []Link
+	aliases map[string]string
+	removed map[string]*Profile
 }
 
 // Profile returns the profile of key for modification, creating an empty
@@ -486,12 +491,18 @@ func (b *Batch) Profile(key string) (*Profile, error) {
 		p.alignAggregates(b.m.Aggregates.List())
 	}
 	b.profiles[key] = p
+	b.noteInitial(key, p)
+	return p, nil
+}
+
+// noteInitial records where p, the profile of key as the batch found it,
+// was counted in the RFM population, and its share of the batch's size.
+func (b *Batch) noteInitial(key string, p *Profile) {
 	if b.initial == nil {
 		b.initial = make(map[string]rfmPoint)
 	}
 	b.initial[key] = p.rfm
 	b.size += p.encodedSize + len(key) + 64
-	return p, nil
 }
 
 // FirstOrder reports whether order orderID of profile key has not been
@@ -551,6 +562,9 @@ func (b *Batch) Commit(nextOffset int64) error {
 	}
 	backfill, err := b.commitBackfill()
 	if err != nil {
+		return err
+	}
+	if err := b.commitLinks(); err != nil {
 		return err
 	}
 	now := b.now().UnixMilli()
@@ -632,6 +646,9 @@ func (b *Batch) Commit(nextOffset int64) error {
 	for key, p := range b.profiles {
 		b.s.cache.Add(key, p)
 	}
+	for key := range b.removed {
+		b.s.cache.Remove(key)
+	}
 	b.s.fillMu.Unlock()
 	b.s.sizesMu.Lock()
 	maps.Copy(b.s.sizes, sizes)
@@ -686,6 +703,9 @@ func (b *Batch) newSizes() (map[string]int64, Population) {
 	delta := NewPopulation()
 	for key, p := range b.profiles {
 		delta.move(b.initial[key], p.rfm)
+	}
+	for key := range b.removed {
+		delta.move(b.initial[key], rfmPoint{})
 	}
 	pop := NewPopulation()
 	for _, h := range [...][3]map[int64]int64{
@@ -767,6 +787,7 @@ func (b *Batch) Apply(ev *event.Event) (applied bool, err error) {
 	if !p.FirstDelivery(ev, b.s.opts.Dedup) {
 		return false, nil
 	}
+	b.linkOf(ev, p)
 	countOrder := false
 	if ev.Type == event.Track && ev.Name == event.OrderCompleted {
 		countOrder = true

@@ -130,6 +130,26 @@ func (w *Windowed) Add(s WindowSpec, t int64, v float64, h uint64, now int64) bo
 	return true
 }
 
+// mergeBucket adds another state's bucket (of the same aggregate) to w.
+func (w *Windowed) mergeBucket(s WindowSpec, o bucket) {
+	i := sort.Search(len(w.buckets), func(i int) bool { return w.buckets[i].start >= o.start })
+	if i == len(w.buckets) || w.buckets[i].start != o.start {
+		o.hashes = slices.Clone(o.hashes)
+		w.buckets = slices.Insert(w.buckets, i, o)
+		return
+	}
+	b := &w.buckets[i]
+	b.n += o.n
+	b.sum += o.sum
+	b.min, b.max = math.Min(b.min, o.min), math.Max(b.max, o.max)
+	b.first, b.last = min(b.first, o.first), max(b.last, o.last)
+	if s.Func == Distinct {
+		for _, h := range o.hashes {
+			b.hashes = addSmallest(b.hashes, h, DistinctExact)
+		}
+	}
+}
+
 // Expire drops the buckets that have left the window at now.
 func (w *Windowed) Expire(s WindowSpec, now int64) {
 	width := s.width()

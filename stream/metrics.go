@@ -28,6 +28,7 @@ const (
 	OutcomeDuplicate  = "duplicate"
 	OutcomeDeadLetter = "dead_letter"
 	OutcomeRerouted   = "rerouted"
+	OutcomeIdentity   = "identity"
 )
 
 // NewMetrics registers the processor's metrics with reg.
@@ -36,7 +37,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		reg: reg,
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tailor_events_total",
-			Help: "Input records consumed, by outcome: applied to a profile, duplicate (messageId seen within the dedup horizon), dead_letter (invalid, sent to the dead-letter topic), rerouted (not keyed by its profile key, produced again with that key).",
+			Help: "Input records consumed, by outcome: applied to a profile, duplicate (messageId seen within the dedup horizon), dead_letter (invalid, sent to the dead-letter topic), rerouted (not keyed by its profile key, or for a profile merged into another: produced again with the right key), identity (the engine's own records moving a profile into the one it was linked to).",
 		}, []string{"outcome"}),
 		batch: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "tailor_apply_batch_seconds",

@@ -31,6 +31,19 @@ const (
 	HeaderSource = "tailor.source" // topic/partition/offset it came from
 )
 
+// Identity records: the engine's own records on the events topic that
+// move a profile into the one it was linked to (see state.Link). The
+// HeaderIdentity header tells them from events.
+const (
+	HeaderIdentity = "tailor.identity"
+	// IdentityLink: keyed by the linked key, the value the key it joins;
+	// its partition takes the profile out and sends an IdentityMerge.
+	IdentityLink = "link"
+	// IdentityMerge: keyed by the joined key, the value the encoded
+	// profile to merge into it.
+	IdentityMerge = "merge"
+)
+
 // ProcessorConfig configures a Processor.
 type ProcessorConfig struct {
 	Client ClientConfig
@@ -160,6 +173,13 @@ func NewProcessor(cfg ProcessorConfig) (*Processor, error) {
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchMaxWait(200*time.Millisecond),
 		kgo.FetchMaxBytes(32<<20),
+		// The engine writes to the events topic too (rerouted events,
+		// identity records), in the transactions of its exactly-once
+		// outputs: an aborted one must not be applied. The transactions'
+		// control records come through so that a partition's applied
+		// offset can pass them (readiness compares it with the end).
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.KeepControlRecords(),
 	)
 	if cfg.InstanceID != "" {
 		opts = append(opts, kgo.InstanceID(cfg.InstanceID))
@@ -457,7 +477,7 @@ func (p *Processor) apply(ctx context.Context, part *partition, records []*kgo.R
 	start := time.Now()
 	batch := part.store.Begin()
 	var outputs []*kgo.Record
-	var applied, dups, dead, rerouted, changes int
+	var applied, dups, dead, rerouted, linked, changes int
 	var delays []time.Time
 	commit := func(next int64) error {
 		if len(outputs) > 0 {
@@ -475,55 +495,86 @@ func (p *Processor) apply(ctx context.Context, part *partition, records []*kgo.R
 		p.m.events.WithLabelValues(OutcomeDuplicate).Add(float64(dups))
 		p.m.events.WithLabelValues(OutcomeDeadLetter).Add(float64(dead))
 		p.m.events.WithLabelValues(OutcomeRerouted).Add(float64(rerouted))
+		p.m.events.WithLabelValues(OutcomeIdentity).Add(float64(linked))
 		p.m.segmentChanges.Add(float64(changes))
 		now := time.Now()
 		for _, t := range delays {
 			p.m.delay.Observe(now.Sub(t).Seconds())
 		}
-		outputs, applied, dups, dead, rerouted, changes, delays = outputs[:0], 0, 0, 0, 0, 0, delays[:0]
+		outputs, applied, dups, dead, rerouted, linked, changes, delays = outputs[:0], 0, 0, 0, 0, 0, 0, delays[:0]
 		return nil
 	}
 	for i, r := range records {
 		// Records before the progress marker had their outputs produced
 		// before a crash: apply them, but do not produce again.
+		if r.Attrs.IsControl() {
+			continue // a transaction's marker: nothing to apply
+		}
 		produce := r.Offset >= part.replayTo
 		emit := func(out *kgo.Record) {
 			if produce {
 				outputs = append(outputs, out)
 			}
 		}
-		ev, err := part.parser.Parse(r.Value, 0, r.Timestamp)
-		switch {
-		case err != nil:
-			emit(p.deadLetter(r, err))
-			dead++
-		case string(r.Key) != ev.Key():
-			// A producer that did not key the record by the profile key put
-			// it in a partition that may not hold the profile: send it on
-			// to the right one, rather than split the profile.
-			emit(p.reroute(r, &ev))
-			rerouted++
-		default:
-			before := len(batch.Changes())
-			ok, err := batch.Apply(&ev)
+		beforeChanges, beforeLinks := len(batch.Changes()), len(batch.Links())
+		if kind := identityKind(r); kind != "" {
+			out, err := p.applyIdentity(batch, r, kind)
 			if err != nil {
 				batch.Discard()
 				return fmt.Errorf("partition %d offset %d: %w", part.id, r.Offset, err)
 			}
-			if ok {
-				applied++
-				if len(delays) < 64 { // a sample is enough for the histogram
-					delays = append(delays, ev.ReceivedAt)
+			if out != nil {
+				emit(out)
+			}
+			linked++
+		} else {
+			ev, err := part.parser.Parse(r.Value, 0, r.Timestamp)
+			var to string
+			if err == nil && string(r.Key) == ev.Key() {
+				if to, err = batch.Resolve(ev.Key()); err != nil {
+					batch.Discard()
+					return fmt.Errorf("partition %d offset %d: %w", part.id, r.Offset, err)
 				}
-			} else {
-				dups++
 			}
-			for _, c := range batch.Changes()[before:] {
-				emit(p.changeRecord(source(r), c))
-				changes++
+			switch {
+			case err != nil:
+				emit(p.deadLetter(r, err))
+				dead++
+			case string(r.Key) != ev.Key():
+				// A producer that did not key the record by the profile key put
+				// it in a partition that may not hold the profile: send it on
+				// to the right one, rather than split the profile.
+				emit(p.reroute(r, &ev, ""))
+				rerouted++
+			case to != ev.Key():
+				// The key's profile was merged into another: its events
+				// follow it there.
+				emit(p.reroute(r, &ev, to))
+				rerouted++
+			default:
+				ok, err := batch.Apply(&ev)
+				if err != nil {
+					batch.Discard()
+					return fmt.Errorf("partition %d offset %d: %w", part.id, r.Offset, err)
+				}
+				if ok {
+					applied++
+					if len(delays) < 64 { // a sample is enough for the histogram
+						delays = append(delays, ev.ReceivedAt)
+					}
+				} else {
+					dups++
+				}
 			}
-			batch.Grow(len(r.Value))
 		}
+		for _, c := range batch.Changes()[beforeChanges:] {
+			emit(p.changeRecord(source(r), c))
+			changes++
+		}
+		for _, l := range batch.Links()[beforeLinks:] {
+			emit(p.linkRecord(l))
+		}
+		batch.Grow(len(r.Value))
 		if batch.Full() && i < len(records)-1 {
 			if err := commit(r.Offset + 1); err != nil {
 				return err
@@ -567,16 +618,78 @@ func source(r *kgo.Record) string {
 }
 
 // reroute returns the record to produce again, keyed by the event's profile
-// key. An event without a messageId gets one derived from where it was
-// read, so that a crash before the commit cannot apply it twice.
-func (p *Processor) reroute(r *kgo.Record, ev *event.Event) *kgo.Record {
+// key, or with to as its userId and key when to is not empty (the key's
+// profile was merged into to's). An event without a messageId gets one
+// derived from where it was read, so that a crash before the commit
+// cannot apply it twice.
+func (p *Processor) reroute(r *kgo.Record, ev *event.Event, to string) *kgo.Record {
 	value := r.Value
+	var a fastjson.Arena
 	if ev.MessageID == "" {
-		var a fastjson.Arena
 		ev.Root.Set("messageId", a.NewString("reroute-"+r.Topic+"-"+strconv.Itoa(int(r.Partition))+"-"+strconv.FormatInt(r.Offset, 10)))
+		value = nil
+	}
+	key := ev.Key()
+	if to != "" {
+		ev.Root.Set("userId", a.NewString(to))
+		key, value = to, nil
+	}
+	if value == nil {
 		value = ev.Root.MarshalTo(nil)
 	}
-	return &kgo.Record{Topic: r.Topic, Key: []byte(ev.Key()), Value: value, Headers: r.Headers}
+	return &kgo.Record{Topic: r.Topic, Key: []byte(key), Value: value, Headers: r.Headers}
+}
+
+// identityKind returns the kind of an identity record, "" for an event.
+func identityKind(r *kgo.Record) string {
+	for _, h := range r.Headers {
+		if h.Key == HeaderIdentity {
+			return string(h.Value)
+		}
+	}
+	return ""
+}
+
+// linkRecord returns the record asking the partition of l.From to move
+// its profile into l.To.
+func (p *Processor) linkRecord(l state.Link) *kgo.Record {
+	return &kgo.Record{Topic: p.cfg.Topics.Events, Key: []byte(l.From), Value: []byte(l.To),
+		Headers: []kgo.RecordHeader{{Key: HeaderIdentity, Value: []byte(IdentityLink)}}}
+}
+
+// applyIdentity applies an identity record, returning the record it
+// sends on, if any: a link takes the profile out and sends it to the
+// profile it joins; a merge adds it there, or sends it further when that
+// profile was itself merged into another since.
+func (p *Processor) applyIdentity(batch *state.Batch, r *kgo.Record, kind string) (*kgo.Record, error) {
+	key := string(r.Key)
+	merge := func(to string, profile []byte) *kgo.Record {
+		return &kgo.Record{Topic: p.cfg.Topics.Events, Key: []byte(to), Value: profile,
+			Headers: []kgo.RecordHeader{{Key: HeaderIdentity, Value: []byte(IdentityMerge)}, {Key: HeaderSource, Value: []byte(source(r))}}}
+	}
+	switch kind {
+	case IdentityLink:
+		to := string(r.Value)
+		moved, err := batch.Link(key, to)
+		if err != nil || moved == nil {
+			return nil, err
+		}
+		return merge(to, moved), nil
+	case IdentityMerge:
+		moved, err := state.DecodeProfile(r.Value)
+		if err != nil {
+			return p.deadLetter(r, fmt.Errorf("identity merge record: %w", err)), nil
+		}
+		to, err := batch.Resolve(key)
+		if err != nil {
+			return nil, err
+		}
+		if to != key {
+			return merge(to, r.Value), nil
+		}
+		return nil, batch.Merge(key, moved)
+	}
+	return p.deadLetter(r, fmt.Errorf("identity record of unknown kind %q", kind)), nil
 }
 
 func (p *Processor) deadLetter(r *kgo.Record, reason error) *kgo.Record {
@@ -799,19 +912,42 @@ func (p *Processor) Ready() bool {
 	return true
 }
 
-// Profile returns the profile of key from the store of its partition.
-// It returns ErrNotOwned when that partition is not assigned here and
-// state.ErrNotFound for a key never seen.
+// Profile returns the profile of key from the store of its partition,
+// or, for a key whose profile was merged into another, that profile. It
+// returns ErrNotOwned when that partition is not assigned here, a
+// *state.MergedError when the profile it was merged into is held by
+// another instance, and state.ErrNotFound for a key never seen.
 func (p *Processor) Profile(key string) (*state.Profile, error) {
-	id := PartitionOf(key, p.cfg.Partitions)
 	p.mu.RLock()
 	defer p.mu.RUnlock()
-	part := p.parts[id]
-	if part == nil {
-		return nil, fmt.Errorf("key %q is in partition %d: %w", key, id, ErrNotOwned)
+	asked := key
+	for hops := 0; ; hops++ {
+		id := PartitionOf(key, p.cfg.Partitions)
+		part := p.parts[id]
+		if part == nil {
+			if hops > 0 {
+				return nil, &state.MergedError{Key: asked, Into: key}
+			}
+			return nil, fmt.Errorf("key %q is in partition %d: %w", key, id, ErrNotOwned)
+		}
+		prof, err := part.store.Profile(key)
+		if !errors.Is(err, state.ErrNotFound) || hops == maxAliasHops {
+			return prof, err
+		}
+		to, ok, aerr := part.store.Alias(key)
+		if aerr != nil {
+			return nil, aerr
+		}
+		if !ok {
+			return nil, err
+		}
+		key = to
 	}
-	return part.store.Profile(key)
 }
+
+// maxAliasHops bounds the links followed to find a merged profile (a key
+// merged into one later merged into another...).
+const maxAliasHops = 8
 
 // ProfileView returns the JSON form of key's profile, with the
 // aggregates' values now.

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -426,5 +427,129 @@ func TestBrokerCommand(t *testing.T) {
 			t.Fatalf("profile b1 never appeared; engine logs:\n%s", c.logs)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestIdentityCrashSafety: visitors browse anonymously, sign in, browse on
+// with the anonymous id alone and as customers, while the engine is killed
+// with SIGKILL again and again. Every anonymous profile is merged into its
+// customer's exactly once: each customer has every view once, the
+// anonymous ids read the customer's profile, and the segment the merged
+// views put customers in is entered once each.
+func TestIdentityCrashSafety(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and kills child processes")
+	}
+	bin := buildTailor(t)
+	brokers := testkafka.Brokers(t)
+	prefix := testkafka.Prefix(t)
+	configFile := filepath.Join(t.TempDir(), "tailor.yaml")
+	if err := os.WriteFile(configFile, []byte(`
+aggregates:
+  views: {event: Product Viewed, fn: count}
+segments:
+  browser: 'views >= 5'
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	args := crashArgs(configFile, brokers, prefix, "identity-crash-test", t.TempDir())
+	producer := crashProducer(t, brokers, prefix)
+	const n = 2000
+	var events bytes.Buffer
+	at := time.Now().Add(-time.Hour)
+	line := func(ids, typ string) {
+		at = at.Add(time.Millisecond)
+		name := ""
+		if typ == "track" {
+			name = `"event": "Product Viewed", `
+		}
+		fmt.Fprintf(&events, `{"type": %q, %s, %s"timestamp": %q}`+"\n", typ, ids, name, at.Format(time.RFC3339Nano))
+	}
+	for i := range n {
+		anon, user := fmt.Sprintf(`"anonymousId": "v%d"`, i), fmt.Sprintf(`"userId": "c%d"`, i)
+		for range 3 {
+			line(anon, "track")
+		}
+		line(anon+", "+user, "identify")
+		line(anon, "track") // after the sign-in, the anonymous id alone
+		for range 2 {
+			line(user, "track")
+		}
+	}
+	data := events.Bytes()
+	seed := uint64(time.Now().UnixNano())
+	rng := rand.New(rand.NewPCG(seed, 3))
+	t.Logf("kill timing seed %d", seed)
+	done := make(chan error, 1)
+	go func() {
+		stats, err := stream.Import(context.Background(), &throttled{r: bytes.NewReader(data), chunk: 4 << 10, pause: 12 * time.Millisecond},
+			stream.ImportOptions{Producer: producer, Topic: prefix + "events", Limits: event.DefaultLimits()})
+		if err == nil && stats.Rejected > 0 {
+			err = fmt.Errorf("import rejected lines: %s", stats)
+		}
+		done <- err
+	}()
+	kills := 0
+	for importing := true; importing; {
+		c := startChild(t, bin, args...)
+		c.waitReady(t, 90*time.Second)
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+			importing = false
+		case <-time.After(time.Duration(100+rng.IntN(700)) * time.Millisecond):
+		}
+		c.kill()
+		kills++
+	}
+	t.Logf("%d kills", kills)
+	c := startChild(t, bin, args...)
+	c.waitReady(t, 90*time.Second)
+
+	// Merges go through Kafka after the events that ask for them: wait
+	// for the last customer's, then check everyone.
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		v, ok := c.profile(t, fmt.Sprintf("c%d", n-1))
+		if ok && v.Events["Product Viewed"] == 6 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	bad := 0
+	for i := range n {
+		user := fmt.Sprintf("c%d", i)
+		v, ok := c.profile(t, user)
+		if !ok || v.Events["Product Viewed"] != 6 || v.Calls["identify"] != 1 || len(v.Segments) != 1 || !slices.Contains(v.AnonymousIDs, fmt.Sprintf("v%d", i)) {
+			if bad++; bad <= 5 {
+				t.Errorf("%s: found %v, views %d, calls %v, segments %v, anonymous ids %v; want 6 views, one identify, browser, v%d",
+					user, ok, v.Events["Product Viewed"], v.Calls, v.Segments, v.AnonymousIDs, i)
+			}
+			continue
+		}
+		if a, ok := c.profile(t, fmt.Sprintf("v%d", i)); !ok || a.Key != user {
+			if bad++; bad <= 5 {
+				t.Errorf("v%d reads %v %q, want %s's profile", i, ok, a.Key, user)
+			}
+		}
+	}
+	if bad > 0 {
+		t.Errorf("%d of %d customers wrong", bad, n)
+	}
+	// One entered record per customer, none for the anonymous profiles
+	// (never 5 views): asking for one more waits for a duplicate.
+	records := testkafka.Consume(t, brokers, prefix+"segments", n+1, 10*time.Second)
+	entered := make(map[string]int)
+	for _, r := range records {
+		var c stream.SegmentChange
+		if err := json.Unmarshal(r.Value, &c); err != nil || c.Change != "entered" || !strings.HasPrefix(c.Key, "c") {
+			t.Fatalf("unexpected change record %s (%v)", r.Value, err)
+		}
+		entered[c.Key]++
+	}
+	if len(records) != n || len(entered) != n {
+		t.Errorf("%d change records for %d customers, want one each for %d", len(records), len(entered), n)
 	}
 }

@@ -1,0 +1,83 @@
+package engine_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tailorcdp/tailor/config"
+	"github.com/tailorcdp/tailor/internal/testkafka"
+	"github.com/tailorcdp/tailor/state"
+	"github.com/tailorcdp/tailor/stream"
+)
+
+// TestIdentityMerge: an anonymous visitor who signs in brings what they
+// did before into the customer's profile (counts, aggregates, interests),
+// the anonymous profile's memberships end and the customer's follow;
+// later events with the anonymous id alone, and reads of it, go to the
+// customer's profile.
+func TestIdentityMerge(t *testing.T) {
+	cfg := testConfig(t, testkafka.Brokers(t), testkafka.Prefix(t), t.TempDir())
+	cfg.Aggregates = map[string]config.Aggregate{
+		"views_1d": {Event: "Product Viewed", Fn: "count", Window: config.Duration(24 * time.Hour)},
+	}
+	cfg.Segments = map[string]string{
+		"browser":     `views_1d >= 2`,
+		"big_browser": `views_1d >= 4`,
+		"named":       `traits.name == "Ann"`,
+	}
+	e := startEngine(t, cfg)
+	post := func(body string) {
+		t.Helper()
+		if resp := e.post(t, "/v1/batch", body); resp.Status != http.StatusOK {
+			t.Fatalf("batch: %d %s", resp.Status, resp.Body)
+		}
+	}
+	// A visitor browses two products without signing in; the customer
+	// viewed two others on another device.
+	post(`{"batch": [
+	  {"type": "track", "anonymousId": "anon-1", "event": "Product Viewed", "properties": {"product_id": "p1", "category": "shoes"}},
+	  {"type": "track", "anonymousId": "anon-1", "event": "Product Viewed", "properties": {"product_id": "p2", "category": "shoes"}},
+	  {"type": "track", "userId": "cust-1", "event": "Product Viewed", "properties": {"product_id": "p3", "category": "bags"}},
+	  {"type": "track", "userId": "cust-1", "event": "Product Viewed", "properties": {"product_id": "p4", "category": "bags"}}]}`)
+	e.waitProfile(t, "anon-1", func(v state.View) bool { return v.Key == "anon-1" && v.Events["Product Viewed"] == 2 })
+	e.waitProfile(t, "cust-1", func(v state.View) bool { return v.Events["Product Viewed"] == 2 })
+
+	// The visitor signs in.
+	post(`{"batch": [{"type": "identify", "userId": "cust-1", "anonymousId": "anon-1", "traits": {"name": "Ann"}}]}`)
+	v := e.waitProfile(t, "cust-1", func(v state.View) bool { return v.Events["Product Viewed"] == 4 })
+	if !slices.Contains(v.AnonymousIDs, "anon-1") || v.Aggregates["views_1d"] != 4.0 || len(v.Interests) != 2 || len(v.RecentlyViewed) != 4 {
+		t.Errorf("merged profile: anonymousIds %v, views_1d %v, interests %v, recently viewed %v", v.AnonymousIDs, v.Aggregates["views_1d"], v.Interests, v.RecentlyViewed)
+	}
+	if _, in := v.Segments["big_browser"]; !in || len(v.Segments) != 3 {
+		t.Errorf("merged profile's segments %v, want browser, big_browser and named", v.Segments)
+	}
+	// The anonymous id now reads the customer's profile.
+	if a, ok := e.profile(t, "anon-1"); !ok || a.Key != "cust-1" {
+		t.Errorf("GET anon-1: %v key %q, want cust-1's profile", ok, a.Key)
+	}
+	// An event with the anonymous id alone follows it there.
+	post(`{"batch": [{"type": "track", "anonymousId": "anon-1", "event": "Product Viewed", "properties": {"product_id": "p5"}}]}`)
+	e.waitProfile(t, "cust-1", func(v state.View) bool { return v.Events["Product Viewed"] == 5 })
+
+	// Segment records: the anonymous profile left browser when it moved;
+	// the customer's entered the segments the merge put it in.
+	recs := testkafka.Consume(t, cfg.Kafka.Brokers, e.Topics().Segments, 5, 20*time.Second)
+	var got []string
+	for _, r := range recs {
+		var c stream.SegmentChange
+		if err := json.Unmarshal(r.Value, &c); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, c.Key+" "+c.Change+" "+c.Segment)
+	}
+	sort.Strings(got)
+	want := "anon-1 entered browser, anon-1 exited browser, cust-1 entered big_browser, cust-1 entered browser, cust-1 entered named"
+	if strings.Join(got, ", ") != want {
+		t.Errorf("segment changes:\n%s\nwant\n%s", strings.Join(got, ", "), want)
+	}
+}

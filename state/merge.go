@@ -1,0 +1,352 @@
+package state
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/tailorcdp/tailor/event"
+)
+
+// Identity: an anonymous visitor who identifies (an event carrying both
+// ids), or an alias call, links one profile key to another. The linked
+// key's profile moves into the other, which may live in another
+// partition: its partition takes it out of its store (Batch.Link) and the
+// caller sends it on, through Kafka, to the partition of the profile it
+// joins (Batch.Merge). The link is kept, so the events that still come
+// for the old key go on to the new one (Batch.Resolve) and reads of it
+// find the profile it joined (Store.Alias).
+
+// MergedError reports that the profile of Key was merged into the profile
+// of Into, which this store does not hold.
+type MergedError struct {
+	Key, Into string
+}
+
+func (e *MergedError) Error() string {
+	return fmt.Sprintf("profile %q was merged into profile %q", e.Key, e.Into)
+}
+
+// prefixAlias keys a linked profile key: prefixAlias + key -> the key its
+// events now go to.
+const prefixAlias = 'a'
+
+func aliasKey(key string) []byte { return append([]byte{prefixAlias}, key...) }
+
+// Link is a request, made by an applied event, that the profile From
+// move into the profile To.
+type Link struct {
+	From, To string
+}
+
+// Links returns the links the batch's events asked for, in order: an
+// event with a userId whose anonymousId its profile had not seen yet, or
+// an alias call.
+func (b *Batch) Links() []Link { return b.links }
+
+// linkOf records the link ev asks for, if any, before it is applied to p.
+func (b *Batch) linkOf(ev *event.Event, p *Profile) {
+	from := ""
+	switch {
+	case ev.Type == event.Alias:
+		from = ev.PreviousID
+	case ev.UserID != "" && ev.AnonymousID != "" && !slices.Contains(p.AnonymousIDs, ev.AnonymousID):
+		from = ev.AnonymousID
+	}
+	if from != "" && from != p.Key {
+		b.links = append(b.links, Link{From: from, To: p.Key})
+	}
+}
+
+// Alias returns the key whose profile key's events go to, when key's
+// profile was merged into another.
+func (s *Store) Alias(key string) (string, bool, error) {
+	var to string
+	err := s.db.View(func(txn *badger.Txn) error {
+		var err error
+		to, err = getAlias(txn, key)
+		return err
+	})
+	return to, to != "", err
+}
+
+func getAlias(txn *badger.Txn, key string) (string, error) {
+	item, err := txn.Get(aliasKey(key))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("read alias of %q: %w", key, err)
+	}
+	v, err := item.ValueCopy(nil)
+	if err != nil {
+		return "", fmt.Errorf("read alias of %q: %w", key, err)
+	}
+	return string(v), nil
+}
+
+// Resolve returns the key whose profile the events of key go to: key
+// itself, or the key its profile was merged into. Keys whose profile is
+// in the batch or the cache are not looked up (a linked key has none).
+func (b *Batch) Resolve(key string) (string, error) {
+	if to, ok := b.aliases[key]; ok {
+		return to, nil
+	}
+	if _, ok := b.profiles[key]; ok {
+		return key, nil
+	}
+	if b.s.cache.Contains(key) {
+		return key, nil
+	}
+	to, err := getAlias(b.txn, key)
+	if err != nil || to == "" {
+		return key, err
+	}
+	return to, nil
+}
+
+// Link records that the events of from now go to the profile to, and
+// takes from's profile, if the store holds one, out of it: it is returned
+// encoded, for the caller to send to to's partition (Merge), and its
+// segment memberships end (exited changes, with no messageId). A link
+// already recorded takes nothing out; a newer link of the same key wins.
+func (b *Batch) Link(from, to string) (moved []byte, err error) {
+	if from == to || from == "" || to == "" {
+		return nil, nil
+	}
+	cur, err := b.Resolve(from)
+	if err != nil {
+		return nil, err
+	}
+	if cur != from {
+		b.setAlias(from, to) // linked before: nothing left to move
+		return nil, nil
+	}
+	p, ok := b.profiles[from]
+	if !ok {
+		if cached, hit := b.s.cache.Get(from); hit {
+			p = cached.Clone()
+		} else if p, err = getProfile(b.txn, from); errors.Is(err, ErrNotFound) {
+			p, err = nil, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if p != nil {
+			b.noteInitial(from, p)
+		}
+	}
+	b.setAlias(from, to)
+	if p == nil {
+		return nil, nil
+	}
+	delete(b.profiles, from)
+	if b.removed == nil {
+		b.removed = make(map[string]*Profile)
+	}
+	b.removed[from] = p
+	now := b.now()
+	names := make([]string, 0, len(p.Segments))
+	for name := range p.Segments {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		b.changes = append(b.changes, KeyedChange{Key: from, Change: Change{Segment: name, At: now}})
+	}
+	moved = p.AppendEncode(nil)
+	p.Segments = nil
+	return moved, nil
+}
+
+func (b *Batch) setAlias(from, to string) {
+	if b.aliases == nil {
+		b.aliases = make(map[string]string)
+	}
+	b.aliases[from] = to
+}
+
+// Merge adds o, a profile taken out by Link (decoded), to the profile of
+// key, and re-evaluates every segment of it.
+func (b *Batch) Merge(key string, o *Profile) error {
+	p, err := b.Profile(key)
+	if err != nil {
+		return err
+	}
+	p.mergeFrom(o, b.m, b.s.opts.Dedup, b.now().UnixMilli())
+	in := &b.inputs
+	*in = Inputs{Merged: true}
+	for _, c := range b.evaluate(p, nil, in) {
+		b.changes = append(b.changes, KeyedChange{Key: key, Change: c})
+	}
+	b.retime(p)
+	return nil
+}
+
+// commitLinks writes the batch's aliases and deletes the profiles Link
+// took out, with their wake-ups.
+func (b *Batch) commitLinks() error {
+	for from, to := range b.aliases {
+		if err := b.txn.SetEntry(badger.NewEntry(aliasKey(from), []byte(to))); err != nil {
+			return fmt.Errorf("write alias %q -> %q: %w", from, to, err)
+		}
+	}
+	for key, p := range b.removed {
+		if err := b.txn.Delete(profileKey(key)); err != nil {
+			return fmt.Errorf("delete merged profile %q: %w", key, err)
+		}
+		if p.WakeAt != 0 {
+			if err := b.txn.Delete(wakeKey(p.WakeAt, key)); err != nil {
+				return fmt.Errorf("unschedule merged profile %q: %w", key, err)
+			}
+		}
+	}
+	return nil
+}
+
+// mergeFrom adds o, the profile of a key linked to p's, to p. Counts add
+// up; first times keep the earliest, last times the latest; traits and
+// consent choices keep the latest; what is kept in bounded lists stays
+// within the same bounds as when events add to them. Segment memberships
+// are left to a re-evaluation, wake-ups to a rescheduling.
+func (p *Profile) mergeFrom(o *Profile, m *Model, d Dedup, now int64) {
+	p.addAnonymousID(o.Key)
+	for _, id := range o.AnonymousIDs {
+		if id != p.Key {
+			p.addAnonymousID(id)
+		}
+	}
+	for name, t := range o.Traits {
+		cur, exists := p.Traits[name]
+		if exists && cur.UpdatedAt >= t.UpdatedAt || !exists && len(p.Traits) >= MaxTraits {
+			continue
+		}
+		if p.Traits == nil {
+			p.Traits = make(map[string]Trait)
+		}
+		p.Traits[name] = t
+	}
+	if o.FirstSeen != 0 && (p.FirstSeen == 0 || o.FirstSeen < p.FirstSeen) {
+		p.FirstSeen = o.FirstSeen
+	}
+	p.LastSeen = max(p.LastSeen, o.LastSeen)
+	for i, n := range o.TypeCounts {
+		p.TypeCounts[i] += n
+	}
+	for name, n := range o.EventCounts {
+		if p.EventCounts == nil {
+			p.EventCounts = make(map[string]uint64)
+			p.EventLast = make(map[string]int64)
+		}
+		if _, ok := p.EventCounts[name]; !ok && len(p.EventCounts) >= MaxEventNames {
+			name = OtherEvents
+		}
+		p.EventCounts[name] += n
+		p.EventLast[name] = max(p.EventLast[name], o.EventLast[name])
+	}
+	p.Orders += o.Orders
+	p.Revenue += o.Revenue
+	p.LastOrderAt = max(p.LastOrderAt, o.LastOrderAt)
+	p.Refunds += o.Refunds
+	p.RefundedAmount += o.RefundedAmount
+	p.orderLog = mergeByTime(p.orderLog, o.orderLog, MaxOrderLog, func(r orderRecord) int64 { return r.at })
+	maxIDs := len(p.recent) + len(o.recent)
+	if d.MaxIDs > 0 {
+		maxIDs = d.MaxIDs
+	}
+	p.recent = mergeByTime(p.recent, o.recent, maxIDs, func(m seenMessage) int64 { return m.receivedAt })
+
+	for _, agg := range m.Aggregates.List() {
+		ow := o.windowed(agg)
+		if len(ow.buckets) == 0 {
+			continue
+		}
+		w := p.aggregate(agg)
+		for i := range ow.buckets {
+			w.mergeBucket(agg.Spec, ow.buckets[i])
+		}
+		w.Expire(agg.Spec, now)
+	}
+	if c := m.Interests; c != nil {
+		for category, i := range o.interests {
+			p.addInterest(category, i.score, i.at, c)
+		}
+	}
+	for purpose, c := range o.consents {
+		if cur, ok := p.consents[purpose]; !ok || c.at > cur.at {
+			if p.consents == nil {
+				p.consents = make(map[string]consent)
+			}
+			p.consents[purpose] = c
+		}
+	}
+	p.mergeOffers(o.offers)
+	if c := m.Products; c != nil {
+		p.viewed = mergeRecent(o.viewed, p.viewed, c.RecentlyViewed)
+		p.bought = mergeRecent(o.bought, p.bought, c.Bought)
+	}
+}
+
+// mergeByTime merges two lists in time order, keeping the latest n.
+func mergeByTime[T any](a, b []T, n int, at func(T) int64) []T {
+	if len(b) == 0 {
+		return a
+	}
+	out := append(slices.Clone(a), b...)
+	slices.SortStableFunc(out, func(x, y T) int { return cmp.Compare(at(x), at(y)) })
+	if len(out) > n {
+		out = slices.Delete(out, 0, len(out)-n)
+	}
+	return out
+}
+
+// mergeRecent merges two lists of product ids, most recent last, taking
+// later the ids of the second; each id once, at most n.
+func mergeRecent(earlier, later []string, n int) []string {
+	var out []string
+	for _, list := range [2][]string{earlier, later} {
+		for _, id := range list {
+			out = pushRecent(out, id, n)
+		}
+	}
+	return out
+}
+
+// mergeOffers adds the offer histories of a merged profile: decisions
+// once each (by id), the latest click, conversion and feedback.
+func (p *Profile) mergeOffers(offers map[string]*offerHistory) {
+	for id, oh := range offers {
+		if p.offers == nil {
+			p.offers = make(map[string]*offerHistory)
+		}
+		h := p.offers[id]
+		if h == nil {
+			cp := *oh
+			cp.decisions = slices.Clone(oh.decisions)
+			p.offers[id] = &cp
+			continue
+		}
+		for _, dm := range oh.decisions {
+			i := slices.IndexFunc(h.decisions, func(m decisionMark) bool { return m.hash == dm.hash })
+			if i >= 0 {
+				h.decisions[i].seen |= dm.seen
+				continue
+			}
+			h.decisions = append(h.decisions, dm)
+		}
+		slices.SortStableFunc(h.decisions, func(x, y decisionMark) int { return cmp.Compare(x.at, y.at) })
+		if len(h.decisions) > MaxOfferDecisions {
+			h.decisions = slices.Delete(h.decisions, 0, len(h.decisions)-MaxOfferDecisions)
+		}
+		h.clickedAt = max(h.clickedAt, oh.clickedAt)
+		h.convertedAt = max(h.convertedAt, oh.convertedAt)
+		h.touched = max(h.touched, oh.touched)
+	}
+	for len(p.offers) > MaxOffers {
+		p.dropStalestOffer()
+	}
+}

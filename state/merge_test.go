@@ -1,0 +1,155 @@
+package state
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tailorcdp/tailor/event"
+)
+
+// TestLinkAndMerge follows a profile linked to another through the three
+// steps the processor takes: the event asking for the link, the linked
+// profile's partition taking it out, and the other partition merging it.
+func TestLinkAndMerge(t *testing.T) {
+	aggs, err := CompileAggregates([]AggregateConfig{
+		{Name: "views_1h", Event: "Product Viewed", Func: "count", Window: time.Hour},
+		{Name: "categories", Event: "Product Viewed", Func: "distinct", Property: "category"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	segs, err := CompileSegments([]SegmentConfig{
+		{"browser", `views_1h >= 3`},
+		{"buyer", `rfm.frequency > 0`},
+	}, aggs, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	o := DefaultOptions()
+	o.MemTableSize, o.BlockCacheSize = 4<<20, 1<<20
+	o.Aggregates, o.Segments, o.Interests, o.Now = aggs, segs, DefaultInterests(), func() time.Time { return clock }
+	s, err := Open(t.TempDir(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	p := event.NewParser(event.DefaultLimits())
+	offset := int64(0)
+	run := func(do func(b *Batch)) []string {
+		t.Helper()
+		b := s.Begin()
+		do(b)
+		var changes []string
+		for _, c := range b.Changes() {
+			changes = append(changes, fmt.Sprintf("%s %v %s", c.Key, c.Entered, c.Segment))
+		}
+		offset++
+		if err := b.Commit(offset); err != nil {
+			t.Fatal(err)
+		}
+		return changes
+	}
+	apply := func(b *Batch, ids, body string) {
+		t.Helper()
+		ev, err := p.Parse([]byte(`{`+ids+`, "timestamp": "`+clock.Format(time.RFC3339)+`", `+body+`}`), 0, clock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.Apply(&ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run(func(b *Batch) {
+		for _, c := range []string{"shoes", "bags"} {
+			apply(b, `"anonymousId": "a1"`, `"type": "track", "event": "Product Viewed", "properties": {"category": "`+c+`"}`)
+		}
+		apply(b, `"anonymousId": "a1"`, `"type": "track", "event": "Order Completed", "properties": {"order_id": "o1", "total": 10}`)
+		apply(b, `"userId": "u1"`, `"type": "track", "event": "Product Viewed", "properties": {"category": "hats"}`)
+		apply(b, `"userId": "u1"`, `"type": "identify", "traits": {"name": "Ann"}`)
+	})
+	if got := s.SegmentSizes(); got["buyer"] != 1 || got["browser"] != 0 {
+		t.Fatalf("sizes before the link: %v", got)
+	}
+
+	// An event with both ids asks for the link, once.
+	var links []Link
+	run(func(b *Batch) {
+		apply(b, `"userId": "u1", "anonymousId": "a1"`, `"type": "page", "name": "Home"`)
+		apply(b, `"userId": "u1", "anonymousId": "a1"`, `"type": "page", "name": "Cart"`)
+		links = b.Links()
+	})
+	if !slices.Equal(links, []Link{{From: "a1", To: "u1"}}) {
+		t.Fatalf("links %v, want a1 -> u1 once", links)
+	}
+
+	// The linked profile's partition takes it out.
+	var moved []byte
+	changes := run(func(b *Batch) {
+		if moved, err = b.Link("a1", "u1"); err != nil || moved == nil {
+			t.Fatalf("link: %v, moved %d bytes", err, len(moved))
+		}
+		if to, _ := b.Resolve("a1"); to != "u1" {
+			t.Errorf("a1 resolves to %q in the linking batch", to)
+		}
+	})
+	if want := "a1 false buyer"; strings.Join(changes, ", ") != want {
+		t.Errorf("changes of the link: %q, want %q", changes, want)
+	}
+	if _, err := s.Profile("a1"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("a1's profile after the link: %v", err)
+	}
+	if to, ok, err := s.Alias("a1"); to != "u1" || !ok || err != nil {
+		t.Errorf("alias of a1: %q %v %v", to, ok, err)
+	}
+	if got := s.SegmentSizes(); got["buyer"] != 0 || countProfiles(s.Population()) != 0 {
+		t.Errorf("after the link: sizes %v, population %v", got, s.Population())
+	}
+	// Linked again (an anonymous id seen again past the profile's bound):
+	// nothing left to move.
+	run(func(b *Batch) {
+		if again, err := b.Link("a1", "u1"); again != nil || err != nil {
+			t.Errorf("second link moved %d bytes, %v", len(again), err)
+		}
+	})
+
+	// The other partition merges it.
+	changes = run(func(b *Batch) {
+		moved, err := DecodeProfile(moved)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Merge("u1", moved); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if want := "u1 true browser, u1 true buyer"; strings.Join(changes, ", ") != want {
+		t.Errorf("changes of the merge: %q, want %q", changes, want)
+	}
+	u, err := s.Profile("u1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	views, _ := u.AggregateValue(aggs.List()[1], clock)
+	categories, _ := u.AggregateValue(aggs.List()[0], clock)
+	if u.EventCounts["Product Viewed"] != 3 || u.Orders != 1 || u.Revenue != 10 || views != 3 || categories != 3 ||
+		!slices.Contains(u.AnonymousIDs, "a1") || string(u.Traits["name"].Value) != `"Ann"` || len(u.interests) != 3 || u.TypeCounts[event.Track] != 4 {
+		t.Errorf("merged profile: views %v (aggregate %v), categories %v, orders %d, revenue %v, anonymous ids %v, traits %v, interests %v, calls %v",
+			u.EventCounts["Product Viewed"], views, categories, u.Orders, u.Revenue, u.AnonymousIDs, u.Traits, u.interests, u.TypeCounts)
+	}
+	if got := s.SegmentSizes(); got["buyer"] != 1 || got["browser"] != 1 || countProfiles(s.Population()) != 1 {
+		t.Errorf("after the merge: sizes %v, population %v", got, s.Population())
+	}
+}
+
+func countProfiles(pop Population) int64 {
+	var n int64
+	for _, c := range pop.Orders {
+		n += c
+	}
+	return n
+}
