@@ -1,6 +1,7 @@
 package engine_test
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"slices"
@@ -13,6 +14,7 @@ import (
 	"github.com/tailorcdp/tailor/internal/testkafka"
 	"github.com/tailorcdp/tailor/state"
 	"github.com/tailorcdp/tailor/stream"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // TestIdentityMerge: an anonymous visitor who signs in brings what they
@@ -79,5 +81,46 @@ func TestIdentityMerge(t *testing.T) {
 	want := "anon-1 entered browser, anon-1 exited browser, cust-1 entered big_browser, cust-1 entered browser, cust-1 entered named"
 	if strings.Join(got, ", ") != want {
 		t.Errorf("segment changes:\n%s\nwant\n%s", strings.Join(got, ", "), want)
+	}
+}
+
+// TestIdentityCycle: two links crossing each other (each asked for while
+// the other was on its way) would send a profile from one key to the
+// other forever; past a bound it goes to the dead-letter topic, saying
+// why, and the engine keeps serving. (Events cannot make such links one
+// after the other: an event of a linked key is applied to the profile it
+// joined.)
+func TestIdentityCycle(t *testing.T) {
+	brokers := testkafka.Brokers(t)
+	cfg := testConfig(t, brokers, testkafka.Prefix(t), t.TempDir())
+	e := startEngine(t, cfg)
+	if resp := e.post(t, "/v1/batch", `{"batch": [{"type": "track", "userId": "x1", "event": "E"}, {"type": "track", "userId": "y1", "event": "E"}]}`); resp.Status != http.StatusOK {
+		t.Fatalf("batch: %d %s", resp.Status, resp.Body)
+	}
+	e.waitProfile(t, "x1", func(v state.View) bool { return v.Events["E"] == 1 })
+	e.waitProfile(t, "y1", func(v state.View) bool { return v.Events["E"] == 1 })
+	p, err := stream.NewProducer(stream.ClientConfig{Brokers: brokers})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	link := func(from, to string) *kgo.Record {
+		return &kgo.Record{Topic: e.Topics().Events, Key: []byte(from), Value: []byte(to),
+			Headers: []kgo.RecordHeader{{Key: stream.HeaderIdentity, Value: []byte(stream.IdentityLink)}}}
+	}
+	if err := p.Produce(context.Background(), link("x1", "y1"), link("y1", "x1")); err != nil {
+		t.Fatal(err)
+	}
+	dead := testkafka.Consume(t, brokers, e.Topics().DeadLetter, 1, 20*time.Second)
+	if len(dead) != 1 {
+		t.Fatalf("%d dead letters, want the merge record sent around the cycle", len(dead))
+	}
+	for _, h := range dead[0].Headers {
+		if h.Key == stream.HeaderReason && !strings.Contains(string(h.Value), "links in a cycle") {
+			t.Errorf("dead letter reason %q", h.Value)
+		}
+	}
+	if resp := do(t, "GET", e.url+"/healthz", "", nil, nil); resp.Status != http.StatusOK {
+		t.Errorf("engine unhealthy after the cycle: %d", resp.Status)
 	}
 }

@@ -546,10 +546,13 @@ func (p *Processor) apply(ctx context.Context, part *partition, records []*kgo.R
 				// to the right one, rather than split the profile.
 				emit(p.reroute(r, &ev, ""))
 				rerouted++
+			case to != ev.Key() && linkHops(r) >= maxAliasHops:
+				emit(p.deadLetter(r, fmt.Errorf("the profile of %q was merged into %q, but following the links sends it on more than %d times: links in a cycle", ev.Key(), to, maxAliasHops)))
+				dead++
 			case to != ev.Key():
 				// The key's profile was merged into another: its events
 				// follow it there.
-				emit(p.reroute(r, &ev, to))
+				emit(withLinkHop(p.reroute(r, &ev, to), r))
 				rerouted++
 			default:
 				ok, err := batch.Apply(&ev)
@@ -640,6 +643,35 @@ func (p *Processor) reroute(r *kgo.Record, ev *event.Event, to string) *kgo.Reco
 	return &kgo.Record{Topic: r.Topic, Key: []byte(key), Value: value, Headers: r.Headers}
 }
 
+// headerLinkHops counts the times a record was sent on to the profile its
+// key was merged into: links that form a cycle (a merged into b, then b
+// into a) would send it on forever.
+const headerLinkHops = "tailor.link-hops"
+
+// linkHops returns how many times r was sent on along links.
+func linkHops(r *kgo.Record) int {
+	for _, h := range r.Headers {
+		if h.Key == headerLinkHops {
+			n, _ := strconv.Atoi(string(h.Value))
+			return n
+		}
+	}
+	return 0
+}
+
+// withLinkHop returns out, sent on along a link from r, counting the hop.
+func withLinkHop(out, r *kgo.Record) *kgo.Record {
+	n := linkHops(r) + 1
+	headers := make([]kgo.RecordHeader, 0, len(out.Headers)+1)
+	for _, h := range out.Headers {
+		if h.Key != headerLinkHops {
+			headers = append(headers, h)
+		}
+	}
+	out.Headers = append(headers, kgo.RecordHeader{Key: headerLinkHops, Value: []byte(strconv.Itoa(n))})
+	return out
+}
+
 // identityKind returns the kind of an identity record, "" for an event.
 func identityKind(r *kgo.Record) string {
 	for _, h := range r.Headers {
@@ -684,8 +716,11 @@ func (p *Processor) applyIdentity(batch *state.Batch, r *kgo.Record, kind string
 		if err != nil {
 			return nil, err
 		}
+		if to != key && linkHops(r) >= maxAliasHops {
+			return p.deadLetter(r, fmt.Errorf("identity merge record for %q, merged into %q, sent on more than %d times: links in a cycle", key, to, maxAliasHops)), nil
+		}
 		if to != key {
-			return merge(to, r.Value), nil
+			return withLinkHop(merge(to, r.Value), r), nil
 		}
 		return nil, batch.Merge(key, moved)
 	}
