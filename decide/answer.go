@@ -7,7 +7,7 @@ import "encoding/json"
 // and its tests decode every answer into it strictly.
 type Answer struct {
 	// Key is the profile key the answer is for: the userId, else the
-	// anonymousId.
+	// anonymousId, or the key of the profile either was merged into.
 	Key string `json:"key"`
 	// Known says whether a profile was found; Personalised whether the
 	// answers used it (it was found and consent allows).

@@ -189,8 +189,9 @@ func (d *Decider) Decide(dst []byte, r *Request) ([]byte, error) {
 }
 
 // profile finds the request's profile: the userId's, else the
-// anonymousId's. A profile that cannot be read is answered as unknown:
-// a page must get an answer.
+// anonymousId's (or the profile either was merged into, whose key is
+// returned). A profile that cannot be read is answered as unknown: a page
+// must get an answer.
 func (d *Decider) profile(r *Request) (string, *state.Profile) {
 	c := d.cur.Load()
 	for _, key := range [...]string{r.UserID, r.AnonymousID} {
@@ -199,7 +200,7 @@ func (d *Decider) profile(r *Request) (string, *state.Profile) {
 		}
 		p, err := d.src.Profile(key)
 		if err == nil {
-			return key, p
+			return p.Key, p
 		}
 		if !errors.Is(err, state.ErrNotFound) {
 			c.cfg.Logger.Warn("decide: profile unavailable, answering as for an unknown visitor", "key", key, "err", err)

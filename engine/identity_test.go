@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tailorcdp/tailor/config"
+	"github.com/tailorcdp/tailor/decide"
 	"github.com/tailorcdp/tailor/internal/testkafka"
 	"github.com/tailorcdp/tailor/state"
 	"github.com/tailorcdp/tailor/stream"
@@ -32,6 +33,7 @@ func TestIdentityMerge(t *testing.T) {
 		"big_browser": `views_1d >= 4`,
 		"named":       `traits.name == "Ann"`,
 	}
+	cfg.Placements = map[string]config.Placement{"recs": {Kind: decide.KindRecentlyViewed}}
 	e := startEngine(t, cfg)
 	post := func(body string) {
 		t.Helper()
@@ -61,6 +63,13 @@ func TestIdentityMerge(t *testing.T) {
 	// The anonymous id now reads the customer's profile.
 	if a, ok := e.profile(t, "anon-1"); !ok || a.Key != "cust-1" {
 		t.Errorf("GET anon-1: %v key %q, want cust-1's profile", ok, a.Key)
+	}
+	// A decide call by the anonymous id alone answers for the customer.
+	resp := do(t, "POST", e.url+"/v1/decide", readKey, []byte(`{"anonymousId": "anon-1", "placements": ["recs"]}`), nil)
+	var a decide.Answer
+	resp.json(t, &a)
+	if resp.Status != http.StatusOK || a.Key != "cust-1" || !a.Known || len(a.Decisions["recs"].Products) != 4 {
+		t.Errorf("decide by anon-1: %d %s", resp.Status, resp.Body)
 	}
 	// An event with the anonymous id alone follows it there.
 	post(`{"batch": [{"type": "track", "anonymousId": "anon-1", "event": "Product Viewed", "properties": {"product_id": "p5"}}]}`)
