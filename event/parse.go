@@ -129,16 +129,17 @@ func (p *Parser) ParseBatch(data []byte, receivedAt time.Time) ([]Event, error) 
 // parseJSON checks that data is strict, valid UTF-8 JSON with an object at
 // the top and returns it parsed.
 func (p *Parser) parseJSON(data []byte) (*fastjson.Value, error) {
-	if !utf8.Valid(data) {
-		return nil, &Error{Problem: "body is not valid UTF-8"}
-	}
-	root, err := p.json.ParseBytes(data)
-	if err != nil {
+	// fastjson's parser is lenient (numbers like "1.2.3" or "nan", raw
+	// control characters and bad escapes in strings): the text is checked
+	// first, strictly and in one pass with its UTF-8.
+	if err := checkJSON(data); err != nil {
+		if !utf8.Valid(data) {
+			return nil, &Error{Problem: "body is not valid UTF-8"}
+		}
 		return nil, &Error{Problem: "malformed JSON: " + err.Error()}
 	}
-	// fastjson's parser is lenient about numbers (it accepts "1.2.3" and
-	// "nan"); the validator is strict. Parse first: it bounds the depth.
-	if err := fastjson.ValidateBytes(data); err != nil {
+	root, err := p.json.ParseBytes(data)
+	if err != nil { // too deep
 		return nil, &Error{Problem: "malformed JSON: " + err.Error()}
 	}
 	if root.Type() != fastjson.TypeObject {

@@ -46,6 +46,7 @@ go test -count=1 -race -timeout 20m ./state/ ./stream/ ./serve/ ./decide/ ./engi
 
 step "fuzz (${FUZZTIME} each)"
 go test -run '^$' -fuzz '^FuzzParse$' -fuzztime "$FUZZTIME" -fuzzminimizetime 0 ./event/
+go test -run '^$' -fuzz '^FuzzCheckJSON$' -fuzztime "$FUZZTIME" -fuzzminimizetime 0 ./event/
 go test -run '^$' -fuzz '^FuzzDecodeProfile$' -fuzztime "$FUZZTIME" -fuzzminimizetime 0 ./state/
 go test -run '^$' -fuzz '^FuzzCompile$' -fuzztime "$FUZZTIME" -fuzzminimizetime 0 ./rules/
 go test -run '^$' -fuzz '^FuzzParseDecisionID$' -fuzztime "$FUZZTIME" -fuzzminimizetime 0 ./event/

@@ -1,0 +1,283 @@
+package event
+
+import (
+	"encoding/binary"
+	"math/bits"
+	"strconv"
+	"unicode/utf8"
+)
+
+// checkJSON reports whether data is one JSON value as RFC 8259 defines it,
+// in valid UTF-8, with nothing but whitespace around it: what
+// encoding/json.Valid and utf8.Valid accept together, in one pass. It
+// replaces fastjson's validator (the parser itself is lenient), which
+// took more time than the parse.
+func checkJSON(data []byte) error {
+	var stackBuf [64]byte
+	stack := stackBuf[:0] // '{' or '[' for each open container
+	i, n := 0, len(data)
+	var err error
+	for {
+		// A value starts at i.
+		i = skipSpace(data, i)
+		if i >= n {
+			return syntaxError(i, "unexpected end, want a value")
+		}
+		switch c := data[i]; {
+		case c == '{':
+			i = skipSpace(data, i+1)
+			if i < n && data[i] == '}' {
+				i++
+				break
+			}
+			stack = append(stack, '{')
+			if i, err = checkKey(data, i); err != nil {
+				return err
+			}
+			continue
+		case c == '[':
+			i = skipSpace(data, i+1)
+			if i < n && data[i] == ']' {
+				i++
+				break
+			}
+			stack = append(stack, '[')
+			continue
+		case c == '"':
+			if i, err = checkString(data, i); err != nil {
+				return err
+			}
+		case c == '-' || c >= '0' && c <= '9':
+			if i, err = checkNumber(data, i); err != nil {
+				return err
+			}
+		case c == 't':
+			i, err = checkLiteral(data, i, "true")
+		case c == 'f':
+			i, err = checkLiteral(data, i, "false")
+		case c == 'n':
+			i, err = checkLiteral(data, i, "null")
+		default:
+			return syntaxError(i, "unexpected "+quoteByte(c)+", want a value")
+		}
+		if err != nil {
+			return err
+		}
+		// After a value: a comma, the end of its container, or the end.
+		for {
+			i = skipSpace(data, i)
+			if len(stack) == 0 {
+				if i != n {
+					return syntaxError(i, "unexpected "+quoteByte(data[i])+" after the value")
+				}
+				return nil
+			}
+			if i >= n {
+				return syntaxError(i, "unexpected end, want , or the end of the "+container(stack[len(stack)-1]))
+			}
+			top, c := stack[len(stack)-1], data[i]
+			if top == '{' && c == '}' || top == '[' && c == ']' {
+				stack = stack[:len(stack)-1]
+				i++
+				continue
+			}
+			if c != ',' {
+				return syntaxError(i, "unexpected "+quoteByte(c)+", want , or the end of the "+container(top))
+			}
+			i++
+			if top == '{' {
+				if i, err = checkKey(data, skipSpace(data, i)); err != nil {
+					return err
+				}
+			}
+			break
+		}
+	}
+}
+
+// checkKey checks an object's key and its colon at i, returning where the
+// value starts.
+func checkKey(data []byte, i int) (int, error) {
+	if i >= len(data) || data[i] != '"' {
+		if i >= len(data) {
+			return i, syntaxError(i, "unexpected end, want a key")
+		}
+		return i, syntaxError(i, "unexpected "+quoteByte(data[i])+", want a key")
+	}
+	i, err := checkString(data, i)
+	if err != nil {
+		return i, err
+	}
+	i = skipSpace(data, i)
+	if i >= len(data) || data[i] != ':' {
+		return i, syntaxError(i, "want : after a key")
+	}
+	return i + 1, nil
+}
+
+// plain marks the bytes a string holds as they are: not a quote, a
+// backslash, a control character or part of a multi-byte character.
+var plain = func() (t [256]bool) {
+	for c := 0x20; c < 0x80; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
+// specials marks, with the high bit of each byte, the bytes of x that
+// are not plain: a quote, a backslash, below 0x20 or above 0x7f. The
+// lowest mark is exact: (x - c·0x0101…) &^ x & 0x8080… marks the bytes
+// below c (c <= 0x80), and a wrong mark can only follow a right one.
+func specials(x uint64) uint64 {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	quote, backslash := x^('"'*ones), x^('\\'*ones)
+	return ((x-0x20*ones)&^x | (quote-ones)&^quote | (backslash-ones)&^backslash | x) & highs
+}
+
+// checkString checks the string starting with the quote at i and returns
+// the index after its closing quote.
+func checkString(data []byte, i int) (int, error) {
+	n := len(data)
+	for i++; i < n; {
+		// Eight bytes at a time to the first that needs a look; byte by
+		// byte near the end of the text.
+		for i+8 <= n {
+			if m := specials(binary.LittleEndian.Uint64(data[i:])); m != 0 {
+				i += bits.TrailingZeros64(m) / 8
+				break
+			}
+			i += 8
+		}
+		for i < n && plain[data[i]] {
+			i++
+		}
+		if i >= n {
+			break
+		}
+		switch c := data[i]; {
+		case c == '"':
+			return i + 1, nil
+		case c == '\\':
+			if i+1 >= n {
+				return i, syntaxError(i, "unexpected end in an escape")
+			}
+			switch data[i+1] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+				i += 2
+			case 'u':
+				if i+6 > n {
+					return i, syntaxError(i, "unexpected end in an escape")
+				}
+				for _, h := range data[i+2 : i+6] {
+					if !isHex(h) {
+						return i, syntaxError(i, "invalid \\u escape")
+					}
+				}
+				i += 6
+			default:
+				return i, syntaxError(i, "invalid escape \\"+string(rune(data[i+1])))
+			}
+		case c < 0x20:
+			return i, syntaxError(i, "control character "+quoteByte(c)+" in a string")
+		default:
+			r, size := utf8.DecodeRune(data[i:])
+			if r == utf8.RuneError && size <= 1 {
+				return i, syntaxError(i, "invalid UTF-8 in a string")
+			}
+			i += size
+		}
+	}
+	return i, syntaxError(i, "unexpected end in a string")
+}
+
+// checkNumber checks the number starting at i: an optional minus, an
+// integer part without leading zeros, an optional fraction and exponent.
+func checkNumber(data []byte, i int) (int, error) {
+	start, n := i, len(data)
+	if data[i] == '-' {
+		i++
+	}
+	switch {
+	case i < n && data[i] == '0':
+		i++
+	case i < n && data[i] >= '1' && data[i] <= '9':
+		i = skipDigits(data, i)
+	default:
+		return i, syntaxError(start, "invalid number")
+	}
+	if i < n && data[i] == '.' {
+		if i++; i >= n || !isDigit(data[i]) {
+			return i, syntaxError(start, "invalid number: want digits after the point")
+		}
+		i = skipDigits(data, i)
+	}
+	if i < n && (data[i] == 'e' || data[i] == 'E') {
+		i++
+		if i < n && (data[i] == '+' || data[i] == '-') {
+			i++
+		}
+		if i >= n || !isDigit(data[i]) {
+			return i, syntaxError(start, "invalid number: want digits in the exponent")
+		}
+		i = skipDigits(data, i)
+	}
+	return i, nil
+}
+
+func checkLiteral(data []byte, i int, lit string) (int, error) {
+	if len(data)-i < len(lit) || string(data[i:i+len(lit)]) != lit {
+		return i, syntaxError(i, "invalid literal, want "+lit)
+	}
+	return i + len(lit), nil
+}
+
+func skipSpace(data []byte, i int) int {
+	for i < len(data) {
+		switch data[i] {
+		case ' ', '\t', '\n', '\r':
+			i++
+		default:
+			return i
+		}
+	}
+	return i
+}
+
+func skipDigits(data []byte, i int) int {
+	for i < len(data) && isDigit(data[i]) {
+		i++
+	}
+	return i
+}
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+
+func isHex(c byte) bool { return isDigit(c) || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F' }
+
+func container(c byte) string {
+	if c == '{' {
+		return "object"
+	}
+	return "array"
+}
+
+func quoteByte(c byte) string {
+	if c < 0x80 {
+		return strconv.QuoteRune(rune(c))
+	}
+	return "byte 0x" + strconv.FormatUint(uint64(c), 16)
+}
+
+// jsonSyntaxError is what is wrong with a JSON text, and where.
+type jsonSyntaxError struct {
+	offset  int
+	problem string
+}
+
+func (e *jsonSyntaxError) Error() string {
+	return e.problem + " at byte " + strconv.Itoa(e.offset)
+}
+
+func syntaxError(offset int, problem string) error {
+	return &jsonSyntaxError{offset: offset, problem: problem}
+}
