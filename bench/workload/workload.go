@@ -26,9 +26,15 @@ type Config struct {
 	// CustomerSkew is the Zipf exponent of customer activity (> 1).
 	CustomerSkew float64
 	// AnonymousShare is the share of sessions by visitors who are not
-	// logged in; IdentifyShare of those identify during the session.
+	// logged in (each with a fresh anonymousId); IdentifyShare of those
+	// identify during the session.
 	AnonymousShare float64
 	IdentifyShare  float64
+	// Devices is how many devices a customer uses when logged in: their
+	// sessions carry the anonymousId that device's SDK keeps (the first
+	// device in about half of the sessions, the next in half of the rest,
+	// ...). 0 gives every session its own anonymousId.
+	Devices int
 	// The funnel: the chance that a product view leads to an add-to-cart,
 	// that a session with a cart starts a checkout, and that a checkout
 	// completes an order.
@@ -48,6 +54,7 @@ func DefaultConfig() Config {
 		CustomerSkew:   1.1,
 		AnonymousShare: 0.3,
 		IdentifyShare:  0.2,
+		Devices:        3,
 		AddToCartRate:  0.12,
 		CheckoutRate:   0.5,
 		OrderRate:      0.6,
@@ -142,7 +149,12 @@ func (g *Generator) session() {
 	anonymousID := "anon-" + strconv.FormatUint(g.cfg.Seed, 36) + "-" + strconv.FormatUint(g.sessions, 36)
 	identifyAt := -1
 	loggedIn := true
+	if g.cfg.Devices > 0 {
+		device := min(g.geometric(0.5), g.cfg.Devices-1)
+		anonymousID = "anon-" + strconv.FormatUint(g.cfg.Seed, 36) + "-c" + strconv.Itoa(customer) + "-" + strconv.Itoa(device)
+	}
 	if g.rng.Float64() < g.cfg.AnonymousShare {
+		anonymousID = "anon-" + strconv.FormatUint(g.cfg.Seed, 36) + "-" + strconv.FormatUint(g.sessions, 36)
 		loggedIn = false
 		if g.rng.Float64() < g.cfg.IdentifyShare {
 			identifyAt = 1 + g.rng.IntN(3) // after a few events
