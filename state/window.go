@@ -113,9 +113,13 @@ func (w *Windowed) Add(s WindowSpec, t int64, v float64, h uint64, now int64) bo
 	if width > 0 {
 		start = t - mod(t, width)
 	}
-	i := sort.Search(len(w.buckets), func(i int) bool { return w.buckets[i].start >= start })
-	if i == len(w.buckets) || w.buckets[i].start != start {
-		w.buckets = slices.Insert(w.buckets, i, emptyBucket(start))
+	// Events mostly arrive in time order: the newest bucket first.
+	i := len(w.buckets) - 1
+	if i < 0 || w.buckets[i].start != start {
+		i = sort.Search(len(w.buckets), func(i int) bool { return w.buckets[i].start >= start })
+		if i == len(w.buckets) || w.buckets[i].start != start {
+			w.buckets = slices.Insert(w.buckets, i, emptyBucket(start))
+		}
 	}
 	b := &w.buckets[i]
 	b.n++
