@@ -477,7 +477,7 @@ func (p *Processor) apply(ctx context.Context, part *partition, records []*kgo.R
 	start := time.Now()
 	batch := part.store.Begin()
 	var outputs []*kgo.Record
-	var applied, dups, dead, rerouted, linked, changes int
+	var applied, dups, dead, rerouted, identity, changes int
 	var delays []time.Time
 	commit := func(next int64) error {
 		if len(outputs) > 0 {
@@ -495,21 +495,21 @@ func (p *Processor) apply(ctx context.Context, part *partition, records []*kgo.R
 		p.m.events.WithLabelValues(OutcomeDuplicate).Add(float64(dups))
 		p.m.events.WithLabelValues(OutcomeDeadLetter).Add(float64(dead))
 		p.m.events.WithLabelValues(OutcomeRerouted).Add(float64(rerouted))
-		p.m.events.WithLabelValues(OutcomeIdentity).Add(float64(linked))
+		p.m.events.WithLabelValues(OutcomeIdentity).Add(float64(identity))
 		p.m.segmentChanges.Add(float64(changes))
 		now := time.Now()
 		for _, t := range delays {
 			p.m.delay.Observe(now.Sub(t).Seconds())
 		}
-		outputs, applied, dups, dead, rerouted, linked, changes, delays = outputs[:0], 0, 0, 0, 0, 0, 0, delays[:0]
+		outputs, applied, dups, dead, rerouted, identity, changes, delays = outputs[:0], 0, 0, 0, 0, 0, 0, delays[:0]
 		return nil
 	}
 	for i, r := range records {
-		// Records before the progress marker had their outputs produced
-		// before a crash: apply them, but do not produce again.
 		if r.Attrs.IsControl() {
 			continue // a transaction's marker: nothing to apply
 		}
+		// Records before the progress marker had their outputs produced
+		// before a crash: apply them, but do not produce again.
 		produce := r.Offset >= part.replayTo
 		emit := func(out *kgo.Record) {
 			if produce {
@@ -526,7 +526,7 @@ func (p *Processor) apply(ctx context.Context, part *partition, records []*kgo.R
 			if out != nil {
 				emit(out)
 			}
-			linked++
+			identity++
 		} else {
 			ev, err := part.parser.Parse(r.Value, 0, r.Timestamp)
 			var to string
