@@ -526,7 +526,11 @@ func (p *Processor) apply(ctx context.Context, part *partition, records []*kgo.R
 			if out != nil {
 				emit(out)
 			}
-			identity++
+			if out != nil && out.Topic == p.cfg.Topics.DeadLetter {
+				dead++
+			} else {
+				identity++
+			}
 		} else {
 			ev, err := part.parser.Parse(r.Value, 0, r.Timestamp)
 			var to string
