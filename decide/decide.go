@@ -142,7 +142,10 @@ func (d *Decider) Decide(dst []byte, r *Request) ([]byte, error) {
 	}
 	now := c.cfg.Now()
 	nowMs := now.UnixMilli()
-	key, p := d.profile(r)
+	key, p, err := d.profile(r)
+	if err != nil {
+		return dst, err
+	}
 	personal := p != nil && d.consented(p, r.Context)
 
 	w := c.workers.Get().(*worker)
@@ -191,8 +194,9 @@ func (d *Decider) Decide(dst []byte, r *Request) ([]byte, error) {
 // profile finds the request's profile: the userId's, else the
 // anonymousId's (or the profile either was merged into, whose key is
 // returned). A profile that cannot be read is answered as unknown: a page
-// must get an answer.
-func (d *Decider) profile(r *Request) (string, *state.Profile) {
+// must get an answer. The error is a *state.MergedError when the profile
+// was merged into one another instance holds, for the caller to ask it.
+func (d *Decider) profile(r *Request) (string, *state.Profile, error) {
 	c := d.cur.Load()
 	for _, key := range [...]string{r.UserID, r.AnonymousID} {
 		if key == "" {
@@ -200,16 +204,17 @@ func (d *Decider) profile(r *Request) (string, *state.Profile) {
 		}
 		p, err := d.src.Profile(key)
 		if err == nil {
-			return p.Key, p
+			return p.Key, p, nil
+		}
+		var merged *state.MergedError
+		if errors.As(err, &merged) {
+			return "", nil, err
 		}
 		if !errors.Is(err, state.ErrNotFound) {
 			c.cfg.Logger.Warn("decide: profile unavailable, answering as for an unknown visitor", "key", key, "err", err)
 		}
 	}
-	if r.UserID != "" {
-		return r.UserID, nil
-	}
-	return r.AnonymousID, nil
+	return r.Key(), nil, nil
 }
 
 // consented reports whether the visitor may get personalised answers.

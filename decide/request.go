@@ -31,6 +31,27 @@ func (r *Request) Key() string {
 	return r.AnonymousID
 }
 
+// AppendJSON appends the request as the JSON body of a decide call.
+func (r *Request) AppendJSON(dst []byte) []byte {
+	dst = append(dst, `{"userId":`...)
+	dst = appendString(dst, r.UserID)
+	dst = append(dst, `,"anonymousId":`...)
+	dst = appendString(dst, r.AnonymousID)
+	dst = append(dst, `,"placements":[`...)
+	for i, name := range r.Placements {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = appendString(dst, name)
+	}
+	dst = append(dst, ']')
+	if r.Context != nil {
+		dst = append(dst, `,"context":`...)
+		dst = r.Context.MarshalTo(dst)
+	}
+	return append(dst, '}')
+}
+
 // RequestError is a problem with a decide request, naming the field.
 type RequestError struct {
 	Field   string

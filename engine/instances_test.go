@@ -12,6 +12,8 @@ import (
 	"github.com/tailorcdp/tailor/event"
 	"github.com/tailorcdp/tailor/internal/testkafka"
 	"github.com/tailorcdp/tailor/serve"
+	"github.com/tailorcdp/tailor/state"
+	"github.com/tailorcdp/tailor/stream"
 )
 
 // TestTwoInstances runs two engines in one group, each holding some of the
@@ -55,6 +57,54 @@ func TestTwoInstances(t *testing.T) {
 	for i, e := range engines {
 		if held := len(e.Applied()); held == 0 || held == 6 {
 			t.Errorf("instance %d holds %d of 6 partitions", i, held)
+		}
+	}
+}
+
+// TestTwoInstancesIdentity: a visitor's profile held by one instance
+// merges into the customer's held by the other; profile reads and decide
+// calls by the anonymous id alone, at either instance, answer for the
+// customer.
+func TestTwoInstancesIdentity(t *testing.T) {
+	brokers, prefix := testkafka.Brokers(t), testkafka.Prefix(t)
+	var engines []*running
+	for _, id := range []string{"a", "b"} {
+		cfg := testConfig(t, brokers, prefix, t.TempDir())
+		cfg.Kafka.InstanceID = id
+		cfg.Placements = map[string]config.Placement{"recs": {Kind: decide.KindRecentlyViewed}}
+		engines = append(engines, startEngine(t, cfg))
+	}
+	// Wait for the partitions to be split, then pick a visitor key held by
+	// one instance and a customer key held by the other.
+	waitFor(t, "both instances to hold partitions", 60*time.Second, func() bool {
+		a, b := len(engines[0].Applied()), len(engines[1].Applied())
+		return a > 0 && b > 0 && a+b == 6
+	})
+	held := func(e *running, prefix string) string {
+		for i := 0; ; i++ {
+			key := fmt.Sprintf("%s-%d", prefix, i)
+			if _, ok := e.Applied()[stream.PartitionOf(key, 6)]; ok {
+				return key
+			}
+		}
+	}
+	anon, user := held(engines[0], "visitor"), held(engines[1], "customer")
+	if resp := engines[0].post(t, "/v1/batch", fmt.Sprintf(`{"batch": [
+	  {"type": "track", "anonymousId": %q, "event": "Product Viewed", "properties": {"product_id": "p1"}},
+	  {"type": "track", "anonymousId": %q, "event": "Product Viewed", "properties": {"product_id": "p2"}},
+	  {"type": "identify", "userId": %q, "anonymousId": %q}]}`, anon, anon, user, anon)); resp.Status != http.StatusOK {
+		t.Fatalf("batch: %d %s", resp.Status, resp.Body)
+	}
+	engines[1].waitProfile(t, user, func(v state.View) bool { return v.Events["Product Viewed"] == 2 })
+	for i, e := range engines {
+		if v, ok := e.profile(t, anon); !ok || v.Key != user {
+			t.Errorf("instance %d: GET %s: %v %q, want %s's profile", i, anon, ok, v.Key, user)
+		}
+		resp := do(t, "POST", e.url+"/v1/decide", readKey, []byte(fmt.Sprintf(`{"anonymousId": %q, "placements": ["recs"]}`, anon)), nil)
+		var a decide.Answer
+		resp.json(t, &a)
+		if resp.Status != http.StatusOK || a.Key != user || !a.Known || len(a.Decisions["recs"].Products) != 2 {
+			t.Errorf("instance %d: decide by %s: %d %s", i, anon, resp.Status, resp.Body)
 		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/valyala/fastjson"
 
 	"github.com/tailorcdp/tailor/decide"
+	"github.com/tailorcdp/tailor/state"
 )
 
 // Decisions answers decide calls and reports the offers' results.
@@ -68,6 +69,23 @@ func (s *Server) decide(ctx *fasthttp.RequestCtx) {
 	}
 	if err == nil {
 		sc.out, err = s.decisions.Decide(sc.out[:0], &req)
+	}
+	var merged *state.MergedError
+	if errors.As(err, &merged) {
+		// The visitor's profile was merged into one another instance
+		// holds: ask it, by the key it was merged into, else answer as
+		// for an unknown visitor.
+		asked := decide.Request{UserID: merged.Into, Placements: req.Placements, Context: req.Context}
+		if s.forwardMerged(ctx, merged.Into, func(r *fasthttp.Request) {
+			r.Header.SetMethod(fasthttp.MethodPost)
+			r.SetRequestURI("/v1/decide")
+			r.Header.SetContentType("application/json")
+			r.Header.Del("Content-Encoding")
+			r.SetBody(asked.AppendJSON(nil))
+		}) {
+			return
+		}
+		sc.out, err = s.decisions.Decide(sc.out[:0], &asked)
 	}
 	var rerr *decide.RequestError
 	switch {

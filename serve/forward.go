@@ -28,13 +28,31 @@ type forwarder struct {
 // forward sends the request for key on to its owner and reports whether
 // it did (and answered ctx); false leaves the request to be answered here.
 func (s *Server) forward(ctx *fasthttp.RequestCtx, key string) bool {
-	return s.forwardAs(ctx, key, "")
+	if len(ctx.Request.Header.Peek(headerForwarded)) > 0 {
+		return false
+	}
+	return s.send(ctx, key, "1", nil)
 }
 
-// forwardAs is forward, sending the request with uri as its path and
-// query when uri is not empty.
-func (s *Server) forwardAs(ctx *fasthttp.RequestCtx, key, uri string) bool {
-	if key == "" || len(ctx.Request.Header.Peek(headerForwarded)) > 0 {
+// forwardedMerged marks a request sent on to the holder of the profile
+// its key was merged into.
+const forwardedMerged = "merged"
+
+// forwardMerged sends a request about a key whose profile was merged into
+// the profile of into on to into's holder, as rewrite changes it (another
+// path, another body). It may follow one plain forward (the key's holder
+// found the merge), never another of its own, so it cannot loop.
+func (s *Server) forwardMerged(ctx *fasthttp.RequestCtx, into string, rewrite func(*fasthttp.Request)) bool {
+	if string(ctx.Request.Header.Peek(headerForwarded)) == forwardedMerged {
+		return false
+	}
+	return s.send(ctx, into, forwardedMerged, rewrite)
+}
+
+// send sends the request on to key's holder, marked with mark, changed by
+// rewrite when it is not nil.
+func (s *Server) send(ctx *fasthttp.RequestCtx, key, mark string, rewrite func(*fasthttp.Request)) bool {
+	if key == "" {
 		return false
 	}
 	addr, local := s.profiles.Owner(key)
@@ -48,11 +66,11 @@ func (s *Server) forwardAs(ctx *fasthttp.RequestCtx, key, uri string) bool {
 	req := fasthttp.AcquireRequest()
 	defer fasthttp.ReleaseRequest(req)
 	ctx.Request.CopyTo(req)
-	if uri != "" {
-		req.SetRequestURI(uri)
+	if rewrite != nil {
+		rewrite(req)
 	}
 	req.SetHost(addr)
-	req.Header.Set(headerForwarded, "1")
+	req.Header.Set(headerForwarded, mark)
 	if err := c.(*fasthttp.HostClient).DoTimeout(req, &ctx.Response, forwardTimeout); err != nil {
 		s.log.Warn("could not send the request on to the instance holding the key; answering here", "key", key, "instance", addr, "err", err)
 		ctx.Response.Reset()

@@ -365,7 +365,7 @@ func (s *Server) profile(ctx *fasthttp.RequestCtx, key string) {
 	switch {
 	case errors.As(err, &merged):
 		// Merged into a profile another instance holds: answered there.
-		if !s.forwardAs(ctx, merged.Into, "/v1/profiles/"+url.PathEscape(merged.Into)) {
+		if !s.forwardMerged(ctx, merged.Into, func(req *fasthttp.Request) { req.SetRequestURI("/v1/profiles/" + url.PathEscape(merged.Into)) }) {
 			writeError(ctx, fasthttp.StatusServiceUnavailable, "", err.Error())
 		}
 	case errors.Is(err, state.ErrNotFound):
