@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/valyala/fastjson"
 
@@ -471,6 +473,15 @@ func FuzzParseRequest(f *testing.F) {
 		req, err := decide.ParseRequest(&p, body)
 		if err != nil {
 			return
+		}
+		// A request written out (to send it on) reads back the same; its
+		// strings as valid UTF-8 (what events carry).
+		var p2 fastjson.Parser
+		again, err := decide.ParseRequest(&p2, req.AppendJSON(nil))
+		if utf8.Valid(body) && (err != nil || again.UserID != req.UserID || again.AnonymousID != req.AnonymousID ||
+			!slices.Equal(again.Placements, req.Placements) || (again.Context == nil) != (req.Context == nil) ||
+			req.Context != nil && again.Context.String() != req.Context.String()) {
+			t.Fatalf("%q written out as %s reads back as %+v, %v", body, req.AppendJSON(nil), again, err)
 		}
 		out, err := s.d.Decide(nil, &req)
 		if err == nil && !json.Valid(out) {
