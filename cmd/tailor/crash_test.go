@@ -135,6 +135,39 @@ func (th *throttled) Read(p []byte) (int, error) {
 	return th.r.Read(p[:min(len(p), th.chunk)])
 }
 
+// importWhileKilling imports events (rejecting none) into the crash
+// tests' events topic while starting the engine and killing it with
+// SIGKILL at times drawn from rng, until the import is done; it returns
+// how many times it killed the engine.
+func importWhileKilling(t *testing.T, bin string, args []string, producer *stream.Producer, prefix string, events io.Reader, rng *rand.Rand) int {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() {
+		stats, err := stream.Import(context.Background(), events,
+			stream.ImportOptions{Producer: producer, Topic: prefix + "events", Limits: event.DefaultLimits()})
+		if err == nil && stats.Rejected > 0 {
+			err = fmt.Errorf("import rejected lines: %s", stats)
+		}
+		done <- err
+	}()
+	kills := 0
+	for importing := true; importing; {
+		c := startChild(t, bin, args...)
+		c.waitReady(t, 90*time.Second)
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+			importing = false
+		case <-time.After(time.Duration(100+rng.IntN(700)) * time.Millisecond):
+		}
+		c.kill()
+		kills++
+	}
+	return kills
+}
+
 // crashArgs are the flags of the engines the crash tests start and kill.
 func crashArgs(configFile string, brokers []string, prefix, instance, dataDir string) []string {
 	return []string{
@@ -213,30 +246,8 @@ segments:
 	data := events.Bytes()
 	kills := 0
 	for round := range 2 { // the second import repeats every messageId
-		done := make(chan error, 1)
-		go func() {
-			stats, err := stream.Import(context.Background(), &throttled{r: bytes.NewReader(data), chunk: 64 << 10, pause: 12 * time.Millisecond},
-				stream.ImportOptions{Producer: producer, Topic: prefix + "events", Limits: event.DefaultLimits()})
-			if err == nil && stats.Rejected > 0 {
-				err = fmt.Errorf("import rejected lines: %s", stats)
-			}
-			done <- err
-		}()
-		for importing := true; importing; {
-			c := startChild(t, bin, args...)
-			c.waitReady(t, 90*time.Second)
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Fatal(err)
-				}
-				importing = false
-			case <-time.After(time.Duration(100+rng.IntN(700)) * time.Millisecond):
-			}
-			c.kill()
-			kills++
-			t.Logf("round %d: killed the engine (%d kills)", round, kills)
-		}
+		kills += importWhileKilling(t, bin, args, producer, prefix, &throttled{r: bytes.NewReader(data), chunk: 64 << 10, pause: 12 * time.Millisecond}, rng)
+		t.Logf("round %d: %d kills so far", round, kills)
 	}
 	if kills < 4 {
 		t.Logf("only %d kills: the import was fast", kills)
@@ -480,30 +491,7 @@ segments:
 	seed := uint64(time.Now().UnixNano())
 	rng := rand.New(rand.NewPCG(seed, 3))
 	t.Logf("kill timing seed %d", seed)
-	done := make(chan error, 1)
-	go func() {
-		stats, err := stream.Import(context.Background(), &throttled{r: bytes.NewReader(data), chunk: 4 << 10, pause: 12 * time.Millisecond},
-			stream.ImportOptions{Producer: producer, Topic: prefix + "events", Limits: event.DefaultLimits()})
-		if err == nil && stats.Rejected > 0 {
-			err = fmt.Errorf("import rejected lines: %s", stats)
-		}
-		done <- err
-	}()
-	kills := 0
-	for importing := true; importing; {
-		c := startChild(t, bin, args...)
-		c.waitReady(t, 90*time.Second)
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Fatal(err)
-			}
-			importing = false
-		case <-time.After(time.Duration(100+rng.IntN(700)) * time.Millisecond):
-		}
-		c.kill()
-		kills++
-	}
+	kills := importWhileKilling(t, bin, args, producer, prefix, &throttled{r: bytes.NewReader(data), chunk: 4 << 10, pause: 12 * time.Millisecond}, rng)
 	t.Logf("%d kills", kills)
 	c := startChild(t, bin, args...)
 	c.waitReady(t, 90*time.Second)
