@@ -15,20 +15,13 @@ import (
 // steps the processor takes: the event asking for the link, the linked
 // profile's partition taking it out, and the other partition merging it.
 func TestLinkAndMerge(t *testing.T) {
-	aggs, err := CompileAggregates([]AggregateConfig{
+	aggs, segs := compileModel(t, []AggregateConfig{
 		{Name: "views_1h", Event: "Product Viewed", Func: "count", Window: time.Hour},
 		{Name: "categories", Event: "Product Viewed", Func: "distinct", Property: "category"},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	segs, err := CompileSegments([]SegmentConfig{
+	}, []SegmentConfig{
 		{"browser", `views_1h >= 3`},
 		{"buyer", `rfm.frequency > 0`},
-	}, aggs, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	}, 0)
 	clock := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
 	o := DefaultOptions()
 	o.MemTableSize, o.BlockCacheSize = 4<<20, 1<<20

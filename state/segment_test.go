@@ -40,20 +40,13 @@ func TestCompileSegmentsErrors(t *testing.T) {
 // alone made by the next event (a wake-up just before each event; TestWake
 // covers wake-ups in detail).
 func TestSegmentChanges(t *testing.T) {
-	aggs, err := CompileAggregates([]AggregateConfig{
+	aggs, segs := compileModel(t, []AggregateConfig{
 		{Name: "cart_adds_1h", Event: "Product Added", Func: "count", Window: time.Hour},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	segs, err := CompileSegments([]SegmentConfig{
+	}, []SegmentConfig{
 		{"cart_abandoner", `cart_adds_1h > 0 && since("Order Completed") > 30m`},
 		{"french_adult", `traits.country == "FR" && traits.age >= 18`},
 		{"french_abandoner", `segment("french_adult") && segment("cart_abandoner")`},
-	}, aggs, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	}, 0)
 	clock := t0
 	o := DefaultOptions()
 	o.MemTableSize, o.BlockCacheSize = 2<<20, 1<<20
@@ -141,14 +134,10 @@ func TestSegmentChanges(t *testing.T) {
 // segment that changed in the same pass; time alone (a wake-up)
 // re-evaluates those reading the clock.
 func TestSegmentNeeds(t *testing.T) {
-	aggs, err := CompileAggregates([]AggregateConfig{
+	_, segs := compileModel(t, []AggregateConfig{
 		{Name: "orders_all", Event: "Order Completed", Func: "count"},
 		{Name: "views_1h", Event: "Product Viewed", Func: "count", Window: time.Hour},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	segs, err := CompileSegments([]SegmentConfig{
+	}, []SegmentConfig{
 		{"adult", `traits.age >= 18`},
 		{"buyer", `orders_all >= 1`},
 		{"browsing", `views_1h > 0`},
@@ -160,10 +149,7 @@ func TestSegmentNeeds(t *testing.T) {
 		{"adult_buyer", `segment("adult") && segment("buyer")`},
 		{"never_ordered", `orders_all == 0`},
 		{"late", `now() > now() - 1h`},
-	}, aggs, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	}, 0)
 	always := []string{"on_sale"}
 	tests := []struct {
 		name   string
@@ -229,14 +215,7 @@ func TestSegmentNeedsManyInputs(t *testing.T) {
 		segDecls = append(segDecls, SegmentConfig{fmt.Sprintf("s%02d", i), fmt.Sprintf("a%02d > 0", i)})
 	}
 	segDecls = append(segDecls, SegmentConfig{"last", `segment("s69") && since("E0") < 1h`})
-	aggs, err := CompileAggregates(aggDecls)
-	if err != nil {
-		t.Fatal(err)
-	}
-	segs, err := CompileSegments(segDecls, aggs, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, segs := compileModel(t, aggDecls, segDecls, 0)
 	touched := make([]bool, 70)
 	touched[69] = true
 	for _, tc := range []struct {
@@ -258,22 +237,15 @@ func TestSegmentNeedsManyInputs(t *testing.T) {
 // store schedules each profile for the instant time alone may change its
 // segments, and Wake applies those changes at that instant with no event.
 func TestWake(t *testing.T) {
-	aggs, err := CompileAggregates([]AggregateConfig{
+	aggs, segs := compileModel(t, []AggregateConfig{
 		{Name: "cart_adds_1h", Event: "Product Added", Func: "count", Window: time.Hour},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	segs, err := CompileSegments([]SegmentConfig{
+	}, []SegmentConfig{
 		{"cart_1h", `cart_adds_1h > 0`},
 		{"abandoned", `since("Product Added") < 2h && since("Order Completed") > since("Product Added")`},
 		{"lapsed", `since("Order Completed") > 3h && since("Order Completed") < 1000d`},
 		{"lapsed_fr", `segment("lapsed") && traits.country == "FR"`},
 		{"on_sale", `properties.sale == true && since("Product Added") < 1h`}, // decided by events
-	}, aggs, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	}, 0)
 	clock := t0 // a whole hour: window buckets start on it
 	o := DefaultOptions()
 	o.MemTableSize, o.BlockCacheSize = 4<<20, 1<<20
@@ -587,14 +559,7 @@ func TestIncrementalEvaluation(t *testing.T) {
 	}, RFMSegments()...)
 	clock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	open := func(everything bool) *Store {
-		aggs, err := CompileAggregates(aggDecls)
-		if err != nil {
-			t.Fatal(err)
-		}
-		segs, err := CompileSegments(segDecls, aggs, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
+		aggs, segs := compileModel(t, aggDecls, segDecls, 0)
 		if everything {
 			for i := range segs.byInput {
 				segs.byInput[i] = segs.all

@@ -31,6 +31,21 @@ func parse(t testing.TB, p *event.Parser, s string) event.Event {
 	return ev
 }
 
+// compileModel compiles a test's aggregates and the segments reading
+// them, failing the test on an error.
+func compileModel(t testing.TB, aggDecls []AggregateConfig, segDecls []SegmentConfig, rfmHorizon time.Duration) (*Aggregates, *Segments) {
+	t.Helper()
+	aggs, err := CompileAggregates(aggDecls)
+	if err != nil {
+		t.Fatal(err)
+	}
+	segs, err := CompileSegments(segDecls, aggs, rfmHorizon)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return aggs, segs
+}
+
 func sampleProfile() *Profile {
 	p := &Profile{
 		Key: "u1", UserID: "u1", AnonymousIDs: []string{"a1", "a2"},
