@@ -16,20 +16,29 @@ import (
 	"github.com/tailorcdp/tailor/stream"
 )
 
-// TestTwoInstances runs two engines in one group, each holding some of the
-// partitions: segment sizes and offer statistics are summed over both, so
-// each instance reports the whole population.
-func TestTwoInstances(t *testing.T) {
+// startInstances starts two engines, a and b, in one group, each with
+// the test configuration as configure changes it.
+func startInstances(t *testing.T, configure func(*config.Config)) []*running {
 	brokers, prefix := testkafka.Brokers(t), testkafka.Prefix(t)
 	var engines []*running
 	for _, id := range []string{"a", "b"} {
 		cfg := testConfig(t, brokers, prefix, t.TempDir())
 		cfg.Kafka.InstanceID = id
+		configure(cfg)
+		engines = append(engines, startEngine(t, cfg))
+	}
+	return engines
+}
+
+// TestTwoInstances runs two engines in one group, each holding some of the
+// partitions: segment sizes and offer statistics are summed over both, so
+// each instance reports the whole population.
+func TestTwoInstances(t *testing.T) {
+	engines := startInstances(t, func(cfg *config.Config) {
 		cfg.Segments = map[string]string{"french_adult": `traits.country == "FR" && traits.age >= 18`}
 		cfg.Placements = map[string]config.Placement{"hero": {Fallback: "welcome"}}
 		cfg.Offers = []config.Offer{{ID: "welcome", Placements: []string{"hero"}}}
-		engines = append(engines, startEngine(t, cfg))
-	}
+	})
 	var batch []string
 	const n = 40
 	for i := range n {
@@ -66,14 +75,9 @@ func TestTwoInstances(t *testing.T) {
 // calls by the anonymous id alone, at either instance, answer for the
 // customer.
 func TestTwoInstancesIdentity(t *testing.T) {
-	brokers, prefix := testkafka.Brokers(t), testkafka.Prefix(t)
-	var engines []*running
-	for _, id := range []string{"a", "b"} {
-		cfg := testConfig(t, brokers, prefix, t.TempDir())
-		cfg.Kafka.InstanceID = id
+	engines := startInstances(t, func(cfg *config.Config) {
 		cfg.Placements = map[string]config.Placement{"recs": {Kind: decide.KindRecentlyViewed}}
-		engines = append(engines, startEngine(t, cfg))
-	}
+	})
 	// Wait for the partitions to be split, then pick a visitor key held by
 	// one instance and a customer key held by the other.
 	waitFor(t, "both instances to hold partitions", 60*time.Second, func() bool {
