@@ -128,12 +128,7 @@ func (b *Batch) Link(from, to string) (moved []byte, err error) {
 	}
 	p, ok := b.profiles[from]
 	if !ok {
-		if cached, hit := b.s.cache.Get(from); hit {
-			p = cached.Clone()
-		} else if p, err = getProfile(b.txn, from); errors.Is(err, ErrNotFound) {
-			p, err = nil, nil
-		}
-		if err != nil {
+		if p, err = b.stored(from); err != nil {
 			return nil, err
 		}
 		if p != nil {
@@ -179,7 +174,7 @@ func (b *Batch) Merge(key string, o *Profile) error {
 	}
 	p.mergeFrom(o, b.m, b.s.opts.Dedup, b.now().UnixMilli())
 	in := &b.inputs
-	*in = Inputs{Merged: true}
+	*in = Inputs{Whole: true}
 	for _, c := range b.evaluate(p, nil, in) {
 		b.changes = append(b.changes, KeyedChange{Key: key, Change: c})
 	}

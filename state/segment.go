@@ -65,9 +65,10 @@ type Inputs struct {
 	// Backfill, indexed like the schema's segment names, marks the
 	// segments a backfill re-evaluates, with no event.
 	Backfill []bool
-	// Merged: another profile was merged into this one, with no event:
-	// evaluate every segment not decided by events.
-	Merged bool
+	// Whole: with no event, evaluate every segment not decided by events
+	// (another profile was merged into this one; or, when compiling, an
+	// empty profile).
+	Whole bool
 }
 
 // The inputs a segment rule may read, numbered for the bit sets that
@@ -114,7 +115,7 @@ func (s *Segments) candidates(in *Inputs, dst bitset) bitset {
 	n := (len(s.order) + 63) / 64
 	dst = slices.Grow(dst[:0], n)[:n]
 	switch {
-	case in.Merged:
+	case in.Whole:
 		copy(dst, s.all)
 	case in.Time:
 		copy(dst, s.timedSet)
@@ -293,12 +294,11 @@ func CompileSegments(decls []SegmentConfig, aggs *Aggregates, rfmHorizon time.Du
 	return s, nil
 }
 
-// findNewProfile fills in newProfile, evaluating every segment for an
-// empty profile.
+// findNewProfile fills in newProfile, evaluating for an empty profile
+// every segment not decided by events.
 func (s *Segments) findNewProfile() {
-	s.newProfile = s.all
 	empty := &Profile{}
-	s.evaluate(&RuleEnv{}, empty, nil, time.Unix(0, 0).UTC(), &Inputs{All: true})
+	s.evaluate(&RuleEnv{}, empty, nil, time.Unix(0, 0).UTC(), &Inputs{Whole: true})
 	s.newProfile = newBitset(len(s.order))
 	for _, seg := range s.order {
 		if _, in := empty.Segments[seg.Name]; in || seg.always || seg.Rule.Deps.Now {
@@ -408,7 +408,7 @@ func (s *Segments) evaluate(env *RuleEnv, p *Profile, ev *event.Event, now time.
 	if ev != nil {
 		env.props, env.ctx = ev.Properties, ev.Context
 	}
-	noEvent := inputs.Time || inputs.Backfill != nil || inputs.Merged
+	noEvent := inputs.Time || inputs.Backfill != nil || inputs.Whole
 	// The profile's memberships are updated as segments are evaluated, in
 	// an order where each comes after those it reads (so a segment that
 	// changes adds only later positions): segment() reads them as they are.

@@ -476,22 +476,32 @@ func (b *Batch) Profile(key string) (*Profile, error) {
 	if p, ok := b.profiles[key]; ok {
 		return p, nil
 	}
-	var p *Profile
-	if cached, ok := b.s.cache.Get(key); ok {
-		p = cached.Clone()
-	} else {
-		var err error
-		p, err = getProfile(b.txn, key)
-		if errors.Is(err, ErrNotFound) {
-			p, err = &Profile{Key: key}, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		p.alignAggregates(b.m.Aggregates.List())
+	p, err := b.stored(key)
+	if err != nil {
+		return nil, err
+	}
+	if p == nil {
+		p = &Profile{Key: key}
 	}
 	b.profiles[key] = p
 	b.noteInitial(key, p)
+	return p, nil
+}
+
+// stored returns a copy of key's profile as readers see it (from the
+// cache, else the store), for the batch to change; nil when there is none.
+func (b *Batch) stored(key string) (*Profile, error) {
+	if cached, ok := b.s.cache.Get(key); ok {
+		return cached.Clone(), nil
+	}
+	p, err := getProfile(b.txn, key)
+	if errors.Is(err, ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	p.alignAggregates(b.m.Aggregates.List())
 	return p, nil
 }
 
