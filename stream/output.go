@@ -148,21 +148,34 @@ func (o *output) produce(ctx context.Context, records []*kgo.Record) error {
 	return nil
 }
 
-// lastMarker returns the last committed progress marker of the partition,
-// noProgress when there is none.
-func (o *output) lastMarker(ctx context.Context) (progress, error) {
-	// Initialising the producer id fences an earlier owner of the
-	// transactional id and makes the coordinator finish its last
-	// transaction, markers written, before we read: Kafka writes commit
-	// markers after EndTransaction returns, so the last marker may not be
-	// readable yet otherwise.
+// fence initialises the transactional producer: it fences an earlier
+// owner of the transactional id and makes the coordinator finish that
+// owner's last transaction (commit markers written, or aborted).
+func (o *output) fence(ctx context.Context) error {
 	if _, _, err := o.cl.ProducerID(ctx); err != nil {
-		return noProgress, fmt.Errorf("initialise the transactional producer: %w", err)
+		return fmt.Errorf("initialise the transactional producer: %w", err)
+	}
+	return nil
+}
+
+// lastMarker returns the last committed progress marker of the partition,
+// noProgress when there is none. The producers of every partition taken
+// over must be fenced first (fence): their earlier owner's transactions
+// can share the marker's progress partition.
+func (o *output) lastMarker(ctx context.Context) (progress, error) {
+	// Kafka writes commit markers after EndTransaction returns, so the
+	// last marker may not be readable before the fence.
+	if err := o.fence(ctx); err != nil {
+		return noProgress, err
 	}
 	adm := kadm.NewClient(o.cl)
-	ends, err := adm.ListCommittedOffsets(ctx, o.progress)
+	// Up to the end of the log, not the last stable offset: another
+	// producer's transaction still open there (another instance's, or one
+	// its fence is about to abort) would hide markers committed after it
+	// began. Reading committed records waits for it to end.
+	ends, err := adm.ListEndOffsets(ctx, o.progress)
 	if err != nil {
-		return noProgress, fmt.Errorf("list stable offsets of %s: %w", o.progress, err)
+		return noProgress, fmt.Errorf("list end offsets of %s: %w", o.progress, err)
 	}
 	starts, err := adm.ListStartOffsets(ctx, o.progress)
 	if err != nil {

@@ -802,6 +802,16 @@ func (p *Processor) startOffsets(ctx context.Context, offsets map[string]map[int
 			close(part.started)
 		}
 	}()
+	// Every partition taken over fences its earlier owner before any
+	// reads its progress marker: the earlier owner's open transactions
+	// may share a progress partition with another partition's marker.
+	for id := range parts {
+		if part := p.parts[id]; part != nil {
+			if err := part.out.fence(ctx); err != nil {
+				return nil, fmt.Errorf("partition %d: %w", id, err)
+			}
+		}
+	}
 	for id := range parts {
 		part := p.parts[id]
 		if part == nil {
