@@ -7,6 +7,7 @@ import (
 	"flag"
 	"math"
 	"os"
+	"path/filepath"
 	"reflect"
 	"strconv"
 	"sync"
@@ -507,5 +508,35 @@ func TestCloneCopiesOnWrite(t *testing.T) {
 	}
 	if _, in := c.Segments["new"]; !in || len(c.Segments) != 1 || len(orig.Segments) != 1 || orig.Segments["views"] != 1000 {
 		t.Errorf("memberships: clone %v, original %v", c.Segments, orig.Segments)
+	}
+}
+
+// TestOpenAfterCrashLeftEmptyLogs: a crash between creating a memtable or
+// value log file and writing to it leaves an empty file; the store opens
+// all the same, with what it had committed.
+func TestOpenAfterCrashLeftEmptyLogs(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, dir)
+	p := event.NewParser(event.DefaultLimits())
+	b := s.Begin()
+	ev := parse(t, p, `{"type": "track", "userId": "u1", "event": "E"}`)
+	if _, err := b.Apply(&ev); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Commit(1); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"00099.mem", "000099.vlog"} {
+		if err := os.WriteFile(filepath.Join(dir, name), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s = openStore(t, dir)
+	defer s.Close()
+	if p, err := s.Profile("u1"); err != nil || p.EventCounts["E"] != 1 {
+		t.Errorf("after reopening: %v, %v", p, err)
 	}
 }

@@ -5,8 +5,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"maps"
+	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -95,6 +98,34 @@ func DefaultOptions() Options {
 	}
 }
 
+// removeEmptyLogs deletes the memtable and value log files of dir that a
+// crash left empty (created, never written to): Badger v4 refuses to open
+// a directory holding one (dgraph-io/badger#2207), and they hold nothing.
+func removeEmptyLogs(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if ext := filepath.Ext(e.Name()); e.IsDir() || ext != ".mem" && ext != ".vlog" {
+			continue
+		}
+		info, err := e.Info()
+		if err != nil {
+			return err
+		}
+		if info.Size() == 0 {
+			if err := os.Remove(filepath.Join(dir, e.Name())); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // Keys in a store. Profile keys are length-prefixed where another part
 // follows, so that no key can be forged from another's parts.
 var (
@@ -177,6 +208,9 @@ func Open(dir string, o Options) (*Store, error) {
 		WithMetricsEnabled(false).
 		WithDetectConflicts(false). // one writer per store
 		WithSyncWrites(o.SyncWrites)
+	if err := removeEmptyLogs(dir); err != nil {
+		return nil, fmt.Errorf("open store %s: %w", dir, err)
+	}
 	db, err := badger.Open(bo)
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", dir, err)
