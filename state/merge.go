@@ -154,7 +154,7 @@ func (b *Batch) Link(from, to string) (moved []byte, err error) {
 		b.changes = append(b.changes, KeyedChange{Key: from, Change: Change{Segment: name, At: now}})
 	}
 	moved = p.AppendEncode(nil)
-	p.Segments = nil
+	p.Segments, p.memberOf = nil, nil
 	return moved, nil
 }
 

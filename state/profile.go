@@ -68,6 +68,13 @@ type Profile struct {
 	// original until a membership changes (enterSegment, leaveSegment).
 	Segments       map[string]int64
 	segmentsShared bool
+	// member caches Segments for the model memberOf, so that rules test a
+	// membership without a map lookup: bit i is set when the profile is in
+	// the schema's segment i. memberOf is nil when not worked out (a
+	// decoded profile); member is shared with the clone's original like
+	// Segments.
+	memberOf *Segments
+	member   bitset
 	// WakeAt is when time alone may next change a segment membership (a
 	// window sliding past an event, a since() bound reached), Unix ms; 0
 	// for never. The store's schedule holds the profile at that instant.
@@ -165,27 +172,53 @@ func (p *Profile) FirstDelivery(ev *event.Event, d Dedup) bool {
 	return true
 }
 
-// enterSegment records that the profile entered segment name at (Unix ms).
-func (p *Profile) enterSegment(name string, at int64) {
+// setSegment records that the profile entered segment seg of model s at
+// (Unix ms), or left it.
+func (p *Profile) setSegment(s *Segments, seg *Segment, in bool, at int64) {
+	p.members(s) // worked out from the memberships before this change
 	p.ownSegments()
-	p.Segments[name] = at
+	if in {
+		p.Segments[seg.Name] = at
+		p.member.add(seg.index)
+	} else {
+		delete(p.Segments, seg.Name)
+		p.member.remove(seg.index)
+	}
 }
 
-// leaveSegment records that the profile left segment name.
+// leaveSegment records that the profile left segment name, which the
+// current model may not declare.
 func (p *Profile) leaveSegment(name string) {
 	p.ownSegments()
 	delete(p.Segments, name)
+	p.memberOf = nil
 }
 
-// ownSegments gives the profile a Segments map of its own to change.
+// ownSegments gives the profile memberships of its own to change.
 func (p *Profile) ownSegments() {
 	switch {
 	case p.Segments == nil:
 		p.Segments = make(map[string]int64)
 	case p.segmentsShared:
 		p.Segments = maps.Clone(p.Segments)
+		p.member = slices.Clone(p.member)
 	}
 	p.segmentsShared = false
+}
+
+// members returns which of s's segments the profile is in (bit i: the
+// schema's segment i), working it out when not known for s.
+func (p *Profile) members(s *Segments) bitset {
+	if p.memberOf != s {
+		m := newBitset(len(s.names))
+		for name := range p.Segments {
+			if i, ok := slices.BinarySearch(s.names, name); ok {
+				m.add(i)
+			}
+		}
+		p.memberOf, p.member = s, m
+	}
+	return p.member
 }
 
 // Clone returns a copy that the caller may modify through this package's

@@ -89,6 +89,10 @@ func newBitset(n int) bitset { return make(bitset, (n+63)/64) }
 
 func (s bitset) add(i int) { s[i/64] |= 1 << (i % 64) }
 
+func (s bitset) remove(i int) { s[i/64] &^= 1 << (i % 64) }
+
+func (s bitset) has(i int) bool { return s[i/64]&(1<<(i%64)) != 0 }
+
 // or adds t's members to s, which is at least as long.
 func (s bitset) or(t bitset) {
 	for i, w := range t {
@@ -413,6 +417,7 @@ func (s *Segments) evaluate(env *RuleEnv, p *Profile, ev *event.Event, now time.
 	// an order where each comes after those it reads (so a segment that
 	// changes adds only later positions): segment() reads them as they are.
 	var changes []Change
+	p.members(s)
 	pending := env.pending
 	for w := range pending {
 		for pending[w] != 0 {
@@ -424,17 +429,11 @@ func (s *Segments) evaluate(env *RuleEnv, p *Profile, ev *event.Event, now time.
 			}
 			env.timedEvaluated = env.timedEvaluated || seg.timed
 			in := seg.Rule.Match(env)
-			_, was := p.Segments[seg.Name]
-			switch {
-			case in && !was:
-				p.enterSegment(seg.Name, now.UnixMilli())
-				changes = append(changes, Change{Segment: seg.Name, Entered: true, At: now})
-			case !in && was:
-				p.leaveSegment(seg.Name)
-				changes = append(changes, Change{Segment: seg.Name, Entered: false, At: now})
-			default:
+			if in == p.member.has(seg.index) {
 				continue
 			}
+			p.setSegment(s, seg, in, now.UnixMilli())
+			changes = append(changes, Change{Segment: seg.Name, Entered: in, At: now})
 			pending.or(seg.dependents)
 		}
 	}
@@ -449,6 +448,7 @@ type RuleEnv struct {
 	p          *Profile
 	props, ctx *fastjson.Value // nil when absent
 	now        time.Time
+	segs       *Segments
 	aggs       []*Aggregate
 	names      []string // segment names, by schema index
 	pending    bitset   // positions of the segments left to evaluate in this pass
@@ -475,7 +475,7 @@ type aggValue struct {
 func NewRuleEnv(s *Segments, interests *Interests) *RuleEnv {
 	e := &RuleEnv{interests: interests}
 	if s != nil {
-		e.aggs, e.names = s.aggs, s.names
+		e.segs, e.aggs, e.names = s, s.aggs, s.names
 	}
 	return e
 }
@@ -489,7 +489,7 @@ func (e *RuleEnv) Reset(p *Profile, ctx *fastjson.Value, now time.Time, q RFMQui
 }
 
 func (e *RuleEnv) reset(s *Segments, p *Profile, now time.Time) {
-	e.p, e.now, e.aggs, e.names = p, now, s.aggs, s.names
+	e.p, e.now, e.segs, e.aggs, e.names = p, now, s, s.aggs, s.names
 	e.timedEvaluated = false
 	e.values = slices.Grow(e.values[:0], len(s.aggs))[:len(s.aggs)]
 	clear(e.values)
@@ -578,6 +578,9 @@ func (e *RuleEnv) Interest(category string) float64 {
 func (e *RuleEnv) Consent(purpose string) bool { return e.p.Consent(purpose) }
 
 func (e *RuleEnv) Segment(i int) bool {
+	if e.p.memberOf == e.segs && e.segs != nil {
+		return e.p.member.has(i) // worked out by the batch that published p
+	}
 	_, in := e.p.Segments[e.names[i]]
 	return in
 }

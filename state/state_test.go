@@ -471,6 +471,11 @@ func TestCloneCopiesOnWrite(t *testing.T) {
 		t.Fatal(err)
 	}
 	distinct := aggs.List()[2]
+	segs, err := CompileSegments([]SegmentConfig{{Name: "new", Rule: "true"}, {Name: "views", Rule: "true"}}, aggs, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	newSeg, views := segs.List()[0], segs.List()[1]
 	orig, err := DecodeProfile(sampleProfile().AppendEncode(nil))
 	if err != nil {
 		t.Fatal(err)
@@ -480,15 +485,15 @@ func TestCloneCopiesOnWrite(t *testing.T) {
 	for _, h := range []uint64{10, 30, 50} {
 		orig.aggregate(distinct).Add(distinct.Spec, 1000, 0, h, 2000)
 	}
-	orig.enterSegment("views", 1000)
+	orig.setSegment(segs, views, true, 1000)
 	want := orig.AppendEncode(nil)
 
 	c := orig.Clone()
 	for _, agg := range aggs.List() {
 		c.aggregate(agg).Add(agg.Spec, 1500, 0, 20, 2000) // hash 20: inserted among the original's
 	}
-	c.enterSegment("new", 2000)
-	c.leaveSegment("views")
+	c.setSegment(segs, newSeg, true, 2000)
+	c.setSegment(segs, views, false, 2000)
 	before, _ := DecodeProfile(want)
 	after, _ := DecodeProfile(orig.AppendEncode(nil))
 	if !reflect.DeepEqual(after, before) {
@@ -508,6 +513,16 @@ func TestCloneCopiesOnWrite(t *testing.T) {
 	}
 	if _, in := c.Segments["new"]; !in || len(c.Segments) != 1 || len(orig.Segments) != 1 || orig.Segments["views"] != 1000 {
 		t.Errorf("memberships: clone %v, original %v", c.Segments, orig.Segments)
+	}
+	env := NewRuleEnv(segs, nil)
+	for _, tc := range []struct {
+		p         *Profile
+		new, view bool
+	}{{c, true, false}, {orig, false, true}} {
+		env.Reset(tc.p, nil, time.UnixMilli(2000), RFMQuintiles{})
+		if env.Segment(newSeg.index) != tc.new || env.Segment(views.index) != tc.view {
+			t.Errorf("segment(): new %v, views %v; want %v, %v", env.Segment(newSeg.index), env.Segment(views.index), tc.new, tc.view)
+		}
 	}
 }
 
