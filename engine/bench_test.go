@@ -18,69 +18,130 @@ import (
 // model without its rules (no aggregates, segments or RFM segments; offers
 // without eligibility or score rules), to give what the rules add.
 func BenchmarkApplySampleModel(b *testing.B) {
-	doc, err := os.ReadFile("../config/sample.yaml")
-	if err != nil {
-		b.Fatal(err)
-	}
 	for _, tc := range []struct {
 		name  string
 		rules bool
 	}{{"rules", true}, {"no-rules", false}} {
 		b.Run(tc.name, func(b *testing.B) {
-			cfg, err := config.Parse(doc, "sample")
-			if err != nil {
-				b.Fatal(err)
-			}
-			if !tc.rules {
-				cfg.Aggregates, cfg.Segments, cfg.RFMSegments = nil, nil, false
-				for i := range cfg.Offers {
-					cfg.Offers[i].When, cfg.Offers[i].Score = "", ""
-				}
-			}
-			compiled, err := engine.Compile(cfg)
-			if err != nil {
-				b.Fatal(err)
-			}
-			opts := compiled.Store
-			opts.MemTableSize, opts.BlockCacheSize = 16<<20, 16<<20
-			s, err := state.Open(b.TempDir(), opts)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer s.Close()
-			wl := workload.DefaultConfig()
-			wl.Start = time.Now().Add(-24 * time.Hour)
-			gen := workload.New(wl)
-			raws := make([][]byte, 50_000)
-			for i := range raws {
-				_, raws[i] = gen.Next()
-			}
-			parser := event.NewParser(event.DefaultLimits())
+			a := newApplier(b, tc.rules)
 			b.ReportAllocs()
-			batch := s.Begin()
-			i := 0
 			for b.Loop() {
-				// Parsed here, as the processor does: a parsed event's
-				// values live until the next parse.
-				ev, err := parser.Parse(raws[i%len(raws)], 0, time.Now())
-				if err != nil {
-					b.Fatal(err)
-				}
-				ev.MessageID = "" // replays of the workload are new events
-				if _, err := batch.Apply(&ev); err != nil {
-					b.Fatal(err)
-				}
-				i++
-				if i%4000 == 0 || batch.Full() {
-					if err := batch.Commit(int64(i)); err != nil {
-						b.Fatal(err)
-					}
-					batch = s.Begin()
-				}
+				a.apply(b, 1)
 			}
-			if err := batch.Commit(int64(i)); err != nil {
-				b.Fatal(err)
-			}
+			a.commit(b)
 		})
 	}
+}
+
+// BenchmarkRulesOverhead measures what the sample config's rules add to
+// applying an event: both models of BenchmarkApplySampleModel side by side,
+// taking turns batch by batch, so that the share is measured under the
+// same machine conditions even where the machine's speed drifts (shared
+// cloud machines drift by 10-30% within minutes). It reports the time per
+// event of each and the share the rules add (added-%).
+func BenchmarkRulesOverhead(b *testing.B) {
+	appliers := [2]*applier{newApplier(b, true), newApplier(b, false)}
+	var spent [2]time.Duration
+	n := 0
+	for b.Loop() {
+		n++
+		if n%batchEvents != 0 {
+			continue
+		}
+		for k := range 2 {
+			i := (k + n/batchEvents) % 2 // each goes first every other batch
+			start := time.Now()
+			appliers[i].apply(b, batchEvents)
+			spent[i] += time.Since(start)
+		}
+	}
+	events := float64(n - n%batchEvents)
+	if events == 0 {
+		return
+	}
+	b.ReportMetric(float64(spent[0].Nanoseconds())/events, "rules-ns/event")
+	b.ReportMetric(float64(spent[1].Nanoseconds())/events, "base-ns/event")
+	b.ReportMetric(100*(float64(spent[0])/float64(spent[1])-1), "added-%")
+	b.ReportMetric(0, "ns/op") // the loop's own time mixes both models
+}
+
+// batchEvents is how many events a batch applies: a partition's share of
+// a poll.
+const batchEvents = 4000
+
+// applier applies workload events to a partition store, in batches of
+// batchEvents, as the processor does.
+type applier struct {
+	s      *state.Store
+	raws   [][]byte
+	parser *event.Parser
+	batch  *state.Batch
+	i      int
+}
+
+// newApplier opens a store under the sample config's model, or the same
+// model without its rules, with the workload's events ready to apply.
+func newApplier(b *testing.B, rules bool) *applier {
+	b.Helper()
+	doc, err := os.ReadFile("../config/sample.yaml")
+	if err != nil {
+		b.Fatal(err)
+	}
+	cfg, err := config.Parse(doc, "sample")
+	if err != nil {
+		b.Fatal(err)
+	}
+	if !rules {
+		cfg.Aggregates, cfg.Segments, cfg.RFMSegments = nil, nil, false
+		for i := range cfg.Offers {
+			cfg.Offers[i].When, cfg.Offers[i].Score = "", ""
+		}
+	}
+	compiled, err := engine.Compile(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	opts := compiled.Store
+	opts.MemTableSize, opts.BlockCacheSize = 16<<20, 16<<20
+	s, err := state.Open(b.TempDir(), opts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.Close() })
+	wl := workload.DefaultConfig()
+	wl.Start = time.Now().Add(-24 * time.Hour)
+	gen := workload.New(wl)
+	raws := make([][]byte, 50_000)
+	for i := range raws {
+		_, raws[i] = gen.Next()
+	}
+	return &applier{s: s, raws: raws, parser: event.NewParser(event.DefaultLimits()), batch: s.Begin()}
+}
+
+// apply applies the next n events, committing each full batch.
+func (a *applier) apply(b *testing.B, n int) {
+	for range n {
+		// Parsed here, as the processor does: a parsed event's values live
+		// until the next parse.
+		ev, err := a.parser.Parse(a.raws[a.i%len(a.raws)], 0, time.Now())
+		if err != nil {
+			b.Fatal(err)
+		}
+		ev.MessageID = "" // replays of the workload are new events
+		if _, err := a.batch.Apply(&ev); err != nil {
+			b.Fatal(err)
+		}
+		a.i++
+		if a.i%batchEvents == 0 || a.batch.Full() {
+			a.commit(b)
+		}
+	}
+}
+
+// commit commits the batch under way and begins the next.
+func (a *applier) commit(b *testing.B) {
+	if err := a.batch.Commit(int64(a.i)); err != nil {
+		b.Fatal(err)
+	}
+	a.batch = a.s.Begin()
 }

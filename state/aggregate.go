@@ -39,9 +39,10 @@ type Aggregate struct {
 	Where    *rules.Rule // nil: every event of the name
 	Spec     WindowSpec
 	Property []string
-	// fingerprint identifies what the stored state means: a change of
-	// function or window starts the aggregate afresh.
-	fingerprint uint64
+	// id identifies the aggregate's state in a profile: the name and what
+	// the state means (aggregateID), so that a change of function or
+	// window starts the aggregate afresh.
+	id uint64
 	// definition identifies the whole declaration, for the fingerprints
 	// of the segments reading it.
 	definition uint64
@@ -62,16 +63,23 @@ func CompileAggregates(decls []AggregateConfig) (*Aggregates, error) {
 	sorted := slices.Clone(decls)
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Name < sorted[j].Name })
 	seen := make(map[string]bool)
+	byName := make(map[uint64]string) // name hashes of the ids
 	for _, d := range sorted {
 		agg, err := compileAggregate(d)
 		if err == nil && seen[d.Name] {
 			err = fmt.Errorf("aggregate %q is declared twice", d.Name)
+		}
+		if err == nil {
+			if other, ok := byName[agg.nameHash()]; ok { // once in a few billion pairs of names
+				err = fmt.Errorf("aggregate %q: its name hashes like %q's in stored profiles; rename one", d.Name, other)
+			}
 		}
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
 		seen[d.Name] = true
+		byName[agg.nameHash()] = d.Name
 		agg.index = len(a.list)
 		a.list = append(a.list, agg)
 		a.byEvent[agg.Event] = append(a.byEvent[agg.Event], agg)
@@ -120,10 +128,26 @@ func compileAggregate(d AggregateConfig) (*Aggregate, error) {
 		}
 		agg.Where = r
 	}
-	agg.fingerprint = xxhash.Sum64String(fmt.Sprintf("%d/%d", fn, d.Window.Milliseconds()))
+	agg.id = aggregateID(d.Name, xxhash.Sum64String(fmt.Sprintf("%d/%d", fn, d.Window.Milliseconds())))
 	agg.definition = xxhash.Sum64String(fmt.Sprintf("%d/%d\x00%s\x00%s\x00%s", fn, d.Window.Milliseconds(), d.Event, d.Where, d.Property))
 	return agg, nil
 }
+
+// idFingerprintBits is how many low bits of an aggregate state's id hash
+// its function and window; the bits above hash its name.
+const idFingerprintBits = 24
+
+// aggregateID returns the id of the state of aggregate name under the
+// function and window that fingerprint hashes: 8 bytes in each stored
+// profile instead of the name and the fingerprint. The top bit is set, so
+// no id is 0.
+func aggregateID(name string, fingerprint uint64) uint64 {
+	const low = 1<<idFingerprintBits - 1
+	return 1<<63 | xxhash.Sum64String(name)&^low | fingerprint&low
+}
+
+// nameHash returns the part of agg's id that hashes its name.
+func (agg *Aggregate) nameHash() uint64 { return agg.id >> idFingerprintBits }
 
 // List returns the aggregates in name order.
 func (a *Aggregates) List() []*Aggregate {
@@ -178,26 +202,26 @@ func (a *Aggregates) apply(p *Profile, ev *event.Event, now time.Time, touched [
 	}
 }
 
-// aggregateState is one aggregate's state in a profile (an empty name:
-// none). fn is the aggregate's function when known (0 for a state decoded
-// and not matched to a declared aggregate): the encoding keeps only what
-// fn reads.
+// aggregateState is one aggregate's state in a profile (id 0: none). fn
+// is the aggregate's function when known (0 for a state decoded and not
+// matched to a declared aggregate): the encoding keeps only what fn reads.
 type aggregateState struct {
-	name        string
-	fingerprint uint64
-	fn          AggregateFunc
-	w           Windowed
+	id uint64 // aggregateID
+	fn AggregateFunc
+	w  Windowed
 }
 
-// aggregateSlot returns the index in p.aggregates of agg's state, or -1.
-// Slot agg.index holds it once the profile is aligned to the model
-// (alignAggregates); otherwise it is looked for by name.
+// aggregateSlot returns the index in p.aggregates of the state of agg's
+// name, under its function and window or not, or -1. Slot agg.index holds
+// it once the profile is aligned to the model (alignAggregates);
+// otherwise it is looked for.
 func (p *Profile) aggregateSlot(agg *Aggregate) int {
-	if i := agg.index; i < len(p.aggregates) && p.aggregates[i].name == agg.Name {
+	name := agg.nameHash()
+	if i := agg.index; i < len(p.aggregates) && p.aggregates[i].id>>idFingerprintBits == name {
 		return i
 	}
 	for i := range p.aggregates {
-		if p.aggregates[i].name == agg.Name {
+		if p.aggregates[i].id>>idFingerprintBits == name {
 			return i
 		}
 	}
@@ -216,15 +240,14 @@ func (p *Profile) alignAggregates(list []*Aggregate) {
 	for i, agg := range list {
 		if j := p.aggregateSlot(agg); j >= 0 {
 			st := p.aggregates[j]
-			st.name = agg.Name // the model's string: compared by pointer from now on
-			if st.fingerprint == agg.fingerprint {
+			if st.id == agg.id {
 				st.fn = agg.Spec.Func
 			}
 			aligned[i], p.aggregates[j] = st, aggregateState{}
 		}
 	}
 	for _, st := range p.aggregates {
-		if st.name != "" {
+		if st.id != 0 {
 			aligned = append(aligned, st)
 		}
 	}
@@ -243,15 +266,15 @@ func (p *Profile) aggregate(agg *Aggregate) *Windowed {
 		switch {
 		case i >= len(p.aggregates):
 			p.aggregates = append(p.aggregates, make([]aggregateState, i+1-len(p.aggregates))...)
-		case p.aggregates[i].name != "": // a profile not aligned to this model
+		case p.aggregates[i].id != 0: // a profile not aligned to this model
 			i = len(p.aggregates)
 			p.aggregates = append(p.aggregates, aggregateState{})
 		}
 	}
 	st := &p.aggregates[i]
 	switch {
-	case st.fingerprint != agg.fingerprint || st.name == "":
-		*st = aggregateState{name: agg.Name, fingerprint: agg.fingerprint, fn: agg.Spec.Func}
+	case st.id != agg.id:
+		*st = aggregateState{id: agg.id, fn: agg.Spec.Func}
 	case i >= 64 || p.aggOwned&(1<<i) == 0:
 		st.w = st.w.clone()
 	}
@@ -271,7 +294,7 @@ func (p *Profile) AggregateValue(agg *Aggregate, now time.Time) (float64, bool) 
 // windowed returns the profile's state of agg for reading: empty when the
 // profile has none, or had it under another function or window.
 func (p *Profile) windowed(agg *Aggregate) Windowed {
-	if i := p.aggregateSlot(agg); i >= 0 && p.aggregates[i].fingerprint == agg.fingerprint {
+	if i := p.aggregateSlot(agg); i >= 0 && p.aggregates[i].id == agg.id {
 		return p.aggregates[i].w
 	}
 	return Windowed{}

@@ -1,6 +1,7 @@
 package state
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -130,5 +131,67 @@ func TestAggregatesThroughStore(t *testing.T) {
 	v = value(31 * 24 * time.Hour)
 	if v["spend_30d"] != 35.0 || v["max_order"] != 1000.0 {
 		t.Errorf("late orders: spend_30d %v, want 35 (the one older than 30 days does not count); max_order %v, want 1000 (all time)", v["spend_30d"], v["max_order"])
+	}
+}
+
+// TestAggregateRedefined: a stored state is found by its aggregate's name.
+// Under another function or window it counts for nothing and starts
+// afresh with the next event; the state of an aggregate no longer declared
+// stays in the profile, there again when the declaration comes back.
+func TestAggregateRedefined(t *testing.T) {
+	dir := t.TempDir()
+	p := event.NewParser(event.DefaultLimits())
+	offset := int64(0)
+	// run opens the store under decls, applies the events and returns the
+	// aggregates' values; each step is a restart with a new config.
+	run := func(decls []AggregateConfig, events ...string) map[string]any {
+		t.Helper()
+		aggs, err := CompileAggregates(decls)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o := DefaultOptions()
+		o.MemTableSize, o.BlockCacheSize = 2<<20, 1<<20
+		o.Aggregates, o.Now = aggs, func() time.Time { return t0.Add(time.Minute) }
+		s, err := Open(dir, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		b := s.Begin()
+		for _, e := range events {
+			ev := parse(t, p, `{"type": "track", "userId": "u", "event": "E", "timestamp": "`+t0.Format(time.RFC3339)+`", "properties": `+e+`}`)
+			if _, err := b.Apply(&ev); err != nil {
+				t.Fatal(err)
+			}
+			offset++
+		}
+		if err := b.Commit(offset); err != nil {
+			t.Fatal(err)
+		}
+		prof, err := s.Profile("u")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return prof.View(Derived{Aggregates: aggs}, t0.Add(time.Minute)).Aggregates
+	}
+	x := AggregateConfig{Name: "x", Event: "E", Func: "count", Window: time.Hour}
+	y := AggregateConfig{Name: "y", Event: "E", Func: "count"}
+	xSum := AggregateConfig{Name: "x", Event: "E", Func: "sum", Property: "v", Window: time.Hour}
+	xDay := AggregateConfig{Name: "x", Event: "E", Func: "count", Window: 24 * time.Hour}
+	for i, step := range []struct {
+		decls  []AggregateConfig
+		events []string
+		want   map[string]any
+	}{
+		{[]AggregateConfig{x, y}, []string{`{"v": 1}`, `{"v": 2}`}, map[string]any{"x": 2.0, "y": 2.0}},
+		{[]AggregateConfig{xSum}, nil, map[string]any{"x": nil}},                  // another function
+		{[]AggregateConfig{xSum}, []string{`{"v": 5}`}, map[string]any{"x": 5.0}}, // afresh
+		{[]AggregateConfig{xDay, y}, nil, map[string]any{"x": 0.0, "y": 2.0}},     // another window; y kept undeclared
+		{[]AggregateConfig{xDay, y}, []string{`{}`}, map[string]any{"x": 1.0, "y": 3.0}},
+	} {
+		if got := run(step.decls, step.events...); !reflect.DeepEqual(got, step.want) {
+			t.Errorf("step %d: aggregates %v, want %v", i, got, step.want)
+		}
 	}
 }

@@ -40,7 +40,7 @@ const (
 	fieldRefundedAmount = 13 // fixed64 float64 bits
 	fieldRecentHashes   = 14 // packed fixed64: messageId hashes, oldest first
 	fieldRecentTimes    = 15 // packed zigzag varint: their receive ms, each as the difference to the one before
-	fieldAggregate      = 16 // message {1: name, 2: fingerprint, 3: bucket message}, repeated
+	fieldAggregate      = 16 // message {4: id fixed64, 3: bucket message, repeated}, repeated; before ids, {1: name, 2: fingerprint fixed64} in place of 4
 	fieldSegment        = 17 // message {1: name, 2: entered ms}, repeated
 	fieldInterest       = 18 // message {1: category, 2: score fixed64, 3: ms}, repeated
 	fieldConsent        = 19 // message {1: purpose, 2: granted 0/1, 3: ms}, repeated
@@ -186,14 +186,12 @@ func (p *Profile) appendEncode(dst, scratch []byte) (b, _ []byte) {
 	bmsg := bucketBuf[:0]
 	for i := range p.aggregates {
 		st := &p.aggregates[i]
-		if st.name == "" {
+		if st.id == 0 {
 			continue
 		}
 		msg = msg[:0]
-		msg = protowire.AppendTag(msg, 1, protowire.BytesType)
-		msg = protowire.AppendString(msg, st.name)
-		msg = protowire.AppendTag(msg, 2, protowire.Fixed64Type)
-		msg = protowire.AppendFixed64(msg, st.fingerprint)
+		msg = protowire.AppendTag(msg, 4, protowire.Fixed64Type)
+		msg = protowire.AppendFixed64(msg, st.id)
 		for j := range st.w.buckets {
 			bmsg = appendBucket(bmsg[:0], &st.w.buckets[j], st.fn)
 			msg = protowire.AppendTag(msg, 3, protowire.BytesType)
@@ -255,13 +253,19 @@ func appendBucket(b []byte, bk *bucket, fn AggregateFunc) []byte {
 }
 
 func decodeAggregate(raw []byte) (aggregateState, error) {
-	var st aggregateState
+	var (
+		st          aggregateState
+		name        []byte // written before ids
+		fingerprint uint64
+	)
 	err := eachField(raw, func(num protowire.Number, _ protowire.Type, v uint64, raw []byte) error {
 		switch num {
 		case 1:
-			st.name = string(raw)
+			name = raw
 		case 2:
-			st.fingerprint = v
+			fingerprint = v
+		case 4:
+			st.id = v
 		case 3:
 			bk := emptyBucket(0)
 			err := eachField(raw, func(num protowire.Number, _ protowire.Type, v uint64, raw []byte) error {
@@ -298,6 +302,9 @@ func decodeAggregate(raw []byte) (aggregateState, error) {
 		}
 		return nil
 	})
+	if st.id == 0 && len(name) > 0 {
+		st.id = aggregateID(string(name), fingerprint)
+	}
 	return st, err
 }
 

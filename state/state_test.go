@@ -63,7 +63,7 @@ func sampleProfile() *Profile {
 		interests: map[string]interest{"shoes": {score: 4.5, at: 1700000000200}, "bags": {score: 1, at: 1700000000300}},
 		consents:  map[string]consent{"Advertising": {granted: true, at: 1700000000100}, "Analytics": {at: 1700000000100}},
 		aggregates: []aggregateState{
-			{name: "views_7d", fingerprint: 99, w: Windowed{buckets: []bucket{
+			{id: aggregateID("views_7d", 99), w: Windowed{buckets: []bucket{
 				{start: 1699999200000, n: 3, sum: 7.5, min: 1, max: 4, first: 1699999200001, last: 1699999300000, hashes: []uint64{1, 5, 9}},
 				{start: 1700020800000, n: 1, min: math.Inf(1), max: math.Inf(-1), first: 1700020800000, last: 1700020800000},
 			}}},
@@ -117,6 +117,7 @@ func TestDecodeV1(t *testing.T) {
 	}{
 		{"testdata/profile-v1.bin", sampleProfileBeforeOrderLog()},
 		{"testdata/profile-v1-orderlog.bin", sampleProfile()},
+		{"testdata/profile-v1-aggregate-ids.bin", sampleProfile()},
 	}
 	if *updateGolden {
 		if err := os.WriteFile(golden[len(golden)-1].path, sampleProfile().AppendEncode(nil), 0o644); err != nil {
@@ -154,7 +155,7 @@ func TestDecodeCorrupt(t *testing.T) {
 	for name, b := range map[string][]byte{
 		"empty":          nil,
 		"future format":  {2, 1, 2},
-		"truncated":      good[:len(good)/2],
+		"truncated":      good[:len(good)-1], // inside the last field
 		"bad tag":        {formatV1, 0xff},
 		"length too big": {formatV1, 1<<3 | 2, 100, 'a'},
 	} {

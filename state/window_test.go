@@ -91,7 +91,7 @@ func TestWindowFuncs(t *testing.T) {
 			// Stored, a state keeps only the fields its function reads;
 			// read back, it gives the same value before and after the
 			// next event.
-			p := &Profile{Key: "k", aggregates: []aggregateState{{name: "a", fingerprint: 1, fn: fn, w: w}}}
+			p := &Profile{Key: "k", aggregates: []aggregateState{{id: aggregateID("a", 1), fn: fn, w: w}}}
 			decoded, err := DecodeProfile(p.AppendEncode(nil))
 			if err != nil {
 				t.Fatal(err)
