@@ -41,6 +41,8 @@ type Segment struct {
 	// quintiles: the rule reads RFM scores, itself or through a segment
 	// it reads, so its result follows the population's quintiles.
 	quintiles bool
+	// windows are the windowed aggregates the rule reads.
+	windows []*Aggregate
 	// pos is the segment's position in evaluation order; dependents
 	// holds the positions of the segments reading it.
 	pos        int
@@ -236,6 +238,11 @@ func CompileSegments(decls []SegmentConfig, aggs *Aggregates, rfmHorizon time.Du
 		seg.readsEvent = readsEvent
 		seg.timed = dp.Clock && !readsEvent
 		s.timed = s.timed || seg.timed
+		for _, a := range dp.Aggregates {
+			if s.aggs[a].Spec.Window > 0 {
+				seg.windows = append(seg.windows, s.aggs[a])
+			}
+		}
 		for _, name := range dp.Events {
 			if _, ok := s.events[name]; !ok {
 				s.events[name] = inputs
@@ -375,6 +382,29 @@ func (s *Segments) List() []*Segment {
 	return s.order
 }
 
+// movesWithTime reports whether time alone may change the result of the
+// segment's rule for p: it reads now(), or a clock input p has something
+// in (a windowed aggregate with events in it, since() of an event p has
+// seen, rfm.* with orders). The others are constants until an event comes
+// (rules.Deps.Now), which spares most profiles most rules' NextChange.
+func (seg *Segment) movesWithTime(p *Profile) bool {
+	dp := &seg.Rule.Deps
+	if dp.Now || dp.RFM && p.Orders > 0 {
+		return true
+	}
+	for _, name := range dp.Events {
+		if _, seen := p.EventLast[name]; seen {
+			return true
+		}
+	}
+	for _, a := range seg.windows {
+		if w := p.windowed(a); len(w.buckets) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // wakeAt returns when time alone may next change one of p's segments
 // (Unix ms), as seen at env's instant, or 0 for never. env must have been
 // reset for p by evaluate.
@@ -385,7 +415,7 @@ func (s *Segments) wakeAt(env *RuleEnv) int64 {
 	env.props, env.ctx = nil, nil
 	next := int64(0)
 	for _, seg := range s.order {
-		if !seg.timed {
+		if !seg.timed || !seg.movesWithTime(env.p) {
 			continue
 		}
 		if at, ok := seg.Rule.NextChange(env); ok && (next == 0 || at.UnixMilli() < next) {

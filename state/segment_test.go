@@ -556,6 +556,8 @@ func TestIncrementalEvaluation(t *testing.T) {
 		{"into_shoes", `interest("shoes") > 0.3`},
 		{"ads_allowed", `consent("Advertising")`},
 		{"pricey_view", `properties.price > 100`},
+		{"lapsed", `since("Order Completed") > 12h`},
+		{"recent_buyer", `rfm.recency < 1`},
 	}, RFMSegments()...)
 	clock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	open := func(everything bool) *Store {
@@ -565,6 +567,9 @@ func TestIncrementalEvaluation(t *testing.T) {
 				segs.byInput[i] = segs.all
 			}
 			segs.alwaysSet, segs.newProfile = segs.all, segs.all
+			for _, seg := range segs.order {
+				seg.Rule.Deps.Now = true // every timed rule's next change worked out (movesWithTime)
+			}
 		}
 		o := DefaultOptions()
 		o.MemTableSize, o.BlockCacheSize = 4<<20, 1<<20
@@ -578,7 +583,7 @@ func TestIncrementalEvaluation(t *testing.T) {
 	}
 	incremental, everything := open(false), open(true)
 	wl := workload.DefaultConfig()
-	wl.Customers, wl.Start, wl.Step = 2_000, clock, 20*time.Second
+	wl.Customers, wl.Start, wl.Step = 2_000, clock, time.Minute // two days and more, for rfm.recency
 	gen := workload.New(wl)
 	p := event.NewParser(event.DefaultLimits())
 	changes := func(b *Batch) []string {
