@@ -51,8 +51,9 @@ type Aggregate struct {
 
 // Aggregates are the compiled aggregates of a configuration.
 type Aggregates struct {
-	list    []*Aggregate
-	byEvent map[string][]*Aggregate // "*" included
+	list     []*Aggregate
+	byEvent  map[string][]*Aggregate // "*" excluded
+	anyEvent []*Aggregate            // "*": every track call
 }
 
 // CompileAggregates checks and compiles aggregate declarations. Every
@@ -82,7 +83,11 @@ func CompileAggregates(decls []AggregateConfig) (*Aggregates, error) {
 		byName[agg.nameHash()] = d.Name
 		agg.index = len(a.list)
 		a.list = append(a.list, agg)
-		a.byEvent[agg.Event] = append(a.byEvent[agg.Event], agg)
+		if agg.Event == "*" {
+			a.anyEvent = append(a.anyEvent, agg)
+		} else {
+			a.byEvent[agg.Event] = append(a.byEvent[agg.Event], agg)
+		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
@@ -167,7 +172,7 @@ func (a *Aggregates) apply(p *Profile, ev *event.Event, now time.Time, touched [
 	// Where rules read the event and traits only (checked at compile),
 	// which RuleEnv gives without segments.
 	env.p, env.props, env.ctx, env.now = p, ev.Properties, ev.Context, now
-	for _, list := range [2][]*Aggregate{a.byEvent[ev.Name], a.byEvent["*"]} {
+	for _, list := range [2][]*Aggregate{a.byEvent[ev.Name], a.anyEvent} {
 		for _, agg := range list {
 			if agg.Where != nil && !agg.Where.Match(env) {
 				continue

@@ -178,7 +178,7 @@ func (b *Batch) Merge(key string, o *Profile) error {
 	for _, c := range b.evaluate(p, nil, in) {
 		b.changes = append(b.changes, KeyedChange{Key: key, Change: c})
 	}
-	b.retime(p)
+	p.retimed = true
 	return nil
 }
 

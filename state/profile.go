@@ -79,6 +79,9 @@ type Profile struct {
 	// window sliding past an event, a since() bound reached), Unix ms; 0
 	// for never. The store's schedule holds the profile at that instant.
 	WakeAt int64
+	// retimed: the batch changing the profile evaluated a segment that
+	// time changes, so its wake-up must be worked out again at commit.
+	retimed bool
 
 	// interests holds the decayed affinity per category; consents the
 	// latest choice per consent purpose.
@@ -230,6 +233,7 @@ func (p *Profile) Clone() *Profile {
 	c.recent = slices.Clone(p.recent)
 	c.aggregates = slices.Clone(p.aggregates) // buckets copied on write
 	c.aggOwned = 0
+	c.retimed = false
 	c.segmentsShared = true // memberships change far less often than profiles
 	c.interests = maps.Clone(p.interests)
 	c.consents = maps.Clone(p.consents)

@@ -126,7 +126,7 @@ func (b *Batch) Wake(at time.Time, limit int) (int, error) {
 		if p.WakeAt == e.at {
 			p.WakeAt = 0
 		}
-		b.retime(p)
+		p.retimed = true
 		b.inputs = Inputs{Time: true}
 		for _, c := range b.evaluate(p, nil, &b.inputs) {
 			b.changes = append(b.changes, KeyedChange{Key: e.key, Change: c})
@@ -149,9 +149,10 @@ func (b *Batch) reschedule() (int64, error) {
 	now := b.now()
 	b.env.quintiles.Horizon = horizon
 	for key, p := range b.profiles {
-		if !b.retimed[p] {
+		if !p.retimed {
 			continue // nothing that decides its wake-up changed
 		}
+		p.retimed = false
 		next := int64(0)
 		if timed {
 			b.env.reset(segs, p, now)

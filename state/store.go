@@ -488,7 +488,6 @@ type Batch struct {
 	feedback map[OfferStatKey]OfferCounts
 	env      RuleEnv           // reused by segment evaluation
 	envReady bool              // env's quintiles and interests are set
-	retimed  map[*Profile]bool // profiles whose wake-up must be worked out again
 	inputs   Inputs
 	size     int
 	budget   int
@@ -843,7 +842,7 @@ func (b *Batch) Apply(ev *event.Event) (applied bool, err error) {
 	}
 	p.Apply(ev, countOrder)
 	if countOrder && b.m.RFMHorizon > 0 {
-		b.retime(p) // a new order leaves the horizon some day
+		p.retimed = true // a new order leaves the horizon some day
 	}
 	if kind, d, ok := p.applyFeedback(ev, b.m.Offers); ok {
 		k := OfferStatKey{Offer: d.Offer, Placement: d.Placement}
@@ -897,18 +896,9 @@ func (b *Batch) evaluate(p *Profile, ev *event.Event, in *Inputs) []Change {
 	}
 	changes := b.m.Segments.evaluate(&b.env, p, ev, b.now(), in)
 	if b.env.timedEvaluated {
-		b.retime(p)
+		p.retimed = true
 	}
 	return changes
-}
-
-// retime marks p for rescheduling at commit: what decides its wake-up
-// may have changed. A profile not marked keeps its wake-up.
-func (b *Batch) retime(p *Profile) {
-	if b.retimed == nil {
-		b.retimed = make(map[*Profile]bool)
-	}
-	b.retimed[p] = true
 }
 
 // sumCounts returns the calls a profile has seen.
