@@ -486,8 +486,8 @@ type Batch struct {
 	initial  map[string]rfmPoint // where each changed profile was in the RFM population
 	products map[string]*Product // changed products: copies
 	feedback map[OfferStatKey]OfferCounts
-	env      RuleEnv           // reused by segment evaluation
-	envReady bool              // env's quintiles and interests are set
+	env      RuleEnv // reused by segment evaluation
+	envReady bool    // env's quintiles and interests are set
 	inputs   Inputs
 	size     int
 	budget   int
