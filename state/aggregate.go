@@ -54,12 +54,13 @@ type Aggregates struct {
 	list     []*Aggregate
 	byEvent  map[string][]*Aggregate // "*" excluded
 	anyEvent []*Aggregate            // "*": every track call
+	ids      map[uint64]*Aggregate
 }
 
 // CompileAggregates checks and compiles aggregate declarations. Every
 // problem is reported, each naming its aggregate.
 func CompileAggregates(decls []AggregateConfig) (*Aggregates, error) {
-	a := &Aggregates{byEvent: make(map[string][]*Aggregate)}
+	a := &Aggregates{byEvent: make(map[string][]*Aggregate), ids: make(map[uint64]*Aggregate)}
 	var errs []error
 	sorted := slices.Clone(decls)
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Name < sorted[j].Name })
@@ -81,6 +82,7 @@ func CompileAggregates(decls []AggregateConfig) (*Aggregates, error) {
 		}
 		seen[d.Name] = true
 		byName[agg.nameHash()] = d.Name
+		a.ids[agg.id] = agg
 		agg.index = len(a.list)
 		a.list = append(a.list, agg)
 		if agg.Event == "*" {
@@ -154,6 +156,14 @@ func aggregateID(name string, fingerprint uint64) uint64 {
 // nameHash returns the part of agg's id that hashes its name.
 func (agg *Aggregate) nameHash() uint64 { return agg.id >> idFingerprintBits }
 
+// byID returns the aggregate whose states have id, or nil.
+func (a *Aggregates) byID(id uint64) *Aggregate {
+	if a == nil {
+		return nil
+	}
+	return a.ids[id]
+}
+
 // List returns the aggregates in name order.
 func (a *Aggregates) List() []*Aggregate {
 	if a == nil {
@@ -207,13 +217,31 @@ func (a *Aggregates) apply(p *Profile, ev *event.Event, now time.Time, touched [
 	}
 }
 
-// aggregateState is one aggregate's state in a profile (id 0: none). fn
-// is the aggregate's function when known (0 for a state decoded and not
-// matched to a declared aggregate): the encoding keeps only what fn reads.
+// aggregateState is one aggregate's state in a profile (id 0: none); fn
+// is the aggregate's function, what w's buckets hold.
 type aggregateState struct {
 	id uint64 // aggregateID
 	fn AggregateFunc
 	w  Windowed
+}
+
+// storedAggregate is an aggregate state as stored (its message), read
+// when no aggregate of the model had its id: decoded when an aggregate
+// with its id reads it, else written back as it is.
+type storedAggregate struct {
+	id  uint64
+	msg []byte
+}
+
+// stored returns the index in p.undecoded of the stored state of agg's
+// name, under its function and window or not, or -1.
+func (p *Profile) stored(agg *Aggregate) int {
+	for i, st := range p.undecoded {
+		if st.id>>idFingerprintBits == agg.nameHash() {
+			return i
+		}
+	}
+	return -1
 }
 
 // aggregateSlot returns the index in p.aggregates of the state of agg's
@@ -245,9 +273,6 @@ func (p *Profile) alignAggregates(list []*Aggregate) {
 	for i, agg := range list {
 		if j := p.aggregateSlot(agg); j >= 0 {
 			st := p.aggregates[j]
-			if st.id == agg.id {
-				st.fn = agg.Spec.Func
-			}
 			aligned[i], p.aggregates[j] = st, aggregateState{}
 		}
 	}
@@ -278,6 +303,13 @@ func (p *Profile) aggregate(agg *Aggregate) *Windowed {
 	}
 	st := &p.aggregates[i]
 	switch {
+	case st.id == 0 && p.stored(agg) >= 0: // read for an earlier model
+		j := p.stored(agg)
+		*st = aggregateState{id: agg.id, fn: agg.Spec.Func}
+		if p.undecoded[j].id == agg.id {
+			st.w = p.windowed(agg)
+		}
+		p.undecoded = slices.Delete(slices.Clone(p.undecoded), j, j+1) // shared with clones
 	case st.id != agg.id:
 		*st = aggregateState{id: agg.id, fn: agg.Spec.Func}
 	case i >= 64 || p.aggOwned&(1<<i) == 0:
@@ -299,8 +331,15 @@ func (p *Profile) AggregateValue(agg *Aggregate, now time.Time) (float64, bool) 
 // windowed returns the profile's state of agg for reading: empty when the
 // profile has none, or had it under another function or window.
 func (p *Profile) windowed(agg *Aggregate) Windowed {
-	if i := p.aggregateSlot(agg); i >= 0 && p.aggregates[i].id == agg.id {
+	if i := p.aggregateSlot(agg); i >= 0 {
+		if p.aggregates[i].id != agg.id {
+			return Windowed{}
+		}
 		return p.aggregates[i].w
+	}
+	if i := p.stored(agg); i >= 0 && p.undecoded[i].id == agg.id {
+		w, _ := decodeBuckets(p.undecoded[i].msg, agg.Spec.Func) // checked when read
+		return w
 	}
 	return Windowed{}
 }

@@ -1,6 +1,7 @@
 package state
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"math"
@@ -192,11 +193,23 @@ func (p *Profile) appendEncode(dst, scratch []byte) (b, _ []byte) {
 		msg = msg[:0]
 		msg = protowire.AppendTag(msg, 4, protowire.Fixed64Type)
 		msg = protowire.AppendFixed64(msg, st.id)
-		for j := range st.w.buckets {
-			bmsg = appendBucket(bmsg[:0], &st.w.buckets[j], st.fn)
+		for j, bk := range st.w.buckets {
+			var hashes []uint64
+			if st.w.hashes != nil {
+				hashes = st.w.hashes[j]
+			}
+			bmsg = appendBucket(bmsg[:0], bk, hashes, st.fn)
 			msg = protowire.AppendTag(msg, 3, protowire.BytesType)
 			msg = protowire.AppendBytes(msg, bmsg)
 		}
+		b = protowire.AppendTag(b, fieldAggregate, protowire.BytesType)
+		b = protowire.AppendBytes(b, msg)
+	}
+	for _, st := range p.undecoded {
+		msg = msg[:0]
+		msg = protowire.AppendTag(msg, 4, protowire.Fixed64Type)
+		msg = protowire.AppendFixed64(msg, st.id)
+		msg = appendStoredBuckets(msg, st.msg)
 		b = protowire.AppendTag(b, fieldAggregate, protowire.BytesType)
 		b = protowire.AppendBytes(b, msg)
 	}
@@ -216,49 +229,61 @@ func appendNamedCount(b, scratch []byte, num protowire.Number, name string, coun
 	return protowire.AppendBytes(b, scratch), scratch
 }
 
-// appendBucket appends bk's fields that fn reads (every field when fn is
-// 0, unknown): the start and count always, then the sum, minimum,
-// maximum, first or last time, or value hashes. A decoded bucket gets
-// neutral values for the fields left out.
-func appendBucket(b []byte, bk *bucket, fn AggregateFunc) []byte {
+// appendBucket appends a bucket of function fn: its start and count,
+// then what fn keeps (the sum, minimum, maximum, first or last time, or
+// the value hashes).
+func appendBucket(b []byte, bk bucket, hashes []uint64, fn AggregateFunc) []byte {
 	b = protowire.AppendTag(b, bucketStart, protowire.VarintType)
 	b = protowire.AppendVarint(b, protowire.EncodeZigZag(bk.start))
 	b = appendVarint(b, bucketCount, bk.n)
-	for _, f := range [...]struct {
-		num protowire.Number
-		fn  AggregateFunc
-		v   float64
-	}{{bucketSum, Sum, bk.sum}, {bucketMin, Min, bk.min}, {bucketMax, Max, bk.max}} {
-		if fn == 0 || fn == f.fn {
-			b = protowire.AppendTag(b, f.num, protowire.Fixed64Type)
-			b = protowire.AppendFixed64(b, math.Float64bits(f.v))
-		}
-	}
-	if fn == 0 || fn == FirstSeen {
+	switch fn {
+	case Sum:
+		b = appendFixedFloat(b, bucketSum, bk.v)
+	case Min:
+		b = appendFixedFloat(b, bucketMin, bk.v)
+	case Max:
+		b = appendFixedFloat(b, bucketMax, bk.v)
+	case FirstSeen:
 		b = protowire.AppendTag(b, bucketFirst, protowire.VarintType)
-		b = protowire.AppendVarint(b, protowire.EncodeZigZag(bk.first))
-	}
-	if fn == 0 || fn == LastSeen {
+		b = protowire.AppendVarint(b, protowire.EncodeZigZag(int64(bk.v)))
+	case LastSeen:
 		b = protowire.AppendTag(b, bucketLast, protowire.VarintType)
-		b = protowire.AppendVarint(b, protowire.EncodeZigZag(bk.last))
+		b = protowire.AppendVarint(b, protowire.EncodeZigZag(int64(bk.v)))
 	}
-	if len(bk.hashes) > 0 {
+	if len(hashes) > 0 {
 		b = protowire.AppendTag(b, bucketHashes, protowire.BytesType)
-		b = protowire.AppendVarint(b, uint64(8*len(bk.hashes)))
-		for _, h := range bk.hashes {
+		b = protowire.AppendVarint(b, uint64(8*len(hashes)))
+		for _, h := range hashes {
 			b = protowire.AppendFixed64(b, h)
 		}
 	}
 	return b
 }
 
-func decodeAggregate(raw []byte) (aggregateState, error) {
+// appendStoredBuckets appends the bucket fields of a stored aggregate
+// message as they are.
+func appendStoredBuckets(b, msg []byte) []byte {
+	_ = eachField(msg, func(num protowire.Number, _ protowire.Type, _ uint64, raw []byte) error {
+		if num == 3 {
+			b = protowire.AppendTag(b, 3, protowire.BytesType)
+			b = protowire.AppendBytes(b, raw)
+		}
+		return nil
+	}) // checked when decoded
+	return b
+}
+
+// decodeAggregate decodes a stored aggregate state of p: its buckets
+// for the declared aggregate of aggs with the same id (the same name,
+// function and window); a state matching none keeps its message as it is
+// (Profile.undecoded).
+func (p *Profile) decodeAggregate(msg []byte, aggs *Aggregates) error {
 	var (
 		st          aggregateState
 		name        []byte // written before ids
 		fingerprint uint64
 	)
-	err := eachField(raw, func(num protowire.Number, _ protowire.Type, v uint64, raw []byte) error {
+	err := eachField(msg, func(num protowire.Number, _ protowire.Type, v uint64, raw []byte) error {
 		switch num {
 		case 1:
 			name = raw
@@ -266,50 +291,83 @@ func decodeAggregate(raw []byte) (aggregateState, error) {
 			fingerprint = v
 		case 4:
 			st.id = v
-		case 3:
-			bk := emptyBucket(0)
-			err := eachField(raw, func(num protowire.Number, _ protowire.Type, v uint64, raw []byte) error {
-				switch num {
-				case bucketStart:
-					bk.start = protowire.DecodeZigZag(v)
-				case bucketCount:
-					bk.n = v
-				case bucketSum:
-					bk.sum = math.Float64frombits(v)
-				case bucketMin:
-					bk.min = math.Float64frombits(v)
-				case bucketMax:
-					bk.max = math.Float64frombits(v)
-				case bucketFirst:
-					bk.first = protowire.DecodeZigZag(v)
-				case bucketLast:
-					bk.last = protowire.DecodeZigZag(v)
-				case bucketHashes:
-					if len(raw)%8 != 0 {
-						return fmt.Errorf("%w: bucket hashes are %d bytes", errCorrupt, len(raw))
-					}
-					bk.hashes = make([]uint64, len(raw)/8)
-					for i := range bk.hashes {
-						bk.hashes[i], _ = protowire.ConsumeFixed64(raw[8*i:])
-					}
-				}
-				return nil
-			})
-			if err != nil {
-				return err
-			}
-			st.w.buckets = append(st.w.buckets, bk)
 		}
 		return nil
 	})
+	if err != nil {
+		return err
+	}
 	if st.id == 0 && len(name) > 0 {
 		st.id = aggregateID(string(name), fingerprint)
 	}
-	return st, err
+	if st.id == 0 {
+		return nil // nothing to match it with
+	}
+	if agg := aggs.byID(st.id); agg != nil {
+		st.fn = agg.Spec.Func
+		st.w, err = decodeBuckets(msg, st.fn)
+		p.aggregates = append(p.aggregates, st)
+		return err
+	}
+	if _, err := decodeBuckets(msg, 0); err != nil {
+		return err
+	}
+	p.undecoded = append(p.undecoded, storedAggregate{id: st.id, msg: bytes.Clone(msg)})
+	return nil
+}
+
+// decodeBuckets decodes the buckets of a stored aggregate message for
+// function fn, taking what fn keeps (a state written before buckets kept
+// only that has every field). With fn 0 it checks them only.
+func decodeBuckets(msg []byte, fn AggregateFunc) (Windowed, error) {
+	var w Windowed
+	err := eachField(msg, func(num protowire.Number, _ protowire.Type, _ uint64, raw []byte) error {
+		if num != 3 {
+			return nil
+		}
+		bk := emptyBucket(0, fn)
+		var hashes []uint64
+		err := eachField(raw, func(num protowire.Number, _ protowire.Type, v uint64, raw []byte) error {
+			switch {
+			case num == bucketStart:
+				bk.start = protowire.DecodeZigZag(v)
+			case num == bucketCount:
+				bk.n = v
+			case num == bucketSum && fn == Sum, num == bucketMin && fn == Min, num == bucketMax && fn == Max:
+				bk.v = math.Float64frombits(v)
+			case num == bucketFirst && fn == FirstSeen, num == bucketLast && fn == LastSeen:
+				bk.v = float64(protowire.DecodeZigZag(v))
+			case num == bucketHashes:
+				if len(raw)%8 != 0 {
+					return fmt.Errorf("%w: bucket hashes are %d bytes", errCorrupt, len(raw))
+				}
+				if fn == Distinct {
+					hashes = make([]uint64, len(raw)/8)
+					for i := range hashes {
+						hashes[i], _ = protowire.ConsumeFixed64(raw[8*i:])
+					}
+				}
+			}
+			return nil
+		})
+		if err != nil || fn == 0 {
+			return err
+		}
+		w.buckets = append(w.buckets, bk)
+		if fn == Distinct {
+			w.hashes = append(w.hashes, hashes)
+		}
+		return nil
+	})
+	return w, err
 }
 
 // DecodeProfile decodes a stored profile of any format this version knows.
-func DecodeProfile(data []byte) (*Profile, error) {
+func DecodeProfile(data []byte) (*Profile, error) { return decodeProfile(data, nil) }
+
+// decodeProfile decodes a stored profile, its aggregate states for aggs
+// (nil: none declared).
+func decodeProfile(data []byte, aggs *Aggregates) (*Profile, error) {
 	if len(data) == 0 {
 		return nil, fmt.Errorf("%w: empty", errCorrupt)
 	}
@@ -466,11 +524,9 @@ func DecodeProfile(data []byte) (*Profile, error) {
 		case num == fieldBought && typ == protowire.BytesType:
 			p.bought = append(p.bought, string(raw))
 		case num == fieldAggregate && typ == protowire.BytesType:
-			st, err := decodeAggregate(raw)
-			if err != nil {
+			if err := p.decodeAggregate(raw, aggs); err != nil {
 				return err
 			}
-			p.aggregates = append(p.aggregates, st)
 		}
 		// Unknown fields are skipped: they come from a later version.
 		return nil
@@ -671,4 +727,10 @@ func nextTime(deltas *[]byte, prev int64) (int64, error) {
 	}
 	*deltas = (*deltas)[n:]
 	return prev + protowire.DecodeZigZag(d), nil
+}
+
+// appendFixedFloat appends field num as a float64, even when 0.
+func appendFixedFloat(b []byte, num protowire.Number, f float64) []byte {
+	b = protowire.AppendTag(b, num, protowire.Fixed64Type)
+	return protowire.AppendFixed64(b, math.Float64bits(f))
 }

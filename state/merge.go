@@ -261,8 +261,12 @@ func (p *Profile) mergeFrom(o *Profile, m *Model, d Dedup, now int64) {
 			continue
 		}
 		w := p.aggregate(agg)
-		for i := range ow.buckets {
-			w.mergeBucket(agg.Spec, ow.buckets[i])
+		for i, bk := range ow.buckets {
+			var hashes []uint64
+			if ow.hashes != nil {
+				hashes = ow.hashes[i]
+			}
+			w.mergeBucket(agg.Spec, bk, hashes)
 		}
 		w.Expire(agg.Spec, now)
 	}

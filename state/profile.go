@@ -102,6 +102,10 @@ type Profile struct {
 	// the profile it was cloned from (copy on write).
 	aggregates []aggregateState
 	aggOwned   uint64
+	// undecoded holds the stored aggregate states that matched no
+	// aggregate of the model when the profile was read. Never changed in
+	// place: a clone shares it.
+	undecoded []storedAggregate
 
 	// orderLog holds the most recent counted orders (at most MaxOrderLog),
 	// oldest first, for RFM over a horizon; rfm is where the profile was

@@ -368,7 +368,7 @@ func (s *Store) Profile(key string) (*Profile, error) {
 	var p *Profile
 	err := s.db.View(func(txn *badger.Txn) error {
 		var err error
-		p, err = getProfile(txn, key)
+		p, err = getProfile(txn, key, s.model.Load().Aggregates)
 		return err
 	})
 	if err != nil {
@@ -413,7 +413,8 @@ func (s *Store) CacheStats() (hits, misses uint64) {
 	return s.hits.Load(), s.misses.Load()
 }
 
-func getProfile(txn *badger.Txn, key string) (*Profile, error) {
+// getProfile reads key's profile, its aggregate states decoded for aggs.
+func getProfile(txn *badger.Txn, key string, aggs *Aggregates) (*Profile, error) {
 	item, err := txn.Get(profileKey(key))
 	if errors.Is(err, badger.ErrKeyNotFound) {
 		return nil, ErrNotFound
@@ -423,7 +424,7 @@ func getProfile(txn *badger.Txn, key string) (*Profile, error) {
 	}
 	var p *Profile
 	err = item.Value(func(v []byte) error {
-		p, err = DecodeProfile(v)
+		p, err = decodeProfile(v, aggs)
 		return err
 	})
 	if err != nil {
@@ -435,6 +436,7 @@ func getProfile(txn *badger.Txn, key string) (*Profile, error) {
 // Each calls fn for every profile in the store, in key order, until fn
 // returns an error or ctx is done.
 func (s *Store) Each(ctx context.Context, fn func(*Profile) error) error {
+	aggs := s.model.Load().Aggregates
 	return s.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 100, Prefix: []byte{prefixProfile}})
 		defer it.Close()
@@ -446,7 +448,7 @@ func (s *Store) Each(ctx context.Context, fn func(*Profile) error) error {
 			var p *Profile
 			err := item.Value(func(v []byte) error {
 				var err error
-				p, err = DecodeProfile(v)
+				p, err = decodeProfile(v, aggs)
 				return err
 			})
 			if err != nil {
@@ -527,7 +529,7 @@ func (b *Batch) stored(key string) (*Profile, error) {
 	if cached, ok := b.s.cache.Get(key); ok {
 		return cached.Clone(), nil
 	}
-	p, err := getProfile(b.txn, key)
+	p, err := getProfile(b.txn, key, b.m.Aggregates)
 	if errors.Is(err, ErrNotFound) {
 		return nil, nil
 	}

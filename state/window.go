@@ -69,23 +69,65 @@ func (s WindowSpec) width() int64 {
 }
 
 // Windowed is the state of one aggregate of one profile: time buckets in
-// order of their start, each summarising the events that fell in it.
+// order of their start, each summarising the events that fell in it, and
+// for Distinct each bucket's smallest value hashes (hashes[i] for
+// buckets[i]; nil for the other functions). Buckets hold no pointers, so
+// copying a state is a plain copy.
 type Windowed struct {
 	buckets []bucket
+	hashes  [][]uint64
 }
 
 type bucket struct {
-	start       int64 // Unix ms, a multiple of the width (0 for all time)
-	n           uint64
-	sum         float64
-	min, max    float64
-	first, last int64    // event times, Unix ms
-	hashes      []uint64 // Distinct: the smallest value hashes, sorted
+	start int64 // Unix ms, a multiple of the width (0 for all time)
+	n     uint64
+	// v is what the function keeps besides the count: the sum, the
+	// smallest or largest value, or the first or last event time (Unix
+	// ms); unused by Count and Distinct.
+	v float64
 }
 
-// emptyBucket returns a bucket starting at start that counts no event.
-func emptyBucket(start int64) bucket {
-	return bucket{start: start, min: math.Inf(1), max: math.Inf(-1), first: math.MaxInt64, last: math.MinInt64}
+// emptyBucket returns a bucket of function fn starting at start that
+// counts no event.
+func emptyBucket(start int64, fn AggregateFunc) bucket {
+	b := bucket{start: start}
+	switch fn {
+	case Min, FirstSeen:
+		b.v = math.Inf(1)
+	case Max, LastSeen:
+		b.v = math.Inf(-1)
+	}
+	return b
+}
+
+// add counts an event at t (Unix ms) with value v in the bucket.
+func (b *bucket) add(fn AggregateFunc, t int64, v float64) {
+	b.n++
+	switch fn {
+	case Sum:
+		b.v += v
+	case Min:
+		b.v = math.Min(b.v, v)
+	case Max:
+		b.v = math.Max(b.v, v)
+	case FirstSeen:
+		b.v = math.Min(b.v, float64(t))
+	case LastSeen:
+		b.v = math.Max(b.v, float64(t))
+	}
+}
+
+// merge adds another bucket of the same function and start.
+func (b *bucket) merge(fn AggregateFunc, o bucket) {
+	b.n += o.n
+	switch fn {
+	case Sum:
+		b.v += o.v
+	case Min, FirstSeen:
+		b.v = math.Min(b.v, o.v)
+	case Max, LastSeen:
+		b.v = math.Max(b.v, o.v)
+	}
 }
 
 // clone returns a copy of w to change. The buckets are copied; their
@@ -93,11 +135,31 @@ func emptyBucket(start int64) bucket {
 // (addSmallest) copies them first.
 func (w Windowed) clone() Windowed {
 	c := Windowed{buckets: slices.Clone(w.buckets)}
-	for i := range c.buckets {
-		h := c.buckets[i].hashes
-		c.buckets[i].hashes = h[:len(h):len(h)]
+	if w.hashes != nil {
+		c.hashes = make([][]uint64, len(w.hashes))
+		for i, h := range w.hashes {
+			c.hashes[i] = h[:len(h):len(h)]
+		}
 	}
 	return c
+}
+
+// find returns the index of the bucket starting at start, inserting an
+// empty one there when there is none.
+func (w *Windowed) find(s WindowSpec, start int64) int {
+	// Events mostly arrive in time order: the newest bucket first.
+	i := len(w.buckets) - 1
+	if i >= 0 && w.buckets[i].start == start {
+		return i
+	}
+	i = sort.Search(len(w.buckets), func(i int) bool { return w.buckets[i].start >= start })
+	if i == len(w.buckets) || w.buckets[i].start != start {
+		w.buckets = slices.Insert(w.buckets, i, emptyBucket(start, s.Func))
+		if s.Func == Distinct {
+			w.hashes = slices.Insert(w.hashes, i, nil)
+		}
+	}
+	return i
 }
 
 // Add counts an event at event time t (Unix ms) with the numeric value v
@@ -113,43 +175,22 @@ func (w *Windowed) Add(s WindowSpec, t int64, v float64, h uint64, now int64) bo
 	if width > 0 {
 		start = t - mod(t, width)
 	}
-	// Events mostly arrive in time order: the newest bucket first.
-	i := len(w.buckets) - 1
-	if i < 0 || w.buckets[i].start != start {
-		i = sort.Search(len(w.buckets), func(i int) bool { return w.buckets[i].start >= start })
-		if i == len(w.buckets) || w.buckets[i].start != start {
-			w.buckets = slices.Insert(w.buckets, i, emptyBucket(start))
-		}
-	}
-	b := &w.buckets[i]
-	b.n++
-	b.sum += v
-	b.min = math.Min(b.min, v)
-	b.max = math.Max(b.max, v)
-	b.first = min(b.first, t)
-	b.last = max(b.last, t)
+	i := w.find(s, start)
+	w.buckets[i].add(s.Func, t, v)
 	if s.Func == Distinct {
-		b.hashes = addSmallest(b.hashes, h, DistinctExact)
+		w.hashes[i] = addSmallest(w.hashes[i], h, DistinctExact)
 	}
 	return true
 }
 
-// mergeBucket adds another state's bucket (of the same aggregate) to w.
-func (w *Windowed) mergeBucket(s WindowSpec, o bucket) {
-	i := sort.Search(len(w.buckets), func(i int) bool { return w.buckets[i].start >= o.start })
-	if i == len(w.buckets) || w.buckets[i].start != o.start {
-		o.hashes = slices.Clone(o.hashes)
-		w.buckets = slices.Insert(w.buckets, i, o)
-		return
-	}
-	b := &w.buckets[i]
-	b.n += o.n
-	b.sum += o.sum
-	b.min, b.max = math.Min(b.min, o.min), math.Max(b.max, o.max)
-	b.first, b.last = min(b.first, o.first), max(b.last, o.last)
+// mergeBucket adds another state's bucket o, with its value hashes, to w
+// (of the same aggregate).
+func (w *Windowed) mergeBucket(s WindowSpec, o bucket, hashes []uint64) {
+	i := w.find(s, o.start)
+	w.buckets[i].merge(s.Func, o)
 	if s.Func == Distinct {
-		for _, h := range o.hashes {
-			b.hashes = addSmallest(b.hashes, h, DistinctExact)
+		for _, h := range hashes {
+			w.hashes[i] = addSmallest(w.hashes[i], h, DistinctExact)
 		}
 	}
 }
@@ -167,6 +208,9 @@ func (w *Windowed) Expire(s WindowSpec, now int64) {
 	}
 	if n > 0 {
 		w.buckets = slices.Delete(w.buckets, 0, n)
+		if w.hashes != nil {
+			w.hashes = slices.Delete(w.hashes, 0, n)
+		}
 	}
 }
 
@@ -178,48 +222,28 @@ func (w *Windowed) Value(s WindowSpec, now int64) (v float64, ok bool) {
 	if width > 0 {
 		cut = now - s.Window.Milliseconds()
 	}
-	var (
-		n      uint64
-		sum    float64
-		lo, hi = math.Inf(1), math.Inf(-1)
-		first  = int64(math.MaxInt64)
-		last   = int64(math.MinInt64)
-		hashes []uint64
-	)
-	for _, b := range w.buckets {
+	total := emptyBucket(0, s.Func)
+	var hashes []uint64
+	for i, b := range w.buckets {
 		if width > 0 && b.start+width <= cut {
 			continue
 		}
-		n += b.n
-		sum += b.sum
-		lo, hi = math.Min(lo, b.min), math.Max(hi, b.max)
-		first, last = min(first, b.first), max(last, b.last)
-		for _, h := range b.hashes {
-			hashes = addSmallest(hashes, h, DistinctExact)
+		total.merge(s.Func, b)
+		if s.Func == Distinct {
+			for _, h := range w.hashes[i] {
+				hashes = addSmallest(hashes, h, DistinctExact)
+			}
 		}
 	}
-	switch s.Func {
-	case Count:
-		return float64(n), true
-	case Distinct:
+	switch {
+	case s.Func == Count:
+		return float64(total.n), true
+	case s.Func == Distinct:
 		return distinctEstimate(hashes), true
-	}
-	if n == 0 {
+	case total.n == 0:
 		return 0, false
 	}
-	switch s.Func {
-	case Sum:
-		return sum, true
-	case Min:
-		return lo, true
-	case Max:
-		return hi, true
-	case FirstSeen:
-		return float64(first), true
-	case LastSeen:
-		return float64(last), true
-	}
-	return 0, false
+	return total.v, true
 }
 
 // NextChange returns when the value next changes at now with no new

@@ -91,18 +91,28 @@ func TestWindowFuncs(t *testing.T) {
 			// Stored, a state keeps only the fields its function reads;
 			// read back, it gives the same value before and after the
 			// next event.
-			p := &Profile{Key: "k", aggregates: []aggregateState{{id: aggregateID("a", 1), fn: fn, w: w}}}
-			decoded, err := DecodeProfile(p.AppendEncode(nil))
+			// Read with the aggregate declared, the state is decoded
+			// for it; read with none declared, it is decoded when an
+			// aggregate reads it.
+			agg := &Aggregate{Name: "a", Spec: spec, id: aggregateID("a", 1)}
+			p := &Profile{Key: "k", aggregates: []aggregateState{{id: agg.id, fn: fn, w: w}}}
+			stored := p.AppendEncode(nil)
+			typed, err := decodeProfile(stored, declared(agg))
 			if err != nil {
 				t.Fatal(err)
 			}
-			back := decoded.aggregates[0].w
-			for _, w := range []*Windowed{&w, &back} {
-				w.Add(spec, at(now-time.Minute), 11, xxhash.Sum64String("11"), at(now))
+			untyped, err := DecodeProfile(stored)
+			if err != nil {
+				t.Fatal(err)
 			}
+			backs := []Windowed{typed.aggregates[0].w, untyped.windowed(agg)}
+			w.Add(spec, at(now-time.Minute), 11, xxhash.Sum64String("11"), at(now))
 			want, _ := w.Value(spec, at(now))
-			if got, ok := back.Value(spec, at(now)); !ok || got != want {
-				t.Errorf("func %d window %v: read back and added to: %v %v, want %v", fn, window, got, ok, want)
+			for _, back := range backs {
+				back.Add(spec, at(now-time.Minute), 11, xxhash.Sum64String("11"), at(now))
+				if got, ok := back.Value(spec, at(now)); !ok || got != want {
+					t.Errorf("func %d window %v: read back and added to: %v %v, want %v", fn, window, got, ok, want)
+				}
 			}
 		}
 	}
@@ -122,9 +132,12 @@ func TestWindowBounded(t *testing.T) {
 	if len(w.buckets) > WindowBuckets+1 {
 		t.Errorf("%d buckets, bound is %d", len(w.buckets), WindowBuckets+1)
 	}
-	for _, b := range w.buckets {
-		if len(b.hashes) > DistinctExact {
-			t.Fatalf("bucket keeps %d hashes", len(b.hashes))
+	if len(w.hashes) != len(w.buckets) {
+		t.Errorf("%d buckets, value hashes of %d", len(w.buckets), len(w.hashes))
+	}
+	for _, h := range w.hashes {
+		if len(h) > DistinctExact {
+			t.Fatalf("bucket keeps %d hashes", len(h))
 		}
 	}
 	// The last 24 hours hold 43,200 events over 20,000 values.
