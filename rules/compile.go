@@ -221,6 +221,7 @@ type expr struct {
 	n   func(Env) (float64, bool) // TypeNumber, TypeDuration, TypeTime
 	s   func(Env) (string, bool)  // TypeString
 	v   func(Env) Value           // TypeDynamic, TypeList
+	lit *Value                    // a constant's value
 	// How time alone moves the value (see time.go); nil when it does not.
 	lin  linFunc  // numbers moving with the clock
 	next nextFunc // the next jump or crossing
@@ -328,7 +329,7 @@ func constant(v Value) expr {
 		return numExpr(typeOf(v.Kind), func(Env) (float64, bool) { return x, true })
 	case KindString:
 		s := v.Str
-		return expr{typ: TypeString, s: func(Env) (string, bool) { return s, true }}
+		return expr{typ: TypeString, s: func(Env) (string, bool) { return s, true }, lit: &v}
 	}
 	return expr{typ: typeOf(v.Kind), v: func(Env) Value { return v }}
 }
@@ -701,6 +702,18 @@ func (c *compiler) comparison(n *binaryNode, x, y expr) (expr, error) {
 		e.next = crossing(x, y, typ.kind())
 		return e, nil
 	case TypeString:
+		if !ordered && (x.lit != nil || y.lit != nil) {
+			// properties.category == "shoes": the common case, without
+			// the generic comparison's calls.
+			if x.lit != nil {
+				x, y = y, x
+			}
+			a, want, eq := x.str(), y.lit.Str, n.op == "=="
+			return boolExpr(func(env Env) bool {
+				u, ok := a(env)
+				return ok && (u == want) == eq
+			}), nil
+		}
 		a, b := x.str(), y.str()
 		return boolExpr(func(env Env) bool {
 			u, ok1 := a(env)

@@ -4,6 +4,7 @@ import (
 	"math"
 	"strconv"
 	"time"
+	"unsafe"
 
 	"github.com/valyala/fastjson"
 )
@@ -110,7 +111,14 @@ func (v Value) String() string {
 // FromJSON converts a JSON value (a trait or a property) to a Value:
 // numbers, strings, booleans and arrays of them; null and objects give
 // null. Strings in RFC 3339 form stay strings.
-func FromJSON(v *fastjson.Value) Value {
+func FromJSON(v *fastjson.Value) Value { return fromJSON(v, false) }
+
+// FromJSONShared is FromJSON with strings that share v's memory instead
+// of copying it, for a Value used only while v is unchanged: an Env's
+// Property and Context, read during one evaluation.
+func FromJSONShared(v *fastjson.Value) Value { return fromJSON(v, true) }
+
+func fromJSON(v *fastjson.Value, shared bool) Value {
 	if v == nil {
 		return Value{}
 	}
@@ -122,7 +130,11 @@ func FromJSON(v *fastjson.Value) Value {
 		}
 		return Number(f)
 	case fastjson.TypeString:
-		return String(string(v.GetStringBytes()))
+		b := v.GetStringBytes()
+		if shared {
+			return String(unsafe.String(unsafe.SliceData(b), len(b)))
+		}
+		return String(string(b))
 	case fastjson.TypeTrue:
 		return Bool(true)
 	case fastjson.TypeFalse:
@@ -131,7 +143,7 @@ func FromJSON(v *fastjson.Value) Value {
 		items, _ := v.Array()
 		list := make([]Value, 0, len(items))
 		for _, item := range items {
-			list = append(list, FromJSON(item))
+			list = append(list, fromJSON(item, shared))
 		}
 		return Value{Kind: KindList, List: list}
 	}

@@ -543,14 +543,14 @@ func (e *RuleEnv) Property(path []string) rules.Value {
 	if e.props == nil {
 		return rules.Value{}
 	}
-	return rules.FromJSON(e.props.Get(path...))
+	return rules.FromJSONShared(e.props.Get(path...)) // read while the event is applied
 }
 
 func (e *RuleEnv) Context(path []string) rules.Value {
 	if e.ctx == nil {
 		return rules.Value{}
 	}
-	return rules.FromJSON(e.ctx.Get(path...))
+	return rules.FromJSONShared(e.ctx.Get(path...)) // read while the event or the request is handled
 }
 
 func (e *RuleEnv) Aggregate(i int) (float64, bool) {
