@@ -47,6 +47,7 @@ type Aggregate struct {
 	// of the segments reading it.
 	definition uint64
 	index      int // in List
+	siblings   int // len(List): the aggregates of the model
 }
 
 // Aggregates are the compiled aggregates of a configuration.
@@ -93,6 +94,9 @@ func CompileAggregates(decls []AggregateConfig) (*Aggregates, error) {
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
+	}
+	for _, agg := range a.list {
+		agg.siblings = len(a.list)
 	}
 	return a, nil
 }
@@ -295,7 +299,10 @@ func (p *Profile) aggregate(agg *Aggregate) *Windowed {
 		i = agg.index
 		switch {
 		case i >= len(p.aggregates):
-			p.aggregates = append(p.aggregates, make([]aggregateState, i+1-len(p.aggregates))...)
+			// A slot for every aggregate of the model at once: a profile's
+			// first events fill several.
+			n := max(i+1, agg.siblings)
+			p.aggregates = append(p.aggregates, make([]aggregateState, n-len(p.aggregates))...)
 		case p.aggregates[i].id != 0: // a profile not aligned to this model
 			i = len(p.aggregates)
 			p.aggregates = append(p.aggregates, aggregateState{})
