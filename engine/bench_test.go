@@ -108,14 +108,18 @@ func newApplier(b *testing.B, rules bool) *applier {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { s.Close() })
-	// The events happened in the last minutes (50,000 events are some
-	// 8,000 sessions 10 ms apart), as a live stream's do, so that they
-	// count in the short windows (30 minutes, an hour) too; the replays of
-	// the same events later in the run are late events, still inside.
+	// 300,000 events: most of the workload's 100,000 customers, so that
+	// profiles come from the store as well as from its cache, as they do
+	// in a running engine. They happened in the last minutes (about six
+	// events a session, sessions 10 ms apart), as a live stream's do, so
+	// that they count in the short windows (30 minutes, an hour) too; the
+	// replays of the same events later in a long run are late events,
+	// still inside.
+	const events = 300_000
 	wl := workload.DefaultConfig()
-	wl.Start = time.Now().Add(-3 * time.Minute)
+	wl.Start = time.Now().Add(-events / 6 * wl.Step)
 	gen := workload.New(wl)
-	raws := make([][]byte, 50_000)
+	raws := make([][]byte, events)
 	for i := range raws {
 		_, raws[i] = gen.Next()
 	}

@@ -190,9 +190,14 @@ func (b *benchRun) run(ctx context.Context, which string) (*bench.Report, error)
 	return rep, nil
 }
 
+// workload returns the run's traffic: events of the last minutes, as a
+// live stream's are (the sessions' starts end about now), so that they
+// count in short windows (30 minutes, an hour) as well as in long ones.
 func (b *benchRun) workload() workload.Config {
 	wl := workload.DefaultConfig()
 	wl.Seed, wl.Customers = b.o.seed, b.o.customers
+	const eventsPerSession = 6 // about, in the default workload
+	wl.Start = time.Now().Add(-time.Duration(b.o.events/eventsPerSession) * wl.Step)
 	return wl
 }
 
