@@ -73,7 +73,7 @@ func CompileAggregates(decls []AggregateConfig) (*Aggregates, error) {
 			err = fmt.Errorf("aggregate %q is declared twice", d.Name)
 		}
 		if err == nil {
-			if other, ok := byName[agg.nameHash()]; ok { // once in a few billion pairs of names
+			if other, ok := byName[agg.nameHash()]; ok { // one pair of names in about 500 billion
 				err = fmt.Errorf("aggregate %q: its name hashes like %q's in stored profiles; rename one", d.Name, other)
 			}
 		}
@@ -250,8 +250,8 @@ func (p *Profile) stored(agg *Aggregate) int {
 
 // aggregateSlot returns the index in p.aggregates of the state of agg's
 // name, under its function and window or not, or -1. Slot agg.index holds
-// it once the profile is aligned to the model (alignAggregates);
-// otherwise it is looked for.
+// it in a profile read or made under agg's model; otherwise it is looked
+// for.
 func (p *Profile) aggregateSlot(agg *Aggregate) int {
 	name := agg.nameHash()
 	if i := agg.index; i < len(p.aggregates) && p.aggregates[i].id>>idFingerprintBits == name {
@@ -263,29 +263,6 @@ func (p *Profile) aggregateSlot(agg *Aggregate) int {
 		}
 	}
 	return -1
-}
-
-// alignAggregates reorders a decoded profile's aggregate states so that
-// slot i holds the state of list[i] (none when the profile has none), and
-// the states of aggregates no longer declared follow. States under
-// another function or window stay, to be replaced on their next event.
-func (p *Profile) alignAggregates(list []*Aggregate) {
-	if len(p.aggregates) == 0 {
-		return
-	}
-	aligned := make([]aggregateState, len(list), len(list)+len(p.aggregates))
-	for i, agg := range list {
-		if j := p.aggregateSlot(agg); j >= 0 {
-			st := p.aggregates[j]
-			aligned[i], p.aggregates[j] = st, aggregateState{}
-		}
-	}
-	for _, st := range p.aggregates {
-		if st.id != 0 {
-			aligned = append(aligned, st)
-		}
-	}
-	p.aggregates = aligned
 }
 
 // aggregate returns the profile's state of agg for changing it: fresh
@@ -345,7 +322,7 @@ func (p *Profile) windowed(agg *Aggregate) Windowed {
 		return p.aggregates[i].w
 	}
 	if i := p.stored(agg); i >= 0 && p.undecoded[i].id == agg.id {
-		w, _ := decodeBuckets(p.undecoded[i].msg, agg.Spec.Func) // checked when read
+		w, _ := decodeBuckets(p.undecoded[i].msg, agg.Spec.Func, 0) // checked when read
 		return w
 	}
 	return Windowed{}

@@ -283,12 +283,15 @@ func (p *Profile) decodeAggregate(msg []byte, aggs *Aggregates) error {
 		name        []byte // written before ids
 		fingerprint uint64
 	)
+	buckets := 0
 	err := eachField(msg, func(num protowire.Number, _ protowire.Type, v uint64, raw []byte) error {
 		switch num {
 		case 1:
 			name = raw
 		case 2:
 			fingerprint = v
+		case 3:
+			buckets++
 		case 4:
 			st.id = v
 		}
@@ -304,12 +307,16 @@ func (p *Profile) decodeAggregate(msg []byte, aggs *Aggregates) error {
 		return nil // nothing to match it with
 	}
 	if agg := aggs.byID(st.id); agg != nil {
+		// In its slot: the profile is aligned to the model.
+		if p.aggregates == nil {
+			p.aggregates = make([]aggregateState, len(aggs.list))
+		}
 		st.fn = agg.Spec.Func
-		st.w, err = decodeBuckets(msg, st.fn)
-		p.aggregates = append(p.aggregates, st)
+		st.w, err = decodeBuckets(msg, st.fn, buckets)
+		p.aggregates[agg.index] = st
 		return err
 	}
-	if _, err := decodeBuckets(msg, 0); err != nil {
+	if _, err := decodeBuckets(msg, 0, 0); err != nil {
 		return err
 	}
 	p.undecoded = append(p.undecoded, storedAggregate{id: st.id, msg: bytes.Clone(msg)})
@@ -319,8 +326,14 @@ func (p *Profile) decodeAggregate(msg []byte, aggs *Aggregates) error {
 // decodeBuckets decodes the buckets of a stored aggregate message for
 // function fn, taking what fn keeps (a state written before buckets kept
 // only that has every field). With fn 0 it checks them only.
-func decodeBuckets(msg []byte, fn AggregateFunc) (Windowed, error) {
+func decodeBuckets(msg []byte, fn AggregateFunc, buckets int) (Windowed, error) {
 	var w Windowed
+	if fn != 0 && buckets > 0 {
+		w.buckets = make([]bucket, 0, buckets)
+		if fn == Distinct {
+			w.hashes = make([][]uint64, 0, buckets)
+		}
+	}
 	err := eachField(msg, func(num protowire.Number, _ protowire.Type, _ uint64, raw []byte) error {
 		if num != 3 {
 			return nil

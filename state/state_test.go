@@ -506,11 +506,10 @@ func TestCloneCopiesOnWrite(t *testing.T) {
 		t.Fatal(err)
 	}
 	newSeg, views := segs.List()[0], segs.List()[1]
-	orig, err := DecodeProfile(sampleProfile().AppendEncode(nil))
+	orig, err := decodeProfile(sampleProfile().AppendEncode(nil), aggs)
 	if err != nil {
 		t.Fatal(err)
 	}
-	orig.alignAggregates(aggs.List())
 	orig.aggregate(aggs.List()[0]).Add(aggs.List()[0].Spec, 1000, 0, 0, 2000)
 	for _, h := range []uint64{10, 30, 50} {
 		orig.aggregate(distinct).Add(distinct.Spec, 1000, 0, h, 2000)

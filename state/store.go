@@ -536,7 +536,6 @@ func (b *Batch) stored(key string) (*Profile, error) {
 	if err != nil {
 		return nil, err
 	}
-	p.alignAggregates(b.m.Aggregates.List())
 	return p, nil
 }
 
