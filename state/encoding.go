@@ -52,6 +52,7 @@ const (
 	fieldOrderTimes     = 24 // packed zigzag varint: the order log's event ms, each as the difference to the one before
 	fieldOrderAmounts   = 25 // packed fixed64 float64 bits: their amounts
 	fieldRFMPoint       = 26 // message {1: counted 0/1, 2: day zigzag, 3: orders, 4: revenue bin zigzag}: where the RFM histograms count the profile
+	fieldMovedOrder     = 27 // message {1: order id, 2: amount fixed64, 3: event ms}, repeated: in a profile taken out by Batch.Link only, the order ids its store counted (2 and 3 absent when counted before they were kept)
 )
 
 // Fields of an aggregate bucket message.
@@ -203,6 +204,17 @@ func (p *Profile) appendEncode(dst, scratch []byte) (b, _ []byte) {
 			msg = protowire.AppendBytes(msg, bmsg)
 		}
 		b = protowire.AppendTag(b, fieldAggregate, protowire.BytesType)
+		b = protowire.AppendBytes(b, msg)
+	}
+	for _, o := range p.movedOrders {
+		msg = msg[:0]
+		msg = protowire.AppendTag(msg, 1, protowire.BytesType)
+		msg = protowire.AppendString(msg, o.id)
+		if o.known {
+			msg = appendFixedFloat(msg, 2, o.amount)
+			msg = appendVarint(msg, 3, uint64(o.at))
+		}
+		b = protowire.AppendTag(b, fieldMovedOrder, protowire.BytesType)
 		b = protowire.AppendBytes(b, msg)
 	}
 	for _, st := range p.undecoded {
@@ -460,6 +472,21 @@ func decodeProfile(data []byte, aggs *Aggregates) (*Profile, error) {
 				return fmt.Errorf("%w: order amounts are %d bytes", errCorrupt, len(raw))
 			}
 			orderAmounts = raw
+		case num == fieldMovedOrder && typ == protowire.BytesType:
+			var o movedOrder
+			err := eachField(raw, func(num protowire.Number, _ protowire.Type, v uint64, raw []byte) error {
+				switch num {
+				case 1:
+					o.id = string(raw)
+				case 2:
+					o.amount, o.known = math.Float64frombits(v), true
+				case 3:
+					o.at = int64(v)
+				}
+				return nil
+			})
+			p.movedOrders = append(p.movedOrders, o)
+			return err
 		case num == fieldRFMPoint && typ == protowire.BytesType:
 			p.rfmRecorded = true
 			return eachField(raw, func(num protowire.Number, _ protowire.Type, v uint64, _ []byte) error {

@@ -1,9 +1,12 @@
 package state
 
 import (
+	"bytes"
 	"cmp"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"sort"
 
@@ -153,8 +156,54 @@ func (b *Batch) Link(from, to string) (moved []byte, err error) {
 	for _, name := range names {
 		b.changes = append(b.changes, KeyedChange{Key: from, Change: Change{Segment: name, At: now}})
 	}
+	if p.movedOrders, err = b.takeOrders(from); err != nil {
+		return nil, err
+	}
 	moved = p.AppendEncode(nil)
-	p.Segments, p.memberOf = nil, nil
+	p.Segments, p.memberOf, p.movedOrders = nil, nil, nil
+	return moved, nil
+}
+
+// takeOrders returns the order ids counted for the profile of key, and
+// forgets them: they move with the profile, so that the profile it joins
+// counts each order once (Merge).
+func (b *Batch) takeOrders(key string) ([]movedOrder, error) {
+	prefix := pairKey(prefixOrder, key, "")
+	var moved []movedOrder
+	kept := b.orders[:0] // counted in this batch, not written yet
+	for _, o := range b.orders {
+		if bytes.HasPrefix(o.key, prefix) {
+			moved = append(moved, movedOrder{id: string(o.key[len(prefix):]), amount: o.amount, at: o.at, known: o.known})
+			continue
+		}
+		kept = append(kept, o)
+	}
+	b.orders = kept
+	var stored [][]byte
+	it := b.txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+	for it.Rewind(); it.Valid(); it.Next() {
+		item := it.Item()
+		k := item.KeyCopy(nil)
+		o := movedOrder{id: string(k[len(prefix):])}
+		err := item.Value(func(v []byte) error {
+			if len(v) == 16 {
+				o.amount = math.Float64frombits(binary.BigEndian.Uint64(v))
+				o.at, o.known = int64(binary.BigEndian.Uint64(v[8:])), true
+			}
+			return nil
+		})
+		if err != nil {
+			it.Close()
+			return nil, fmt.Errorf("read order ids of %q: %w", key, err)
+		}
+		moved, stored = append(moved, o), append(stored, k)
+	}
+	it.Close()
+	for _, k := range stored {
+		if err := b.txn.Delete(k); err != nil {
+			return nil, fmt.Errorf("move order ids of %q: %w", key, err)
+		}
+	}
 	return moved, nil
 }
 
@@ -173,6 +222,23 @@ func (b *Batch) Merge(key string, o *Profile) error {
 		return err
 	}
 	p.mergeFrom(o, b.m, b.s.opts.Dedup, b.now().UnixMilli())
+	// The order ids counted for o are key's now; an order both profiles
+	// counted (an SDK and a server reporting the same order under either
+	// id) counts once. One counted before amounts were kept counts twice
+	// as before, its amount unknown.
+	for _, m := range o.movedOrders {
+		k := pairKey(prefixOrder, key, m.id)
+		fresh, err := b.remember(k)
+		if err != nil {
+			return err
+		}
+		switch {
+		case fresh:
+			b.orders = append(b.orders, countedOrder{key: k, amount: m.amount, at: m.at, known: m.known})
+		case m.known:
+			p.uncountOrder(m.amount, m.at)
+		}
+	}
 	in := &b.inputs
 	*in = Inputs{Whole: true}
 	for _, c := range b.evaluate(p, nil, in) {

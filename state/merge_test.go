@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dgraph-io/badger/v4"
+
 	"github.com/tailorcdp/tailor/event"
 )
 
@@ -31,32 +33,8 @@ func TestLinkAndMerge(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	p := event.NewParser(event.DefaultLimits())
-	offset := int64(0)
-	run := func(do func(b *Batch)) []string {
-		t.Helper()
-		b := s.Begin()
-		do(b)
-		var changes []string
-		for _, c := range b.Changes() {
-			changes = append(changes, fmt.Sprintf("%s %v %s", c.Key, c.Entered, c.Segment))
-		}
-		offset++
-		if err := b.Commit(offset); err != nil {
-			t.Fatal(err)
-		}
-		return changes
-	}
-	apply := func(b *Batch, ids, body string) {
-		t.Helper()
-		ev, err := p.Parse([]byte(`{`+ids+`, "timestamp": "`+clock.Format(time.RFC3339)+`", `+body+`}`), 0, clock)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := b.Apply(&ev); err != nil {
-			t.Fatal(err)
-		}
-	}
+	h := &batches{t: t, s: s, p: event.NewParser(event.DefaultLimits()), clock: clock}
+	run, apply := h.run, h.apply
 	run(func(b *Batch) {
 		for _, c := range []string{"shoes", "bags"} {
 			apply(b, `"anonymousId": "a1"`, `"type": "track", "event": "Product Viewed", "properties": {"category": "`+c+`"}`)
@@ -136,6 +114,123 @@ func TestLinkAndMerge(t *testing.T) {
 	}
 	if got := s.SegmentSizes(); got["buyer"] != 1 || got["browser"] != 1 || countProfiles(s.Population()) != 1 {
 		t.Errorf("after the merge: sizes %v, population %v", got, s.Population())
+	}
+}
+
+// batches applies the identity tests' events to a store, a batch at a
+// time, at a fixed instant.
+type batches struct {
+	t      *testing.T
+	s      *Store
+	p      *event.Parser
+	clock  time.Time
+	offset int64
+}
+
+// run commits a batch doing do, and returns its segment changes.
+func (h *batches) run(do func(b *Batch)) []string {
+	h.t.Helper()
+	b := h.s.Begin()
+	do(b)
+	var changes []string
+	for _, c := range b.Changes() {
+		changes = append(changes, fmt.Sprintf("%s %v %s", c.Key, c.Entered, c.Segment))
+	}
+	h.offset++
+	if err := b.Commit(h.offset); err != nil {
+		h.t.Fatal(err)
+	}
+	return changes
+}
+
+// apply applies the event of ids and body to b.
+func (h *batches) apply(b *Batch, ids, body string) {
+	h.t.Helper()
+	ev, err := h.p.Parse([]byte(`{`+ids+`, "timestamp": "`+h.clock.Format(time.RFC3339)+`", `+body+`}`), 0, h.clock)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	if _, err := b.Apply(&ev); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+// TestMergeCountsOrdersOnce: the order ids counted for a linked profile
+// move with it, so an order both profiles counted (a web SDK and a server
+// reporting it under either id) counts once, and a later copy under
+// either id does not count. Ids counted before amounts were kept move
+// too, but one both profiles counted still counts twice.
+func TestMergeCountsOrdersOnce(t *testing.T) {
+	o := DefaultOptions()
+	o.MemTableSize, o.BlockCacheSize = 4<<20, 1<<20
+	s, err := Open(t.TempDir(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	h := &batches{t: t, s: s, p: event.NewParser(event.DefaultLimits()), clock: time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)}
+	order := func(b *Batch, ids, id string, total float64) {
+		h.apply(b, ids, fmt.Sprintf(`"type": "track", "event": "Order Completed", "properties": {"order_id": %q, "total": %v}`, id, total))
+	}
+	h.run(func(b *Batch) {
+		for _, o := range []struct {
+			ids, id string
+			total   float64
+		}{
+			{`"anonymousId": "a1"`, "o0", 5}, {`"anonymousId": "a1"`, "o1", 10}, {`"anonymousId": "a1"`, "o2", 20},
+			{`"userId": "u1"`, "o0", 5}, {`"userId": "u1"`, "o1", 10},
+		} {
+			order(b, o.ids, o.id, o.total)
+		}
+	})
+	// o0 was counted for a1 before order ids kept their amounts.
+	if err := s.db.Update(func(txn *badger.Txn) error { return txn.Set(pairKey(prefixOrder, "a1", "o0"), nil) }); err != nil {
+		t.Fatal(err)
+	}
+	var moved []byte
+	h.run(func(b *Batch) {
+		order(b, `"anonymousId": "a1"`, "o3", 7) // in the linking batch, not written yet
+		if moved, err = b.Link("a1", "u1"); err != nil || moved == nil {
+			t.Fatalf("link: %v, moved %d bytes", err, len(moved))
+		}
+	})
+	h.run(func(b *Batch) {
+		p, err := DecodeProfile(moved)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Merge("u1", p); err != nil {
+			t.Fatal(err)
+		}
+	})
+	check := func(when string, orders uint64, revenue float64) {
+		t.Helper()
+		u, err := s.Profile("u1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if u.Orders != orders || u.Revenue != revenue || len(u.orderLog) != int(orders) {
+			t.Errorf("%s: %d orders, revenue %v, %d in the order log; want %d, %v", when, u.Orders, u.Revenue, len(u.orderLog), orders, revenue)
+		}
+	}
+	check("merged", 5, 47) // o0 twice, o1, o2, o3
+	h.run(func(b *Batch) {
+		order(b, `"userId": "u1"`, "o2", 20) // a copy: counted for a1 before the link
+		order(b, `"userId": "u1"`, "o3", 7)
+	})
+	check("copies of moved orders", 5, 47)
+	h.run(func(b *Batch) { order(b, `"userId": "u1"`, "o4", 1) })
+	check("a new order", 6, 48)
+	err = s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: pairKey(prefixOrder, "a1", "")})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			t.Errorf("order id %q left with the linked key", it.Item().Key())
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -115,6 +115,10 @@ type Profile struct {
 	rfm         rfmPoint
 	rfmRecorded bool
 
+	// movedOrders, in a profile taken out by Batch.Link only, are the
+	// order ids its store counted for it, which move with it (Merge).
+	movedOrders []movedOrder
+
 	// recent holds the messageIds applied within the dedup horizon (as
 	// 64-bit hashes, oldest first), so a retried event applies once.
 	recent []seenMessage
@@ -134,6 +138,32 @@ const MaxOrderLog = 100
 type orderRecord struct {
 	at     int64 // event time, Unix ms
 	amount float64
+}
+
+// uncountOrder takes back an order counted twice (by a merge) with its
+// amount and event time.
+func (p *Profile) uncountOrder(amount float64, at int64) {
+	if p.Orders == 0 {
+		return
+	}
+	p.Orders--
+	p.Revenue -= amount
+	for i, o := range p.orderLog {
+		if o.at == at && o.amount == amount {
+			p.orderLog = slices.Delete(slices.Clone(p.orderLog), i, i+1)
+			break
+		}
+	}
+}
+
+// movedOrder is an order id counted for a profile that moves into
+// another, with the order's amount and event time (Unix ms) when known
+// (known false: counted before order ids kept them).
+type movedOrder struct {
+	id     string
+	amount float64
+	at     int64
+	known  bool
 }
 
 // seenMessage is one remembered messageId.

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"maps"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -134,7 +135,7 @@ var (
 
 const (
 	prefixProfile = 'p'
-	prefixOrder   = 'o' // counted order ids: profile key + order_id
+	prefixOrder   = 'o' // counted order ids: profile key + order_id -> the order's amount and event time (orderValue; empty before they were kept)
 	prefixSize    = 'c' // segment sizes: segment name -> members (8 bytes)
 	prefixHist    = 'h' // RFM population histograms: letter + bin -> profiles (8 bytes)
 	prefixStats   = 's' // offer statistics: offer, placement, arm -> counts (24 bytes)
@@ -482,7 +483,7 @@ type Batch struct {
 	m        *Model // the store's model when the batch began
 	txn      *badger.Txn
 	profiles map[string]*Profile
-	orders   [][]byte
+	orders   []countedOrder
 	seen     map[string]struct{} // order keys added in this batch
 	changes  []KeyedChange
 	initial  map[string]rfmPoint // where each changed profile was in the RFM population
@@ -549,15 +550,30 @@ func (b *Batch) noteInitial(key string, p *Profile) {
 	b.size += p.encodedSize + len(key) + 64
 }
 
-// FirstOrder reports whether order orderID of profile key has not been
-// counted before, and remembers it.
-func (b *Batch) FirstOrder(key, orderID string) (bool, error) {
+// countedOrder is an order id the batch counts for a profile, with the
+// order's amount and event time (Unix ms).
+type countedOrder struct {
+	key    []byte // pairKey(prefixOrder, profile key, order id)
+	amount float64
+	at     int64
+	known  bool // amount and at: false for an id moved from before they were kept
+}
+
+// firstOrder reports whether order orderID of profile key has not been
+// counted before, and remembers it with its amount and event time.
+func (b *Batch) firstOrder(key, orderID string, amount float64, at int64) (bool, error) {
 	k := pairKey(prefixOrder, key, orderID)
 	fresh, err := b.remember(k)
 	if fresh {
-		b.orders = append(b.orders, k)
+		b.orders = append(b.orders, countedOrder{key: k, amount: amount, at: at, known: true})
 	}
 	return fresh, err
+}
+
+// orderValue encodes a counted order's amount and event time.
+func orderValue(amount float64, at int64) []byte {
+	v := binary.BigEndian.AppendUint64(make([]byte, 0, 16), math.Float64bits(amount))
+	return binary.BigEndian.AppendUint64(v, uint64(at))
 }
 
 func (b *Batch) remember(k []byte) (bool, error) {
@@ -634,8 +650,12 @@ func (b *Batch) Commit(nextOffset int64) error {
 			return fmt.Errorf("write profile %q: %w", key, err)
 		}
 	}
-	for _, k := range b.orders {
-		if err := b.txn.SetEntry(badger.NewEntry(k, nil)); err != nil {
+	for _, o := range b.orders {
+		var v []byte
+		if o.known {
+			v = orderValue(o.amount, o.at)
+		}
+		if err := b.txn.SetEntry(badger.NewEntry(o.key, v)); err != nil {
 			return fmt.Errorf("write order id: %w", err)
 		}
 	}
@@ -836,7 +856,8 @@ func (b *Batch) Apply(ev *event.Event) (applied bool, err error) {
 	if ev.Type == event.Track && ev.Name == event.OrderCompleted {
 		countOrder = true
 		if id := ev.OrderID(); id != "" {
-			if countOrder, err = b.FirstOrder(key, id); err != nil {
+			amount, _ := ev.OrderAmount()
+			if countOrder, err = b.firstOrder(key, id, amount, ev.Time.UnixMilli()); err != nil {
 				return false, err
 			}
 		}
