@@ -42,14 +42,18 @@ func TestIdentityMerge(t *testing.T) {
 		}
 	}
 	// A visitor browses two products without signing in; the customer
-	// viewed two others on another device.
+	// viewed two others on another device. An order reaches both: from
+	// the web SDK under the anonymous id, from the shop's server under
+	// the user id.
 	post(`{"batch": [
 	  {"type": "track", "anonymousId": "anon-1", "event": "Product Viewed", "properties": {"product_id": "p1", "category": "shoes"}},
 	  {"type": "track", "anonymousId": "anon-1", "event": "Product Viewed", "properties": {"product_id": "p2", "category": "shoes"}},
+	  {"type": "track", "anonymousId": "anon-1", "event": "Order Completed", "properties": {"order_id": "ord-1", "total": 30}},
 	  {"type": "track", "userId": "cust-1", "event": "Product Viewed", "properties": {"product_id": "p3", "category": "bags"}},
-	  {"type": "track", "userId": "cust-1", "event": "Product Viewed", "properties": {"product_id": "p4", "category": "bags"}}]}`)
-	e.waitProfile(t, "anon-1", func(v state.View) bool { return v.Key == "anon-1" && v.Events["Product Viewed"] == 2 })
-	e.waitProfile(t, "cust-1", func(v state.View) bool { return v.Events["Product Viewed"] == 2 })
+	  {"type": "track", "userId": "cust-1", "event": "Product Viewed", "properties": {"product_id": "p4", "category": "bags"}},
+	  {"type": "track", "userId": "cust-1", "event": "Order Completed", "properties": {"order_id": "ord-1", "total": 30}}]}`)
+	e.waitProfile(t, "anon-1", func(v state.View) bool { return v.Key == "anon-1" && v.Events["Product Viewed"] == 2 && v.Orders.Count == 1 })
+	e.waitProfile(t, "cust-1", func(v state.View) bool { return v.Events["Product Viewed"] == 2 && v.Orders.Count == 1 })
 
 	// The visitor signs in.
 	post(`{"batch": [{"type": "identify", "userId": "cust-1", "anonymousId": "anon-1", "traits": {"name": "Ann"}}]}`)
@@ -59,6 +63,9 @@ func TestIdentityMerge(t *testing.T) {
 	}
 	if _, in := v.Segments["big_browser"]; !in || len(v.Segments) != 3 {
 		t.Errorf("merged profile's segments %v, want browser, big_browser and named", v.Segments)
+	}
+	if v.Orders.Count != 1 || v.Orders.Revenue != 30 {
+		t.Errorf("merged profile's orders: %+v, want the one order", v.Orders)
 	}
 	// The anonymous id now reads the customer's profile.
 	if a, ok := e.profile(t, "anon-1"); !ok || a.Key != "cust-1" {
@@ -71,9 +78,15 @@ func TestIdentityMerge(t *testing.T) {
 	if resp.Status != http.StatusOK || a.Key != "cust-1" || !a.Known || len(a.Decisions["recs"].Products) != 4 {
 		t.Errorf("decide by anon-1: %d %s", resp.Status, resp.Body)
 	}
-	// An event with the anonymous id alone follows it there.
-	post(`{"batch": [{"type": "track", "anonymousId": "anon-1", "event": "Product Viewed", "properties": {"product_id": "p5"}}]}`)
-	e.waitProfile(t, "cust-1", func(v state.View) bool { return v.Events["Product Viewed"] == 5 })
+	// An event with the anonymous id alone follows it there; a copy of
+	// the order sent again does not count.
+	post(`{"batch": [
+	  {"type": "track", "anonymousId": "anon-1", "event": "Order Completed", "properties": {"order_id": "ord-1", "total": 30}},
+	  {"type": "track", "anonymousId": "anon-1", "event": "Product Viewed", "properties": {"product_id": "p5"}}]}`)
+	v = e.waitProfile(t, "cust-1", func(v state.View) bool { return v.Events["Product Viewed"] == 5 })
+	if v.Orders.Count != 1 || v.Orders.Revenue != 30 {
+		t.Errorf("orders after a copy of the order: %+v, want the one order", v.Orders)
+	}
 
 	// Segment records: the anonymous profile left browser when it moved;
 	// the customer's entered the segments the merge put it in.
