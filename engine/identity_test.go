@@ -52,7 +52,9 @@ func TestIdentityMerge(t *testing.T) {
 	  {"type": "track", "userId": "cust-1", "event": "Product Viewed", "properties": {"product_id": "p3", "category": "bags"}},
 	  {"type": "track", "userId": "cust-1", "event": "Product Viewed", "properties": {"product_id": "p4", "category": "bags"}},
 	  {"type": "track", "userId": "cust-1", "event": "Order Completed", "properties": {"order_id": "ord-1", "total": 30}}]}`)
-	e.waitProfile(t, "anon-1", func(v state.View) bool { return v.Key == "anon-1" && v.Events["Product Viewed"] == 2 && v.Orders.Count == 1 })
+	e.waitProfile(t, "anon-1", func(v state.View) bool {
+		return v.Key == "anon-1" && v.Events["Product Viewed"] == 2 && v.Orders.Count == 1
+	})
 	e.waitProfile(t, "cust-1", func(v state.View) bool { return v.Events["Product Viewed"] == 2 && v.Orders.Count == 1 })
 
 	// The visitor signs in.
