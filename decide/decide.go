@@ -12,12 +12,12 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/valyala/fastjson"
 
 	"github.com/tailorcdp/tailor/event"
+	"github.com/tailorcdp/tailor/internal/jsonenc"
 	"github.com/tailorcdp/tailor/rules"
 	"github.com/tailorcdp/tailor/state"
 )
@@ -161,7 +161,7 @@ func (d *Decider) Decide(dst []byte, r *Request) ([]byte, error) {
 	}
 
 	dst = append(dst, `{"key":`...)
-	dst = appendString(dst, key)
+	dst = jsonenc.AppendString(dst, key)
 	dst = append(dst, `,"known":`...)
 	dst = strconv.AppendBool(dst, p != nil)
 	dst = append(dst, `,"personalised":`...)
@@ -177,7 +177,7 @@ func (d *Decider) Decide(dst []byte, r *Request) ([]byte, error) {
 		if i > 0 {
 			dst = append(dst, ',')
 		}
-		dst = appendString(dst, name)
+		dst = jsonenc.AppendString(dst, name)
 		dst = append(dst, ':')
 		if pl.Kind == KindOffers {
 			dst = d.decideOffers(dst, w, pl, key, p, personal, r.Context, now, nowMs)
@@ -322,7 +322,7 @@ func (d *Decider) decideOffers(dst []byte, w *worker, pl *Placement, key string,
 			dst = append(dst, ',')
 		}
 		dst = append(dst, `{"offer_id":`...)
-		dst = appendString(dst, c.offer.ID)
+		dst = jsonenc.AppendString(dst, c.offer.ID)
 		dst = append(dst, `,"decision_id":"`...)
 		start := len(dst)
 		dst = event.Decision{Placement: pl.Name, Offer: c.offer.ID, Control: control, At: nowMs, Nonce: rand.Uint32()}.AppendID(dst)
@@ -347,33 +347,4 @@ func (d *Decider) decideOffers(dst []byte, w *worker, pl *Placement, key string,
 func (d *Decider) offerStats(nowMs int64) map[state.OfferStatKey]state.OfferCounts {
 	c := d.cur.Load()
 	return d.stats.get(nowMs, c.cfg.StatsMaxAge.Milliseconds(), d.src.OfferStats)
-}
-
-// appendString appends s as a JSON string; invalid UTF-8 becomes U+FFFD.
-func appendString(dst []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	dst = append(dst, '"')
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			switch {
-			case c == '"' || c == '\\':
-				dst = append(dst, '\\', c)
-			case c < 0x20:
-				dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-			default:
-				dst = append(dst, c)
-			}
-			i++
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			dst = append(dst, `\ufffd`...)
-		} else {
-			dst = append(dst, s[i:i+size]...)
-		}
-		i += size
-	}
-	return append(dst, '"')
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/valyala/fastjson"
 
 	"github.com/tailorcdp/tailor/event"
+	"github.com/tailorcdp/tailor/internal/jsonenc"
 	"github.com/tailorcdp/tailor/state"
 )
 
@@ -189,7 +190,7 @@ func sortByScore(list []scoredProduct) {
 
 func appendProduct(dst []byte, sp scoredProduct, info *state.Product) []byte {
 	dst = append(dst, `{"product_id":`...)
-	dst = appendString(dst, sp.id)
+	dst = jsonenc.AppendString(dst, sp.id)
 	if info != nil {
 		for _, f := range [...]struct{ name, value string }{
 			{"name", info.Name}, {"category", info.Category}, {"url", info.URL}, {"image_url", info.ImageURL},
@@ -198,7 +199,7 @@ func appendProduct(dst []byte, sp scoredProduct, info *state.Product) []byte {
 				dst = append(dst, `,"`...)
 				dst = append(dst, f.name...)
 				dst = append(dst, `":`...)
-				dst = appendString(dst, f.value)
+				dst = jsonenc.AppendString(dst, f.value)
 			}
 		}
 		if info.Price != 0 && !math.IsInf(info.Price, 0) && !math.IsNaN(info.Price) {

@@ -6,6 +6,7 @@ import (
 	"github.com/valyala/fastjson"
 
 	"github.com/tailorcdp/tailor/event"
+	"github.com/tailorcdp/tailor/internal/jsonenc"
 )
 
 // MaxPlacements bounds the placements of one decide call.
@@ -34,15 +35,15 @@ func (r *Request) Key() string {
 // AppendJSON appends the request as the JSON body of a decide call.
 func (r *Request) AppendJSON(dst []byte) []byte {
 	dst = append(dst, `{"userId":`...)
-	dst = appendString(dst, r.UserID)
+	dst = jsonenc.AppendString(dst, r.UserID)
 	dst = append(dst, `,"anonymousId":`...)
-	dst = appendString(dst, r.AnonymousID)
+	dst = jsonenc.AppendString(dst, r.AnonymousID)
 	dst = append(dst, `,"placements":[`...)
 	for i, name := range r.Placements {
 		if i > 0 {
 			dst = append(dst, ',')
 		}
-		dst = appendString(dst, name)
+		dst = jsonenc.AppendString(dst, name)
 	}
 	dst = append(dst, ']')
 	if r.Context != nil {

@@ -2,7 +2,6 @@ package stream
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,6 +17,7 @@ import (
 	"github.com/valyala/fastjson"
 
 	"github.com/tailorcdp/tailor/event"
+	"github.com/tailorcdp/tailor/internal/jsonenc"
 	"github.com/tailorcdp/tailor/state"
 )
 
@@ -615,7 +615,23 @@ func (p *Processor) changeRecord(src string, c state.KeyedChange) *kgo.Record {
 	if c.Entered {
 		change = "entered"
 	}
-	value, _ := json.Marshal(SegmentChange{Key: c.Key, Segment: c.Segment, Change: change, Time: c.At.UTC(), MessageID: c.MessageID})
+	// SegmentChange's JSON, written by hand: a record per change, on the
+	// apply path.
+	value := make([]byte, 0, 96+len(c.Key)+len(c.Segment)+len(c.MessageID))
+	value = append(value, `{"key":`...)
+	value = jsonenc.AppendString(value, c.Key)
+	value = append(value, `,"segment":`...)
+	value = jsonenc.AppendString(value, c.Segment)
+	value = append(value, `,"change":"`...)
+	value = append(value, change...)
+	value = append(value, `","time":"`...)
+	value = c.At.UTC().AppendFormat(value, time.RFC3339Nano)
+	value = append(value, '"')
+	if c.MessageID != "" {
+		value = append(value, `,"messageId":`...)
+		value = jsonenc.AppendString(value, c.MessageID)
+	}
+	value = append(value, '}')
 	return &kgo.Record{Topic: p.cfg.Topics.Segments, Key: []byte(c.Key), Value: value,
 		Headers: []kgo.RecordHeader{{Key: HeaderSource, Value: []byte(src)}}}
 }
