@@ -58,14 +58,10 @@ func TestAggregatesThroughStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	clock := t0
-	o := DefaultOptions()
-	o.MemTableSize, o.BlockCacheSize = 2<<20, 1<<20
+	o := testOptions()
 	o.Aggregates, o.Now = aggs, func() time.Time { return clock }
 	dir := t.TempDir()
-	s, err := Open(dir, o)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openWith(t, dir, o)
 	p := event.NewParser(event.DefaultLimits())
 	offset := int64(0)
 	sendAt := func(at, eventAt time.Duration, ev string) {
@@ -112,9 +108,7 @@ func TestAggregatesThroughStore(t *testing.T) {
 	}
 	// Restart: the state is in the store.
 	s.Close()
-	if s, err = Open(dir, o); err != nil {
-		t.Fatal(err)
-	}
+	s = openWith(t, dir, o)
 	defer s.Close()
 	// A week and a bit later, with no new event: the shoe views and the
 	// first order have left their windows; all-time aggregates stay.
@@ -150,13 +144,9 @@ func TestAggregateRedefined(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		o := DefaultOptions()
-		o.MemTableSize, o.BlockCacheSize = 2<<20, 1<<20
+		o := testOptions()
 		o.Aggregates, o.Now = aggs, func() time.Time { return t0.Add(time.Minute) }
-		s, err := Open(dir, o)
-		if err != nil {
-			t.Fatal(err)
-		}
+		s := openWith(t, dir, o)
 		defer s.Close()
 		b := s.Begin()
 		for _, e := range events {

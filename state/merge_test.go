@@ -25,13 +25,9 @@ func TestLinkAndMerge(t *testing.T) {
 		{"buyer", `rfm.frequency > 0`},
 	}, 0)
 	clock := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
-	o := DefaultOptions()
-	o.MemTableSize, o.BlockCacheSize = 4<<20, 1<<20
+	o := testOptions()
 	o.Aggregates, o.Segments, o.Interests, o.Now = aggs, segs, DefaultInterests(), func() time.Time { return clock }
-	s, err := Open(t.TempDir(), o)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openWith(t, t.TempDir(), o)
 	defer s.Close()
 	h := &batches{t: t, s: s, p: event.NewParser(event.DefaultLimits()), clock: clock}
 	run, apply := h.run, h.apply
@@ -61,6 +57,7 @@ func TestLinkAndMerge(t *testing.T) {
 	// The linked profile's partition takes it out.
 	var moved []byte
 	changes := run(func(b *Batch) {
+		var err error
 		if moved, err = b.Link("a1", "u1"); err != nil || moved == nil {
 			t.Fatalf("link: %v, moved %d bytes", err, len(moved))
 		}
@@ -161,12 +158,8 @@ func (h *batches) apply(b *Batch, ids, body string) {
 // either id does not count. Ids counted before amounts were kept move
 // too, but one both profiles counted still counts twice.
 func TestMergeCountsOrdersOnce(t *testing.T) {
-	o := DefaultOptions()
-	o.MemTableSize, o.BlockCacheSize = 4<<20, 1<<20
-	s, err := Open(t.TempDir(), o)
-	if err != nil {
-		t.Fatal(err)
-	}
+	o := testOptions()
+	s := openWith(t, t.TempDir(), o)
 	defer s.Close()
 	h := &batches{t: t, s: s, p: event.NewParser(event.DefaultLimits()), clock: time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)}
 	order := func(b *Batch, ids, id string, total float64) {
@@ -190,6 +183,7 @@ func TestMergeCountsOrdersOnce(t *testing.T) {
 	var moved []byte
 	h.run(func(b *Batch) {
 		order(b, `"anonymousId": "a1"`, "o3", 7) // in the linking batch, not written yet
+		var err error
 		if moved, err = b.Link("a1", "u1"); err != nil || moved == nil {
 			t.Fatalf("link: %v, moved %d bytes", err, len(moved))
 		}
@@ -221,7 +215,7 @@ func TestMergeCountsOrdersOnce(t *testing.T) {
 	check("copies of moved orders", 5, 47)
 	h.run(func(b *Batch) { order(b, `"userId": "u1"`, "o4", 1) })
 	check("a new order", 6, 48)
-	err = s.db.View(func(txn *badger.Txn) error {
+	err := s.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: pairKey(prefixOrder, "a1", "")})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {

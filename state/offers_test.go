@@ -10,13 +10,9 @@ import (
 
 func TestOfferFeedback(t *testing.T) {
 	dir := t.TempDir()
-	o := DefaultOptions()
-	o.MemTableSize, o.BlockCacheSize = 2<<20, 1<<20
+	o := testOptions()
 	o.Offers = map[string]bool{"shoes-10": true}
-	s, err := Open(dir, o)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openWith(t, dir, o)
 	p := event.NewParser(event.DefaultLimits())
 	d1 := event.Decision{Placement: "home", Offer: "shoes-10", At: received.UnixMilli(), Nonce: 1}.ID()
 	d2 := event.Decision{Placement: "home", Offer: "shoes-10", Control: true, At: received.UnixMilli(), Nonce: 2}.ID()
@@ -77,10 +73,7 @@ func TestOfferFeedback(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	s, err = Open(dir, o) // statistics and histories survive a restart
-	if err != nil {
-		t.Fatal(err)
-	}
+	s = openWith(t, dir, o) // statistics and histories survive a restart
 	defer s.Close()
 	check(s)
 }

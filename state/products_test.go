@@ -11,14 +11,10 @@ import (
 
 func TestProducts(t *testing.T) {
 	dir := t.TempDir()
-	o := DefaultOptions()
-	o.MemTableSize, o.BlockCacheSize = 2<<20, 1<<20
+	o := testOptions()
 	o.Products = DefaultProducts()
 	o.Products.Max = 5
-	s, err := Open(dir, o)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openWith(t, dir, o)
 	p := event.NewParser(event.DefaultLimits())
 	n := 0
 	apply := func(b *Batch, user, name, props string) {
@@ -76,9 +72,7 @@ func TestProducts(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if s, err = Open(dir, o); err != nil {
-		t.Fatal(err)
-	}
+	s = openWith(t, dir, o)
 	defer s.Close()
 	check(s)
 

@@ -76,13 +76,9 @@ func TestRFMHorizon(t *testing.T) {
 		t.Fatal(err)
 	}
 	clock := t0
-	o := DefaultOptions()
-	o.MemTableSize, o.BlockCacheSize = 4<<20, 1<<20
+	o := testOptions()
 	o.Segments, o.RFMHorizon, o.Now = segs, 30*day, func() time.Time { return clock }
-	s, err := Open(t.TempDir(), o)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openWith(t, t.TempDir(), o)
 	defer s.Close()
 	p := event.NewParser(event.DefaultLimits())
 	b := s.Begin()
@@ -170,14 +166,11 @@ func TestRFMRefresh(t *testing.T) {
 		t.Fatal(err)
 	}
 	clock := t0
-	o := DefaultOptions()
-	o.MemTableSize, o.BlockCacheSize = 4<<20, 1<<20
+	o := testOptions()
 	o.Segments, o.RFMRefresh, o.Now = segs, time.Hour, func() time.Time { return clock }
 	var s *Store
 	o.Quintiles = func() RFMQuintiles { return s.Population().Quintiles() }
-	if s, err = Open(t.TempDir(), o); err != nil {
-		t.Fatal(err)
-	}
+	s = openWith(t, t.TempDir(), o)
 	defer s.Close()
 	p := event.NewParser(event.DefaultLimits())
 	offset := int64(0)
@@ -242,13 +235,9 @@ func TestRFMRefresh(t *testing.T) {
 func TestRFMHorizonWithoutSegments(t *testing.T) {
 	const day = 24 * time.Hour
 	clock := t0
-	o := DefaultOptions()
-	o.MemTableSize, o.BlockCacheSize = 4<<20, 1<<20
+	o := testOptions()
 	o.RFMHorizon, o.Now = 10*day, func() time.Time { return clock }
-	s, err := Open(t.TempDir(), o)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openWith(t, t.TempDir(), o)
 	defer s.Close()
 	p := event.NewParser(event.DefaultLimits())
 	b := s.Begin()

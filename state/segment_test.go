@@ -48,13 +48,9 @@ func TestSegmentChanges(t *testing.T) {
 		{"french_abandoner", `segment("french_adult") && segment("cart_abandoner")`},
 	}, 0)
 	clock := t0
-	o := DefaultOptions()
-	o.MemTableSize, o.BlockCacheSize = 2<<20, 1<<20
+	o := testOptions()
 	o.Aggregates, o.Segments, o.Now = aggs, segs, func() time.Time { return clock }
-	s, err := Open(t.TempDir(), o)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openWith(t, t.TempDir(), o)
 	defer s.Close()
 	p := event.NewParser(event.DefaultLimits())
 	offset := int64(0)
@@ -247,14 +243,10 @@ func TestWake(t *testing.T) {
 		{"on_sale", `properties.sale == true && since("Product Added") < 1h`}, // decided by events
 	}, 0)
 	clock := t0 // a whole hour: window buckets start on it
-	o := DefaultOptions()
-	o.MemTableSize, o.BlockCacheSize = 4<<20, 1<<20
+	o := testOptions()
 	o.Aggregates, o.Segments, o.Now = aggs, segs, func() time.Time { return clock }
 	dir := t.TempDir()
-	s, err := Open(dir, o)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openWith(t, dir, o)
 	defer func() { s.Close() }()
 	p := event.NewParser(event.DefaultLimits())
 	offset := int64(0)
@@ -364,9 +356,7 @@ func TestWake(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if s, err = Open(dir, o); err != nil {
-		t.Fatal(err)
-	}
+	s = openWith(t, dir, o)
 	if next := nextWake(); next != 1000*24*time.Hour+30*time.Minute+ms {
 		t.Errorf("next wake after reopening: %v", next)
 	}
@@ -411,15 +401,11 @@ func TestBackfill(t *testing.T) {
 	c := model(SegmentConfig{"adult", `traits.age >= 21`}, SegmentConfig{"fr", `traits.country == "DE"`},
 		SegmentConfig{"fr_adult", `segment("fr") && segment("adult")`}, SegmentConfig{"sale", `properties.sale == true`})
 
-	o := DefaultOptions()
-	o.MemTableSize, o.BlockCacheSize = 4<<20, 1<<20
+	o := testOptions()
 	o.Model = *a
 	o.Now = func() time.Time { return t0 }
 	dir := t.TempDir()
-	s, err := Open(dir, o)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openWith(t, dir, o)
 	defer func() { s.Close() }()
 	p := event.NewParser(event.DefaultLimits())
 	users := []string{`"u1", "traits": {"age": 19, "country": "FR"}`, `"u2", "traits": {"age": 30, "country": "FR"}`,
@@ -480,17 +466,13 @@ func TestBackfill(t *testing.T) {
 	// changed while the store was closed backfills when it opens.
 	s.Close()
 	o.Model = *b
-	if s, err = Open(dir, o); err != nil {
-		t.Fatal(err)
-	}
+	s = openWith(t, dir, o)
 	if _, pending, _ := s.BackfillPending(); pending {
 		t.Error("a backfill is pending after reopening with the same model")
 	}
 	s.Close()
 	o.Model = *c
-	if s, err = Open(dir, o); err != nil {
-		t.Fatal(err)
-	}
+	s = openWith(t, dir, o)
 	if changes, _ := backfill(100); strings.Join(changes, " ") != "u1-fr u2-fr u2-fr_adult u3+fr u3+fr_adult u4-fr" {
 		t.Errorf("backfill at open: %v", changes)
 	}
@@ -571,13 +553,9 @@ func TestIncrementalEvaluation(t *testing.T) {
 				seg.Rule.Deps.Now = true // every timed rule's next change worked out (movesWithTime)
 			}
 		}
-		o := DefaultOptions()
-		o.MemTableSize, o.BlockCacheSize = 4<<20, 1<<20
+		o := testOptions()
 		o.Aggregates, o.Segments, o.Now = aggs, segs, func() time.Time { return clock }
-		s, err := Open(t.TempDir(), o)
-		if err != nil {
-			t.Fatal(err)
-		}
+		s := openWith(t, t.TempDir(), o)
 		t.Cleanup(func() { s.Close() })
 		return s
 	}

@@ -261,10 +261,18 @@ func TestApplyBounds(t *testing.T) {
 	}
 }
 
-func openStore(t testing.TB, dir string) *Store {
-	t.Helper()
+func openStore(t testing.TB, dir string) *Store { return openWith(t, dir, testOptions()) }
+
+// testOptions returns DefaultOptions with memory settings for tests.
+func testOptions() Options {
 	o := DefaultOptions()
-	o.MemTableSize, o.BlockCacheSize = 2<<20, 1<<20
+	o.MemTableSize, o.BlockCacheSize = 4<<20, 1<<20
+	return o
+}
+
+// openWith opens the store in dir with o, failing the test on an error.
+func openWith(t testing.TB, dir string, o Options) *Store {
+	t.Helper()
 	s, err := Open(dir, o)
 	if err != nil {
 		t.Fatal(err)
