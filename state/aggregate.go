@@ -286,12 +286,15 @@ func (p *Profile) aggregate(agg *Aggregate) *Windowed {
 		}
 	}
 	st := &p.aggregates[i]
+	j := -1 // a stored state of agg's name, read for an earlier model
+	if st.id == 0 {
+		j = p.stored(agg)
+	}
 	switch {
-	case st.id == 0 && p.stored(agg) >= 0: // read for an earlier model
-		j := p.stored(agg)
+	case j >= 0:
 		*st = aggregateState{id: agg.id, fn: agg.Spec.Func}
 		if p.undecoded[j].id == agg.id {
-			st.w = p.windowed(agg)
+			st.w, _ = decodeBuckets(p.undecoded[j].msg, agg.Spec.Func, 0) // checked when read
 		}
 		p.undecoded = slices.Delete(slices.Clone(p.undecoded), j, j+1) // shared with clones
 	case st.id != agg.id:

@@ -227,15 +227,11 @@ func (b *Batch) Merge(key string, o *Profile) error {
 	// id) counts once. One counted before amounts were kept counts twice
 	// as before, its amount unknown.
 	for _, m := range o.movedOrders {
-		k := pairKey(prefixOrder, key, m.id)
-		fresh, err := b.remember(k)
+		fresh, err := b.firstOrder(key, m.id, m.amount, m.at, m.known)
 		if err != nil {
 			return err
 		}
-		switch {
-		case fresh:
-			b.orders = append(b.orders, countedOrder{key: k, amount: m.amount, at: m.at, known: m.known})
-		case m.known:
+		if !fresh && m.known {
 			p.uncountOrder(m.amount, m.at)
 		}
 	}

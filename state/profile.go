@@ -150,7 +150,7 @@ func (p *Profile) uncountOrder(amount float64, at int64) {
 	p.Revenue -= amount
 	for i, o := range p.orderLog {
 		if o.at == at && o.amount == amount {
-			p.orderLog = slices.Delete(slices.Clone(p.orderLog), i, i+1)
+			p.orderLog = slices.Delete(p.orderLog, i, i+1) // the batch's own: Clone copies it
 			break
 		}
 	}

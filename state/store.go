@@ -560,12 +560,13 @@ type countedOrder struct {
 }
 
 // firstOrder reports whether order orderID of profile key has not been
-// counted before, and remembers it with its amount and event time.
-func (b *Batch) firstOrder(key, orderID string, amount float64, at int64) (bool, error) {
+// counted before, and remembers it with its amount and event time (known
+// false: an id counted before they were kept).
+func (b *Batch) firstOrder(key, orderID string, amount float64, at int64, known bool) (bool, error) {
 	k := pairKey(prefixOrder, key, orderID)
 	fresh, err := b.remember(k)
 	if fresh {
-		b.orders = append(b.orders, countedOrder{key: k, amount: amount, at: at, known: true})
+		b.orders = append(b.orders, countedOrder{key: k, amount: amount, at: at, known: known})
 	}
 	return fresh, err
 }
@@ -857,7 +858,7 @@ func (b *Batch) Apply(ev *event.Event) (applied bool, err error) {
 		countOrder = true
 		if id := ev.OrderID(); id != "" {
 			amount, _ := ev.OrderAmount()
-			if countOrder, err = b.firstOrder(key, id, amount, ev.Time.UnixMilli()); err != nil {
+			if countOrder, err = b.firstOrder(key, id, amount, ev.Time.UnixMilli(), true); err != nil {
 				return false, err
 			}
 		}
