@@ -117,7 +117,7 @@ func newApplier(b *testing.B, rules bool) *applier {
 	// still inside.
 	const events = 300_000
 	wl := workload.DefaultConfig()
-	wl.Start = time.Now().Add(-events / 6 * wl.Step)
+	wl.EndingNow(events)
 	gen := workload.New(wl)
 	raws := make([][]byte, events)
 	for i := range raws {

@@ -43,6 +43,14 @@ type Config struct {
 	OrderRate     float64
 }
 
+// EndingNow sets Start so that the sessions of about n events start in
+// the last minutes and end about now, as a live stream's do (the default
+// funnel gives about six events a session).
+func (c *Config) EndingNow(n int) {
+	const eventsPerSession = 6
+	c.Start = time.Now().Add(-time.Duration(n/eventsPerSession) * c.Step)
+}
+
 // DefaultConfig is a mid-sized shop with typical funnel rates.
 func DefaultConfig() Config {
 	return Config{

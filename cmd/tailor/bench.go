@@ -196,8 +196,7 @@ func (b *benchRun) run(ctx context.Context, which string) (*bench.Report, error)
 func (b *benchRun) workload() workload.Config {
 	wl := workload.DefaultConfig()
 	wl.Seed, wl.Customers = b.o.seed, b.o.customers
-	const eventsPerSession = 6 // about, in the default workload
-	wl.Start = time.Now().Add(-time.Duration(b.o.events/eventsPerSession) * wl.Step)
+	wl.EndingNow(b.o.events)
 	return wl
 }
 
