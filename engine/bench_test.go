@@ -5,6 +5,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/pprof"
+	"strconv"
 	"testing"
 	"time"
 
@@ -161,7 +162,11 @@ func (a *applier) apply(b *testing.B, n int) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		ev.MessageID = "" // replays of the workload are new events
+		// Replays of the workload are new events, with messageIds of
+		// their own: deduplication is part of applying an event.
+		if round := a.i / len(a.raws); round > 0 {
+			ev.MessageID += "-replay" + strconv.Itoa(round)
+		}
 		if _, err := a.batch.Apply(&ev); err != nil {
 			b.Fatal(err)
 		}
