@@ -46,8 +46,8 @@ type Aggregate struct {
 	// definition identifies the whole declaration, for the fingerprints
 	// of the segments reading it.
 	definition uint64
-	index      int // in List
-	siblings   int // len(List): the aggregates of the model
+	index      int         // in List
+	model      *Aggregates // the aggregates it was compiled with
 }
 
 // Aggregates are the compiled aggregates of a configuration.
@@ -56,25 +56,25 @@ type Aggregates struct {
 	byEvent  map[string][]*Aggregate // "*" excluded
 	anyEvent []*Aggregate            // "*": every track call
 	ids      map[uint64]*Aggregate
+	names    map[uint64]*Aggregate // by nameHash
 }
 
 // CompileAggregates checks and compiles aggregate declarations. Every
 // problem is reported, each naming its aggregate.
 func CompileAggregates(decls []AggregateConfig) (*Aggregates, error) {
-	a := &Aggregates{byEvent: make(map[string][]*Aggregate), ids: make(map[uint64]*Aggregate)}
+	a := &Aggregates{byEvent: make(map[string][]*Aggregate), ids: make(map[uint64]*Aggregate), names: make(map[uint64]*Aggregate)}
 	var errs []error
 	sorted := slices.Clone(decls)
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Name < sorted[j].Name })
 	seen := make(map[string]bool)
-	byName := make(map[uint64]string) // name hashes of the ids
 	for _, d := range sorted {
 		agg, err := compileAggregate(d)
 		if err == nil && seen[d.Name] {
 			err = fmt.Errorf("aggregate %q is declared twice", d.Name)
 		}
 		if err == nil {
-			if other, ok := byName[agg.nameHash()]; ok { // one pair of names in about 500 billion
-				err = fmt.Errorf("aggregate %q: its name hashes like %q's in stored profiles; rename one", d.Name, other)
+			if other, ok := a.names[agg.nameHash()]; ok { // one pair of names in about 500 billion
+				err = fmt.Errorf("aggregate %q: its name hashes like %q's in stored profiles; rename one", d.Name, other.Name)
 			}
 		}
 		if err != nil {
@@ -82,9 +82,9 @@ func CompileAggregates(decls []AggregateConfig) (*Aggregates, error) {
 			continue
 		}
 		seen[d.Name] = true
-		byName[agg.nameHash()] = d.Name
+		a.names[agg.nameHash()] = agg
 		a.ids[agg.id] = agg
-		agg.index = len(a.list)
+		agg.index, agg.model = len(a.list), a
 		a.list = append(a.list, agg)
 		if agg.Event == "*" {
 			a.anyEvent = append(a.anyEvent, agg)
@@ -94,9 +94,6 @@ func CompileAggregates(decls []AggregateConfig) (*Aggregates, error) {
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
-	}
-	for _, agg := range a.list {
-		agg.siblings = len(a.list)
 	}
 	return a, nil
 }
@@ -213,120 +210,15 @@ func (a *Aggregates) apply(p *Profile, ev *event.Event, now time.Time, touched [
 					v = f
 				}
 			}
-			w := p.aggregate(agg)
-			if w.Add(agg.Spec, ev.Time.UnixMilli(), v, h, now.UnixMilli()) && touched != nil {
+			if p.aggs.add(agg, ev.Time.UnixMilli(), v, h, now.UnixMilli(), &env.aggScratch) && touched != nil {
 				touched[agg.index] = true
 			}
 		}
 	}
 }
 
-// aggregateState is one aggregate's state in a profile (id 0: none); fn
-// is the aggregate's function, what w's buckets hold.
-type aggregateState struct {
-	id uint64 // aggregateID
-	fn AggregateFunc
-	w  Windowed
-}
-
-// storedAggregate is an aggregate state as stored (its message), read
-// when no aggregate of the model had its id: decoded when an aggregate
-// with its id reads it, else written back as it is.
-type storedAggregate struct {
-	id  uint64
-	msg []byte
-}
-
-// stored returns the index in p.undecoded of the stored state of agg's
-// name, under its function and window or not, or -1.
-func (p *Profile) stored(agg *Aggregate) int {
-	for i, st := range p.undecoded {
-		if st.id>>idFingerprintBits == agg.nameHash() {
-			return i
-		}
-	}
-	return -1
-}
-
-// aggregateSlot returns the index in p.aggregates of the state of agg's
-// name, under its function and window or not, or -1. Slot agg.index holds
-// it in a profile read or made under agg's model; otherwise it is looked
-// for.
-func (p *Profile) aggregateSlot(agg *Aggregate) int {
-	name := agg.nameHash()
-	if i := agg.index; i < len(p.aggregates) && p.aggregates[i].id>>idFingerprintBits == name {
-		return i
-	}
-	for i := range p.aggregates {
-		if p.aggregates[i].id>>idFingerprintBits == name {
-			return i
-		}
-	}
-	return -1
-}
-
-// aggregate returns the profile's state of agg for changing it: fresh
-// when the profile has none, or had it under another function or window.
-//
-// A clone shares its original's aggregate buckets (most events change
-// one or two aggregates) and copies them the first time it changes them.
-func (p *Profile) aggregate(agg *Aggregate) *Windowed {
-	i := p.aggregateSlot(agg)
-	if i < 0 {
-		i = agg.index
-		switch {
-		case i >= len(p.aggregates):
-			// A slot for every aggregate of the model at once: a profile's
-			// first events fill several.
-			n := max(i+1, agg.siblings)
-			p.aggregates = append(p.aggregates, make([]aggregateState, n-len(p.aggregates))...)
-		case p.aggregates[i].id != 0: // a profile not aligned to this model
-			i = len(p.aggregates)
-			p.aggregates = append(p.aggregates, aggregateState{})
-		}
-	}
-	st := &p.aggregates[i]
-	j := -1 // a stored state of agg's name, read for an earlier model
-	if st.id == 0 {
-		j = p.stored(agg)
-	}
-	switch {
-	case j >= 0:
-		*st = aggregateState{id: agg.id, fn: agg.Spec.Func}
-		if p.undecoded[j].id == agg.id {
-			st.w, _ = decodeBuckets(p.undecoded[j].msg, agg.Spec.Func, 0) // checked when read
-		}
-		p.undecoded = slices.Delete(slices.Clone(p.undecoded), j, j+1) // shared with clones
-	case st.id != agg.id:
-		*st = aggregateState{id: agg.id, fn: agg.Spec.Func}
-	case i >= 64 || p.aggOwned&(1<<i) == 0:
-		st.w = st.w.clone()
-	}
-	if i < 64 {
-		p.aggOwned |= 1 << i
-	}
-	return &st.w
-}
-
 // AggregateValue returns the value of agg at now; ok is false when no
 // event counts (count and distinct are then 0 with ok true).
 func (p *Profile) AggregateValue(agg *Aggregate, now time.Time) (float64, bool) {
-	w := p.windowed(agg)
-	return w.Value(agg.Spec, now.UnixMilli())
-}
-
-// windowed returns the profile's state of agg for reading: empty when the
-// profile has none, or had it under another function or window.
-func (p *Profile) windowed(agg *Aggregate) Windowed {
-	if i := p.aggregateSlot(agg); i >= 0 {
-		if p.aggregates[i].id != agg.id {
-			return Windowed{}
-		}
-		return p.aggregates[i].w
-	}
-	if i := p.stored(agg); i >= 0 && p.undecoded[i].id == agg.id {
-		w, _ := decodeBuckets(p.undecoded[i].msg, agg.Spec.Func, 0) // checked when read
-		return w
-	}
-	return Windowed{}
+	return p.aggs.state(agg).value(agg.Spec, now.UnixMilli())
 }

@@ -1,7 +1,6 @@
 package state
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"math"
@@ -41,7 +40,7 @@ const (
 	fieldRefundedAmount = 13 // fixed64 float64 bits
 	fieldRecentHashes   = 14 // packed fixed64: messageId hashes, oldest first
 	fieldRecentTimes    = 15 // packed zigzag varint: their receive ms, each as the difference to the one before
-	fieldAggregate      = 16 // message {4: id fixed64, 3: bucket message, repeated}, repeated; before ids, {1: name, 2: fingerprint fixed64} in place of 4
+	fieldAggregate      = 16 // read only, written before fieldAggregates: message {4: id fixed64, 3: bucket message, repeated}, repeated; before ids, {1: name, 2: fingerprint fixed64} in place of 4
 	fieldSegment        = 17 // message {1: name, 2: entered ms}, repeated
 	fieldInterest       = 18 // message {1: category, 2: score fixed64, 3: ms}, repeated
 	fieldConsent        = 19 // message {1: purpose, 2: granted 0/1, 3: ms}, repeated
@@ -53,9 +52,10 @@ const (
 	fieldOrderAmounts   = 25 // packed fixed64 float64 bits: their amounts
 	fieldRFMPoint       = 26 // message {1: counted 0/1, 2: day zigzag, 3: orders, 4: revenue bin zigzag}: where the RFM histograms count the profile
 	fieldMovedOrder     = 27 // message {1: order id, 2: amount fixed64, 3: event ms}, repeated: in a profile taken out by Batch.Link only, the order ids its store counted (2 and 3 absent when counted before they were kept)
+	fieldAggregates     = 28 // bytes: every aggregate state, packed (packed.go)
 )
 
-// Fields of an aggregate bucket message.
+// Fields of an aggregate bucket message (fieldAggregate).
 const (
 	bucketStart  = 1 // zigzag varint ms
 	bucketCount  = 2 // varint
@@ -184,27 +184,9 @@ func (p *Profile) appendEncode(dst, scratch []byte) (b, _ []byte) {
 	for _, id := range p.bought {
 		b = appendString(b, fieldBought, id)
 	}
-	var bucketBuf [64]byte // holds a bucket's message but for value hashes
-	bmsg := bucketBuf[:0]
-	for i := range p.aggregates {
-		st := &p.aggregates[i]
-		if st.id == 0 {
-			continue
-		}
-		msg = msg[:0]
-		msg = protowire.AppendTag(msg, 4, protowire.Fixed64Type)
-		msg = protowire.AppendFixed64(msg, st.id)
-		for j, bk := range st.w.buckets {
-			var hashes []uint64
-			if st.w.hashes != nil {
-				hashes = st.w.hashes[j]
-			}
-			bmsg = appendBucket(bmsg[:0], bk, hashes, st.fn)
-			msg = protowire.AppendTag(msg, 3, protowire.BytesType)
-			msg = protowire.AppendBytes(msg, bmsg)
-		}
-		b = protowire.AppendTag(b, fieldAggregate, protowire.BytesType)
-		b = protowire.AppendBytes(b, msg)
+	if len(p.aggs.data) > 0 {
+		b = protowire.AppendTag(b, fieldAggregates, protowire.BytesType)
+		b = protowire.AppendBytes(b, p.aggs.data)
 	}
 	for _, o := range p.movedOrders {
 		msg = msg[:0]
@@ -215,14 +197,6 @@ func (p *Profile) appendEncode(dst, scratch []byte) (b, _ []byte) {
 			msg = appendVarint(msg, 3, uint64(o.at))
 		}
 		b = protowire.AppendTag(b, fieldMovedOrder, protowire.BytesType)
-		b = protowire.AppendBytes(b, msg)
-	}
-	for _, st := range p.undecoded {
-		msg = msg[:0]
-		msg = protowire.AppendTag(msg, 4, protowire.Fixed64Type)
-		msg = protowire.AppendFixed64(msg, st.id)
-		msg = appendStoredBuckets(msg, st.msg)
-		b = protowire.AppendTag(b, fieldAggregate, protowire.BytesType)
 		b = protowire.AppendBytes(b, msg)
 	}
 	p.encodedSize = len(b) - start
@@ -241,59 +215,18 @@ func appendNamedCount(b, scratch []byte, num protowire.Number, name string, coun
 	return protowire.AppendBytes(b, scratch), scratch
 }
 
-// appendBucket appends a bucket of function fn: its start and count,
-// then what fn keeps (the sum, minimum, maximum, first or last time, or
-// the value hashes).
-func appendBucket(b []byte, bk bucket, hashes []uint64, fn AggregateFunc) []byte {
-	b = protowire.AppendTag(b, bucketStart, protowire.VarintType)
-	b = protowire.AppendVarint(b, protowire.EncodeZigZag(bk.start))
-	b = appendVarint(b, bucketCount, bk.n)
-	switch fn {
-	case Sum:
-		b = appendFixedFloat(b, bucketSum, bk.v)
-	case Min:
-		b = appendFixedFloat(b, bucketMin, bk.v)
-	case Max:
-		b = appendFixedFloat(b, bucketMax, bk.v)
-	case FirstSeen:
-		b = protowire.AppendTag(b, bucketFirst, protowire.VarintType)
-		b = protowire.AppendVarint(b, protowire.EncodeZigZag(int64(bk.v)))
-	case LastSeen:
-		b = protowire.AppendTag(b, bucketLast, protowire.VarintType)
-		b = protowire.AppendVarint(b, protowire.EncodeZigZag(int64(bk.v)))
-	}
-	if len(hashes) > 0 {
-		b = protowire.AppendTag(b, bucketHashes, protowire.BytesType)
-		b = protowire.AppendVarint(b, uint64(8*len(hashes)))
-		for _, h := range hashes {
-			b = protowire.AppendFixed64(b, h)
-		}
-	}
-	return b
-}
-
-// appendStoredBuckets appends the bucket fields of a stored aggregate
-// message as they are.
-func appendStoredBuckets(b, msg []byte) []byte {
-	_ = eachField(msg, func(num protowire.Number, _ protowire.Type, _ uint64, raw []byte) error {
-		if num == 3 {
-			b = protowire.AppendTag(b, 3, protowire.BytesType)
-			b = protowire.AppendBytes(b, raw)
-		}
-		return nil
-	}) // checked when decoded
-	return b
-}
-
-// decodeAggregate decodes a stored aggregate state of p: its buckets
-// for the declared aggregate of aggs with the same id (the same name,
-// function and window); a state matching none keeps its message as it is
-// (Profile.undecoded).
+// decodeAggregate decodes an aggregate state as written before states
+// were packed (fieldAggregate) and packs it after p's states. Its function
+// is that of the declared aggregate of aggs with its id, else the one its
+// buckets' fields show; a state of an aggregate declared no more that
+// kept every field in its buckets (as written on the first day of
+// aggregates) shows none and is dropped.
 func (p *Profile) decodeAggregate(msg []byte, aggs *Aggregates) error {
 	var (
-		st          aggregateState
+		id          uint64
 		name        []byte // written before ids
 		fingerprint uint64
+		fields      uint16 // bit n: a bucket has field n
 	)
 	buckets := 0
 	err := eachField(msg, func(num protowire.Number, _ protowire.Type, v uint64, raw []byte) error {
@@ -304,35 +237,62 @@ func (p *Profile) decodeAggregate(msg []byte, aggs *Aggregates) error {
 			fingerprint = v
 		case 3:
 			buckets++
+			return eachField(raw, func(num protowire.Number, _ protowire.Type, _ uint64, _ []byte) error {
+				if num < 16 {
+					fields |= 1 << num
+				}
+				return nil
+			})
 		case 4:
-			st.id = v
+			id = v
 		}
 		return nil
 	})
 	if err != nil {
 		return err
 	}
-	if st.id == 0 && len(name) > 0 {
-		st.id = aggregateID(string(name), fingerprint)
+	if id == 0 && len(name) > 0 {
+		id = aggregateID(string(name), fingerprint)
 	}
-	if st.id == 0 {
+	if id == 0 {
 		return nil // nothing to match it with
 	}
-	if agg := aggs.byID(st.id); agg != nil {
-		// In its slot: the profile is aligned to the model.
-		if p.aggregates == nil {
-			p.aggregates = make([]aggregateState, len(aggs.list))
-		}
-		st.fn = agg.Spec.Func
-		st.w, err = decodeBuckets(msg, st.fn, buckets)
-		p.aggregates[agg.index] = st
+	var fn AggregateFunc
+	if agg := aggs.byID(id); agg != nil {
+		fn = agg.Spec.Func
+	} else if fn = funcOfFields(fields); fn == 0 {
+		return nil
+	}
+	w, err := decodeBuckets(msg, fn, buckets)
+	if err != nil {
 		return err
 	}
-	if _, err := decodeBuckets(msg, 0, 0); err != nil {
+	st := appendPacked(nil, id, fn, &w)
+	if err := checkPacked(st); err != nil { // buckets out of order
 		return err
 	}
-	p.undecoded = append(p.undecoded, storedAggregate{id: st.id, msg: bytes.Clone(msg)})
+	p.aggs.data = append(p.aggs.data, st...)
 	return nil
+}
+
+// funcOfFields returns the aggregate function whose buckets have the
+// fields in the set (bit n for field n), or 0 when they fit several.
+func funcOfFields(fields uint16) AggregateFunc {
+	byField := []struct {
+		field uint16
+		fn    AggregateFunc
+	}{{bucketSum, Sum}, {bucketMin, Min}, {bucketMax, Max}, {bucketFirst, FirstSeen}, {bucketLast, LastSeen}, {bucketHashes, Distinct}}
+	fn := Count
+	for _, f := range byField {
+		if fields&(1<<f.field) == 0 {
+			continue
+		}
+		if fn != Count {
+			return 0
+		}
+		fn = f.fn
+	}
+	return fn
 }
 
 // decodeBuckets decodes the buckets of a stored aggregate message for
@@ -363,7 +323,7 @@ func decodeBuckets(msg []byte, fn AggregateFunc, buckets int) (Windowed, error) 
 			case num == bucketFirst && fn == FirstSeen, num == bucketLast && fn == LastSeen:
 				bk.v = float64(protowire.DecodeZigZag(v))
 			case num == bucketHashes:
-				if len(raw)%8 != 0 {
+				if len(raw)%8 != 0 || len(raw)/8 > DistinctExact {
 					return fmt.Errorf("%w: bucket hashes are %d bytes", errCorrupt, len(raw))
 				}
 				if fn == Distinct {
@@ -563,6 +523,11 @@ func decodeProfile(data []byte, aggs *Aggregates) (*Profile, error) {
 			p.viewed = append(p.viewed, string(raw))
 		case num == fieldBought && typ == protowire.BytesType:
 			p.bought = append(p.bought, string(raw))
+		case num == fieldAggregates && typ == protowire.BytesType:
+			if err := checkPacked(raw); err != nil {
+				return err
+			}
+			p.aggs.data = append(p.aggs.data, raw...)
 		case num == fieldAggregate && typ == protowire.BytesType:
 			if err := p.decodeAggregate(raw, aggs); err != nil {
 				return err
@@ -599,7 +564,7 @@ func decodeProfile(data []byte, aggs *Aggregates) (*Profile, error) {
 	if !p.rfmRecorded {
 		p.rfm = p.rfmPointAt(0, 0) // what a version before the order log counted
 	}
-	p.aggOwned = ^uint64(0)
+	p.aggs.index(aggs)
 	return p, nil
 }
 

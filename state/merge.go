@@ -317,20 +317,23 @@ func (p *Profile) mergeFrom(o *Profile, m *Model, d Dedup, now int64) {
 	}
 	p.recent = mergeByTime(p.recent, o.recent, maxIDs, func(m seenMessage) int64 { return m.receivedAt })
 
+	var w Windowed
+	var packed []byte
 	for _, agg := range m.Aggregates.List() {
-		ow := o.windowed(agg)
-		if len(ow.buckets) == 0 {
+		ost := o.aggs.state(agg)
+		if ost == nil || ost.bucketCount() == 0 {
 			continue
 		}
-		w := p.aggregate(agg)
-		for i, bk := range ow.buckets {
-			var hashes []uint64
-			if ow.hashes != nil {
-				hashes = ow.hashes[i]
+		w.unpack(p.aggs.state(agg))
+		for r := ost.buckets(); ; {
+			bk, hashes, more := r.next()
+			if !more {
+				break
 			}
 			w.mergeBucket(agg.Spec, bk, hashes)
 		}
 		w.Expire(agg.Spec, now)
+		packed = p.aggs.store(agg, &w, packed)
 	}
 	if c := m.Interests; c != nil {
 		for category, i := range o.interests {

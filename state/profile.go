@@ -96,16 +96,9 @@ type Profile struct {
 	viewed []string
 	bought []string
 
-	// aggregates holds the declared aggregates' states (nil entries: none
-	// yet), slot i for the model's aggregate i once aligned; aggOwned has
-	// bit i set when slot i's state is this profile's own, not shared with
-	// the profile it was cloned from (copy on write).
-	aggregates []aggregateState
-	aggOwned   uint64
-	// undecoded holds the stored aggregate states that matched no
-	// aggregate of the model when the profile was read. Never changed in
-	// place: a clone shares it.
-	undecoded []storedAggregate
+	// aggs holds the aggregate states, packed; a clone shares them with
+	// its original until it changes one.
+	aggs aggStates
 
 	// orderLog holds the most recent counted orders (at most MaxOrderLog),
 	// oldest first, for RFM over a horizon; rfm is where the profile was
@@ -265,8 +258,7 @@ func (p *Profile) members(s *Segments) bitset {
 func (p *Profile) Clone() *Profile {
 	c := *p
 	c.recent = slices.Clone(p.recent)
-	c.aggregates = slices.Clone(p.aggregates) // buckets copied on write
-	c.aggOwned = 0
+	c.aggs.shared = true // most events change one or two aggregates, or none
 	c.retimed = false
 	c.segmentsShared = true // memberships change far less often than profiles
 	c.interests = maps.Clone(p.interests)

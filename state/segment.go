@@ -398,7 +398,7 @@ func (seg *Segment) movesWithTime(p *Profile) bool {
 		}
 	}
 	for _, a := range seg.windows {
-		if w := p.windowed(a); len(w.buckets) > 0 {
+		if st := p.aggs.state(a); st != nil && st.bucketCount() > 0 {
 			return true
 		}
 	}
@@ -480,9 +480,10 @@ type RuleEnv struct {
 	now        time.Time
 	segs       *Segments
 	aggs       []*Aggregate
-	names      []string // segment names, by schema index
-	pending    bitset   // positions of the segments left to evaluate in this pass
-	scratch    []byte   // for aggregates' distinct values
+	names      []string   // segment names, by schema index
+	pending    bitset     // positions of the segments left to evaluate in this pass
+	scratch    []byte     // for aggregates' distinct values
+	aggScratch aggScratch // where applying an event changes aggregate states
 	// timedEvaluated: a segment that time changes was evaluated in this
 	// pass, so the profile's wake-up may have moved.
 	timedEvaluated bool
@@ -577,8 +578,7 @@ func (e *RuleEnv) RFM(field int) (float64, bool) { return e.p.RFM(field, e.quint
 
 func (e *RuleEnv) AggregateNext(i int) float64 {
 	a := e.aggs[i]
-	w := e.p.windowed(a)
-	at, ok := w.NextChange(a.Spec, e.now.UnixMilli())
+	at, ok := e.p.aggs.state(a).nextChange(a.Spec, e.now.UnixMilli())
 	if !ok {
 		return math.Inf(1)
 	}

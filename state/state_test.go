@@ -19,7 +19,7 @@ import (
 	"github.com/tailorcdp/tailor/event"
 )
 
-var updateGolden = flag.Bool("update", false, "rewrite testdata/profile-v1.bin")
+var updateGolden = flag.Bool("update", false, "write the newest golden profile (the last of TestDecodeV1's)")
 
 var received = time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
 
@@ -56,13 +56,21 @@ func sampleAggregate() *Aggregate {
 // declared returns aggs as a model's aggregates, for tests that make up
 // aggregates (and their ids) instead of compiling them.
 func declared(aggs ...*Aggregate) *Aggregates {
-	a := &Aggregates{byEvent: make(map[string][]*Aggregate), ids: make(map[uint64]*Aggregate)}
+	a := &Aggregates{byEvent: make(map[string][]*Aggregate), ids: make(map[uint64]*Aggregate), names: make(map[uint64]*Aggregate)}
 	for i, agg := range aggs {
-		agg.index = i
+		agg.index, agg.model = i, a
 		a.list = append(a.list, agg)
 		a.ids[agg.id] = agg
+		a.names[agg.nameHash()] = agg
 	}
 	return a
+}
+
+// forgetBookkeeping clears what p keeps to spare work (its encoded size,
+// where its aggregate states lie), to compare its content.
+func forgetBookkeeping(p *Profile) {
+	p.encodedSize = 0
+	p.aggs.hint, p.aggs.model = [aggHints]uint32{}, nil
 }
 
 func sampleProfile() *Profile {
@@ -80,11 +88,11 @@ func sampleProfile() *Profile {
 		recent:    []seenMessage{{hash: 0x0123456789abcdef, receivedAt: 1700000000100}, {hash: 42, receivedAt: 1700000000600}},
 		interests: map[string]interest{"shoes": {score: 4.5, at: 1700000000200}, "bags": {score: 1, at: 1700000000300}},
 		consents:  map[string]consent{"Advertising": {granted: true, at: 1700000000100}, "Analytics": {at: 1700000000100}},
-		aggregates: []aggregateState{
-			{id: sampleAggregate().id, fn: Sum, w: Windowed{buckets: []bucket{
+		aggs: aggStates{
+			data: appendPacked(nil, sampleAggregate().id, Sum, &Windowed{buckets: []bucket{
 				{start: 1699999200000, n: 3, v: 7.5},
 				{start: 1700020800000, n: 1, v: 0},
-			}}},
+			}}),
 		},
 	}
 	p.offers = map[string]*offerHistory{"shoes-10": {
@@ -126,7 +134,8 @@ func TestEncodingRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got.encodedSize, p.encodedSize, got.aggOwned = 0, 0, 0 // bookkeeping, not content
+			p.encodedSize = 0
+			forgetBookkeeping(got)
 			if !reflect.DeepEqual(got, p) {
 				t.Errorf("round trip:\n got %+v\nwant %+v", got, p)
 			}
@@ -147,6 +156,7 @@ func TestDecodeV1(t *testing.T) {
 		{"testdata/profile-v1-orderlog.bin", sampleProfile()},
 		{"testdata/profile-v1-aggregate-ids.bin", sampleProfile()},
 		{"testdata/profile-v1-compact-buckets.bin", sampleProfile()},
+		{"testdata/profile-v1-packed-aggregates.bin", sampleProfile()},
 	}
 	if *updateGolden {
 		if err := os.WriteFile(golden[len(golden)-1].path, sampleProfile().AppendEncode(nil), 0o644); err != nil {
@@ -162,7 +172,7 @@ func TestDecodeV1(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got.encodedSize, got.aggOwned = 0, 0
+		forgetBookkeeping(got)
 		if !reflect.DeepEqual(got, g.want) {
 			t.Errorf("%s decodes to\n%+v\nwant\n%+v", g.path, got, g.want)
 		}
@@ -194,13 +204,32 @@ func TestDecodeCorrupt(t *testing.T) {
 	}
 }
 
+// FuzzDecodeProfile: a stored profile, however damaged, decodes or fails
+// with an error; one that decodes can have its aggregates read and
+// changed, and is written again in a form that decodes.
 func FuzzDecodeProfile(f *testing.F) {
-	f.Add(sampleProfile().AppendEncode(nil))
+	aggs, err := CompileAggregates([]AggregateConfig{
+		{Name: "a", Event: "E", Func: "count", Window: time.Hour},
+		{Name: "b", Event: "E", Func: "distinct", Property: "p", Window: time.Hour},
+		{Name: "c", Event: "E", Func: "max", Property: "p"},
+	})
+	if err != nil {
+		f.Fatal(err)
+	}
+	sample := sampleProfile()
+	for _, agg := range aggs.List() {
+		addEvent(sample, agg, 1700000000000, 1, 1, 1700000000000)
+	}
+	f.Add(sample.AppendEncode(nil))
 	f.Add([]byte{formatV1})
 	f.Fuzz(func(t *testing.T, data []byte) {
-		p, err := DecodeProfile(data)
+		p, err := decodeProfile(data, aggs)
 		if err != nil {
 			return
+		}
+		for _, agg := range aggs.List() {
+			p.AggregateValue(agg, time.UnixMilli(1700000000000))
+			addEvent(p, agg, 1700000000000, 2, 2, 1700000000000)
 		}
 		if _, err := DecodeProfile(p.AppendEncode(nil)); err != nil {
 			t.Fatalf("re-encoding a decoded profile fails to decode: %v", err)
@@ -518,16 +547,16 @@ func TestCloneCopiesOnWrite(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	orig.aggregate(aggs.List()[0]).Add(aggs.List()[0].Spec, 1000, 0, 0, 2000)
+	addEvent(orig, aggs.List()[0], 1000, 0, 0, 2000)
 	for _, h := range []uint64{10, 30, 50} {
-		orig.aggregate(distinct).Add(distinct.Spec, 1000, 0, h, 2000)
+		addEvent(orig, distinct, 1000, 0, h, 2000)
 	}
 	orig.setSegment(segs, views, true, 1000)
 	want := orig.AppendEncode(nil)
 
 	c := orig.Clone()
 	for _, agg := range aggs.List() {
-		c.aggregate(agg).Add(agg.Spec, 1500, 0, 20, 2000) // hash 20: inserted among the original's
+		addEvent(c, agg, 1500, 0, 20, 2000) // hash 20: inserted among the original's
 	}
 	c.setSegment(segs, newSeg, true, 2000)
 	c.setSegment(segs, views, false, 2000)

@@ -68,14 +68,15 @@ func (s WindowSpec) width() int64 {
 	return max(s.Window.Milliseconds()/WindowBuckets, 1)
 }
 
-// Windowed is the state of one aggregate of one profile: time buckets in
+// Windowed is the state of one aggregate of one profile, unpacked for a
+// change (a profile keeps its states packed, aggStates): time buckets in
 // order of their start, each summarising the events that fell in it, and
 // for Distinct each bucket's smallest value hashes (hashes[i] for
-// buckets[i]; nil for the other functions). Buckets hold no pointers, so
-// copying a state is a plain copy.
+// buckets[i]; nil for the other functions).
 type Windowed struct {
 	buckets []bucket
 	hashes  [][]uint64
+	arena   []uint64 // holds the hashes unpacked
 }
 
 type bucket struct {
@@ -130,20 +131,6 @@ func (b *bucket) merge(fn AggregateFunc, o bucket) {
 	}
 }
 
-// clone returns a copy of w to change. The buckets are copied; their
-// value hashes are shared, capped at their length so that adding one
-// (addSmallest) copies them first.
-func (w Windowed) clone() Windowed {
-	c := Windowed{buckets: slices.Clone(w.buckets)}
-	if w.hashes != nil {
-		c.hashes = make([][]uint64, len(w.hashes))
-		for i, h := range w.hashes {
-			c.hashes[i] = h[:len(h):len(h)]
-		}
-	}
-	return c
-}
-
 // find returns the index of the bucket starting at start, inserting an
 // empty one there when there is none.
 func (w *Windowed) find(s WindowSpec, start int64) int {
@@ -185,12 +172,12 @@ func (w *Windowed) Add(s WindowSpec, t int64, v float64, h uint64, now int64) bo
 
 // mergeBucket adds another state's bucket o, with its value hashes, to w
 // (of the same aggregate).
-func (w *Windowed) mergeBucket(s WindowSpec, o bucket, hashes []uint64) {
+func (w *Windowed) mergeBucket(s WindowSpec, o bucket, hashes packedHashes) {
 	i := w.find(s, o.start)
 	w.buckets[i].merge(s.Func, o)
 	if s.Func == Distinct {
-		for _, h := range hashes {
-			w.hashes[i] = addSmallest(w.hashes[i], h, DistinctExact)
+		for j := range hashes.len() {
+			w.hashes[i] = addSmallest(w.hashes[i], hashes.at(j), DistinctExact)
 		}
 	}
 }
@@ -208,58 +195,10 @@ func (w *Windowed) Expire(s WindowSpec, now int64) {
 	}
 	if n > 0 {
 		w.buckets = slices.Delete(w.buckets, 0, n)
-		if w.hashes != nil {
+		if s.Func == Distinct {
 			w.hashes = slices.Delete(w.hashes, 0, n)
 		}
 	}
-}
-
-// Value returns the aggregate at now; ok is false when no event counts
-// (a count is then 0 with ok true).
-func (w *Windowed) Value(s WindowSpec, now int64) (v float64, ok bool) {
-	width := s.width()
-	cut := int64(math.MinInt64)
-	if width > 0 {
-		cut = now - s.Window.Milliseconds()
-	}
-	total := emptyBucket(0, s.Func)
-	var hashes []uint64
-	for i, b := range w.buckets {
-		if width > 0 && b.start+width <= cut {
-			continue
-		}
-		total.merge(s.Func, b)
-		if s.Func == Distinct {
-			for _, h := range w.hashes[i] {
-				hashes = addSmallest(hashes, h, DistinctExact)
-			}
-		}
-	}
-	switch {
-	case s.Func == Count:
-		return float64(total.n), true
-	case s.Func == Distinct:
-		return distinctEstimate(hashes), true
-	case total.n == 0:
-		return 0, false
-	}
-	return total.v, true
-}
-
-// NextChange returns when the value next changes at now with no new
-// event: when the oldest bucket still in the window leaves it. ok is false
-// when time alone changes nothing (no buckets left, or all time).
-func (w *Windowed) NextChange(s WindowSpec, now int64) (at int64, ok bool) {
-	width := s.width()
-	if width == 0 {
-		return 0, false
-	}
-	for _, b := range w.buckets {
-		if end := b.start + width + s.Window.Milliseconds(); end > now {
-			return end, true
-		}
-	}
-	return 0, false
 }
 
 // addSmallest inserts h into the sorted set, keeping at most k smallest.

@@ -25,10 +25,10 @@ func TestWindowScript(t *testing.T) {
 	}
 	check := func(now time.Duration, wantCount, wantSum float64) {
 		t.Helper()
-		if got, _ := c.Value(count, at(now)); got != wantCount {
+		if got, _ := valueOf(&c, count, at(now)); got != wantCount {
 			t.Errorf("count at %v: %v, want %v", now, got, wantCount)
 		}
-		got, ok := s.Value(sum, at(now))
+		got, ok := valueOf(&s, sum, at(now))
 		if wantSum == 0 && ok || wantSum != 0 && got != wantSum {
 			t.Errorf("sum at %v: %v (%v), want %v", now, got, ok, wantSum)
 		}
@@ -49,11 +49,11 @@ func TestWindowScript(t *testing.T) {
 	// the window, with no new event.
 	check(61*time.Minute, 4, 116)
 	check(62*time.Minute, 3, 106)
-	if next, ok := c.NextChange(count, at(55*time.Minute)); !ok || next != at(62*time.Minute) {
+	if next, ok := nextChangeOf(&c, count, at(55*time.Minute)); !ok || next != at(62*time.Minute) {
 		t.Errorf("next change %v %v, want %v", time.UnixMilli(next).UTC(), ok, t0.Add(62*time.Minute))
 	}
 	// Past it, before expiry has dropped the bucket: the next bucket's turn.
-	if next, ok := c.NextChange(count, at(62*time.Minute)); !ok || next != at(72*time.Minute) {
+	if next, ok := nextChangeOf(&c, count, at(62*time.Minute)); !ok || next != at(72*time.Minute) {
 		t.Errorf("next change after 62m: %v %v, want %v", time.UnixMilli(next).UTC(), ok, t0.Add(72*time.Minute))
 	}
 	check(72*time.Minute, 2, 101)
@@ -63,7 +63,7 @@ func TestWindowScript(t *testing.T) {
 	if len(c.buckets) != 0 {
 		t.Errorf("%d buckets left after expiry", len(c.buckets))
 	}
-	if _, ok := c.NextChange(count, at(112*time.Minute)); ok {
+	if _, ok := nextChangeOf(&c, count, at(112*time.Minute)); ok {
 		t.Error("an empty window has a next change")
 	}
 }
@@ -85,7 +85,7 @@ func TestWindowFuncs(t *testing.T) {
 			for _, e := range events {
 				w.Add(spec, at(e.at), e.v, xxhash.Sum64String(strconv.FormatFloat(e.v, 'g', -1, 64)), at(now))
 			}
-			if got, ok := w.Value(spec, at(now)); !ok || got != wantV {
+			if got, ok := valueOf(&w, spec, at(now)); !ok || got != wantV {
 				t.Errorf("func %d window %v: %v %v, want %v", fn, window, got, ok, wantV)
 			}
 			// Stored, a state keeps only the fields its function reads;
@@ -95,7 +95,8 @@ func TestWindowFuncs(t *testing.T) {
 			// for it; read with none declared, it is decoded when an
 			// aggregate reads it.
 			agg := &Aggregate{Name: "a", Spec: spec, id: aggregateID("a", 1)}
-			p := &Profile{Key: "k", aggregates: []aggregateState{{id: agg.id, fn: fn, w: w}}}
+			p := &Profile{Key: "k"}
+			p.aggs.store(agg, &w, nil)
 			stored := p.AppendEncode(nil)
 			typed, err := decodeProfile(stored, declared(agg))
 			if err != nil {
@@ -105,19 +106,18 @@ func TestWindowFuncs(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			backs := []Windowed{typed.aggregates[0].w, untyped.windowed(agg)}
 			w.Add(spec, at(now-time.Minute), 11, xxhash.Sum64String("11"), at(now))
-			want, _ := w.Value(spec, at(now))
-			for _, back := range backs {
-				back.Add(spec, at(now-time.Minute), 11, xxhash.Sum64String("11"), at(now))
-				if got, ok := back.Value(spec, at(now)); !ok || got != want {
+			want, _ := valueOf(&w, spec, at(now))
+			for _, back := range []*Profile{typed, untyped} {
+				addEvent(back, agg, at(now-time.Minute), 11, xxhash.Sum64String("11"), at(now))
+				if got, ok := back.AggregateValue(agg, time.UnixMilli(at(now))); !ok || got != want {
 					t.Errorf("func %d window %v: read back and added to: %v %v, want %v", fn, window, got, ok, want)
 				}
 			}
 		}
 	}
 	var empty Windowed
-	if _, ok := empty.Value(WindowSpec{Func: Max}, 0); ok {
+	if _, ok := valueOf(&empty, WindowSpec{Func: Max}, 0); ok {
 		t.Error("max of nothing has a value")
 	}
 }
@@ -141,8 +141,25 @@ func TestWindowBounded(t *testing.T) {
 		}
 	}
 	// The last 24 hours hold 43,200 events over 20,000 values.
-	got, _ := w.Value(spec, at(100_000*2*time.Second))
+	got, _ := valueOf(&w, spec, at(100_000*2*time.Second))
 	if math.Abs(got-20_000)/20_000 > 0.3 {
 		t.Errorf("distinct estimate %v, want 20,000 within 30%%", got)
 	}
+}
+
+// valueOf returns the value of w under spec at now, packed as a profile
+// keeps it.
+func valueOf(w *Windowed, spec WindowSpec, now int64) (float64, bool) {
+	return packedState(appendPacked(nil, 1<<63, spec.Func, w)).value(spec, now)
+}
+
+// nextChangeOf returns when w's value under spec next changes at now,
+// packed as a profile keeps it.
+func nextChangeOf(w *Windowed, spec WindowSpec, now int64) (int64, bool) {
+	return packedState(appendPacked(nil, 1<<63, spec.Func, w)).nextChange(spec, now)
+}
+
+// addEvent counts an event in p's state of agg, as applying one does.
+func addEvent(p *Profile, agg *Aggregate, t int64, v float64, h uint64, now int64) {
+	p.aggs.add(agg, t, v, h, now, &aggScratch{})
 }
