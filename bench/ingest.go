@@ -51,6 +51,15 @@ type IngestResult struct {
 	Ratio        float64 `json:"applied_to_raw_ratio"`
 	RawSeconds   float64 `json:"raw_seconds"`
 	ApplySeconds float64 `json:"apply_seconds"`
+	// RawCPU and ApplyCPU are the CPU time this process used per event
+	// over the same middle of each phase as the rates, in microseconds,
+	// for sizing a deployment: every thread counts (the engine's garbage
+	// collection and Badger's writes and compactions; with the embedded
+	// broker, its serving of the fetches too). 0 where not measured: an
+	// engine in another process (--engine), or a system without
+	// getrusage.
+	RawCPU   float64 `json:"raw_cpu_us_per_event,omitempty"`
+	ApplyCPU float64 `json:"apply_cpu_us_per_event,omitempty"`
 	// RawProgress and AppliedProgress are the events consumed and applied
 	// over time, for charts.
 	RawProgress     []Point `json:"raw_progress"`
@@ -98,7 +107,7 @@ func Ingest(ctx context.Context, cfg IngestConfig) (IngestResult, error) {
 	say("produced %d events (%.0f/s, %.0f bytes each)", cfg.Events, res.ProduceRate, res.EventBytes)
 
 	// Raw consume: the baseline.
-	res.RawRate, res.RawSeconds, res.RawProgress, err = rawConsume(ctx, cfg.Client,
+	res.RawRate, res.RawSeconds, res.RawCPU, res.RawProgress, err = rawConsume(ctx, cfg.Client,
 		kgo.ConsumeTopics(topics.Events), topics.Events, cfg.Events)
 	if err != nil {
 		return res, err
@@ -154,6 +163,7 @@ func Ingest(ctx context.Context, cfg IngestConfig) (IngestResult, error) {
 		}
 	}
 	res.AppliedRate, res.ApplySeconds = clock.rate(int64(cfg.Events))
+	res.ApplyCPU = clock.cpuPerEvent()
 	res.AppliedProgress = clock.points
 	stop()
 	<-errc
@@ -193,15 +203,16 @@ func produceWorkload(ctx context.Context, producer *stream.Producer, topic strin
 
 // rawConsume reads n records of topic (where what says, from the start by
 // default) with a consumer that does nothing with them (beyond fetching
-// and decompressing) and returns its rate.
-func rawConsume(ctx context.Context, client stream.ClientConfig, what kgo.Opt, topic string, n int) (rate, seconds float64, progress []Point, err error) {
+// and decompressing) and returns its rate and its CPU time per record
+// (rateClock.cpuPerEvent).
+func rawConsume(ctx context.Context, client stream.ClientConfig, what kgo.Opt, topic string, n int) (rate, seconds, cpu float64, progress []Point, err error) {
 	cl, err := kgo.NewClient(append(client.Opts(),
 		what,
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchMaxBytes(32<<20),
 	)...)
 	if err != nil {
-		return 0, 0, nil, err
+		return 0, 0, 0, nil, err
 	}
 	defer cl.Close()
 	var clock rateClock
@@ -210,16 +221,16 @@ func rawConsume(ctx context.Context, client stream.ClientConfig, what kgo.Opt, t
 	for seen < n {
 		fetches := cl.PollRecords(ctx, 5000)
 		if err := ctx.Err(); err != nil {
-			return 0, 0, nil, err
+			return 0, 0, 0, nil, err
 		}
 		if errs := fetches.Errors(); len(errs) > 0 {
-			return 0, 0, nil, fmt.Errorf("raw consume of %s: %w", topic, errs[0].Err)
+			return 0, 0, 0, nil, fmt.Errorf("raw consume of %s: %w", topic, errs[0].Err)
 		}
 		seen += fetches.NumRecords()
 		clock.observe(int64(seen))
 	}
 	rate, seconds = clock.rate(int64(n))
-	return rate, seconds, clock.points, nil
+	return rate, seconds, clock.cpuPerEvent(), clock.points, nil
 }
 
 // rateClock measures a steady rate: over the middle of the run, from the
@@ -229,8 +240,18 @@ func rawConsume(ctx context.Context, client stream.ClientConfig, what kgo.Opt, t
 // steps is timed whole.
 type rateClock struct {
 	start  time.Time
-	obs    []Point // every observation
-	points []Point // every 50 ms at most, for charts
+	obs    []observation // every observation that saw a new count
+	points []Point       // every 50 ms at most, for charts
+	// lo and hi are the observations rate timed between.
+	lo, hi int
+}
+
+// observation is a count seen at a time, with the process's CPU time then
+// (cpuOK false: unknown).
+type observation struct {
+	Point
+	cpu   time.Duration
+	cpuOK bool
 }
 
 func (c *rateClock) observe(n int64) {
@@ -240,7 +261,8 @@ func (c *rateClock) observe(n int64) {
 	}
 	pt := Point{Seconds: now.Sub(c.start).Seconds(), Count: float64(n)}
 	if k := len(c.obs); k == 0 || c.obs[k-1].Count != pt.Count {
-		c.obs = append(c.obs, pt)
+		cpu, ok := processCPU()
+		c.obs = append(c.obs, observation{Point: pt, cpu: cpu, cpuOK: ok})
 	}
 	if k := len(c.points); k == 0 || pt.Seconds-c.points[k-1].Seconds >= 0.05 {
 		c.points = append(c.points, pt)
@@ -252,21 +274,36 @@ func (c *rateClock) observe(n int64) {
 func (c *rateClock) rate(total int64) (perSecond, seconds float64) {
 	c.observe(total)
 	end := c.obs[len(c.obs)-1]
-	c.points = append(c.points, end)
+	c.points = append(c.points, end.Point)
 	seconds = end.Seconds
 	at := func(share float64) int {
-		for i, pt := range c.obs {
-			if pt.Count >= share*float64(total) {
+		for i, o := range c.obs {
+			if o.Count >= share*float64(total) {
 				return i
 			}
 		}
 		return len(c.obs) - 1
 	}
-	lo, hi := at(0.1), at(0.9)
+	c.lo, c.hi = at(0.1), at(0.9)
 	// A middle seen in fewer than 8 steps is a buffer being drained, not
 	// a rate: time the whole run then.
-	if hi-lo >= 8 && c.obs[hi].Seconds > c.obs[lo].Seconds {
-		return (c.obs[hi].Count - c.obs[lo].Count) / (c.obs[hi].Seconds - c.obs[lo].Seconds), seconds
+	if c.hi-c.lo >= 8 && c.obs[c.hi].Seconds > c.obs[c.lo].Seconds {
+		lo, hi := c.obs[c.lo], c.obs[c.hi]
+		return (hi.Count - lo.Count) / (hi.Seconds - lo.Seconds), seconds
 	}
+	c.lo, c.hi = 0, len(c.obs)-1
 	return float64(total) / seconds, seconds
+}
+
+// cpuPerEvent returns the process's CPU time per event, in microseconds,
+// between the observations rate timed (0 when unknown); call rate first.
+func (c *rateClock) cpuPerEvent() float64 {
+	if c.hi >= len(c.obs) {
+		return 0
+	}
+	lo, hi := c.obs[c.lo], c.obs[c.hi]
+	if !lo.cpuOK || !hi.cpuOK || hi.Count <= lo.Count {
+		return 0
+	}
+	return float64((hi.cpu - lo.cpu).Microseconds()) / (hi.Count - lo.Count)
 }

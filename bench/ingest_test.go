@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"runtime"
 	"testing"
 
 	"github.com/tailorcdp/tailor/bench"
@@ -36,6 +37,9 @@ func TestIngestSmall(t *testing.T) {
 	if res.RawRate <= 0 || res.AppliedRate <= 0 || res.Ratio <= 0 || res.EventBytes < 100 {
 		t.Errorf("result %+v", res)
 	}
+	if runtime.GOOS == "linux" && (res.RawCPU <= 0 || res.ApplyCPU <= 0) {
+		t.Errorf("CPU per event not measured: raw %v, engine %v", res.RawCPU, res.ApplyCPU)
+	}
 }
 
 // BenchmarkIngest applies b.N generated events end to end through an
@@ -58,4 +62,7 @@ func BenchmarkIngest(b *testing.B) {
 	b.ReportMetric(res.AppliedRate, "applied/s")
 	b.ReportMetric(res.RawRate, "raw/s")
 	b.ReportMetric(res.Ratio, "ratio")
+	if res.ApplyCPU > 0 {
+		b.ReportMetric(res.ApplyCPU*1000, "cpu-ns/event")
+	}
 }

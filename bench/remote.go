@@ -127,7 +127,7 @@ func IngestRemote(ctx context.Context, cfg RemoteIngestConfig) (IngestResult, er
 	for p, o := range from {
 		offsets[p] = kgo.NewOffset().At(o)
 	}
-	res.RawRate, res.RawSeconds, res.RawProgress, err = rawConsume(ctx, cfg.Client, kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{cfg.Topic: offsets}), cfg.Topic, cfg.Events)
+	res.RawRate, res.RawSeconds, res.RawCPU, res.RawProgress, err = rawConsume(ctx, cfg.Client, kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{cfg.Topic: offsets}), cfg.Topic, cfg.Events)
 	if err != nil {
 		return res, err
 	}

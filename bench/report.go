@@ -129,6 +129,9 @@ func (r *Report) Write(dir string) error {
 	if in := r.Ingest; in != nil {
 		fmt.Fprintf(&md, "## Ingest\n\n%d events (%.0f bytes each on average), %d partitions. The baseline is a consumer that only counts the records of the same topic, in the same run.\n\n", in.Events, in.EventBytes, in.Partitions)
 		fmt.Fprintf(&md, "| | events/s |\n| --- | ---: |\n| produced | %.0f |\n| raw consumer (baseline) | %.0f |\n| engine applied | %.0f |\n| **applied / raw** | **%.2f** |\n\n", in.ProduceRate, in.RawRate, in.AppliedRate, in.Ratio)
+		if in.ApplyCPU > 0 {
+			fmt.Fprintf(&md, "CPU time of the process per event (every thread: with the embedded broker, its serving of the fetches too): raw consumer %.2f µs, engine %.2f µs.\n\n", in.RawCPU, in.ApplyCPU)
+		}
 		if err := ingestChart(filepath.Join(dir, "ingest.png"), in); err != nil {
 			return err
 		}

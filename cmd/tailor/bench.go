@@ -263,6 +263,10 @@ func printReport(w io.Writer, r *bench.Report) error {
 		fmt.Fprintf(tw, "raw consumer (baseline)\t%.0f events/s\t\n", in.RawRate)
 		fmt.Fprintf(tw, "engine applied\t%.0f events/s\t\n", in.AppliedRate)
 		fmt.Fprintf(tw, "applied / raw\t%.2f\t\n", in.Ratio)
+		if in.ApplyCPU > 0 {
+			fmt.Fprintf(tw, "CPU per event: raw consumer\t%.2f µs\t\n", in.RawCPU)
+			fmt.Fprintf(tw, "engine\t%.2f µs\t\n", in.ApplyCPU)
+		}
 		if err := tw.Flush(); err != nil {
 			return err
 		}
