@@ -15,8 +15,10 @@ import (
 // profile's states are one copy out of Badger's value, a clone shares them
 // until it changes one, and writing them back is one append. The slice
 // holds no pointers, so the garbage collector does not look into it.
-// Rules read a state where it lies; an event that changes one decodes it
-// into a Windowed, changes that and packs it back in its place.
+// Rules read a state where it lies. An event that falls in a bucket the
+// state has changes that bucket's count and value where they lie; one that
+// adds a bucket or a value hash unpacks the state into a Windowed, changes
+// that and packs it back in its place.
 //
 // Each state is a header
 //
