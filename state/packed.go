@@ -358,10 +358,8 @@ func (a *aggStates) bucketOf(agg *Aggregate, t int64, h uint64, now int64) (int,
 		return 0, false
 	}
 	spec := agg.Spec
-	width := spec.width()
-	start := int64(0)
-	if width > 0 {
-		start = t - mod(t, width)
+	start := spec.bucketStart(t, now)
+	if width := spec.width(); width > 0 {
 		if first := int64(binary.LittleEndian.Uint64(s[packedHeader:])); first+width <= now-spec.Window.Milliseconds() {
 			return 0, false // expiry is due
 		}

@@ -149,20 +149,28 @@ func (w *Windowed) find(s WindowSpec, start int64) int {
 	return i
 }
 
+// bucketStart returns the start of the bucket an event at t counts in, as
+// seen at now: 0 for all time. An event dated after now (a sender's clock
+// ahead) counts in now's bucket, so that a window's buckets never reach
+// past now and stay at most WindowBuckets+1 whatever the event times.
+func (s WindowSpec) bucketStart(t, now int64) int64 {
+	width := s.width()
+	if width == 0 {
+		return 0
+	}
+	t = min(t, now)
+	return t - mod(t, width)
+}
+
 // Add counts an event at event time t (Unix ms) with the numeric value v
 // (Sum, Min, Max) or value hash h (Distinct), as seen at now. An event
 // already older than the window is not counted; Add reports whether it was.
 func (w *Windowed) Add(s WindowSpec, t int64, v float64, h uint64, now int64) bool {
-	width := s.width()
-	if width > 0 && t <= now-s.Window.Milliseconds() {
+	if s.width() > 0 && t <= now-s.Window.Milliseconds() {
 		return false
 	}
 	w.Expire(s, now)
-	start := int64(0)
-	if width > 0 {
-		start = t - mod(t, width)
-	}
-	i := w.find(s, start)
+	i := w.find(s, s.bucketStart(t, now))
 	w.buckets[i].add(s.Func, t, v)
 	if s.Func == Distinct {
 		w.hashes[i] = addSmallest(w.hashes[i], h, DistinctExact)

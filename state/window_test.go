@@ -140,7 +140,17 @@ func TestWindowBounded(t *testing.T) {
 			t.Fatalf("bucket keeps %d hashes", len(h))
 		}
 	}
-	// The last 24 hours hold 43,200 events over 20,000 values.
+	// Events dated up to a day ahead (senders' clocks) count in now's
+	// bucket: no bucket past now.
+	now := at(100_000 * 2 * time.Second)
+	for i := range 1000 {
+		w.Add(spec, now+int64(i)*86_400, 0, xxhash.Sum64String("v"+strconv.Itoa(i%20_000)), now)
+	}
+	if len(w.buckets) > WindowBuckets+1 || w.buckets[len(w.buckets)-1].start > now {
+		t.Errorf("after events dated ahead: %d buckets, the last starting %v after now", len(w.buckets), time.Duration(w.buckets[len(w.buckets)-1].start-now)*time.Millisecond)
+	}
+	// The last 24 hours hold 43,200 events over 20,000 values (and the
+	// thousand ahead, of values among them).
 	got, _ := valueOf(&w, spec, at(100_000*2*time.Second))
 	if math.Abs(got-20_000)/20_000 > 0.3 {
 		t.Errorf("distinct estimate %v, want 20,000 within 30%%", got)
