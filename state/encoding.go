@@ -267,12 +267,9 @@ func (p *Profile) decodeAggregate(msg []byte, aggs *Aggregates) error {
 	if err != nil {
 		return err
 	}
-	st := appendPacked(nil, id, fn, &w)
-	if err := checkPacked(st); err != nil { // buckets out of order
-		return err
-	}
-	p.aggs.data = append(p.aggs.data, st...)
-	return nil
+	from := len(p.aggs.data)
+	p.aggs.data = appendPacked(p.aggs.data, id, fn, &w)
+	return checkPacked(p.aggs.data[from:]) // buckets out of order
 }
 
 // funcOfFields returns the aggregate function whose buckets have the

@@ -43,6 +43,15 @@ const (
 // keepsValue reports whether fn's buckets keep a value besides the count.
 func (fn AggregateFunc) keepsValue() bool { return fn != Count && fn != Distinct }
 
+// packedBucketSize returns the size of one of fn's packed buckets but for
+// value hashes: their start and count, and the value fn keeps.
+func (fn AggregateFunc) packedBucketSize() int {
+	if fn.keepsValue() {
+		return packedBucket + 8
+	}
+	return packedBucket
+}
+
 // packedState is one packed aggregate state, header first; it may run on
 // into the states that follow it.
 type packedState []byte
@@ -60,10 +69,7 @@ func (s packedState) buckets() bucketReader {
 func (s packedState) size() int {
 	fn, n := s.fn(), s.bucketCount()
 	if fn != Distinct {
-		if fn.keepsValue() {
-			return packedHeader + n*(packedBucket+8)
-		}
-		return packedHeader + n*packedBucket
+		return packedHeader + n*fn.packedBucketSize()
 	}
 	off := packedHeader
 	for range n {
@@ -228,11 +234,8 @@ func checkPacked(b []byte) error {
 		}
 		size, prev := packedHeader, int64(0)
 		for i := range st.bucketCount() {
-			need := packedBucket
-			switch {
-			case fn.keepsValue():
-				need += 8
-			case fn == Distinct:
+			need := fn.packedBucketSize()
+			if fn == Distinct {
 				if len(s) <= size+packedBucket {
 					return fmt.Errorf("%w: aggregate state at %d: bucket %d runs past the end", errCorrupt, off, i)
 				}
@@ -319,10 +322,7 @@ func (a *aggStates) add(agg *Aggregate, t int64, v float64, h uint64, now int64,
 		return false // older than the window
 	}
 	if off, ok := a.bucketOf(agg, t, h, now); ok {
-		if a.shared {
-			a.data = append(make([]byte, 0, len(a.data)+packedSpare), a.data...)
-			a.shared = false
-		}
+		a.own()
 		b := a.data[off:]
 		bk := bucket{n: binary.LittleEndian.Uint64(b[8:])}
 		if spec.Func.keepsValue() {
@@ -366,10 +366,7 @@ func (a *aggStates) bucketOf(agg *Aggregate, t int64, h uint64, now int64) (int,
 	}
 	if spec.Func != Distinct {
 		// Fixed-size buckets: from the newest, where most events fall.
-		size := packedBucket
-		if spec.Func.keepsValue() {
-			size += 8
-		}
+		size := spec.Func.packedBucketSize()
 		for i := n - 1; i >= 0; i-- {
 			at := packedHeader + i*size
 			if b := int64(binary.LittleEndian.Uint64(s[at:])); b <= start {
@@ -425,17 +422,8 @@ func (a *aggStates) store(agg *Aggregate, w *Windowed, scratch []byte) []byte {
 	} else {
 		old = packedState(a.data[off:]).size()
 	}
-	if a.shared {
-		// Room to spare: the events after this one change states of the
-		// profile too, and buckets come and go.
-		data := make([]byte, 0, len(a.data)-old+len(scratch)+packedSpare)
-		data = append(data, a.data[:off]...)
-		data = append(data, scratch...)
-		a.data = append(data, a.data[off+old:]...)
-		a.shared = false
-	} else {
-		a.data = slices.Replace(a.data, off, off+old, scratch...)
-	}
+	a.own()
+	a.data = slices.Replace(a.data, off, off+old, scratch...)
 	if agg.model == nil || agg.model != a.model {
 		a.index(agg.model)
 		return scratch
@@ -451,6 +439,16 @@ func (a *aggStates) store(agg *Aggregate, w *Windowed, scratch []byte) []byte {
 		a.hint[agg.index] = uint32(off + 1)
 	}
 	return scratch
+}
+
+// own copies the states before a change when they are shared with the
+// profile this one was cloned from, with room to spare: the events after
+// this one change states of the profile too, and buckets come and go.
+func (a *aggStates) own() {
+	if a.shared {
+		a.data = append(make([]byte, 0, len(a.data)+packedSpare), a.data...)
+		a.shared = false
+	}
 }
 
 // packedSpare is the room a profile's copy of its states has to grow.
