@@ -148,6 +148,59 @@ func (p *Parser) parseJSON(data []byte) (*fastjson.Value, error) {
 	return root, nil
 }
 
+// members are the top-level members of an event that Validate reads.
+type members struct {
+	typ, messageID, userID, anonymousID, event, name, groupID, previousID *fastjson.Value
+	properties, context, traits                                           *fastjson.Value
+	stamps                                                                [3]*fastjson.Value // timestamp, sentAt, receivedAt
+}
+
+// membersOf finds the members of event object o in one pass: looking each
+// up by name would scan the object a dozen times, and twice for each
+// absent member. A repeated key gives its first value, as Get does.
+func membersOf(o *fastjson.Object) members {
+	var m members
+	o.Visit(func(key []byte, v *fastjson.Value) {
+		var dst **fastjson.Value
+		switch string(key) {
+		case "type":
+			dst = &m.typ
+		case "messageId":
+			dst = &m.messageID
+		case "userId":
+			dst = &m.userID
+		case "anonymousId":
+			dst = &m.anonymousID
+		case "event":
+			dst = &m.event
+		case "name":
+			dst = &m.name
+		case "groupId":
+			dst = &m.groupID
+		case "previousId":
+			dst = &m.previousID
+		case "properties":
+			dst = &m.properties
+		case "context":
+			dst = &m.context
+		case "traits":
+			dst = &m.traits
+		case "timestamp":
+			dst = &m.stamps[0]
+		case "sentAt":
+			dst = &m.stamps[1]
+		case "receivedAt":
+			dst = &m.stamps[2]
+		default:
+			return
+		}
+		if *dst == nil {
+			*dst = v
+		}
+	})
+	return m
+}
+
 // Validate checks one parsed event object. field prefixes the field paths
 // in errors ("batch[2]" gives "batch[2].userId").
 func (p *Parser) Validate(v *fastjson.Value, want Type, receivedAt time.Time, field string) (Event, error) {
@@ -157,17 +210,19 @@ func (p *Parser) Validate(v *fastjson.Value, want Type, receivedAt time.Time, fi
 		}
 		return field + "." + name
 	}
-	if v.Type() != fastjson.TypeObject {
+	obj, err := v.Object()
+	if err != nil {
 		return Event{}, &Error{Field: field, Problem: "event must be a JSON object, not " + v.Type().String()}
 	}
+	m := membersOf(obj)
 	ev := Event{Root: v, Type: want}
 
-	if tv := v.Get("type"); tv != nil {
-		s, ok := stringValue(tv)
-		if !ok {
+	if m.typ != nil {
+		s, err := m.typ.StringBytes()
+		if err != nil {
 			return Event{}, &Error{Field: path("type"), Problem: "must be a string"}
 		}
-		t, known := ParseType(s)
+		t, known := ParseType(string(s)) // inlined: no copy of s
 		switch {
 		case !known:
 			return Event{}, &Error{Field: path("type"), Problem: fmt.Sprintf("unknown event type %q: want identify, track, page, screen, group or alias", s)}
@@ -180,35 +235,34 @@ func (p *Parser) Validate(v *fastjson.Value, want Type, receivedAt time.Time, fi
 		return Event{}, &Error{Field: path("type"), Problem: "is required"}
 	}
 
-	var err error
-	str := func(name string, dst *string) {
+	str := func(sv *fastjson.Value, name string, dst *string) {
 		if err != nil {
 			return
 		}
-		*dst, err = p.optionalString(v, name, path(name))
+		*dst, err = p.optionalString(sv, path(name))
 	}
-	str("messageId", &ev.MessageID)
-	str("userId", &ev.UserID)
-	str("anonymousId", &ev.AnonymousID)
+	str(m.messageID, "messageId", &ev.MessageID)
+	str(m.userID, "userId", &ev.UserID)
+	str(m.anonymousID, "anonymousId", &ev.AnonymousID)
 	if err != nil {
 		return Event{}, err
 	}
 
 	switch ev.Type {
 	case Track:
-		str("event", &ev.Name)
+		str(m.event, "event", &ev.Name)
 		if err == nil && ev.Name == "" {
 			err = &Error{Field: path("event"), Problem: "is required for a track call"}
 		}
 	case Page, Screen:
-		str("name", &ev.Name)
+		str(m.name, "name", &ev.Name)
 	case Group:
-		str("groupId", &ev.GroupID)
+		str(m.groupID, "groupId", &ev.GroupID)
 		if err == nil && ev.GroupID == "" {
 			err = &Error{Field: path("groupId"), Problem: "is required for a group call"}
 		}
 	case Alias:
-		str("previousId", &ev.PreviousID)
+		str(m.previousID, "previousId", &ev.PreviousID)
 		if err == nil && ev.PreviousID == "" {
 			err = &Error{Field: path("previousId"), Problem: "is required for an alias call"}
 		}
@@ -223,14 +277,14 @@ func (p *Parser) Validate(v *fastjson.Value, want Type, receivedAt time.Time, fi
 		return Event{}, &Error{Field: path("userId"), Problem: "userId or anonymousId is required"}
 	}
 
-	if ev.Properties, err = optionalObject(v, "properties", path("properties")); err != nil {
+	if ev.Properties, err = optionalObject(m.properties, path("properties")); err != nil {
 		return Event{}, err
 	}
-	if ev.Context, err = optionalObject(v, "context", path("context")); err != nil {
+	if ev.Context, err = optionalObject(m.context, path("context")); err != nil {
 		return Event{}, err
 	}
 	if ev.Type == Identify || ev.Type == Group {
-		if ev.Traits, err = optionalObject(v, "traits", path("traits")); err != nil {
+		if ev.Traits, err = optionalObject(m.traits, path("traits")); err != nil {
 			return Event{}, err
 		}
 	}
@@ -242,17 +296,18 @@ func (p *Parser) Validate(v *fastjson.Value, want Type, receivedAt time.Time, fi
 	if err := validateDecision(&ev, path("properties")); err != nil {
 		return Event{}, err
 	}
-	if err := p.resolveTimes(&ev, receivedAt, path); err != nil {
+	if err := p.resolveTimes(&ev, &m.stamps, receivedAt, path); err != nil {
 		return Event{}, err
 	}
 	return ev, nil
 }
 
-// resolveTimes sets ev.ReceivedAt and ev.Time and checks the time bounds.
-func (p *Parser) resolveTimes(ev *Event, receivedAt time.Time, path func(string) string) error {
+// resolveTimes sets ev.ReceivedAt and ev.Time from the event's timestamp,
+// sentAt and receivedAt members and checks the time bounds.
+func (p *Parser) resolveTimes(ev *Event, members *[3]*fastjson.Value, receivedAt time.Time, path func(string) string) error {
 	var stamps [3]time.Time
 	for i, name := range [...]string{"timestamp", "sentAt", "receivedAt"} {
-		tv := ev.Root.Get(name)
+		tv := members[i]
 		if tv == nil || tv.Type() == fastjson.TypeNull {
 			continue
 		}
@@ -292,8 +347,7 @@ func (p *Parser) resolveTimes(ev *Event, receivedAt time.Time, path func(string)
 	return nil
 }
 
-func (p *Parser) optionalString(v *fastjson.Value, name, field string) (string, error) {
-	sv := v.Get(name)
+func (p *Parser) optionalString(sv *fastjson.Value, field string) (string, error) {
 	if sv == nil || sv.Type() == fastjson.TypeNull {
 		return "", nil
 	}
@@ -307,8 +361,7 @@ func (p *Parser) optionalString(v *fastjson.Value, name, field string) (string, 
 	return s, nil
 }
 
-func optionalObject(v *fastjson.Value, name, field string) (*fastjson.Value, error) {
-	ov := v.Get(name)
+func optionalObject(ov *fastjson.Value, field string) (*fastjson.Value, error) {
 	if ov == nil || ov.Type() == fastjson.TypeNull {
 		return nil, nil
 	}
