@@ -1,7 +1,9 @@
 package state
 
 import (
+	"strconv"
 	"testing"
+	"time"
 
 	"github.com/tailorcdp/tailor/bench/workload"
 	"github.com/tailorcdp/tailor/event"
@@ -83,5 +85,36 @@ func BenchmarkStoreApply(b *testing.B) {
 	}
 	if err := batch.Commit(int64(i)); err != nil {
 		b.Fatal(err)
+	}
+}
+
+// BenchmarkFirstDeliveryBusy is the dedup check of an event to a busy
+// profile (a bot, a shared kiosk): one that already remembers dedup_ids
+// (1,000) messageIds, so that every new one forgets the oldest, and that
+// is copied for each batch it is in (every 20 events here).
+func BenchmarkFirstDeliveryBusy(b *testing.B) {
+	d := Dedup{Horizon: 24 * time.Hour, MaxIDs: 1000}
+	ids := make([]string, 4096)
+	for i := range ids {
+		ids[i] = "msg-" + strconv.Itoa(i)
+	}
+	ev := event.Event{ReceivedAt: received}
+	p := &Profile{}
+	for _, id := range ids[:d.MaxIDs] {
+		ev.MessageID = id
+		p.FirstDelivery(&ev, d)
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if i%20 == 0 {
+			p = p.Clone()
+		}
+		ev.MessageID = ids[(d.MaxIDs+i)%len(ids)] // forgotten since its last turn
+		ev.ReceivedAt = ev.ReceivedAt.Add(time.Millisecond)
+		if !p.FirstDelivery(&ev, d) {
+			b.Fatal("a new messageId counted as a duplicate")
+		}
+		i++
 	}
 }

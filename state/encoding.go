@@ -143,15 +143,8 @@ func (p *Profile) appendEncode(dst, scratch []byte) (b, _ []byte) {
 		b = protowire.AppendTag(b, fieldRFMPoint, protowire.BytesType)
 		b = protowire.AppendBytes(b, msg)
 	}
-	if len(p.recent) > 0 {
-		b = protowire.AppendTag(b, fieldRecentHashes, protowire.BytesType)
-		b = protowire.AppendVarint(b, uint64(8*len(p.recent)))
-		for _, m := range p.recent {
-			b = protowire.AppendFixed64(b, m.hash)
-		}
-		msg = appendTimeDeltas(msg[:0], p.recent, func(m seenMessage) int64 { return m.receivedAt })
-		b = protowire.AppendTag(b, fieldRecentTimes, protowire.BytesType)
-		b = protowire.AppendBytes(b, msg)
+	if p.recent.len() > 0 {
+		b = p.recent.appendEncoded(b, fieldRecentHashes, fieldRecentTimes)
 	}
 	for name, at := range p.Segments {
 		b, msg = appendNamedCount(b, msg, fieldSegment, name, uint64(at), 0)
@@ -537,15 +530,16 @@ func decodeProfile(data []byte, aggs *Aggregates) (*Profile, error) {
 		return nil, err
 	}
 	if len(hashes) > 0 {
-		p.recent = make([]seenMessage, len(hashes)/8)
+		recent := make([]seenMessage, len(hashes)/8)
 		at := int64(0)
-		for i := range p.recent {
-			p.recent[i].hash, _ = protowire.ConsumeFixed64(hashes[8*i:])
+		for i := range recent {
+			recent[i].hash, _ = protowire.ConsumeFixed64(hashes[8*i:])
 			if at, err = nextTime(&times, at); err != nil {
 				return nil, fmt.Errorf("%w: message times: %v", errCorrupt, err)
 			}
-			p.recent[i].receivedAt = at
+			recent[i].receivedAt = at
 		}
+		p.recent = newMessageLog(recent)
 	}
 	if len(orderAmounts) > 0 {
 		p.orderLog = make([]orderRecord, len(orderAmounts)/8)

@@ -311,11 +311,13 @@ func (p *Profile) mergeFrom(o *Profile, m *Model, d Dedup, now int64) {
 	p.Refunds += o.Refunds
 	p.RefundedAmount += o.RefundedAmount
 	p.orderLog = mergeByTime(p.orderLog, o.orderLog, MaxOrderLog, func(r orderRecord) int64 { return r.at })
-	maxIDs := len(p.recent) + len(o.recent)
-	if d.MaxIDs > 0 {
-		maxIDs = d.MaxIDs
+	if o.recent.len() > 0 {
+		maxIDs := p.recent.len() + o.recent.len()
+		if d.MaxIDs > 0 {
+			maxIDs = d.MaxIDs
+		}
+		p.recent = newMessageLog(mergeByTime(p.recent.list(), o.recent.list(), maxIDs, func(m seenMessage) int64 { return m.receivedAt }))
 	}
-	p.recent = mergeByTime(p.recent, o.recent, maxIDs, func(m seenMessage) int64 { return m.receivedAt })
 
 	var w Windowed
 	var packed []byte

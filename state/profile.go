@@ -112,9 +112,9 @@ type Profile struct {
 	// order ids its store counted for it, which move with it (Merge).
 	movedOrders []movedOrder
 
-	// recent holds the messageIds applied within the dedup horizon (as
-	// 64-bit hashes, oldest first), so a retried event applies once.
-	recent []seenMessage
+	// recent holds the messageIds applied within the dedup horizon, so
+	// a retried event applies once.
+	recent messageLog
 
 	// encodedSize is the size of the profile's last encoding, to estimate
 	// the size of a write transaction before encoding.
@@ -159,12 +159,6 @@ type movedOrder struct {
 	known  bool
 }
 
-// seenMessage is one remembered messageId.
-type seenMessage struct {
-	hash       uint64
-	receivedAt int64 // Unix milliseconds
-}
-
 // Dedup bounds how long and how many messageIds a profile remembers.
 type Dedup struct {
 	// Horizon is how long, in receive time, a messageId is remembered.
@@ -182,23 +176,16 @@ func (p *Profile) FirstDelivery(ev *event.Event, d Dedup) bool {
 		return true
 	}
 	h := xxhash.Sum64String(ev.MessageID)
-	for _, m := range p.recent {
-		if m.hash == h {
-			return false
-		}
+	if p.recent.contains(h) {
+		return false
 	}
 	at := ev.ReceivedAt.UnixMilli()
-	cut := 0
-	for cut < len(p.recent) && p.recent[cut].receivedAt < at-d.Horizon.Milliseconds() {
-		cut++
+	keep := -1
+	if d.MaxIDs > 0 {
+		keep = d.MaxIDs - 1
 	}
-	if d.MaxIDs > 0 && len(p.recent)-cut >= d.MaxIDs {
-		cut = len(p.recent) - d.MaxIDs + 1
-	}
-	if cut > 0 {
-		p.recent = slices.Delete(p.recent, 0, cut)
-	}
-	p.recent = append(p.recent, seenMessage{hash: h, receivedAt: at})
+	p.recent.forget(at-d.Horizon.Milliseconds(), keep)
+	p.recent.add(seenMessage{hash: h, receivedAt: at}, d.MaxIDs)
 	return true
 }
 
@@ -257,7 +244,7 @@ func (p *Profile) members(s *Segments) bitset {
 // profile published to readers never does).
 func (p *Profile) Clone() *Profile {
 	c := *p
-	c.recent = slices.Clone(p.recent)
+	c.recent = p.recent.clone()
 	c.aggs.shared = true // most events change one or two aggregates, or none
 	c.retimed = false
 	c.segmentsShared = true // memberships change far less often than profiles

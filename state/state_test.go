@@ -85,7 +85,7 @@ func sampleProfile() *Profile {
 		EventLast:   map[string]int64{"Product Viewed": 1700000000300, "Order Completed": 1700000000400},
 		Orders:      2, Revenue: 123.45, LastOrderAt: 1700000000400,
 		Refunds: 1, RefundedAmount: 20.5,
-		recent:    []seenMessage{{hash: 0x0123456789abcdef, receivedAt: 1700000000100}, {hash: 42, receivedAt: 1700000000600}},
+		recent:    newMessageLog([]seenMessage{{hash: 0x0123456789abcdef, receivedAt: 1700000000100}, {hash: 42, receivedAt: 1700000000600}}),
 		interests: map[string]interest{"shoes": {score: 4.5, at: 1700000000200}, "bags": {score: 1, at: 1700000000300}},
 		consents:  map[string]consent{"Advertising": {granted: true, at: 1700000000100}, "Analytics": {at: 1700000000100}},
 		aggs: aggStates{
@@ -459,8 +459,8 @@ func TestFirstDelivery(t *testing.T) {
 			t.Errorf("step %d (%q at %d min): %v, want %v", i, s.id, s.minutes, got, s.want)
 		}
 	}
-	if len(prof.recent) > 3 {
-		t.Errorf("%d ids remembered, bound is 3", len(prof.recent))
+	if prof.recent.len() > 3 {
+		t.Errorf("%d ids remembered, bound is 3", prof.recent.len())
 	}
 }
 
