@@ -231,6 +231,19 @@ func FuzzDecodeProfile(f *testing.F) {
 			p.AggregateValue(agg, time.UnixMilli(1700000000000))
 			addEvent(p, agg, 1700000000000, 2, 2, 1700000000000)
 		}
+		// Whatever ids it remembers, an id delivered is a duplicate when
+		// delivered again, and the oldest are forgotten past the bound.
+		d := Dedup{Horizon: time.Hour, MaxIDs: 40}
+		for i, id := range []string{"m1", "m2", "m1", "m3"} {
+			ev := event.Event{MessageID: id, ReceivedAt: time.UnixMilli(1700000000000 + int64(i))}
+			p.FirstDelivery(&ev, d)
+			if p.FirstDelivery(&ev, d) {
+				t.Fatalf("delivery %d of %q: a second delivery counted as the first", i, id)
+			}
+		}
+		if n := p.recent.len(); n > d.MaxIDs {
+			t.Fatalf("%d ids remembered, bound %d", n, d.MaxIDs)
+		}
 		if _, err := DecodeProfile(p.AppendEncode(nil)); err != nil {
 			t.Fatalf("re-encoding a decoded profile fails to decode: %v", err)
 		}
