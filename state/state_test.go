@@ -221,6 +221,11 @@ func FuzzDecodeProfile(f *testing.F) {
 		addEvent(sample, agg, 1700000000000, 1, 1, 1700000000000)
 	}
 	f.Add(sample.AppendEncode(nil))
+	busy := sampleProfile() // remembers enough ids for an index
+	for i := range 100 {
+		busy.recent.add(seenMessage{hash: uint64(i) * 0x9e3779b97f4a7c15, receivedAt: 1700000000000 + int64(i)}, 0)
+	}
+	f.Add(busy.AppendEncode(nil))
 	f.Add([]byte{formatV1})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		p, err := decodeProfile(data, aggs)
