@@ -3,7 +3,9 @@ package state
 import (
 	"errors"
 	"fmt"
+	"iter"
 	"math"
+	"slices"
 
 	"google.golang.org/protobuf/encoding/protowire"
 )
@@ -120,7 +122,7 @@ func (p *Profile) appendEncode(dst, scratch []byte) (b, _ []byte) {
 	b = appendFloat(b, fieldRefundedAmount, p.RefundedAmount)
 	b = appendVarint(b, fieldWakeAt, uint64(p.WakeAt))
 	if len(p.orderLog) > 0 {
-		msg = appendTimeDeltas(msg[:0], p.orderLog, func(o orderRecord) int64 { return o.at })
+		msg = appendTimeDeltas(msg[:0], slices.Values(p.orderLog), func(o orderRecord) int64 { return o.at })
 		b = protowire.AppendTag(b, fieldOrderTimes, protowire.BytesType)
 		b = protowire.AppendBytes(b, msg)
 		b = protowire.AppendTag(b, fieldOrderAmounts, protowire.BytesType)
@@ -144,7 +146,14 @@ func (p *Profile) appendEncode(dst, scratch []byte) (b, _ []byte) {
 		b = protowire.AppendBytes(b, msg)
 	}
 	if p.recent.len() > 0 {
-		b = p.recent.appendEncoded(b, fieldRecentHashes, fieldRecentTimes)
+		b = protowire.AppendTag(b, fieldRecentHashes, protowire.BytesType)
+		b = protowire.AppendVarint(b, uint64(8*p.recent.len()))
+		for m := range p.recent.all() {
+			b = protowire.AppendFixed64(b, m.hash)
+		}
+		msg = appendTimeDeltas(msg[:0], p.recent.all(), func(m seenMessage) int64 { return m.receivedAt })
+		b = protowire.AppendTag(b, fieldRecentTimes, protowire.BytesType)
+		b = protowire.AppendBytes(b, msg)
 	}
 	for name, at := range p.Segments {
 		b, msg = appendNamedCount(b, msg, fieldSegment, name, uint64(at), 0)
@@ -649,7 +658,7 @@ func (h *offerHistory) appendEncode(b []byte, id string) []byte {
 	for _, m := range h.decisions {
 		b = protowire.AppendFixed64(b, m.hash)
 	}
-	times := appendTimeDeltas(nil, h.decisions, func(m decisionMark) int64 { return m.at })
+	times := appendTimeDeltas(nil, slices.Values(h.decisions), func(m decisionMark) int64 { return m.at })
 	flags := make([]byte, len(h.decisions))
 	for i, m := range h.decisions {
 		flags[i] = byte(m.seen)
@@ -705,9 +714,9 @@ func decodeOffer(raw []byte) (string, *offerHistory, error) {
 
 // appendTimeDeltas appends the times of items (Unix ms, ascending as a
 // rule), each as a zigzag varint difference to the one before.
-func appendTimeDeltas[T any](b []byte, items []T, at func(T) int64) []byte {
+func appendTimeDeltas[T any](b []byte, items iter.Seq[T], at func(T) int64) []byte {
 	prev := int64(0)
-	for _, it := range items {
+	for it := range items {
 		t := at(it)
 		b = protowire.AppendVarint(b, protowire.EncodeZigZag(t-prev))
 		prev = t

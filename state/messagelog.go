@@ -1,10 +1,10 @@
 package state
 
 import (
+	"iter"
 	"math"
 	"math/bits"
-
-	"google.golang.org/protobuf/encoding/protowire"
+	"slices"
 )
 
 // seenMessage is one remembered messageId.
@@ -46,30 +46,35 @@ func newMessageLog(ids []seenMessage) messageLog {
 // len returns how many ids the log remembers.
 func (l *messageLog) len() int { return l.n }
 
-// halves returns the ids, oldest first: all of older, then all of newer.
-func (l *messageLog) halves() (older, newer []seenMessage) {
-	end := l.head + l.n
-	if end <= len(l.ring) {
-		return l.ring[l.head:end], nil
+// all yields the ids, oldest first.
+func (l *messageLog) all() iter.Seq[seenMessage] {
+	return func(yield func(seenMessage) bool) {
+		end := l.head + l.n
+		wrapped := max(0, end-len(l.ring))
+		for _, m := range l.ring[l.head : end-wrapped] {
+			if !yield(m) {
+				return
+			}
+		}
+		for _, m := range l.ring[:wrapped] {
+			if !yield(m) {
+				return
+			}
+		}
 	}
-	return l.ring[l.head:], l.ring[:end-len(l.ring)]
 }
 
 // list returns a copy of the ids, oldest first.
 func (l *messageLog) list() []seenMessage {
-	older, newer := l.halves()
-	return append(append(make([]seenMessage, 0, l.n), older...), newer...)
+	return slices.AppendSeq(make([]seenMessage, 0, l.n), l.all())
 }
 
 // contains reports whether the log remembers an id with hash h.
 func (l *messageLog) contains(h uint64) bool {
 	if l.index == nil {
-		older, newer := l.halves()
-		for _, part := range [2][]seenMessage{older, newer} {
-			for _, m := range part {
-				if m.hash == h {
-					return true
-				}
+		for m := range l.all() {
+			if m.hash == h {
+				return true
 			}
 		}
 		return false
@@ -132,10 +137,8 @@ func (l *messageLog) grow(limit int) {
 		size = min(size, limit)
 	}
 	size = max(size, l.n+1)
-	ring := make([]seenMessage, size)
-	older, newer := l.halves()
-	copy(ring[copy(ring, older):], newer)
-	l.ring, l.head = ring, 0
+	ring := slices.AppendSeq(make([]seenMessage, 0, size), l.all())
+	l.ring, l.head = ring[:size], 0
 	l.reindex()
 }
 
@@ -202,34 +205,4 @@ func (l *messageLog) clone() messageLog {
 		c.index = append([]uint16(nil), l.index...)
 	}
 	return c
-}
-
-// appendEncoded appends the ids as two fields: their hashes, fixed 64-bit
-// each, and their receive times as deltas, oldest first.
-func (l *messageLog) appendEncoded(b []byte, hashes, times protowire.Number) []byte {
-	older, newer := l.halves()
-	b = protowire.AppendTag(b, hashes, protowire.BytesType)
-	b = protowire.AppendVarint(b, uint64(8*l.n))
-	for _, part := range [2][]seenMessage{older, newer} {
-		for _, m := range part {
-			b = protowire.AppendFixed64(b, m.hash)
-		}
-	}
-	size, prev := 0, int64(0)
-	for _, part := range [2][]seenMessage{older, newer} {
-		for _, m := range part {
-			size += protowire.SizeVarint(protowire.EncodeZigZag(m.receivedAt - prev))
-			prev = m.receivedAt
-		}
-	}
-	b = protowire.AppendTag(b, times, protowire.BytesType)
-	b = protowire.AppendVarint(b, uint64(size))
-	prev = 0
-	for _, part := range [2][]seenMessage{older, newer} {
-		for _, m := range part {
-			b = protowire.AppendVarint(b, protowire.EncodeZigZag(m.receivedAt-prev))
-			prev = m.receivedAt
-		}
-	}
-	return b
 }
