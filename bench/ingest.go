@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -100,13 +101,23 @@ func Ingest(ctx context.Context, cfg IngestConfig) (IngestResult, error) {
 		_, _ = kadm.NewClient(producer.Client()).DeleteTopics(context.Background(), topics.Events, topics.Changelog, topics.Segments, topics.DeadLetter, topics.Progress, topics.Stats)
 	}()
 
+	// Each phase runs under a profiler label (phase=produce, raw or
+	// engine), so that a CPU profile of the run can be narrowed to one
+	// (go tool pprof -tagfocus phase=engine); goroutines a phase starts
+	// inherit it, the runtime's garbage collector workers do not.
+	phase := func(name string) context.Context {
+		return pprof.WithLabels(ctx, pprof.Labels("phase", name))
+	}
+
 	// Produce.
+	pprof.SetGoroutineLabels(phase("produce"))
 	if res.ProduceRate, res.EventBytes, err = produceWorkload(ctx, producer, topics.Events, cfg.Events, cfg.Workload, say); err != nil {
 		return res, err
 	}
 	say("produced %d events (%.0f/s, %.0f bytes each)", cfg.Events, res.ProduceRate, res.EventBytes)
 
 	// Raw consume: the baseline.
+	pprof.SetGoroutineLabels(phase("raw"))
 	res.RawRate, res.RawSeconds, res.RawCPU, res.RawProgress, err = rawConsume(ctx, cfg.Client,
 		kgo.ConsumeTopics(topics.Events), topics.Events, cfg.Events)
 	if err != nil {
@@ -115,6 +126,8 @@ func Ingest(ctx context.Context, cfg IngestConfig) (IngestResult, error) {
 	say("raw consumer: %.0f events/s", res.RawRate)
 
 	// The engine's processor.
+	pprof.SetGoroutineLabels(phase("engine"))
+	defer pprof.SetGoroutineLabels(ctx)
 	dir := filepath.Join(cfg.DataDir, prefix)
 	defer os.RemoveAll(dir)
 	proc, err := stream.NewProcessor(stream.ProcessorConfig{

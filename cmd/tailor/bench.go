@@ -60,7 +60,7 @@ func benchCommand() *command {
 			fs.IntVar(&o.events, "events", 200_000, "ingest: events to produce and apply")
 			fs.IntVar(&o.customers, "customers", 100_000, "distinct customers in the workload")
 			fs.Uint64Var(&o.seed, "seed", 1, "workload seed")
-			fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the run to this file (go tool pprof)")
+			fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the run to this file (go tool pprof; ingest labels its phases, e.g. -tagfocus phase=engine)")
 			fs.BoolVar(&o.asJSON, "json", false, "print the results as JSON")
 			fs.StringVar(&o.report, "report", "", "write a Markdown report with PNG charts into this directory (bench all: default bench-report)")
 			fs.StringVar(&o.engines, "engine", "", "host:port of a running engine's HTTP API, comma-separated for every instance of a cluster (default: start one in process); with ingest, events go to the configured brokers and topic prefix")
