@@ -219,10 +219,10 @@ func produceWorkload(ctx context.Context, producer *stream.Producer, topic strin
 // and decompressing) and returns its rate and its CPU time per record
 // (rateClock.cpuPerEvent).
 func rawConsume(ctx context.Context, client stream.ClientConfig, what kgo.Opt, topic string, n int) (rate, seconds, cpu float64, progress []Point, err error) {
-	cl, err := kgo.NewClient(append(client.Opts(),
+	opts := append(client.Opts(), stream.FetchOpts()...)
+	cl, err := kgo.NewClient(append(opts,
 		what,
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.FetchMaxBytes(32<<20),
 	)...)
 	if err != nil {
 		return 0, 0, 0, nil, err
