@@ -213,6 +213,65 @@ func TestDeadLetter(t *testing.T) {
 	}
 }
 
+// TestBatchTooLargeIsSplit: after records that add little to their
+// profile (track calls for one customer), a store counts little for each
+// record in a batch's size (state.Batch.Grow); records that then add far
+// more (identify calls with 30 KB of traits for new customers) make a batch
+// too large for one store transaction. It is applied again in smaller
+// batches, and every record lands once.
+func TestBatchTooLargeIsSplit(t *testing.T) {
+	brokers := testkafka.Brokers(t)
+	cfg := testConfig(t, brokers, testkafka.Prefix(t), t.TempDir())
+	e := startEngine(t, cfg) // 4 MB memtables: transactions of at most 600 KB
+	topics := e.Topics()
+	p, err := stream.NewProducer(stream.ClientConfig{Brokers: brokers})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	// keys returns n profile keys of partition 0.
+	keys := func(prefix string, n int) []string {
+		var ks []string
+		for i := 0; len(ks) < n; i++ {
+			if key := prefix + strconv.Itoa(i); stream.PartitionOf(key, cfg.Kafka.Partitions) == 0 {
+				ks = append(ks, key)
+			}
+		}
+		return ks
+	}
+	regular := keys("regular-", 1)[0]
+	var recs []*kgo.Record
+	for i := range 300 {
+		recs = append(recs, &kgo.Record{Topic: topics.Events, Key: []byte(regular),
+			Value: []byte(`{"type": "track", "userId": "` + regular + `", "event": "Page Viewed", "messageId": "p` + strconv.Itoa(i) + `"}`)})
+	}
+	if err := p.Produce(context.Background(), recs...); err != nil {
+		t.Fatal(err)
+	}
+	e.waitProfile(t, regular, func(v state.View) bool { return v.Calls["track"] == 300 })
+
+	bio := strings.Repeat("x", 30_000)
+	big := keys("big-", 120)
+	recs = recs[:0]
+	for _, key := range big {
+		recs = append(recs, &kgo.Record{Topic: topics.Events, Key: []byte(key),
+			Value: []byte(`{"type": "identify", "userId": "` + key + `", "messageId": "m-` + key + `", "traits": {"bio": "` + bio + `"}}`)})
+	}
+	if err := p.Produce(context.Background(), recs...); err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range big {
+		v := e.waitProfile(t, key, func(v state.View) bool { return v.Calls["identify"] > 0 })
+		if v.Calls["identify"] != 1 || len(v.Traits["bio"]) != len(bio)+2 {
+			t.Fatalf("%s: %d identify calls, bio of %d bytes; want 1 and %d", key, v.Calls["identify"], len(v.Traits["bio"]), len(bio)+2)
+		}
+	}
+	metrics := string(do(t, "GET", e.url+"/metrics", "", nil, nil).Body)
+	if !strings.Contains(metrics, "tailor_batch_retries_total") || strings.Contains(metrics, "tailor_batch_retries_total 0") {
+		t.Error("no batch was applied again: the test did not make one too large")
+	}
+}
+
 func TestRestartKeepsData(t *testing.T) {
 	// The embedded broker and the stores share the data directory.
 	cfg := testConfig(t, nil, "tailor.", t.TempDir())

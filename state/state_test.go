@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -391,6 +392,97 @@ func TestStore(t *testing.T) {
 	n := 0
 	if err := s.Each(context.Background(), func(*Profile) error { n++; return nil }); err != nil || n != 1 {
 		t.Errorf("Each saw %d profiles, %v", n, err)
+	}
+}
+
+// TestCommitWith: what runs before the commit runs only when the batch
+// fits one transaction, and a batch that does not fit, or whose before
+// fails, leaves the store as it was.
+func TestCommitWith(t *testing.T) {
+	p := event.NewParser(event.DefaultLimits())
+	bio := strings.Repeat("x", 30_000)
+	errOutputs := errors.New("outputs not written")
+	for _, tc := range []struct {
+		name       string
+		profiles   int // identify calls with 30 KB of traits, new profiles each
+		before     error
+		wantErr    error
+		wantBefore bool
+	}{
+		{"fits", 5, nil, nil, true},
+		{"before fails", 5, errOutputs, errOutputs, true},
+		{"too large", 40, nil, ErrBatchTooLarge, false}, // 1.2 MB; 4 MB memtables take 600 KB
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := openStore(t, t.TempDir())
+			defer s.Close()
+			b := s.Begin()
+			for i := range tc.profiles {
+				ev := parse(t, p, `{"type": "identify", "userId": "u`+strconv.Itoa(i)+`", "traits": {"bio": "`+bio+`"}}`)
+				if _, err := b.Apply(&ev); err != nil {
+					t.Fatal(err)
+				}
+				b.Grow(100) // understated, as after a batch of records that added little
+			}
+			if b.Full() {
+				t.Fatal("the batch says it is full: the estimate should be lower than the truth here")
+			}
+			called := false
+			err := b.CommitWith(7, func() error { called = true; return tc.before })
+			if !errors.Is(err, tc.wantErr) || (err == nil) != (tc.wantErr == nil) {
+				t.Fatalf("commit: %v, want %v", err, tc.wantErr)
+			}
+			if called != tc.wantBefore {
+				t.Errorf("before called: %v, want %v", called, tc.wantBefore)
+			}
+			_, found, _ := s.NextOffset()
+			_, perr := s.Profile("u0")
+			if committed := tc.wantErr == nil; found != committed || (perr == nil) != committed {
+				t.Errorf("offset stored %v, profile read %v: want the batch committed %v", found, perr, committed)
+			}
+		})
+	}
+}
+
+// TestBatchLearnsGrowth: each commit learns what its records added to
+// their profiles, and the next batch counts that (twice over, within
+// bounds) for each record's size.
+func TestBatchLearnsGrowth(t *testing.T) {
+	s := openStore(t, t.TempDir())
+	defer s.Close()
+	p := event.NewParser(event.DefaultLimits())
+	bio := strings.Repeat("x", 500)
+	steps := []struct {
+		name  string
+		event func(i int) string
+		want  float64
+	}{
+		{"a fresh store counts whole records", nil, maxGrowth},
+		{"new profiles with traits", func(i int) string {
+			return `{"type": "identify", "userId": "u` + strconv.Itoa(i) + `", "traits": {"bio": "` + bio + `"}}`
+		}, maxGrowth},
+		{"track calls for profiles that exist", func(i int) string {
+			return `{"type": "track", "userId": "u` + strconv.Itoa(i%10) + `", "event": "Page Viewed", "properties": {"title": "` + bio + `"}}`
+		}, minGrowth},
+	}
+	for offset, step := range steps {
+		if step.event != nil {
+			b := s.Begin()
+			for i := range 100 {
+				raw := step.event(i)
+				ev := parse(t, p, raw)
+				if _, err := b.Apply(&ev); err != nil {
+					t.Fatal(err)
+				}
+				b.Grow(len(raw))
+			}
+			if err := b.Commit(int64(offset)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got := s.growth; got != step.want {
+			t.Errorf("%s: growth %v, want %v", step.name, got, step.want)
+		}
 	}
 }
 

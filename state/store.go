@@ -25,6 +25,11 @@ import (
 // ErrNotFound is returned for a profile key the store has never seen.
 var ErrNotFound = errors.New("profile not found")
 
+// ErrBatchTooLarge is wrapped by the error of a commit whose writes do not
+// fit one store transaction; nothing of the batch was written, and its
+// records can be applied again in smaller batches.
+var ErrBatchTooLarge = errors.New("batch too large for one store transaction")
+
 // Options configure a partition store. Their defaults are sized for a dozen
 // or more stores in one process: Badger's own defaults (64 MB memtables,
 // five of them, a 256 MB block cache) are meant for one store per process.
@@ -183,6 +188,10 @@ type Store struct {
 
 	model    atomic.Pointer[Model]
 	backfill backfillState // the applier's: see backfill.go
+	// growth is what a record's bytes are expected to add to its
+	// profile's encoding (Batch.Grow), learnt from each committed batch;
+	// the applier's, like backfill.
+	growth float64
 
 	stopGC chan struct{}
 	gcDone chan struct{}
@@ -221,7 +230,7 @@ func Open(dir string, o Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("profile cache of %d: %w", o.CacheProfiles, err)
 	}
-	s := &Store{db: db, opts: o, cache: cache, stopGC: make(chan struct{}), gcDone: make(chan struct{}),
+	s := &Store{db: db, opts: o, cache: cache, growth: maxGrowth, stopGC: make(chan struct{}), gcDone: make(chan struct{}),
 		sizes: make(map[string]int64), pop: NewPopulation(),
 		stats: make(map[OfferStatKey]OfferCounts), products: make(map[string]*Product)}
 	m := o.Model
@@ -472,6 +481,7 @@ func (s *Store) Begin() *Batch {
 		txn:      s.db.NewTransaction(true),
 		profiles: make(map[string]*Profile),
 		budget:   int(s.opts.MemTableSize / 10),
+		growth:   s.growth,
 	}
 }
 
@@ -494,6 +504,12 @@ type Batch struct {
 	inputs   Inputs
 	size     int
 	budget   int
+	// growth is the store's at Begin; recordBytes are the bytes of the
+	// records applied (Grow), loadedBytes the encoded sizes of the
+	// profiles as the batch found them: what Commit learns growth from.
+	growth      float64
+	recordBytes int
+	loadedBytes int
 	// at is the batch's instant, read from the clock once: every event of
 	// the batch is evaluated at it, and the profiles rescheduled from it.
 	at       time.Time
@@ -547,6 +563,7 @@ func (b *Batch) noteInitial(key string, p *Profile) {
 		b.initial = make(map[string]rfmPoint)
 	}
 	b.initial[key] = p.rfm
+	b.loadedBytes += p.encodedSize
 	b.size += p.encodedSize + len(key) + 64
 }
 
@@ -596,12 +613,31 @@ func (b *Batch) remember(k []byte) (bool, error) {
 	return true, nil
 }
 
-// Grow adds n bytes to the estimated size of the batch: the size of an
-// applied event bounds how much it can have grown its profile.
-func (b *Batch) Grow(n int) { b.size += n }
+// Grow adds to the estimated size of the batch what an applied record of
+// n bytes is expected to have added to its profile. A record can add up
+// to its whole size (traits, distinct values), and a store's first batch
+// counts that much; but most records add a few bytes to a profile that
+// exists (a messageId, a counter), and counting their whole size cut
+// batches at a fifth of the budget, each batch rewriting every profile and
+// product it touched. So each commit measures what its records added, and
+// the next batch counts twice that, between an eighth of a record's size
+// and all of it. A batch that outgrows Badger's transaction limit all the
+// same fails to commit with ErrBatchTooLarge, having written nothing, to
+// be applied again in smaller ones (decision 0013).
+func (b *Batch) Grow(n int) {
+	b.recordBytes += n
+	b.size += int(float64(n) * b.growth)
+}
+
+// Growth bounds what Batch.Grow counts of a record's size.
+const (
+	minGrowth = 1.0 / 8
+	maxGrowth = 1.0
+)
 
 // Full reports whether the batch should be committed before more records
-// are applied, to stay well inside Badger's transaction size limit.
+// are applied, to stay inside Badger's transaction size limit (the budget
+// is two thirds of it).
 func (b *Batch) Full() bool { return b.size >= b.budget }
 
 // Len returns the number of profiles changed in the batch.
@@ -609,8 +645,20 @@ func (b *Batch) Len() int { return len(b.profiles) }
 
 // Commit writes the batch and nextOffset (the offset of the first record not
 // applied) atomically, then publishes the changed profiles to readers.
-func (b *Batch) Commit(nextOffset int64) error {
+func (b *Batch) Commit(nextOffset int64) error { return b.CommitWith(nextOffset, nil) }
+
+// CommitWith commits the batch as Commit does, calling before (unless nil)
+// once its writes are known to fit one store transaction and just before
+// they are committed: the processor writes the batch's outputs to Kafka
+// there. An error from before, or writes too large for one transaction
+// (ErrBatchTooLarge: before is not called), leave the store as it was.
+func (b *Batch) CommitWith(nextOffset int64, before func() error) (err error) {
 	defer b.txn.Discard()
+	defer func() {
+		if errors.Is(err, badger.ErrTxnTooBig) {
+			err = fmt.Errorf("%w (%d profiles, %d products, about %d bytes estimated): %w", ErrBatchTooLarge, len(b.profiles), len(b.products), b.size, err)
+		}
+	}()
 	earliest, err := b.reschedule()
 	if err != nil {
 		return err
@@ -640,6 +688,7 @@ func (b *Batch) Commit(nextOffset int64) error {
 	}
 	buf := make([]byte, 0, need)
 	var scratch []byte
+	written := 0 // the profiles' encoded sizes
 	for key, p := range b.profiles {
 		start := len(buf)
 		buf = append(buf, prefixProfile)
@@ -647,6 +696,7 @@ func (b *Batch) Commit(nextOffset int64) error {
 		mid := len(buf)
 		buf, scratch = p.appendEncode(buf, scratch)
 		k, v := buf[start:mid:mid], buf[mid:len(buf):len(buf)]
+		written += len(v)
 		if err := b.txn.SetEntry(badger.NewEntry(k, v)); err != nil {
 			return fmt.Errorf("write profile %q: %w", key, err)
 		}
@@ -700,8 +750,17 @@ func (b *Batch) Commit(nextOffset int64) error {
 	if err := b.txn.SetEntry(badger.NewEntry(keyNextOffset, off[:])); err != nil {
 		return fmt.Errorf("write offset %d: %w", nextOffset, err)
 	}
+	if before != nil {
+		if err := before(); err != nil {
+			return err
+		}
+	}
 	if err := b.txn.Commit(); err != nil {
 		return fmt.Errorf("commit %d profiles up to offset %d in %s: %w", len(b.profiles), nextOffset, b.s.db.Opts().Dir, err)
+	}
+	if b.recordBytes > 0 {
+		added := float64(written - b.loadedBytes)
+		b.s.growth = min(max(2*added/float64(b.recordBytes), minGrowth), maxGrowth)
 	}
 	if backfill != nil {
 		b.s.backfill = *backfill

@@ -10,6 +10,7 @@ import (
 type Metrics struct {
 	events         *prometheus.CounterVec // by outcome
 	batch          prometheus.Histogram   // apply + commit of one partition's poll
+	batchRetries   prometheus.Counter     // store batches applied again in smaller ones
 	delay          prometheus.Histogram   // receive time to applied
 	lag            *prometheus.GaugeVec   // by partition
 	appliedNext    *prometheus.GaugeVec   // next offset to apply, by partition
@@ -58,6 +59,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Offset of the next record to apply (all before it are in the store), per assigned partition.",
 		}, []string{"partition"}),
 	}
+	m.batchRetries = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "tailor_batch_retries_total",
+		Help: "Store batches whose records were applied again in smaller batches, having turned out too large for one store transaction (records whose profiles grew far more than their size suggested, e.g. identify calls with large traits); nothing is lost or counted twice.",
+	})
 	m.segmentChanges = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "tailor_segment_changes_total",
 		Help: "Segment entered and exited records produced.",
@@ -79,7 +84,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Name: "tailor_backfill_remaining_profiles",
 		Help: "Profiles the backfill under way has left to re-evaluate, per assigned partition (0: none under way).",
 	}, []string{"partition"})
-	reg.MustRegister(m.events, m.batch, m.delay, m.lag, m.appliedNext, m.segmentChanges, m.wakes, m.wakeDelay, m.backfilled, m.backfillLeft)
+	reg.MustRegister(m.events, m.batch, m.batchRetries, m.delay, m.lag, m.appliedNext, m.segmentChanges, m.wakes, m.wakeDelay, m.backfilled, m.backfillLeft)
 	return m
 }
 

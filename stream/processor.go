@@ -381,17 +381,20 @@ func (p *Processor) backfill(part *partition, produce bool) (more bool, err erro
 func (p *Processor) commitStep(part *partition, batch *state.Batch, src string, at progress, produce bool) (changes int, err error) {
 	at.next = part.next.Load()
 	cs := batch.Changes()
-	if produce && len(cs) > 0 {
+	writeChanges := func() error {
+		if !produce || len(cs) == 0 {
+			return nil
+		}
 		outputs := make([]*kgo.Record, len(cs))
 		for i, c := range cs {
 			outputs[i] = p.changeRecord(src, c)
 		}
 		if err := part.out.write(p.ctx, outputs, at); err != nil {
-			batch.Discard()
-			return 0, fmt.Errorf("write %d segment changes: %w", len(outputs), err)
+			return fmt.Errorf("write %d segment changes: %w", len(outputs), err)
 		}
+		return nil
 	}
-	if err := batch.Commit(at.next); err != nil {
+	if err := batch.CommitWith(at.next, writeChanges); err != nil {
 		return 0, err
 	}
 	return len(cs), nil
@@ -491,37 +494,40 @@ func (p *Processor) wake(part *partition, at time.Time, produce bool) error {
 // Kafka transaction committed just before the store (see output).
 func (p *Processor) apply(ctx context.Context, part *partition, records []*kgo.Record) error {
 	start := time.Now()
+	limit := len(records)
+	for len(records) > 0 {
+		n, err := p.applyBatch(ctx, part, records, limit)
+		if errors.Is(err, state.ErrBatchTooLarge) && n > 1 {
+			// The batch's size was underestimated (Batch.Grow): nothing
+			// of it was written, so its records go again, in halves.
+			p.log.Info("batch too large for one store transaction, applying its records again in smaller batches", "partition", part.id, "records", n, "error", err)
+			p.m.batchRetries.Inc()
+			limit = n / 2
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		records = records[n:]
+	}
+	p.m.batch.Observe(time.Since(start).Seconds())
+	return nil
+}
+
+// applyBatch applies records from the first, at most limit of them, in one
+// store batch, until the batch is full, and commits it; it returns how
+// many records the batch covered, committed or not.
+func (p *Processor) applyBatch(ctx context.Context, part *partition, records []*kgo.Record, limit int) (n int, err error) {
 	batch := part.store.Begin()
 	var outputs []*kgo.Record
 	var applied, dups, dead, rerouted, identity, changes int
 	var delays []time.Time
-	commit := func(next int64) error {
-		if len(outputs) > 0 {
-			if err := part.out.write(ctx, outputs, progress{next: next}); err != nil {
-				batch.Discard()
-				return fmt.Errorf("partition %d: write %d outputs: %w", part.id, len(outputs), err)
-			}
-		}
-		if err := batch.Commit(next); err != nil {
-			return fmt.Errorf("partition %d: %w", part.id, err)
-		}
-		part.next.Store(next)
-		p.m.appliedNext.WithLabelValues(part.label).Set(float64(next))
-		p.m.events.WithLabelValues(OutcomeApplied).Add(float64(applied))
-		p.m.events.WithLabelValues(OutcomeDuplicate).Add(float64(dups))
-		p.m.events.WithLabelValues(OutcomeDeadLetter).Add(float64(dead))
-		p.m.events.WithLabelValues(OutcomeRerouted).Add(float64(rerouted))
-		p.m.events.WithLabelValues(OutcomeIdentity).Add(float64(identity))
-		p.m.segmentChanges.Add(float64(changes))
-		now := time.Now()
-		for _, t := range delays {
-			p.m.delay.Observe(now.Sub(t).Seconds())
-		}
-		outputs, applied, dups, dead, rerouted, identity, changes, delays = outputs[:0], 0, 0, 0, 0, 0, 0, delays[:0]
-		return nil
-	}
 	for i, r := range records {
+		n = i + 1
 		if r.Attrs.IsControl() {
+			if n == limit {
+				break
+			}
 			continue // a transaction's marker: nothing to apply
 		}
 		// Records before the progress marker had their outputs produced
@@ -537,7 +543,7 @@ func (p *Processor) apply(ctx context.Context, part *partition, records []*kgo.R
 			out, err := p.applyIdentity(batch, r, kind)
 			if err != nil {
 				batch.Discard()
-				return fmt.Errorf("partition %d offset %d: %w", part.id, r.Offset, err)
+				return n, fmt.Errorf("partition %d offset %d: %w", part.id, r.Offset, err)
 			}
 			if out != nil {
 				emit(out)
@@ -553,7 +559,7 @@ func (p *Processor) apply(ctx context.Context, part *partition, records []*kgo.R
 			if err == nil && string(r.Key) == ev.Key() {
 				if to, err = batch.Resolve(ev.Key()); err != nil {
 					batch.Discard()
-					return fmt.Errorf("partition %d offset %d: %w", part.id, r.Offset, err)
+					return n, fmt.Errorf("partition %d offset %d: %w", part.id, r.Offset, err)
 				}
 			}
 			switch {
@@ -578,7 +584,7 @@ func (p *Processor) apply(ctx context.Context, part *partition, records []*kgo.R
 				ok, err := batch.Apply(&ev)
 				if err != nil {
 					batch.Discard()
-					return fmt.Errorf("partition %d offset %d: %w", part.id, r.Offset, err)
+					return n, fmt.Errorf("partition %d offset %d: %w", part.id, r.Offset, err)
 				}
 				if ok {
 					applied++
@@ -598,18 +604,36 @@ func (p *Processor) apply(ctx context.Context, part *partition, records []*kgo.R
 			emit(p.linkRecord(l))
 		}
 		batch.Grow(len(r.Value))
-		if batch.Full() && i < len(records)-1 {
-			if err := commit(r.Offset + 1); err != nil {
-				return err
-			}
-			batch = part.store.Begin()
+		if n == limit || batch.Full() {
+			break
 		}
 	}
-	if err := commit(records[len(records)-1].Offset + 1); err != nil {
-		return err
+	next := records[n-1].Offset + 1
+	writeOutputs := func() error {
+		if len(outputs) == 0 {
+			return nil
+		}
+		if err := part.out.write(ctx, outputs, progress{next: next}); err != nil {
+			return fmt.Errorf("write %d outputs: %w", len(outputs), err)
+		}
+		return nil
 	}
-	p.m.batch.Observe(time.Since(start).Seconds())
-	return nil
+	if err := batch.CommitWith(next, writeOutputs); err != nil {
+		return n, fmt.Errorf("partition %d: %w", part.id, err)
+	}
+	part.next.Store(next)
+	p.m.appliedNext.WithLabelValues(part.label).Set(float64(next))
+	p.m.events.WithLabelValues(OutcomeApplied).Add(float64(applied))
+	p.m.events.WithLabelValues(OutcomeDuplicate).Add(float64(dups))
+	p.m.events.WithLabelValues(OutcomeDeadLetter).Add(float64(dead))
+	p.m.events.WithLabelValues(OutcomeRerouted).Add(float64(rerouted))
+	p.m.events.WithLabelValues(OutcomeIdentity).Add(float64(identity))
+	p.m.segmentChanges.Add(float64(changes))
+	now := time.Now()
+	for _, t := range delays {
+		p.m.delay.Observe(now.Sub(t).Seconds())
+	}
+	return n, nil
 }
 
 // SegmentChange is the JSON of a record on the segments topic, keyed by
