@@ -213,22 +213,25 @@ func TestDeadLetter(t *testing.T) {
 	}
 }
 
-// TestBatchTooLargeIsSplit: after records that add little to their
-// profile (track calls for one customer), a store counts little for each
-// record in a batch's size (state.Batch.Grow); records that then add far
-// more (identify calls with 30 KB of traits for new customers) make a batch
-// too large for one store transaction. It is applied again in smaller
-// batches, and every record lands once.
+// TestBatchTooLargeIsSplit: after a batch of records that add little to
+// their profile (track calls for one customer), a store counts little for
+// each record in a batch's size (state.Batch.Grow); records that then add
+// far more (identify calls with 30 KB of traits for new customers) make a
+// batch too large for one store transaction. It is applied again in
+// smaller batches, and every record lands once. Everything is produced
+// before the engine starts, so that it comes in one fetch.
 func TestBatchTooLargeIsSplit(t *testing.T) {
 	brokers := testkafka.Brokers(t)
-	cfg := testConfig(t, brokers, testkafka.Prefix(t), t.TempDir())
-	e := startEngine(t, cfg) // 4 MB memtables: transactions of at most 600 KB
-	topics := e.Topics()
+	cfg := testConfig(t, brokers, testkafka.Prefix(t), t.TempDir()) // 4 MB memtables: transactions of at most 600 KB
+	topics := stream.NewTopics(cfg.Kafka.TopicPrefix)
 	p, err := stream.NewProducer(stream.ClientConfig{Brokers: brokers})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer p.Close()
+	if _, err := stream.EnsureTopics(context.Background(), p.Client(), topics, int32(cfg.Kafka.Partitions), 1); err != nil {
+		t.Fatal(err)
+	}
 	// keys returns n profile keys of partition 0.
 	keys := func(prefix string, n int) []string {
 		var ks []string
@@ -239,20 +242,15 @@ func TestBatchTooLargeIsSplit(t *testing.T) {
 		}
 		return ks
 	}
+	// Enough track calls to fill a first batch, counted whole.
 	regular := keys("regular-", 1)[0]
 	var recs []*kgo.Record
-	for i := range 300 {
+	for i := range 5000 {
 		recs = append(recs, &kgo.Record{Topic: topics.Events, Key: []byte(regular),
 			Value: []byte(`{"type": "track", "userId": "` + regular + `", "event": "Page Viewed", "messageId": "p` + strconv.Itoa(i) + `"}`)})
 	}
-	if err := p.Produce(context.Background(), recs...); err != nil {
-		t.Fatal(err)
-	}
-	e.waitProfile(t, regular, func(v state.View) bool { return v.Calls["track"] == 300 })
-
 	bio := strings.Repeat("x", 30_000)
 	big := keys("big-", 120)
-	recs = recs[:0]
 	for _, key := range big {
 		recs = append(recs, &kgo.Record{Topic: topics.Events, Key: []byte(key),
 			Value: []byte(`{"type": "identify", "userId": "` + key + `", "messageId": "m-` + key + `", "traits": {"bio": "` + bio + `"}}`)})
@@ -260,6 +258,9 @@ func TestBatchTooLargeIsSplit(t *testing.T) {
 	if err := p.Produce(context.Background(), recs...); err != nil {
 		t.Fatal(err)
 	}
+
+	e := startEngine(t, cfg)
+	e.waitProfile(t, regular, func(v state.View) bool { return v.Calls["track"] == 5000 })
 	for _, key := range big {
 		v := e.waitProfile(t, key, func(v state.View) bool { return v.Calls["identify"] > 0 })
 		if v.Calls["identify"] != 1 || len(v.Traits["bio"]) != len(bio)+2 {
