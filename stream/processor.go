@@ -524,11 +524,11 @@ func (p *Processor) applyBatch(ctx context.Context, part *partition, records []*
 	var delays []time.Time
 	for i, r := range records {
 		n = i + 1
-		if r.Attrs.IsControl() {
+		if r.Attrs.IsControl() { // a transaction's marker: nothing to apply
 			if n == limit {
 				break
 			}
-			continue // a transaction's marker: nothing to apply
+			continue
 		}
 		// Records before the progress marker had their outputs produced
 		// before a crash: apply them, but do not produce again.
