@@ -26,18 +26,20 @@ type TimeEnv interface {
 // rounded up to the next millisecond, so that a rule evaluated then sees
 // the change. It may come early (the result is then the same, and asking
 // again gives a later instant) but not late. ok is false when time alone
-// cannot change the result.
+// cannot change the result, or only some 292 million years from now.
 func (r *Rule) NextChange(env TimeEnv) (at time.Time, ok bool) {
 	if r.e.next == nil {
 		return time.Time{}, false
 	}
 	t := r.e.next(env)
-	if math.IsInf(t, 1) || math.IsNaN(t) {
+	// Round up to the millisecond: at the crossing itself a strict
+	// comparison has not flipped yet. An instant past what milliseconds
+	// in an int64 reach (durations of 10^20 days in a rule) never comes.
+	ms := math.Floor(t * 1000)
+	if math.IsNaN(ms) || ms >= math.MaxInt64 || ms < math.MinInt64 {
 		return time.Time{}, false
 	}
-	// Round up to the millisecond: at the crossing itself a strict
-	// comparison has not flipped yet.
-	return time.UnixMilli(int64(math.Floor(t*1000)) + 1), true
+	return time.UnixMilli(int64(ms) + 1), true
 }
 
 // The compiled form of time movement, kept beside each expression's
