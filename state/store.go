@@ -481,7 +481,6 @@ func (s *Store) Begin() *Batch {
 		txn:      s.db.NewTransaction(true),
 		profiles: make(map[string]*Profile),
 		budget:   int(s.opts.MemTableSize / 10),
-		growth:   s.growth,
 	}
 }
 
@@ -504,10 +503,9 @@ type Batch struct {
 	inputs   Inputs
 	size     int
 	budget   int
-	// growth is the store's at Begin; recordBytes are the bytes of the
-	// records applied (Grow), loadedBytes the encoded sizes of the
-	// profiles as the batch found them: what Commit learns growth from.
-	growth      float64
+	// recordBytes are the bytes of the records applied (Grow),
+	// loadedBytes the encoded sizes of the profiles as the batch found
+	// them: what Commit learns the store's growth from.
 	recordBytes int
 	loadedBytes int
 	// at is the batch's instant, read from the clock once: every event of
@@ -626,7 +624,7 @@ func (b *Batch) remember(k []byte) (bool, error) {
 // be applied again in smaller ones (decision 0013).
 func (b *Batch) Grow(n int) {
 	b.recordBytes += n
-	b.size += int(float64(n) * b.growth)
+	b.size += int(float64(n) * b.s.growth)
 }
 
 // Growth bounds what Batch.Grow counts of a record's size.
