@@ -51,5 +51,6 @@ go test -run '^$' -fuzz '^FuzzDecodeProfile$' -fuzztime "$FUZZTIME" -fuzzminimiz
 go test -run '^$' -fuzz '^FuzzCompile$' -fuzztime "$FUZZTIME" -fuzzminimizetime 0 ./rules/
 go test -run '^$' -fuzz '^FuzzParseDecisionID$' -fuzztime "$FUZZTIME" -fuzzminimizetime 0 ./event/
 go test -run '^$' -fuzz '^FuzzParseRequest$' -fuzztime "$FUZZTIME" -fuzzminimizetime 0 ./decide/
+go test -run '^$' -fuzz '^FuzzAppendString$' -fuzztime "$FUZZTIME" -fuzzminimizetime 0 ./internal/jsonenc/
 
 step "all checks passed"
