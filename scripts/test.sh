@@ -38,6 +38,11 @@ else
 	step "no Java or Maven: tests use the embedded broker"
 fi
 
+if [ ! -f ../shared/data/online-retail.csv.gz ]; then
+	step "WARNING: ../shared/data/online-retail.csv.gz is absent"
+	echo "TestRetailReplay and TestCrashSafety will skip: put the data set beside the repository to run them"
+fi
+
 step "go test"
 go test -count=1 -timeout 20m ./...
 
