@@ -119,15 +119,22 @@ func (l *messageLog) add(m seenMessage, limit int) {
 	if l.n == len(l.ring) {
 		l.grow(limit)
 	}
-	slot := l.head + l.n
-	if slot >= len(l.ring) {
-		slot -= len(l.ring)
-	}
+	slot := l.slot(l.n)
 	l.ring[slot] = m
 	l.n++
 	if l.index != nil {
 		l.insert(slot)
 	}
+}
+
+// slot returns the ring slot of the i-th oldest id; slot(n), when the
+// ring has room, is where the next id goes.
+func (l *messageLog) slot(i int) int {
+	slot := l.head + i
+	if slot >= len(l.ring) {
+		slot -= len(l.ring)
+	}
+	return slot
 }
 
 // grow makes room for at least one more id: twice the room, or limit.
@@ -151,11 +158,7 @@ func (l *messageLog) reindex() {
 	}
 	l.index = make([]uint16, 1<<bits.Len(uint(2*len(l.ring)-1)))
 	for i := range l.n {
-		slot := l.head + i
-		if slot >= len(l.ring) {
-			slot -= len(l.ring)
-		}
-		l.insert(slot)
+		l.insert(l.slot(i))
 	}
 }
 

@@ -522,13 +522,10 @@ func (p *Processor) applyBatch(ctx context.Context, part *partition, records []*
 	var outputs []*kgo.Record
 	var applied, dups, dead, rerouted, identity, changes int
 	var delays []time.Time
-	for i, r := range records {
+	for i, r := range records[:min(limit, len(records))] {
 		n = i + 1
-		if r.Attrs.IsControl() { // a transaction's marker: nothing to apply
-			if n == limit {
-				break
-			}
-			continue
+		if r.Attrs.IsControl() {
+			continue // a transaction's marker: nothing to apply
 		}
 		// Records before the progress marker had their outputs produced
 		// before a crash: apply them, but do not produce again.
@@ -604,7 +601,7 @@ func (p *Processor) applyBatch(ctx context.Context, part *partition, records []*
 			emit(p.linkRecord(l))
 		}
 		batch.Grow(len(r.Value))
-		if n == limit || batch.Full() {
+		if batch.Full() {
 			break
 		}
 	}
