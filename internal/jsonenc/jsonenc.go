@@ -1,9 +1,19 @@
 // Package jsonenc appends JSON values to byte slices, for the encoders of
-// the engine's hot paths (decide answers, segment change records) that
-// write their JSON by hand instead of through encoding/json's reflection.
+// the engine's hot paths (decide answers, segment change records, the
+// events collect writes to Kafka) that write their JSON by hand instead of
+// through encoding/json's reflection.
+//
+// What it writes is always RFC 8259 JSON: unlike fastjson's MarshalTo,
+// which quotes strings it has decoded with Go's rules (\a, \x00, \U0001f600
+// are not JSON), every string goes through AppendString.
 package jsonenc
 
-import "unicode/utf8"
+import (
+	"unicode/utf8"
+	"unsafe"
+
+	"github.com/valyala/fastjson"
+)
 
 // AppendString appends s as a JSON string. Quotes, backslashes and
 // control characters are escaped; invalid UTF-8 becomes U+FFFD, as
@@ -12,15 +22,22 @@ func AppendString(dst []byte, s string) []byte {
 	const hex = "0123456789abcdef"
 	dst = append(dst, '"')
 	for i := 0; i < len(s); {
+		// Copy the run of bytes that need no escape in one append.
+		start := i
+		for i < len(s) && safe[s[i]] {
+			i++
+		}
+		dst = append(dst, s[start:i]...)
+		if i >= len(s) {
+			break
+		}
 		c := s[i]
 		if c < utf8.RuneSelf {
 			switch {
 			case c == '"' || c == '\\':
 				dst = append(dst, '\\', c)
-			case c < 0x20:
+			default: // a control character
 				dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-			default:
-				dst = append(dst, c)
 			}
 			i++
 			continue
@@ -34,4 +51,58 @@ func AppendString(dst []byte, s string) []byte {
 		i += size
 	}
 	return append(dst, '"')
+}
+
+// AppendBytes is AppendString for the text in b, which it only reads.
+func AppendBytes(dst, b []byte) []byte {
+	return AppendString(dst, unsafe.String(unsafe.SliceData(b), len(b)))
+}
+
+// safe marks the bytes a JSON string holds as they are: printable ASCII
+// but the quote and the backslash.
+var safe = func() (t [256]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
+// AppendValue appends v as JSON: objects keep their members' order
+// (repeated keys included), numbers their text, and strings are written
+// by AppendString. A nil v is written as null.
+func AppendValue(dst []byte, v *fastjson.Value) []byte {
+	if v == nil {
+		return append(dst, "null"...)
+	}
+	switch v.Type() {
+	case fastjson.TypeObject:
+		o, _ := v.Object()
+		dst = append(dst, '{')
+		first := true
+		o.Visit(func(key []byte, mv *fastjson.Value) {
+			if !first {
+				dst = append(dst, ',')
+			}
+			first = false
+			dst = AppendBytes(dst, key)
+			dst = append(dst, ':')
+			dst = AppendValue(dst, mv)
+		})
+		return append(dst, '}')
+	case fastjson.TypeArray:
+		items, _ := v.Array()
+		dst = append(dst, '[')
+		for i, item := range items {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = AppendValue(dst, item)
+		}
+		return append(dst, ']')
+	case fastjson.TypeString:
+		s, _ := v.StringBytes()
+		return AppendBytes(dst, s)
+	default: // numbers (their text as parsed), true, false, null
+		return v.MarshalTo(dst)
+	}
 }
