@@ -136,17 +136,24 @@ func (e *Event) OrderID() string {
 // OrderAmount returns the amount of an order or refund event: properties
 // revenue, else total, else the sum of products' price × quantity (quantity
 // defaults to 1). ok is false when none of them is present. Validation has
-// already checked that each is a number.
+// already checked that each is a number and that the amount is finite.
 func (e *Event) OrderAmount() (amount float64, ok bool) {
-	if v := e.Prop("revenue"); v != nil && v.Type() == fastjson.TypeNumber {
+	return orderAmount(e.Properties)
+}
+
+func orderAmount(props *fastjson.Value) (amount float64, ok bool) {
+	if props == nil {
+		return 0, false
+	}
+	if v := props.Get("revenue"); v != nil && v.Type() == fastjson.TypeNumber {
 		f, _ := v.Float64()
 		return f, true
 	}
-	if v := e.Prop("total"); v != nil && v.Type() == fastjson.TypeNumber {
+	if v := props.Get("total"); v != nil && v.Type() == fastjson.TypeNumber {
 		f, _ := v.Float64()
 		return f, true
 	}
-	products := e.Prop("products")
+	products := props.Get("products")
 	if products == nil || products.Type() != fastjson.TypeArray {
 		return 0, false
 	}

@@ -11,17 +11,17 @@ import (
 // in valid UTF-8, with nothing but whitespace around it: what
 // encoding/json.Valid and utf8.Valid accept together, in one pass. It
 // replaces fastjson's validator (the parser itself is lenient), which
-// took more time than the parse.
-func checkJSON(data []byte) error {
+// took more time than the parse. overflow says that a number in data is
+// beyond float64's range (valid JSON, but not a value the engine can hold).
+func checkJSON(data []byte) (overflow bool, err error) {
 	var stackBuf [64]byte
 	stack := stackBuf[:0] // '{' or '[' for each open container
 	i, n := 0, len(data)
-	var err error
 	for {
 		// A value starts at i.
 		i = skipSpace(data, i)
 		if i >= n {
-			return syntaxError(i, "unexpected end, want a value")
+			return overflow, syntaxError(i, "unexpected end, want a value")
 		}
 		switch c := data[i]; {
 		case c == '{':
@@ -32,7 +32,7 @@ func checkJSON(data []byte) error {
 			}
 			stack = append(stack, '{')
 			if i, err = checkKey(data, i); err != nil {
-				return err
+				return overflow, err
 			}
 			continue
 		case c == '[':
@@ -45,12 +45,14 @@ func checkJSON(data []byte) error {
 			continue
 		case c == '"':
 			if i, err = checkString(data, i); err != nil {
-				return err
+				return overflow, err
 			}
 		case c == '-' || c >= '0' && c <= '9':
-			if i, err = checkNumber(data, i); err != nil {
-				return err
+			var big bool
+			if i, big, err = checkNumber(data, i); err != nil {
+				return overflow, err
 			}
+			overflow = overflow || big
 		case c == 't':
 			i, err = checkLiteral(data, i, "true")
 		case c == 'f':
@@ -58,22 +60,22 @@ func checkJSON(data []byte) error {
 		case c == 'n':
 			i, err = checkLiteral(data, i, "null")
 		default:
-			return syntaxError(i, "unexpected "+quoteByte(c)+", want a value")
+			return overflow, syntaxError(i, "unexpected "+quoteByte(c)+", want a value")
 		}
 		if err != nil {
-			return err
+			return overflow, err
 		}
 		// After a value: a comma, the end of its container, or the end.
 		for {
 			i = skipSpace(data, i)
 			if len(stack) == 0 {
 				if i != n {
-					return syntaxError(i, "unexpected "+quoteByte(data[i])+" after the value")
+					return overflow, syntaxError(i, "unexpected "+quoteByte(data[i])+" after the value")
 				}
-				return nil
+				return overflow, nil
 			}
 			if i >= n {
-				return syntaxError(i, "unexpected end, want , or the end of the "+container(stack[len(stack)-1]))
+				return overflow, syntaxError(i, "unexpected end, want , or the end of the "+container(stack[len(stack)-1]))
 			}
 			top, c := stack[len(stack)-1], data[i]
 			if top == '{' && c == '}' || top == '[' && c == ']' {
@@ -82,12 +84,12 @@ func checkJSON(data []byte) error {
 				continue
 			}
 			if c != ',' {
-				return syntaxError(i, "unexpected "+quoteByte(c)+", want , or the end of the "+container(top))
+				return overflow, syntaxError(i, "unexpected "+quoteByte(c)+", want , or the end of the "+container(top))
 			}
 			i++
 			if top == '{' {
 				if i, err = checkKey(data, skipSpace(data, i)); err != nil {
-					return err
+					return overflow, err
 				}
 			}
 			break
@@ -192,7 +194,9 @@ func checkString(data []byte, i int) (int, error) {
 
 // checkNumber checks the number starting at i: an optional minus, an
 // integer part without leading zeros, an optional fraction and exponent.
-func checkNumber(data []byte, i int) (int, error) {
+// big says that it is beyond float64's range; only numbers with an
+// exponent or over 300 digits before the point are read to find out.
+func checkNumber(data []byte, i int) (end int, big bool, err error) {
 	start, n := i, len(data)
 	if data[i] == '-' {
 		i++
@@ -203,25 +207,29 @@ func checkNumber(data []byte, i int) (int, error) {
 	case i < n && data[i] >= '1' && data[i] <= '9':
 		i = skipDigits(data, i)
 	default:
-		return i, syntaxError(start, "invalid number")
+		return i, false, syntaxError(start, "invalid number")
 	}
 	if i < n && data[i] == '.' {
 		if i++; i >= n || !isDigit(data[i]) {
-			return i, syntaxError(start, "invalid number: want digits after the point")
+			return i, false, syntaxError(start, "invalid number: want digits after the point")
 		}
 		i = skipDigits(data, i)
 	}
-	if i < n && (data[i] == 'e' || data[i] == 'E') {
+	exp := i < n && (data[i] == 'e' || data[i] == 'E')
+	if exp {
 		i++
 		if i < n && (data[i] == '+' || data[i] == '-') {
 			i++
 		}
 		if i >= n || !isDigit(data[i]) {
-			return i, syntaxError(start, "invalid number: want digits in the exponent")
+			return i, false, syntaxError(start, "invalid number: want digits in the exponent")
 		}
 		i = skipDigits(data, i)
 	}
-	return i, nil
+	if exp || i-start > 300 {
+		_, big = parseNumber(data[start:i])
+	}
+	return i, big, nil
 }
 
 func checkLiteral(data []byte, i int, lit string) (int, error) {

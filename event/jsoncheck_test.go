@@ -24,7 +24,7 @@ var jsonCases = []string{
 func TestCheckJSON(t *testing.T) {
 	for _, c := range jsonCases {
 		want := json.Valid([]byte(c)) && utf8.ValidString(c)
-		err := checkJSON([]byte(c))
+		_, err := checkJSON([]byte(c))
 		if (err == nil) != want {
 			t.Errorf("checkJSON(%q) = %v, want valid %v", c, err, want)
 		}
@@ -37,8 +37,29 @@ func TestCheckJSON(t *testing.T) {
 		`{"a": 1} x`:        `unexpected 'x' after the value at byte 9`,
 		"{\"a\": \"\x01\"}": `control character '\x01' in a string at byte 7`,
 	} {
-		if err := checkJSON([]byte(in)); err == nil || err.Error() != want {
+		if _, err := checkJSON([]byte(in)); err == nil || err.Error() != want {
 			t.Errorf("checkJSON(%q): %v, want %q", in, err, want)
+		}
+	}
+}
+
+// TestCheckJSONOverflow: overflow is set exactly when a number is beyond
+// float64's range.
+func TestCheckJSONOverflow(t *testing.T) {
+	for in, want := range map[string]bool{
+		`{"a": 1e400}`:                       true,
+		`[-1E+309]`:                          true,
+		`[1.7e308]`:                          false,
+		`[1e-400]`:                           false, // reads as 0
+		`["1e400"]`:                          false, // a string
+		`{"1e400": 1}`:                       false, // a key
+		`[0, 1, 2e2]`:                        false,
+		"[" + strings.Repeat("9", 309) + "]": true,
+		"[" + strings.Repeat("9", 300) + "]": false,
+	} {
+		got, err := checkJSON([]byte(in))
+		if err != nil || got != want {
+			t.Errorf("checkJSON(%.40s) = %v, %v; want overflow %v", in, got, err, want)
 		}
 	}
 }
@@ -52,7 +73,7 @@ func FuzzCheckJSON(f *testing.F) {
 	f.Add([]byte(strings.Repeat("[", 100) + strings.Repeat("]", 100)))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		want := json.Valid(b) && utf8.Valid(b)
-		if err := checkJSON(b); (err == nil) != want {
+		if _, err := checkJSON(b); (err == nil) != want {
 			t.Errorf("checkJSON(%q) = %v, want valid %v", b, err, want)
 		}
 	})

@@ -3,6 +3,7 @@ package event
 import (
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -69,6 +70,12 @@ type Parser struct {
 	// receivedAt, as the collect API does; the consumer trusts the event's.
 	Stamp bool
 	json  fastjson.Parser
+	// arena holds the numbers that numeric strings are replaced with;
+	// reset by each Parse and ParseBatch, like json.
+	arena fastjson.Arena
+	// overflow says the text last parsed has a number beyond float64's
+	// range somewhere: validate then looks for it, to name its field.
+	overflow bool
 }
 
 // NewParser returns a Parser with the given limits.
@@ -85,54 +92,18 @@ func (p *Parser) Parse(data []byte, want Type, receivedAt time.Time) (Event, err
 	if err != nil {
 		return Event{}, err
 	}
-	return p.Validate(root, want, receivedAt, "")
-}
-
-// ParseBatch validates a /v1/batch body ({"batch": [events...]}) and returns
-// its events. One invalid event rejects the whole batch, naming its index, so
-// that a client never has to guess which part of a request landed.
-func (p *Parser) ParseBatch(data []byte, receivedAt time.Time) ([]Event, error) {
-	if p.Limits.MaxBatchBytes > 0 && len(data) > p.Limits.MaxBatchBytes {
-		return nil, &Error{Problem: fmt.Sprintf("batch is %d bytes, the limit is %d", len(data), p.Limits.MaxBatchBytes), Err: ErrTooLarge}
-	}
-	root, err := p.parseJSON(data)
-	if err != nil {
-		return nil, err
-	}
-	batch := root.Get("batch")
-	if batch == nil {
-		return nil, &Error{Field: "batch", Problem: "is required"}
-	}
-	items, err := batch.Array()
-	if err != nil {
-		return nil, &Error{Field: "batch", Problem: "must be an array"}
-	}
-	if len(items) == 0 {
-		return nil, &Error{Field: "batch", Problem: "must not be empty"}
-	}
-	events := make([]Event, len(items))
-	for i, item := range items {
-		field := "batch[" + strconv.Itoa(i) + "]"
-		if p.Limits.MaxEventBytes > 0 {
-			if n := len(item.MarshalTo(nil)); n > p.Limits.MaxEventBytes {
-				return nil, &Error{Field: field, Problem: fmt.Sprintf("event is %d bytes, the limit is %d", n, p.Limits.MaxEventBytes), Err: ErrTooLarge}
-			}
-		}
-		events[i], err = p.Validate(item, 0, receivedAt, field)
-		if err != nil {
-			return nil, err
-		}
-	}
-	return events, nil
+	return p.validate(root, want, receivedAt, "")
 }
 
 // parseJSON checks that data is strict, valid UTF-8 JSON with an object at
 // the top and returns it parsed.
 func (p *Parser) parseJSON(data []byte) (*fastjson.Value, error) {
+	p.arena.Reset()
 	// fastjson's parser is lenient (numbers like "1.2.3" or "nan", raw
 	// control characters and bad escapes in strings): the text is checked
 	// first, strictly and in one pass with its UTF-8.
-	if err := checkJSON(data); err != nil {
+	var err error
+	if p.overflow, err = checkJSON(data); err != nil {
 		if !utf8.Valid(data) {
 			return nil, &Error{Problem: "body is not valid UTF-8"}
 		}
@@ -201,9 +172,10 @@ func membersOf(o *fastjson.Object) members {
 	return m
 }
 
-// Validate checks one parsed event object. field prefixes the field paths
-// in errors ("batch[2]" gives "batch[2].userId").
-func (p *Parser) Validate(v *fastjson.Value, want Type, receivedAt time.Time, field string) (Event, error) {
+// validate checks one event object of the text parseJSON parsed last.
+// field prefixes the field paths in errors ("batch[2]" gives
+// "batch[2].userId").
+func (p *Parser) validate(v *fastjson.Value, want Type, receivedAt time.Time, field string) (Event, error) {
 	path := func(name string) string {
 		if field == "" {
 			return name
@@ -213,6 +185,11 @@ func (p *Parser) Validate(v *fastjson.Value, want Type, receivedAt time.Time, fi
 	obj, err := v.Object()
 	if err != nil {
 		return Event{}, &Error{Field: field, Problem: "event must be a JSON object, not " + v.Type().String()}
+	}
+	if p.overflow {
+		if err := overflowIn(v, field); err != nil {
+			return Event{}, err
+		}
 	}
 	m := membersOf(obj)
 	ev := Event{Root: v, Type: want}
@@ -289,7 +266,7 @@ func (p *Parser) Validate(v *fastjson.Value, want Type, receivedAt time.Time, fi
 		}
 	}
 	if ev.Type == Track && (ev.Name == OrderCompleted || ev.Name == OrderRefunded) {
-		if err := validateOrder(ev.Properties, path("properties")); err != nil {
+		if err := p.validateOrder(ev.Properties, path("properties")); err != nil {
 			return Event{}, err
 		}
 	}
@@ -303,9 +280,14 @@ func (p *Parser) Validate(v *fastjson.Value, want Type, receivedAt time.Time, fi
 }
 
 // resolveTimes sets ev.ReceivedAt and ev.Time from the event's timestamp,
-// sentAt and receivedAt members and checks the time bounds.
+// sentAt and receivedAt members and checks the time bounds. A member that
+// is present is used even when it is the zero time (0001-01-01T00:00:00Z),
+// which is then refused as too old, never taken for an absent time.
 func (p *Parser) resolveTimes(ev *Event, members *[3]*fastjson.Value, receivedAt time.Time, path func(string) string) error {
-	var stamps [3]time.Time
+	var (
+		stamps [3]time.Time
+		given  [3]bool
+	)
 	for i, name := range [...]string{"timestamp", "sentAt", "receivedAt"} {
 		tv := members[i]
 		if tv == nil || tv.Type() == fastjson.TypeNull {
@@ -319,28 +301,34 @@ func (p *Parser) resolveTimes(ev *Event, members *[3]*fastjson.Value, receivedAt
 		if err != nil {
 			return &Error{Field: path(name), Problem: fmt.Sprintf("%q is not an ISO-8601 time with a zone (like 2024-05-01T12:00:00Z)", s)}
 		}
-		stamps[i] = t
+		stamps[i], given[i] = t, true
 	}
 	ev.ReceivedAt = receivedAt
-	if !stamps[2].IsZero() && !p.Stamp {
+	if given[2] && !p.Stamp {
 		ev.ReceivedAt = stamps[2]
 	}
-	chosen := "receivedAt"
+	chosen, known := "receivedAt", given[2] && !p.Stamp || !receivedAt.IsZero()
 	ev.Time = ev.ReceivedAt
 	switch {
-	case !stamps[0].IsZero():
-		ev.Time, chosen = stamps[0], "timestamp"
-	case !stamps[1].IsZero():
-		ev.Time, chosen = stamps[1], "sentAt"
+	case given[0]:
+		ev.Time, chosen, known = stamps[0], "timestamp", true
+	case given[1]:
+		ev.Time, chosen, known = stamps[1], "sentAt", true
 	}
-	if ev.Time.IsZero() {
+	if !known {
 		return &Error{Field: path("timestamp"), Problem: "is required when the event has no receive time"}
 	}
 	if l := p.Limits.MaxFuture; l > 0 && !ev.ReceivedAt.IsZero() && ev.Time.After(ev.ReceivedAt.Add(l)) {
 		return &Error{Field: path(chosen), Problem: fmt.Sprintf("%s is more than %s after the receive time %s", ev.Time.Format(time.RFC3339), l, ev.ReceivedAt.Format(time.RFC3339))}
 	}
-	if o := p.Limits.Oldest; !o.IsZero() && ev.Time.Before(o) {
-		return &Error{Field: path(chosen), Problem: fmt.Sprintf("%s is before %s, the oldest event time accepted", ev.Time.Format(time.RFC3339), o.Format(time.RFC3339))}
+	oldest := p.Limits.Oldest
+	if oldest.IsZero() {
+		// No bound configured: the zero time still means "no time" to
+		// everything downstream, so it is refused.
+		oldest = time.Time{}.Add(time.Nanosecond)
+	}
+	if ev.Time.Before(oldest) {
+		return &Error{Field: path(chosen), Problem: fmt.Sprintf("%s is before %s, the oldest event time accepted", ev.Time.Format(time.RFC3339), oldest.Format(time.RFC3339))}
 	}
 	ev.Time = ev.Time.UTC()
 	ev.ReceivedAt = ev.ReceivedAt.UTC()
@@ -373,13 +361,15 @@ func optionalObject(ov *fastjson.Value, field string) (*fastjson.Value, error) {
 
 // validateOrder checks the fields of Segment's order events whose types the
 // e-commerce spec fixes, so that a wrong type is an error at the door and
-// not a silently missing amount in the profile.
-func validateOrder(props *fastjson.Value, field string) error {
+// not a silently missing amount in the profile. A string that spells a
+// JSON number in one of the numeric fields ("revenue": "19.99", common in
+// shops' exports) is replaced by that number, text unchanged.
+func (p *Parser) validateOrder(props *fastjson.Value, field string) error {
 	if props == nil {
 		return nil
 	}
 	for _, name := range [...]string{"revenue", "total"} {
-		if err := optionalNumber(props.Get(name), field+"."+name); err != nil {
+		if err := p.number(props, name, field); err != nil {
 			return err
 		}
 	}
@@ -404,19 +394,16 @@ func validateOrder(props *fastjson.Value, field string) error {
 			return &Error{Field: itemField, Problem: "must be an object, not " + item.Type().String()}
 		}
 		for _, name := range [...]string{"price", "quantity"} {
-			if err := optionalNumber(item.Get(name), itemField+"."+name); err != nil {
+			if err := p.number(item, name, itemField); err != nil {
 				return err
 			}
 		}
 	}
-	return nil
-}
-
-func optionalNumber(v *fastjson.Value, field string) error {
-	if v == nil || v.Type() == fastjson.TypeNull || v.Type() == fastjson.TypeNumber {
-		return nil
+	// Each number is in range, but price × quantity summed may not be.
+	if amount, ok := orderAmount(props); ok && (math.IsInf(amount, 0) || math.IsNaN(amount)) {
+		return &Error{Field: field + ".products", Problem: "the order amount (price × quantity, summed) is out of range"}
 	}
-	return &Error{Field: field, Problem: "must be a number, not " + v.Type().String()}
+	return nil
 }
 
 func stringValue(v *fastjson.Value) (string, bool) {

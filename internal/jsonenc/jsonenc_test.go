@@ -13,7 +13,7 @@ func TestAppendString(t *testing.T) {
 		{"", `""`},
 		{"plain", `"plain"`},
 		{`say "hi" \ bye`, `"say \"hi\" \\ bye"`},
-		{"tab\tnew\nline\x00\x1f", `"tab\u0009new\u000aline\u0000\u001f"`},
+		{"tab\tnew\nline\x00\x1f\r", `"tab\tnew\nline\u0000\u001f\r"`},
 		{"<a&b>", `"<a&b>"`},
 		{"café 🎉", `"café 🎉"`},
 		{"bad \xff utf-8", `"bad \ufffd utf-8"`},
@@ -52,7 +52,7 @@ func TestAppendValue(t *testing.T) {
 		{`{}`, `{}`},
 		{`[]`, `[]`},
 		{`{"a": [1, -2.5e3, true, false, null, "x"], "b": {"c": {}}}`, `{"a":[1,-2.5e3,true,false,null,"x"],"b":{"c":{}}}`},
-		{`{"k": "\u0000\u0001\u0007\u000b\t\n", "\u0007key": 1}`, `{"k":"\u0000\u0001\u0007\u000b\u0009\u000a","\u0007key":1}`},
+		{`{"k": "\u0000\u0001\u0007\u000b\t\n", "\u0007key": 1}`, `{"k":"\u0000\u0001\u0007\u000b\t\n","\u0007key":1}`},
 		{`{"a": 1, "a": 2}`, `{"a":1,"a":2}`},
 		{`{"e": "😀 \u00e9 \"q\" \\ /"}`, `{"e":"😀 é \"q\" \\ /"}`},
 	} {
