@@ -27,15 +27,16 @@ func (s *Server) adminConfig(ctx *fasthttp.RequestCtx) {
 	if !checkKey(ctx, user, ok, s.cfg.AdminKeys, "admin key", "the Basic auth user name or a Bearer token") {
 		return
 	}
-	body, err := requestBody(ctx, maxConfigBody)
+	body, release, err := s.readBody(ctx, maxConfigBody)
 	if err != nil {
-		writeError(ctx, bodyErrorStatus(err), "", err.Error())
+		bodyError(ctx, err)
 		return
 	}
+	defer release()
 	res, err := s.cfg.Admin.ReloadConfig(body)
 	switch {
 	case errors.Is(err, config.ErrInvalid):
-		writeJSON(ctx, fasthttp.StatusBadRequest, ErrorBody{Error: err.Error(), Errors: problems(err)})
+		writeJSON(ctx, fasthttp.StatusBadRequest, ErrorBody{Code: "invalid_config", Message: err.Error(), Error: err.Error(), Errors: problems(err)})
 	case err != nil:
 		s.log.Error("config reload failed", "err", err)
 		writeError(ctx, fasthttp.StatusInternalServerError, "", err.Error())

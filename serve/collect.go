@@ -1,14 +1,13 @@
 package serve
 
 import (
-	"bytes"
-	"compress/gzip"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
+	"math"
+	"strconv"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -18,8 +17,31 @@ import (
 	"github.com/tailorcdp/tailor/event"
 )
 
+// BatchAnswer is the body of a /v1/batch answer that refused some of its
+// events: 200 when others were stored, 400 when none was. A batch whose
+// events were all stored is answered {"success":true}.
+type BatchAnswer struct {
+	Success bool `json:"success"`
+	// Code and Message are what SDKs log (segment-analytics-python).
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	// Error repeats Message on a 400, as every error answer has it.
+	Error    string         `json:"error,omitempty"`
+	Field    string         `json:"field,omitempty"`
+	Accepted int            `json:"accepted"`
+	Refused  []RefusedEvent `json:"refused"`
+}
+
+// RefusedEvent says why the event at Index of a batch was not stored.
+type RefusedEvent struct {
+	Index  int    `json:"index"`
+	Field  string `json:"field,omitempty"`
+	Reason string `json:"reason"`
+}
+
 // collect serves Segment's tracking API: one event of type typ, or a batch.
-// It answers only after Kafka has acknowledged every event of the request.
+// It answers only after Kafka has acknowledged every event it stores, and
+// within ProduceTimeout of having read the body.
 func (s *Server) collect(ctx *fasthttp.RequestCtx, typ event.Type, batch bool) {
 	if !ctx.IsPost() {
 		writeError(ctx, fasthttp.StatusMethodNotAllowed, "", "use POST")
@@ -34,11 +56,12 @@ func (s *Server) collect(ctx *fasthttp.RequestCtx, typ event.Type, batch bool) {
 	if batch {
 		limit = s.cfg.Limits.MaxBatchBytes
 	}
-	body, err := requestBody(ctx, limit)
+	body, release, err := s.readBody(ctx, limit)
 	if err != nil {
-		writeError(ctx, bodyErrorStatus(err), "", err.Error())
+		bodyError(ctx, err)
 		return
 	}
+	defer release()
 	// analytics.js and some server libraries put the key in the body.
 	if !hasAuth && !checkKey(ctx, fastjson.GetString(body, "writeKey"), true, s.cfg.WriteKeys, "write key", how) {
 		return
@@ -47,89 +70,128 @@ func (s *Server) collect(ctx *fasthttp.RequestCtx, typ event.Type, batch bool) {
 	parser := s.parsers.Get().(*event.Parser)
 	defer s.parsers.Put(parser)
 	now := s.cfg.Now().UTC()
-	var events []event.Event
 	if batch {
-		events, err = parser.ParseBatch(body, now)
-	} else {
-		var ev event.Event
-		ev, err = parser.Parse(body, typ, now)
-		events = []event.Event{ev}
+		s.collectBatch(ctx, parser, body, now)
+		return
 	}
+	ev, err := parser.Parse(body, typ, now)
 	if err != nil {
-		var fe *event.Error
-		switch {
-		case errors.As(err, &fe) && errors.Is(err, event.ErrTooLarge):
-			writeError(ctx, fasthttp.StatusRequestEntityTooLarge, fe.Field, fe.Error())
-		case errors.As(err, &fe):
-			writeError(ctx, fasthttp.StatusBadRequest, fe.Field, fe.Error())
-		default:
-			writeError(ctx, fasthttp.StatusBadRequest, "", err.Error())
-		}
+		s.refused.Inc()
+		eventError(ctx, err)
 		return
 	}
-
-	// Stamp what the server knows and the consumer needs: the receive time
-	// (Segment overwrites a client's), a messageId for dedup, the type.
 	var arena fastjson.Arena
-	receivedAt := arena.NewString(now.Format(time.RFC3339Nano))
-	records := make([]*kgo.Record, len(events))
-	for i := range events {
-		ev := &events[i]
-		ev.Stamp(&arena, receivedAt, newMessageID)
-		records[i] = &kgo.Record{
-			Topic:     s.cfg.EventsTopic,
-			Key:       []byte(ev.Key()),
-			Value:     ev.Root.MarshalTo(nil),
-			Timestamp: now,
-		}
-	}
-	pctx, cancel := context.WithTimeout(context.Background(), s.cfg.ProduceTimeout)
-	defer cancel()
-	if err := s.events.Produce(pctx, records...); err != nil {
-		s.log.Warn("produce failed", "events", len(records), "err", err)
-		writeError(ctx, fasthttp.StatusServiceUnavailable, "", "events not stored, retry later: "+err.Error())
+	ev.Stamp(&arena, arena.NewString(now.Format(time.RFC3339Nano)), newMessageID)
+	value, err := parser.AppendRecord(nil, &ev, "")
+	if err != nil {
+		s.refused.Inc()
+		eventError(ctx, err)
 		return
 	}
+	if !s.produce(ctx, []*kgo.Record{s.record(&ev, value, now)}) {
+		return
+	}
+	s.accepted.Inc()
 	ctx.SetStatusCode(fasthttp.StatusOK)
 	ctx.SetContentType("application/json")
 	ctx.SetBodyString(`{"success":true}`)
 }
 
-// requestBody returns the request body, gunzipped when sent with
-// Content-Encoding: gzip, and at most limit bytes (after gunzipping).
-func requestBody(ctx *fasthttp.RequestCtx, limit int) ([]byte, error) {
-	body := ctx.PostBody()
-	switch enc := string(bytes.ToLower(ctx.Request.Header.ContentEncoding())); enc {
-	case "", "identity":
-	case "gzip":
-		zr, err := gzip.NewReader(bytes.NewReader(body))
+// collectBatch stores the valid events of a batch and answers with the
+// verdicts on the others.
+func (s *Server) collectBatch(ctx *fasthttp.RequestCtx, parser *event.Parser, body []byte, now time.Time) {
+	b, err := parser.ParseBatch(body, now)
+	if err != nil {
+		eventError(ctx, err)
+		return
+	}
+	var arena fastjson.Arena
+	receivedAt := arena.NewString(now.Format(time.RFC3339Nano))
+	refused := make([]RefusedEvent, 0, len(b.Refused))
+	for _, r := range b.Refused {
+		refused = append(refused, RefusedEvent{Index: r.Index, Field: r.Err.Field, Reason: r.Err.Error()})
+	}
+	records := make([]*kgo.Record, 0, len(b.Events))
+	for i := range b.Events {
+		ev := &b.Events[i]
+		ev.Stamp(&arena, receivedAt, newMessageID)
+		value, err := parser.AppendRecord(nil, ev, "batch["+strconv.Itoa(b.Index[i])+"]")
 		if err != nil {
-			return nil, fmt.Errorf("body is not valid gzip: %w", err)
+			fe := err.(*event.Error)
+			refused = insertRefused(refused, RefusedEvent{Index: b.Index[i], Field: fe.Field, Reason: fe.Error()})
+			continue
 		}
-		// Read one byte past the limit to tell "at the limit" from "over",
-		// without unpacking a gzip bomb.
-		body, err = io.ReadAll(io.LimitReader(zr, int64(limit)+1))
-		if err != nil {
-			return nil, fmt.Errorf("body is not valid gzip: %w", err)
-		}
-	default:
-		return nil, fmt.Errorf("unsupported Content-Encoding %q: send gzip or no encoding", enc)
+		records = append(records, s.record(ev, value, now))
 	}
-	if limit > 0 && len(body) > limit {
-		return nil, fmt.Errorf("body is over %d bytes, the limit of this endpoint: %w", limit, event.ErrTooLarge)
+	s.refused.Add(float64(len(refused)))
+	if len(records) == 0 {
+		msg := fmt.Sprintf("none of the %d events was stored; the first refused: %s", len(refused), refused[0].Reason)
+		writeJSON(ctx, fasthttp.StatusBadRequest, BatchAnswer{Code: "invalid_batch", Message: msg, Error: msg,
+			Field: refused[0].Field, Refused: refused})
+		return
 	}
-	if len(body) == 0 {
-		return nil, errors.New("body is empty: send a JSON object")
+	if !s.produce(ctx, records) {
+		return
 	}
-	return body, nil
+	s.accepted.Add(float64(len(records)))
+	if len(refused) == 0 {
+		ctx.SetStatusCode(fasthttp.StatusOK)
+		ctx.SetContentType("application/json")
+		ctx.SetBodyString(`{"success":true}`)
+		return
+	}
+	s.log.Debug("batch partly refused", "stored", len(records), "refused", len(refused), "first", refused[0].Reason)
+	writeJSON(ctx, fasthttp.StatusOK, BatchAnswer{Code: "partly_stored", Accepted: len(records), Refused: refused,
+		Message: fmt.Sprintf("%d of %d events stored; %d refused (not worth sending again), the first: %s",
+			len(records), len(records)+len(refused), len(refused), refused[0].Reason)})
 }
 
-// bodyErrorStatus is the status answering a requestBody error.
-func bodyErrorStatus(err error) int {
-	if errors.Is(err, event.ErrTooLarge) {
-		return fasthttp.StatusRequestEntityTooLarge
+// insertRefused inserts r into refused, which is sorted by index.
+func insertRefused(refused []RefusedEvent, r RefusedEvent) []RefusedEvent {
+	i := len(refused)
+	for i > 0 && refused[i-1].Index > r.Index {
+		i--
 	}
-	return fasthttp.StatusBadRequest
+	refused = append(refused, RefusedEvent{})
+	copy(refused[i+1:], refused[i:])
+	refused[i] = r
+	return refused
+}
+
+func (s *Server) record(ev *event.Event, value []byte, now time.Time) *kgo.Record {
+	return &kgo.Record{Topic: s.cfg.EventsTopic, Key: []byte(ev.Key()), Value: value, Timestamp: now}
+}
+
+// produce writes records and answers 503 with Retry-After, returning
+// false, when Kafka has not acknowledged them within ProduceTimeout.
+func (s *Server) produce(ctx *fasthttp.RequestCtx, records []*kgo.Record) bool {
+	pctx, cancel := context.WithTimeout(context.Background(), s.cfg.ProduceTimeout)
+	defer cancel()
+	err := s.events.Produce(pctx, records...)
+	if err == nil {
+		return true
+	}
+	s.log.Warn("produce failed", "events", len(records), "err", err)
+	ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, strconv.Itoa(int(math.Ceil(s.cfg.ProduceTimeout.Seconds()))))
+	writeErrorCode(ctx, fasthttp.StatusServiceUnavailable, "unavailable", "",
+		"events not stored, send them again later (with the same messageId): "+err.Error())
+	return false
+}
+
+// eventError answers an error of the event parser: 413 for what is too
+// large, else 400.
+func eventError(ctx *fasthttp.RequestCtx, err error) {
+	var fe *event.Error
+	switch {
+	case errors.As(err, &fe) && errors.Is(err, event.ErrTooLarge):
+		writeErrorCode(ctx, fasthttp.StatusRequestEntityTooLarge, "too_large", fe.Field, fe.Error())
+	case errors.As(err, &fe) && fe.Field == "":
+		writeErrorCode(ctx, fasthttp.StatusBadRequest, "invalid_body", "", fe.Error())
+	case errors.As(err, &fe):
+		writeErrorCode(ctx, fasthttp.StatusBadRequest, "invalid_event", fe.Field, fe.Error())
+	default:
+		writeErrorCode(ctx, fasthttp.StatusBadRequest, "invalid_body", "", err.Error())
+	}
 }
 
 func newMessageID() string {

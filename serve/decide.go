@@ -53,11 +53,12 @@ func (s *Server) decide(ctx *fasthttp.RequestCtx) {
 	var req decide.Request
 	var err error
 	if ctx.IsPost() {
-		var body []byte
-		if body, err = requestBody(ctx, maxDecideBody); err != nil {
-			writeError(ctx, bodyErrorStatus(err), "", err.Error())
+		body, release, rerr := s.readBody(ctx, maxDecideBody)
+		if rerr != nil {
+			bodyError(ctx, rerr)
 			return
 		}
+		defer release()
 		req, err = decide.ParseRequest(&sc.json, body)
 	} else {
 		args := ctx.QueryArgs()

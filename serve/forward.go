@@ -69,6 +69,9 @@ func (s *Server) send(ctx *fasthttp.RequestCtx, key, mark string, rewrite func(*
 	if rewrite != nil {
 		rewrite(req)
 	}
+	// The path goes on as it came (a profile key may hold "%2F.."),
+	// not as fasthttp normalises it.
+	req.URI().DisablePathNormalizing = true
 	req.SetHost(addr)
 	req.Header.Set(headerForwarded, mark)
 	if err := c.(*fasthttp.HostClient).DoTimeout(req, &ctx.Response, forwardTimeout); err != nil {

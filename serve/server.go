@@ -1,7 +1,8 @@
 // Package serve owns tailor's HTTP side, on fasthttp: the collect API
 // (Segment's tracking API: /v1/batch, /v1/track, ...), the profile API,
 // health and readiness probes, and Prometheus metrics. Every error answer
-// is JSON saying what is wrong.
+// is JSON saying what is wrong (ErrorBody), and the memory that request
+// bodies hold is bounded (body.go).
 package serve
 
 import (
@@ -35,6 +36,12 @@ import (
 // acknowledged.
 type Events interface {
 	Produce(ctx context.Context, records ...*kgo.Record) error
+}
+
+// producerHealth is what an Events may say about its recent produces,
+// for /readyz: whether the last one succeeded, since when, and its error.
+type producerHealth interface {
+	Health() (ok bool, since time.Time, err error)
 }
 
 // Profiles reads profiles by key and says whether state is caught up.
@@ -91,9 +98,15 @@ type Config struct {
 	// the admin API is off).
 	Admin     Admin
 	AdminKeys []string
-	// ProduceTimeout bounds the wait for Kafka's acknowledgement.
+	// ProduceTimeout bounds the wait for Kafka's acknowledgement: collect
+	// answers 503 with Retry-After once it has passed (default 5 s).
 	ProduceTimeout time.Duration
-	Logger         *slog.Logger
+	// MaxBodyBytesInFlight bounds the bytes of the request bodies being
+	// read and handled at once (default 64 MiB); BodyWait is how long a
+	// request waits for room before it is answered 503 (default 1 s).
+	MaxBodyBytesInFlight int64
+	BodyWait             time.Duration
+	Logger               *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -108,6 +121,9 @@ type Server struct {
 	latency  *prometheus.HistogramVec
 	parsers  sync.Pool
 	srv      *fasthttp.Server
+	bodies   *budget
+	accepted prometheus.Counter
+	refused  prometheus.Counter
 
 	decisions     Decisions
 	decideKeys    []string // read keys and decide keys
@@ -132,7 +148,16 @@ func New(cfg Config, events Events, profiles Profiles, reg *prometheus.Registry)
 		cfg.Now = time.Now
 	}
 	if cfg.ProduceTimeout <= 0 {
-		cfg.ProduceTimeout = 10 * time.Second
+		cfg.ProduceTimeout = 5 * time.Second
+	}
+	if cfg.MaxBodyBytesInFlight <= 0 {
+		cfg.MaxBodyBytesInFlight = 64 << 20
+	}
+	// One request of the largest kind, gzipped, must fit.
+	maxWire := wireLimit(max(cfg.Limits.MaxBatchBytes, cfg.Limits.MaxEventBytes, maxDecideBody, maxConfigBody))
+	cfg.MaxBodyBytesInFlight = max(cfg.MaxBodyBytesInFlight, 2*int64(maxWire))
+	if cfg.BodyWait <= 0 {
+		cfg.BodyWait = bodyWaitDefault
 	}
 	s := &Server{
 		cfg:      cfg,
@@ -154,23 +179,31 @@ func New(cfg Config, events Events, profiles Profiles, reg *prometheus.Registry)
 		p.Stamp = true
 		return p
 	}
-	reg.MustRegister(s.latency)
+	inFlight := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "tailor_http_body_bytes_in_flight",
+		Help: "Bytes of request bodies reserved by the requests being read and handled; at most the configured budget.",
+	})
+	collected := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tailor_collect_events_total",
+		Help: "Events the collect API received, by verdict: stored, or refused (invalid, answered with the reason).",
+	}, []string{"verdict"})
+	s.accepted, s.refused = collected.WithLabelValues("stored"), collected.WithLabelValues("refused")
+	s.bodies = newBudget(cfg.MaxBodyBytesInFlight, inFlight)
+	reg.MustRegister(s.latency, inFlight, collected)
 	s.srv = &fasthttp.Server{
 		Handler: s.Handler(),
 		Name:    "tailor",
-		// Bodies over the event limits get a JSON 413 from the handler;
-		// this cap only stops a client from streaming without end.
-		MaxRequestBodySize:   4 << 20,
-		ReadTimeout:          30 * time.Second,
-		WriteTimeout:         30 * time.Second,
-		IdleTimeout:          2 * time.Minute,
-		NoDefaultContentType: true,
+		// Handlers read bodies through readBody, which bounds each by its
+		// endpoint's limit and all of them together by the body budget.
+		StreamRequestBody:            true,
+		DisablePreParseMultipartForm: true,
+		MaxRequestBodySize:           maxWire,
+		ReadTimeout:                  30 * time.Second,
+		WriteTimeout:                 30 * time.Second,
+		IdleTimeout:                  2 * time.Minute,
+		NoDefaultContentType:         true,
 		// Requests fasthttp itself rejects get JSON errors too.
 		ErrorHandler: func(ctx *fasthttp.RequestCtx, err error) {
-			if errors.Is(err, fasthttp.ErrBodyTooLarge) {
-				writeError(ctx, fasthttp.StatusRequestEntityTooLarge, "", "body is over 4 MB")
-				return
-			}
 			writeError(ctx, fasthttp.StatusBadRequest, "", "malformed HTTP request: "+err.Error())
 		},
 	}
@@ -188,6 +221,7 @@ func (s *Server) Handler() fasthttp.RequestHandler {
 	return func(ctx *fasthttp.RequestCtx) {
 		start := time.Now()
 		route := s.route(ctx)
+		finishBody(ctx)
 		code := ctx.Response.StatusCode()
 		s.latency.WithLabelValues(route, strconv.Itoa(code)).Observe(time.Since(start).Seconds())
 	}
@@ -202,8 +236,24 @@ func collectType(path string) (event.Type, bool) {
 	return event.ParseType(name)
 }
 
+// profilesPrefix starts the path of a profile; the key follows,
+// percent-encoded.
+const profilesPrefix = "/v1/profiles/"
+
 // route dispatches a request and returns its route label.
 func (s *Server) route(ctx *fasthttp.RequestCtx) string {
+	// A profile key is opaque: it is read from the path as sent, before
+	// fasthttp's normalising (which decodes %2F and resolves "..", so
+	// that /v1/profiles/c%2F..%2Fd would read profile d).
+	if raw := ctx.URI().PathOriginal(); bytes.HasPrefix(raw, []byte(profilesPrefix)) {
+		key, err := url.PathUnescape(string(raw[len(profilesPrefix):]))
+		if err != nil {
+			writeError(ctx, fasthttp.StatusBadRequest, "key", "profile key is not percent-encoded properly: "+err.Error())
+		} else {
+			s.profile(ctx, key)
+		}
+		return "/v1/profiles/{key}"
+	}
 	path := string(ctx.Path())
 	switch {
 	case path == "/v1/segments":
@@ -228,18 +278,17 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) string {
 		}
 		s.collect(ctx, t, false)
 		return path
-	case strings.HasPrefix(path, "/v1/profiles/"):
-		s.profile(ctx, strings.TrimPrefix(path, "/v1/profiles/"))
-		return "/v1/profiles/{key}"
+	case strings.HasPrefix(path, profilesPrefix):
+		// Only a path that normalising turned into a profile's: the key
+		// would not be the one sent.
+		writeError(ctx, fasthttp.StatusNotFound, "", "no such endpoint: "+string(ctx.URI().PathOriginal())+
+			": send the profile key right after "+profilesPrefix+", percent-encoded")
+		return "other"
 	case path == "/healthz":
 		writeJSON(ctx, fasthttp.StatusOK, map[string]any{"status": "ok"})
 		return path
 	case path == "/readyz":
-		if s.profiles.Ready() {
-			writeJSON(ctx, fasthttp.StatusOK, map[string]any{"status": "ready"})
-		} else {
-			writeJSON(ctx, fasthttp.StatusServiceUnavailable, map[string]any{"status": "catching up", "error": "not every assigned partition has applied its backlog yet"})
-		}
+		s.readyz(ctx)
 		return path
 	case path == "/metrics":
 		s.metrics(ctx)
@@ -249,10 +298,54 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) string {
 	return "other"
 }
 
+// Readiness is the body of /readyz. Its status is 200 when the instance
+// can serve reads (Ready: every assigned partition has applied its
+// backlog), whatever Collect says, since a load balancer must keep
+// sending reads to it; Collect says whether the last produce of collected
+// events succeeded (a broker outage makes it false until one succeeds
+// again), with since when and the error.
+type Readiness struct {
+	Ready        bool   `json:"ready"`
+	Status       string `json:"status"`
+	Serve        bool   `json:"serve"`
+	Collect      bool   `json:"collect"`
+	CollectSince string `json:"collect_since,omitempty"`
+	CollectError string `json:"collect_error,omitempty"`
+	Error        string `json:"error,omitempty"`
+}
+
+func (s *Server) readyz(ctx *fasthttp.RequestCtx) {
+	r := Readiness{Ready: s.profiles.Ready(), Collect: true}
+	r.Serve = r.Ready
+	if h, ok := s.events.(producerHealth); ok {
+		var since time.Time
+		var err error
+		r.Collect, since, err = h.Health()
+		r.CollectSince = since.UTC().Format(time.RFC3339)
+		if !r.Collect && err != nil {
+			r.CollectError = err.Error()
+		}
+	}
+	if !r.Ready {
+		r.Status, r.Error = "catching up", "not every assigned partition has applied its backlog yet"
+		writeJSON(ctx, fasthttp.StatusServiceUnavailable, r)
+		return
+	}
+	r.Status = "ready"
+	writeJSON(ctx, fasthttp.StatusOK, r)
+}
+
 // ErrorBody is the JSON body of every error answer.
 type ErrorBody struct {
-	Success bool   `json:"success"`
-	Error   string `json:"error"`
+	Success bool `json:"success"`
+	// Code is a stable word for the kind of error (invalid_event,
+	// too_large, unauthorized, unavailable, ...) and Message says what
+	// is wrong: the pair Segment's SDKs log.
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	// Error repeats Message, for the clients written before Code and
+	// Message were added.
+	Error string `json:"error"`
 	// Field is the path of the offending field, when one is to blame.
 	Field string `json:"field,omitempty"`
 	// Errors lists every problem, when there are several (a rejected
@@ -260,8 +353,44 @@ type ErrorBody struct {
 	Errors []string `json:"errors,omitempty"`
 }
 
-func writeError(ctx *fasthttp.RequestCtx, code int, field, msg string) {
-	writeJSON(ctx, code, ErrorBody{Error: msg, Field: field})
+// writeError answers an error with the code its status implies.
+func writeError(ctx *fasthttp.RequestCtx, status int, field, msg string) {
+	writeErrorCode(ctx, status, statusCode(status), field, msg)
+}
+
+// writeErrorCode answers an error. A 503 tells the client when to try
+// again (Retry-After, 1 s unless the handler set it).
+func writeErrorCode(ctx *fasthttp.RequestCtx, status int, code, field, msg string) {
+	if status == fasthttp.StatusServiceUnavailable && len(ctx.Response.Header.Peek(fasthttp.HeaderRetryAfter)) == 0 {
+		ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, "1")
+	}
+	writeJSON(ctx, status, ErrorBody{Code: code, Message: msg, Error: msg, Field: field})
+}
+
+// statusCode is the error code of an answer with HTTP status status.
+func statusCode(status int) string {
+	switch status {
+	case fasthttp.StatusBadRequest:
+		return "bad_request"
+	case fasthttp.StatusUnauthorized:
+		return "unauthorized"
+	case fasthttp.StatusForbidden:
+		return "forbidden"
+	case fasthttp.StatusNotFound:
+		return "not_found"
+	case fasthttp.StatusMethodNotAllowed:
+		return "method_not_allowed"
+	case fasthttp.StatusRequestEntityTooLarge:
+		return "too_large"
+	case fasthttp.StatusTooManyRequests:
+		return "too_many_requests"
+	case fasthttp.StatusServiceUnavailable:
+		return "unavailable"
+	}
+	if status >= 500 {
+		return "internal_error"
+	}
+	return "error"
 }
 
 func writeJSON(ctx *fasthttp.RequestCtx, code int, v any) {

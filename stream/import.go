@@ -106,17 +106,22 @@ func Import(ctx context.Context, r io.Reader, o ImportOptions) (ImportStats, err
 			if len(line) > 0 {
 				now := time.Now().UTC()
 				ev, perr := parser.Parse(line, 0, now)
-				if perr != nil {
-					mu.Lock()
-					reject(st.Lines, perr.Error())
-					mu.Unlock()
-				} else {
+				var value []byte
+				if perr == nil {
 					arena.Reset()
 					sum := sha256.Sum256(line)
 					ev.Stamp(&arena, arena.NewString(now.Format(time.RFC3339Nano)), func() string {
 						return "import-" + hex.EncodeToString(sum[:16])
 					})
-					rec := &kgo.Record{Topic: o.Topic, Key: []byte(ev.Key()), Value: ev.Root.MarshalTo(nil), Timestamp: now}
+					// The JSON the consumer accepts, within the size limit.
+					value, perr = parser.AppendRecord(nil, &ev, "")
+				}
+				if perr != nil {
+					mu.Lock()
+					reject(st.Lines, perr.Error())
+					mu.Unlock()
+				} else {
+					rec := &kgo.Record{Topic: o.Topic, Key: []byte(ev.Key()), Value: value, Timestamp: now}
 					o.Producer.ProduceAsync(ctx, rec, func(_ *kgo.Record, err error) {
 						mu.Lock()
 						defer mu.Unlock()

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl"
@@ -38,7 +39,17 @@ func (c ClientConfig) Opts() []kgo.Opt {
 // a record.
 type Producer struct {
 	cl *kgo.Client
+
+	mu     sync.Mutex
+	ok     bool      // the last Produce had every record acknowledged
+	since  time.Time // when ok last changed
+	failed error     // the last Produce's error, while !ok
 }
+
+// maxBuffered bounds the bytes of records the producer holds while the
+// brokers do not acknowledge them (an outage): once it is reached, Produce
+// waits for room until its context ends.
+const maxBuffered = 64 << 20
 
 // NewProducer connects a producer. Records are acknowledged by all in-sync
 // replicas before Produce returns.
@@ -47,40 +58,80 @@ func NewProducer(cfg ClientConfig, extra ...kgo.Opt) (*Producer, error) {
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.ProducerLinger(0),
 		kgo.ProducerBatchMaxBytes(1<<20),
+		kgo.MaxBufferedBytes(maxBuffered),
 	)
 	cl, err := kgo.NewClient(append(opts, extra...)...)
 	if err != nil {
 		return nil, fmt.Errorf("kafka producer for %v: %w", cfg.Brokers, err)
 	}
-	return &Producer{cl: cl}, nil
+	return &Producer{cl: cl, ok: true, since: time.Now()}, nil
 }
 
 // Client returns the underlying client, for admin requests.
 func (p *Producer) Client() *kgo.Client { return p.cl }
 
-// Produce writes records and returns once every one of them is acknowledged,
-// or with the first error. Records of one key keep their order.
+// Produce writes records and returns once every one of them is
+// acknowledged, with the first error, or when ctx ends, whichever comes
+// first: it never waits past ctx's deadline, even while the client keeps
+// records it has sent and cannot fail (an idempotent producer retries
+// those until the brokers answer). Records whose wait ended with ctx may
+// still be written later: a caller that answers "not stored" must let its
+// client send them again with the same identity (Segment's messageId), so
+// that the copy is recognised. Records of one key keep their order.
 func (p *Producer) Produce(ctx context.Context, records ...*kgo.Record) error {
+	if len(records) == 0 {
+		return nil
+	}
 	var (
-		wg       sync.WaitGroup
 		mu       sync.Mutex
+		left     = len(records)
 		firstErr error
+		done     = make(chan struct{})
 	)
-	wg.Add(len(records))
 	for _, r := range records {
 		p.cl.Produce(ctx, r, func(r *kgo.Record, err error) {
-			if err != nil {
-				mu.Lock()
-				if firstErr == nil {
-					firstErr = fmt.Errorf("produce to %s: %w", r.Topic, err)
-				}
-				mu.Unlock()
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil && firstErr == nil {
+				firstErr = fmt.Errorf("produce to %s: %w", r.Topic, err)
 			}
-			wg.Done()
+			if left--; left == 0 {
+				close(done)
+			}
 		})
 	}
-	wg.Wait()
-	return firstErr
+	var err error
+	select {
+	case <-done:
+		mu.Lock()
+		err = firstErr
+		mu.Unlock()
+	case <-ctx.Done():
+		mu.Lock()
+		err = fmt.Errorf("%d of %d records to %s not acknowledged in time: %w", left, len(records), records[0].Topic, context.Cause(ctx))
+		mu.Unlock()
+	}
+	p.outcome(err)
+	return err
+}
+
+func (p *Producer) outcome(err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if ok := err == nil; ok != p.ok {
+		p.ok, p.since = ok, time.Now()
+	}
+	p.failed = err
+}
+
+// Health reports the outcome of the most recent Produce (ok before the
+// first), since when it has been so, and its error when it failed. It
+// says nothing of the brokers between calls: after an outage it turns ok
+// with the first Produce that succeeds.
+func (p *Producer) Health() (ok bool, since time.Time, err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.ok, p.since, p.failed
 }
 
 // ProduceAsync writes a record and calls done with the outcome once the
