@@ -61,7 +61,10 @@ func (s *Server) send(ctx *fasthttp.RequestCtx, key, mark string, rewrite func(*
 	}
 	c, _ := s.fwd.clients.LoadOrStore(addr, &fasthttp.HostClient{
 		Addr: addr, ReadTimeout: forwardTimeout, WriteTimeout: forwardTimeout, MaxConns: 256,
-		Dial: func(a string) (net.Conn, error) { return net.DialTimeout("tcp", a, forwardTimeout) },
+		// The path goes on as it came (a profile key may hold "%2F.."),
+		// not as fasthttp normalises it.
+		DisablePathNormalizing: true,
+		Dial:                   func(a string) (net.Conn, error) { return net.DialTimeout("tcp", a, forwardTimeout) },
 	})
 	req := fasthttp.AcquireRequest()
 	defer fasthttp.ReleaseRequest(req)
@@ -69,8 +72,6 @@ func (s *Server) send(ctx *fasthttp.RequestCtx, key, mark string, rewrite func(*
 	if rewrite != nil {
 		rewrite(req)
 	}
-	// The path goes on as it came (a profile key may hold "%2F.."),
-	// not as fasthttp normalises it.
 	req.URI().DisablePathNormalizing = true
 	req.SetHost(addr)
 	req.Header.Set(headerForwarded, mark)
