@@ -44,6 +44,9 @@ if [ ! -f ../shared/data/online-retail.csv.gz ]; then
 fi
 
 step "go test"
+# engine's TestCollectBrokerOutage starts a broker of its own from the jars
+# cached above (.cache/kafka, or TAILOR_KAFKA_HOME) and kills it; it skips
+# without Java or the jars.
 go test -count=1 -timeout 20m ./...
 
 step "go test -race (concurrent packages)"
@@ -57,5 +60,6 @@ go test -run '^$' -fuzz '^FuzzCompile$' -fuzztime "$FUZZTIME" -fuzzminimizetime 
 go test -run '^$' -fuzz '^FuzzParseDecisionID$' -fuzztime "$FUZZTIME" -fuzzminimizetime 0 ./event/
 go test -run '^$' -fuzz '^FuzzParseRequest$' -fuzztime "$FUZZTIME" -fuzzminimizetime 0 ./decide/
 go test -run '^$' -fuzz '^FuzzAppendString$' -fuzztime "$FUZZTIME" -fuzzminimizetime 0 ./internal/jsonenc/
+go test -run '^$' -fuzz '^FuzzAppendValue$' -fuzztime "$FUZZTIME" -fuzzminimizetime 0 ./internal/jsonenc/
 
 step "all checks passed"

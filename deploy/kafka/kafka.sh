@@ -4,6 +4,8 @@
 #
 #   deploy/kafka/kafka.sh fetch    download the jars once (cached)
 #   deploy/kafka/kafka.sh start    format a fresh log dir and start the broker
+#   deploy/kafka/kafka.sh resume   start it again on the data of the last start
+#                                  (after stop, or after the process was killed)
 #   deploy/kafka/kafka.sh stop     stop it
 #   deploy/kafka/kafka.sh status   exit 0 when it is running
 #
@@ -68,7 +70,24 @@ start() {
 	id=$(java "${jvm[@]}" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n1)
 	java "${jvm[@]}" kafka.tools.StorageTool format -t "$id" -c "$run/server.properties" >"$run/logs/format.log" 2>&1 \
 		|| { cat "$run/logs/format.log" >&2; exit 1; }
-	nohup java "${jvm[@]}" kafka.Kafka "$run/server.properties" >"$run/logs/stdout.log" 2>&1 &
+	launch
+}
+
+resume() {
+	command -v java >/dev/null || { log "Java 17+ is needed to run Kafka"; exit 1; }
+	if running; then
+		log "already running (pid $(cat "$pidfile")) on 127.0.0.1:$port"
+		return
+	fi
+	[ -f "$run/server.properties" ] || { log "nothing to resume in $run: use start"; exit 1; }
+	launch
+}
+
+# launch starts the broker formatted in $run and waits for its port.
+launch() {
+	local jvm=(-Xms256m -Xmx512m -XX:+UseG1GC -Dkafka.logs.dir="$run/logs"
+		-Dlog4j2.configurationFile="$here/log4j2.properties" -cp "$libs/*")
+	nohup java "${jvm[@]}" kafka.Kafka "$run/server.properties" >>"$run/logs/stdout.log" 2>&1 &
 	echo $! >"$pidfile"
 	local started=$SECONDS
 	until port_open "$port"; do
@@ -107,10 +126,11 @@ stop() {
 case "${1:-}" in
 fetch) fetch ;;
 start) start ;;
+resume) resume ;;
 stop) stop ;;
 status) running ;;
 *)
-	echo "usage: $0 fetch|start|stop|status" >&2
+	echo "usage: $0 fetch|start|resume|stop|status" >&2
 	exit 2
 	;;
 esac
