@@ -27,12 +27,11 @@ const collectBound = 5*time.Second + 2*time.Second
 // privateKafka is an Apache Kafka broker of one test, started with
 // deploy/kafka/kafka.sh from the cached jars, on ports of its own.
 type privateKafka struct {
-	t     *testing.T
-	env   []string
-	home  string
-	addr  string
-	repo  string
-	start time.Time
+	t    *testing.T
+	env  []string
+	home string
+	addr string
+	repo string
 }
 
 // startPrivateKafka starts a broker for t, or skips t when Java or the
@@ -109,7 +108,6 @@ func (k *privateKafka) kill() {
 // loader sends track events the way Segment's SDKs do: each with its own
 // messageId, sent again after a 5xx until it is acknowledged.
 type loader struct {
-	t    *testing.T
 	url  string
 	http http.Client
 
@@ -192,7 +190,7 @@ func TestCollectBrokerOutage(t *testing.T) {
 	k := startPrivateKafka(t)
 	cfg := testConfig(t, []string{k.addr}, "outage.", t.TempDir())
 	e := startEngine(t, cfg)
-	l := &loader{t: t, url: e.url, http: http.Client{Timeout: time.Minute}, sent: map[string]int{}, stop: make(chan struct{})}
+	l := &loader{url: e.url, http: http.Client{Timeout: time.Minute}, sent: map[string]int{}, stop: make(chan struct{})}
 	l.run(2)
 	stopped := false
 	stopLoad := func() {
