@@ -154,7 +154,7 @@ func TestBadInput(t *testing.T) {
 	}
 	body, _ := io.ReadAll(huge.Body)
 	conn.Close()
-	if huge.StatusCode != http.StatusRequestEntityTooLarge || !strings.Contains(string(body), `"error":"body is 5242880 bytes, over 512000, the limit of this endpoint`) {
+	if huge.StatusCode != http.StatusRequestEntityTooLarge || !strings.Contains(string(body), `"error":"body is over 512000 bytes, the limit of this endpoint (Content-Length 5242880)`) {
 		t.Errorf("huge body: %d %s", huge.StatusCode, body)
 	}
 

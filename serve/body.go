@@ -102,7 +102,7 @@ func (s *Server) readBody(ctx *fasthttp.RequestCtx, limit int) (body []byte, rel
 	}
 	length := ctx.Request.Header.ContentLength() // -1: chunked
 	if length > wire {
-		return nil, release, fmt.Errorf("body is %d bytes, over %d, the limit of this endpoint: %w", length, limit, event.ErrTooLarge)
+		return nil, release, fmt.Errorf("body is over %d bytes, the limit of this endpoint (Content-Length %d): %w", limit, length, event.ErrTooLarge)
 	}
 	need := int64(length)
 	if length < 0 {
