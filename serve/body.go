@@ -121,7 +121,7 @@ func (s *Server) readBody(ctx *fasthttp.RequestCtx, limit int) (body []byte, rel
 		release = func() { s.bodies.release(took) }
 	}
 	var raw []byte
-	if stream := ctx.RequestBodyStream(); stream != nil {
+	if stream := ctx.RequestBodyStream(); stream != nil && (length < 0 || length > smallBody) {
 		raw, err = readAtMost(make([]byte, 0, max(length, 0)+1), stream, wire)
 		if err != nil {
 			release()
@@ -130,7 +130,9 @@ func (s *Server) readBody(ctx *fasthttp.RequestCtx, limit int) (body []byte, rel
 		// Later readers (the request sent on to another instance) see it.
 		ctx.Request.SetBodyRaw(raw)
 	} else {
-		raw = ctx.PostBody() // a request not read from a connection
+		// Read with the headers (at most smallBody), or a request not read
+		// from a connection.
+		raw = ctx.PostBody()
 	}
 	if len(raw) > wire {
 		release()
