@@ -177,7 +177,8 @@ func orderAmount(props *fastjson.Value) (amount float64, ok bool) {
 // Stamp sets what the receiving side knows on the event object: its receive
 // time (overwriting a client's, as Segment does), the messageId when the
 // event has none, and the type when it was implied by the endpoint. The
-// new values come from arena; the result is serialised with Root.MarshalTo.
+// new values come from arena; the result is written with AppendJSON (or
+// Parser.AppendRecord, which also bounds its size).
 func (e *Event) Stamp(a *fastjson.Arena, receivedAt *fastjson.Value, messageID func() string) {
 	e.Root.Set("receivedAt", receivedAt)
 	if e.MessageID == "" {
