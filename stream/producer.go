@@ -100,17 +100,16 @@ func (p *Producer) Produce(ctx context.Context, records ...*kgo.Record) error {
 			}
 		})
 	}
-	var err error
 	select {
 	case <-done:
-		mu.Lock()
-		err = firstErr
-		mu.Unlock()
 	case <-ctx.Done():
-		mu.Lock()
-		err = fmt.Errorf("%d of %d records to %s not acknowledged in time: %w", left, len(records), records[0].Topic, context.Cause(ctx))
-		mu.Unlock()
 	}
+	mu.Lock()
+	err := firstErr
+	if left > 0 { // ctx ended first
+		err = fmt.Errorf("%d of %d records to %s not acknowledged in time: %w", left, len(records), records[0].Topic, context.Cause(ctx))
+	}
+	mu.Unlock()
 	p.outcome(err)
 	return err
 }
