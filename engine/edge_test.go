@@ -81,7 +81,7 @@ func TestBadInputAfterwards(t *testing.T) {
 		json.Unmarshal([]byte(fmt.Sprintf(`["u%s%d", "a%s%d", "E%s"]`, c, i, c, i, c)), &[]*string{&u, &a, &ev})
 		ctl = append(ctl, u, a, ev)
 	}
-	post("/v1/identify", `{"userId": "trait-ctl", "traits": {"name": "a\u0007b\u0000"}}`, http.StatusOK)
+	post("/v1/identify", `{"userId": "trait-ctl", "traits": {"name": "a\u0007b\u0000", "country": "F\u0007R", "email": "\u000b@x"}}`, http.StatusOK)
 	records++
 
 	// A batch lands but for its invalid events, which are listed.
@@ -133,8 +133,8 @@ func TestBadInputAfterwards(t *testing.T) {
 			t.Errorf("profile %q: calls %v", ctl[i+1], v.Calls)
 		}
 	}
-	if v := read("trait-ctl"); string(v.Traits["name"]) != `"a\u0007b\u0000"` {
-		t.Errorf("trait with control characters reads %s", v.Traits["name"])
+	if v := read("trait-ctl"); string(v.Traits["name"]) != `"a\u0007b\u0000"` || string(v.Traits["country"]) != `"F\u0007R"` {
+		t.Errorf("traits with control characters read %s", v.Traits)
 	}
 	read("b-ok")
 	read("b-anon")
