@@ -61,5 +61,6 @@ go test -run '^$' -fuzz '^FuzzParseDecisionID$' -fuzztime "$FUZZTIME" -fuzzminim
 go test -run '^$' -fuzz '^FuzzParseRequest$' -fuzztime "$FUZZTIME" -fuzzminimizetime 0 ./decide/
 go test -run '^$' -fuzz '^FuzzAppendString$' -fuzztime "$FUZZTIME" -fuzzminimizetime 0 ./internal/jsonenc/
 go test -run '^$' -fuzz '^FuzzAppendValue$' -fuzztime "$FUZZTIME" -fuzzminimizetime 0 ./internal/jsonenc/
+go test -run '^$' -fuzz '^FuzzProfileKey$' -fuzztime "$FUZZTIME" -fuzzminimizetime 0 ./serve/
 
 step "all checks passed"

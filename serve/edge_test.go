@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -17,6 +18,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttputil"
 
 	"github.com/tailorcdp/tailor/event"
 	"github.com/tailorcdp/tailor/state"
@@ -348,4 +351,47 @@ func TestBodyBudget(t *testing.T) {
 	if resp, text := rawRequest(t, addr, head+body); resp.StatusCode != http.StatusOK {
 		t.Errorf("after the budget came back: %d %s", resp.StatusCode, text)
 	}
+}
+
+// FuzzProfileKey: any key, percent-encoded after /v1/profiles/, reads the
+// profile of exactly that key.
+func FuzzProfileKey(f *testing.F) {
+	for _, k := range []string{"..", "c/../d", "/", "a b?c#%", "\x00\a", "café", "%2e%2e", "./x/.", "//"} {
+		f.Add(k)
+	}
+	profiles := &keyed{}
+	s, err := New(Config{WriteKeys: []string{"w"}, ReadKeys: []string{"r"}, EventsTopic: "events",
+		Limits: event.DefaultLimits(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))},
+		&recorder{}, profiles, prometheus.NewRegistry())
+	if err != nil {
+		f.Fatal(err)
+	}
+	ln := fasthttputil.NewInmemoryListener()
+	go s.Serve(ln)
+	defer ln.Close()
+	client := &fasthttp.HostClient{Addr: "x", DisablePathNormalizing: true, Dial: func(string) (net.Conn, error) { return ln.Dial() }}
+	f.Fuzz(func(t *testing.T, key string) {
+		if key == "" {
+			return
+		}
+		req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+		defer fasthttp.ReleaseRequest(req)
+		defer fasthttp.ReleaseResponse(resp)
+		req.SetRequestURI("http://x/v1/profiles/" + url.PathEscape(key))
+		req.URI().DisablePathNormalizing = true
+		req.Header.Set("Authorization", "Bearer r")
+		if err := client.Do(req, resp); err != nil {
+			t.Fatal(err)
+		}
+		var v state.View
+		if err := json.Unmarshal(resp.Body(), &v); err != nil || resp.StatusCode() != http.StatusOK {
+			t.Fatalf("key %q: %d %s", key, resp.StatusCode(), resp.Body())
+		}
+		profiles.mu.Lock()
+		asked := profiles.asked[len(profiles.asked)-1]
+		profiles.mu.Unlock()
+		if asked != key {
+			t.Fatalf("GET %s read the profile of %q, want %q", req.URI().PathOriginal(), asked, key)
+		}
+	})
 }
