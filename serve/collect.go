@@ -117,8 +117,12 @@ func (s *Server) collectBatch(ctx *fasthttp.RequestCtx, parser *event.Parser, bo
 		ev.Stamp(&arena, receivedAt, newMessageID)
 		value, err := parser.AppendRecord(nil, ev, "batch["+strconv.Itoa(b.Index[i])+"]")
 		if err != nil {
-			fe := err.(*event.Error)
-			refused = insertRefused(refused, RefusedEvent{Index: b.Index[i], Field: fe.Field, Reason: fe.Error()})
+			var fe *event.Error
+			field := ""
+			if errors.As(err, &fe) {
+				field = fe.Field
+			}
+			refused = insertRefused(refused, RefusedEvent{Index: b.Index[i], Field: field, Reason: err.Error()})
 			continue
 		}
 		records = append(records, s.record(ev, value, now))
