@@ -15,6 +15,7 @@ import (
 
 	"github.com/tailorcdp/tailor/decide"
 	"github.com/tailorcdp/tailor/event"
+	"github.com/tailorcdp/tailor/internal/jsonenc"
 	"github.com/tailorcdp/tailor/state"
 )
 
@@ -466,6 +467,7 @@ func TestParseRequestErrors(t *testing.T) {
 func FuzzParseRequest(f *testing.F) {
 	f.Add([]byte(`{"userId": "u1", "placements": ["hero", "recs"], "context": {"product_id": "p1", "category": "shoes"}}`))
 	f.Add([]byte(`{"anonymousId": "\u00ff", "placements": ["hero"], "context": null}`))
+	f.Add([]byte(`{"userId": "u\u0007", "placements": ["hero"], "context": {"product_id": "p\u0007", "category": "a\u0000\u000b\/b"}}`))
 	s := newStore(f, nil, []decide.PlacementConfig{{Name: "hero", Fallback: "o"}, {Name: "recs", Kind: decide.KindBoughtTogether}},
 		[]decide.OfferConfig{{ID: "o", Placements: []string{"hero"}, When: `context.category == "shoes"`}})
 	f.Fuzz(func(t *testing.T, body []byte) {
@@ -476,11 +478,15 @@ func FuzzParseRequest(f *testing.F) {
 		}
 		// A request written out (to send it on) reads back the same; its
 		// strings as valid UTF-8 (what events carry).
+		written := req.AppendJSON(nil)
+		if !json.Valid(written) {
+			t.Fatalf("%q written out as %q: not JSON", body, written)
+		}
 		var p2 fastjson.Parser
-		again, err := decide.ParseRequest(&p2, req.AppendJSON(nil))
+		again, err := decide.ParseRequest(&p2, written)
 		if utf8.Valid(body) && (err != nil || again.UserID != req.UserID || again.AnonymousID != req.AnonymousID ||
 			!slices.Equal(again.Placements, req.Placements) || (again.Context == nil) != (req.Context == nil) ||
-			req.Context != nil && again.Context.String() != req.Context.String()) {
+			req.Context != nil && string(jsonenc.AppendValue(nil, again.Context)) != string(jsonenc.AppendValue(nil, req.Context))) {
 			t.Fatalf("%q written out as %s reads back as %+v, %v", body, req.AppendJSON(nil), again, err)
 		}
 		out, err := s.d.Decide(nil, &req)
@@ -488,4 +494,31 @@ func FuzzParseRequest(f *testing.F) {
 			t.Fatalf("answer is not JSON: %s", out)
 		}
 	})
+}
+
+// TestQueryRequestWrittenAsJSON: a GET decide call's context built from
+// its query, sent on to the instance that holds the key, is written as
+// JSON that reads back the same, control characters included.
+func TestQueryRequestWrittenAsJSON(t *testing.T) {
+	query := map[string]string{"userId": "u\x07", "placement": "hero", "category": "a\x00\x0b\"/b", "product_id": "p\x1f"}
+	var qp fastjson.Parser
+	req, err := decide.QueryRequest(&qp, func(name string) []byte { return []byte(query[name]) },
+		func(name string) [][]byte { return [][]byte{[]byte(query[name])} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	written := req.AppendJSON(nil)
+	if !json.Valid(written) {
+		t.Fatalf("written out as %q: not JSON", written)
+	}
+	var p fastjson.Parser
+	again, err := decide.ParseRequest(&p, written)
+	if err != nil {
+		t.Fatalf("%s reads back with %v", written, err)
+	}
+	for _, name := range []string{"category", "product_id"} {
+		if got := string(again.Context.GetStringBytes(name)); got != query[name] {
+			t.Errorf("context.%s reads back %q, want %q (written %s)", name, got, query[name], written)
+		}
+	}
 }

@@ -48,7 +48,7 @@ func (r *Request) AppendJSON(dst []byte) []byte {
 	dst = append(dst, ']')
 	if r.Context != nil {
 		dst = append(dst, `,"context":`...)
-		dst = r.Context.MarshalTo(dst)
+		dst = jsonenc.AppendValue(dst, r.Context)
 	}
 	return append(dst, '}')
 }
@@ -138,21 +138,32 @@ func (r *Request) validate() error {
 
 // QueryRequest builds a request from GET /v1/decide's query: userId,
 // anonymousId, placement (repeated), and the context fields url, category
-// and product_id, built in a (the request's values live in it).
-func QueryRequest(a *fastjson.Arena, get func(name string) []byte, all func(name string) [][]byte) (Request, error) {
+// and product_id, parsed by p (the request's context lives in it).
+//
+// The context is written as JSON and parsed rather than built in a
+// fastjson.Arena: an arena quotes a string with control characters the
+// way Go does (\x07), which no JSON reader, fastjson included, reads
+// back as the same string.
+func QueryRequest(p *fastjson.Parser, get func(name string) []byte, all func(name string) [][]byte) (Request, error) {
 	r := Request{UserID: string(get("userId")), AnonymousID: string(get("anonymousId"))}
 	for _, p := range all("placement") {
 		r.Placements = append(r.Placements, string(p))
 	}
-	var ctx *fastjson.Value
+	var obj []byte
 	for _, name := range [...]string{"url", "category", "product_id"} {
 		if v := get(name); len(v) > 0 {
-			if ctx == nil {
-				ctx = a.NewObject()
-			}
-			ctx.Set(name, a.NewStringBytes(v))
+			obj = append(append(obj, ','), '"')
+			obj = append(append(obj, name...), '"', ':')
+			obj = jsonenc.AppendBytes(obj, v)
 		}
 	}
-	r.Context = ctx
+	if obj != nil {
+		obj[0] = '{'
+		ctx, err := p.ParseBytes(append(obj, '}'))
+		if err != nil {
+			return r, &RequestError{Field: "context", Problem: fmt.Sprintf("cannot be read from the query: %v", err)}
+		}
+		r.Context = ctx
+	}
 	return r, r.validate()
 }

@@ -24,9 +24,8 @@ const maxDecideBody = 32 << 10
 
 // decideScratch is the memory one decide request reuses.
 type decideScratch struct {
-	json  fastjson.Parser
-	arena fastjson.Arena
-	out   []byte
+	json fastjson.Parser
+	out  []byte
 }
 
 // decide serves POST and GET /v1/decide.
@@ -62,8 +61,7 @@ func (s *Server) decide(ctx *fasthttp.RequestCtx) {
 		req, err = decide.ParseRequest(&sc.json, body)
 	} else {
 		args := ctx.QueryArgs()
-		sc.arena.Reset()
-		req, err = decide.QueryRequest(&sc.arena, args.Peek, args.PeekMulti)
+		req, err = decide.QueryRequest(&sc.json, args.Peek, args.PeekMulti)
 	}
 	if err == nil && s.forward(ctx, req.Key()) {
 		return
