@@ -57,5 +57,7 @@ go test -run '^$' -fuzz '^FuzzCompile$' -fuzztime "$FUZZTIME" -fuzzminimizetime 
 go test -run '^$' -fuzz '^FuzzParseDecisionID$' -fuzztime "$FUZZTIME" -fuzzminimizetime 0 ./event/
 go test -run '^$' -fuzz '^FuzzParseRequest$' -fuzztime "$FUZZTIME" -fuzzminimizetime 0 ./decide/
 go test -run '^$' -fuzz '^FuzzAppendString$' -fuzztime "$FUZZTIME" -fuzzminimizetime 0 ./internal/jsonenc/
+go test -run '^$' -fuzz '^FuzzParse$' -fuzztime "$FUZZTIME" -fuzzminimizetime 0 ./internal/duration/
+go test -run '^$' -fuzz '^FuzzDuration$' -fuzztime "$FUZZTIME" -fuzzminimizetime 0 ./config/
 
 step "all checks passed"
