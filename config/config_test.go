@@ -165,3 +165,38 @@ func FuzzDuration(f *testing.F) {
 		}
 	})
 }
+
+// TestAggregateProperty checks that an aggregate's property may be one
+// dotted path or a list of them, and that an unknown field of an
+// aggregate is still refused.
+func TestAggregateProperty(t *testing.T) {
+	for _, tc := range []struct {
+		name, yaml, want, err string
+	}{
+		{"one", "{event: E, fn: sum, property: total}", "total", ""},
+		{"dotted", "{event: E, fn: sum, property: order.total}", "order.total", ""},
+		{"list", "{event: E, fn: sum, property: [revenue, total]}", "revenue,total", ""},
+		{"block list", "\n    event: E\n    fn: sum\n    property:\n      - revenue\n      - total", "revenue,total", ""},
+		{"unknown field", "{event: E, fn: sum, propery: total}", "", "line 3: field propery not found"},
+		{"unknown field with list", "{event: E, fn: sum, property: [a], windw: 1h}", "", "field windw not found"},
+		{"list of lists", "{event: E, fn: sum, property: [[a]]}", "", "property"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			file := filepath.Join(t.TempDir(), "tailor.yaml")
+			os.WriteFile(file, []byte("http: {write_keys: [w], read_keys: [r]}\naggregates:\n  a: "+tc.yaml+"\n"), 0o644)
+			cfg, err := load(t, []string{"--config", file}, nil)
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("error %v, want %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := cfg.Aggregates["a"].Property; got != tc.want {
+				t.Errorf("property %q, want %q", got, tc.want)
+			}
+		})
+	}
+}

@@ -1,7 +1,9 @@
 package state
 
 import (
+	"fmt"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -182,6 +184,67 @@ func TestAggregateRedefined(t *testing.T) {
 	} {
 		if got := run(step.decls, step.events...); !reflect.DeepEqual(got, step.want) {
 			t.Errorf("step %d: aggregates %v, want %v", i, got, step.want)
+		}
+	}
+}
+
+// TestAggregatePropertyList: an aggregate reading several properties
+// reads the first one the event has as a number, as an order's amount is
+// its revenue, else its total: a spec-style order with revenue only
+// counts, and the spend agrees with the profile's orders.revenue.
+func TestAggregatePropertyList(t *testing.T) {
+	aggs, err := CompileAggregates([]AggregateConfig{
+		{Name: "spend", Event: "Order Completed", Func: "sum", Property: "revenue, total"},
+		{Name: "largest", Event: "Order Completed", Func: "max", Property: "revenue,total"},
+		{Name: "total_only", Event: "Order Completed", Func: "sum", Property: "total"},
+		{Name: "nested", Event: "Order Completed", Func: "sum", Property: "amount.value,revenue"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := testOptions()
+	o.Aggregates, o.Now = aggs, func() time.Time { return t0.Add(time.Minute) }
+	s := openWith(t, t.TempDir(), o)
+	defer s.Close()
+	p := event.NewParser(event.DefaultLimits())
+	b := s.Begin()
+	for i, props := range []string{
+		`{"revenue": 10}`,                // revenue only (Segment's spec)
+		`{"total": 20}`,                  // total only
+		`{"revenue": 30, "total": 33}`,   // both: revenue
+		`{"revenue": null, "total": 40}`, // null revenue: total
+		`{"subtotal": 50}`,               // neither: not counted
+		`{"amount": {"value": 1}, "revenue": 60}`,
+	} {
+		ev := parse(t, p, `{"type": "track", "userId": "u", "event": "Order Completed", "timestamp": "`+t0.Format(time.RFC3339)+`", "properties": {"order_id": "o`+strconv.Itoa(i)+`", `+props[1:]+`}`)
+		if _, err := b.Apply(&ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.Commit(6); err != nil {
+		t.Fatal(err)
+	}
+	prof, err := s.Profile("u")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := prof.View(Derived{Aggregates: aggs}, t0.Add(time.Minute))
+	want := map[string]any{"spend": 160.0, "largest": 60.0, "total_only": 93.0, "nested": 10 + 30 + 1.0}
+	for name, w := range want {
+		if v.Aggregates[name] != w {
+			t.Errorf("%s = %v, want %v", name, v.Aggregates[name], w)
+		}
+	}
+	if fmt.Sprint(v.Orders.Revenue) != fmt.Sprint(v.Aggregates["spend"]) {
+		t.Errorf("orders.revenue %v, spend %v: want them equal", v.Orders.Revenue, v.Aggregates["spend"])
+	}
+}
+
+func TestCompileAggregatePropertyList(t *testing.T) {
+	for _, prop := range []string{"revenue,", ",total", "a..b", ".a", "a.,b", " , "} {
+		_, err := CompileAggregates([]AggregateConfig{{Name: "s", Event: "E", Func: "sum", Property: prop}})
+		if err == nil || !strings.Contains(err.Error(), `aggregate "s": property`) {
+			t.Errorf("property %q: error %v, want one naming the aggregate and its property", prop, err)
 		}
 	}
 }
