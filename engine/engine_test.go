@@ -25,6 +25,7 @@ import (
 	"github.com/tailorcdp/tailor/decide"
 	"github.com/tailorcdp/tailor/engine"
 	"github.com/tailorcdp/tailor/internal/testkafka"
+	"github.com/tailorcdp/tailor/money"
 	"github.com/tailorcdp/tailor/state"
 	"github.com/tailorcdp/tailor/stream"
 )
@@ -82,13 +83,13 @@ func TestEndToEnd(t *testing.T) {
 	}
 	// o-1 by revenue (not total), o-2 by total once (resent with a new
 	// messageId), 3 by its products: 2×10 + 5.25.
-	if p.Orders.Count != 3 || math.Abs(p.Orders.Revenue-(90.5+40+25.25)) > 1e-9 {
+	if p.Orders.Count != 3 || p.Orders.Revenue != money.MustParse("155.75") {
 		t.Errorf("orders %d revenue %v, want 3 and 155.75", p.Orders.Count, p.Orders.Revenue)
 	}
 	if want := time.Date(2026, 3, 3, 9, 0, 0, 0, time.UTC); p.Orders.LastOrderAt == nil || !p.Orders.LastOrderAt.Equal(want) {
 		t.Errorf("lastOrderAt %v, want %v", p.Orders.LastOrderAt, want)
 	}
-	if p.Orders.Refunds != 1 || p.Orders.RefundedAmount != 40 {
+	if p.Orders.Refunds != 1 || p.Orders.RefundedAmount != money.Units(40) {
 		t.Errorf("refunds %d amount %v, want 1 and 40", p.Orders.Refunds, p.Orders.RefundedAmount)
 	}
 	if len(p.Interests) != 1 || p.Interests[0].Category != "shoes" || p.Interests[0].Affinity != 1 {
@@ -146,7 +147,7 @@ func TestDuplicateMessageID(t *testing.T) {
 		t.Fatalf("batch: %d %s", resp.Status, resp.Body)
 	}
 	p := e.waitProfile(t, "dup", func(v state.View) bool { return v.Events["Done"] == 1 })
-	if p.Calls["track"] != 3 || p.Events["Clicked"] != 1 || p.Orders.Count != 1 || p.Orders.Revenue != 10 {
+	if p.Calls["track"] != 3 || p.Events["Clicked"] != 1 || p.Orders.Count != 1 || p.Orders.Revenue != money.Units(10) {
 		t.Errorf("duplicates applied: calls %v events %v orders %+v", p.Calls, p.Events, p.Orders)
 	}
 }
@@ -442,12 +443,12 @@ func checkBoughtTogether(t *testing.T, e *running, truth map[string]int) {
 // the scores with exact quintiles of the whole population.
 func checkRFM(t *testing.T, truth map[string]*dataset.CustomerFacts, views map[string]state.View, now time.Time) {
 	t.Helper()
-	var days, orders, money []float64
+	var days, orders, revenue []float64
 	for _, f := range truth {
 		if f.Orders > 0 {
 			days = append(days, math.Floor(float64(f.LastOrderAt.Unix())/86400))
 			orders = append(orders, float64(f.Orders))
-			money = append(money, f.Revenue)
+			revenue = append(revenue, f.Revenue.Float64())
 		}
 	}
 	quintiles := func(vs []float64) [4]float64 {
@@ -468,7 +469,7 @@ func checkRFM(t *testing.T, truth map[string]*dataset.CustomerFacts, views map[s
 		}
 		return s
 	}
-	qd, qf, qm := quintiles(days), quintiles(orders), quintiles(money)
+	qd, qf, qm := quintiles(days), quintiles(orders), quintiles(revenue)
 
 	customers, agree, wrongRaw := 0, 0, 0
 	for id, f := range truth {
@@ -485,14 +486,14 @@ func checkRFM(t *testing.T, truth map[string]*dataset.CustomerFacts, views map[s
 			continue
 		}
 		recency := math.Floor(now.Sub(f.LastOrderAt).Hours() / 24)
-		if v.RFM.Recency != recency || v.RFM.Frequency != float64(f.Orders) || math.Abs(v.RFM.Monetary-f.Revenue) > 1e-6*math.Max(1, math.Abs(f.Revenue)) {
+		if v.RFM.Recency != recency || v.RFM.Frequency != float64(f.Orders) || v.RFM.Monetary != f.Revenue {
 			wrongRaw++
 			if wrongRaw <= 5 {
-				t.Errorf("customer %s: RFM %+v, want recency %v frequency %d monetary %.2f", id, *v.RFM, recency, f.Orders, f.Revenue)
+				t.Errorf("customer %s: RFM %+v, want recency %v frequency %d monetary %s", id, *v.RFM, recency, f.Orders, f.Revenue)
 			}
 		}
 		day := math.Floor(float64(f.LastOrderAt.Unix()) / 86400)
-		if v.RFM.R == score(day, qd) && v.RFM.F == score(float64(f.Orders), qf) && v.RFM.M == score(f.Revenue, qm) {
+		if v.RFM.R == score(day, qd) && v.RFM.F == score(float64(f.Orders), qf) && v.RFM.M == score(f.Revenue.Float64(), qm) {
 			agree++
 		}
 	}

@@ -130,14 +130,17 @@ func TestParseBatch(t *testing.T) {
 func TestOrderAmount(t *testing.T) {
 	tests := []struct {
 		props string
-		want  float64
+		want  string
 		ok    bool
 	}{
-		{`{"revenue": 10, "total": 12}`, 10, true},
-		{`{"total": 12}`, 12, true},
-		{`{"products": [{"price": 2.5, "quantity": 4}, {"price": 1}]}`, 11, true},
-		{`{"products": [{"name": "no price"}]}`, 0, false},
-		{`{}`, 0, false},
+		{`{"revenue": 10, "total": 12}`, "10", true},
+		{`{"total": 12}`, "12", true},
+		{`{"products": [{"price": 2.5, "quantity": 4}, {"price": 1}]}`, "11", true},
+		{`{"products": [{"price": 0.1, "quantity": 3}, {"price": 0.2}]}`, "0.5", true}, // exactly
+		{`{"revenue": 5391.21}`, "5391.21", true},
+		{`{"revenue": 1e400}`, "9223372036854.775807", true}, // saturates
+		{`{"products": [{"name": "no price"}]}`, "0", false},
+		{`{}`, "0", false},
 	}
 	p := event.NewParser(event.Limits{})
 	for _, tc := range tests {
@@ -145,7 +148,7 @@ func TestOrderAmount(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got, ok := ev.OrderAmount(); got != tc.want || ok != tc.ok {
+		if got, ok := ev.OrderAmount(); got.String() != tc.want || ok != tc.ok {
 			t.Errorf("%s: amount %v %v, want %v %v", tc.props, got, ok, tc.want, tc.ok)
 		}
 	}

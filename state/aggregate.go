@@ -12,6 +12,7 @@ import (
 	"github.com/valyala/fastjson"
 
 	"github.com/tailorcdp/tailor/event"
+	"github.com/tailorcdp/tailor/money"
 	"github.com/tailorcdp/tailor/rules"
 )
 
@@ -198,8 +199,7 @@ func (a *Aggregates) apply(p *Profile, ev *event.Event, now time.Time, touched [
 			if agg.Where != nil && !agg.Where.Match(env) {
 				continue
 			}
-			var v float64
-			var h uint64
+			var x sample
 			if agg.Property != nil {
 				prop := firstProperty(ev.Properties, agg.Property, agg.Spec.Func != Distinct)
 				if prop == nil {
@@ -208,16 +208,24 @@ func (a *Aggregates) apply(p *Profile, ev *event.Event, now time.Time, touched [
 				switch agg.Spec.Func {
 				case Distinct:
 					env.scratch = prop.MarshalTo(env.scratch[:0])
-					h = xxhash.Sum64(env.scratch)
+					x.h = xxhash.Sum64(env.scratch)
+				case Sum:
+					// Exactly, from the number's decimal text.
+					env.scratch = prop.MarshalTo(env.scratch[:0])
+					a, err := money.ParseBytes(env.scratch)
+					if err != nil {
+						continue // not a number: the event does not count
+					}
+					x.amount = a
 				default:
 					f, err := prop.Float64()
 					if err != nil {
 						continue // not a number: the event does not count
 					}
-					v = f
+					x.v = f
 				}
 			}
-			if p.aggs.add(agg, ev.Time.UnixMilli(), v, h, now.UnixMilli(), &env.aggScratch) && touched != nil {
+			if p.aggs.add(agg, ev.Time.UnixMilli(), x, now.UnixMilli(), &env.aggScratch) && touched != nil {
 				touched[agg.index] = true
 			}
 		}

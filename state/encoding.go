@@ -8,6 +8,8 @@ import (
 	"slices"
 
 	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/tailorcdp/tailor/money"
 )
 
 // Profile encoding
@@ -36,10 +38,10 @@ const (
 	fieldTypeCount      = 7  // message {1: event.Type, 2: count}, repeated
 	fieldEventCount     = 8  // message {1: name, 2: count, 3: last event ms}, repeated
 	fieldOrders         = 9  // varint
-	fieldRevenue        = 10 // fixed64 float64 bits
+	fieldRevenue        = 10 // read only, written before fieldRevenueExact: fixed64 float64 bits
 	fieldLastOrderAt    = 11 // varint ms
 	fieldRefunds        = 12 // varint
-	fieldRefundedAmount = 13 // fixed64 float64 bits
+	fieldRefundedAmount = 13 // read only, written before fieldRefundedExact: fixed64 float64 bits
 	fieldRecentHashes   = 14 // packed fixed64: messageId hashes, oldest first
 	fieldRecentTimes    = 15 // packed zigzag varint: their receive ms, each as the difference to the one before
 	fieldAggregate      = 16 // read only, written before fieldAggregates: message {4: id fixed64, 3: bucket message, repeated}, repeated; before ids, {1: name, 2: fingerprint fixed64} in place of 4
@@ -51,10 +53,17 @@ const (
 	fieldBought         = 22 // bytes, repeated: product ids bought, oldest first
 	fieldWakeAt         = 23 // varint ms: when time alone may next change a segment
 	fieldOrderTimes     = 24 // packed zigzag varint: the order log's event ms, each as the difference to the one before
-	fieldOrderAmounts   = 25 // packed fixed64 float64 bits: their amounts
+	fieldOrderAmounts   = 25 // read only, written before fieldOrderExact: packed fixed64 float64 bits: their amounts
 	fieldRFMPoint       = 26 // message {1: counted 0/1, 2: day zigzag, 3: orders, 4: revenue bin zigzag}: where the RFM histograms count the profile
-	fieldMovedOrder     = 27 // message {1: order id, 2: amount fixed64, 3: event ms}, repeated: in a profile taken out by Batch.Link only, the order ids its store counted (2 and 3 absent when counted before they were kept)
-	fieldAggregates     = 28 // bytes: every aggregate state, packed (packed.go)
+	fieldMovedOrder     = 27 // message {1: order id, 2: amount fixed64 float64 bits (read only), 3: event ms, 4: amount zigzag millionths}, repeated: in a profile taken out by Batch.Link only, the order ids its store counted (2, 3 and 4 absent when counted before they were kept)
+	fieldAggregates     = 28 // read only, written before fieldAggregatesExact: bytes: every aggregate state, packed (packed.go), sums as float64 bits
+	// Money exactly (decision 0016): amounts as zigzag varints of
+	// millionths (money.Amount), in place of the float64 fields above,
+	// which are still read when these are absent.
+	fieldRevenueExact    = 29 // varint zigzag millionths
+	fieldRefundedExact   = 30 // varint zigzag millionths
+	fieldOrderExact      = 31 // packed zigzag varint millionths: the order log's amounts
+	fieldAggregatesExact = 32 // bytes: every aggregate state, packed (packed.go), sums as int64 millionths
 )
 
 // Fields of an aggregate bucket message (fieldAggregate).
@@ -116,20 +125,21 @@ func (p *Profile) appendEncode(dst, scratch []byte) (b, _ []byte) {
 		b, msg = appendNamedCount(b, msg, fieldEventCount, name, n, p.EventLast[name])
 	}
 	b = appendVarint(b, fieldOrders, p.Orders)
-	b = appendFloat(b, fieldRevenue, p.Revenue)
+	b = appendVarint(b, fieldRevenueExact, protowire.EncodeZigZag(p.Revenue.Millionths()))
 	b = appendVarint(b, fieldLastOrderAt, uint64(p.LastOrderAt))
 	b = appendVarint(b, fieldRefunds, p.Refunds)
-	b = appendFloat(b, fieldRefundedAmount, p.RefundedAmount)
+	b = appendVarint(b, fieldRefundedExact, protowire.EncodeZigZag(p.RefundedAmount.Millionths()))
 	b = appendVarint(b, fieldWakeAt, uint64(p.WakeAt))
 	if len(p.orderLog) > 0 {
 		msg = appendTimeDeltas(msg[:0], slices.Values(p.orderLog), func(o orderRecord) int64 { return o.at })
 		b = protowire.AppendTag(b, fieldOrderTimes, protowire.BytesType)
 		b = protowire.AppendBytes(b, msg)
-		b = protowire.AppendTag(b, fieldOrderAmounts, protowire.BytesType)
-		b = protowire.AppendVarint(b, uint64(8*len(p.orderLog)))
+		msg = msg[:0]
 		for _, o := range p.orderLog {
-			b = protowire.AppendFixed64(b, math.Float64bits(o.amount))
+			msg = protowire.AppendVarint(msg, protowire.EncodeZigZag(o.amount.Millionths()))
 		}
+		b = protowire.AppendTag(b, fieldOrderExact, protowire.BytesType)
+		b = protowire.AppendBytes(b, msg)
 	}
 	if p.rfmRecorded {
 		msg = msg[:0]
@@ -187,7 +197,7 @@ func (p *Profile) appendEncode(dst, scratch []byte) (b, _ []byte) {
 		b = appendString(b, fieldBought, id)
 	}
 	if len(p.aggs.data) > 0 {
-		b = protowire.AppendTag(b, fieldAggregates, protowire.BytesType)
+		b = protowire.AppendTag(b, fieldAggregatesExact, protowire.BytesType)
 		b = protowire.AppendBytes(b, p.aggs.data)
 	}
 	for _, o := range p.movedOrders {
@@ -195,8 +205,9 @@ func (p *Profile) appendEncode(dst, scratch []byte) (b, _ []byte) {
 		msg = protowire.AppendTag(msg, 1, protowire.BytesType)
 		msg = protowire.AppendString(msg, o.id)
 		if o.known {
-			msg = appendFixedFloat(msg, 2, o.amount)
 			msg = appendVarint(msg, 3, uint64(o.at))
+			msg = protowire.AppendTag(msg, 4, protowire.VarintType) // even when 0: known
+			msg = protowire.AppendVarint(msg, protowire.EncodeZigZag(o.amount.Millionths()))
 		}
 		b = protowire.AppendTag(b, fieldMovedOrder, protowire.BytesType)
 		b = protowire.AppendBytes(b, msg)
@@ -317,7 +328,9 @@ func decodeBuckets(msg []byte, fn AggregateFunc, buckets int) (Windowed, error) 
 				bk.start = protowire.DecodeZigZag(v)
 			case num == bucketCount:
 				bk.n = v
-			case num == bucketSum && fn == Sum, num == bucketMin && fn == Min, num == bucketMax && fn == Max:
+			case num == bucketSum && fn == Sum:
+				bk.sum = money.FromFloat(math.Float64frombits(v))
+			case num == bucketMin && fn == Min, num == bucketMax && fn == Max:
 				bk.v = math.Float64frombits(v)
 			case num == bucketFirst && fn == FirstSeen, num == bucketLast && fn == LastSeen:
 				bk.v = float64(protowire.DecodeZigZag(v))
@@ -359,7 +372,8 @@ func decodeProfile(data []byte, aggs *Aggregates) (*Profile, error) {
 		return nil, fmt.Errorf("%w: unknown format %d (written by a newer tailor?)", errCorrupt, data[0])
 	}
 	p := &Profile{encodedSize: len(data)}
-	var hashes, times, orderTimes, orderAmounts []byte
+	var hashes, times, orderTimes, orderAmounts, orderExact []byte
+	var revenue, refunded legacyAmount
 	err := eachField(data[1:], func(num protowire.Number, typ protowire.Type, v uint64, raw []byte) error {
 		switch {
 		case num == fieldKey && typ == protowire.BytesType:
@@ -417,7 +431,13 @@ func decodeProfile(data []byte, aggs *Aggregates) (*Profile, error) {
 		case num == fieldOrders && typ == protowire.VarintType:
 			p.Orders = v
 		case num == fieldRevenue && typ == protowire.Fixed64Type:
-			p.Revenue = math.Float64frombits(v)
+			revenue.float(v)
+		case num == fieldRevenueExact && typ == protowire.VarintType:
+			revenue.exact(v)
+		case num == fieldRefundedExact && typ == protowire.VarintType:
+			refunded.exact(v)
+		case num == fieldOrderExact && typ == protowire.BytesType:
+			orderExact = raw
 		case num == fieldLastOrderAt && typ == protowire.VarintType:
 			p.LastOrderAt = int64(v)
 		case num == fieldRefunds && typ == protowire.VarintType:
@@ -438,9 +458,13 @@ func decodeProfile(data []byte, aggs *Aggregates) (*Profile, error) {
 				case 1:
 					o.id = string(raw)
 				case 2:
-					o.amount, o.known = math.Float64frombits(v), true
+					if !o.known { // field 4 first wins
+						o.amount, o.known = money.FromFloat(math.Float64frombits(v)), true
+					}
 				case 3:
 					o.at = int64(v)
+				case 4:
+					o.amount, o.known = money.Millionths(protowire.DecodeZigZag(v)), true
 				}
 				return nil
 			})
@@ -462,7 +486,7 @@ func decodeProfile(data []byte, aggs *Aggregates) (*Profile, error) {
 				return nil
 			})
 		case num == fieldRefundedAmount && typ == protowire.Fixed64Type:
-			p.RefundedAmount = math.Float64frombits(v)
+			refunded.float(v)
 		case num == fieldRecentHashes && typ == protowire.BytesType:
 			if len(raw)%8 != 0 {
 				return fmt.Errorf("%w: message hashes are %d bytes", errCorrupt, len(raw))
@@ -522,11 +546,15 @@ func decodeProfile(data []byte, aggs *Aggregates) (*Profile, error) {
 			p.viewed = append(p.viewed, string(raw))
 		case num == fieldBought && typ == protowire.BytesType:
 			p.bought = append(p.bought, string(raw))
-		case num == fieldAggregates && typ == protowire.BytesType:
+		case (num == fieldAggregates || num == fieldAggregatesExact) && typ == protowire.BytesType:
 			if err := checkPacked(raw); err != nil {
 				return err
 			}
+			from := len(p.aggs.data)
 			p.aggs.data = append(p.aggs.data, raw...)
+			if num == fieldAggregates {
+				exactSums(p.aggs.data[from:])
+			}
 		case num == fieldAggregate && typ == protowire.BytesType:
 			if err := p.decodeAggregate(raw, aggs); err != nil {
 				return err
@@ -550,22 +578,70 @@ func decodeProfile(data []byte, aggs *Aggregates) (*Profile, error) {
 		}
 		p.recent = newMessageLog(recent)
 	}
-	if len(orderAmounts) > 0 {
-		p.orderLog = make([]orderRecord, len(orderAmounts)/8)
-		at := int64(0)
-		for i := range p.orderLog {
-			bits, _ := protowire.ConsumeFixed64(orderAmounts[8*i:])
-			if at, err = nextTime(&orderTimes, at); err != nil {
-				return nil, fmt.Errorf("%w: order times: %v", errCorrupt, err)
-			}
-			p.orderLog[i] = orderRecord{at: at, amount: math.Float64frombits(bits)}
-		}
+	p.Revenue, p.RefundedAmount = revenue.amount, refunded.amount
+	if err := p.decodeOrderLog(orderTimes, orderAmounts, orderExact); err != nil {
+		return nil, err
 	}
 	if !p.rfmRecorded {
 		p.rfm = p.rfmPointAt(0, 0) // what a version before the order log counted
 	}
 	p.aggs.index(aggs)
 	return p, nil
+}
+
+// legacyAmount is an amount stored exactly, or as a float64 before
+// amounts were exact; the exact one wins whatever the order of fields.
+type legacyAmount struct {
+	amount  money.Amount
+	isExact bool
+}
+
+func (a *legacyAmount) float(bits uint64) {
+	if !a.isExact {
+		a.amount = money.FromFloat(math.Float64frombits(bits))
+	}
+}
+
+func (a *legacyAmount) exact(zigzag uint64) {
+	a.amount, a.isExact = money.Millionths(protowire.DecodeZigZag(zigzag)), true
+}
+
+// decodeOrderLog decodes the order log from its times and its amounts,
+// exact, or as float64 bits when written before amounts were exact.
+func (p *Profile) decodeOrderLog(times, floats, exact []byte) error {
+	n := len(floats) / 8
+	if exact != nil {
+		n = 0
+		for _, c := range exact {
+			if c < 0x80 {
+				n++ // a varint's last byte
+			}
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	p.orderLog = make([]orderRecord, n)
+	at := int64(0)
+	for i := range p.orderLog {
+		var err error
+		if at, err = nextTime(&times, at); err != nil {
+			return fmt.Errorf("%w: order times: %v", errCorrupt, err)
+		}
+		var amount money.Amount
+		if exact != nil {
+			v, k := protowire.ConsumeVarint(exact)
+			if k < 0 {
+				return fmt.Errorf("%w: order amounts: %v", errCorrupt, protowire.ParseError(k))
+			}
+			exact, amount = exact[k:], money.Millionths(protowire.DecodeZigZag(v))
+		} else {
+			bits, _ := protowire.ConsumeFixed64(floats[8*i:])
+			amount = money.FromFloat(math.Float64frombits(bits))
+		}
+		p.orderLog[i] = orderRecord{at: at, amount: amount}
+	}
+	return nil
 }
 
 // decodeCount decodes a {1: key, 2: count, 3: last} message, whose key is
@@ -732,10 +808,4 @@ func nextTime(deltas *[]byte, prev int64) (int64, error) {
 	}
 	*deltas = (*deltas)[n:]
 	return prev + protowire.DecodeZigZag(d), nil
-}
-
-// appendFixedFloat appends field num as a float64, even when 0.
-func appendFixedFloat(b []byte, num protowire.Number, f float64) []byte {
-	b = protowire.AppendTag(b, num, protowire.Fixed64Type)
-	return protowire.AppendFixed64(b, math.Float64bits(f))
 }

@@ -5,6 +5,8 @@ import (
 	"math"
 	"sort"
 	"time"
+
+	"github.com/tailorcdp/tailor/money"
 )
 
 // RFM: recency (days since the last order), frequency (orders) and monetary
@@ -39,7 +41,7 @@ func (p *Profile) rfmPointAt(now int64, horizon time.Duration) rfmPoint {
 	return rfmPoint{
 		day:    floorDiv(p.LastOrderAt, rfmDay.Milliseconds()),
 		orders: int64(orders),
-		money:  moneyBin(revenue),
+		money:  moneyBin(revenue.Float64()),
 		ok:     true,
 	}
 }
@@ -47,9 +49,9 @@ func (p *Profile) rfmPointAt(now int64, horizon time.Duration) rfmPoint {
 // rfmValues returns frequency and monetary value at now (Unix ms): over
 // the horizon, or all time for 0 or a profile written before the order log
 // was kept; ok is false without orders (in the horizon).
-func (p *Profile) rfmValues(now int64, horizon time.Duration) (orders, revenue float64, ok bool) {
+func (p *Profile) rfmValues(now int64, horizon time.Duration) (orders float64, revenue money.Amount, ok bool) {
 	if p.Orders == 0 {
-		return 0, 0, false
+		return 0, money.Amount{}, false
 	}
 	if horizon <= 0 || len(p.orderLog) == 0 {
 		return float64(p.Orders), p.Revenue, true
@@ -58,7 +60,7 @@ func (p *Profile) rfmValues(now int64, horizon time.Duration) (orders, revenue f
 	for _, o := range p.orderLog {
 		if o.at > cut {
 			orders++
-			revenue += o.amount
+			revenue = revenue.Add(o.amount)
 		}
 	}
 	return orders, revenue, orders > 0
@@ -219,7 +221,7 @@ func (p *Profile) RFM(field int, q RFMQuintiles, now time.Time) (float64, bool) 
 		if field == 4 {
 			return orders, true
 		}
-		return revenue, true
+		return revenue.Float64(), true
 	}
 	return 0, false
 }
