@@ -64,6 +64,7 @@ const (
 	fieldRefundedExact   = 30 // varint zigzag millionths
 	fieldOrderExact      = 31 // packed zigzag varint millionths: the order log's amounts
 	fieldAggregatesExact = 32 // bytes: every aggregate state, packed (packed.go), sums as int64 millionths
+	fieldRFMScores       = 33 // varint 1<<12 | m<<8 | f<<4 | r: the RFM scores the segments were last evaluated on (0: absent)
 )
 
 // Fields of an aggregate bucket message (fieldAggregate).
@@ -130,6 +131,9 @@ func (p *Profile) appendEncode(dst, scratch []byte) (b, _ []byte) {
 	b = appendVarint(b, fieldRefunds, p.Refunds)
 	b = appendVarint(b, fieldRefundedExact, protowire.EncodeZigZag(p.RefundedAmount.Millionths()))
 	b = appendVarint(b, fieldWakeAt, uint64(p.WakeAt))
+	if p.rfmScored {
+		b = appendVarint(b, fieldRFMScores, p.rfmScores.encode())
+	}
 	if len(p.orderLog) > 0 {
 		msg = appendTimeDeltas(msg[:0], slices.Values(p.orderLog), func(o orderRecord) int64 { return o.at })
 		b = protowire.AppendTag(b, fieldOrderTimes, protowire.BytesType)
@@ -444,6 +448,8 @@ func decodeProfile(data []byte, aggs *Aggregates) (*Profile, error) {
 			p.Refunds = v
 		case num == fieldWakeAt && typ == protowire.VarintType:
 			p.WakeAt = int64(v)
+		case num == fieldRFMScores && typ == protowire.VarintType:
+			p.rfmScores, p.rfmScored = decodeScores(v), true
 		case num == fieldOrderTimes && typ == protowire.BytesType:
 			orderTimes = raw
 		case num == fieldOrderAmounts && typ == protowire.BytesType:

@@ -108,6 +108,11 @@ type Profile struct {
 	orderLog    []orderRecord
 	rfm         rfmPoint
 	rfmRecorded bool
+	// rfmScores are the scores the profile's segments reading them were
+	// last evaluated on (rfmScored), which View shows: the same scores,
+	// whatever the quintiles did since (Profile.rescore).
+	rfmScores rfmScores
+	rfmScored bool
 
 	// movedOrders, in a profile taken out by Batch.Link only, are the
 	// order ids its store counted for it, which move with it (Merge).
@@ -416,14 +421,18 @@ type OfferView struct {
 	LastConversion *time.Time `json:"lastConversion"`
 }
 
-// RFMView is the RFM part of View: raw values and 1-5 scores.
+// RFMView is the RFM part of View: raw values and 1-5 scores. A score is
+// absent (0, left out of the JSON) while the population has too few
+// distinct values for its quintiles (MinRFMValues). Where segments read
+// the scores, they are those the segments were last evaluated on, so that
+// a profile's RFM segments always agree with the scores it shows.
 type RFMView struct {
 	Recency   float64      `json:"recency"` // days since the last order
 	Frequency float64      `json:"frequency"`
 	Monetary  money.Amount `json:"monetary"`
-	R         float64      `json:"r"`
-	F         float64      `json:"f"`
-	M         float64      `json:"m"`
+	R         float64      `json:"r,omitempty"`
+	F         float64      `json:"f,omitempty"`
+	M         float64      `json:"m,omitempty"`
 }
 
 // Derived is what View computes beyond the stored facts, from the
@@ -492,11 +501,14 @@ func (p *Profile) View(d Derived, now time.Time) View {
 	}
 	if rec, ok := p.RFM(3, d.Quintiles, now); ok {
 		v.RFM = &RFMView{Recency: rec}
-		v.RFM.Frequency, _ = p.RFM(4, d.Quintiles, now)
-		_, v.RFM.Monetary, _ = p.rfmValues(now.UnixMilli(), d.Quintiles.Horizon)
-		v.RFM.R, _ = p.RFM(0, d.Quintiles, now)
-		v.RFM.F, _ = p.RFM(1, d.Quintiles, now)
-		v.RFM.M, _ = p.RFM(2, d.Quintiles, now)
+		v.RFM.Frequency, v.RFM.Monetary, _ = p.rfmValues(now.UnixMilli(), d.Quintiles.Horizon)
+		// The scores the segments were evaluated on, when segments read
+		// them; else as the quintiles give them now.
+		scores := p.rfmScores
+		if !p.rfmScored {
+			scores = p.scoresAt(d.Quintiles, now)
+		}
+		v.RFM.R, v.RFM.F, v.RFM.M = float64(scores[0]), float64(scores[1]), float64(scores[2])
 	}
 	v.Consent = make(map[string]bool, len(p.consents))
 	for purpose, c := range p.consents {

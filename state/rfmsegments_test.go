@@ -24,7 +24,7 @@ func TestRFMSegments(t *testing.T) {
 				// A profile whose scores are r, f, m: quintile boundaries
 				// put its values exactly there.
 				p := &Profile{Orders: uint64(f), Revenue: money.Units(int64(m)), LastOrderAt: int64(r) * rfmDay.Milliseconds()}
-				q := RFMQuintiles{ok: true}
+				q := RFMQuintiles{ok: [3]bool{true, true, true}}
 				for k := range 4 {
 					q.Days[k] = float64(k + 1)
 					q.Orders[k] = float64(k + 1)

@@ -990,6 +990,11 @@ func (b *Batch) evaluate(p *Profile, ev *event.Event, in *Inputs) []Change {
 		b.env.quintiles.Horizon = b.m.RFMHorizon
 		b.envReady = true
 	}
+	if b.m.Segments.readQuintiles() && (ev == nil || in.Orders || in.All) {
+		// What may move the scores: the profile's orders, time (orders
+		// leaving the horizon), other quintiles (a backfill), a merge.
+		in.Scores = p.rescore(b.env.quintiles, b.now())
+	}
 	changes := b.m.Segments.evaluate(&b.env, p, ev, b.now(), in)
 	if b.env.timedEvaluated {
 		p.retimed = true
