@@ -263,8 +263,8 @@ func (p *Profile) scoresAt(q RFMQuintiles, now time.Time) rfmScores {
 // scores a profile shows and its RFM segments always agree.
 func (p *Profile) rescore(q RFMQuintiles, now time.Time) bool {
 	s := p.scoresAt(q, now)
-	if p.rfmScored && s == p.rfmScores {
-		return false
+	if p.rfmScored && s == p.rfmScores || !p.rfmScored && p.Orders == 0 {
+		return false // no change; or no orders yet, nothing to show
 	}
 	p.rfmScores, p.rfmScored = s, true
 	return true
