@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -329,9 +330,13 @@ func TestRetailReplay(t *testing.T) {
 
 	brokers := testkafka.Brokers(t)
 	cfg := testConfig(t, brokers, testkafka.Prefix(t), t.TempDir())
-	// RFM as of the day after the data set ends.
+	// RFM as of the day after the data set ends, with the standard RFM
+	// segments (the clock moves on below, for their hourly refresh).
 	now := time.Date(2011, 12, 10, 0, 0, 0, 0, time.UTC)
-	cfg.Clock = func() time.Time { return now }
+	var clock atomic.Int64
+	clock.Store(now.UnixMilli())
+	cfg.Clock = func() time.Time { return time.UnixMilli(clock.Load()).UTC() }
+	cfg.RFMSegments = true
 	cfg.Placements = map[string]config.Placement{"also_bought": {Kind: decide.KindBoughtTogether, Count: 10}}
 	together := coBought(t, events.Bytes(), retailAnchor)
 	e := startEngine(t, cfg)
@@ -351,8 +356,47 @@ func TestRetailReplay(t *testing.T) {
 		views[key] = v
 		return v, ok
 	})
-	checkRFM(t, truth, views, now)
+	// Each customer's RFM segments agree with the scores it shows, those
+	// of the quintiles as they stood at its last order.
+	checkRFMSegments(t, truth, views)
+	// An hour on, the refresh re-scores every customer on the quintiles
+	// of all of them, and re-evaluates the segments with them.
+	later := now.Add(time.Hour + time.Minute)
+	clock.Store(later.UnixMilli())
+	waitFor(t, "the RFM refresh to walk every profile", 3*time.Minute, func() bool {
+		return metricSum(t, e.url, "tailor_backfill_profiles_total") >= float64(len(truth)) &&
+			metricSum(t, e.url, "tailor_backfill_remaining_profiles") == 0
+	})
+	for id := range truth {
+		views[id], _ = e.profile(t, id)
+	}
+	checkRFM(t, truth, views, later)
+	checkRFMSegments(t, truth, views)
 	checkBoughtTogether(t, e, together)
+}
+
+// checkRFMSegments checks that every customer with orders is in the RFM
+// segments its shown scores give.
+func checkRFMSegments(t *testing.T, truth map[string]*dataset.CustomerFacts, views map[string]state.View) {
+	t.Helper()
+	for id, f := range truth {
+		if f.Orders > 0 && views[id].RFM != nil {
+			checkRFMAgrees(t, id, views[id])
+		}
+	}
+}
+
+// metricSum sums the samples of a metric on the engine's /metrics.
+func metricSum(t *testing.T, url, name string) float64 {
+	resp := do(t, "GET", url+"/metrics", "", nil, nil)
+	total := 0.0
+	for _, line := range strings.Split(string(resp.Body), "\n") {
+		if f := strings.Fields(line); len(f) == 2 && (f[0] == name || strings.HasPrefix(f[0], name+"{")) {
+			v, _ := strconv.ParseFloat(f[1], 64)
+			total += v
+		}
+	}
+	return total
 }
 
 // retailAnchor is the data set's best seller, WHITE HANGING HEART T-LIGHT
