@@ -11,11 +11,11 @@ import (
 // products' price × quantity (quantity defaults to 1). ok is false when
 // none of them is present. Validation has already checked that each is a
 // number.
-func (e *Event) OrderAmount() (amount money.Amount, ok bool) {
-	if a, ok := Amount(e.Prop("revenue")); ok {
+func (e *Event) OrderAmount() (money.Amount, bool) {
+	if a, ok := amountOf(e.Prop("revenue")); ok {
 		return a, true
 	}
-	if a, ok := Amount(e.Prop("total")); ok {
+	if a, ok := amountOf(e.Prop("total")); ok {
 		return a, true
 	}
 	products := e.Prop("products")
@@ -23,13 +23,14 @@ func (e *Event) OrderAmount() (amount money.Amount, ok bool) {
 		return money.Amount{}, false
 	}
 	items, _ := products.Array()
+	var amount money.Amount
 	priced := false
 	for _, item := range items {
-		price, has := Amount(item.Get("price"))
+		price, has := amountOf(item.Get("price"))
 		if !has {
 			continue
 		}
-		if q, has := Amount(item.Get("quantity")); has {
+		if q, has := amountOf(item.Get("quantity")); has {
 			price = price.Mul(q)
 		}
 		amount, priced = amount.Add(price), true
@@ -37,9 +38,9 @@ func (e *Event) OrderAmount() (amount money.Amount, ok bool) {
 	return amount, priced
 }
 
-// Amount returns a JSON number exactly, as the decimal it is written in;
+// amountOf returns a JSON number exactly, as the decimal it is written in;
 // ok is false for a missing value or one that is not a number.
-func Amount(v *fastjson.Value) (money.Amount, bool) {
+func amountOf(v *fastjson.Value) (money.Amount, bool) {
 	if v == nil || v.Type() != fastjson.TypeNumber {
 		return money.Amount{}, false
 	}
