@@ -295,7 +295,7 @@ func FuzzCompile(f *testing.F) {
 		`traits.country == "FR" && traits.age >= 18`,
 		`cart_adds_1h > 0 && since("Order Completed") > duration("1h")`,
 		`rfm.r >= 4 || segment("vip") || "x" in traits.tags`,
-		`now() - first_order > 2d * 3`, `-(-(1))`, `[1,2,3]`, `lower(traits.a) + "b"`,
+		`now() - first_order > 2d * 3`, `since("x") < 1w2d12h + duration("1.5h")`, `-(-(1))`, `[1,2,3]`, `lower(traits.a) + "b"`,
 	} {
 		f.Add(s)
 	}
