@@ -351,3 +351,47 @@ func TestRFMScoresStored(t *testing.T) {
 		t.Error("a profile without recorded scores decodes with some")
 	}
 }
+
+// TestRFMScoresMixedRule: a segment reading a score and a trait, evaluated
+// on an identify call long after the profile's last order, reads the score
+// the profile shows (recorded with its order), not one of quintiles that
+// have moved since: membership and the shown scores agree whatever input
+// re-evaluates the segment.
+func TestRFMScoresMixedRule(t *testing.T) {
+	segs, err := CompileSegments([]SegmentConfig{{"vip_fan", `rfm.m >= 5 && traits.fan == true`}}, nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := testOptions()
+	o.Segments, o.RFMRefresh, o.Now = segs, time.Hour, func() time.Time { return t0 }
+	var s *Store
+	o.Quintiles = func() RFMQuintiles { return s.Population().Quintiles() }
+	s = openWith(t, t.TempDir(), o)
+	defer s.Close()
+	p := event.NewParser(event.DefaultLimits())
+	offset := int64(0)
+	send := func(raw string) {
+		t.Helper()
+		b := s.Begin()
+		e := parse(t, p, raw)
+		if _, err := b.Apply(&e); err != nil {
+			t.Fatal(err)
+		}
+		offset++
+		if err := b.Commit(offset); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 1; i <= 10; i++ { // u6 is the biggest spender when it orders
+		send(fmt.Sprintf(`{"type": "track", "event": "Order Completed", "userId": "u%d", "timestamp": %q, "properties": {"order_id": "o%d", "revenue": %d}}`, i, t0.Format(time.RFC3339), i, 10*i))
+	}
+	send(fmt.Sprintf(`{"type": "identify", "userId": "u6", "traits": {"fan": true}, "timestamp": %q}`, t0.Format(time.RFC3339)))
+	prof, err := s.Profile("u6")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := prof.View(Derived{Quintiles: s.Population().Quintiles()}, t0).RFM.M
+	if _, in := prof.Segments["vip_fan"]; m != 5 || !in {
+		t.Errorf("u6 shows m %v and is in vip_fan: %v; want m 5, in it", m, in)
+	}
+}

@@ -586,7 +586,17 @@ func (e *RuleEnv) LastEvent(name string) (time.Time, bool) {
 	return time.UnixMilli(t), true
 }
 
-func (e *RuleEnv) RFM(field int) (float64, bool) { return e.p.RFM(field, e.quintiles, e.now) }
+// RFM reads rfm.*: the scores the profile records when it does (those
+// its view shows; Batch.evaluate records them anew, on the same quintiles,
+// before evaluating when they may have moved), else as the quintiles give
+// them; the values as they are at the env's instant.
+func (e *RuleEnv) RFM(field int) (float64, bool) {
+	if field < len(e.p.rfmScores) && e.p.rfmScored {
+		s := e.p.rfmScores[field]
+		return float64(s), s != 0
+	}
+	return e.p.RFM(field, e.quintiles, e.now)
+}
 
 func (e *RuleEnv) AggregateNext(i int) float64 {
 	a := e.aggs[i]
