@@ -1,8 +1,10 @@
 package state
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"testing"
@@ -235,4 +237,28 @@ func countProfiles(pop Population) int64 {
 		n += c
 	}
 	return n
+}
+
+// TestOrderValue: a counted order's amount and time read back exactly,
+// as do those written as a float64 before amounts were exact; an order id
+// counted before either was kept has none.
+func TestOrderValue(t *testing.T) {
+	legacy := binary.BigEndian.AppendUint64(nil, math.Float64bits(5391.209999999999))
+	legacy = binary.BigEndian.AppendUint64(legacy, 1700000000000)
+	for _, tc := range []struct {
+		name   string
+		v      []byte
+		amount money.Amount
+		at     int64
+		known  bool
+	}{
+		{"exact", orderValue(money.MustParse("-19.99"), 1700000000000), money.MustParse("-19.99"), 1700000000000, true},
+		{"float64", legacy, money.MustParse("5391.21"), 1700000000000, true},
+		{"none kept", nil, money.Amount{}, 0, false},
+	} {
+		amount, at, known := decodeOrderValue(tc.v)
+		if amount != tc.amount || at != tc.at || known != tc.known {
+			t.Errorf("%s: %s %d %v, want %s %d %v", tc.name, amount, at, known, tc.amount, tc.at, tc.known)
+		}
+	}
 }
