@@ -155,11 +155,51 @@ type Events struct {
 // the track events named Event (matching Where) over a sliding window of
 // event time, or all time when Window is 0.
 type Aggregate struct {
-	Event    string   `yaml:"event"`
-	Where    string   `yaml:"where"`
-	Fn       string   `yaml:"fn"`
+	Event string `yaml:"event"`
+	Where string `yaml:"where"`
+	Fn    string `yaml:"fn"`
+	// Property is the property read, a dotted path; YAML may also give a
+	// list of them, the first that an event has being read ([revenue,
+	// total]), which Property holds separated by commas.
 	Property string   `yaml:"property"`
 	Window   Duration `yaml:"window"`
+}
+
+// UnmarshalYAML reads an aggregate, whose property may be a list.
+func (a *Aggregate) UnmarshalYAML(n *yaml.Node) error {
+	type plain Aggregate // without this method
+	var list []string
+	if n.Kind == yaml.MappingNode {
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if k, v := n.Content[i], n.Content[i+1]; k.Value == "property" && v.Kind == yaml.SequenceNode {
+				if err := v.Decode(&list); err != nil {
+					return fmt.Errorf("line %d: property: %w", v.Line, err)
+				}
+				// Decoded below without it.
+				n = &yaml.Node{Kind: n.Kind, Tag: n.Tag, Line: n.Line, Column: n.Column,
+					Content: append(slices.Clone(n.Content[:i]), n.Content[i+2:]...)}
+				break
+			}
+		}
+	}
+	// Node.Decode does not refuse unknown fields as the file's decoder
+	// does: check them here.
+	if n.Kind == yaml.MappingNode {
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			switch k := n.Content[i]; k.Value {
+			case "event", "where", "fn", "property", "window":
+			default:
+				return fmt.Errorf("line %d: field %s not found in an aggregate (event, where, fn, property, window)", k.Line, k.Value)
+			}
+		}
+	}
+	if err := n.Decode((*plain)(a)); err != nil {
+		return err
+	}
+	if list != nil {
+		a.Property = strings.Join(list, ",")
+	}
+	return nil
 }
 
 // Interests configures the per-category affinity of each profile. Zero

@@ -90,6 +90,8 @@ func TestErrors(t *testing.T) {
 		{"same key", []string{"--read-keys", "dev-write-key"}, nil, "also a write key"},
 		{"sasl", []string{"--sasl-mechanism", "GSSAPI"}, nil, `kafka.sasl.mechanism "GSSAPI"`},
 		{"bad size", []string{"--memtable-size", "lots"}, nil, "invalid size"},
+		{"bad window", []string{"--config", write("aggregates:\n  a: {event: x, fn: count, window: 2y}")}, nil, `line 2, column 36: invalid duration "2y": unknown unit`},
+		{"negative window", []string{"--config", write("aggregates:\n  a: {event: x, fn: count, window: -2w}")}, nil, `invalid duration "-2w"`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -102,9 +104,22 @@ func TestErrors(t *testing.T) {
 }
 
 func TestValues(t *testing.T) {
-	for in, want := range map[string]time.Duration{"90s": 90 * time.Second, "1d": 24 * time.Hour, "2d3h": 51 * time.Hour, "15m": 15 * time.Minute} {
-		if got, err := ParseDuration(in); got != want || err != nil {
-			t.Errorf("ParseDuration(%q) = %v, %v; want %v", in, got, err, want)
+	const day = 24 * time.Hour
+	for _, tc := range []struct {
+		in   string
+		want time.Duration
+	}{
+		{"90s", 90 * time.Second},
+		{"15m", 15 * time.Minute},
+		{"1d", day},
+		{"2d3h", 51 * time.Hour},
+		{"2w", 14 * day},
+		{"1w3d", 10 * day},
+		{"1.5h", 90 * time.Minute},
+		{"0", 0},
+	} {
+		if got, err := ParseDuration(tc.in); got != tc.want || err != nil {
+			t.Errorf("ParseDuration(%q) = %v, %v; want %v", tc.in, got, err, tc.want)
 		}
 	}
 	for in, want := range map[string]int64{"512KB": 512 << 10, "16mb": 16 << 20, "1GB": 1 << 30, "100": 100} {
@@ -112,5 +127,76 @@ func TestValues(t *testing.T) {
 		if err := b.Set(in); err != nil || int64(b) != want {
 			t.Errorf("ByteSize(%q) = %d, %v; want %d", in, b, err, want)
 		}
+	}
+}
+
+// TestWindowWeeks checks that a window written in weeks, as the README and
+// the sample config's comment write it, is read.
+func TestWindowWeeks(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "tailor.yaml")
+	os.WriteFile(file, []byte("http: {write_keys: [w], read_keys: [r]}\naggregates:\n  views_2w: {event: Product Viewed, fn: count, window: 2w}\n  views_1w3d: {event: Product Viewed, fn: count, window: 1w3d}\n"), 0o644)
+	cfg, err := load(t, []string{"--config", file}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]time.Duration{}
+	for name, a := range cfg.Aggregates {
+		got[name] = time.Duration(a.Window)
+	}
+	if got["views_2w"] != 14*24*time.Hour || got["views_1w3d"] != 10*24*time.Hour {
+		t.Errorf("windows %v, want 336h and 240h", got)
+	}
+}
+
+// FuzzDuration checks that any configured duration is either refused or
+// read back the same from how it is written.
+func FuzzDuration(f *testing.F) {
+	for _, s := range []string{"2w", "1d12h", "90s", "1.5h", "soon", "-1h", "0"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		var d Duration
+		if d.Set(s) != nil {
+			return
+		}
+		var back Duration
+		if err := back.Set(d.String()); err != nil || back != d {
+			t.Fatalf("%q read as %v, written %q, read back as %v, %v", s, time.Duration(d), d.String(), time.Duration(back), err)
+		}
+	})
+}
+
+// TestAggregateProperty checks that an aggregate's property may be one
+// dotted path or a list of them, and that an unknown field of an
+// aggregate is still refused.
+func TestAggregateProperty(t *testing.T) {
+	for _, tc := range []struct {
+		name, yaml, want, err string
+	}{
+		{"one", "{event: E, fn: sum, property: total}", "total", ""},
+		{"dotted", "{event: E, fn: sum, property: order.total}", "order.total", ""},
+		{"list", "{event: E, fn: sum, property: [revenue, total]}", "revenue,total", ""},
+		{"block list", "\n    event: E\n    fn: sum\n    property:\n      - revenue\n      - total", "revenue,total", ""},
+		{"unknown field", "{event: E, fn: sum, propery: total}", "", "line 3: field propery not found"},
+		{"unknown field with list", "{event: E, fn: sum, property: [a], windw: 1h}", "", "field windw not found"},
+		{"list of lists", "{event: E, fn: sum, property: [[a]]}", "", "property"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			file := filepath.Join(t.TempDir(), "tailor.yaml")
+			os.WriteFile(file, []byte("http: {write_keys: [w], read_keys: [r]}\naggregates:\n  a: "+tc.yaml+"\n"), 0o644)
+			cfg, err := load(t, []string{"--config", file}, nil)
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("error %v, want %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := cfg.Aggregates["a"].Property; got != tc.want {
+				t.Errorf("property %q, want %q", got, tc.want)
+			}
+		})
 	}
 }

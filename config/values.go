@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/tailorcdp/tailor/internal/duration"
 )
 
 type stringValue string
@@ -53,28 +55,13 @@ func (v *listValue) Set(s string) error {
 }
 func (v *listValue) String() string { return strings.Join(*v, ",") }
 
-// Duration is a time.Duration that also accepts days ("7d", "1d12h").
+// Duration is a time.Duration written as the duration package reads it:
+// "90s", "1.5h", "7d", "2w", "1d12h".
 type Duration time.Duration
 
-// ParseDuration parses Go durations plus a leading day count ("7d", "2d3h").
-func ParseDuration(s string) (time.Duration, error) {
-	var days time.Duration
-	if i := strings.IndexByte(s, 'd'); i > 0 {
-		n, err := strconv.Atoi(s[:i])
-		if err != nil {
-			return 0, fmt.Errorf("invalid duration %q", s)
-		}
-		days, s = time.Duration(n)*24*time.Hour, s[i+1:]
-		if s == "" {
-			return days, nil
-		}
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil {
-		return 0, fmt.Errorf("invalid duration %q: want e.g. 90s, 15m, 24h or 7d", s)
-	}
-	return days + d, nil
-}
+// ParseDuration parses a duration in the syntax of the rule language's
+// duration("...") (package duration).
+func ParseDuration(s string) (time.Duration, error) { return duration.Parse(s) }
 
 func (d *Duration) Set(s string) error {
 	v, err := ParseDuration(s)
@@ -85,16 +72,15 @@ func (d *Duration) Set(s string) error {
 	return nil
 }
 
-func (d *Duration) String() string {
-	v := time.Duration(*d)
-	if v > 0 && v%(24*time.Hour) == 0 {
-		return strconv.Itoa(int(v/(24*time.Hour))) + "d"
-	}
-	return v.String()
-}
+func (d *Duration) String() string { return duration.Format(time.Duration(*d)) }
 
 // UnmarshalYAML reads a duration string.
-func (d *Duration) UnmarshalYAML(n *yaml.Node) error { return d.Set(n.Value) }
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	if err := d.Set(n.Value); err != nil {
+		return fmt.Errorf("line %d, column %d: %w", n.Line, n.Column, err)
+	}
+	return nil
+}
 
 // ByteSize is a size in bytes that reads "16MB", "512KB", "1GB" or a number.
 type ByteSize int64

@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -25,6 +26,7 @@ import (
 	"github.com/tailorcdp/tailor/decide"
 	"github.com/tailorcdp/tailor/engine"
 	"github.com/tailorcdp/tailor/internal/testkafka"
+	"github.com/tailorcdp/tailor/money"
 	"github.com/tailorcdp/tailor/state"
 	"github.com/tailorcdp/tailor/stream"
 )
@@ -82,13 +84,13 @@ func TestEndToEnd(t *testing.T) {
 	}
 	// o-1 by revenue (not total), o-2 by total once (resent with a new
 	// messageId), 3 by its products: 2×10 + 5.25.
-	if p.Orders.Count != 3 || math.Abs(p.Orders.Revenue-(90.5+40+25.25)) > 1e-9 {
+	if p.Orders.Count != 3 || p.Orders.Revenue != money.MustParse("155.75") {
 		t.Errorf("orders %d revenue %v, want 3 and 155.75", p.Orders.Count, p.Orders.Revenue)
 	}
 	if want := time.Date(2026, 3, 3, 9, 0, 0, 0, time.UTC); p.Orders.LastOrderAt == nil || !p.Orders.LastOrderAt.Equal(want) {
 		t.Errorf("lastOrderAt %v, want %v", p.Orders.LastOrderAt, want)
 	}
-	if p.Orders.Refunds != 1 || p.Orders.RefundedAmount != 40 {
+	if p.Orders.Refunds != 1 || p.Orders.RefundedAmount != money.Units(40) {
 		t.Errorf("refunds %d amount %v, want 1 and 40", p.Orders.Refunds, p.Orders.RefundedAmount)
 	}
 	if len(p.Interests) != 1 || p.Interests[0].Category != "shoes" || p.Interests[0].Affinity != 1 {
@@ -146,7 +148,7 @@ func TestDuplicateMessageID(t *testing.T) {
 		t.Fatalf("batch: %d %s", resp.Status, resp.Body)
 	}
 	p := e.waitProfile(t, "dup", func(v state.View) bool { return v.Events["Done"] == 1 })
-	if p.Calls["track"] != 3 || p.Events["Clicked"] != 1 || p.Orders.Count != 1 || p.Orders.Revenue != 10 {
+	if p.Calls["track"] != 3 || p.Events["Clicked"] != 1 || p.Orders.Count != 1 || p.Orders.Revenue != money.Units(10) {
 		t.Errorf("duplicates applied: calls %v events %v orders %+v", p.Calls, p.Events, p.Orders)
 	}
 }
@@ -328,9 +330,13 @@ func TestRetailReplay(t *testing.T) {
 
 	brokers := testkafka.Brokers(t)
 	cfg := testConfig(t, brokers, testkafka.Prefix(t), t.TempDir())
-	// RFM as of the day after the data set ends.
+	// RFM as of the day after the data set ends, with the standard RFM
+	// segments (the clock moves on below, for their hourly refresh).
 	now := time.Date(2011, 12, 10, 0, 0, 0, 0, time.UTC)
-	cfg.Clock = func() time.Time { return now }
+	var clock atomic.Int64
+	clock.Store(now.UnixMilli())
+	cfg.Clock = func() time.Time { return time.UnixMilli(clock.Load()).UTC() }
+	cfg.RFMSegments = true
 	cfg.Placements = map[string]config.Placement{"also_bought": {Kind: decide.KindBoughtTogether, Count: 10}}
 	together := coBought(t, events.Bytes(), retailAnchor)
 	e := startEngine(t, cfg)
@@ -350,8 +356,47 @@ func TestRetailReplay(t *testing.T) {
 		views[key] = v
 		return v, ok
 	})
-	checkRFM(t, truth, views, now)
+	// Each customer's RFM segments agree with the scores it shows, those
+	// of the quintiles as they stood at its last order.
+	checkRFMSegments(t, truth, views)
+	// An hour on, the refresh re-scores every customer on the quintiles
+	// of all of them, and re-evaluates the segments with them.
+	later := now.Add(time.Hour + time.Minute)
+	clock.Store(later.UnixMilli())
+	waitFor(t, "the RFM refresh to walk every profile", 3*time.Minute, func() bool {
+		return metricSum(t, e.url, "tailor_backfill_profiles_total") >= float64(len(truth)) &&
+			metricSum(t, e.url, "tailor_backfill_remaining_profiles") == 0
+	})
+	for id := range truth {
+		views[id], _ = e.profile(t, id)
+	}
+	checkRFM(t, truth, views, later)
+	checkRFMSegments(t, truth, views)
 	checkBoughtTogether(t, e, together)
+}
+
+// checkRFMSegments checks that every customer with orders is in the RFM
+// segments its shown scores give.
+func checkRFMSegments(t *testing.T, truth map[string]*dataset.CustomerFacts, views map[string]state.View) {
+	t.Helper()
+	for id, f := range truth {
+		if f.Orders > 0 && views[id].RFM != nil {
+			checkRFMAgrees(t, id, views[id])
+		}
+	}
+}
+
+// metricSum sums the samples of a metric on the engine's /metrics.
+func metricSum(t *testing.T, url, name string) float64 {
+	resp := do(t, "GET", url+"/metrics", "", nil, nil)
+	total := 0.0
+	for _, line := range strings.Split(string(resp.Body), "\n") {
+		if f := strings.Fields(line); len(f) == 2 && (f[0] == name || strings.HasPrefix(f[0], name+"{")) {
+			v, _ := strconv.ParseFloat(f[1], 64)
+			total += v
+		}
+	}
+	return total
 }
 
 // retailAnchor is the data set's best seller, WHITE HANGING HEART T-LIGHT
@@ -442,12 +487,12 @@ func checkBoughtTogether(t *testing.T, e *running, truth map[string]int) {
 // the scores with exact quintiles of the whole population.
 func checkRFM(t *testing.T, truth map[string]*dataset.CustomerFacts, views map[string]state.View, now time.Time) {
 	t.Helper()
-	var days, orders, money []float64
+	var days, orders, revenue []float64
 	for _, f := range truth {
 		if f.Orders > 0 {
 			days = append(days, math.Floor(float64(f.LastOrderAt.Unix())/86400))
 			orders = append(orders, float64(f.Orders))
-			money = append(money, f.Revenue)
+			revenue = append(revenue, f.Revenue.Float64())
 		}
 	}
 	quintiles := func(vs []float64) [4]float64 {
@@ -468,7 +513,7 @@ func checkRFM(t *testing.T, truth map[string]*dataset.CustomerFacts, views map[s
 		}
 		return s
 	}
-	qd, qf, qm := quintiles(days), quintiles(orders), quintiles(money)
+	qd, qf, qm := quintiles(days), quintiles(orders), quintiles(revenue)
 
 	customers, agree, wrongRaw := 0, 0, 0
 	for id, f := range truth {
@@ -485,14 +530,14 @@ func checkRFM(t *testing.T, truth map[string]*dataset.CustomerFacts, views map[s
 			continue
 		}
 		recency := math.Floor(now.Sub(f.LastOrderAt).Hours() / 24)
-		if v.RFM.Recency != recency || v.RFM.Frequency != float64(f.Orders) || math.Abs(v.RFM.Monetary-f.Revenue) > 1e-6*math.Max(1, math.Abs(f.Revenue)) {
+		if v.RFM.Recency != recency || v.RFM.Frequency != float64(f.Orders) || v.RFM.Monetary != f.Revenue {
 			wrongRaw++
 			if wrongRaw <= 5 {
-				t.Errorf("customer %s: RFM %+v, want recency %v frequency %d monetary %.2f", id, *v.RFM, recency, f.Orders, f.Revenue)
+				t.Errorf("customer %s: RFM %+v, want recency %v frequency %d monetary %s", id, *v.RFM, recency, f.Orders, f.Revenue)
 			}
 		}
 		day := math.Floor(float64(f.LastOrderAt.Unix()) / 86400)
-		if v.RFM.R == score(day, qd) && v.RFM.F == score(float64(f.Orders), qf) && v.RFM.M == score(f.Revenue, qm) {
+		if v.RFM.R == score(day, qd) && v.RFM.F == score(float64(f.Orders), qf) && v.RFM.M == score(f.Revenue.Float64(), qm) {
 			agree++
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/tailorcdp/tailor/config"
 	"github.com/tailorcdp/tailor/decide"
 	"github.com/tailorcdp/tailor/internal/testkafka"
+	"github.com/tailorcdp/tailor/money"
 	"github.com/tailorcdp/tailor/state"
 	"github.com/tailorcdp/tailor/stream"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -66,7 +67,7 @@ func TestIdentityMerge(t *testing.T) {
 	if _, in := v.Segments["big_browser"]; !in || len(v.Segments) != 3 {
 		t.Errorf("merged profile's segments %v, want browser, big_browser and named", v.Segments)
 	}
-	if v.Orders.Count != 1 || v.Orders.Revenue != 30 {
+	if v.Orders.Count != 1 || v.Orders.Revenue != money.Units(30) {
 		t.Errorf("merged profile's orders: %+v, want the one order", v.Orders)
 	}
 	// The anonymous id now reads the customer's profile.
@@ -86,7 +87,7 @@ func TestIdentityMerge(t *testing.T) {
 	  {"type": "track", "anonymousId": "anon-1", "event": "Order Completed", "properties": {"order_id": "ord-1", "total": 30}},
 	  {"type": "track", "anonymousId": "anon-1", "event": "Product Viewed", "properties": {"product_id": "p5"}}]}`)
 	v = e.waitProfile(t, "cust-1", func(v state.View) bool { return v.Events["Product Viewed"] == 5 })
-	if v.Orders.Count != 1 || v.Orders.Revenue != 30 {
+	if v.Orders.Count != 1 || v.Orders.Revenue != money.Units(30) {
 		t.Errorf("orders after a copy of the order: %+v, want the one order", v.Orders)
 	}
 

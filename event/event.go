@@ -133,52 +133,10 @@ func (e *Event) OrderID() string {
 	return ""
 }
 
-// OrderAmount returns the amount of an order or refund event: properties
-// revenue, else total, else the sum of products' price × quantity (quantity
-// defaults to 1). ok is false when none of them is present. Validation has
-// already checked that each is a number and that the amount is finite.
-func (e *Event) OrderAmount() (amount float64, ok bool) {
-	return orderAmount(e.Properties)
-}
-
-func orderAmount(props *fastjson.Value) (amount float64, ok bool) {
-	if props == nil {
-		return 0, false
-	}
-	if v := props.Get("revenue"); v != nil && v.Type() == fastjson.TypeNumber {
-		f, _ := v.Float64()
-		return f, true
-	}
-	if v := props.Get("total"); v != nil && v.Type() == fastjson.TypeNumber {
-		f, _ := v.Float64()
-		return f, true
-	}
-	products := props.Get("products")
-	if products == nil || products.Type() != fastjson.TypeArray {
-		return 0, false
-	}
-	items, _ := products.Array()
-	for _, item := range items {
-		price := item.Get("price")
-		if price == nil || price.Type() != fastjson.TypeNumber {
-			continue
-		}
-		p, _ := price.Float64()
-		q := 1.0
-		if qv := item.Get("quantity"); qv != nil && qv.Type() == fastjson.TypeNumber {
-			q, _ = qv.Float64()
-		}
-		amount += p * q
-		ok = true
-	}
-	return amount, ok
-}
-
 // Stamp sets what the receiving side knows on the event object: its receive
 // time (overwriting a client's, as Segment does), the messageId when the
 // event has none, and the type when it was implied by the endpoint. The
-// new values come from arena; the result is written with AppendJSON (or
-// Parser.AppendRecord, which also bounds its size).
+// new values come from arena; the result is serialised with Root.MarshalTo.
 func (e *Event) Stamp(a *fastjson.Arena, receivedAt *fastjson.Value, messageID func() string) {
 	e.Root.Set("receivedAt", receivedAt)
 	if e.MessageID == "" {

@@ -3,7 +3,6 @@ package event
 import (
 	"errors"
 	"fmt"
-	"math"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -399,10 +398,8 @@ func (p *Parser) validateOrder(props *fastjson.Value, field string) error {
 			}
 		}
 	}
-	// Each number is in range, but price × quantity summed may not be.
-	if amount, ok := orderAmount(props); ok && (math.IsInf(amount, 0) || math.IsNaN(amount)) {
-		return &Error{Field: field + ".products", Problem: "the order amount (price × quantity, summed) is out of range"}
-	}
+	// Each number is in range; price × quantity summed is exact money,
+	// which stops at its bound rather than overflowing (decision 0016).
 	return nil
 }
 

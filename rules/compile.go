@@ -5,9 +5,10 @@ import (
 	"math"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
+
+	"github.com/tailorcdp/tailor/internal/duration"
 )
 
 // Type is the static type of an expression. TypeDynamic is a trait,
@@ -507,7 +508,7 @@ func (c *compiler) call(n *callNode) (expr, error) {
 		if err != nil {
 			return expr{}, err
 		}
-		d, err := parseDuration(s)
+		d, err := duration.Parse(s)
 		if err != nil {
 			return expr{}, c.errorf(n.args[0], "%v", err)
 		}
@@ -583,23 +584,6 @@ func (c *compiler) call(n *callNode) (expr, error) {
 }
 
 func unixSeconds(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }
-
-// parseDuration reads "90s", "15m", "24h", "7d", "2w".
-func parseDuration(s string) (time.Duration, error) {
-	i := 0
-	for i < len(s) && s[i] >= '0' && s[i] <= '9' {
-		i++
-	}
-	if i > 0 && i < len(s) {
-		if unit, ok := durationUnit(s[i:]); ok {
-			n, err := strconv.Atoi(s[:i])
-			if err == nil {
-				return time.Duration(n) * unit, nil
-			}
-		}
-	}
-	return 0, fmt.Errorf("invalid duration %q: want a whole number and s, m, h, d or w, like \"1h\"", s)
-}
 
 func (c *compiler) unary(n *unaryNode) (expr, error) {
 	x, err := c.compile(n.x)

@@ -19,7 +19,10 @@
 //	             segment("champions")  consent("marketing")  has(traits.email)
 //	             contains(s, sub)  startsWith(s, prefix)  lower(s)
 //
-// Durations compare with durations and add to times; since(...) is the time
+// Durations are written as in the configuration (package duration): a
+// number and a unit (ns, us, ms, s, m, h, d, w), or several added up
+// ("1d12h"), as a literal or in duration("..."). They compare with
+// durations and add to times; since(...) is the time
 // since the profile's last event of that name, longer than any duration
 // when there was none. A trait or property that is
 // missing, or of another type than the comparison needs, makes the
@@ -30,9 +33,10 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/tailorcdp/tailor/internal/duration"
 )
 
 // Pos is a position in a rule's source: line and column, from 1, columns
@@ -115,18 +119,14 @@ func lex(rule, src string) ([]token, error) {
 			if err != nil {
 				return nil, errAt(pos, "invalid number %q", src[i:j])
 			}
-			// A unit right after the number makes it a duration.
-			k := j
-			for k < len(src) && src[k] >= 'a' && src[k] <= 'z' {
-				k++
-			}
-			if k > j {
-				unit := src[j:k]
-				d, ok := durationUnit(unit)
-				if !ok {
-					return nil, errAt(pos, "unknown duration unit %q in %q: use s, m, h, d or w", unit, src[i:k])
+			// A unit right after the number makes it a duration, which
+			// may add up several terms ("1d12h") as duration("...") does.
+			if k := durationEnd(src, j); k > j {
+				d, err := duration.Parse(src[i:k])
+				if err != nil {
+					return nil, errAt(pos, "%v", err)
 				}
-				toks = append(toks, token{kind: tokDuration, num: n * d.Seconds(), text: src[i:k], pos: pos})
+				toks = append(toks, token{kind: tokDuration, num: d.Seconds(), text: src[i:k], pos: pos})
 				advance(k - i)
 				continue
 			}
@@ -191,18 +191,28 @@ func lex(rule, src string) ([]token, error) {
 	return append(toks, token{kind: tokEOF, pos: Pos{line, col}}), nil
 }
 
-func durationUnit(u string) (time.Duration, bool) {
-	switch u {
-	case "s":
-		return time.Second, true
-	case "m":
-		return time.Minute, true
-	case "h":
-		return time.Hour, true
-	case "d":
-		return 24 * time.Hour, true
-	case "w":
-		return 7 * 24 * time.Hour, true
+// durationEnd returns where a duration literal whose first number ends at
+// j ends: after the unit letters, and any further numbers with theirs; j
+// when no letter follows the number.
+func durationEnd(src string, j int) int {
+	k := j
+	for k < len(src) {
+		letters := k
+		for letters < len(src) && src[letters] >= 'a' && src[letters] <= 'z' {
+			letters++
+		}
+		if letters == k {
+			return k
+		}
+		k = letters
+		digits := k
+		for digits < len(src) && (src[digits] >= '0' && src[digits] <= '9' || src[digits] == '.') {
+			digits++
+		}
+		if digits == k || digits == len(src) || src[digits] < 'a' || src[digits] > 'z' {
+			return k // no further term: "1h" then something else
+		}
+		k = digits
 	}
-	return 0, false
+	return k
 }

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tailorcdp/tailor/internal/duration"
 )
 
 var now = time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
@@ -119,6 +121,8 @@ func TestEval(t *testing.T) {
 		{`first_order + 2d == now()`, "true"},
 		{`2 * 1h + 30m`, "2h30m0s"},
 		{`1w / 1d`, "7"},
+		{`2w == 14d && 1d12h == 36h && 1.5h == 90m && 1h30m == 90m`, "true"},
+		{`duration("2w") == 2w && duration("1d12h") == 1d12h && duration("250ms") * 4 == 1s`, "true"},
 		{`empty_sum > 0`, "false"},
 		{`empty_sum + 1`, "null"},
 		{`rfm.r >= 4 && rfm.f >= 4 && rfm.m >= 3`, "true"},
@@ -168,8 +172,10 @@ func TestErrors(t *testing.T) {
 		{`since(traits.x) > 1h`, `rule "r" at 1:14: since() takes a quoted name`},
 		{`since("a", "b")`, `rule "r" at 1:1: since() takes 1 argument(s), got 2`},
 		{`segment("nope")`, `rule "r" at 1:9: unknown segment "nope"`},
-		{`duration("soon") > 1h`, `rule "r" at 1:10: invalid duration "soon": want a whole number and s, m, h, d or w, like "1h"`},
-		{`5y > 1h`, `rule "r" at 1:1: unknown duration unit "y" in "5y": use s, m, h, d or w`},
+		{`duration("soon") > 1h`, `rule "r" at 1:10: invalid duration "soon": "soon" does not start with a number; want ` + duration.Syntax},
+		{`5y > 1h`, `rule "r" at 1:1: invalid duration "5y": unknown unit in "y"; want ` + duration.Syntax},
+		{`duration("-1h") > 1h`, `rule "r" at 1:10: invalid duration "-1h": "-1h" does not start with a number; want ` + duration.Syntax},
+		{`15251w > 1h`, `rule "r" at 1:1: invalid duration "15251w": longer than 292 years; want ` + duration.Syntax},
 		{`"open`, `rule "r" at 1:1: unterminated string`},
 		{`"\q"`, `rule "r" at 1:1: unknown escape \q in string`},
 		{`traits.a # 1`, `rule "r" at 1:10: unexpected character '#'`},
@@ -289,7 +295,7 @@ func FuzzCompile(f *testing.F) {
 		`traits.country == "FR" && traits.age >= 18`,
 		`cart_adds_1h > 0 && since("Order Completed") > duration("1h")`,
 		`rfm.r >= 4 || segment("vip") || "x" in traits.tags`,
-		`now() - first_order > 2d * 3`, `-(-(1))`, `[1,2,3]`, `lower(traits.a) + "b"`,
+		`now() - first_order > 2d * 3`, `since("x") < 1w2d12h + duration("1.5h")`, `-(-(1))`, `[1,2,3]`, `lower(traits.a) + "b"`,
 	} {
 		f.Add(s)
 	}
@@ -321,6 +327,45 @@ func BenchmarkTypicalRule(b *testing.B) {
 	for b.Loop() {
 		if !r.Match(e) {
 			b.Fatal("no match")
+		}
+	}
+}
+
+// TestDurationsAsConfig checks that the rule language reads durations as
+// the configuration does (package duration): duration("...") accepts and
+// refuses the same strings, and a literal of the same text is the same.
+func TestDurationsAsConfig(t *testing.T) {
+	for _, tc := range []struct {
+		in string
+		ok bool
+	}{
+		{"90s", true}, {"15m", true}, {"24h", true}, {"7d", true}, {"2w", true},
+		{"1d12h", true}, {"1w2d3h4m5s", true}, {"1.5h", true}, {"250ms", true}, {"0s", true},
+		{"1y", false}, {"1", false}, {"-1h", false}, {"1h30", false}, {"15251w", false}, {"1 h", false},
+	} {
+		want, werr := duration.Parse(tc.in)
+		if (werr == nil) != tc.ok {
+			t.Fatalf("duration.Parse(%q): %v", tc.in, werr)
+		}
+		srcs := []string{`duration("` + tc.in + `")`}
+		if !strings.HasPrefix(tc.in, "-") { // -1h is a negated literal
+			srcs = append(srcs, tc.in)
+		}
+		for _, src := range srcs {
+			r, err := Compile("r", src, schema, TypeDuration)
+			if !tc.ok {
+				if err == nil {
+					t.Errorf("%s compiles; want an error as duration.Parse gives", src)
+				}
+				continue
+			}
+			if err != nil {
+				t.Errorf("%s: %v", src, err)
+				continue
+			}
+			if got := r.Eval(env()).String(); got != want.String() {
+				t.Errorf("%s = %s, want %s", src, got, want)
+			}
 		}
 	}
 }

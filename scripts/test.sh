@@ -62,5 +62,8 @@ go test -run '^$' -fuzz '^FuzzParseRequest$' -fuzztime "$FUZZTIME" -fuzzminimize
 go test -run '^$' -fuzz '^FuzzAppendString$' -fuzztime "$FUZZTIME" -fuzzminimizetime 0 ./internal/jsonenc/
 go test -run '^$' -fuzz '^FuzzAppendValue$' -fuzztime "$FUZZTIME" -fuzzminimizetime 0 ./internal/jsonenc/
 go test -run '^$' -fuzz '^FuzzProfileKey$' -fuzztime "$FUZZTIME" -fuzzminimizetime 0 ./serve/
+go test -run '^$' -fuzz '^FuzzParse$' -fuzztime "$FUZZTIME" -fuzzminimizetime 0 ./internal/duration/
+go test -run '^$' -fuzz '^FuzzDuration$' -fuzztime "$FUZZTIME" -fuzzminimizetime 0 ./config/
+go test -run '^$' -fuzz '^FuzzParse$' -fuzztime "$FUZZTIME" -fuzzminimizetime 0 ./money/
 
 step "all checks passed"

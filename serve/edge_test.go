@@ -144,7 +144,7 @@ func TestBatchVerdicts(t *testing.T) {
 		if err != nil || ev.Key() != want || string(r.Key) != want {
 			t.Errorf("record %s (key %q): %v, want key %q", r.Value, r.Key, err, want)
 		}
-		if amount, ok := ev.OrderAmount(); want == "c" && (amount != 5.1 || !ok || !strings.Contains(string(r.Value), `"revenue":5.10`)) {
+		if amount, ok := ev.OrderAmount(); want == "c" && (amount.String() != "5.1" || !ok || !strings.Contains(string(r.Value), `"revenue":5.10`)) {
 			t.Errorf("record %s: amount %v", r.Value, amount)
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/valyala/fastjson"
 
 	"github.com/tailorcdp/tailor/event"
+	"github.com/tailorcdp/tailor/money"
 	"github.com/tailorcdp/tailor/rules"
 )
 
@@ -26,7 +27,9 @@ type AggregateConfig struct {
 	// Func is count, sum, min, max, distinct, first_seen or last_seen.
 	Func string
 	// Property is the property summed, compared or counted distinct, as a
-	// dotted path ("total", "product.category").
+	// dotted path ("total", "product.category"), or several separated by
+	// commas ("revenue,total"): the first one the event has (a number,
+	// for sum, min and max; not null, for distinct) is read.
 	Property string
 	// Window is the sliding window of event time; 0 means all time.
 	Window time.Duration
@@ -34,11 +37,13 @@ type AggregateConfig struct {
 
 // Aggregate is a compiled aggregate.
 type Aggregate struct {
-	Name     string
-	Event    string
-	Where    *rules.Rule // nil: every event of the name
-	Spec     WindowSpec
-	Property []string
+	Name  string
+	Event string
+	Where *rules.Rule // nil: every event of the name
+	Spec  WindowSpec
+	// Property holds the dotted paths of the property read, split at the
+	// dots: the first one an event has is read (nil: none read).
+	Property [][]string
 	// id identifies the aggregate's state in a profile: the name and what
 	// the state means (aggregateID), so that a change of function or
 	// window starts the aggregate afresh.
@@ -124,7 +129,13 @@ func compileAggregate(d AggregateConfig) (*Aggregate, error) {
 	}
 	agg := &Aggregate{Name: d.Name, Event: d.Event, Spec: WindowSpec{Func: fn, Window: d.Window}}
 	if d.Property != "" {
-		agg.Property = strings.Split(d.Property, ".")
+		for path := range strings.SplitSeq(d.Property, ",") {
+			path = strings.TrimSpace(path)
+			if path == "" || strings.HasPrefix(path, ".") || strings.HasSuffix(path, ".") || strings.Contains(path, "..") {
+				return nil, fail("property %q: want a dotted path (total, product.category), or several separated by commas (revenue, total)", d.Property)
+			}
+			agg.Property = append(agg.Property, strings.Split(path, "."))
+		}
 	}
 	if d.Where != "" {
 		r, err := rules.Compile("aggregates."+d.Name+".where", d.Where, &rules.Schema{}, rules.TypeBool)
@@ -188,33 +199,53 @@ func (a *Aggregates) apply(p *Profile, ev *event.Event, now time.Time, touched [
 			if agg.Where != nil && !agg.Where.Match(env) {
 				continue
 			}
-			var v float64
-			var h uint64
+			var x sample
 			if agg.Property != nil {
-				prop := ev.Properties
-				if prop != nil {
-					prop = prop.Get(agg.Property...)
-				}
-				if prop == nil || prop.Type() == fastjson.TypeNull {
+				prop := firstProperty(ev.Properties, agg.Property, agg.Spec.Func != Distinct)
+				if prop == nil {
 					continue // nothing to sum, compare or count
 				}
 				switch agg.Spec.Func {
 				case Distinct:
 					env.scratch = prop.MarshalTo(env.scratch[:0])
-					h = xxhash.Sum64(env.scratch)
+					x.h = xxhash.Sum64(env.scratch)
+				case Sum:
+					// Exactly, from the number's decimal text.
+					env.scratch = prop.MarshalTo(env.scratch[:0])
+					a, err := money.ParseBytes(env.scratch)
+					if err != nil {
+						continue // not a number: the event does not count
+					}
+					x.amount = a
 				default:
 					f, err := prop.Float64()
 					if err != nil {
 						continue // not a number: the event does not count
 					}
-					v = f
+					x.v = f
 				}
 			}
-			if p.aggs.add(agg, ev.Time.UnixMilli(), v, h, now.UnixMilli(), &env.aggScratch) && touched != nil {
+			if p.aggs.add(agg, ev.Time.UnixMilli(), x, now.UnixMilli(), &env.aggScratch) && touched != nil {
 				touched[agg.index] = true
 			}
 		}
 	}
+}
+
+// firstProperty returns the first of the paths that props has, not null,
+// and a number when number is set (as event.OrderAmount reads revenue,
+// else total); nil when it has none.
+func firstProperty(props *fastjson.Value, paths [][]string, number bool) *fastjson.Value {
+	if props == nil {
+		return nil
+	}
+	for _, path := range paths {
+		v := props.Get(path...)
+		if v != nil && v.Type() != fastjson.TypeNull && (!number || v.Type() == fastjson.TypeNumber) {
+			return v
+		}
+	}
+	return nil
 }
 
 // AggregateValue returns the value of agg at now; ok is false when no

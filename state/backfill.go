@@ -50,21 +50,34 @@ type refreshedQuintiles struct {
 	Days   [4]float64 `json:"days"`
 	Orders [4]float64 `json:"orders"`
 	Money  [4]float64 `json:"money"`
-	OK     bool       `json:"ok"`
-	At     int64      `json:"at"` // Unix ms
+	// Scores says which scores the quintiles give: days, orders, money
+	// (RFMQuintiles.ok).
+	Scores [3]bool `json:"scores"`
+	At     int64   `json:"at"` // Unix ms
+	// V is quintilesVersion as written by this version; quintiles stored
+	// before (one "ok" for all three scores, no MinRFMValues) are taken
+	// again at once.
+	V int `json:"v,omitempty"`
 }
 
+// quintilesVersion is the version of how quintiles are computed and
+// scores recorded, in refreshedQuintiles and in the fingerprints of the
+// segments reading scores: a change re-evaluates those segments for every
+// profile once. 2: MinRFMValues, and profiles record the scores they were
+// evaluated on (Profile.rfmScores).
+const quintilesVersion = 2
+
 func (q *refreshedQuintiles) sameBounds(o RFMQuintiles) bool {
-	return q.Days == o.Days && q.Orders == o.Orders && q.Money == o.Money && q.OK == o.ok
+	return q.Days == o.Days && q.Orders == o.Orders && q.Money == o.Money && q.Scores == o.ok
 }
 
 func (q *refreshedQuintiles) quintiles(horizon time.Duration) RFMQuintiles {
-	return RFMQuintiles{Days: q.Days, Orders: q.Orders, Money: q.Money, Horizon: horizon, ok: q.OK}
+	return RFMQuintiles{Days: q.Days, Orders: q.Orders, Money: q.Money, Horizon: horizon, ok: q.Scores}
 }
 
 func (q *refreshedQuintiles) hash() uint64 {
 	h := xxhash.New()
-	fmt.Fprintf(h, "%v %v %v %v", q.Days, q.Orders, q.Money, q.OK)
+	fmt.Fprintf(h, "%v %v %v %v %d", q.Days, q.Orders, q.Money, q.Scores, q.V)
 	return h.Sum64()
 }
 
@@ -91,8 +104,11 @@ func fingerprints(m *Model, q *refreshedQuintiles) map[string]uint64 {
 	fp := make(map[string]uint64)
 	for _, seg := range m.Segments.List() {
 		fp[seg.Name] = seg.Fingerprint
-		if seg.quintiles && q != nil {
+		switch {
+		case seg.quintiles && q != nil:
 			fp[seg.Name] ^= q.hash()
+		case seg.quintiles:
+			fp[seg.Name] ^= quintilesVersion
 		}
 	}
 	return fp
@@ -110,15 +126,16 @@ func (s *Store) refreshQuintiles(m *Model) bool {
 	if s.opts.Now != nil {
 		now = s.opts.Now()
 	}
-	if bs.Quintiles != nil && now.Sub(time.UnixMilli(bs.Quintiles.At)) < m.RFMRefresh {
+	current := bs.Quintiles != nil && bs.Quintiles.V == quintilesVersion
+	if current && now.Sub(time.UnixMilli(bs.Quintiles.At)) < m.RFMRefresh {
 		return false
 	}
 	q := s.opts.Quintiles()
-	if bs.Quintiles != nil && bs.Quintiles.sameBounds(q) {
+	if current && bs.Quintiles.sameBounds(q) {
 		bs.Quintiles.At = now.UnixMilli()
 		return false
 	}
-	bs.Quintiles = &refreshedQuintiles{Days: q.Days, Orders: q.Orders, Money: q.Money, OK: q.ok, At: now.UnixMilli()}
+	bs.Quintiles = &refreshedQuintiles{Days: q.Days, Orders: q.Orders, Money: q.Money, Scores: q.ok, At: now.UnixMilli(), V: quintilesVersion}
 	return true
 }
 
@@ -306,6 +323,10 @@ func (b *Batch) Backfill(limit int) (n int, done bool, err error) {
 			for _, c := range b.evaluate(p, nil, &b.inputs) {
 				b.changes = append(b.changes, KeyedChange{Key: key, Change: c})
 			}
+		}
+		if p.rfmScored && !b.m.Segments.readQuintiles() {
+			// No segment reads the scores any more: the view computes them.
+			p.rfmScores, p.rfmScored = rfmScores{}, false
 		}
 		for _, name := range plan.removed {
 			if _, in := p.Segments[name]; in {

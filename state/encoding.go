@@ -8,6 +8,8 @@ import (
 	"slices"
 
 	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/tailorcdp/tailor/money"
 )
 
 // Profile encoding
@@ -36,10 +38,10 @@ const (
 	fieldTypeCount      = 7  // message {1: event.Type, 2: count}, repeated
 	fieldEventCount     = 8  // message {1: name, 2: count, 3: last event ms}, repeated
 	fieldOrders         = 9  // varint
-	fieldRevenue        = 10 // fixed64 float64 bits
+	fieldRevenue        = 10 // read only, written before fieldRevenueExact: fixed64 float64 bits
 	fieldLastOrderAt    = 11 // varint ms
 	fieldRefunds        = 12 // varint
-	fieldRefundedAmount = 13 // fixed64 float64 bits
+	fieldRefundedAmount = 13 // read only, written before fieldRefundedExact: fixed64 float64 bits
 	fieldRecentHashes   = 14 // packed fixed64: messageId hashes, oldest first
 	fieldRecentTimes    = 15 // packed zigzag varint: their receive ms, each as the difference to the one before
 	fieldAggregate      = 16 // read only, written before fieldAggregates: message {4: id fixed64, 3: bucket message, repeated}, repeated; before ids, {1: name, 2: fingerprint fixed64} in place of 4
@@ -51,10 +53,18 @@ const (
 	fieldBought         = 22 // bytes, repeated: product ids bought, oldest first
 	fieldWakeAt         = 23 // varint ms: when time alone may next change a segment
 	fieldOrderTimes     = 24 // packed zigzag varint: the order log's event ms, each as the difference to the one before
-	fieldOrderAmounts   = 25 // packed fixed64 float64 bits: their amounts
+	fieldOrderAmounts   = 25 // read only, written before fieldOrderExact: packed fixed64 float64 bits: their amounts
 	fieldRFMPoint       = 26 // message {1: counted 0/1, 2: day zigzag, 3: orders, 4: revenue bin zigzag}: where the RFM histograms count the profile
-	fieldMovedOrder     = 27 // message {1: order id, 2: amount fixed64, 3: event ms}, repeated: in a profile taken out by Batch.Link only, the order ids its store counted (2 and 3 absent when counted before they were kept)
-	fieldAggregates     = 28 // bytes: every aggregate state, packed (packed.go)
+	fieldMovedOrder     = 27 // message {1: order id, 2: amount fixed64 float64 bits (read only), 3: event ms, 4: amount zigzag millionths}, repeated: in a profile taken out by Batch.Link only, the order ids its store counted (2, 3 and 4 absent when counted before they were kept)
+	fieldAggregates     = 28 // read only, written before fieldAggregatesExact: bytes: every aggregate state, packed (packed.go), sums as float64 bits
+	// Money exactly (decision 0016): amounts as zigzag varints of
+	// millionths (money.Amount), in place of the float64 fields above,
+	// which are still read when these are absent.
+	fieldRevenueExact    = 29 // varint zigzag millionths
+	fieldRefundedExact   = 30 // varint zigzag millionths
+	fieldOrderExact      = 31 // packed zigzag varint millionths: the order log's amounts
+	fieldAggregatesExact = 32 // bytes: every aggregate state, packed (packed.go), sums as int64 millionths
+	fieldRFMScores       = 33 // varint 1<<12 | m<<8 | f<<4 | r: the RFM scores the segments were last evaluated on (0: absent)
 )
 
 // Fields of an aggregate bucket message (fieldAggregate).
@@ -116,20 +126,24 @@ func (p *Profile) appendEncode(dst, scratch []byte) (b, _ []byte) {
 		b, msg = appendNamedCount(b, msg, fieldEventCount, name, n, p.EventLast[name])
 	}
 	b = appendVarint(b, fieldOrders, p.Orders)
-	b = appendFloat(b, fieldRevenue, p.Revenue)
+	b = appendVarint(b, fieldRevenueExact, protowire.EncodeZigZag(p.Revenue.Millionths()))
 	b = appendVarint(b, fieldLastOrderAt, uint64(p.LastOrderAt))
 	b = appendVarint(b, fieldRefunds, p.Refunds)
-	b = appendFloat(b, fieldRefundedAmount, p.RefundedAmount)
+	b = appendVarint(b, fieldRefundedExact, protowire.EncodeZigZag(p.RefundedAmount.Millionths()))
 	b = appendVarint(b, fieldWakeAt, uint64(p.WakeAt))
+	if p.rfmScored {
+		b = appendVarint(b, fieldRFMScores, p.rfmScores.encode())
+	}
 	if len(p.orderLog) > 0 {
 		msg = appendTimeDeltas(msg[:0], slices.Values(p.orderLog), func(o orderRecord) int64 { return o.at })
 		b = protowire.AppendTag(b, fieldOrderTimes, protowire.BytesType)
 		b = protowire.AppendBytes(b, msg)
-		b = protowire.AppendTag(b, fieldOrderAmounts, protowire.BytesType)
-		b = protowire.AppendVarint(b, uint64(8*len(p.orderLog)))
+		msg = msg[:0]
 		for _, o := range p.orderLog {
-			b = protowire.AppendFixed64(b, math.Float64bits(o.amount))
+			msg = protowire.AppendVarint(msg, protowire.EncodeZigZag(o.amount.Millionths()))
 		}
+		b = protowire.AppendTag(b, fieldOrderExact, protowire.BytesType)
+		b = protowire.AppendBytes(b, msg)
 	}
 	if p.rfmRecorded {
 		msg = msg[:0]
@@ -187,7 +201,7 @@ func (p *Profile) appendEncode(dst, scratch []byte) (b, _ []byte) {
 		b = appendString(b, fieldBought, id)
 	}
 	if len(p.aggs.data) > 0 {
-		b = protowire.AppendTag(b, fieldAggregates, protowire.BytesType)
+		b = protowire.AppendTag(b, fieldAggregatesExact, protowire.BytesType)
 		b = protowire.AppendBytes(b, p.aggs.data)
 	}
 	for _, o := range p.movedOrders {
@@ -195,8 +209,9 @@ func (p *Profile) appendEncode(dst, scratch []byte) (b, _ []byte) {
 		msg = protowire.AppendTag(msg, 1, protowire.BytesType)
 		msg = protowire.AppendString(msg, o.id)
 		if o.known {
-			msg = appendFixedFloat(msg, 2, o.amount)
 			msg = appendVarint(msg, 3, uint64(o.at))
+			msg = protowire.AppendTag(msg, 4, protowire.VarintType) // even when 0: known
+			msg = protowire.AppendVarint(msg, protowire.EncodeZigZag(o.amount.Millionths()))
 		}
 		b = protowire.AppendTag(b, fieldMovedOrder, protowire.BytesType)
 		b = protowire.AppendBytes(b, msg)
@@ -217,135 +232,6 @@ func appendNamedCount(b, scratch []byte, num protowire.Number, name string, coun
 	return protowire.AppendBytes(b, scratch), scratch
 }
 
-// decodeAggregate decodes an aggregate state as written before states
-// were packed (fieldAggregate) and packs it after p's states. Its function
-// is that of the declared aggregate of aggs with its id, else the one its
-// buckets' fields show; a state of an aggregate declared no more that
-// kept every field in its buckets (as written on the first day of
-// aggregates) shows none and is dropped.
-func (p *Profile) decodeAggregate(msg []byte, aggs *Aggregates) error {
-	var (
-		id          uint64
-		name        []byte // written before ids
-		fingerprint uint64
-		fields      uint16 // bit n: a bucket has field n
-	)
-	buckets := 0
-	err := eachField(msg, func(num protowire.Number, _ protowire.Type, v uint64, raw []byte) error {
-		switch num {
-		case 1:
-			name = raw
-		case 2:
-			fingerprint = v
-		case 3:
-			buckets++
-			return eachField(raw, func(num protowire.Number, _ protowire.Type, _ uint64, _ []byte) error {
-				if num < 16 {
-					fields |= 1 << num
-				}
-				return nil
-			})
-		case 4:
-			id = v
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	if id == 0 && len(name) > 0 {
-		id = aggregateID(string(name), fingerprint)
-	}
-	if id == 0 {
-		return nil // nothing to match it with
-	}
-	var fn AggregateFunc
-	if agg := aggs.byID(id); agg != nil {
-		fn = agg.Spec.Func
-	} else if fn = funcOfFields(fields); fn == 0 {
-		return nil
-	}
-	w, err := decodeBuckets(msg, fn, buckets)
-	if err != nil {
-		return err
-	}
-	from := len(p.aggs.data)
-	p.aggs.data = appendPacked(p.aggs.data, id, fn, &w)
-	return checkPacked(p.aggs.data[from:]) // buckets out of order
-}
-
-// funcOfFields returns the aggregate function whose buckets have the
-// fields in the set (bit n for field n), or 0 when they fit several.
-func funcOfFields(fields uint16) AggregateFunc {
-	byField := []struct {
-		field uint16
-		fn    AggregateFunc
-	}{{bucketSum, Sum}, {bucketMin, Min}, {bucketMax, Max}, {bucketFirst, FirstSeen}, {bucketLast, LastSeen}, {bucketHashes, Distinct}}
-	fn := Count
-	for _, f := range byField {
-		if fields&(1<<f.field) == 0 {
-			continue
-		}
-		if fn != Count {
-			return 0
-		}
-		fn = f.fn
-	}
-	return fn
-}
-
-// decodeBuckets decodes the buckets of a stored aggregate message for
-// function fn, taking what fn keeps (a state written before buckets kept
-// only that has every field). With fn 0 it checks them only.
-func decodeBuckets(msg []byte, fn AggregateFunc, buckets int) (Windowed, error) {
-	var w Windowed
-	if fn != 0 && buckets > 0 {
-		w.buckets = make([]bucket, 0, buckets)
-		if fn == Distinct {
-			w.hashes = make([][]uint64, 0, buckets)
-		}
-	}
-	err := eachField(msg, func(num protowire.Number, _ protowire.Type, _ uint64, raw []byte) error {
-		if num != 3 {
-			return nil
-		}
-		bk := emptyBucket(0, fn)
-		var hashes []uint64
-		err := eachField(raw, func(num protowire.Number, _ protowire.Type, v uint64, raw []byte) error {
-			switch {
-			case num == bucketStart:
-				bk.start = protowire.DecodeZigZag(v)
-			case num == bucketCount:
-				bk.n = v
-			case num == bucketSum && fn == Sum, num == bucketMin && fn == Min, num == bucketMax && fn == Max:
-				bk.v = math.Float64frombits(v)
-			case num == bucketFirst && fn == FirstSeen, num == bucketLast && fn == LastSeen:
-				bk.v = float64(protowire.DecodeZigZag(v))
-			case num == bucketHashes:
-				if len(raw)%8 != 0 || len(raw)/8 > DistinctExact {
-					return fmt.Errorf("%w: bucket hashes are %d bytes", errCorrupt, len(raw))
-				}
-				if fn == Distinct {
-					hashes = make([]uint64, len(raw)/8)
-					for i := range hashes {
-						hashes[i], _ = protowire.ConsumeFixed64(raw[8*i:])
-					}
-				}
-			}
-			return nil
-		})
-		if err != nil || fn == 0 {
-			return err
-		}
-		w.buckets = append(w.buckets, bk)
-		if fn == Distinct {
-			w.hashes = append(w.hashes, hashes)
-		}
-		return nil
-	})
-	return w, err
-}
-
 // DecodeProfile decodes a stored profile of any format this version knows.
 func DecodeProfile(data []byte) (*Profile, error) { return decodeProfile(data, nil) }
 
@@ -359,7 +245,8 @@ func decodeProfile(data []byte, aggs *Aggregates) (*Profile, error) {
 		return nil, fmt.Errorf("%w: unknown format %d (written by a newer tailor?)", errCorrupt, data[0])
 	}
 	p := &Profile{encodedSize: len(data)}
-	var hashes, times, orderTimes, orderAmounts []byte
+	var hashes, times, orderTimes, orderAmounts, orderExact []byte
+	var revenue, refunded legacyAmount
 	err := eachField(data[1:], func(num protowire.Number, typ protowire.Type, v uint64, raw []byte) error {
 		switch {
 		case num == fieldKey && typ == protowire.BytesType:
@@ -417,13 +304,21 @@ func decodeProfile(data []byte, aggs *Aggregates) (*Profile, error) {
 		case num == fieldOrders && typ == protowire.VarintType:
 			p.Orders = v
 		case num == fieldRevenue && typ == protowire.Fixed64Type:
-			p.Revenue = math.Float64frombits(v)
+			revenue.float(v)
+		case num == fieldRevenueExact && typ == protowire.VarintType:
+			revenue.exact(v)
+		case num == fieldRefundedExact && typ == protowire.VarintType:
+			refunded.exact(v)
+		case num == fieldOrderExact && typ == protowire.BytesType:
+			orderExact = raw
 		case num == fieldLastOrderAt && typ == protowire.VarintType:
 			p.LastOrderAt = int64(v)
 		case num == fieldRefunds && typ == protowire.VarintType:
 			p.Refunds = v
 		case num == fieldWakeAt && typ == protowire.VarintType:
 			p.WakeAt = int64(v)
+		case num == fieldRFMScores && typ == protowire.VarintType:
+			p.rfmScores, p.rfmScored = decodeScores(v), true
 		case num == fieldOrderTimes && typ == protowire.BytesType:
 			orderTimes = raw
 		case num == fieldOrderAmounts && typ == protowire.BytesType:
@@ -438,9 +333,13 @@ func decodeProfile(data []byte, aggs *Aggregates) (*Profile, error) {
 				case 1:
 					o.id = string(raw)
 				case 2:
-					o.amount, o.known = math.Float64frombits(v), true
+					if !o.known { // field 4 first wins
+						o.amount, o.known = money.FromFloat(math.Float64frombits(v)), true
+					}
 				case 3:
 					o.at = int64(v)
+				case 4:
+					o.amount, o.known = money.Millionths(protowire.DecodeZigZag(v)), true
 				}
 				return nil
 			})
@@ -462,7 +361,7 @@ func decodeProfile(data []byte, aggs *Aggregates) (*Profile, error) {
 				return nil
 			})
 		case num == fieldRefundedAmount && typ == protowire.Fixed64Type:
-			p.RefundedAmount = math.Float64frombits(v)
+			refunded.float(v)
 		case num == fieldRecentHashes && typ == protowire.BytesType:
 			if len(raw)%8 != 0 {
 				return fmt.Errorf("%w: message hashes are %d bytes", errCorrupt, len(raw))
@@ -522,11 +421,15 @@ func decodeProfile(data []byte, aggs *Aggregates) (*Profile, error) {
 			p.viewed = append(p.viewed, string(raw))
 		case num == fieldBought && typ == protowire.BytesType:
 			p.bought = append(p.bought, string(raw))
-		case num == fieldAggregates && typ == protowire.BytesType:
+		case (num == fieldAggregates || num == fieldAggregatesExact) && typ == protowire.BytesType:
 			if err := checkPacked(raw); err != nil {
 				return err
 			}
+			from := len(p.aggs.data)
 			p.aggs.data = append(p.aggs.data, raw...)
+			if num == fieldAggregates {
+				exactSums(p.aggs.data[from:])
+			}
 		case num == fieldAggregate && typ == protowire.BytesType:
 			if err := p.decodeAggregate(raw, aggs); err != nil {
 				return err
@@ -550,22 +453,53 @@ func decodeProfile(data []byte, aggs *Aggregates) (*Profile, error) {
 		}
 		p.recent = newMessageLog(recent)
 	}
-	if len(orderAmounts) > 0 {
-		p.orderLog = make([]orderRecord, len(orderAmounts)/8)
-		at := int64(0)
-		for i := range p.orderLog {
-			bits, _ := protowire.ConsumeFixed64(orderAmounts[8*i:])
-			if at, err = nextTime(&orderTimes, at); err != nil {
-				return nil, fmt.Errorf("%w: order times: %v", errCorrupt, err)
-			}
-			p.orderLog[i] = orderRecord{at: at, amount: math.Float64frombits(bits)}
-		}
+	p.Revenue, p.RefundedAmount = revenue.amount, refunded.amount
+	if err := p.decodeOrderLog(orderTimes, orderAmounts, orderExact); err != nil {
+		return nil, err
 	}
 	if !p.rfmRecorded {
 		p.rfm = p.rfmPointAt(0, 0) // what a version before the order log counted
 	}
 	p.aggs.index(aggs)
 	return p, nil
+}
+
+// decodeOrderLog decodes the order log from its times and its amounts,
+// exact, or as float64 bits when written before amounts were exact.
+func (p *Profile) decodeOrderLog(times, floats, exact []byte) error {
+	n := len(floats) / 8
+	if exact != nil {
+		n = 0
+		for _, c := range exact {
+			if c < 0x80 {
+				n++ // a varint's last byte
+			}
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	p.orderLog = make([]orderRecord, n)
+	at := int64(0)
+	for i := range p.orderLog {
+		var err error
+		if at, err = nextTime(&times, at); err != nil {
+			return fmt.Errorf("%w: order times: %v", errCorrupt, err)
+		}
+		var amount money.Amount
+		if exact != nil {
+			v, k := protowire.ConsumeVarint(exact)
+			if k < 0 {
+				return fmt.Errorf("%w: order amounts: %v", errCorrupt, protowire.ParseError(k))
+			}
+			exact, amount = exact[k:], money.Millionths(protowire.DecodeZigZag(v))
+		} else {
+			bits, _ := protowire.ConsumeFixed64(floats[8*i:])
+			amount = money.FromFloat(math.Float64frombits(bits))
+		}
+		p.orderLog[i] = orderRecord{at: at, amount: amount}
+	}
+	return nil
 }
 
 // decodeCount decodes a {1: key, 2: count, 3: last} message, whose key is
@@ -732,10 +666,4 @@ func nextTime(deltas *[]byte, prev int64) (int64, error) {
 	}
 	*deltas = (*deltas)[n:]
 	return prev + protowire.DecodeZigZag(d), nil
-}
-
-// appendFixedFloat appends field num as a float64, even when 0.
-func appendFixedFloat(b []byte, num protowire.Number, f float64) []byte {
-	b = protowire.AppendTag(b, num, protowire.Fixed64Type)
-	return protowire.AppendFixed64(b, math.Float64bits(f))
 }

@@ -3,10 +3,8 @@ package state
 import (
 	"bytes"
 	"cmp"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"math"
 	"slices"
 	"sort"
 
@@ -186,10 +184,7 @@ func (b *Batch) takeOrders(key string) ([]movedOrder, error) {
 		k := item.KeyCopy(nil)
 		o := movedOrder{id: string(k[len(prefix):])}
 		err := item.Value(func(v []byte) error {
-			if len(v) == 16 {
-				o.amount = math.Float64frombits(binary.BigEndian.Uint64(v))
-				o.at, o.known = int64(binary.BigEndian.Uint64(v[8:])), true
-			}
+			o.amount, o.at, o.known = decodeOrderValue(v)
 			return nil
 		})
 		if err != nil {
@@ -306,10 +301,10 @@ func (p *Profile) mergeFrom(o *Profile, m *Model, d Dedup, now int64) {
 		p.EventLast[name] = max(p.EventLast[name], o.EventLast[name])
 	}
 	p.Orders += o.Orders
-	p.Revenue += o.Revenue
+	p.Revenue = p.Revenue.Add(o.Revenue)
 	p.LastOrderAt = max(p.LastOrderAt, o.LastOrderAt)
 	p.Refunds += o.Refunds
-	p.RefundedAmount += o.RefundedAmount
+	p.RefundedAmount = p.RefundedAmount.Add(o.RefundedAmount)
 	p.orderLog = mergeByTime(p.orderLog, o.orderLog, MaxOrderLog, func(r orderRecord) int64 { return r.at })
 	if o.recent.len() > 0 {
 		maxIDs := p.recent.len() + o.recent.len()

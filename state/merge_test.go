@@ -1,8 +1,10 @@
 package state
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"testing"
@@ -11,6 +13,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 
 	"github.com/tailorcdp/tailor/event"
+	"github.com/tailorcdp/tailor/money"
 )
 
 // TestLinkAndMerge follows a profile linked to another through the three
@@ -104,7 +107,7 @@ func TestLinkAndMerge(t *testing.T) {
 	}
 	views, _ := u.AggregateValue(aggs.List()[1], clock)
 	categories, _ := u.AggregateValue(aggs.List()[0], clock)
-	if u.EventCounts["Product Viewed"] != 3 || u.Orders != 1 || u.Revenue != 10 || views != 3 || categories != 3 ||
+	if u.EventCounts["Product Viewed"] != 3 || u.Orders != 1 || u.Revenue != money.Units(10) || views != 3 || categories != 3 ||
 		!slices.Contains(u.AnonymousIDs, "a1") || string(u.Traits["name"].Value) != `"Ann"` || len(u.interests) != 3 || u.TypeCounts[event.Track] != 4 {
 		t.Errorf("merged profile: views %v (aggregate %v), categories %v, orders %d, revenue %v, anonymous ids %v, traits %v, interests %v, calls %v",
 			u.EventCounts["Product Viewed"], views, categories, u.Orders, u.Revenue, u.AnonymousIDs, u.Traits, u.interests, u.TypeCounts)
@@ -197,13 +200,13 @@ func TestMergeCountsOrdersOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
-	check := func(when string, orders uint64, revenue float64) {
+	check := func(when string, orders uint64, revenue int64) {
 		t.Helper()
 		u, err := s.Profile("u1")
 		if err != nil {
 			t.Fatal(err)
 		}
-		if u.Orders != orders || u.Revenue != revenue || len(u.orderLog) != int(orders) {
+		if u.Orders != orders || u.Revenue != money.Units(revenue) || len(u.orderLog) != int(orders) {
 			t.Errorf("%s: %d orders, revenue %v, %d in the order log; want %d, %v", when, u.Orders, u.Revenue, len(u.orderLog), orders, revenue)
 		}
 	}
@@ -234,4 +237,28 @@ func countProfiles(pop Population) int64 {
 		n += c
 	}
 	return n
+}
+
+// TestOrderValue: a counted order's amount and time read back exactly,
+// as do those written as a float64 before amounts were exact; an order id
+// counted before either was kept has none.
+func TestOrderValue(t *testing.T) {
+	legacy := binary.BigEndian.AppendUint64(nil, math.Float64bits(5391.209999999999))
+	legacy = binary.BigEndian.AppendUint64(legacy, 1700000000000)
+	for _, tc := range []struct {
+		name   string
+		v      []byte
+		amount money.Amount
+		at     int64
+		known  bool
+	}{
+		{"exact", orderValue(money.MustParse("-19.99"), 1700000000000), money.MustParse("-19.99"), 1700000000000, true},
+		{"float64", legacy, money.MustParse("5391.21"), 1700000000000, true},
+		{"none kept", nil, money.Amount{}, 0, false},
+	} {
+		amount, at, known := decodeOrderValue(tc.v)
+		if amount != tc.amount || at != tc.at || known != tc.known {
+			t.Errorf("%s: %s %d %v, want %s %d %v", tc.name, amount, at, known, tc.amount, tc.at, tc.known)
+		}
+	}
 }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math"
 	"slices"
+
+	"github.com/tailorcdp/tailor/money"
 )
 
 // Packed aggregate states
@@ -30,7 +32,10 @@ import (
 //
 //	start    8 bytes: Unix ms
 //	n        8 bytes: the events counted
-//	v        8 bytes: float64 bits, for the functions that keep a value (bucket.v)
+//	v        8 bytes, for the functions that keep a value: Sum's int64
+//	         millionths (bucket.sum), the others' float64 bits (bucket.v);
+//	         Sum's were float64 bits too in states stored in
+//	         fieldAggregates, converted when read (exactSums)
 //	hashes   Distinct only: 1 byte k, then k 8-byte value hashes, ascending
 //
 // Integers are little endian.
@@ -95,6 +100,9 @@ func (r *bucketReader) next() (bk bucket, hashes packedHashes, ok bool) {
 	bk.start, bk.n = int64(binary.LittleEndian.Uint64(r.b)), binary.LittleEndian.Uint64(r.b[8:])
 	r.b = r.b[packedBucket:]
 	switch {
+	case r.fn == Sum:
+		bk.sum = money.Millionths(int64(binary.LittleEndian.Uint64(r.b)))
+		r.b = r.b[8:]
 	case r.fn.keepsValue():
 		bk.v = math.Float64frombits(binary.LittleEndian.Uint64(r.b))
 		r.b = r.b[8:]
@@ -113,7 +121,12 @@ func (h packedHashes) at(i int) uint64 { return binary.LittleEndian.Uint64(h[8*i
 
 // value returns the aggregate at now under spec; ok is false when no
 // event counts (a count and a distinct count are then 0 with ok true).
+// A sum is the float64 nearest to it (sum gives it exactly).
 func (s packedState) value(spec WindowSpec, now int64) (v float64, ok bool) {
+	if spec.Func == Sum {
+		sum, ok := s.sum(spec, now)
+		return sum.Float64(), ok
+	}
 	width := spec.width()
 	cut := int64(math.MinInt64)
 	if width > 0 {
@@ -150,6 +163,49 @@ func (s packedState) value(spec WindowSpec, now int64) (v float64, ok bool) {
 	return total.v, true
 }
 
+// sum returns a Sum aggregate at now under spec, exactly; ok is false
+// when no event counts.
+func (s packedState) sum(spec WindowSpec, now int64) (sum money.Amount, ok bool) {
+	if s == nil {
+		return sum, false
+	}
+	cut := int64(math.MinInt64)
+	width := spec.width()
+	if width > 0 {
+		cut = now - spec.Window.Milliseconds()
+	}
+	var n uint64
+	for r := s.buckets(); ; {
+		bk, _, more := r.next()
+		if !more {
+			return sum, n > 0
+		}
+		if width > 0 && bk.start+width <= cut {
+			continue
+		}
+		sum, n = sum.Add(bk.sum), n+bk.n
+	}
+}
+
+// exactSums converts the values of the Sum states in b, whole packed
+// states as stored in fieldAggregates (float64 bits), to millionths, in
+// place: the float noise of the old sums within half a millionth goes.
+func exactSums(b []byte) {
+	for off := 0; off < len(b); {
+		s := packedState(b[off:])
+		if s.fn() == Sum {
+			at := off + packedHeader
+			for range s.bucketCount() {
+				v := b[at+packedBucket:]
+				f := math.Float64frombits(binary.LittleEndian.Uint64(v))
+				binary.LittleEndian.PutUint64(v, uint64(money.FromFloat(f).Millionths()))
+				at += Sum.packedBucketSize()
+			}
+		}
+		off += s.size()
+	}
+}
+
 // nextChange returns when the value next changes at now with no new
 // event: when the oldest bucket still in the window leaves it. ok is false
 // when time alone changes nothing (no buckets left, or all time).
@@ -178,6 +234,8 @@ func appendPacked(b []byte, id uint64, fn AggregateFunc, w *Windowed) []byte {
 		b = binary.LittleEndian.AppendUint64(b, uint64(bk.start))
 		b = binary.LittleEndian.AppendUint64(b, bk.n)
 		switch {
+		case fn == Sum:
+			b = binary.LittleEndian.AppendUint64(b, uint64(bk.sum.Millionths()))
 		case fn.keepsValue():
 			b = binary.LittleEndian.AppendUint64(b, math.Float64bits(bk.v))
 		case fn == Distinct:
@@ -309,35 +367,41 @@ func (a *aggStates) state(agg *Aggregate) packedState {
 	return s[:s.size()]
 }
 
-// add counts an event at event time t (Unix ms) with the numeric value v
-// or value hash h in agg's state, as seen at now, as Windowed.Add does,
+// add counts an event at event time t (Unix ms) with the value x in agg's
+// state, as seen at now, as Windowed.Add does,
 // and reports whether it counted. Most events fall in a bucket the state
 // has, with all its buckets still in the window: those change the state
 // where it lies; the others unpack it into scratch, change it there and
 // pack it back.
-func (a *aggStates) add(agg *Aggregate, t int64, v float64, h uint64, now int64, scratch *aggScratch) bool {
+func (a *aggStates) add(agg *Aggregate, t int64, x sample, now int64, scratch *aggScratch) bool {
 	spec := agg.Spec
 	width := spec.width()
 	if width > 0 && t <= now-spec.Window.Milliseconds() {
 		return false // older than the window
 	}
-	if off, ok := a.bucketOf(agg, t, h, now); ok {
+	if off, ok := a.bucketOf(agg, t, x.h, now); ok {
 		a.own()
 		b := a.data[off:]
 		bk := bucket{n: binary.LittleEndian.Uint64(b[8:])}
-		if spec.Func.keepsValue() {
+		switch {
+		case spec.Func == Sum:
+			bk.sum = money.Millionths(int64(binary.LittleEndian.Uint64(b[packedBucket:])))
+		case spec.Func.keepsValue():
 			bk.v = math.Float64frombits(binary.LittleEndian.Uint64(b[packedBucket:]))
 		}
-		bk.add(spec.Func, t, v)
+		bk.add(spec.Func, t, x)
 		binary.LittleEndian.PutUint64(b[8:], bk.n)
-		if spec.Func.keepsValue() {
+		switch {
+		case spec.Func == Sum:
+			binary.LittleEndian.PutUint64(b[packedBucket:], uint64(bk.sum.Millionths()))
+		case spec.Func.keepsValue():
 			binary.LittleEndian.PutUint64(b[packedBucket:], math.Float64bits(bk.v))
 		}
 		return true
 	}
 	w := &scratch.window
 	w.unpack(a.state(agg))
-	w.Add(spec, t, v, h, now)
+	w.Add(spec, t, x, now)
 	scratch.packed = a.store(agg, w, scratch.packed)
 	return true
 }

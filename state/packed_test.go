@@ -6,6 +6,8 @@ import (
 	"math/rand/v2"
 	"testing"
 	"time"
+
+	"github.com/tailorcdp/tailor/money"
 )
 
 // TestPackedStates changes a profile's aggregate states through a clone,
@@ -159,8 +161,9 @@ func TestPackedAddMatchesWindowed(t *testing.T) {
 				}
 				v := float64(rng.IntN(200))
 				h := uint64(rng.IntN(100))
-				want := w.Add(agg.Spec, t0, v, h, now)
-				if got := p.aggs.add(agg, t0, v, h, now, &aggScratch{}); got != want {
+				x := sample{v: v, amount: money.FromFloat(v / 8), h: h}
+				want := w.Add(agg.Spec, t0, x, now)
+				if got := p.aggs.add(agg, t0, x, now, &aggScratch{}); got != want {
 					t.Fatalf("fn %d window %v event %d: counted %v, want %v", fn, window, i, got, want)
 				}
 				got, packed := p.aggs.state(agg), appendPacked(nil, agg.id, fn, &w)

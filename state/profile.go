@@ -14,6 +14,7 @@ import (
 	"github.com/valyala/fastjson"
 
 	"github.com/tailorcdp/tailor/event"
+	"github.com/tailorcdp/tailor/money"
 )
 
 // Bounds on what one profile keeps, so that a misbehaving sender cannot grow
@@ -57,11 +58,11 @@ type Profile struct {
 	EventCounts map[string]uint64
 	EventLast   map[string]int64
 
-	Orders         uint64  // Order Completed, once per order_id
-	Revenue        float64 // sum of the completed orders' amounts
+	Orders         uint64       // Order Completed, once per order_id
+	Revenue        money.Amount // sum of the completed orders' amounts
 	LastOrderAt    int64
-	Refunds        uint64  // Order Refunded events
-	RefundedAmount float64 // sum of the refunds' amounts
+	Refunds        uint64       // Order Refunded events
+	RefundedAmount money.Amount // sum of the refunds' amounts
 
 	// Segments holds the segments the profile is in, with the time it
 	// entered each (Unix ms). Read only: a clone shares it with its
@@ -107,6 +108,11 @@ type Profile struct {
 	orderLog    []orderRecord
 	rfm         rfmPoint
 	rfmRecorded bool
+	// rfmScores are the scores the profile's segments reading them were
+	// last evaluated on (rfmScored), which View shows: the same scores,
+	// whatever the quintiles did since (Profile.rescore).
+	rfmScores rfmScores
+	rfmScored bool
 
 	// movedOrders, in a profile taken out by Batch.Link only, are the
 	// order ids its store counted for it, which move with it (Merge).
@@ -130,17 +136,17 @@ const MaxOrderLog = 100
 // orderRecord is one counted order.
 type orderRecord struct {
 	at     int64 // event time, Unix ms
-	amount float64
+	amount money.Amount
 }
 
 // uncountOrder takes back an order counted twice (by a merge) with its
 // amount and event time.
-func (p *Profile) uncountOrder(amount float64, at int64) {
+func (p *Profile) uncountOrder(amount money.Amount, at int64) {
 	if p.Orders == 0 {
 		return
 	}
 	p.Orders--
-	p.Revenue -= amount
+	p.Revenue = p.Revenue.Sub(amount)
 	for i, o := range p.orderLog {
 		if o.at == at && o.amount == amount {
 			p.orderLog = slices.Delete(p.orderLog, i, i+1) // the batch's own: Clone copies it
@@ -154,7 +160,7 @@ func (p *Profile) uncountOrder(amount float64, at int64) {
 // (known false: counted before order ids kept them).
 type movedOrder struct {
 	id     string
-	amount float64
+	amount money.Amount
 	at     int64
 	known  bool
 }
@@ -298,7 +304,7 @@ func (p *Profile) Apply(ev *event.Event, countOrder bool) {
 			}
 			p.Orders++
 			amount, _ := ev.OrderAmount()
-			p.Revenue += amount
+			p.Revenue = p.Revenue.Add(amount)
 			if t > p.LastOrderAt {
 				p.LastOrderAt = t
 			}
@@ -306,17 +312,14 @@ func (p *Profile) Apply(ev *event.Event, countOrder bool) {
 		case event.OrderRefunded:
 			p.Refunds++
 			if amount, ok := ev.OrderAmount(); ok {
-				if amount < 0 {
-					amount = -amount
-				}
-				p.RefundedAmount += amount
+				p.RefundedAmount = p.RefundedAmount.Add(amount.Abs())
 			}
 		}
 	}
 }
 
 // logOrder remembers an order in time order, keeping the most recent.
-func (p *Profile) logOrder(at int64, amount float64) {
+func (p *Profile) logOrder(at int64, amount money.Amount) {
 	i := len(p.orderLog)
 	for i > 0 && p.orderLog[i-1].at > at {
 		i--
@@ -390,8 +393,9 @@ type View struct {
 	Calls        map[string]uint64          `json:"calls"`
 	Events       map[string]uint64          `json:"events"`
 	Orders       OrdersView                 `json:"orders"`
-	// Aggregates are the declared aggregates' values now: numbers, times
-	// for first_seen and last_seen, null when no event counts.
+	// Aggregates are the declared aggregates' values now: numbers (sums
+	// exact, as money.Amount), times for first_seen and last_seen, null
+	// when no event counts.
 	Aggregates map[string]any `json:"aggregates"`
 	// Segments are the segments the profile is in, with when it entered.
 	Segments map[string]time.Time `json:"segments"`
@@ -417,14 +421,18 @@ type OfferView struct {
 	LastConversion *time.Time `json:"lastConversion"`
 }
 
-// RFMView is the RFM part of View: raw values and 1-5 scores.
+// RFMView is the RFM part of View: raw values and 1-5 scores. A score is
+// absent (0, left out of the JSON) while the population has too few
+// distinct values for its quintiles (MinRFMValues). Where segments read
+// the scores, they are those the segments were last evaluated on, so that
+// a profile's RFM segments always agree with the scores it shows.
 type RFMView struct {
-	Recency   float64 `json:"recency"` // days since the last order
-	Frequency float64 `json:"frequency"`
-	Monetary  float64 `json:"monetary"`
-	R         float64 `json:"r"`
-	F         float64 `json:"f"`
-	M         float64 `json:"m"`
+	Recency   float64      `json:"recency"` // days since the last order
+	Frequency float64      `json:"frequency"`
+	Monetary  money.Amount `json:"monetary"`
+	R         float64      `json:"r,omitempty"`
+	F         float64      `json:"f,omitempty"`
+	M         float64      `json:"m,omitempty"`
 }
 
 // Derived is what View computes beyond the stored facts, from the
@@ -440,11 +448,11 @@ const TopInterests = 5
 
 // OrdersView is the order facts part of View.
 type OrdersView struct {
-	Count          uint64     `json:"count"`
-	Revenue        float64    `json:"revenue"`
-	LastOrderAt    *time.Time `json:"lastOrderAt"`
-	Refunds        uint64     `json:"refunds"`
-	RefundedAmount float64    `json:"refundedAmount"`
+	Count          uint64       `json:"count"`
+	Revenue        money.Amount `json:"revenue"`
+	LastOrderAt    *time.Time   `json:"lastOrderAt"`
+	Refunds        uint64       `json:"refunds"`
+	RefundedAmount money.Amount `json:"refundedAmount"`
 }
 
 // View returns the profile's JSON form, with the derived values at now.
@@ -493,11 +501,14 @@ func (p *Profile) View(d Derived, now time.Time) View {
 	}
 	if rec, ok := p.RFM(3, d.Quintiles, now); ok {
 		v.RFM = &RFMView{Recency: rec}
-		v.RFM.Frequency, _ = p.RFM(4, d.Quintiles, now)
-		v.RFM.Monetary, _ = p.RFM(5, d.Quintiles, now)
-		v.RFM.R, _ = p.RFM(0, d.Quintiles, now)
-		v.RFM.F, _ = p.RFM(1, d.Quintiles, now)
-		v.RFM.M, _ = p.RFM(2, d.Quintiles, now)
+		v.RFM.Frequency, v.RFM.Monetary, _ = p.rfmValues(now.UnixMilli(), d.Quintiles.Horizon)
+		// The scores the segments were evaluated on, when segments read
+		// them; else as the quintiles give them now.
+		scores := p.rfmScores
+		if !p.rfmScored {
+			scores = p.scoresAt(d.Quintiles, now)
+		}
+		v.RFM.R, v.RFM.F, v.RFM.M = float64(scores[0]), float64(scores[1]), float64(scores[2])
 	}
 	v.Consent = make(map[string]bool, len(p.consents))
 	for purpose, c := range p.consents {
@@ -533,6 +544,8 @@ func (p *Profile) View(d Derived, now time.Time) View {
 			v.Aggregates[agg.Name] = nil
 		case agg.Spec.Func == FirstSeen || agg.Spec.Func == LastSeen:
 			v.Aggregates[agg.Name] = time.UnixMilli(int64(x)).UTC()
+		case agg.Spec.Func == Sum:
+			v.Aggregates[agg.Name], _ = p.aggs.state(agg).sum(agg.Spec, now.UnixMilli())
 		default:
 			v.Aggregates[agg.Name] = x
 		}

@@ -5,6 +5,8 @@ import (
 	"math"
 	"sort"
 	"time"
+
+	"github.com/tailorcdp/tailor/money"
 )
 
 // RFM: recency (days since the last order), frequency (orders) and monetary
@@ -39,7 +41,7 @@ func (p *Profile) rfmPointAt(now int64, horizon time.Duration) rfmPoint {
 	return rfmPoint{
 		day:    floorDiv(p.LastOrderAt, rfmDay.Milliseconds()),
 		orders: int64(orders),
-		money:  moneyBin(revenue),
+		money:  moneyBin(revenue.Float64()),
 		ok:     true,
 	}
 }
@@ -47,9 +49,9 @@ func (p *Profile) rfmPointAt(now int64, horizon time.Duration) rfmPoint {
 // rfmValues returns frequency and monetary value at now (Unix ms): over
 // the horizon, or all time for 0 or a profile written before the order log
 // was kept; ok is false without orders (in the horizon).
-func (p *Profile) rfmValues(now int64, horizon time.Duration) (orders, revenue float64, ok bool) {
+func (p *Profile) rfmValues(now int64, horizon time.Duration) (orders float64, revenue money.Amount, ok bool) {
 	if p.Orders == 0 {
-		return 0, 0, false
+		return 0, money.Amount{}, false
 	}
 	if horizon <= 0 || len(p.orderLog) == 0 {
 		return float64(p.Orders), p.Revenue, true
@@ -58,7 +60,7 @@ func (p *Profile) rfmValues(now int64, horizon time.Duration) (orders, revenue f
 	for _, o := range p.orderLog {
 		if o.at > cut {
 			orders++
-			revenue += o.amount
+			revenue = revenue.Add(o.amount)
 		}
 	}
 	return orders, revenue, orders > 0
@@ -144,8 +146,19 @@ func (pop Population) Add(other Population) {
 type RFMQuintiles struct {
 	Days, Orders, Money [4]float64
 	Horizon             time.Duration
-	ok                  bool
+	// ok says, for days, orders and money, whether the population has
+	// quintiles of it: at least MinRFMValues distinct values.
+	ok [3]bool
 }
+
+// MinRFMValues is how many distinct values (last-order days, order counts,
+// revenue bins) the customers must show before a score is given on them:
+// with fewer, quintiles cannot put customers in five groups, and the
+// scores would mislead (the first customer of a store, alone with its
+// values, scored 1 1 1 and landed in "lost"). Below it the score is
+// absent: rules reading it see no value, the RFM segments hold nobody on
+// it, and the profile shows none.
+const MinRFMValues = 5
 
 // Quintiles computes the boundaries.
 func (pop Population) Quintiles() RFMQuintiles {
@@ -157,21 +170,24 @@ func (pop Population) Quintiles() RFMQuintiles {
 	if n == 0 {
 		return q
 	}
-	q.ok = true
-	q.Days = quantiles(pop.Days, n, func(b int64) float64 { return float64(b) })
-	q.Orders = quantiles(pop.Orders, n, func(b int64) float64 { return float64(b) })
-	q.Money = quantiles(pop.Money, n, moneyOfBin)
+	q.Days, q.ok[0] = quantiles(pop.Days, n, func(b int64) float64 { return float64(b) })
+	q.Orders, q.ok[1] = quantiles(pop.Orders, n, func(b int64) float64 { return float64(b) })
+	q.Money, q.ok[2] = quantiles(pop.Money, n, moneyOfBin)
 	return q
 }
 
 // quantiles returns, for p = 0.2, 0.4, 0.6, 0.8, the smallest value whose
-// cumulative count reaches p of n.
-func quantiles(h map[int64]int64, n int64, value func(int64) float64) [4]float64 {
+// cumulative count reaches p of n, and whether the histogram has at least
+// MinRFMValues values to take them from.
+func quantiles(h map[int64]int64, n int64, value func(int64) float64) (_ [4]float64, ok bool) {
 	bins := make([]int64, 0, len(h))
 	for b, c := range h {
 		if c > 0 {
 			bins = append(bins, b)
 		}
+	}
+	if len(bins) < MinRFMValues {
+		return [4]float64{}, false
 	}
 	sort.Slice(bins, func(i, j int) bool { return bins[i] < bins[j] })
 	var out [4]float64
@@ -184,7 +200,7 @@ func quantiles(h map[int64]int64, n int64, value func(int64) float64) [4]float64
 			k++
 		}
 	}
-	return out
+	return out, true
 }
 
 // score is 1 plus the number of boundaries v is above: 5 for the top fifth.
@@ -199,7 +215,8 @@ func score(v float64, q [4]float64) float64 {
 }
 
 // RFM returns a profile's RFM field (rules.RFMRecencyScore and so on) at
-// now; ok is false for a profile without orders (in the horizon).
+// now; ok is false for a profile without orders (in the horizon), and for
+// a score the population has no quintiles for (MinRFMValues).
 func (p *Profile) RFM(field int, q RFMQuintiles, now time.Time) (float64, bool) {
 	pt := p.rfmPointAt(now.UnixMilli(), q.Horizon)
 	if !pt.ok {
@@ -207,11 +224,11 @@ func (p *Profile) RFM(field int, q RFMQuintiles, now time.Time) (float64, bool) 
 	}
 	switch field {
 	case 0: // r: more recent is better
-		return score(float64(pt.day), q.Days), q.ok
+		return score(float64(pt.day), q.Days), q.ok[0]
 	case 1:
-		return score(float64(pt.orders), q.Orders), q.ok
+		return score(float64(pt.orders), q.Orders), q.ok[1]
 	case 2:
-		return score(moneyOfBin(pt.money), q.Money), q.ok
+		return score(moneyOfBin(pt.money), q.Money), q.ok[2]
 	case 3: // recency in whole days
 		return float64(floorDiv(now.UnixMilli()-p.LastOrderAt, rfmDay.Milliseconds())), true
 	case 4, 5:
@@ -219,9 +236,54 @@ func (p *Profile) RFM(field int, q RFMQuintiles, now time.Time) (float64, bool) 
 		if field == 4 {
 			return orders, true
 		}
-		return revenue, true
+		return revenue.Float64(), true
 	}
 	return 0, false
+}
+
+// rfmScores are the 1-5 scores r, f and m that a profile's segments were
+// last evaluated on; 0 for a score absent (no orders, or no quintiles).
+type rfmScores [3]uint8
+
+// scoresAt returns the profile's scores at now under q.
+func (p *Profile) scoresAt(q RFMQuintiles, now time.Time) rfmScores {
+	var s rfmScores
+	for i := range s {
+		if v, ok := p.RFM(i, q, now); ok {
+			s[i] = uint8(v)
+		}
+	}
+	return s
+}
+
+// rescore works out the profile's scores at now under q, which its
+// segments reading them are about to be evaluated on, records them for
+// the profile's view, and reports whether they changed: the segments
+// reading them must then be evaluated (Inputs.Scores), so that the
+// scores a profile shows and its RFM segments always agree.
+func (p *Profile) rescore(q RFMQuintiles, now time.Time) bool {
+	s := p.scoresAt(q, now)
+	if p.rfmScored && s == p.rfmScores || !p.rfmScored && p.Orders == 0 {
+		return false // no change; or no orders yet, nothing to show
+	}
+	p.rfmScores, p.rfmScored = s, true
+	return true
+}
+
+// encodeScores packs recorded scores in a varint: 1<<12 | m<<8 | f<<4 | r.
+func (s rfmScores) encode() uint64 {
+	return 1<<12 | uint64(s[2])<<8 | uint64(s[1])<<4 | uint64(s[0])
+}
+
+// decodeScores reads what encode wrote; a score past 5 reads as absent.
+func decodeScores(v uint64) rfmScores {
+	var s rfmScores
+	for i := range s {
+		if x := uint8(v >> (4 * i) & 0xf); x <= 5 {
+			s[i] = x
+		}
+	}
+	return s
 }
 
 // Histogram keys in a store: prefix, histogram letter, big-endian bin.

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/tailorcdp/tailor/event"
+	"github.com/tailorcdp/tailor/money"
 )
 
 // TestRFMPopulation applies orders through a store and checks the
@@ -197,29 +198,44 @@ func TestRFMRefresh(t *testing.T) {
 		return changes
 	}
 	walk() // the first quintiles: nothing to change yet
+	view := func(user string) *Profile {
+		t.Helper()
+		prof, err := s.Profile(user)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return prof
+	}
+	// The first five customers order with fewer than MinRFMValues
+	// customers before them: no m score, in no segment reading it.
 	for i := 1; i <= 5; i++ {
 		order(fmt.Sprintf("u%d", i), float64(10*i))
 	}
-	if prof, _ := s.Profile("u5"); prof.Segments["top_spender"] == 0 || prof.Segments["top_fan"] == 0 {
-		t.Fatalf("u5, the biggest spender, is not in top_spender and top_fan: %v", prof.Segments)
+	if prof := view("u5"); len(prof.Segments) != 0 || prof.View(Derived{}, clock).RFM.M != 0 {
+		t.Fatalf("u5 with four customers before it: segments %v, RFM %+v; want none and no m score", prof.Segments, prof.View(Derived{}, clock).RFM)
 	}
-	// Bigger spenders arrive: u5 is in the middle now, but nothing of its
-	// own happened, so it stays until the refresh.
-	for i := 6; i <= 10; i++ {
+	// The sixth has five before it, and is the biggest spender.
+	order("u6", 60)
+	if prof := view("u6"); prof.Segments["top_spender"] == 0 || prof.Segments["top_fan"] == 0 || prof.View(Derived{}, clock).RFM.M != 5 {
+		t.Fatalf("u6, the biggest spender, is not in top_spender and top_fan, or does not show m 5: %v", prof.Segments)
+	}
+	// Bigger spenders arrive: u6 is in the middle now, but nothing of its
+	// own happened, so it stays until the refresh, and so does its score.
+	for i := 7; i <= 10; i++ {
 		order(fmt.Sprintf("u%d", i), float64(10*i))
 	}
 	if changes := walk(); len(changes) != 0 {
 		t.Errorf("a walk before the refresh interval: %v", changes)
 	}
-	if prof, _ := s.Profile("u5"); prof.Segments["top_spender"] == 0 {
-		t.Error("u5 left top_spender before the refresh")
+	if prof := view("u6"); prof.Segments["top_spender"] == 0 || prof.View(Derived{}, clock).RFM.M != 5 {
+		t.Error("u6 left top_spender, or its m score moved, before the refresh")
 	}
 	clock = clock.Add(time.Hour)
 	got := walk()
-	// Each customer entered with its own order, the biggest so far; the
-	// walk takes out everyone but the top fifth, u9 and u10.
+	// Each customer from u6 on entered with its own order, the biggest so
+	// far; the walk takes out everyone but the top fifth, u9 and u10.
 	var want []string
-	for i := 2; i <= 8; i++ {
+	for i := 6; i <= 8; i++ {
 		want = append(want, fmt.Sprintf("u%d-top_fan", i), fmt.Sprintf("u%d-top_spender", i))
 	}
 	if strings.Join(got, " ") != strings.Join(want, " ") {
@@ -227,6 +243,16 @@ func TestRFMRefresh(t *testing.T) {
 	}
 	if sizes := s.SegmentSizes(); sizes["top_spender"] != 2 || sizes["top_fan"] != 2 {
 		t.Errorf("sizes %v, want 2 and 2", sizes)
+	}
+	// Every profile shows the scores its segments were evaluated on, now
+	// the quintiles of all ten: u1 and u2 in the bottom fifth, u9 and u10
+	// in the top one.
+	for i := 1; i <= 10; i++ {
+		prof := view(fmt.Sprintf("u%d", i))
+		m := prof.View(Derived{}, clock).RFM.M
+		if _, in := prof.Segments["top_spender"]; in != (m >= 5) || m != float64((i+1)/2) {
+			t.Errorf("u%d: m %v, in top_spender %v; want m %d, in it for 5 only", i, m, in, (i+1)/2)
+		}
 	}
 }
 
@@ -275,5 +301,97 @@ func TestRFMHorizonWithoutSegments(t *testing.T) {
 		if err := b.Commit(2); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// TestRFMTooFewValues: a score needs MinRFMValues distinct values of its
+// dimension among the customers; below that it is absent, the others
+// given.
+func TestRFMTooFewValues(t *testing.T) {
+	for _, tc := range []struct {
+		name               string
+		days, orders, bins []int64 // one customer per entry
+		want               [3]bool
+	}{
+		{"empty", nil, nil, nil, [3]bool{}},
+		{"one customer", []int64{1}, []int64{1}, []int64{100}, [3]bool{}},
+		{"four of each", []int64{1, 2, 3, 4}, []int64{1, 2, 3, 4}, []int64{1, 2, 3, 4}, [3]bool{}},
+		{"five distinct days only", []int64{1, 2, 3, 4, 5, 5}, []int64{1, 1, 1, 1, 1, 2}, []int64{7, 7, 7, 7, 7, 7}, [3]bool{true, false, false}},
+		{"five of each", []int64{1, 2, 3, 4, 5}, []int64{1, 2, 3, 4, 5}, []int64{1, 2, 3, 4, 5}, [3]bool{true, true, true}},
+	} {
+		pop := NewPopulation()
+		for i := range tc.days {
+			pop.move(rfmPoint{}, rfmPoint{day: tc.days[i], orders: tc.orders[i], money: tc.bins[i], ok: true})
+		}
+		q := pop.Quintiles()
+		if q.ok != tc.want {
+			t.Errorf("%s: scores %v, want %v", tc.name, q.ok, tc.want)
+		}
+		p := &Profile{Orders: 1, Revenue: money.Units(5), LastOrderAt: 3 * rfmDay.Milliseconds()}
+		for field := range 3 {
+			if _, ok := p.RFM(field, q, time.UnixMilli(10*rfmDay.Milliseconds())); ok != tc.want[field] {
+				t.Errorf("%s: score %d given %v, want %v", tc.name, field, ok, tc.want[field])
+			}
+		}
+	}
+}
+
+// TestRFMScoresStored: the scores a profile's segments were evaluated on
+// are stored with it, an absent one too.
+func TestRFMScoresStored(t *testing.T) {
+	p := &Profile{Key: "u", rfmScores: rfmScores{5, 0, 3}, rfmScored: true}
+	got, err := DecodeProfile(p.AppendEncode(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.rfmScored || got.rfmScores != p.rfmScores {
+		t.Errorf("decoded scores %v (%v), want %v", got.rfmScores, got.rfmScored, p.rfmScores)
+	}
+	if got, _ := DecodeProfile((&Profile{Key: "u"}).AppendEncode(nil)); got.rfmScored {
+		t.Error("a profile without recorded scores decodes with some")
+	}
+}
+
+// TestRFMScoresMixedRule: a segment reading a score and a trait, evaluated
+// on an identify call long after the profile's last order, reads the score
+// the profile shows (recorded with its order), not one of quintiles that
+// have moved since: membership and the shown scores agree whatever input
+// re-evaluates the segment.
+func TestRFMScoresMixedRule(t *testing.T) {
+	segs, err := CompileSegments([]SegmentConfig{{"vip_fan", `rfm.m >= 5 && traits.fan == true`}}, nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := testOptions()
+	o.Segments, o.RFMRefresh, o.Now = segs, time.Hour, func() time.Time { return t0 }
+	var s *Store
+	o.Quintiles = func() RFMQuintiles { return s.Population().Quintiles() }
+	s = openWith(t, t.TempDir(), o)
+	defer s.Close()
+	p := event.NewParser(event.DefaultLimits())
+	offset := int64(0)
+	send := func(raw string) {
+		t.Helper()
+		b := s.Begin()
+		e := parse(t, p, raw)
+		if _, err := b.Apply(&e); err != nil {
+			t.Fatal(err)
+		}
+		offset++
+		if err := b.Commit(offset); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 1; i <= 10; i++ { // u6 is the biggest spender when it orders
+		send(fmt.Sprintf(`{"type": "track", "event": "Order Completed", "userId": "u%d", "timestamp": %q, "properties": {"order_id": "o%d", "revenue": %d}}`, i, t0.Format(time.RFC3339), i, 10*i))
+	}
+	send(fmt.Sprintf(`{"type": "identify", "userId": "u6", "traits": {"fan": true}, "timestamp": %q}`, t0.Format(time.RFC3339)))
+	prof, err := s.Profile("u6")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := prof.View(Derived{Quintiles: s.Population().Quintiles()}, t0).RFM.M
+	if _, in := prof.Segments["vip_fan"]; m != 5 || !in {
+		t.Errorf("u6 shows m %v and is in vip_fan: %v; want m 5, in it", m, in)
 	}
 }

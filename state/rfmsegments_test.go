@@ -3,6 +3,8 @@ package state
 import (
 	"testing"
 	"time"
+
+	"github.com/tailorcdp/tailor/money"
 )
 
 // TestRFMSegments checks the standard RFM segments on every combination
@@ -21,8 +23,8 @@ func TestRFMSegments(t *testing.T) {
 			for m := 1; m <= 5; m++ {
 				// A profile whose scores are r, f, m: quintile boundaries
 				// put its values exactly there.
-				p := &Profile{Orders: uint64(f), Revenue: float64(m), LastOrderAt: int64(r) * rfmDay.Milliseconds()}
-				q := RFMQuintiles{ok: true}
+				p := &Profile{Orders: uint64(f), Revenue: money.Units(int64(m)), LastOrderAt: int64(r) * rfmDay.Milliseconds()}
+				q := RFMQuintiles{ok: [3]bool{true, true, true}}
 				for k := range 4 {
 					q.Days[k] = float64(k + 1)
 					q.Orders[k] = float64(k + 1)

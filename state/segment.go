@@ -71,6 +71,9 @@ type Inputs struct {
 	// (another profile was merged into this one; or, when compiling, an
 	// empty profile).
 	Whole bool
+	// Scores: the RFM scores the profile records (and shows) changed:
+	// evaluate every segment reading them, and those reading these.
+	Scores bool
 }
 
 // The inputs a segment rule may read, numbered for the bit sets that
@@ -155,6 +158,9 @@ func (s *Segments) candidates(in *Inputs, dst bitset) bitset {
 			dst.or(s.byInput[i])
 		}
 	}
+	if in.Scores {
+		dst.or(s.scoreSet)
+	}
 	return dst
 }
 
@@ -176,6 +182,9 @@ type Segments struct {
 	events                   map[string]int
 	byInput                  []bitset
 	alwaysSet, timedSet, all bitset
+	// scoreSet holds the positions of the segments reading rfm.r, rfm.f
+	// or rfm.m themselves (Inputs.Scores).
+	scoreSet bitset
 	// newProfile holds the positions a new profile's first event
 	// evaluates besides those reading what it changed: a rule whose
 	// inputs the event left alone reads an empty profile, so only the
@@ -326,7 +335,7 @@ func (s *Segments) indexInputs(inputs int) {
 	for i := range s.byInput {
 		s.byInput[i] = newBitset(n)
 	}
-	s.alwaysSet, s.timedSet, s.all = newBitset(n), newBitset(n), newBitset(n)
+	s.alwaysSet, s.timedSet, s.all, s.scoreSet = newBitset(n), newBitset(n), newBitset(n), newBitset(n)
 	for pos, seg := range s.order {
 		seg.pos = pos
 		seg.dependents = newBitset(n)
@@ -338,6 +347,9 @@ func (s *Segments) indexInputs(inputs int) {
 	for _, seg := range s.order {
 		dp := &seg.Rule.Deps
 		s.all.add(seg.pos)
+		if dp.RFMScores {
+			s.scoreSet.add(seg.pos)
+		}
 		if seg.always {
 			s.alwaysSet.add(seg.pos)
 		}
@@ -574,7 +586,17 @@ func (e *RuleEnv) LastEvent(name string) (time.Time, bool) {
 	return time.UnixMilli(t), true
 }
 
-func (e *RuleEnv) RFM(field int) (float64, bool) { return e.p.RFM(field, e.quintiles, e.now) }
+// RFM reads rfm.*: the scores the profile records when it does (those
+// its view shows; Batch.evaluate records them anew, on the same quintiles,
+// before evaluating when they may have moved), else as the quintiles give
+// them; the values as they are at the env's instant.
+func (e *RuleEnv) RFM(field int) (float64, bool) {
+	if field < len(e.p.rfmScores) && e.p.rfmScored {
+		s := e.p.rfmScores[field]
+		return float64(s), s != 0
+	}
+	return e.p.RFM(field, e.quintiles, e.now)
+}
 
 func (e *RuleEnv) AggregateNext(i int) float64 {
 	a := e.aggs[i]

@@ -1,7 +1,9 @@
 package state
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -18,6 +20,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/tailorcdp/tailor/event"
+	"github.com/tailorcdp/tailor/money"
 )
 
 var updateGolden = flag.Bool("update", false, "write the newest golden profile (the last of TestDecodeV1's)")
@@ -84,15 +87,15 @@ func sampleProfile() *Profile {
 		FirstSeen: 1690000000000, LastSeen: 1700000000500,
 		EventCounts: map[string]uint64{"Product Viewed": 7, "Order Completed": 2},
 		EventLast:   map[string]int64{"Product Viewed": 1700000000300, "Order Completed": 1700000000400},
-		Orders:      2, Revenue: 123.45, LastOrderAt: 1700000000400,
-		Refunds: 1, RefundedAmount: 20.5,
+		Orders:      2, Revenue: money.MustParse("123.45"), LastOrderAt: 1700000000400,
+		Refunds: 1, RefundedAmount: money.MustParse("20.5"),
 		recent:    newMessageLog([]seenMessage{{hash: 0x0123456789abcdef, receivedAt: 1700000000100}, {hash: 42, receivedAt: 1700000000600}}),
 		interests: map[string]interest{"shoes": {score: 4.5, at: 1700000000200}, "bags": {score: 1, at: 1700000000300}},
 		consents:  map[string]consent{"Advertising": {granted: true, at: 1700000000100}, "Analytics": {at: 1700000000100}},
 		aggs: aggStates{
 			data: appendPacked(nil, sampleAggregate().id, Sum, &Windowed{buckets: []bucket{
-				{start: 1699999200000, n: 3, v: 7.5},
-				{start: 1700020800000, n: 1, v: 0},
+				{start: 1699999200000, n: 3, sum: money.MustParse("7.5")},
+				{start: 1700020800000, n: 1},
 			}}),
 		},
 	}
@@ -105,7 +108,7 @@ func sampleProfile() *Profile {
 	p.TypeCounts[event.Track] = 9
 	p.TypeCounts[event.Identify] = 1
 	p.WakeAt = 1700003600000
-	p.orderLog = []orderRecord{{at: 1699000000000, amount: 100}, {at: 1700000000400, amount: 23.45}}
+	p.orderLog = []orderRecord{{at: 1699000000000, amount: money.Units(100)}, {at: 1700000000400, amount: money.MustParse("23.45")}}
 	p.rfm, p.rfmRecorded = rfmPoint{day: 19675, orders: 1, money: 3155, ok: true}, true
 	return p
 }
@@ -158,6 +161,7 @@ func TestDecodeV1(t *testing.T) {
 		{"testdata/profile-v1-aggregate-ids.bin", sampleProfile()},
 		{"testdata/profile-v1-compact-buckets.bin", sampleProfile()},
 		{"testdata/profile-v1-packed-aggregates.bin", sampleProfile()},
+		{"testdata/profile-v1-exact-money.bin", sampleProfile()},
 	}
 	if *updateGolden {
 		if err := os.WriteFile(golden[len(golden)-1].path, sampleProfile().AppendEncode(nil), 0o644); err != nil {
@@ -177,6 +181,47 @@ func TestDecodeV1(t *testing.T) {
 		if !reflect.DeepEqual(got, g.want) {
 			t.Errorf("%s decodes to\n%+v\nwant\n%+v", g.path, got, g.want)
 		}
+	}
+}
+
+// TestDecodeFloatMoney: amounts stored as float64 before they were exact
+// (revenue, refunds, the order log, sum aggregates) read as the decimals
+// they stood for, their float noise gone.
+func TestDecodeFloatMoney(t *testing.T) {
+	agg := sampleAggregate()
+	b := appendString([]byte{formatV1}, fieldKey, "u")
+	b = appendVarint(b, fieldOrders, 1)
+	b = appendFloat(b, fieldRevenue, 5391.209999999999)
+	b = appendFloat(b, fieldRefundedAmount, 0.30000000000000004)
+	b = protowire.AppendTag(b, fieldOrderTimes, protowire.BytesType)
+	b = protowire.AppendBytes(b, protowire.AppendVarint(nil, protowire.EncodeZigZag(1700000000000)))
+	b = protowire.AppendTag(b, fieldOrderAmounts, protowire.BytesType)
+	b = protowire.AppendBytes(b, protowire.AppendFixed64(nil, math.Float64bits(5391.209999999999)))
+	// A sum state as packed before: its bucket's value a float64.
+	state := binary.LittleEndian.AppendUint64(nil, agg.id)
+	state = append(state, byte(Sum))
+	state = binary.LittleEndian.AppendUint32(state, 1)
+	state = binary.LittleEndian.AppendUint64(state, 1699999200000)
+	state = binary.LittleEndian.AppendUint64(state, 300)
+	state = binary.LittleEndian.AppendUint64(state, math.Float64bits(90.00000000000037))
+	b = protowire.AppendTag(b, fieldAggregates, protowire.BytesType)
+	b = protowire.AppendBytes(b, state)
+	p, err := decodeProfile(b, declared(agg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, ok := p.aggs.state(agg).sum(agg.Spec, 1700000000000)
+	if p.Revenue != money.MustParse("5391.21") || p.RefundedAmount != money.MustParse("0.3") ||
+		len(p.orderLog) != 1 || p.orderLog[0].amount != money.MustParse("5391.21") || !ok || sum != money.Units(90) {
+		t.Errorf("revenue %s, refunded %s, order log %v, sum %s %v; want 5391.21, 0.3, one of 5391.21, 90", p.Revenue, p.RefundedAmount, p.orderLog, sum, ok)
+	}
+	// Written again, exactly, and read back the same.
+	again, err := decodeProfile(p.AppendEncode(nil), declared(agg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.Revenue != p.Revenue || !bytes.Equal(again.aggs.data, p.aggs.data) {
+		t.Errorf("written again: revenue %s, states %x; want %s, %x", again.Revenue, again.aggs.data, p.Revenue, p.aggs.data)
 	}
 }
 
@@ -277,13 +322,13 @@ func TestApply(t *testing.T) {
 	if string(prof.Traits["plan"].Value) != `"pro"` || string(prof.Traits["city"].Value) != `"Paris"` {
 		t.Errorf("traits: later event time must win per trait: %v", prof.Traits)
 	}
-	if prof.Orders != 2 || prof.Revenue != 15 {
+	if prof.Orders != 2 || prof.Revenue != money.Units(15) {
 		t.Errorf("orders %d revenue %v, want 2 and 15", prof.Orders, prof.Revenue)
 	}
 	if want := time.Date(2026, 4, 3, 0, 0, 0, 0, time.UTC).UnixMilli(); prof.LastOrderAt != want {
 		t.Errorf("last order %v, want the latest counted order", time.UnixMilli(prof.LastOrderAt))
 	}
-	if prof.Refunds != 1 || prof.RefundedAmount != 6 {
+	if prof.Refunds != 1 || prof.RefundedAmount != money.Units(6) {
 		t.Errorf("refunds %d amount %v, want 1 and 6", prof.Refunds, prof.RefundedAmount)
 	}
 	if prof.EventCounts["Order Completed"] != 3 || prof.TypeCounts[event.Identify] != 2 {
@@ -360,7 +405,7 @@ func TestStore(t *testing.T) {
 	b.Discard()
 
 	prof, err := s.Profile("u")
-	if err != nil || prof.Orders != 1 || prof.Revenue != 3 || prof.EventCounts["Order Completed"] != 2 {
+	if err != nil || prof.Orders != 1 || prof.Revenue != money.Units(3) || prof.EventCounts["Order Completed"] != 2 {
 		t.Fatalf("profile %+v, %v; want one order of 3 from two events", prof, err)
 	}
 	if _, err := s.Profile("v"); !errors.Is(err, ErrNotFound) {
@@ -526,14 +571,14 @@ func repeat(c byte, n int) []byte {
 }
 
 func TestRevenueFloat(t *testing.T) {
-	// Sums stay exact enough for money over many orders.
+	// Sums of money are exact over many orders.
 	prof := &Profile{}
 	p := event.NewParser(event.DefaultLimits())
 	for i := range 1000 {
 		ev := parse(t, p, `{"type": "track", "userId": "u", "event": "Order Completed", "properties": {"order_id": "`+strconv.Itoa(i)+`", "total": 0.1}}`)
 		prof.Apply(&ev, true)
 	}
-	if math.Abs(prof.Revenue-100) > 1e-9 {
+	if prof.Revenue != money.Units(100) {
 		t.Errorf("revenue %v", prof.Revenue)
 	}
 }

@@ -20,6 +20,7 @@ import (
 	lru "github.com/hashicorp/golang-lru/v2"
 
 	"github.com/tailorcdp/tailor/event"
+	"github.com/tailorcdp/tailor/money"
 )
 
 // ErrNotFound is returned for a profile key the store has never seen.
@@ -569,7 +570,7 @@ func (b *Batch) noteInitial(key string, p *Profile) {
 // order's amount and event time (Unix ms).
 type countedOrder struct {
 	key    []byte // pairKey(prefixOrder, profile key, order id)
-	amount float64
+	amount money.Amount
 	at     int64
 	known  bool // amount and at: false for an id moved from before they were kept
 }
@@ -577,7 +578,7 @@ type countedOrder struct {
 // firstOrder reports whether order orderID of profile key has not been
 // counted before, and remembers it with its amount and event time (known
 // false: an id counted before they were kept).
-func (b *Batch) firstOrder(key, orderID string, amount float64, at int64, known bool) (bool, error) {
+func (b *Batch) firstOrder(key, orderID string, amount money.Amount, at int64, known bool) (bool, error) {
 	k := pairKey(prefixOrder, key, orderID)
 	fresh, err := b.remember(k)
 	if fresh {
@@ -586,10 +587,25 @@ func (b *Batch) firstOrder(key, orderID string, amount float64, at int64, known 
 	return fresh, err
 }
 
-// orderValue encodes a counted order's amount and event time.
-func orderValue(amount float64, at int64) []byte {
-	v := binary.BigEndian.AppendUint64(make([]byte, 0, 16), math.Float64bits(amount))
+// orderValue encodes a counted order's amount and event time: a format
+// byte (2), the amount in millionths and the time, 17 bytes.
+func orderValue(amount money.Amount, at int64) []byte {
+	v := append(make([]byte, 0, 17), 2)
+	v = binary.BigEndian.AppendUint64(v, uint64(amount.Millionths()))
 	return binary.BigEndian.AppendUint64(v, uint64(at))
+}
+
+// decodeOrderValue decodes what orderValue wrote, or the 16 bytes written
+// before amounts were exact (a float64 amount and the time); known is
+// false for anything else (an order counted before either was kept).
+func decodeOrderValue(v []byte) (amount money.Amount, at int64, known bool) {
+	switch {
+	case len(v) == 17 && v[0] == 2:
+		return money.Millionths(int64(binary.BigEndian.Uint64(v[1:]))), int64(binary.BigEndian.Uint64(v[9:])), true
+	case len(v) == 16:
+		return money.FromFloat(math.Float64frombits(binary.BigEndian.Uint64(v))), int64(binary.BigEndian.Uint64(v[8:])), true
+	}
+	return money.Amount{}, 0, false
 }
 
 func (b *Batch) remember(k []byte) (bool, error) {
@@ -973,6 +989,11 @@ func (b *Batch) evaluate(p *Profile, ev *event.Event, in *Inputs) []Change {
 		}
 		b.env.quintiles.Horizon = b.m.RFMHorizon
 		b.envReady = true
+	}
+	if b.m.Segments.readQuintiles() && (ev == nil || in.Orders || in.All) {
+		// What may move the scores: the profile's orders, time (orders
+		// leaving the horizon), other quintiles (a backfill), a merge.
+		in.Scores = p.rescore(b.env.quintiles, b.now())
 	}
 	changes := b.m.Segments.evaluate(&b.env, p, ev, b.now(), in)
 	if b.env.timedEvaluated {

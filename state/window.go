@@ -5,6 +5,8 @@ import (
 	"slices"
 	"sort"
 	"time"
+
+	"github.com/tailorcdp/tailor/money"
 )
 
 // AggregateFunc is what an aggregate computes over the events it counts.
@@ -82,10 +84,19 @@ type Windowed struct {
 type bucket struct {
 	start int64 // Unix ms, a multiple of the width (0 for all time)
 	n     uint64
-	// v is what the function keeps besides the count: the sum, the
-	// smallest or largest value, or the first or last event time (Unix
-	// ms); unused by Count and Distinct.
-	v float64
+	// v is what Min, Max, FirstSeen and LastSeen keep besides the count:
+	// the smallest or largest value, or the first or last event time
+	// (Unix ms); sum is what Sum keeps, exactly.
+	v   float64
+	sum money.Amount
+}
+
+// sample is what one event gives an aggregate: a number (Min, Max), an
+// exact amount (Sum) or a value hash (Distinct).
+type sample struct {
+	v      float64
+	amount money.Amount
+	h      uint64
 }
 
 // emptyBucket returns a bucket of function fn starting at start that
@@ -101,16 +112,16 @@ func emptyBucket(start int64, fn AggregateFunc) bucket {
 	return b
 }
 
-// add counts an event at t (Unix ms) with value v in the bucket.
-func (b *bucket) add(fn AggregateFunc, t int64, v float64) {
+// add counts an event at t (Unix ms) with value x in the bucket.
+func (b *bucket) add(fn AggregateFunc, t int64, x sample) {
 	b.n++
 	switch fn {
 	case Sum:
-		b.v += v
+		b.sum = b.sum.Add(x.amount)
 	case Min:
-		b.v = math.Min(b.v, v)
+		b.v = math.Min(b.v, x.v)
 	case Max:
-		b.v = math.Max(b.v, v)
+		b.v = math.Max(b.v, x.v)
 	case FirstSeen:
 		b.v = math.Min(b.v, float64(t))
 	case LastSeen:
@@ -123,7 +134,7 @@ func (b *bucket) merge(fn AggregateFunc, o bucket) {
 	b.n += o.n
 	switch fn {
 	case Sum:
-		b.v += o.v
+		b.sum = b.sum.Add(o.sum)
 	case Min, FirstSeen:
 		b.v = math.Min(b.v, o.v)
 	case Max, LastSeen:
@@ -162,18 +173,19 @@ func (s WindowSpec) bucketStart(t, now int64) int64 {
 	return t - mod(t, width)
 }
 
-// Add counts an event at event time t (Unix ms) with the numeric value v
-// (Sum, Min, Max) or value hash h (Distinct), as seen at now. An event
-// already older than the window is not counted; Add reports whether it was.
-func (w *Windowed) Add(s WindowSpec, t int64, v float64, h uint64, now int64) bool {
+// Add counts an event at event time t (Unix ms) with the value x (its
+// number for Min and Max, amount for Sum, value hash for Distinct), as
+// seen at now. An event already older than the window is not counted; Add
+// reports whether it was.
+func (w *Windowed) Add(s WindowSpec, t int64, x sample, now int64) bool {
 	if s.width() > 0 && t <= now-s.Window.Milliseconds() {
 		return false
 	}
 	w.Expire(s, now)
 	i := w.find(s, s.bucketStart(t, now))
-	w.buckets[i].add(s.Func, t, v)
+	w.buckets[i].add(s.Func, t, x)
 	if s.Func == Distinct {
-		w.hashes[i] = addSmallest(w.hashes[i], h, DistinctExact)
+		w.hashes[i] = addSmallest(w.hashes[i], x.h, DistinctExact)
 	}
 	return true
 }

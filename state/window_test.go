@@ -7,11 +7,17 @@ import (
 	"time"
 
 	"github.com/cespare/xxhash/v2"
+
+	"github.com/tailorcdp/tailor/money"
 )
 
 var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 
 func at(d time.Duration) int64 { return t0.Add(d).UnixMilli() }
+
+// num is the sample of an event with the value v, as a number and an
+// amount.
+func num(v float64) sample { return sample{v: v, amount: money.FromFloat(v)} }
 
 // TestWindowScript follows a scripted sequence with a fake clock: events
 // in order and late, one too old to count, and expiry with no new event.
@@ -20,8 +26,8 @@ func TestWindowScript(t *testing.T) {
 	sum := WindowSpec{Func: Sum, Window: time.Hour}
 	var c, s Windowed
 	add := func(event, now time.Duration, v float64) bool {
-		s.Add(sum, at(event), v, 0, at(now))
-		return c.Add(count, at(event), v, 0, at(now))
+		s.Add(sum, at(event), num(v), at(now))
+		return c.Add(count, at(event), num(v), at(now))
 	}
 	check := func(now time.Duration, wantCount, wantSum float64) {
 		t.Helper()
@@ -83,7 +89,7 @@ func TestWindowFuncs(t *testing.T) {
 			spec := WindowSpec{Func: fn, Window: window}
 			var w Windowed
 			for _, e := range events {
-				w.Add(spec, at(e.at), e.v, xxhash.Sum64String(strconv.FormatFloat(e.v, 'g', -1, 64)), at(now))
+				w.Add(spec, at(e.at), sample{v: e.v, amount: money.FromFloat(e.v), h: xxhash.Sum64String(strconv.FormatFloat(e.v, 'g', -1, 64))}, at(now))
 			}
 			if got, ok := valueOf(&w, spec, at(now)); !ok || got != wantV {
 				t.Errorf("func %d window %v: %v %v, want %v", fn, window, got, ok, wantV)
@@ -106,7 +112,7 @@ func TestWindowFuncs(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			w.Add(spec, at(now-time.Minute), 11, xxhash.Sum64String("11"), at(now))
+			w.Add(spec, at(now-time.Minute), sample{v: 11, amount: money.Units(11), h: xxhash.Sum64String("11")}, at(now))
 			want, _ := valueOf(&w, spec, at(now))
 			for _, back := range []*Profile{typed, untyped} {
 				addEvent(back, agg, at(now-time.Minute), 11, xxhash.Sum64String("11"), at(now))
@@ -127,7 +133,7 @@ func TestWindowBounded(t *testing.T) {
 	var w Windowed
 	for i := range 100_000 {
 		ts := time.Duration(i) * 2 * time.Second // 55 hours of events
-		w.Add(spec, at(ts), 0, xxhash.Sum64String("v"+strconv.Itoa(i%20_000)), at(ts))
+		w.Add(spec, at(ts), sample{h: xxhash.Sum64String("v" + strconv.Itoa(i%20_000))}, at(ts))
 	}
 	if len(w.buckets) > WindowBuckets+1 {
 		t.Errorf("%d buckets, bound is %d", len(w.buckets), WindowBuckets+1)
@@ -144,7 +150,7 @@ func TestWindowBounded(t *testing.T) {
 	// bucket: no bucket past now.
 	now := at(100_000 * 2 * time.Second)
 	for i := range 1000 {
-		w.Add(spec, now+int64(i)*86_400, 0, xxhash.Sum64String("v"+strconv.Itoa(i%20_000)), now)
+		w.Add(spec, now+int64(i)*86_400, sample{h: xxhash.Sum64String("v" + strconv.Itoa(i%20_000))}, now)
 	}
 	if len(w.buckets) > WindowBuckets+1 || w.buckets[len(w.buckets)-1].start > now {
 		t.Errorf("after events dated ahead: %d buckets, the last starting %v after now", len(w.buckets), time.Duration(w.buckets[len(w.buckets)-1].start-now)*time.Millisecond)
@@ -171,5 +177,5 @@ func nextChangeOf(w *Windowed, spec WindowSpec, now int64) (int64, bool) {
 
 // addEvent counts an event in p's state of agg, as applying one does.
 func addEvent(p *Profile, agg *Aggregate, t int64, v float64, h uint64, now int64) {
-	p.aggs.add(agg, t, v, h, now, &aggScratch{})
+	p.aggs.add(agg, t, sample{v: v, amount: money.FromFloat(v), h: h}, now, &aggScratch{})
 }

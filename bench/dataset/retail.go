@@ -15,7 +15,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"os"
 	"sort"
 	"strconv"
@@ -25,6 +24,7 @@ import (
 	_ "time/tzdata" // InvoiceDate is UK local time; do not depend on the host's zoneinfo
 
 	"github.com/tailorcdp/tailor/event"
+	"github.com/tailorcdp/tailor/money"
 	"github.com/tailorcdp/tailor/state"
 )
 
@@ -36,7 +36,8 @@ type RetailLine struct {
 	Quantity    int
 	InvoiceDate time.Time // UTC
 	UnitPrice   float64
-	CustomerID  string // "17850" for "17850.0"; empty when the line has none
+	Price       money.Amount // UnitPrice exactly, as written
+	CustomerID  string       // "17850" for "17850.0"; empty when the line has none
 	Country     string
 }
 
@@ -113,6 +114,9 @@ func ReadRetail(r io.Reader, fn func(RetailLine) error) error {
 		l.InvoiceDate = t.UTC()
 		if l.UnitPrice, err = strconv.ParseFloat(rec[5], 64); err != nil {
 			return fmt.Errorf("line %d: UnitPrice %q: %w", line, rec[5], err)
+		}
+		if l.Price, err = money.Parse(rec[5]); err != nil {
+			return fmt.Errorf("line %d: UnitPrice: %w", line, err)
 		}
 		l.CustomerID = strings.TrimSuffix(rec[6], ".0")
 		if err := fn(l); err != nil {
@@ -256,11 +260,11 @@ func abs(n int) int {
 // CustomerFacts are the order facts of one customer computed straight from
 // the CSV lines, as the engine must report them.
 type CustomerFacts struct {
-	Orders         int       // distinct non-cancellation invoices
-	Revenue        float64   // sum of quantity × price over their lines
-	LastOrderAt    time.Time // latest InvoiceDate of those lines
-	Refunds        int       // distinct cancellation invoices
-	RefundedAmount float64   // sum of |quantity| × price over their lines
+	Orders         int          // distinct non-cancellation invoices
+	Revenue        money.Amount // sum of quantity × price over their lines, exactly
+	LastOrderAt    time.Time    // latest InvoiceDate of those lines
+	Refunds        int          // distinct cancellation invoices
+	RefundedAmount money.Amount // sum of |quantity| × price over their lines, exactly
 }
 
 // RetailFacts computes every customer's order facts from the CSV lines,
@@ -283,13 +287,13 @@ func RetailFacts(r io.Reader) (map[string]*CustomerFacts, error) {
 			if first {
 				f.Refunds++
 			}
-			f.RefundedAmount += float64(abs(l.Quantity)) * l.UnitPrice
+			f.RefundedAmount = f.RefundedAmount.Add(l.Price.Mul(money.Units(int64(abs(l.Quantity)))))
 			return nil
 		}
 		if first {
 			f.Orders++
 		}
-		f.Revenue += float64(l.Quantity) * l.UnitPrice
+		f.Revenue = f.Revenue.Add(l.Price.Mul(money.Units(int64(l.Quantity))))
 		if l.InvoiceDate.After(f.LastOrderAt) {
 			f.LastOrderAt = l.InvoiceDate
 		}
@@ -300,7 +304,7 @@ func RetailFacts(r io.Reader) (map[string]*CustomerFacts, error) {
 
 // CompareRetail checks each customer's profile, as get returns it, against
 // the facts computed from the CSV, and returns one line per customer that
-// differs. Revenue may differ by float rounding only.
+// differs. Revenue is compared exactly.
 func CompareRetail(truth map[string]*CustomerFacts, get func(customerID string) (state.View, bool)) []string {
 	var diffs []string
 	ids := make([]string, 0, len(truth))
@@ -319,8 +323,8 @@ func CompareRetail(truth map[string]*CustomerFacts, get func(customerID string) 
 		if p.Orders.Count != uint64(f.Orders) {
 			problems = append(problems, fmt.Sprintf("orders %d, want %d", p.Orders.Count, f.Orders))
 		}
-		if math.Abs(p.Orders.Revenue-f.Revenue) > 1e-6*math.Max(1, math.Abs(f.Revenue)) {
-			problems = append(problems, fmt.Sprintf("revenue %.4f, want %.4f", p.Orders.Revenue, f.Revenue))
+		if p.Orders.Revenue != f.Revenue {
+			problems = append(problems, fmt.Sprintf("revenue %s, want %s", p.Orders.Revenue, f.Revenue))
 		}
 		var last time.Time
 		if p.Orders.LastOrderAt != nil {
@@ -331,6 +335,9 @@ func CompareRetail(truth map[string]*CustomerFacts, get func(customerID string) 
 		}
 		if p.Orders.Refunds != uint64(f.Refunds) {
 			problems = append(problems, fmt.Sprintf("refunds %d, want %d", p.Orders.Refunds, f.Refunds))
+		}
+		if p.Orders.RefundedAmount != f.RefundedAmount {
+			problems = append(problems, fmt.Sprintf("refunded %s, want %s", p.Orders.RefundedAmount, f.RefundedAmount))
 		}
 		if got := p.Calls["identify"]; got != 1 {
 			problems = append(problems, fmt.Sprintf("%d identify calls, want 1", got))
