@@ -122,7 +122,7 @@ func TestBadInputAfterwards(t *testing.T) {
 	if v := read("inf"); v.Events["Before"] != 1 || v.Orders.Count != 0 {
 		t.Errorf("profile inf: events %v orders %+v", v.Events, v.Orders)
 	}
-	if v := read("str"); v.Orders.Count != 1 || v.Orders.Revenue != 19.99 {
+	if v := read("str"); v.Orders.Count != 1 || v.Orders.Revenue.String() != "19.99" {
 		t.Errorf("numeric string straight on Kafka: orders %+v, want one of 19.99", v.Orders)
 	}
 	for i := 0; i < len(ctl); i += 3 {
@@ -138,7 +138,7 @@ func TestBadInputAfterwards(t *testing.T) {
 	}
 	read("b-ok")
 	read("b-anon")
-	if v := read("b-str"); v.Orders.Revenue != 19.99 {
+	if v := read("b-str"); v.Orders.Revenue.String() != "19.99" {
 		t.Errorf("revenue \"19.99\" in a batch: orders %+v", v.Orders)
 	}
 	for _, k := range []string{"b-bad", "b-inf"} {
