@@ -38,7 +38,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		reg: reg,
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tailor_events_total",
-			Help: "Input records consumed, by outcome: applied to a profile, duplicate (messageId seen within the dedup horizon), dead_letter (invalid, sent to the dead-letter topic), rerouted (not keyed by its profile key, or for a profile merged into another: produced again with the right key), identity (the engine's own records moving a profile into the one it was linked to).",
+			Help: "Input records consumed, by outcome: applied to a profile, duplicate (messageId seen within the dedup horizon), dead_letter (invalid, sent to the dead-letter topic), rerouted (read from another partition than its key's, whatever the producer's partitioner or record key, or for a profile merged into another: produced again to the right partition, keyed by its profile key), identity (the engine's own records moving a profile into the one it was linked to).",
 		}, []string{"outcome"}),
 		batch: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "tailor_apply_batch_seconds",
