@@ -26,6 +26,11 @@ import (
 // ErrNotFound is returned for a profile key the store has never seen.
 var ErrNotFound = errors.New("profile not found")
 
+// ErrUnavailable is matched by the error of a read that cannot be answered
+// now, though the key may well have a profile: its partition's store is
+// fenced (stream.FencedError). Callers answer 503 rather than "unknown".
+var ErrUnavailable = errors.New("profile unavailable")
+
 // ErrBatchTooLarge is wrapped by the error of a commit whose writes do not
 // fit one store transaction; nothing of the batch was written, and its
 // records can be applied again in smaller batches.

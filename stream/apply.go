@@ -92,7 +92,7 @@ func (p *Processor) applyBatch(ctx context.Context, part *partition, records []*
 			return nil
 		}
 		if err := part.out.write(ctx, outputs, progress{next: next}); err != nil {
-			return fmt.Errorf("write %d outputs: %w", len(outputs), err)
+			return &outputError{fmt.Errorf("write %d outputs: %w", len(outputs), err)}
 		}
 		return nil
 	}

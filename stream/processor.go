@@ -80,7 +80,9 @@ type Processor struct {
 
 	mu       sync.RWMutex
 	parts    map[int32]*partition
-	assigned bool // a group assignment has been received
+	fenced   map[int32]error // partitions held but fenced, with why (fence.go)
+	assigned bool            // a group assignment has been received
+	closing  sync.WaitGroup  // partitions being fenced, closed in the background
 
 	fatal chan error // a partition that cannot work stops Run
 
@@ -161,7 +163,7 @@ func NewProcessor(cfg ProcessorConfig) (*Processor, error) {
 	if cfg.Metrics == nil {
 		cfg.Metrics = NewMetrics(prometheus.NewRegistry())
 	}
-	p := &Processor{cfg: cfg, log: cfg.Logger, m: cfg.Metrics, parts: make(map[int32]*partition), fatal: make(chan error, 1),
+	p := &Processor{cfg: cfg, log: cfg.Logger, m: cfg.Metrics, parts: make(map[int32]*partition), fenced: make(map[int32]error), fatal: make(chan error, 1),
 		shared: sharedStats{remote: make(map[int32]*partitionStats), published: make(map[*partition]uint64)}}
 	model := cfg.Store.Model
 	p.model.Store(&model)
@@ -388,7 +390,7 @@ func (p *Processor) commitStep(part *partition, batch *state.Batch, src string, 
 			outputs[i] = p.changeRecord(src, c)
 		}
 		if err := part.out.write(p.ctx, outputs, at); err != nil {
-			return fmt.Errorf("write %d segment changes: %w", len(outputs), err)
+			return &outputError{fmt.Errorf("write %d segment changes: %w", len(outputs), err)}
 		}
 		return nil
 	}
@@ -439,12 +441,18 @@ more:
 	p.fail(part, p.apply(p.ctx, part, batch))
 }
 
-// fail stops the partition on err: Run returns it.
+// fail stops the partition on err: an error writing outputs to Kafka
+// stops Run, which returns it; a store's error fences the partition.
 func (p *Processor) fail(part *partition, err error) {
 	if err == nil {
 		return
 	}
 	part.failed = true
+	var out *outputError
+	if !errors.As(err, &out) {
+		p.fenceRunning(part, err)
+		return
+	}
 	select {
 	case p.fatal <- err:
 	default:
@@ -502,14 +510,12 @@ func (p *Processor) assign(ctx context.Context, _ *kgo.Client, assigned map[stri
 		opts.Quintiles = p.Quintiles
 		store, err := state.Open(dir, opts)
 		if err != nil {
-			// Without its store a partition cannot be applied: stop, rather
-			// than consume records that nothing applies.
-			select {
-			case p.fatal <- fmt.Errorf("partition %d: %w", id, err):
-			default:
-			}
-			return
+			// Without its store a partition cannot be applied: it is
+			// fenced, and its records stay in Kafka.
+			p.fenceLocked(id, err)
+			continue
 		}
+		p.unfenceLocked(id)
 		out, err := newOutput(p.cfg.Client, p.cfg.Group, p.cfg.Topics, id, p.cfg.Partitions)
 		if err != nil {
 			store.Close()
@@ -561,7 +567,8 @@ func (p *Processor) startOffsets(ctx context.Context, offsets map[string]map[int
 		}
 		next, ok, err := part.store.NextOffset()
 		if err != nil {
-			return nil, err
+			p.fenceRunning(part, fmt.Errorf("read the stored offset: %w", err))
+			continue
 		}
 		marker, err := part.out.lastMarker(ctx)
 		if err != nil {
@@ -569,7 +576,8 @@ func (p *Processor) startOffsets(ctx context.Context, offsets map[string]map[int
 		}
 		lastWake, _, err := part.store.LastWake()
 		if err != nil {
-			return nil, fmt.Errorf("partition %d: %w", id, err)
+			p.fenceRunning(part, fmt.Errorf("read the last wake: %w", err))
+			continue
 		}
 		part.startOnce.Do(func() {
 			part.replayTo = marker.next
@@ -631,12 +639,15 @@ func (p *Processor) revoke(_ context.Context, _ *kgo.Client, revoked map[string]
 			delete(p.parts, id)
 			parts = append(parts, part)
 		}
+		p.unfenceLocked(id)
 	}
 	p.mu.Unlock()
-	p.closePartitions(parts)
+	p.closePartitions(parts, "revoked")
 }
 
-func (p *Processor) closePartitions(parts []*partition) {
+// closePartitions stops the workers of parts, once they have applied and
+// committed what they were given, and closes their stores; why is logged.
+func (p *Processor) closePartitions(parts []*partition, why string) {
 	for _, part := range parts {
 		close(part.work)
 	}
@@ -652,7 +663,7 @@ func (p *Processor) closePartitions(parts []*partition) {
 		p.m.lag.DeleteLabelValues(part.label)
 		p.m.appliedNext.DeleteLabelValues(part.label)
 		p.m.backfillLeft.DeleteLabelValues(part.label)
-		p.log.Info("partition revoked", "partition", part.id)
+		p.log.Info("partition closed", "partition", part.id, "why", why)
 	}
 }
 
@@ -715,6 +726,9 @@ func (p *Processor) Profile(key string) (*state.Profile, error) {
 	for hops := 0; ; hops++ {
 		id := PartitionOf(key, p.cfg.Partitions)
 		part := p.parts[id]
+		if err := p.fencedError(id); err != nil {
+			return nil, err
+		}
 		if part == nil {
 			if hops > 0 {
 				return nil, &state.MergedError{Key: asked, Into: key}
@@ -894,6 +908,7 @@ func (p *Processor) Close() {
 		parts = append(parts, part)
 	}
 	p.mu.Unlock()
-	p.closePartitions(parts)
+	p.closePartitions(parts, "closing")
+	p.closing.Wait()
 	p.cancel()
 }
