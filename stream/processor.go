@@ -80,9 +80,11 @@ type Processor struct {
 
 	mu       sync.RWMutex
 	parts    map[int32]*partition
-	fenced   map[int32]error // partitions held but fenced, with why (fence.go)
-	assigned bool            // a group assignment has been received
-	closing  sync.WaitGroup  // partitions being fenced, closed in the background
+	fenced   map[int32]error      // partitions held but fenced, with why (fence.go)
+	stale    map[int32]*partition // stores kept readable from a lost session (lost.go)
+	session  session
+	assigned bool           // a group assignment has been received
+	closing  sync.WaitGroup // partitions being fenced, closed in the background
 
 	fatal chan error // a partition that cannot work stops Run
 
@@ -163,7 +165,7 @@ func NewProcessor(cfg ProcessorConfig) (*Processor, error) {
 	if cfg.Metrics == nil {
 		cfg.Metrics = NewMetrics(prometheus.NewRegistry())
 	}
-	p := &Processor{cfg: cfg, log: cfg.Logger, m: cfg.Metrics, parts: make(map[int32]*partition), fenced: make(map[int32]error), fatal: make(chan error, 1),
+	p := &Processor{cfg: cfg, log: cfg.Logger, m: cfg.Metrics, parts: make(map[int32]*partition), fenced: make(map[int32]error), stale: make(map[int32]*partition), fatal: make(chan error, 1),
 		shared: sharedStats{remote: make(map[int32]*partitionStats), published: make(map[*partition]uint64)}}
 	model := cfg.Store.Model
 	p.model.Store(&model)
@@ -183,7 +185,7 @@ func NewProcessor(cfg ProcessorConfig) (*Processor, error) {
 		kgo.ConsumeTopics(cfg.Topics.Events),
 		kgo.OnPartitionsAssigned(p.assign),
 		kgo.OnPartitionsRevoked(p.revoke),
-		kgo.OnPartitionsLost(p.revoke),
+		kgo.OnPartitionsLost(p.lose),
 		kgo.AdjustFetchOffsetsFn(p.startOffsets),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 	)
@@ -441,8 +443,11 @@ more:
 	p.fail(part, p.apply(p.ctx, part, batch))
 }
 
-// fail stops the partition on err: an error writing outputs to Kafka
-// stops Run, which returns it; a store's error fences the partition.
+// fail stops the partition on err: a store's error fences the partition;
+// an error writing outputs to Kafka stops Run, which returns it, unless
+// the partition was lost or revoked meanwhile (its producer closed or
+// fenced by the next owner): the batch was not committed to the store,
+// and whoever is assigned the partition next applies its records again.
 func (p *Processor) fail(part *partition, err error) {
 	if err == nil {
 		return
@@ -451,6 +456,13 @@ func (p *Processor) fail(part *partition, err error) {
 	var out *outputError
 	if !errors.As(err, &out) {
 		p.fenceRunning(part, err)
+		return
+	}
+	p.mu.RLock()
+	applying := p.parts[part.id] == part
+	p.mu.RUnlock()
+	if !applying {
+		p.log.Warn("outputs of a partition no longer applied here not written; its next owner applies the records again", "partition", part.id, "err", err)
 		return
 	}
 	select {
@@ -494,26 +506,34 @@ func (p *Processor) wake(part *partition, at time.Time, produce bool) error {
 	return nil
 }
 
-// assign opens the stores of newly assigned partitions.
+// assign opens the stores of newly assigned partitions, or takes up
+// those kept open from a lost session (closing the others).
 func (p *Processor) assign(ctx context.Context, _ *kgo.Client, assigned map[string][]int32) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.assigned = true
+	p.session.connected = true
+	defer p.closeStaleLocked()
 	for _, id := range assigned[p.cfg.Topics.Events] {
 		if p.parts[id] != nil {
 			continue
 		}
 		dir := filepath.Join(p.cfg.DataDir, p.cfg.Topics.Events+"-"+strconv.Itoa(int(id)))
-		opts := p.cfg.Store
-		opts.Model = *p.model.Load()
-		opts.Logger = p.log
-		opts.Quintiles = p.Quintiles
-		store, err := state.Open(dir, opts)
-		if err != nil {
-			// Without its store a partition cannot be applied: it is
-			// fenced, and its records stay in Kafka.
-			p.fenceLocked(id, err)
-			continue
+		store := p.takeStaleLocked(id)
+		if store != nil {
+			store.SetModel(p.model.Load())
+		} else {
+			opts := p.cfg.Store
+			opts.Model = *p.model.Load()
+			opts.Logger = p.log
+			opts.Quintiles = p.Quintiles
+			var err error
+			if store, err = state.Open(dir, opts); err != nil {
+				// Without its store a partition cannot be applied: it is
+				// fenced, and its records stay in Kafka.
+				p.fenceLocked(id, err)
+				continue
+			}
 		}
 		p.unfenceLocked(id)
 		out, err := newOutput(p.cfg.Client, p.cfg.Group, p.cfg.Topics, id, p.cfg.Partitions)
@@ -653,12 +673,7 @@ func (p *Processor) closePartitions(parts []*partition, why string) {
 	}
 	for _, part := range parts {
 		<-part.done
-		h, m := part.store.CacheStats()
-		p.closedHits.Add(h)
-		p.closedMisses.Add(m)
-		if err := part.store.Close(); err != nil {
-			p.log.Error("close partition store", "partition", part.id, "err", err)
-		}
+		p.closeStore(part)
 		part.out.close()
 		p.m.lag.DeleteLabelValues(part.label)
 		p.m.appliedNext.DeleteLabelValues(part.label)
@@ -697,8 +712,10 @@ func (p *Processor) watchLag(ctx context.Context) {
 	}
 }
 
-// Ready reports whether the processor has an assignment and every assigned
-// partition has applied everything that was in it when it was assigned.
+// Ready reports whether the processor has had an assignment and every
+// partition it applies has applied everything that was in it when it was
+// assigned. Partitions kept readable from a lost group session (the
+// broker away) and fenced ones do not count: Health tells them apart.
 func (p *Processor) Ready() bool {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
@@ -715,8 +732,10 @@ func (p *Processor) Ready() bool {
 }
 
 // Profile returns the profile of key from the store of its partition,
-// or, for a key whose profile was merged into another, that profile. It
-// returns ErrNotOwned when that partition is not assigned here, a
+// or, for a key whose profile was merged into another, that profile; a
+// store kept from a lost group session answers what it had applied
+// (Stale). It returns ErrNotOwned when that partition is not assigned
+// here, a *FencedError when its store is fenced, a
 // *state.MergedError when the profile it was merged into is held by
 // another instance, and state.ErrNotFound for a key never seen.
 func (p *Processor) Profile(key string) (*state.Profile, error) {
@@ -725,21 +744,21 @@ func (p *Processor) Profile(key string) (*state.Profile, error) {
 	asked := key
 	for hops := 0; ; hops++ {
 		id := PartitionOf(key, p.cfg.Partitions)
-		part := p.parts[id]
 		if err := p.fencedError(id); err != nil {
 			return nil, err
 		}
-		if part == nil {
+		store := p.storeLocked(id)
+		if store == nil {
 			if hops > 0 {
 				return nil, &state.MergedError{Key: asked, Into: key}
 			}
 			return nil, fmt.Errorf("key %q is in partition %d: %w", key, id, ErrNotOwned)
 		}
-		prof, err := part.store.Profile(key)
+		prof, err := store.Profile(key)
 		if !errors.Is(err, state.ErrNotFound) || hops == maxAliasHops {
 			return prof, err
 		}
-		to, ok, aerr := part.store.Alias(key)
+		to, ok, aerr := store.Alias(key)
 		if aerr != nil {
 			return nil, aerr
 		}
@@ -798,9 +817,9 @@ type cachedQuintiles struct {
 func (p *Processor) populationGen() uint64 {
 	p.mu.RLock()
 	var gen uint64
-	for id, part := range p.parts {
-		gen += part.store.PopulationGen() + uint64(id)<<48 // a partition moving changes it too
-	}
+	p.eachStoreLocked(func(id int32, s *state.Store) {
+		gen += s.PopulationGen() + uint64(id)<<48 // a partition moving changes it too
+	})
 	p.mu.RUnlock()
 	p.shared.mu.RLock()
 	defer p.shared.mu.RUnlock()
@@ -857,11 +876,11 @@ func (p *Processor) Products(id string) []*state.Product {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	var out []*state.Product
-	for _, part := range p.parts {
-		if prod := part.store.Product(id); prod != nil {
+	p.eachStoreLocked(func(_ int32, s *state.Store) {
+		if prod := s.Product(id); prod != nil {
 			out = append(out, prod)
 		}
-	}
+	})
 	return out
 }
 
@@ -869,9 +888,7 @@ func (p *Processor) Products(id string) []*state.Product {
 func (p *Processor) EachProduct(fn func(*state.Product)) {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
-	for _, part := range p.parts {
-		part.store.EachProduct(fn)
-	}
+	p.eachStoreLocked(func(_ int32, s *state.Store) { s.EachProduct(fn) })
 }
 
 // Applied returns the next offset to apply of each assigned partition.
@@ -889,11 +906,11 @@ func (p *Processor) cacheStats() (hits, misses uint64) {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	hits, misses = p.closedHits.Load(), p.closedMisses.Load()
-	for _, part := range p.parts {
-		h, m := part.store.CacheStats()
+	p.eachStoreLocked(func(_ int32, s *state.Store) {
+		h, m := s.CacheStats()
 		hits += h
 		misses += m
-	}
+	})
 	return hits, misses
 }
 
@@ -907,6 +924,7 @@ func (p *Processor) Close() {
 		delete(p.parts, id)
 		parts = append(parts, part)
 	}
+	p.closeStaleLocked()
 	p.mu.Unlock()
 	p.closePartitions(parts, "closing")
 	p.closing.Wait()
