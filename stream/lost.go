@@ -88,9 +88,21 @@ func (p *Processor) takeStaleLocked(id int32) *state.Store {
 	return part.store
 }
 
-// closeStaleLocked closes the stores kept from a lost session that the
-// group did not give back, with the assignment received after it. p.mu
-// must be held for writing.
+// forgetUnassignedLocked closes the stores kept from a lost session that
+// the group did not give back, and forgets the fenced partitions it did
+// not give back either: assigned is the whole assignment of the session
+// after the lost one. p.mu must be held for writing.
+func (p *Processor) forgetUnassignedLocked(assigned []int32) {
+	for id := range p.fenced {
+		if !slices.Contains(assigned, id) {
+			p.unfenceLocked(id)
+		}
+	}
+	p.closeStaleLocked()
+}
+
+// closeStaleLocked closes the stores kept from a lost session that were
+// not taken up again. p.mu must be held for writing.
 func (p *Processor) closeStaleLocked() {
 	for id, part := range p.stale {
 		delete(p.stale, id)

@@ -512,8 +512,12 @@ func (p *Processor) assign(ctx context.Context, _ *kgo.Client, assigned map[stri
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.assigned = true
-	p.session.connected = true
-	defer p.closeStaleLocked()
+	if !p.session.connected {
+		// The first assignment of a session is all of it: what was kept
+		// from a lost one and is not in it is another member's now.
+		p.session.connected = true
+		defer p.forgetUnassignedLocked(assigned[p.cfg.Topics.Events])
+	}
 	for _, id := range assigned[p.cfg.Topics.Events] {
 		if p.parts[id] != nil {
 			continue
