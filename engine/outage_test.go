@@ -108,6 +108,7 @@ func testBrokerOutage(t *testing.T, broker killableBroker) {
 	waitFor(t, "load acknowledged before the outage", 60*time.Second, func() bool { return ackedCount() >= 5 })
 
 	broker.Kill(t)
+	killed := time.Now()
 	// Reads and decide, until the group session is seen lost and a while
 	// after: the stores answer what they hold.
 	failures := 0
@@ -139,6 +140,7 @@ func testBrokerOutage(t *testing.T, broker killableBroker) {
 		check()
 		return strings.Contains(logs.String(), "group session lost")
 	})
+	t.Logf("group session lost %s after the kill", time.Since(killed).Round(time.Millisecond))
 	for range 20 {
 		check()
 		time.Sleep(100 * time.Millisecond)
