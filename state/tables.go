@@ -3,6 +3,7 @@ package state
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,33 +19,60 @@ import (
 // match its contents.
 var ErrDamaged = errors.New("store files damaged")
 
-// checkTables opens every table of the store in dir as Badger is about to,
-// verifying the checksums of all its blocks when verify is set, and
-// returns an error wrapping ErrDamaged for the first that is damaged.
+// checkTables opens every table of the store in dir that its MANIFEST
+// lists, as Badger is about to, verifying the checksums of all its blocks
+// when verify is set, and returns an error wrapping ErrDamaged for the
+// first that is damaged. Tables the MANIFEST does not list are left
+// alone: Badger deletes them (a compaction's output that a crash cut
+// short).
 //
 // Badger opens a store's tables in goroutines of its own, where a damaged
 // table index (a truncated file) panics and ends the process: the whole
 // engine, for one partition's file. Here such a table is an error, which
 // the caller can confine to that store.
 func checkTables(dir string, bo badger.Options, verify bool) error {
-	paths, err := filepath.Glob(filepath.Join(dir, "*.sst"))
+	manifest, err := readManifest(dir, bo)
 	if err != nil {
-		return fmt.Errorf("list the tables of %s: %w", dir, err)
+		return fmt.Errorf("%w: %s: %w", ErrDamaged, badger.ManifestFilename, err)
 	}
 	opts := table.Options{
 		ReadOnly:           true,
 		TableSize:          uint64(bo.BaseTableSize),
 		BlockSize:          bo.BlockSize,
 		BloomFalsePositive: bo.BloomFalsePositive,
-		Compression:        bo.Compression,
 		ChkMode:            options.NoVerification,
 	}
-	for _, path := range paths {
+	for id, tm := range manifest.Tables {
+		path := table.NewFilename(id, dir)
+		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+			continue // Badger's open says so
+		}
+		opts.Compression = tm.Compression
 		if err := checkTable(path, opts, verify); err != nil {
 			return fmt.Errorf("%w: table %s: %w", ErrDamaged, filepath.Base(path), err)
 		}
 	}
 	return nil
+}
+
+// readManifest returns what the MANIFEST of the store in dir lists, none
+// for a store that has none yet. It only reads the file.
+func readManifest(dir string, bo badger.Options) (m badger.Manifest, err error) {
+	f, err := os.Open(filepath.Join(dir, badger.ManifestFilename))
+	if errors.Is(err, fs.ErrNotExist) {
+		return badger.Manifest{}, nil
+	}
+	if err != nil {
+		return m, err
+	}
+	defer f.Close()
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("cannot be read: %v", r)
+		}
+	}()
+	m, _, err = badger.ReplayManifestFile(f, bo.ExternalMagicVersion, bo)
+	return m, err
 }
 
 // checkTable opens the table at path with opts, verifies its checksums

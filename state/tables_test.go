@@ -124,3 +124,25 @@ func writeAt(t *testing.T, path string, b []byte, off int64) {
 		t.Fatal(err)
 	}
 }
+
+// TestOpenWithOrphanTable: a table the MANIFEST does not list (a
+// compaction's output that a crash cut short) is not damage: Badger
+// deletes it, and the store opens with all it had.
+func TestOpenWithOrphanTable(t *testing.T) {
+	dir := t.TempDir()
+	writeProfiles(t, dir, 3000)
+	orphan := filepath.Join(dir, "000099.sst")
+	if err := os.WriteFile(orphan, []byte("half a table, cut short by a crash"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := openWith(t, dir, testOptions())
+	defer s.Close()
+	if _, err := os.Stat(orphan); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the orphan table is still there: %v", err)
+	}
+	for i := range 3000 {
+		if p, err := s.Profile(fmt.Sprintf("u%d", i)); err != nil || p.Key != fmt.Sprintf("u%d", i) {
+			t.Fatalf("profile u%d: %v, %v", i, p, err)
+		}
+	}
+}
