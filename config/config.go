@@ -141,11 +141,12 @@ type Store struct {
 	BlockCacheSize ByteSize `yaml:"block_cache_size"`
 	CacheProfiles  int      `yaml:"cache_profiles"`
 	SyncWrites     bool     `yaml:"sync_writes"`
+	DedupHorizon   Duration `yaml:"dedup_horizon"`
+	DedupIDs       int      `yaml:"dedup_ids"`
+
 	// VerifyChecksums verifies the stores' table checksums when a store
 	// opens and block checksums as blocks are read (decision 0015).
-	VerifyChecksums bool     `yaml:"verify_checksums"`
-	DedupHorizon    Duration `yaml:"dedup_horizon"`
-	DedupIDs        int      `yaml:"dedup_ids"`
+	VerifyChecksums bool `yaml:"verify_checksums"`
 }
 
 // Events configures event validation.
@@ -254,12 +255,13 @@ func Default() Config {
 		},
 		Embedded: Embedded{Port: 9092},
 		Store: Store{
-			MemTableSize:    16 << 20,
-			BlockCacheSize:  16 << 20,
-			CacheProfiles:   20000,
+			MemTableSize:   16 << 20,
+			BlockCacheSize: 16 << 20,
+			CacheProfiles:  20000,
+			DedupHorizon:   Duration(24 * time.Hour),
+			DedupIDs:       1000,
+
 			VerifyChecksums: true,
-			DedupHorizon:    Duration(24 * time.Hour),
-			DedupIDs:        1000,
 		},
 		Events: Events{
 			MaxFuture: Duration(24 * time.Hour),
