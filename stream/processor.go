@@ -153,6 +153,10 @@ func FetchOpts() []kgo.Opt {
 // NewProcessor connects to the cluster and joins the group; consumption
 // starts with Run.
 func NewProcessor(cfg ProcessorConfig) (*Processor, error) {
+	if cfg.Partitions < 1 {
+		// Records are routed by it: every one would look misplaced.
+		return nil, fmt.Errorf("processor of %s: the events topic's partition count is %d, want at least 1", cfg.Topics.Events, cfg.Partitions)
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
