@@ -72,6 +72,9 @@ type ProcessorConfig struct {
 // Each assigned partition has its own store, opened on assignment and
 // closed on revocation; consumption of a partition starts at the offset
 // stored in its store, so Kafka's group commits are informational only.
+// Every record is applied by its key's partition (reroute.go); a lost
+// group session keeps the stores readable (lost.go); a store that fails
+// fences its partition alone (fence.go).
 type Processor struct {
 	cfg ProcessorConfig
 	cl  *kgo.Client
@@ -86,7 +89,7 @@ type Processor struct {
 	assigned bool           // a group assignment has been received
 	closing  sync.WaitGroup // partitions being fenced, closed in the background
 
-	fatal chan error // a partition that cannot work stops Run
+	fatal chan error // a partition whose outputs cannot be written stops Run
 
 	// ctx is the workers' context, for producing dead letters; Close ends it.
 	ctx    context.Context
@@ -218,8 +221,10 @@ func NewProcessor(cfg ProcessorConfig) (*Processor, error) {
 }
 
 // Run consumes events and hands each partition's records to its worker
-// until ctx is done or a store fails; a store failure is returned, and a
-// restart resumes from the stored offsets.
+// until ctx is done or a partition applied here fails to write its
+// outputs to Kafka; that error is returned, and a restart resumes from
+// the stored offsets. A partition whose store fails is fenced instead
+// (fence.go): Run goes on with the others.
 func (p *Processor) Run(ctx context.Context) error {
 	lagCtx, stopLag := context.WithCancel(ctx)
 	defer stopLag()
