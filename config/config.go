@@ -143,6 +143,10 @@ type Store struct {
 	SyncWrites     bool     `yaml:"sync_writes"`
 	DedupHorizon   Duration `yaml:"dedup_horizon"`
 	DedupIDs       int      `yaml:"dedup_ids"`
+
+	// VerifyChecksums verifies the stores' table checksums when a store
+	// opens and block checksums as blocks are read (decision 0017).
+	VerifyChecksums bool `yaml:"verify_checksums"`
 }
 
 // Events configures event validation.
@@ -296,6 +300,8 @@ func Default() Config {
 			CacheProfiles:  20000,
 			DedupHorizon:   Duration(24 * time.Hour),
 			DedupIDs:       1000,
+
+			VerifyChecksums: true,
 		},
 		Events: Events{
 			MaxFuture: Duration(24 * time.Hour),
@@ -346,6 +352,7 @@ func (c *Config) options() []option {
 		{"block-cache-size", "TAILOR_BLOCK_CACHE_SIZE", "store.block_cache_size", "Badger block cache per partition store", (*ByteSize)(&c.Store.BlockCacheSize)},
 		{"cache-profiles", "TAILOR_CACHE_PROFILES", "store.cache_profiles", "decoded profiles cached per partition", (*intValue)(&c.Store.CacheProfiles)},
 		{"sync-writes", "TAILOR_SYNC_WRITES", "store.sync_writes", "fsync every store commit (survives power loss, slower)", (*boolValue)(&c.Store.SyncWrites)},
+		{"verify-checksums", "TAILOR_VERIFY_CHECKSUMS", "store.verify_checksums", "verify store checksums: every table when a partition store opens, every block read from disk (a damaged store is fenced rather than read wrong)", (*boolValue)(&c.Store.VerifyChecksums)},
 		{"dedup-horizon", "TAILOR_DEDUP_HORIZON", "store.dedup_horizon", "how long (in receive time) a messageId is remembered to drop retried events (e.g. 24h, 7d)", (*Duration)(&c.Store.DedupHorizon)},
 		{"dedup-ids", "TAILOR_DEDUP_IDS", "store.dedup_ids", "most recent messageIds remembered per profile within the horizon (0: no bound)", (*intValue)(&c.Store.DedupIDs)},
 		{"max-future", "TAILOR_MAX_FUTURE", "events.max_future", "reject events timestamped further than this after their receive time", (*Duration)(&c.Events.MaxFuture)},

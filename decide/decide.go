@@ -195,7 +195,9 @@ func (d *Decider) Decide(dst []byte, r *Request) ([]byte, error) {
 // anonymousId's (or the profile either was merged into, whose key is
 // returned). A profile that cannot be read is answered as unknown: a page
 // must get an answer. The error is a *state.MergedError when the profile
-// was merged into one another instance holds, for the caller to ask it.
+// was merged into one another instance holds, for the caller to ask it,
+// and matches state.ErrUnavailable when its store is fenced: answering
+// a known customer as unknown would hide it.
 func (d *Decider) profile(r *Request) (string, *state.Profile, error) {
 	c := d.cur.Load()
 	for _, key := range [...]string{r.UserID, r.AnonymousID} {
@@ -207,7 +209,7 @@ func (d *Decider) profile(r *Request) (string, *state.Profile, error) {
 			return p.Key, p, nil
 		}
 		var merged *state.MergedError
-		if errors.As(err, &merged) {
+		if errors.As(err, &merged) || errors.Is(err, state.ErrUnavailable) {
 			return "", nil, err
 		}
 		if !errors.Is(err, state.ErrNotFound) {

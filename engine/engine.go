@@ -292,6 +292,7 @@ func storeOptions(cfg *config.Config) (state.Options, error) {
 	o.BlockCacheSize = int64(cfg.Store.BlockCacheSize)
 	o.CacheProfiles = cfg.Store.CacheProfiles
 	o.SyncWrites = cfg.Store.SyncWrites
+	o.VerifyChecksums = cfg.Store.VerifyChecksums
 	o.Dedup = state.Dedup{Horizon: time.Duration(cfg.Store.DedupHorizon), MaxIDs: cfg.Store.DedupIDs}
 	decls := make([]state.AggregateConfig, 0, len(cfg.Aggregates))
 	for name, a := range cfg.Aggregates {

@@ -2,240 +2,232 @@ package engine_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/tailorcdp/tailor/config"
+	"github.com/tailorcdp/tailor/decide"
+	"github.com/tailorcdp/tailor/internal/testkafka"
 	"github.com/tailorcdp/tailor/state"
 )
 
-// collectBound is how long collect may take to answer while the broker is
-// away: serve's default produce timeout (5 s), with slack for a loaded
-// test machine.
-const collectBound = 5*time.Second + 2*time.Second
-
-// privateKafka is an Apache Kafka broker of one test, started with
-// deploy/kafka/kafka.sh from the cached jars, on ports of its own.
-type privateKafka struct {
-	t    *testing.T
-	env  []string
-	home string
-	addr string
-	repo string
-}
-
-// startPrivateKafka starts a broker for t, or skips t when Java or the
-// cached Kafka jars (deploy/kafka/kafka.sh fetch) are absent.
-func startPrivateKafka(t *testing.T) *privateKafka {
-	t.Helper()
+// TestBrokerOutage: the broker is killed under load and started again.
+// Throughout the outage the profiles the stores hold stay readable and
+// decide knows its customers (the group session is lost, the stores stay
+// open, stale); when the broker is back everything resumes by itself,
+// and every event the collect API acknowledged is applied, each event
+// that reached the topic exactly once.
+func TestBrokerOutage(t *testing.T) {
 	if testing.Short() {
-		t.Skip("starts a Kafka broker of its own")
+		t.Skip("kills and restarts a broker")
 	}
-	if _, err := exec.LookPath("java"); err != nil {
-		t.Skip("needs Java to run a Kafka broker of its own")
-	}
-	repo, err := filepath.Abs("..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cache := os.Getenv("TAILOR_KAFKA_HOME")
-	if cache == "" {
-		cache = filepath.Join(repo, ".cache", "kafka")
-	}
-	libs := filepath.Join(cache, "libs")
-	if _, err := os.Stat(filepath.Join(libs, ".complete")); err != nil {
-		t.Skipf("needs the Kafka jars in %s: run deploy/kafka/kafka.sh fetch", libs)
-	}
-	home := t.TempDir()
-	if err := os.Symlink(libs, filepath.Join(home, "libs")); err != nil {
-		t.Fatal(err)
-	}
-	port, cport := freePort(t), freePort(t)
-	k := &privateKafka{t: t, home: home, repo: repo, addr: "127.0.0.1:" + port,
-		env: append(os.Environ(), "KAFKA_PORT="+port, "KAFKA_CONTROLLER_PORT="+cport, "TAILOR_KAFKA_HOME="+home)}
-	k.script("start")
-	t.Cleanup(func() { k.script("stop") })
-	return k
-}
-
-func freePort(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
-}
-
-func (k *privateKafka) script(cmd string) {
-	k.t.Helper()
-	c := exec.Command(filepath.Join(k.repo, "deploy", "kafka", "kafka.sh"), cmd)
-	c.Env = k.env
-	if out, err := c.CombinedOutput(); err != nil {
-		k.t.Fatalf("kafka.sh %s: %v\n%s", cmd, err, out)
+	for _, b := range killableBrokers {
+		t.Run(b.name, func(t *testing.T) { testBrokerOutage(t, b.start(t)) })
 	}
 }
 
-// kill ends the broker process with SIGKILL, as a crash would.
-func (k *privateKafka) kill() {
-	k.t.Helper()
-	b, err := os.ReadFile(filepath.Join(k.home, "run", "kafka.pid"))
-	if err != nil {
-		k.t.Fatal(err)
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil {
-		k.t.Fatal(err)
-	}
-	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
-		k.t.Fatal(err)
-	}
-	for syscall.Kill(pid, 0) == nil {
-		time.Sleep(10 * time.Millisecond)
-	}
-}
+func testBrokerOutage(t *testing.T, broker killableBroker) {
+	cfg := testConfig(t, broker.Addrs(), testkafka.Prefix(t), t.TempDir())
+	cfg.Placements = map[string]config.Placement{"hero": {Fallback: "welcome"}}
+	cfg.Offers = []config.Offer{{ID: "welcome", Placements: []string{"hero"}}}
+	var logs syncBuffer
+	e := startEngineLogging(t, cfg, &logs)
 
-// loader sends track events the way Segment's SDKs do: each with its own
-// messageId, sent again after a 5xx until it is acknowledged.
-type loader struct {
-	url  string
-	http http.Client
+	keys := make([]string, 24)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("o-%d", i)
+	}
+	post := func(client *http.Client, event string, n string) bool {
+		var b strings.Builder
+		b.WriteString(`{"batch": [`)
+		for i, key := range keys {
+			if i > 0 {
+				b.WriteString(",")
+			}
+			fmt.Fprintf(&b, `{"type": "track", "userId": %q, "event": %q, "messageId": "%s-%s-%s"}`, key, event, event, n, key)
+		}
+		b.WriteString("]}")
+		req, err := http.NewRequest("POST", e.url+"/v1/batch", strings.NewReader(b.String()))
+		if err != nil {
+			t.Error(err)
+			return false
+		}
+		req.SetBasicAuth(writeKey, "")
+		resp, err := client.Do(req)
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}
+	client := &http.Client{Timeout: 20 * time.Second}
+	if !post(client, "Seed", "0") {
+		t.Fatal("seed batch not acknowledged")
+	}
+	for _, key := range keys {
+		e.waitProfile(t, key, func(v state.View) bool { return v.Events["Seed"] == 1 })
+	}
 
-	mu      sync.Mutex
-	acked   int
-	refused int            // 503 answers
-	sent    map[string]int // acknowledged events per profile key
-	worst   time.Duration
-	bad     []string // answers outside the contract
-	stop    chan struct{}
-	done    sync.WaitGroup
-}
-
-func (l *loader) run(workers int) {
-	for w := range workers {
-		l.done.Go(func() {
-			for i := 0; ; i++ {
+	// Load: three senders, each a batch of one event per key at a time,
+	// acknowledged or not (during the outage collect cannot produce).
+	var mu sync.Mutex
+	var acked []string
+	stop := make(chan struct{})
+	var load sync.WaitGroup
+	for sender := range 3 {
+		load.Go(func() {
+			for n := 1; ; n++ {
 				select {
-				case <-l.stop:
+				case <-stop:
 					return
 				default:
 				}
-				key := fmt.Sprintf("out-%d", (w+i)%5)
-				body := fmt.Sprintf(`{"userId": %q, "event": "Load", "messageId": "w%d-%d"}`, key, w, i)
-				for !l.send(body) {
-					time.Sleep(100 * time.Millisecond) // an SDK's backoff, shortened
+				id := fmt.Sprintf("%d.%d", sender, n)
+				if post(client, "Load", id) {
+					mu.Lock()
+					acked = append(acked, id)
+					mu.Unlock()
 				}
-				l.mu.Lock()
-				l.sent[key]++
-				l.mu.Unlock()
 			}
 		})
 	}
+	ackedCount := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(acked)
+	}
+	waitFor(t, "load acknowledged before the outage", 60*time.Second, func() bool { return ackedCount() >= 5 })
+
+	broker.Kill(t)
+	killed := time.Now()
+	// Reads and decide, until the group session is seen lost and a while
+	// after: the stores answer what they hold.
+	failures := 0
+	check := func() {
+		for _, key := range keys[:6] {
+			resp := do(t, "GET", e.url+"/v1/profiles/"+key, readKey, nil, nil)
+			var v state.View
+			if resp.Status == http.StatusOK {
+				resp.json(t, &v)
+			}
+			if resp.Status != http.StatusOK || v.Events["Seed"] != 1 {
+				if failures++; failures <= 5 {
+					t.Errorf("during the outage, profile %s: %d %s", key, resp.Status, resp.Body)
+				}
+			}
+			resp = do(t, "POST", e.url+"/v1/decide", readKey, fmt.Appendf(nil, `{"userId": %q, "placements": ["hero"]}`, key), nil)
+			var a decide.Answer
+			if resp.Status == http.StatusOK {
+				resp.json(t, &a)
+			}
+			if resp.Status != http.StatusOK || !a.Known {
+				if failures++; failures <= 5 {
+					t.Errorf("during the outage, decide for %s: %d %s", key, resp.Status, resp.Body)
+				}
+			}
+		}
+	}
+	waitFor(t, "the group session to be lost", 120*time.Second, func() bool {
+		check()
+		return strings.Contains(logs.String(), "group session lost")
+	})
+	t.Logf("group session lost %s after the kill", time.Since(killed).Round(time.Millisecond))
+	for range 20 {
+		check()
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	broker.Start(t)
+	before := ackedCount()
+	waitFor(t, "load acknowledged after the restart", 120*time.Second, func() bool { return ackedCount() >= before+10 })
+	close(stop)
+	load.Wait()
+	waitFor(t, "the engine to be ready again", 120*time.Second, func() bool {
+		return do(t, "GET", e.url+"/readyz", "", nil, nil).Status == http.StatusOK
+	})
+
+	// Every acknowledged event applied; every event in the topic once.
+	landed := landedMessageIDs(t, broker.Addrs(), e.Topics().Events)
+	mu.Lock()
+	defer mu.Unlock()
+	for _, key := range keys {
+		for _, n := range acked {
+			if id := fmt.Sprintf("Load-%s-%s", n, key); !landed[key][id] {
+				t.Errorf("acknowledged event %s is not in the events topic", id)
+			}
+		}
+		want := uint64(len(landed[key]) - 1) // less the seed
+		v := e.waitProfile(t, key, func(v state.View) bool { return v.Events["Load"] >= want })
+		if v.Events["Load"] != want || v.Events["Seed"] != 1 {
+			t.Errorf("profile %s: events %v, want Load %d times (%d acknowledged) and Seed once", key, v.Events, want, len(acked))
+		}
+	}
+	if got := metricValue(t, e.url, `tailor_events_total{outcome="dead_letter"}`); got != 0 {
+		t.Errorf("%v dead letters", got)
+	}
+	select {
+	case err := <-e.done:
+		t.Fatalf("the engine stopped: %v", err)
+	default:
+	}
+	t.Logf("%d of the load batches acknowledged, %d landed", len(acked), len(landed[keys[0]])-1)
 }
 
-// send posts one event and reports whether it was acknowledged.
-func (l *loader) send(body string) bool {
-	req, _ := http.NewRequest("POST", l.url+"/v1/track", strings.NewReader(body))
-	req.SetBasicAuth(writeKey, "")
-	start := time.Now()
-	resp, err := l.http.Do(req)
-	took := time.Since(start)
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.worst = max(l.worst, took)
-	if took > collectBound {
-		l.bad = append(l.bad, fmt.Sprintf("answered after %s", took))
-	}
+// landedMessageIDs reads the events topic to its end and returns the
+// messageIds of the committed events, by record key.
+func landedMessageIDs(t *testing.T, brokers []string, topic string) map[string]map[string]bool {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords())
 	if err != nil {
-		l.bad = append(l.bad, err.Error())
-		return false
+		t.Fatal(err)
 	}
-	var b bytes.Buffer
-	b.ReadFrom(resp.Body)
-	resp.Body.Close()
-	switch {
-	case resp.StatusCode == http.StatusOK:
-		l.acked++
-		return true
-	case resp.StatusCode == http.StatusServiceUnavailable && resp.Header.Get("Retry-After") != "" && strings.Contains(b.String(), `"code":"unavailable"`):
-		l.refused++
-		return false
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic)
+	if err != nil {
+		t.Fatal(err)
 	}
-	l.bad = append(l.bad, fmt.Sprintf("%d %s", resp.StatusCode, b.String()))
-	return false
-}
-
-func (l *loader) counts() (acked, refused int) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.acked, l.refused
-}
-
-// TestCollectBrokerOutage kills the Apache Kafka broker under light load
-// and starts it again: collect answers every request within its bound,
-// 503 with Retry-After while the broker is away, /readyz says collect is
-// failing, and after the restart every acknowledged event, and every
-// event sent again after a 503, is applied exactly once.
-func TestCollectBrokerOutage(t *testing.T) {
-	k := startPrivateKafka(t)
-	cfg := testConfig(t, []string{k.addr}, "outage.", t.TempDir())
-	e := startEngine(t, cfg)
-	l := &loader{url: e.url, http: http.Client{Timeout: time.Minute}, sent: map[string]int{}, stop: make(chan struct{})}
-	l.run(2)
-	stopped := false
-	stopLoad := func() {
-		if !stopped {
-			close(l.stop)
-			l.done.Wait()
-			stopped = true
+	left := make(map[int32]int64)
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Offset > 0 {
+			left[o.Partition] = o.Offset
 		}
-	}
-	defer stopLoad()
-
-	waitFor(t, "events acknowledged before the outage", time.Minute, func() bool { a, _ := l.counts(); return a >= 20 })
-	k.kill()
-	waitFor(t, "503 answers while the broker is away", time.Minute, func() bool { _, r := l.counts(); return r >= 3 })
-	var ready struct {
-		Ready        bool   `json:"ready"`
-		Collect      bool   `json:"collect"`
-		CollectError string `json:"collect_error"`
-	}
-	json.Unmarshal(do(t, "GET", e.url+"/readyz", "", nil, nil).Body, &ready)
-	if ready.Collect || ready.CollectError == "" {
-		t.Errorf("/readyz during the outage: %+v, want collect false with its error", ready)
-	}
-
-	k.script("resume")
-	before, _ := l.counts()
-	waitFor(t, "events acknowledged after the restart", 2*time.Minute, func() bool { a, _ := l.counts(); return a >= before+20 })
-	stopLoad()
-	json.Unmarshal(do(t, "GET", e.url+"/readyz", "", nil, nil).Body, &ready)
-	if !ready.Collect {
-		t.Errorf("/readyz after the restart: %+v, want collect true", ready)
-	}
-
-	l.mu.Lock()
-	acked, refused, worst, bad := l.acked, l.refused, l.worst, l.bad
-	sent := l.sent
-	l.mu.Unlock()
-	t.Logf("%d acknowledged, %d answered 503 and sent again; slowest answer %s", acked, refused, worst)
-	if len(bad) > 0 {
-		t.Errorf("%d answers outside the contract (200, or 503 with Retry-After, within %s): %q", len(bad), collectBound, bad[:min(len(bad), 5)])
-	}
-	for key, n := range sent {
-		e.waitProfile(t, key, func(v state.View) bool { return v.Events["Load"] >= uint64(n) })
-		if v, _ := e.profile(t, key); v.Events["Load"] != uint64(n) {
-			t.Errorf("profile %s counts %d events, %d were acknowledged", key, v.Events["Load"], n)
+	})
+	out := make(map[string]map[string]bool)
+	for len(left) > 0 {
+		fetches := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("read %s: %v (partitions left: %v)", topic, ctx.Err(), left)
 		}
+		fetches.EachRecord(func(r *kgo.Record) {
+			if end, ok := left[r.Partition]; ok && r.Offset+1 >= end {
+				delete(left, r.Partition)
+			}
+			if r.Attrs.IsControl() {
+				return
+			}
+			var ev struct {
+				MessageID string `json:"messageId"`
+			}
+			if err := json.Unmarshal(r.Value, &ev); err != nil || !bytes.Contains(r.Value, []byte(`"event"`)) {
+				return
+			}
+			if out[string(r.Key)] == nil {
+				out[string(r.Key)] = make(map[string]bool)
+			}
+			out[string(r.Key)][ev.MessageID] = true
+		})
 	}
+	return out
 }

@@ -9,10 +9,13 @@
 package event
 
 import (
+	"fmt"
 	"strconv"
 	"time"
 
 	"github.com/valyala/fastjson"
+
+	"github.com/tailorcdp/tailor/internal/jsonenc"
 )
 
 // Type is the kind of a Segment call.
@@ -133,10 +136,23 @@ func (e *Event) OrderID() string {
 	return ""
 }
 
+// SetString sets the event object's member name to the string str. The
+// value is parsed from JSON that jsonenc writes, not made by a
+// fastjson.Arena: an arena quotes control characters the Go way (\x07),
+// which no JSON reader, fastjson included, reads back as str.
+func (e *Event) SetString(name, str string) {
+	v, err := fastjson.ParseBytes(jsonenc.AppendString(nil, str))
+	if err != nil {
+		panic(fmt.Sprintf("jsonenc wrote %q as invalid JSON: %v", str, err)) // a bug of jsonenc's
+	}
+	e.Root.Set(name, v)
+}
+
 // Stamp sets what the receiving side knows on the event object: its receive
 // time (overwriting a client's, as Segment does), the messageId when the
 // event has none, and the type when it was implied by the endpoint. The
-// new values come from arena; the result is serialised with Root.MarshalTo.
+// new values come from arena; the result is written with AppendJSON (or
+// Parser.AppendRecord, which also bounds its size).
 func (e *Event) Stamp(a *fastjson.Arena, receivedAt *fastjson.Value, messageID func() string) {
 	e.Root.Set("receivedAt", receivedAt)
 	if e.MessageID == "" {

@@ -90,6 +90,8 @@ func (s *Server) decide(ctx *fasthttp.RequestCtx) {
 	switch {
 	case errors.As(err, &rerr):
 		writeError(ctx, fasthttp.StatusBadRequest, rerr.Field, rerr.Problem)
+	case errors.Is(err, state.ErrUnavailable): // the profile's partition is fenced
+		writeError(ctx, fasthttp.StatusServiceUnavailable, "", err.Error())
 	case err != nil:
 		writeError(ctx, fasthttp.StatusInternalServerError, "", err.Error())
 	default:

@@ -14,6 +14,7 @@ import (
 	"github.com/valyala/fastjson"
 
 	"github.com/tailorcdp/tailor/event"
+	"github.com/tailorcdp/tailor/internal/jsonenc"
 	"github.com/tailorcdp/tailor/money"
 )
 
@@ -377,7 +378,7 @@ func (p *Profile) mergeTraits(ev *event.Event, t int64) {
 		if p.Traits == nil {
 			p.Traits = make(map[string]Trait)
 		}
-		p.Traits[name] = Trait{Value: v.MarshalTo(nil), UpdatedAt: t}
+		p.Traits[name] = Trait{Value: jsonenc.AppendValue(nil, v), UpdatedAt: t}
 	})
 }
 

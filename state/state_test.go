@@ -776,3 +776,21 @@ func TestOpenAfterCrashLeftEmptyLogs(t *testing.T) {
 		t.Errorf("after reopening: %v, %v", p, err)
 	}
 }
+
+// TestTraitsStoredAsJSON: a trait holding control characters is stored as
+// JSON that reads back the same, also when something read the trait's
+// string before the profile took it (fastjson then writes the Go way,
+// \x07, which no JSON reader accepts).
+func TestTraitsStoredAsJSON(t *testing.T) {
+	p := event.NewParser(event.DefaultLimits())
+	ev := parse(t, p, `{"type": "identify", "userId": "u", "traits": {"name": "a\u0007b\u0000", "nested": {"c": "\u000b"}}}`)
+	_ = ev.Traits.GetStringBytes("name") // read, as a rule on traits.name would
+	var prof Profile
+	prof.Apply(&ev, true)
+	for name, want := range map[string]any{"name": "a\x07b\x00", "nested": map[string]any{"c": "\x0b"}} {
+		var got any
+		if err := json.Unmarshal(prof.Traits[name].Value, &got); err != nil || !reflect.DeepEqual(got, want) {
+			t.Errorf("trait %s stored as %q: %v, want %q", name, prof.Traits[name].Value, err, want)
+		}
+	}
+}

@@ -19,6 +19,7 @@ type Metrics struct {
 	wakeDelay      prometheus.Histogram // scheduled instant to re-evaluated
 	backfilled     prometheus.Counter   // profiles re-evaluated by backfills
 	backfillLeft   *prometheus.GaugeVec // profiles a backfill has left, by partition
+	fenced         *prometheus.GaugeVec // 1 for a fenced partition held here
 	reg            prometheus.Registerer
 }
 
@@ -38,7 +39,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		reg: reg,
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tailor_events_total",
-			Help: "Input records consumed, by outcome: applied to a profile, duplicate (messageId seen within the dedup horizon), dead_letter (invalid, sent to the dead-letter topic), rerouted (not keyed by its profile key, or for a profile merged into another: produced again with the right key), identity (the engine's own records moving a profile into the one it was linked to).",
+			Help: "Input records consumed, by outcome: applied to a profile, duplicate (messageId seen within the dedup horizon), dead_letter (invalid, sent to the dead-letter topic), rerouted (read from another partition than its key's, whatever the producer's partitioner or record key, or for a profile merged into another: produced again to the right partition, keyed by its profile key), identity (the engine's own records moving a profile into the one it was linked to).",
 		}, []string{"outcome"}),
 		batch: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "tailor_apply_batch_seconds",
@@ -84,6 +85,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Name: "tailor_backfill_remaining_profiles",
 		Help: "Profiles the backfill under way has left to re-evaluate, per assigned partition (0: none under way).",
 	}, []string{"partition"})
+	m.fenced = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "tailor_partition_fenced",
+		Help: "1 for each partition held here whose store failed (damaged files, a failed read or commit): it is not applied and its keys answer 503 naming it, until it is assigned again and its store opens. Absent for the others.",
+	}, []string{"partition"})
+	reg.MustRegister(m.fenced)
 	reg.MustRegister(m.events, m.batch, m.batchRetries, m.delay, m.lag, m.appliedNext, m.segmentChanges, m.wakes, m.wakeDelay, m.backfilled, m.backfillLeft)
 	return m
 }

@@ -14,10 +14,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/valyala/fastjson"
 
 	"github.com/tailorcdp/tailor/event"
-	"github.com/tailorcdp/tailor/internal/jsonenc"
 	"github.com/tailorcdp/tailor/state"
 )
 
@@ -74,6 +72,9 @@ type ProcessorConfig struct {
 // Each assigned partition has its own store, opened on assignment and
 // closed on revocation; consumption of a partition starts at the offset
 // stored in its store, so Kafka's group commits are informational only.
+// Every record is applied by its key's partition (reroute.go); a lost
+// group session keeps the stores readable (lost.go); a store that fails
+// fences its partition alone (fence.go).
 type Processor struct {
 	cfg ProcessorConfig
 	cl  *kgo.Client
@@ -82,9 +83,13 @@ type Processor struct {
 
 	mu       sync.RWMutex
 	parts    map[int32]*partition
-	assigned bool // a group assignment has been received
+	fenced   map[int32]error      // partitions held but fenced, with why (fence.go)
+	stale    map[int32]*partition // stores kept readable from a lost session (lost.go)
+	session  session
+	assigned bool           // a group assignment has been received
+	closing  sync.WaitGroup // partitions being fenced, closed in the background
 
-	fatal chan error // a partition that cannot work stops Run
+	fatal chan error // a partition whose outputs cannot be written stops Run
 
 	// ctx is the workers' context, for producing dead letters; Close ends it.
 	ctx    context.Context
@@ -151,6 +156,10 @@ func FetchOpts() []kgo.Opt {
 // NewProcessor connects to the cluster and joins the group; consumption
 // starts with Run.
 func NewProcessor(cfg ProcessorConfig) (*Processor, error) {
+	if cfg.Partitions < 1 {
+		// Records are routed by it: every one would look misplaced.
+		return nil, fmt.Errorf("processor of %s: the events topic's partition count is %d, want at least 1", cfg.Topics.Events, cfg.Partitions)
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -163,7 +172,7 @@ func NewProcessor(cfg ProcessorConfig) (*Processor, error) {
 	if cfg.Metrics == nil {
 		cfg.Metrics = NewMetrics(prometheus.NewRegistry())
 	}
-	p := &Processor{cfg: cfg, log: cfg.Logger, m: cfg.Metrics, parts: make(map[int32]*partition), fatal: make(chan error, 1),
+	p := &Processor{cfg: cfg, log: cfg.Logger, m: cfg.Metrics, parts: make(map[int32]*partition), fenced: make(map[int32]error), stale: make(map[int32]*partition), fatal: make(chan error, 1),
 		shared: sharedStats{remote: make(map[int32]*partitionStats), published: make(map[*partition]uint64)}}
 	model := cfg.Store.Model
 	p.model.Store(&model)
@@ -183,7 +192,7 @@ func NewProcessor(cfg ProcessorConfig) (*Processor, error) {
 		kgo.ConsumeTopics(cfg.Topics.Events),
 		kgo.OnPartitionsAssigned(p.assign),
 		kgo.OnPartitionsRevoked(p.revoke),
-		kgo.OnPartitionsLost(p.revoke),
+		kgo.OnPartitionsLost(p.lose),
 		kgo.AdjustFetchOffsetsFn(p.startOffsets),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 	)
@@ -212,8 +221,10 @@ func NewProcessor(cfg ProcessorConfig) (*Processor, error) {
 }
 
 // Run consumes events and hands each partition's records to its worker
-// until ctx is done or a store fails; a store failure is returned, and a
-// restart resumes from the stored offsets.
+// until ctx is done or a partition applied here fails to write its
+// outputs to Kafka; that error is returned, and a restart resumes from
+// the stored offsets. A partition whose store fails is fenced instead
+// (fence.go): Run goes on with the others.
 func (p *Processor) Run(ctx context.Context) error {
 	lagCtx, stopLag := context.WithCancel(ctx)
 	defer stopLag()
@@ -390,7 +401,7 @@ func (p *Processor) commitStep(part *partition, batch *state.Batch, src string, 
 			outputs[i] = p.changeRecord(src, c)
 		}
 		if err := part.out.write(p.ctx, outputs, at); err != nil {
-			return fmt.Errorf("write %d segment changes: %w", len(outputs), err)
+			return &outputError{fmt.Errorf("write %d segment changes: %w", len(outputs), err)}
 		}
 		return nil
 	}
@@ -441,12 +452,28 @@ more:
 	p.fail(part, p.apply(p.ctx, part, batch))
 }
 
-// fail stops the partition on err: Run returns it.
+// fail stops the partition on err: a store's error fences the partition;
+// an error writing outputs to Kafka stops Run, which returns it, unless
+// the partition was lost or revoked meanwhile (its producer closed or
+// fenced by the next owner): the batch was not committed to the store,
+// and whoever is assigned the partition next applies its records again.
 func (p *Processor) fail(part *partition, err error) {
 	if err == nil {
 		return
 	}
 	part.failed = true
+	var out *outputError
+	if !errors.As(err, &out) {
+		p.fenceRunning(part, err)
+		return
+	}
+	p.mu.RLock()
+	applying := p.parts[part.id] == part
+	p.mu.RUnlock()
+	if !applying {
+		p.log.Warn("outputs of a partition no longer applied here not written; its next owner applies the records again", "partition", part.id, "err", err)
+		return
+	}
 	select {
 	case p.fatal <- err:
 	default:
@@ -488,339 +515,40 @@ func (p *Processor) wake(part *partition, at time.Time, produce bool) error {
 	return nil
 }
 
-// apply applies one partition's records. Runs of records are committed to
-// the store together with the offset after them; what they produce (segment
-// changes, dead letters, rerouted records) is written exactly once, in a
-// Kafka transaction committed just before the store (see output).
-func (p *Processor) apply(ctx context.Context, part *partition, records []*kgo.Record) error {
-	start := time.Now()
-	limit := len(records)
-	for len(records) > 0 {
-		n, err := p.applyBatch(ctx, part, records, limit)
-		if errors.Is(err, state.ErrBatchTooLarge) && n > 1 {
-			// The batch's size was underestimated (Batch.Grow): nothing
-			// of it was written, so its records go again, in halves.
-			p.log.Info("batch too large for one store transaction, applying its records again in smaller batches", "partition", part.id, "records", n, "error", err)
-			p.m.batchRetries.Inc()
-			limit = n / 2
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		records = records[n:]
-	}
-	p.m.batch.Observe(time.Since(start).Seconds())
-	return nil
-}
-
-// applyBatch applies records from the first, at most limit of them, in one
-// store batch, until the batch is full, and commits it; it returns how
-// many records the batch covered, committed or not.
-func (p *Processor) applyBatch(ctx context.Context, part *partition, records []*kgo.Record, limit int) (n int, err error) {
-	batch := part.store.Begin()
-	var outputs []*kgo.Record
-	var applied, dups, dead, rerouted, identity, changes int
-	var delays []time.Time
-	for i, r := range records[:min(limit, len(records))] {
-		n = i + 1
-		if r.Attrs.IsControl() {
-			continue // a transaction's marker: nothing to apply
-		}
-		// Records before the progress marker had their outputs produced
-		// before a crash: apply them, but do not produce again.
-		produce := r.Offset >= part.replayTo
-		emit := func(out *kgo.Record) {
-			if produce {
-				outputs = append(outputs, out)
-			}
-		}
-		beforeChanges, beforeLinks := len(batch.Changes()), len(batch.Links())
-		if kind := identityKind(r); kind != "" {
-			out, err := p.applyIdentity(batch, r, kind)
-			if err != nil {
-				batch.Discard()
-				return n, fmt.Errorf("partition %d offset %d: %w", part.id, r.Offset, err)
-			}
-			if out != nil {
-				emit(out)
-			}
-			if out != nil && out.Topic == p.cfg.Topics.DeadLetter {
-				dead++
-			} else {
-				identity++
-			}
-		} else {
-			ev, err := part.parser.Parse(r.Value, 0, r.Timestamp)
-			var to string
-			if err == nil && string(r.Key) == ev.Key() {
-				if to, err = batch.Resolve(ev.Key()); err != nil {
-					batch.Discard()
-					return n, fmt.Errorf("partition %d offset %d: %w", part.id, r.Offset, err)
-				}
-			}
-			switch {
-			case err != nil:
-				emit(p.deadLetter(r, err))
-				dead++
-			case string(r.Key) != ev.Key():
-				// A producer that did not key the record by the profile key put
-				// it in a partition that may not hold the profile: send it on
-				// to the right one, rather than split the profile.
-				emit(p.reroute(r, &ev, ""))
-				rerouted++
-			case to != ev.Key() && linkHops(r) >= maxAliasHops:
-				emit(p.deadLetter(r, fmt.Errorf("the profile of %q was merged into %q, but following the links sends it on more than %d times: links in a cycle", ev.Key(), to, maxAliasHops)))
-				dead++
-			case to != ev.Key():
-				// The key's profile was merged into another: its events
-				// follow it there.
-				emit(withLinkHop(p.reroute(r, &ev, to), r))
-				rerouted++
-			default:
-				ok, err := batch.Apply(&ev)
-				if err != nil {
-					batch.Discard()
-					return n, fmt.Errorf("partition %d offset %d: %w", part.id, r.Offset, err)
-				}
-				if ok {
-					applied++
-					if len(delays) < 64 { // a sample is enough for the histogram
-						delays = append(delays, ev.ReceivedAt)
-					}
-				} else {
-					dups++
-				}
-			}
-		}
-		for _, c := range batch.Changes()[beforeChanges:] {
-			emit(p.changeRecord(source(r), c))
-			changes++
-		}
-		for _, l := range batch.Links()[beforeLinks:] {
-			emit(p.linkRecord(l))
-		}
-		batch.Grow(len(r.Value))
-		if batch.Full() {
-			break
-		}
-	}
-	next := records[n-1].Offset + 1
-	writeOutputs := func() error {
-		if len(outputs) == 0 {
-			return nil
-		}
-		if err := part.out.write(ctx, outputs, progress{next: next}); err != nil {
-			return fmt.Errorf("write %d outputs: %w", len(outputs), err)
-		}
-		return nil
-	}
-	if err := batch.CommitWith(next, writeOutputs); err != nil {
-		return n, fmt.Errorf("partition %d: %w", part.id, err)
-	}
-	part.next.Store(next)
-	p.m.appliedNext.WithLabelValues(part.label).Set(float64(next))
-	p.m.events.WithLabelValues(OutcomeApplied).Add(float64(applied))
-	p.m.events.WithLabelValues(OutcomeDuplicate).Add(float64(dups))
-	p.m.events.WithLabelValues(OutcomeDeadLetter).Add(float64(dead))
-	p.m.events.WithLabelValues(OutcomeRerouted).Add(float64(rerouted))
-	p.m.events.WithLabelValues(OutcomeIdentity).Add(float64(identity))
-	p.m.segmentChanges.Add(float64(changes))
-	now := time.Now()
-	for _, t := range delays {
-		p.m.delay.Observe(now.Sub(t).Seconds())
-	}
-	return n, nil
-}
-
-// SegmentChange is the JSON of a record on the segments topic, keyed by
-// the profile key.
-type SegmentChange struct {
-	Key     string    `json:"key"`
-	Segment string    `json:"segment"`
-	Change  string    `json:"change"` // "entered" or "exited"
-	Time    time.Time `json:"time"`
-	// MessageID is the messageId of the event that caused the change;
-	// absent when time alone caused it (a window slid past an event).
-	MessageID string `json:"messageId,omitempty"`
-}
-
-// changeRecord returns the segments topic record of c; src says where the
-// event that caused it was read, or "time".
-func (p *Processor) changeRecord(src string, c state.KeyedChange) *kgo.Record {
-	change := "exited"
-	if c.Entered {
-		change = "entered"
-	}
-	// SegmentChange's JSON, written by hand: a record per change, on the
-	// apply path.
-	value := make([]byte, 0, 96+len(c.Key)+len(c.Segment)+len(c.MessageID))
-	value = append(value, `{"key":`...)
-	value = jsonenc.AppendString(value, c.Key)
-	value = append(value, `,"segment":`...)
-	value = jsonenc.AppendString(value, c.Segment)
-	value = append(value, `,"change":"`...)
-	value = append(value, change...)
-	value = append(value, `","time":"`...)
-	value = c.At.UTC().AppendFormat(value, time.RFC3339Nano)
-	value = append(value, '"')
-	if c.MessageID != "" {
-		value = append(value, `,"messageId":`...)
-		value = jsonenc.AppendString(value, c.MessageID)
-	}
-	value = append(value, '}')
-	return &kgo.Record{Topic: p.cfg.Topics.Segments, Key: []byte(c.Key), Value: value,
-		Headers: []kgo.RecordHeader{{Key: HeaderSource, Value: []byte(src)}}}
-}
-
-func source(r *kgo.Record) string {
-	return r.Topic + "/" + strconv.Itoa(int(r.Partition)) + "/" + strconv.FormatInt(r.Offset, 10)
-}
-
-// reroute returns the record to produce again, keyed by the event's profile
-// key, or with to as its userId and key when to is not empty (the key's
-// profile was merged into to's). An event without a messageId gets one
-// derived from where it was read, so that a crash before the commit
-// cannot apply it twice.
-func (p *Processor) reroute(r *kgo.Record, ev *event.Event, to string) *kgo.Record {
-	value := r.Value
-	var a fastjson.Arena
-	if ev.MessageID == "" {
-		ev.Root.Set("messageId", a.NewString("reroute-"+r.Topic+"-"+strconv.Itoa(int(r.Partition))+"-"+strconv.FormatInt(r.Offset, 10)))
-		value = nil
-	}
-	key := ev.Key()
-	if to != "" {
-		ev.Root.Set("userId", a.NewString(to))
-		key, value = to, nil
-	}
-	if value == nil {
-		value = ev.Root.MarshalTo(nil)
-	}
-	return &kgo.Record{Topic: r.Topic, Key: []byte(key), Value: value, Headers: r.Headers}
-}
-
-// headerLinkHops counts the times a record was sent on to the profile its
-// key was merged into: links that form a cycle (a merged into b, then b
-// into a) would send it on forever.
-const headerLinkHops = "tailor.link-hops"
-
-// linkHops returns how many times r was sent on along links.
-func linkHops(r *kgo.Record) int {
-	for _, h := range r.Headers {
-		if h.Key == headerLinkHops {
-			n, _ := strconv.Atoi(string(h.Value))
-			return n
-		}
-	}
-	return 0
-}
-
-// withLinkHop returns out, sent on along a link from r, counting the hop.
-func withLinkHop(out, r *kgo.Record) *kgo.Record {
-	n := linkHops(r) + 1
-	headers := make([]kgo.RecordHeader, 0, len(out.Headers)+1)
-	for _, h := range out.Headers {
-		if h.Key != headerLinkHops {
-			headers = append(headers, h)
-		}
-	}
-	out.Headers = append(headers, kgo.RecordHeader{Key: headerLinkHops, Value: []byte(strconv.Itoa(n))})
-	return out
-}
-
-// identityKind returns the kind of an identity record, "" for an event.
-func identityKind(r *kgo.Record) string {
-	for _, h := range r.Headers {
-		if h.Key == HeaderIdentity {
-			return string(h.Value)
-		}
-	}
-	return ""
-}
-
-// linkRecord returns the record asking the partition of l.From to move
-// its profile into l.To.
-func (p *Processor) linkRecord(l state.Link) *kgo.Record {
-	return &kgo.Record{Topic: p.cfg.Topics.Events, Key: []byte(l.From), Value: []byte(l.To),
-		Headers: []kgo.RecordHeader{{Key: HeaderIdentity, Value: []byte(IdentityLink)}}}
-}
-
-// applyIdentity applies an identity record, returning the record it
-// sends on, if any: a link takes the profile out and sends it to the
-// profile it joins; a merge adds it there, or sends it further when that
-// profile was itself merged into another since.
-func (p *Processor) applyIdentity(batch *state.Batch, r *kgo.Record, kind string) (*kgo.Record, error) {
-	key := string(r.Key)
-	merge := func(to string, profile []byte) *kgo.Record {
-		return &kgo.Record{Topic: p.cfg.Topics.Events, Key: []byte(to), Value: profile,
-			Headers: []kgo.RecordHeader{{Key: HeaderIdentity, Value: []byte(IdentityMerge)}, {Key: HeaderSource, Value: []byte(source(r))}}}
-	}
-	switch kind {
-	case IdentityLink:
-		to := string(r.Value)
-		moved, err := batch.Link(key, to)
-		if err != nil || moved == nil {
-			return nil, err
-		}
-		return merge(to, moved), nil
-	case IdentityMerge:
-		moved, err := state.DecodeProfile(r.Value)
-		if err != nil {
-			return p.deadLetter(r, fmt.Errorf("identity merge record: %w", err)), nil
-		}
-		to, err := batch.Resolve(key)
-		if err != nil {
-			return nil, err
-		}
-		if to != key && linkHops(r) >= maxAliasHops {
-			return p.deadLetter(r, fmt.Errorf("identity merge record for %q, merged into %q, sent on more than %d times: links in a cycle", key, to, maxAliasHops)), nil
-		}
-		if to != key {
-			return withLinkHop(merge(to, r.Value), r), nil
-		}
-		return nil, batch.Merge(key, moved)
-	}
-	return p.deadLetter(r, fmt.Errorf("identity record of unknown kind %q", kind)), nil
-}
-
-func (p *Processor) deadLetter(r *kgo.Record, reason error) *kgo.Record {
-	src := source(r)
-	return &kgo.Record{
-		Topic: p.cfg.Topics.DeadLetter,
-		Key:   r.Key,
-		Value: r.Value,
-		Headers: append(append([]kgo.RecordHeader(nil), r.Headers...),
-			kgo.RecordHeader{Key: HeaderReason, Value: []byte(reason.Error())},
-			kgo.RecordHeader{Key: HeaderSource, Value: []byte(src)},
-		),
-	}
-}
-
-// assign opens the stores of newly assigned partitions.
+// assign opens the stores of newly assigned partitions, or takes up
+// those kept open from a lost session (closing the others).
 func (p *Processor) assign(ctx context.Context, _ *kgo.Client, assigned map[string][]int32) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.assigned = true
+	if !p.session.connected {
+		// The first assignment of a session is all of it: what was kept
+		// from a lost one and is not in it is another member's now.
+		p.session.connected = true
+		defer p.forgetUnassignedLocked(assigned[p.cfg.Topics.Events])
+	}
 	for _, id := range assigned[p.cfg.Topics.Events] {
 		if p.parts[id] != nil {
 			continue
 		}
 		dir := filepath.Join(p.cfg.DataDir, p.cfg.Topics.Events+"-"+strconv.Itoa(int(id)))
-		opts := p.cfg.Store
-		opts.Model = *p.model.Load()
-		opts.Logger = p.log
-		opts.Quintiles = p.Quintiles
-		store, err := state.Open(dir, opts)
-		if err != nil {
-			// Without its store a partition cannot be applied: stop, rather
-			// than consume records that nothing applies.
-			select {
-			case p.fatal <- fmt.Errorf("partition %d: %w", id, err):
-			default:
+		store := p.takeStaleLocked(id)
+		if store != nil {
+			store.SetModel(p.model.Load())
+		} else {
+			opts := p.cfg.Store
+			opts.Model = *p.model.Load()
+			opts.Logger = p.log
+			opts.Quintiles = p.Quintiles
+			var err error
+			if store, err = state.Open(dir, opts); err != nil {
+				// Without its store a partition cannot be applied: it is
+				// fenced, and its records stay in Kafka.
+				p.fenceLocked(id, err)
+				continue
 			}
-			return
 		}
+		p.unfenceLocked(id)
 		out, err := newOutput(p.cfg.Client, p.cfg.Group, p.cfg.Topics, id, p.cfg.Partitions)
 		if err != nil {
 			store.Close()
@@ -872,7 +600,8 @@ func (p *Processor) startOffsets(ctx context.Context, offsets map[string]map[int
 		}
 		next, ok, err := part.store.NextOffset()
 		if err != nil {
-			return nil, err
+			p.fenceRunning(part, fmt.Errorf("read the stored offset: %w", err))
+			continue
 		}
 		marker, err := part.out.lastMarker(ctx)
 		if err != nil {
@@ -880,7 +609,8 @@ func (p *Processor) startOffsets(ctx context.Context, offsets map[string]map[int
 		}
 		lastWake, _, err := part.store.LastWake()
 		if err != nil {
-			return nil, fmt.Errorf("partition %d: %w", id, err)
+			p.fenceRunning(part, fmt.Errorf("read the last wake: %w", err))
+			continue
 		}
 		part.startOnce.Do(func() {
 			part.replayTo = marker.next
@@ -942,28 +672,26 @@ func (p *Processor) revoke(_ context.Context, _ *kgo.Client, revoked map[string]
 			delete(p.parts, id)
 			parts = append(parts, part)
 		}
+		p.unfenceLocked(id)
 	}
 	p.mu.Unlock()
-	p.closePartitions(parts)
+	p.closePartitions(parts, "revoked")
 }
 
-func (p *Processor) closePartitions(parts []*partition) {
+// closePartitions stops the workers of parts, once they have applied and
+// committed what they were given, and closes their stores; why is logged.
+func (p *Processor) closePartitions(parts []*partition, why string) {
 	for _, part := range parts {
 		close(part.work)
 	}
 	for _, part := range parts {
 		<-part.done
-		h, m := part.store.CacheStats()
-		p.closedHits.Add(h)
-		p.closedMisses.Add(m)
-		if err := part.store.Close(); err != nil {
-			p.log.Error("close partition store", "partition", part.id, "err", err)
-		}
+		p.closeStore(part)
 		part.out.close()
 		p.m.lag.DeleteLabelValues(part.label)
 		p.m.appliedNext.DeleteLabelValues(part.label)
 		p.m.backfillLeft.DeleteLabelValues(part.label)
-		p.log.Info("partition revoked", "partition", part.id)
+		p.log.Info("partition closed", "partition", part.id, "why", why)
 	}
 }
 
@@ -997,8 +725,10 @@ func (p *Processor) watchLag(ctx context.Context) {
 	}
 }
 
-// Ready reports whether the processor has an assignment and every assigned
-// partition has applied everything that was in it when it was assigned.
+// Ready reports whether the processor has had an assignment and every
+// partition it applies has applied everything that was in it when it was
+// assigned. Partitions kept readable from a lost group session (the
+// broker away) and fenced ones do not count: Health tells them apart.
 func (p *Processor) Ready() bool {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
@@ -1014,186 +744,6 @@ func (p *Processor) Ready() bool {
 	return true
 }
 
-// Profile returns the profile of key from the store of its partition,
-// or, for a key whose profile was merged into another, that profile. It
-// returns ErrNotOwned when that partition is not assigned here, a
-// *state.MergedError when the profile it was merged into is held by
-// another instance, and state.ErrNotFound for a key never seen.
-func (p *Processor) Profile(key string) (*state.Profile, error) {
-	p.mu.RLock()
-	defer p.mu.RUnlock()
-	asked := key
-	for hops := 0; ; hops++ {
-		id := PartitionOf(key, p.cfg.Partitions)
-		part := p.parts[id]
-		if part == nil {
-			if hops > 0 {
-				return nil, &state.MergedError{Key: asked, Into: key}
-			}
-			return nil, fmt.Errorf("key %q is in partition %d: %w", key, id, ErrNotOwned)
-		}
-		prof, err := part.store.Profile(key)
-		if !errors.Is(err, state.ErrNotFound) || hops == maxAliasHops {
-			return prof, err
-		}
-		to, ok, aerr := part.store.Alias(key)
-		if aerr != nil {
-			return nil, aerr
-		}
-		if !ok {
-			return nil, err
-		}
-		key = to
-	}
-}
-
-// maxAliasHops bounds the links followed to find a merged profile (a key
-// merged into one later merged into another...).
-const maxAliasHops = 8
-
-// ProfileView returns the JSON form of key's profile, with the
-// aggregates' values now.
-func (p *Processor) ProfileView(key string) (state.View, error) {
-	prof, err := p.Profile(key)
-	if err != nil {
-		return state.View{}, err
-	}
-	now := time.Now
-	if p.cfg.Store.Now != nil {
-		now = p.cfg.Store.Now
-	}
-	m := p.model.Load()
-	return prof.View(state.Derived{Aggregates: m.Aggregates, Interests: m.Interests, Quintiles: p.quintilesWithin(200 * time.Millisecond)}, now()), nil
-}
-
-// Quintiles returns the RFM quintile boundaries of the profiles in the
-// partitions this instance holds, recomputed when the population changed
-// and the last computation is older than a second (rules read them on
-// every event).
-func (p *Processor) Quintiles() state.RFMQuintiles { return p.quintilesWithin(time.Second) }
-
-// quintilesWithin recomputes the quintiles when the population changed and
-// the cached ones are older than maxAge.
-func (p *Processor) quintilesWithin(maxAge time.Duration) state.RFMQuintiles {
-	gen := p.populationGen()
-	c := p.quintiles.Load()
-	if c == nil || c.gen != gen && time.Since(c.at) >= maxAge {
-		c = &cachedQuintiles{q: p.population().Quintiles(), at: time.Now(), gen: gen}
-		p.quintiles.Store(c)
-	}
-	q := c.q
-	q.Horizon = p.model.Load().RFMHorizon
-	return q
-}
-
-type cachedQuintiles struct {
-	q   state.RFMQuintiles
-	at  time.Time
-	gen uint64
-}
-
-func (p *Processor) populationGen() uint64 {
-	p.mu.RLock()
-	var gen uint64
-	for id, part := range p.parts {
-		gen += part.store.PopulationGen() + uint64(id)<<48 // a partition moving changes it too
-	}
-	p.mu.RUnlock()
-	p.shared.mu.RLock()
-	defer p.shared.mu.RUnlock()
-	return gen + p.shared.gen<<32
-}
-
-// population returns the RFM histograms of every partition: those held
-// here, live, and the others' latest published snapshots.
-func (p *Processor) population() state.Population {
-	pop := state.NewPopulation()
-	p.eachPartitionStats(
-		func(s *state.Store) { pop.Add(s.Population()) },
-		func(s *partitionStats) { pop.Add(s.population()) })
-	return pop
-}
-
-// SegmentSizes returns the members of each segment over every partition:
-// those held here, live, and the others' latest published snapshots
-// (about a second behind).
-func (p *Processor) SegmentSizes() map[string]int64 {
-	total := make(map[string]int64)
-	add := func(sizes map[string]int64) {
-		for name, n := range sizes {
-			total[name] += n
-		}
-	}
-	p.eachPartitionStats(
-		func(s *state.Store) { add(s.SegmentSizes()) },
-		func(s *partitionStats) { add(s.Sizes) })
-	return total
-}
-
-// OfferStats returns the offer statistics over every partition, like
-// SegmentSizes.
-func (p *Processor) OfferStats() map[state.OfferStatKey]state.OfferCounts {
-	total := make(map[state.OfferStatKey]state.OfferCounts)
-	add := func(stats map[state.OfferStatKey]state.OfferCounts) {
-		for k, c := range stats {
-			t := total[k]
-			t.Add(c)
-			total[k] = t
-		}
-	}
-	p.eachPartitionStats(
-		func(s *state.Store) { add(s.OfferStats()) },
-		func(s *partitionStats) { add(s.offerStats()) })
-	return total
-}
-
-// Products returns what each assigned partition knows of a product:
-// products are not keyed like profiles, every partition sees some of
-// their events.
-func (p *Processor) Products(id string) []*state.Product {
-	p.mu.RLock()
-	defer p.mu.RUnlock()
-	var out []*state.Product
-	for _, part := range p.parts {
-		if prod := part.store.Product(id); prod != nil {
-			out = append(out, prod)
-		}
-	}
-	return out
-}
-
-// EachProduct calls fn for every product of every assigned partition.
-func (p *Processor) EachProduct(fn func(*state.Product)) {
-	p.mu.RLock()
-	defer p.mu.RUnlock()
-	for _, part := range p.parts {
-		part.store.EachProduct(fn)
-	}
-}
-
-// Applied returns the next offset to apply of each assigned partition.
-func (p *Processor) Applied() map[int32]int64 {
-	p.mu.RLock()
-	defer p.mu.RUnlock()
-	out := make(map[int32]int64, len(p.parts))
-	for id, part := range p.parts {
-		out[id] = part.next.Load()
-	}
-	return out
-}
-
-func (p *Processor) cacheStats() (hits, misses uint64) {
-	p.mu.RLock()
-	defer p.mu.RUnlock()
-	hits, misses = p.closedHits.Load(), p.closedMisses.Load()
-	for _, part := range p.parts {
-		h, m := part.store.CacheStats()
-		hits += h
-		misses += m
-	}
-	return hits, misses
-}
-
 // Close leaves the group and closes every store, once the workers have
 // committed what they were given. Call it after Run has returned.
 func (p *Processor) Close() {
@@ -1204,7 +754,9 @@ func (p *Processor) Close() {
 		delete(p.parts, id)
 		parts = append(parts, part)
 	}
+	p.closeStaleLocked()
 	p.mu.Unlock()
-	p.closePartitions(parts)
+	p.closePartitions(parts, "closing")
+	p.closing.Wait()
 	p.cancel()
 }

@@ -171,25 +171,25 @@ func (p *Processor) followStats(ctx context.Context) {
 func (p *Processor) eachPartitionStats(local func(*state.Store), remote func(*partitionStats)) {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
-	for _, part := range p.parts {
-		local(part.store)
-	}
+	p.eachStoreLocked(func(_ int32, s *state.Store) { local(s) })
 	p.shared.mu.RLock()
 	defer p.shared.mu.RUnlock()
 	for id, s := range p.shared.remote {
-		if p.parts[id] == nil {
+		if p.storeLocked(id) == nil {
 			remote(s)
 		}
 	}
 }
 
-// Owner says where key's profile is held: here (local), or at the HTTP
-// address of the instance that last published its partition ("" when no
-// instance has yet).
+// Owner says where key's profile is held: here (local: applied, kept
+// from a lost group session, or fenced), or at the HTTP address of the
+// instance that last published its partition ("" when no instance has
+// yet).
 func (p *Processor) Owner(key string) (addr string, local bool) {
 	id := PartitionOf(key, p.cfg.Partitions)
 	p.mu.RLock()
-	held := p.parts[id] != nil
+	_, fenced := p.fenced[id]
+	held := p.storeLocked(id) != nil || fenced
 	p.mu.RUnlock()
 	if held {
 		return "", true
