@@ -42,6 +42,16 @@ var killableBrokers = []struct {
 	{"embedded", func(t *testing.T) killableBroker { return startKfake(t) }},
 }
 
+// eachKillableBroker runs test as a subtest of t on each killable broker.
+func eachKillableBroker(t *testing.T, test func(t *testing.T, broker killableBroker)) {
+	if testing.Short() {
+		t.Skip("kills and restarts a broker")
+	}
+	for _, b := range killableBrokers {
+		t.Run(b.name, func(t *testing.T) { test(t, b.start(t)) })
+	}
+}
+
 // kfakeBroker is the embedded broker, closed and started again in process.
 type kfakeBroker struct {
 	dir  string

@@ -101,12 +101,7 @@ func (l *loader) counts() (acked, refused int) {
 // acknowledged event, and every event sent again after a 503, is applied
 // exactly once.
 func TestCollectBrokerOutage(t *testing.T) {
-	if testing.Short() {
-		t.Skip("kills and restarts a broker")
-	}
-	for _, b := range killableBrokers {
-		t.Run(b.name, func(t *testing.T) { testCollectBrokerOutage(t, b.start(t)) })
-	}
+	eachKillableBroker(t, testCollectBrokerOutage)
 }
 
 func testCollectBrokerOutage(t *testing.T, broker killableBroker) {

@@ -2,9 +2,7 @@ package engine_test
 
 import (
 	"bytes"
-	"context"
 	"fmt"
-	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -13,11 +11,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/tailorcdp/tailor/config"
 	"github.com/tailorcdp/tailor/decide"
-	"github.com/tailorcdp/tailor/engine"
 	"github.com/tailorcdp/tailor/internal/testkafka"
 	"github.com/tailorcdp/tailor/state"
 	"github.com/tailorcdp/tailor/stream"
@@ -167,19 +163,7 @@ func testFenced(t *testing.T, damage func(t *testing.T, table string)) {
 // startEngineLogging is startEngine with the engine's log written to w.
 func startEngineLogging(t *testing.T, cfg *config.Config, w *syncBuffer) *running {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	e, err := engine.Start(ctx, cfg, slog.New(slog.NewTextHandler(w, nil)))
-	if err != nil {
-		cancel()
-		t.Fatalf("start engine: %v", err)
-	}
-	r := &running{Engine: e, url: "http://" + e.HTTPAddr(), cancel: cancel, done: make(chan error, 1)}
-	go func() { r.done <- e.Run(ctx) }()
-	t.Cleanup(r.stop)
-	waitFor(t, "the engine to be ready", 60*time.Second, func() bool {
-		return do(t, "GET", r.url+"/readyz", "", nil, nil).Status == http.StatusOK
-	})
-	return r
+	return startEngineLoggingTo(t, cfg, w)
 }
 
 // syncBuffer is a bytes.Buffer safe for a logger and a test to share.

@@ -51,8 +51,15 @@ type running struct {
 
 func startEngine(t *testing.T, cfg *config.Config) *running {
 	t.Helper()
+	return startEngineLoggingTo(t, cfg, io.Discard)
+}
+
+// startEngineLoggingTo starts an engine for t that writes its log to w,
+// and waits until it is ready; t's end stops it.
+func startEngineLoggingTo(t *testing.T, cfg *config.Config, w io.Writer) *running {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	e, err := engine.Start(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	e, err := engine.Start(ctx, cfg, slog.New(slog.NewTextHandler(w, nil)))
 	if err != nil {
 		cancel()
 		t.Fatalf("start engine: %v", err)

@@ -27,12 +27,7 @@ import (
 // and every event the collect API acknowledged is applied, each event
 // that reached the topic exactly once.
 func TestBrokerOutage(t *testing.T) {
-	if testing.Short() {
-		t.Skip("kills and restarts a broker")
-	}
-	for _, b := range killableBrokers {
-		t.Run(b.name, func(t *testing.T) { testBrokerOutage(t, b.start(t)) })
-	}
+	eachKillableBroker(t, testBrokerOutage)
 }
 
 func testBrokerOutage(t *testing.T, broker killableBroker) {
