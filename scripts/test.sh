@@ -62,5 +62,6 @@ go test -run '^$' -fuzz '^FuzzParseRequest$' -fuzztime "$FUZZTIME" -fuzzminimize
 go test -run '^$' -fuzz '^FuzzAppendString$' -fuzztime "$FUZZTIME" -fuzzminimizetime 0 ./internal/jsonenc/
 go test -run '^$' -fuzz '^FuzzAppendValue$' -fuzztime "$FUZZTIME" -fuzzminimizetime 0 ./internal/jsonenc/
 go test -run '^$' -fuzz '^FuzzProfileKey$' -fuzztime "$FUZZTIME" -fuzzminimizetime 0 ./serve/
+go test -run '^$' -fuzz '^FuzzHeaderList$' -fuzztime "$FUZZTIME" -fuzzminimizetime 0 ./serve/
 
 step "all checks passed"
