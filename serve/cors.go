@@ -52,17 +52,19 @@ func (s *Server) cors(ctx *fasthttp.RequestCtx, route corsRoute) (preflight bool
 		return preflight
 	}
 	h := &ctx.Response.Header
-	switch anyOrigin := slices.Contains(s.cfg.CORSOrigins, "*"); {
-	case anyOrigin && !route.credentials:
+	anyOrigin := slices.Contains(s.cfg.CORSOrigins, "*")
+	if anyOrigin && !route.credentials {
 		h.Set("Access-Control-Allow-Origin", "*")
-	case anyOrigin || slices.Contains(s.cfg.CORSOrigins, string(origin)):
-		h.SetBytesV("Access-Control-Allow-Origin", origin)
+	} else {
+		// The answer depends on the origin, allowed or not.
 		h.Set("Vary", "Origin")
+		if !anyOrigin && !slices.Contains(s.cfg.CORSOrigins, string(origin)) {
+			return preflight
+		}
+		h.SetBytesV("Access-Control-Allow-Origin", origin)
 		if route.credentials {
 			h.Set("Access-Control-Allow-Credentials", "true")
 		}
-	default:
-		return preflight
 	}
 	if !preflight {
 		h.Set("Access-Control-Expose-Headers", "Retry-After")
