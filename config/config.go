@@ -88,7 +88,8 @@ type HTTP struct {
 	// DecideKeys are accepted by the decide endpoint only: unlike read
 	// keys, they may ship in web pages and apps.
 	DecideKeys []string `yaml:"decide_keys"`
-	// CORSOrigins may call the decide endpoint from browsers ("*": any).
+	// CORSOrigins may call the decide and collect endpoints from browsers
+	// ("*": any). Default: none (browsers on other origins are refused).
 	CORSOrigins []string `yaml:"cors_origins"`
 	// AdminKeys are accepted by the admin API (PUT /v1/admin/config);
 	// none turns it off.
@@ -327,7 +328,7 @@ func (c *Config) options() []option {
 		{"decide-keys", "TAILOR_DECIDE_KEYS", "http.decide_keys", "comma-separated keys accepted by the decide API only (safe in web pages)", (*listValue)(&c.HTTP.DecideKeys)},
 		{"advertise", "TAILOR_ADVERTISE", "http.advertise", "host:port other instances reach this one's HTTP API at, to send it requests for the keys it holds (default: the listening address)", (*stringValue)(&c.HTTP.Advertise)},
 		{"admin-keys", "TAILOR_ADMIN_KEYS", "http.admin_keys", "comma-separated keys accepted by the admin API (config reload); empty turns it off", (*listValue)(&c.HTTP.AdminKeys)},
-		{"cors-origins", "TAILOR_CORS_ORIGINS", "http.cors_origins", "comma-separated origins allowed to call decide from browsers (* for any)", (*listValue)(&c.HTTP.CORSOrigins)},
+		{"cors-origins", "TAILOR_CORS_ORIGINS", "http.cors_origins", "comma-separated origins allowed to call decide and collect from browsers (* for any; default none)", (*listValue)(&c.HTTP.CORSOrigins)},
 		{"consent-purpose", "TAILOR_CONSENT_PURPOSE", "decide.consent_purpose", "consent purpose a visitor must have granted for personalised decisions (empty: none needed)", (*stringValue)(&c.Decide.ConsentPurpose)},
 		{"reservation-ttl", "TAILOR_RESERVATION_TTL", "decide.reservation_ttl", "how long an answered capped offer counts against its cap before its impression arrives", (*Duration)(&c.Decide.ReservationTTL)},
 		{"brokers", "TAILOR_BROKERS", "kafka.brokers", "comma-separated Kafka bootstrap brokers; empty runs the embedded broker", (*listValue)(&c.Kafka.Brokers)},

@@ -90,14 +90,19 @@ type Event struct {
 	GroupID     string // group only
 	Name        string // track: the event name; page and screen: the page name
 
-	// Time is the event time: timestamp, else sentAt, else receivedAt.
+	// Time is the event time: timestamp, else originalTimestamp (when a
+	// valid time within the bounds), else sentAt, else receivedAt.
 	// Windows and "latest wins" decisions use it, never the arrival time.
 	Time       time.Time
 	ReceivedAt time.Time
 
 	Properties *fastjson.Value // object or nil
-	Traits     *fastjson.Value // identify and group: the call's traits; object or nil
-	Context    *fastjson.Value // object or nil
+	// Traits are the call's traits (identify and group; object or nil).
+	// An identify call without traits takes its context.traits, where
+	// RudderStack's SDKs send them; other calls' context.traits (a
+	// client's cached copy of the user's traits) are not read.
+	Traits  *fastjson.Value
+	Context *fastjson.Value // object or nil
 
 	// Root is the whole event object, for re-serialising it.
 	Root *fastjson.Value

@@ -123,6 +123,9 @@ type members struct {
 	typ, messageID, userID, anonymousID, event, name, groupID, previousID *fastjson.Value
 	properties, context, traits                                           *fastjson.Value
 	stamps                                                                [3]*fastjson.Value // timestamp, sentAt, receivedAt
+	// originalTimestamp is the client's clock at the call, which
+	// RudderStack's JavaScript SDK sends instead of timestamp.
+	originalTimestamp *fastjson.Value
 }
 
 // membersOf finds the members of event object o in one pass: looking each
@@ -161,6 +164,8 @@ func membersOf(o *fastjson.Object) members {
 			dst = &m.stamps[1]
 		case "receivedAt":
 			dst = &m.stamps[2]
+		case "originalTimestamp":
+			dst = &m.originalTimestamp
 		default:
 			return
 		}
@@ -264,6 +269,9 @@ func (p *Parser) validate(v *fastjson.Value, want Type, receivedAt time.Time, fi
 			return Event{}, err
 		}
 	}
+	if ev.Type == Identify && ev.Traits == nil {
+		ev.Traits = contextTraits(ev.Context)
+	}
 	if ev.Type == Track && (ev.Name == OrderCompleted || ev.Name == OrderRefunded) {
 		if err := p.validateOrder(ev.Properties, path("properties")); err != nil {
 			return Event{}, err
@@ -275,7 +283,49 @@ func (p *Parser) validate(v *fastjson.Value, want Type, receivedAt time.Time, fi
 	if err := p.resolveTimes(&ev, &m.stamps, receivedAt, path); err != nil {
 		return Event{}, err
 	}
+	p.originalTime(&ev, m.originalTimestamp, m.stamps[0] != nil && m.stamps[0].Type() != fastjson.TypeNull)
 	return ev, nil
+}
+
+// contextTraits returns an identify call's context.traits when it is an
+// object, where RudderStack's SDKs put the traits of an identify call
+// (they send no top-level traits). Anything else there is ignored, not
+// refused: events accepted before context.traits was read stay valid.
+func contextTraits(ctx *fastjson.Value) *fastjson.Value {
+	if ctx == nil {
+		return nil
+	}
+	if t := ctx.Get("traits"); t != nil && t.Type() == fastjson.TypeObject {
+		return t
+	}
+	return nil
+}
+
+// originalTime makes an event without a timestamp take its
+// originalTimestamp (the client's clock when the call was made, which
+// RudderStack's JavaScript SDK sends with sentAt instead of timestamp) as
+// its time, when that is an ISO-8601 time within the time bounds. One that
+// is not is ignored, never refused, so that no event accepted before
+// originalTimestamp was read is refused now: the time stays sentAt's.
+func (p *Parser) originalTime(ev *Event, v *fastjson.Value, hasTimestamp bool) {
+	if hasTimestamp || v == nil {
+		return
+	}
+	s, ok := stringValue(v)
+	if !ok {
+		return
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return
+	}
+	if l := p.Limits.MaxFuture; l > 0 && !ev.ReceivedAt.IsZero() && t.After(ev.ReceivedAt.Add(l)) {
+		return
+	}
+	if oldest := p.Limits.Oldest; t.Before(oldest) || !t.After(time.Time{}) {
+		return
+	}
+	ev.Time = t.UTC()
 }
 
 // resolveTimes sets ev.ReceivedAt and ev.Time from the event's timestamp,

@@ -66,6 +66,38 @@ func TestParse(t *testing.T) {
 		{name: "alias", in: `{"type": "alias", "userId": "u", "previousId": "a"}`},
 		{name: "group", in: `{"type": "group", "anonymousId": "a", "groupId": "g", "traits": {"n": 1}}`},
 
+		// RudderStack's SDKs send an identify call's traits in context.traits
+		// only (rudder-sdk-python rudderstack/analytics/client.py identify;
+		// rudder-sdk-js packages/analytics-js/src/components/eventManager/RudderEventFactory.ts).
+		{name: "identify context.traits", in: `{"type": "identify", "userId": "u", "context": {"traits": {"email": "a@b.c"}}}`,
+			check: wantTraits(`{"email":"a@b.c"}`)},
+		{name: "identify null traits, context.traits", in: `{"type": "identify", "userId": "u", "traits": null, "context": {"traits": {"plan": "pro"}}}`,
+			check: wantTraits(`{"plan":"pro"}`)},
+		{name: "identify traits win over context.traits", in: `{"type": "identify", "userId": "u", "traits": {"plan": "pro"}, "context": {"traits": {"plan": "free"}}}`,
+			check: wantTraits(`{"plan":"pro"}`)},
+		{name: "identify empty traits win", in: `{"type": "identify", "userId": "u", "traits": {}, "context": {"traits": {"plan": "free"}}}`,
+			check: wantTraits(`{}`)},
+		{name: "context.traits not an object is ignored", in: `{"type": "identify", "userId": "u", "context": {"traits": "x"}}`,
+			check: wantTraits("")},
+		{name: "track context.traits not read", in: `{"type": "track", "userId": "u", "event": "E", "context": {"traits": {"plan": "free"}}}`,
+			check: wantTraits("")},
+		{name: "group context.traits not read", in: `{"type": "group", "userId": "u", "groupId": "g", "context": {"traits": {"plan": "free"}}}`,
+			check: wantTraits("")},
+		// rudder-sdk-js sends originalTimestamp and sentAt, no timestamp
+		// (packages/analytics-js/src/components/eventManager/utilities.ts getEnrichedEvent).
+		{name: "originalTimestamp", in: `{"type": "track", "anonymousId": "a", "event": "E", "originalTimestamp": "2026-05-01T11:00:00.123Z", "sentAt": "2026-05-01T11:59:00.000Z"}`,
+			check: wantTime(time.Date(2026, 5, 1, 11, 0, 0, 123e6, time.UTC))},
+		{name: "timestamp wins over originalTimestamp", in: `{"type": "track", "anonymousId": "a", "event": "E", "timestamp": "2026-05-01T10:00:00Z", "originalTimestamp": "2026-05-01T11:00:00Z"}`,
+			check: wantTime(time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC))},
+		{name: "malformed originalTimestamp ignored", in: `{"type": "track", "anonymousId": "a", "event": "E", "originalTimestamp": "soon", "sentAt": "2026-05-01T11:59:00Z"}`,
+			check: wantTime(time.Date(2026, 5, 1, 11, 59, 0, 0, time.UTC))},
+		{name: "ancient originalTimestamp ignored", in: `{"type": "track", "anonymousId": "a", "event": "E", "originalTimestamp": "1970-01-01T00:00:00Z", "sentAt": "2026-05-01T11:59:00Z"}`,
+			check: wantTime(time.Date(2026, 5, 1, 11, 59, 0, 0, time.UTC))},
+		{name: "future originalTimestamp ignored", in: `{"type": "track", "anonymousId": "a", "event": "E", "originalTimestamp": "2027-01-01T00:00:00Z"}`,
+			check: wantTime(received)},
+		{name: "originalTimestamp number ignored", in: `{"type": "track", "anonymousId": "a", "event": "E", "originalTimestamp": 5}`,
+			check: wantTime(received)},
+
 		{name: "not JSON", in: `{`, err: "malformed JSON"},
 		{name: "number body", in: `42`, err: "must be a JSON object, not number"},
 		{name: "no type", in: `{"userId": "u"}`, field: "type", err: "type: is required"},
@@ -244,6 +276,30 @@ func TestOrderAmount(t *testing.T) {
 // what it accepts must have a profile key and an event time, and what
 // collect writes to Kafka of an accepted event (stamped, re-encoded) must
 // be accepted by the consumer's validator as the same event.
+// wantTraits checks an event's traits, written as JSON ("": none).
+func wantTraits(want string) func(t *testing.T, ev event.Event) {
+	return func(t *testing.T, ev event.Event) {
+		t.Helper()
+		got := ""
+		if ev.Traits != nil {
+			got = string(ev.Traits.MarshalTo(nil))
+		}
+		if got != want {
+			t.Errorf("traits %s, want %s", got, want)
+		}
+	}
+}
+
+// wantTime checks an event's time.
+func wantTime(want time.Time) func(t *testing.T, ev event.Event) {
+	return func(t *testing.T, ev event.Event) {
+		t.Helper()
+		if !ev.Time.Equal(want) {
+			t.Errorf("time %v, want %v", ev.Time, want)
+		}
+	}
+}
+
 func FuzzParse(f *testing.F) {
 	for _, s := range []string{
 		`{"type": "track", "userId": "u", "event": "E", "properties": {"revenue": 1}}`,
@@ -254,6 +310,8 @@ func FuzzParse(f *testing.F) {
 		`{"type": "alias", "userId": "u", "previousId": "p", "timestamp": "2026-01-01T00:00:00Z"}`,
 		`{"type": "track", "userId": "\u0000\u0001\u0007\u000b\ud800", "event": "\t\"\\", "messageId": "m\u2028"}`,
 		`{"type": "page", "userId": "u", "name": "x", "name": "y", "receivedAt": "2020-01-01T00:00:00Z"}`,
+		`{"type": "identify", "userId": "u", "context": {"traits": {"email": "a@b.c"}}, "channel": "server"}`,
+		`{"type": "track", "anonymousId": "a", "event": "E", "originalTimestamp": "2026-05-01T11:00:00Z", "sentAt": "2026-05-01T11:59:00Z"}`,
 		"{\"type\": \"page\", \"userId\": \"\xff\"}", `[`, `{"a":1e999}`, `{"type": "page", "userId": "u", "context": {"n": -1e400}}`,
 	} {
 		f.Add([]byte(s))

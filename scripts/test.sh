@@ -43,6 +43,26 @@ if [ ! -f ../shared/data/online-retail.csv.gz ]; then
 	echo "TestRetailReplay and TestCrashSafety will skip: put the data set beside the repository to run them"
 fi
 
+# engine's TestBrowserAnalyticsJS loads analytics.js, as published on npm
+# (the version and integrity below, as in engine/browser_test.go), in
+# headless Chromium (.ci/run installs Debian's chromium); it skips without
+# either.
+AJS_VERSION=1.84.1
+AJS_INTEGRITY=sha512-jcwALgEc4DP6PG6oj0YS0yLiQL2R/N1NAgGGH50898/FNcXLyv/v8c+qoiHJxIpGm3qp8nJZTDeGe1z1Co2NzA==
+ajs=.cache/npm/analytics-next-$AJS_VERSION
+if [ ! -f "$ajs/package/dist/umd/index.js" ] && command -v npm >/dev/null; then
+	step "@segment/analytics-next $AJS_VERSION from npm (the browser test)"
+	rm -rf "$ajs" && mkdir -p "$ajs"
+	if (cd "$ajs" && npm pack --silent "@segment/analytics-next@$AJS_VERSION" >/dev/null) &&
+		[ "sha512-$(openssl dgst -sha512 -binary "$ajs/segment-analytics-next-$AJS_VERSION.tgz" | base64 -w0)" = "$AJS_INTEGRITY" ]; then
+		tar xzf "$ajs/segment-analytics-next-$AJS_VERSION.tgz" -C "$ajs"
+	else
+		echo "could not fetch it, or its integrity differs: TestBrowserAnalyticsJS will skip"
+		rm -rf "$ajs"
+	fi
+fi
+command -v chromium >/dev/null || echo "no chromium: TestBrowserAnalyticsJS will skip"
+
 step "go test"
 # engine's TestCollectBrokerOutage starts a broker of its own from the jars
 # cached above (.cache/kafka, or TAILOR_KAFKA_HOME) and kills it; it skips
@@ -65,5 +85,6 @@ go test -run '^$' -fuzz '^FuzzProfileKey$' -fuzztime "$FUZZTIME" -fuzzminimizeti
 go test -run '^$' -fuzz '^FuzzParse$' -fuzztime "$FUZZTIME" -fuzzminimizetime 0 ./internal/duration/
 go test -run '^$' -fuzz '^FuzzDuration$' -fuzztime "$FUZZTIME" -fuzzminimizetime 0 ./config/
 go test -run '^$' -fuzz '^FuzzParse$' -fuzztime "$FUZZTIME" -fuzzminimizetime 0 ./money/
+go test -run '^$' -fuzz '^FuzzHeaderList$' -fuzztime "$FUZZTIME" -fuzzminimizetime 0 ./serve/
 
 step "all checks passed"

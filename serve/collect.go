@@ -42,12 +42,23 @@ type RefusedEvent struct {
 // collect serves Segment's tracking API: one event of type typ, or a batch.
 // It answers only after Kafka has acknowledged every event it stores, and
 // within ProduceTimeout of having read the body.
+//
+// Browsers' requests are answered like any other: the body may be sent as
+// text/plain (analytics.js, sendBeacon) or JSON, since its Content-Type is
+// not read, and the write key may come in Basic auth, as writeKey in the
+// body (analytics.js), or as the writeKey query parameter (RudderStack's
+// beacons, which can send no header). CORS is answered for the allowed
+// origins (collectCORS).
 func (s *Server) collect(ctx *fasthttp.RequestCtx, typ event.Type, batch bool) {
+	if s.cors(ctx, collectCORS) {
+		ctx.SetStatusCode(fasthttp.StatusNoContent)
+		return
+	}
 	if !ctx.IsPost() {
 		writeError(ctx, fasthttp.StatusMethodNotAllowed, "", "use POST")
 		return
 	}
-	const how = "the Basic auth user name (like Segment's SDKs) or as writeKey in the body"
+	const how = "the Basic auth user name (like Segment's SDKs), as writeKey in the body, or as the writeKey query parameter"
 	user, hasAuth := basicUser(ctx)
 	if hasAuth && !checkKey(ctx, user, true, s.cfg.WriteKeys, "write key", how) {
 		return
@@ -62,9 +73,16 @@ func (s *Server) collect(ctx *fasthttp.RequestCtx, typ event.Type, batch bool) {
 		return
 	}
 	defer release()
-	// analytics.js and some server libraries put the key in the body.
-	if !hasAuth && !checkKey(ctx, fastjson.GetString(body, "writeKey"), true, s.cfg.WriteKeys, "write key", how) {
-		return
+	// analytics.js and some server libraries put the key in the body,
+	// RudderStack's beacons in the URL.
+	if !hasAuth {
+		key := fastjson.GetString(body, "writeKey")
+		if key == "" {
+			key = string(ctx.QueryArgs().Peek("writeKey"))
+		}
+		if !checkKey(ctx, key, true, s.cfg.WriteKeys, "write key", how) {
+			return
+		}
 	}
 
 	parser := s.parsers.Get().(*event.Parser)

@@ -2,7 +2,6 @@ package serve
 
 import (
 	"errors"
-	"slices"
 
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fastjson"
@@ -30,8 +29,7 @@ type decideScratch struct {
 
 // decide serves POST and GET /v1/decide.
 func (s *Server) decide(ctx *fasthttp.RequestCtx) {
-	s.cors(ctx)
-	if ctx.IsOptions() {
+	if s.cors(ctx, decideCORS) {
 		ctx.SetStatusCode(fasthttp.StatusNoContent)
 		return
 	}
@@ -99,27 +97,6 @@ func (s *Server) decide(ctx *fasthttp.RequestCtx) {
 		ctx.SetContentType("application/json")
 		ctx.SetBody(sc.out)
 	}
-}
-
-// cors answers browsers' cross-origin checks for the allowed origins.
-func (s *Server) cors(ctx *fasthttp.RequestCtx) {
-	origin := ctx.Request.Header.Peek("Origin")
-	if len(origin) == 0 || len(s.cfg.CORSOrigins) == 0 {
-		return
-	}
-	h := &ctx.Response.Header
-	switch {
-	case slices.Contains(s.cfg.CORSOrigins, "*"):
-		h.Set("Access-Control-Allow-Origin", "*")
-	case slices.Contains(s.cfg.CORSOrigins, string(origin)):
-		h.SetBytesV("Access-Control-Allow-Origin", origin)
-		h.Set("Vary", "Origin")
-	default:
-		return
-	}
-	h.Set("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
-	h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, Content-Encoding")
-	h.Set("Access-Control-Max-Age", "600")
 }
 
 // offers serves GET /v1/offers: each offer's results.

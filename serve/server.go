@@ -1,6 +1,8 @@
 // Package serve owns tailor's HTTP side, on fasthttp: the collect API
-// (Segment's tracking API: /v1/batch, /v1/track, ...), the profile API,
-// health and readiness probes, and Prometheus metrics. Every error answer
+// (Segment's tracking API: /v1/batch, /v1/track, ..., with the paths and
+// CORS that analytics.js and RudderStack's SDKs use in browsers), the
+// decide and profile APIs, health and readiness probes, and Prometheus
+// metrics. Every error answer
 // is JSON saying what is wrong (ErrorBody), and the memory that request
 // bodies hold is bounded (body.go).
 package serve
@@ -79,7 +81,8 @@ type SegmentInfo struct {
 // Config configures the HTTP server.
 type Config struct {
 	// WriteKeys are accepted by the collect API (Basic auth user name, as
-	// Segment's SDKs send it, or the body's writeKey).
+	// Segment's SDKs send it, the body's writeKey, or the writeKey query
+	// parameter).
 	WriteKeys []string
 	// ReadKeys are accepted by the profile API (Basic auth user name or a
 	// Bearer token). They must differ from the write keys.
@@ -90,7 +93,8 @@ type Config struct {
 	// DecideKeys are accepted by the decide endpoint only, besides the
 	// read keys: unlike read keys they may ship in web pages.
 	DecideKeys []string
-	// CORSOrigins may call the decide endpoint from browsers ("*": any).
+	// CORSOrigins may call the decide and collect endpoints from browsers
+	// ("*": any).
 	CORSOrigins []string
 	// Decisions answers /v1/decide and /v1/offers (nil: no placements).
 	Decisions Decisions
@@ -227,13 +231,33 @@ func (s *Server) Handler() fasthttp.RequestHandler {
 	}
 }
 
-// collectType returns the call type a single-event collect endpoint implies.
-func collectType(path string) (event.Type, bool) {
+// collectRoute says whether path is a collect endpoint: a batch, or one
+// event of type typ. label is its route label for metrics. Besides
+// Segment's tracking API paths (/v1/batch, /v1/track, ...) it knows
+// analytics.js's short paths (/v1/b, and /v1/t, /v1/p, /v1/i, /v1/g,
+// /v1/a, /v1/s: the type's first letter, under apiHost
+// "<host>/v1") and RudderStack's beacon path (/beacon/v1/batch).
+func collectRoute(path string) (typ event.Type, batch bool, label string, ok bool) {
+	switch path {
+	case "/v1/batch", "/v1/import":
+		return 0, true, "/v1/batch", true
+	case "/v1/b", "/beacon/v1/batch":
+		return 0, true, path, true
+	}
 	name, ok := strings.CutPrefix(path, "/v1/")
 	if !ok {
-		return 0, false
+		return 0, false, "", false
 	}
-	return event.ParseType(name)
+	if len(name) == 1 {
+		for _, t := range event.Types {
+			if t.String()[0] == name[0] {
+				return t, false, path, true
+			}
+		}
+		return 0, false, "", false
+	}
+	typ, ok = event.ParseType(name)
+	return typ, false, path, ok
 }
 
 // profilesPrefix starts the path of a profile; the key follows,
@@ -255,6 +279,10 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) string {
 		return "/v1/profiles/{key}"
 	}
 	path := string(ctx.Path())
+	if typ, batch, label, ok := collectRoute(path); ok {
+		s.collect(ctx, typ, batch)
+		return label
+	}
 	switch {
 	case path == "/v1/segments":
 		s.segments(ctx)
@@ -267,16 +295,6 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) string {
 		return path
 	case path == "/v1/admin/config":
 		s.adminConfig(ctx)
-		return path
-	case path == "/v1/batch" || path == "/v1/import":
-		s.collect(ctx, 0, true)
-		return "/v1/batch"
-	case strings.HasPrefix(path, "/v1/") && !strings.Contains(path[4:], "/"):
-		t, ok := collectType(path)
-		if !ok {
-			break
-		}
-		s.collect(ctx, t, false)
 		return path
 	case strings.HasPrefix(path, profilesPrefix):
 		// Only a path that normalising turned into a profile's: the key
