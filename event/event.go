@@ -155,10 +155,14 @@ func (e *Event) SetString(name, str string) {
 
 // Stamp sets what the receiving side knows on the event object: its receive
 // time (overwriting a client's, as Segment does), the messageId when the
-// event has none, and the type when it was implied by the endpoint. The
-// new values come from arena; the result is written with AppendJSON (or
+// event has none, and the type when it was implied by the endpoint. It
+// removes writeKey, a credential that analytics.js puts in every event
+// and that has no place in the events topic. The new values come from
+// arena (messageID must give plain ASCII: an arena quotes control
+// characters the Go way); the result is written with AppendJSON (or
 // Parser.AppendRecord, which also bounds its size).
 func (e *Event) Stamp(a *fastjson.Arena, receivedAt *fastjson.Value, messageID func() string) {
+	e.Root.Del("writeKey")
 	e.Root.Set("receivedAt", receivedAt)
 	if e.MessageID == "" {
 		e.MessageID = messageID()

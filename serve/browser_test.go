@@ -105,6 +105,9 @@ func TestBrowserCollect(t *testing.T) {
 				if typ := fastjson.GetString(r.Value, "type"); typ != tc.types[i] {
 					t.Errorf("record %d is a %s, want %s: %s", i, typ, tc.types[i], r.Value)
 				}
+				if fastjson.Exists(r.Value, "writeKey") {
+					t.Errorf("record %d keeps the write key: %s", i, r.Value)
+				}
 			}
 		})
 	}
