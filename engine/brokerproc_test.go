@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tailorcdp/tailor/internal/testenv"
 	"github.com/tailorcdp/tailor/stream"
 )
 
@@ -34,7 +35,7 @@ var killableBrokers = []struct {
 	{"apache-kafka", func(t *testing.T) killableBroker {
 		for _, tool := range []string{"java", "mvn"} {
 			if _, err := exec.LookPath(tool); err != nil {
-				t.Skipf("%s is absent: no Apache Kafka broker", tool)
+				testenv.Missing(t, "%s is absent: no Apache Kafka broker", tool)
 			}
 		}
 		return startApacheKafka(t)
@@ -110,7 +111,7 @@ func startApacheKafka(t *testing.T) *apacheKafka {
 	fetch := exec.Command(filepath.Join(repo, "kafka.sh"), "fetch")
 	fetch.Env = append(os.Environ(), "TAILOR_KAFKA_HOME="+home)
 	if out, err := fetch.CombinedOutput(); err != nil {
-		t.Skipf("cannot fetch Apache Kafka: %v\n%s", err, out)
+		testenv.Missing(t, "cannot fetch Apache Kafka: %v\n%s", err, out)
 	}
 	dir := t.TempDir()
 	b := &apacheKafka{port: freePort(t), controller: freePort(t), props: filepath.Join(dir, "server.properties"), logs: filepath.Join(dir, "logs")}

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tailorcdp/tailor/internal/testenv"
 	"github.com/tailorcdp/tailor/internal/testkafka"
 	"github.com/tailorcdp/tailor/state"
 )
@@ -33,7 +34,7 @@ func chromium(t *testing.T) string {
 			return path
 		}
 	}
-	t.Skip("no Chromium: install Debian's chromium package (.ci/run does) or set TAILOR_CHROMIUM")
+	testenv.Missing(t, "no Chromium: install Debian's chromium package (.ci/run does) or set TAILOR_CHROMIUM")
 	return ""
 }
 
@@ -43,7 +44,7 @@ func analyticsNext(t *testing.T) string {
 	t.Helper()
 	dir := filepath.Join("..", ".cache", "npm", "analytics-next-"+ajsVersion, "package", "dist", "umd")
 	if _, err := os.Stat(filepath.Join(dir, "index.js")); err != nil {
-		t.Skipf("no @segment/analytics-next %s in %s: scripts/test.sh fetches it with npm", ajsVersion, dir)
+		testenv.Missing(t, "no @segment/analytics-next %s in %s: scripts/test.sh fetches it with npm", ajsVersion, dir)
 	}
 	return dir
 }
