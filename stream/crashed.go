@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -75,12 +76,17 @@ func endCrashedTransactions(ctx context.Context, addrs []string) error {
 	}
 	ids := txns.TransactionalIDs()
 	slices.Sort(ids)
-	for _, id := range ids {
-		if err := abortEverywhere(ctx, cl, id, every); err != nil {
-			return fmt.Errorf("end the transaction of %s left open by a crash: %w", id, err)
-		}
+	errs := make([]error, len(ids))
+	var wg sync.WaitGroup
+	for i, id := range ids {
+		wg.Go(func() {
+			if err := abortEverywhere(ctx, cl, id, every); err != nil {
+				errs[i] = fmt.Errorf("end the transaction of %s left open by a crash: %w", id, err)
+			}
+		})
 	}
-	return nil
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // abortEverywhere fences transactional id and aborts a transaction of it

@@ -124,7 +124,13 @@ func TestEmbeddedCrashMidTransaction(t *testing.T) {
 	} {
 		e, o = open(dir)
 		lctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-		m, err := o.lastMarker(lctx)
+		err := fenceAll(lctx, []*output{o})
+		var m progress
+		if err == nil {
+			var ms []progress
+			ms, err = lastMarkers(lctx, []*output{o})
+			m = ms[0]
+		}
 		cancel()
 		if err != nil || m.next != want.last {
 			t.Fatalf("crash %d: last marker %+v, %v; want next %d", i+1, m, err, want.last)

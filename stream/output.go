@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -35,6 +36,7 @@ import (
 // is per group and partition, so an instance that lost the partition but
 // still runs is fenced.
 type output struct {
+	partition int32 // input partition
 	cl        *kgo.Client
 	client    ClientConfig
 	progress  string // progress topic
@@ -55,6 +57,7 @@ func newOutput(client ClientConfig, group string, t Topics, partition int32, pro
 	}
 	key := []byte(t.Events + "/" + strconv.Itoa(int(partition)))
 	return &output{
+		partition:       partition,
 		cl:              cl,
 		client:          client,
 		progress:        t.Progress,
@@ -159,10 +162,44 @@ func (o *output) fence(ctx context.Context) error {
 	return nil
 }
 
+// fenceAll fences the producers of outs (fence), all at once.
+func fenceAll(ctx context.Context, outs []*output) error {
+	errs := make([]error, len(outs))
+	var wg sync.WaitGroup
+	for i, o := range outs {
+		wg.Go(func() {
+			if err := o.fence(ctx); err != nil {
+				errs[i] = fmt.Errorf("partition %d: %w", o.partition, err)
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// lastMarkers returns the last committed progress marker of each of outs
+// (lastMarker), read all at once.
+func lastMarkers(ctx context.Context, outs []*output) ([]progress, error) {
+	markers := make([]progress, len(outs))
+	errs := make([]error, len(outs))
+	var wg sync.WaitGroup
+	for i, o := range outs {
+		wg.Go(func() {
+			var err error
+			if markers[i], err = o.lastMarker(ctx); err != nil {
+				errs[i] = fmt.Errorf("partition %d: %w", o.partition, err)
+			}
+		})
+	}
+	wg.Wait()
+	return markers, errors.Join(errs...)
+}
+
 // lastMarker returns the last committed progress marker of the partition,
 // noProgress when there is none. The producers of every partition taken
-// over must be fenced first (fence): their earlier owner's transactions
-// can share the marker's progress partition.
+// over must be fenced first (fenceAll): Kafka writes commit markers after
+// EndTransaction returns, so the last marker may not be readable before
+// the fence.
 //
 // It reads the marker's progress partition up to the end of the log as
 // it is after the fence, uncommitted records too, and tells committed
@@ -175,11 +212,6 @@ func (o *output) fence(ctx context.Context) error {
 // broker restarted after a crash takes those as aborted, but only in
 // memory; see endCrashedTransactions).
 func (o *output) lastMarker(ctx context.Context) (progress, error) {
-	// Kafka writes commit markers after EndTransaction returns, so the
-	// last marker may not be readable before the fence.
-	if err := o.fence(ctx); err != nil {
-		return noProgress, err
-	}
 	start, end, err := o.markerBounds(ctx)
 	if err != nil || end <= start {
 		return noProgress, err
