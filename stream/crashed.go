@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -47,7 +49,17 @@ func markRunning(dir string) (crashed bool, err error) {
 // transactional id, of a transaction over every partition writes the
 // missing marker behind the records it closes, before any client can
 // produce again.
-func endCrashedTransactions(ctx context.Context, addrs []string) error {
+//
+// A crash can also come while kfake writes a transaction's commit
+// markers, one partition after the other: the transaction is then
+// committed in some partitions and open in others, where kfake takes it
+// as aborted. Kafka's coordinator, which logs the commit before writing
+// the markers, finishes it after a restart. Here the records a commit
+// marker of their transaction follows nowhere in their partition, though
+// one does in another, are written again in a committed transaction of
+// their transactional id (readCrashTails, recommit): the transaction's
+// outputs are then all there, once.
+func endCrashedTransactions(ctx context.Context, addrs []string, logger *slog.Logger) error {
 	// The coordinator requests as clients before KIP-890 send them:
 	// partitions added explicitly, no epoch bump at the end.
 	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.MaxVersions(kversion.V3_5_0()))
@@ -74,6 +86,21 @@ func endCrashedTransactions(ctx context.Context, addrs []string) error {
 		t.Partitions = topics[name].Partitions.Numbers()
 		every = append(every, t)
 	}
+	window := time.Minute
+	if described, err := adm.DescribeTransactions(ctx, txns.TransactionalIDs()...); err == nil {
+		for _, d := range described {
+			window = max(window, 2*time.Duration(d.TimeoutMillis)*time.Millisecond)
+		}
+	}
+	tails, err := readCrashTails(ctx, cl, addrs, topics.Names(), window)
+	if err != nil {
+		return err
+	}
+	half := tails.halfCommitted()
+	for id, records := range half {
+		logger.Warn("a crash of the embedded broker came while it wrote a transaction's commit markers: the records it had not marked yet are written again, committed",
+			"producer_id", id, "records", len(records))
+	}
 	ids := txns.TransactionalIDs()
 	slices.Sort(ids)
 	errs := make([]error, len(ids))
@@ -82,6 +109,12 @@ func endCrashedTransactions(ctx context.Context, addrs []string) error {
 		wg.Go(func() {
 			if err := abortEverywhere(ctx, cl, id, every); err != nil {
 				errs[i] = fmt.Errorf("end the transaction of %s left open by a crash: %w", id, err)
+				return
+			}
+			if records := half[txns[id].ProducerID]; len(records) > 0 {
+				if err := recommit(ctx, addrs, id, records); err != nil {
+					errs[i] = fmt.Errorf("commit again %d records of a transaction of %s committed in part when the broker crashed: %w", len(records), id, err)
+				}
 			}
 		})
 	}

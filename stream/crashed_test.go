@@ -145,3 +145,24 @@ func TestEmbeddedCrashMidTransaction(t *testing.T) {
 		dir = crashWithOpen(e, o, next+1)
 	}
 }
+
+// TestHalfCommitted: the records of a transaction a crash left open in a
+// partition count as committed when a commit marker of the same
+// transaction (producer and epoch) is in another partition.
+func TestHalfCommitted(t *testing.T) {
+	rec := func(id int64, epoch int16, v string) *kgo.Record {
+		return &kgo.Record{ProducerID: id, ProducerEpoch: epoch, Value: []byte(v)}
+	}
+	tails := crashTails{
+		open: map[producerEpoch][]*kgo.Record{
+			{1, 5}: {rec(1, 5, "half")},
+			{2, 3}: {rec(2, 3, "open")},
+			{3, 7}: {rec(3, 7, "older epoch committed")},
+		},
+		committed: map[producerEpoch]bool{{1, 5}: true, {3, 6}: true, {4, 1}: true},
+	}
+	got := tails.halfCommitted()
+	if len(got) != 1 || len(got[1]) != 1 || string(got[1][0].Value) != "half" {
+		t.Errorf("half committed: %v, want producer 1's record", got)
+	}
+}

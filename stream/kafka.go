@@ -166,6 +166,9 @@ type Embedded struct {
 // port), persisting under dir. After a crash of the broker it first ends
 // the transactions the crash left open (endCrashedTransactions).
 func StartEmbedded(dir string, port int, logger *slog.Logger) (*Embedded, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("embedded broker data dir: %w", err)
 	}
@@ -186,7 +189,7 @@ func StartEmbedded(dir string, port int, logger *slog.Logger) (*Embedded, error)
 	if crashed {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		if err := endCrashedTransactions(ctx, e.Addrs()); err != nil {
+		if err := endCrashedTransactions(ctx, e.Addrs(), logger); err != nil {
 			c.Close()
 			return nil, fmt.Errorf("embedded broker (data in %s) after a crash: %w", dir, err)
 		}
