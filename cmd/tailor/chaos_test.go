@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -54,5 +55,11 @@ func TestEmbeddedKillLoop(t *testing.T) {
 	}
 	if res.StillIn != 0 {
 		t.Errorf("%d profiles still in the segment time should have emptied", res.StillIn)
+	}
+}
+
+func TestBenchChaosUsage(t *testing.T) {
+	if code, _, stderr := runArgs(t, "bench", "chaos"); code == 0 || !strings.Contains(stderr, "usage: tailor bench chaos") {
+		t.Errorf("bench chaos without a CSV: exit %d, stderr %q", code, stderr)
 	}
 }
