@@ -159,13 +159,22 @@ func murmur2(b string) uint32 {
 // Kafka cluster of one's own.
 type Embedded struct {
 	cluster *kfake.Cluster
+	dir     string
 }
 
 // StartEmbedded starts the embedded broker on 127.0.0.1:port (0 picks a free
-// port), persisting under dir.
+// port), persisting under dir. After a crash of the broker it first ends
+// the transactions the crash left open (endCrashedTransactions).
 func StartEmbedded(dir string, port int, logger *slog.Logger) (*Embedded, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("embedded broker data dir: %w", err)
+	}
+	crashed, err := markRunning(dir)
+	if err != nil {
+		return nil, err
 	}
 	c, err := kfake.NewCluster(
 		kfake.NumBrokers(1),
@@ -176,14 +185,26 @@ func StartEmbedded(dir string, port int, logger *slog.Logger) (*Embedded, error)
 	if err != nil {
 		return nil, fmt.Errorf("start embedded broker on 127.0.0.1:%d (data in %s): %w", port, dir, err)
 	}
-	return &Embedded{cluster: c}, nil
+	e := &Embedded{cluster: c, dir: dir}
+	if crashed {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := endCrashedTransactions(ctx, e.Addrs(), logger); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("embedded broker (data in %s) after a crash: %w", dir, err)
+		}
+	}
+	return e, nil
 }
 
 // Addrs returns the broker's listen addresses.
 func (e *Embedded) Addrs() []string { return e.cluster.ListenAddrs() }
 
 // Close stops the broker, flushing its data.
-func (e *Embedded) Close() { e.cluster.Close() }
+func (e *Embedded) Close() {
+	e.cluster.Close()
+	os.Remove(filepath.Join(e.dir, runningFile))
+}
 
 type kfakeLogger struct{ l *slog.Logger }
 

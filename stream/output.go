@@ -2,11 +2,13 @@ package stream
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -34,6 +36,7 @@ import (
 // is per group and partition, so an instance that lost the partition but
 // still runs is fenced.
 type output struct {
+	partition int32 // input partition
 	cl        *kgo.Client
 	client    ClientConfig
 	progress  string // progress topic
@@ -54,6 +57,7 @@ func newOutput(client ClientConfig, group string, t Topics, partition int32, pro
 	}
 	key := []byte(t.Events + "/" + strconv.Itoa(int(partition)))
 	return &output{
+		partition:       partition,
 		cl:              cl,
 		client:          client,
 		progress:        t.Progress,
@@ -158,40 +162,63 @@ func (o *output) fence(ctx context.Context) error {
 	return nil
 }
 
+// fenceAll fences the producers of outs (fence), all at once.
+func fenceAll(ctx context.Context, outs []*output) error {
+	errs := make([]error, len(outs))
+	var wg sync.WaitGroup
+	for i, o := range outs {
+		wg.Go(func() {
+			if err := o.fence(ctx); err != nil {
+				errs[i] = fmt.Errorf("partition %d: %w", o.partition, err)
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// lastMarkers returns the last committed progress marker of each of outs
+// (lastMarker), read all at once.
+func lastMarkers(ctx context.Context, outs []*output) ([]progress, error) {
+	markers := make([]progress, len(outs))
+	errs := make([]error, len(outs))
+	var wg sync.WaitGroup
+	for i, o := range outs {
+		wg.Go(func() {
+			var err error
+			if markers[i], err = o.lastMarker(ctx); err != nil {
+				errs[i] = fmt.Errorf("partition %d: %w", o.partition, err)
+			}
+		})
+	}
+	wg.Wait()
+	return markers, errors.Join(errs...)
+}
+
 // lastMarker returns the last committed progress marker of the partition,
 // noProgress when there is none. The producers of every partition taken
-// over must be fenced first (fence): their earlier owner's transactions
-// can share the marker's progress partition.
+// over must be fenced first (fenceAll): Kafka writes commit markers after
+// EndTransaction returns, so the last marker may not be readable before
+// the fence.
+//
+// It reads the marker's progress partition up to the end of the log as
+// it is after the fence, uncommitted records too, and tells committed
+// markers apart itself by the commit and abort markers of their
+// producer: only this partition's producer writes its markers, and the
+// fence ended its transactions. A read of committed records would wait
+// for other producers' transactions still open there (another
+// instance's), and would never reach the end behind records of a
+// transaction a crash left without a commit or abort marker (an embedded
+// broker restarted after a crash takes those as aborted, but only in
+// memory; see endCrashedTransactions).
 func (o *output) lastMarker(ctx context.Context) (progress, error) {
-	// Kafka writes commit markers after EndTransaction returns, so the
-	// last marker may not be readable before the fence.
-	if err := o.fence(ctx); err != nil {
+	start, end, err := o.markerBounds(ctx)
+	if err != nil || end <= start {
 		return noProgress, err
 	}
-	adm := kadm.NewClient(o.cl)
-	// Up to the end of the log, not the last stable offset: another
-	// producer's transaction still open there (another instance's, or one
-	// its fence is about to abort) would hide markers committed after it
-	// began. Reading committed records waits for it to end.
-	ends, err := adm.ListEndOffsets(ctx, o.progress)
-	if err != nil {
-		return noProgress, fmt.Errorf("list end offsets of %s: %w", o.progress, err)
-	}
-	starts, err := adm.ListStartOffsets(ctx, o.progress)
-	if err != nil {
-		return noProgress, fmt.Errorf("list start offsets of %s: %w", o.progress, err)
-	}
-	end, ok1 := ends.Lookup(o.progress, o.markerPartition)
-	start, ok2 := starts.Lookup(o.progress, o.markerPartition)
-	if !ok1 || !ok2 || end.Err != nil || start.Err != nil {
-		return noProgress, fmt.Errorf("offsets of %s partition %d: %v %v", o.progress, o.markerPartition, end.Err, start.Err)
-	}
-	if end.Offset <= start.Offset {
-		return noProgress, nil
-	}
 	cl, err := kgo.NewClient(append(o.client.Opts(),
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{o.progress: {o.markerPartition: kgo.NewOffset().At(start.Offset)}}),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{o.progress: {o.markerPartition: kgo.NewOffset().At(start)}}),
+		kgo.FetchIsolationLevel(kgo.ReadUncommitted()),
 		kgo.KeepControlRecords(),
 	)...)
 	if err != nil {
@@ -200,11 +227,11 @@ func (o *output) lastMarker(ctx context.Context) (progress, error) {
 	defer cl.Close()
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	marker := noProgress
+	r := newMarkerReader(o.markerKey)
 	for {
 		fetches := cl.PollFetches(ctx)
 		if err := ctx.Err(); err != nil {
-			return noProgress, fmt.Errorf("read progress markers of %s partition %d up to %d: %w", o.progress, o.markerPartition, end.Offset, err)
+			return noProgress, fmt.Errorf("read progress markers of %s partition %d from %d up to %d: %w", o.progress, o.markerPartition, start, end, err)
 		}
 		var ferr error
 		fetches.EachError(func(_ string, _ int32, err error) { ferr = err })
@@ -212,26 +239,95 @@ func (o *output) lastMarker(ctx context.Context) (progress, error) {
 			return noProgress, fmt.Errorf("read progress markers: %w", ferr)
 		}
 		done := false
-		var perr error
-		fetches.EachRecord(func(r *kgo.Record) {
-			if !r.Attrs.IsControl() && string(r.Key) == string(o.markerKey) {
-				m, err := parseProgress(r.Value)
-				if err != nil {
-					perr = err
-				}
-				marker = m
-			}
-			if r.Offset+1 >= end.Offset {
-				done = true
-			}
+		fetches.EachRecord(func(rec *kgo.Record) {
+			r.add(logRecordOf(rec))
+			done = done || rec.Offset+1 >= end
 		})
-		if perr != nil {
-			return noProgress, fmt.Errorf("%s partition %d: %w", o.progress, o.markerPartition, perr)
+		if r.err != nil {
+			return noProgress, fmt.Errorf("%s partition %d: %w", o.progress, o.markerPartition, r.err)
 		}
 		if done {
-			return marker, nil
+			return r.committed, nil
 		}
 	}
+}
+
+// markerBounds returns the start and end offsets of the marker's
+// progress partition.
+func (o *output) markerBounds(ctx context.Context) (start, end int64, err error) {
+	adm := kadm.NewClient(o.cl)
+	ends, err := adm.ListEndOffsets(ctx, o.progress)
+	if err != nil {
+		return 0, 0, fmt.Errorf("list end offsets of %s: %w", o.progress, err)
+	}
+	starts, err := adm.ListStartOffsets(ctx, o.progress)
+	if err != nil {
+		return 0, 0, fmt.Errorf("list start offsets of %s: %w", o.progress, err)
+	}
+	e, ok1 := ends.Lookup(o.progress, o.markerPartition)
+	s, ok2 := starts.Lookup(o.progress, o.markerPartition)
+	if !ok1 || !ok2 || e.Err != nil || s.Err != nil {
+		return 0, 0, fmt.Errorf("offsets of %s partition %d: %v %v", o.progress, o.markerPartition, e.Err, s.Err)
+	}
+	return s.Offset, e.Offset, nil
+}
+
+// markerReader finds the last committed marker of key in records read
+// uncommitted, in offset order: a marker written in a transaction counts
+// once its producer's commit marker follows; one its producer's abort
+// marker follows, or none, does not.
+type markerReader struct {
+	key       []byte
+	committed progress
+	// pending holds, per producer id, its last marker in a transaction
+	// not yet ended.
+	pending map[int64]progress
+	err     error
+}
+
+func newMarkerReader(key []byte) *markerReader {
+	return &markerReader{key: key, committed: noProgress, pending: make(map[int64]progress)}
+}
+
+// logRecord is what markerReader needs of a record.
+type logRecord struct {
+	key, value   []byte
+	producer     int64
+	control, txn bool
+}
+
+func logRecordOf(r *kgo.Record) logRecord {
+	return logRecord{key: r.Key, value: r.Value, producer: r.ProducerID, control: r.Attrs.IsControl(), txn: r.Attrs.IsTransactional()}
+}
+
+func (r *markerReader) add(rec logRecord) {
+	if rec.control {
+		if m, ok := r.pending[rec.producer]; ok && isCommitMarker(rec.key) {
+			r.committed = m
+		}
+		delete(r.pending, rec.producer)
+		return
+	}
+	if string(rec.key) != string(r.key) {
+		return
+	}
+	m, err := parseProgress(rec.value)
+	if err != nil {
+		r.err = err
+		return
+	}
+	if rec.txn {
+		r.pending[rec.producer] = m
+	} else {
+		r.committed = m
+	}
+}
+
+// isCommitMarker reports whether the key of a control record is a
+// transaction's commit marker's: a version (int16), then the type, 0 for
+// abort and 1 for commit.
+func isCommitMarker(key []byte) bool {
+	return len(key) >= 4 && binary.BigEndian.Uint16(key[2:4]) == 1
 }
 
 func (o *output) close() { o.cl.Close() }

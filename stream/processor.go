@@ -586,26 +586,26 @@ func (p *Processor) startOffsets(ctx context.Context, offsets map[string]map[int
 	// Every partition taken over fences its earlier owner before any
 	// reads its progress marker: the earlier owner's open transactions
 	// may share a progress partition with another partition's marker.
+	var ids []int32
+	var outs []*output
 	for id := range parts {
 		if part := p.parts[id]; part != nil {
-			if err := part.out.fence(ctx); err != nil {
-				return nil, fmt.Errorf("partition %d: %w", id, err)
-			}
+			ids, outs = append(ids, id), append(outs, part.out)
 		}
 	}
-	for id := range parts {
-		part := p.parts[id]
-		if part == nil {
-			continue
-		}
+	if err := fenceAll(ctx, outs); err != nil {
+		return nil, err
+	}
+	markers, err := lastMarkers(ctx, outs)
+	if err != nil {
+		return nil, err
+	}
+	for i, id := range ids {
+		part, marker := p.parts[id], markers[i]
 		next, ok, err := part.store.NextOffset()
 		if err != nil {
 			p.fenceRunning(part, fmt.Errorf("read the stored offset: %w", err))
 			continue
-		}
-		marker, err := part.out.lastMarker(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("partition %d: %w", id, err)
 		}
 		lastWake, _, err := part.store.LastWake()
 		if err != nil {

@@ -43,17 +43,20 @@ type benchOptions struct {
 	samples                         int
 	background                      float64
 	probeSegment, probeIn, probeOut string
+
+	chaos chaosOptions
 }
 
 func benchCommand() *command {
 	var o benchOptions
 	return &command{
 		name: "bench",
-		args: "ingest | decide | freshness | all | retail-events CSV",
+		args: "ingest | decide | freshness | all | chaos CSV | retail-events CSV",
 		summary: "benchmarks and data sets: \"bench ingest\" measures applied events/s against a raw consumer of the same topic in the same run; " +
 			"\"bench decide\" measures decide latency (open loop) and throughput against a fixed-body fasthttp baseline; " +
 			"\"bench freshness\" measures how soon an event sent to the collect API shows in the profile API, under background load; " +
 			"\"bench all\" runs the three and writes a report (--report, default bench-report); " +
+			"\"bench chaos CSV\" runs this binary as a child engine (its embedded broker, or --brokers), imports the Online Retail CSV(.gz) while killing the engine with SIGKILL --kills times and starting it again, and reports kills survived, time to ready, events lost and counted twice against the CSV, and segment records duplicated or missing; " +
 			"\"bench retail-events CSV\" converts the Online Retail CSV(.gz) to NDJSON events on stdout. " +
 			"Without --engine, the engine runs in process on the configured brokers (the embedded one by default)",
 		flags: func(fs *flag.FlagSet) {
@@ -76,6 +79,7 @@ func benchCommand() *command {
 			fs.StringVar(&o.probeSegment, "probe-segment", "french_adult", "freshness: segment the probe identify calls move a profile into and out of")
 			fs.StringVar(&o.probeIn, "probe-in", `{"country": "FR", "age": 30}`, "freshness: traits that put a profile in the probe segment")
 			fs.StringVar(&o.probeOut, "probe-out", `{"country": "DE", "age": 30}`, "freshness: traits that take it out")
+			chaosFlags(fs, &o.chaos)
 		},
 		run: func(ctx context.Context, cfg *config.Config, fs *flag.FlagSet, stdout, stderr io.Writer) error {
 			which := fs.Arg(0)
@@ -92,12 +96,18 @@ func benchCommand() *command {
 				fmt.Fprintf(stderr, "wrote %d events\n", n)
 				return err
 			}
+			if which == "chaos" {
+				if fs.NArg() != 2 {
+					return errChaosUsage
+				}
+				return benchChaos(ctx, cfg, o, fs.Arg(1), stdout, stderr)
+			}
 			switch which {
 			case "ingest", "decide", "freshness", "all":
 			case "":
-				return errors.New("name a benchmark: ingest, decide, freshness, all or retail-events (tailor bench --help)")
+				return errors.New("name a benchmark: ingest, decide, freshness, all, chaos or retail-events (tailor bench --help)")
 			default:
-				return fmt.Errorf("unknown benchmark %q: want ingest, decide, freshness, all or retail-events", which)
+				return fmt.Errorf("unknown benchmark %q: want ingest, decide, freshness, all, chaos or retail-events", which)
 			}
 			if which == "all" && o.report == "" {
 				o.report = "bench-report"

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -19,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tailorcdp/tailor/bench/chaos"
 	"github.com/tailorcdp/tailor/bench/dataset"
 	"github.com/tailorcdp/tailor/event"
 	"github.com/tailorcdp/tailor/internal/testkafka"
@@ -39,87 +39,42 @@ func buildTailor(t *testing.T) string {
 	return bin
 }
 
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // child is a tailor process started by a test.
 type child struct {
-	cmd  *exec.Cmd
-	url  string
-	logs *bytes.Buffer
+	*chaos.Child
+	url string
 }
 
 func startChild(t *testing.T, bin string, args ...string) *child {
 	t.Helper()
-	addr := freePort(t)
-	c := &child{url: "http://" + addr, logs: &bytes.Buffer{}}
-	c.cmd = exec.Command(bin, append([]string{"run", "--http-addr", addr, "--log-level", "warn"}, args...)...)
-	c.cmd.Stdout, c.cmd.Stderr = c.logs, c.logs
-	if err := c.cmd.Start(); err != nil {
+	c, err := chaos.Start(bin, "", append([]string{"--log-level", "warn"}, args...)...)
+	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { c.kill() })
-	return c
+	t.Cleanup(c.Kill)
+	return &child{Child: c, url: c.URL()}
 }
 
-func (c *child) kill() {
-	if c.cmd.ProcessState == nil {
-		c.cmd.Process.Signal(syscall.SIGKILL)
-		c.cmd.Wait()
-	}
-}
-
-func (c *child) get(path, key string) (int, []byte, error) {
-	req, _ := http.NewRequest("GET", c.url+path, nil)
-	if key != "" {
-		req.SetBasicAuth(key, "")
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, b, err
-}
+func (c *child) kill() { c.Kill() }
 
 func (c *child) waitReady(t *testing.T, timeout time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		if status, _, err := c.get("/readyz", ""); err == nil && status == http.StatusOK {
-			return
-		}
-		if c.cmd.ProcessState != nil || time.Now().After(deadline) {
-			t.Fatalf("tailor not ready after %s; logs:\n%s", timeout, c.logs)
-		}
-		time.Sleep(50 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := c.WaitReady(ctx); err != nil {
+		t.Fatalf("%v after %s; logs:\n%s", err, timeout, c.Logs())
 	}
 }
 
+// profile reads key's profile, waiting out a partition on the move.
 func (c *child) profile(t *testing.T, key string) (state.View, bool) {
-	status, body, err := c.get("/v1/profiles/"+key, "crash-read")
-	for deadline := time.Now().Add(30 * time.Second); err == nil && status == http.StatusServiceUnavailable && time.Now().Before(deadline); {
-		time.Sleep(50 * time.Millisecond) // a rebalance moves the partition
-		status, body, err = c.get("/v1/profiles/"+key, "crash-read")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	v, ok, err := c.Profile(ctx, key, "crash-read")
+	if err != nil {
+		t.Fatal(err)
 	}
-	if err != nil || (status != http.StatusOK && status != http.StatusNotFound) {
-		t.Fatalf("GET profile %s: %d %s %v", key, status, body, err)
-	}
-	var v state.View
-	if status == http.StatusOK {
-		if err := json.Unmarshal(body, &v); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return v, status == http.StatusOK
+	return v, ok
 }
 
 // throttled hands out its data in small pieces with pauses, so an import
@@ -298,8 +253,7 @@ segments:
 	}
 
 	// Export reads the same stores once the engine has stopped.
-	c.cmd.Process.Signal(syscall.SIGTERM)
-	c.cmd.Wait()
+	c.Stop()
 	out, err := exec.Command(bin, "export", "--data-dir", dataDir, "--topic-prefix", prefix, "--write-keys", "w", "--read-keys", "r").Output()
 	if err != nil {
 		t.Fatalf("export: %v", err)
@@ -435,7 +389,7 @@ func TestBrokerCommand(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("profile b1 never appeared; engine logs:\n%s", c.logs)
+			t.Fatalf("profile b1 never appeared; engine logs:\n%s", c.Logs())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
