@@ -193,7 +193,7 @@ func NewProcessor(cfg ProcessorConfig) (*Processor, error) {
 		kgo.OnPartitionsAssigned(p.assign),
 		kgo.OnPartitionsRevoked(p.revoke),
 		kgo.OnPartitionsLost(p.lose),
-		kgo.AdjustFetchOffsetsFn(p.startOffsets),
+		kgo.AdjustFetchOffsetsFn(p.startOffsetsLogged),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 	)
 	opts = append(opts, FetchOpts()...)
@@ -566,6 +566,17 @@ func (p *Processor) assign(ctx context.Context, _ *kgo.Client, assigned map[stri
 		go p.work(part)
 		p.log.Info("partition assigned", "partition", id, "store", dir)
 	}
+}
+
+// startOffsetsLogged is startOffsets, logging its error: the Kafka client
+// then revokes the partitions and joins the group again, and without the
+// log line an operator would see partitions that never start.
+func (p *Processor) startOffsetsLogged(ctx context.Context, offsets map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
+	out, err := p.startOffsets(ctx, offsets)
+	if err != nil && ctx.Err() == nil {
+		p.log.Error("start the assigned partitions: rejoining the group", "err", err)
+	}
+	return out, err
 }
 
 // startOffsets starts each newly assigned partition at its stored offset,
