@@ -351,5 +351,12 @@ func (b *Batch) commitBackfill() (*backfillState, error) {
 	} else {
 		bs.Target, bs.Cursor = bs.plan.target, b.backfill.cursor
 	}
-	return &bs, b.s.writeBackfill(b.txn, &bs)
+	v, err := json.Marshal(&bs)
+	if err != nil {
+		return nil, fmt.Errorf("encode the backfill state: %w", err)
+	}
+	if err := b.set(keyBackfill, v); err != nil {
+		return nil, fmt.Errorf("write the backfill state: %w", err)
+	}
+	return &bs, nil
 }

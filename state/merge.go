@@ -195,7 +195,7 @@ func (b *Batch) takeOrders(key string) ([]movedOrder, error) {
 	}
 	it.Close()
 	for _, k := range stored {
-		if err := b.txn.Delete(k); err != nil {
+		if err := b.del(k); err != nil {
 			return nil, fmt.Errorf("move order ids of %q: %w", key, err)
 		}
 	}
@@ -243,16 +243,16 @@ func (b *Batch) Merge(key string, o *Profile) error {
 // took out, with their wake-ups.
 func (b *Batch) commitLinks() error {
 	for from, to := range b.aliases {
-		if err := b.txn.SetEntry(badger.NewEntry(aliasKey(from), []byte(to))); err != nil {
+		if err := b.set(aliasKey(from), []byte(to)); err != nil {
 			return fmt.Errorf("write alias %q -> %q: %w", from, to, err)
 		}
 	}
 	for key, p := range b.removed {
-		if err := b.txn.Delete(profileKey(key)); err != nil {
+		if err := b.del(profileKey(key)); err != nil {
 			return fmt.Errorf("delete merged profile %q: %w", key, err)
 		}
 		if p.WakeAt != 0 {
-			if err := b.txn.Delete(wakeKey(p.WakeAt, key)); err != nil {
+			if err := b.del(wakeKey(p.WakeAt, key)); err != nil {
 				return fmt.Errorf("unschedule merged profile %q: %w", key, err)
 			}
 		}

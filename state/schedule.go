@@ -111,7 +111,7 @@ func (b *Batch) Wake(at time.Time, limit int) (int, error) {
 		}
 		// The entry goes whatever the profile says; Commit schedules the
 		// profile's next one.
-		if err := b.txn.Delete(wakeKey(e.at, e.key)); err != nil {
+		if err := b.del(wakeKey(e.at, e.key)); err != nil {
 			return n, fmt.Errorf("unschedule %q: %w", e.key, err)
 		}
 		n++
@@ -166,12 +166,12 @@ func (b *Batch) reschedule() (int64, error) {
 			continue
 		}
 		if p.WakeAt != 0 {
-			if err := b.txn.Delete(wakeKey(p.WakeAt, key)); err != nil {
+			if err := b.del(wakeKey(p.WakeAt, key)); err != nil {
 				return 0, fmt.Errorf("unschedule %q: %w", key, err)
 			}
 		}
 		if next != 0 {
-			if err := b.txn.SetEntry(badger.NewEntry(wakeKey(next, key), nil)); err != nil {
+			if err := b.set(wakeKey(next, key), nil); err != nil {
 				return 0, fmt.Errorf("schedule %q: %w", key, err)
 			}
 			earliest = min(earliest, next)

@@ -75,6 +75,9 @@ type Options struct {
 	// Now is the clock that decides which events are too old for a
 	// window; nil means time.Now.
 	Now func() time.Time
+	// Changelog makes every batch keep its writes (Batch.Writes), for the
+	// processor to write to the changelog topic.
+	Changelog bool
 }
 
 // Model is what the configuration declares about profiles: what to keep
@@ -207,6 +210,9 @@ type Store struct {
 	// profile's encoding (Batch.Grow), learnt from each committed batch;
 	// the applier's, like backfill.
 	growth float64
+	// fresh is true until the store commits its first batch; the
+	// applier's, like backfill.
+	fresh bool
 
 	stopGC chan struct{}
 	gcDone chan struct{}
@@ -217,27 +223,7 @@ func Open(dir string, o Options) (*Store, error) {
 	if o.CacheProfiles <= 0 {
 		o.CacheProfiles = 1
 	}
-	bo := badger.DefaultOptions(dir).
-		WithLogger(badgerLogger{o.Logger}).
-		WithMemTableSize(o.MemTableSize).
-		WithNumMemtables(2).
-		WithNumLevelZeroTables(4).
-		WithNumLevelZeroTablesStall(8).
-		WithBaseTableSize(o.MemTableSize / 4).
-		WithBlockCacheSize(o.BlockCacheSize).
-		WithIndexCacheSize(o.IndexCacheSize).
-		WithValueLogFileSize(64 << 20).
-		WithValueThreshold(min(1<<20, o.MemTableSize*15/100/2)).
-		WithNumCompactors(2).
-		WithNumGoroutines(2).
-		WithMetricsEnabled(false).
-		WithDetectConflicts(false). // one writer per store
-		WithSyncWrites(o.SyncWrites)
-	if o.VerifyChecksums {
-		// Tables are verified whole before Badger opens them
-		// (checkTables); blocks as they are read from disk.
-		bo = bo.WithChecksumVerificationMode(options.OnBlockRead).WithVerifyValueChecksum(true)
-	}
+	bo := badgerOptions(dir, o)
 	if err := removeEmptyLogs(dir); err != nil {
 		return nil, fmt.Errorf("open store %s: %w", dir, err)
 	}
@@ -320,8 +306,37 @@ func Open(dir string, o Options) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
+	if _, ok, err := s.NextOffset(); err != nil || !ok {
+		s.fresh = true
+	}
 	go s.runGC()
 	return s, nil
+}
+
+// badgerOptions are the Badger options of a store in dir.
+func badgerOptions(dir string, o Options) badger.Options {
+	bo := badger.DefaultOptions(dir).
+		WithLogger(badgerLogger{o.Logger}).
+		WithMemTableSize(o.MemTableSize).
+		WithNumMemtables(2).
+		WithNumLevelZeroTables(4).
+		WithNumLevelZeroTablesStall(8).
+		WithBaseTableSize(o.MemTableSize / 4).
+		WithBlockCacheSize(o.BlockCacheSize).
+		WithIndexCacheSize(o.IndexCacheSize).
+		WithValueLogFileSize(64 << 20).
+		WithValueThreshold(min(1<<20, o.MemTableSize*15/100/2)).
+		WithNumCompactors(2).
+		WithNumGoroutines(2).
+		WithMetricsEnabled(false).
+		WithDetectConflicts(false). // one writer per store
+		WithSyncWrites(o.SyncWrites)
+	if o.VerifyChecksums {
+		// Tables are verified whole before Badger opens them
+		// (checkTables); blocks as they are read from disk.
+		bo = bo.WithChecksumVerificationMode(options.OnBlockRead).WithVerifyValueChecksum(true)
+	}
+	return bo
 }
 
 // openBadger is badger.Open, with a panic (Badger asserts what it reads
@@ -552,6 +567,10 @@ type Batch struct {
 	links   []Link
 	aliases map[string]string
 	removed map[string]*Profile
+	// writes are the batch's writes when the store keeps a changelog
+	// (Options.Changelog), the last one of each key; written indexes them.
+	writes  []Write
+	written map[string]int
 }
 
 // Profile returns the profile of key for modification, creating an empty
@@ -712,7 +731,7 @@ func (b *Batch) CommitWith(nextOffset int64, before func() error) (err error) {
 	}
 	if b.woke {
 		v := binary.BigEndian.AppendUint64(nil, uint64(b.at.UnixMilli()))
-		if err := b.txn.SetEntry(badger.NewEntry(keyLastWake, v)); err != nil {
+		if err := b.set(keyLastWake, v); err != nil {
 			return fmt.Errorf("write last wake: %w", err)
 		}
 	}
@@ -744,7 +763,7 @@ func (b *Batch) CommitWith(nextOffset int64, before func() error) (err error) {
 		buf, scratch = p.appendEncode(buf, scratch)
 		k, v := buf[start:mid:mid], buf[mid:len(buf):len(buf)]
 		written += len(v)
-		if err := b.txn.SetEntry(badger.NewEntry(k, v)); err != nil {
+		if err := b.set(k, v); err != nil {
 			return fmt.Errorf("write profile %q: %w", key, err)
 		}
 	}
@@ -753,14 +772,14 @@ func (b *Batch) CommitWith(nextOffset int64, before func() error) (err error) {
 		if o.known {
 			v = orderValue(o.amount, o.at)
 		}
-		if err := b.txn.SetEntry(badger.NewEntry(o.key, v)); err != nil {
+		if err := b.set(o.key, v); err != nil {
 			return fmt.Errorf("write order id: %w", err)
 		}
 	}
 	sizes, pop := b.newSizes()
 	for name, n := range sizes {
 		v := binary.BigEndian.AppendUint64(nil, uint64(n))
-		if err := b.txn.SetEntry(badger.NewEntry(append([]byte{prefixSize}, name...), v)); err != nil {
+		if err := b.set(append([]byte{prefixSize}, name...), v); err != nil {
 			return fmt.Errorf("write size of segment %q: %w", name, err)
 		}
 	}
@@ -770,32 +789,35 @@ func (b *Batch) CommitWith(nextOffset int64, before func() error) (err error) {
 	}{{'d', pop.Days}, {'f', pop.Orders}, {'m', pop.Money}} {
 		for bin, n := range h.bins {
 			v := binary.BigEndian.AppendUint64(nil, uint64(n))
-			if err := b.txn.SetEntry(badger.NewEntry(histKey(h.letter, bin), v)); err != nil {
+			if err := b.set(histKey(h.letter, bin), v); err != nil {
 				return fmt.Errorf("write RFM histogram: %w", err)
 			}
 		}
 	}
 	stats := b.newStats()
 	for k, c := range stats {
-		if err := b.txn.SetEntry(badger.NewEntry(statKey(k), c.encode())); err != nil {
+		if err := b.set(statKey(k), c.encode()); err != nil {
 			return fmt.Errorf("write statistics of offer %q: %w", k.Offer, err)
 		}
 	}
 	evicted := b.evictProducts(b.now().UnixMilli())
 	for id, p := range b.products {
-		if err := b.txn.SetEntry(badger.NewEntry(append([]byte{prefixProduct}, id...), p.appendEncode(nil))); err != nil {
+		if err := b.set(append([]byte{prefixProduct}, id...), p.appendEncode(nil)); err != nil {
 			return fmt.Errorf("write product %q: %w", id, err)
 		}
 	}
 	for _, id := range evicted {
-		if err := b.txn.Delete(append([]byte{prefixProduct}, id...)); err != nil {
+		if err := b.del(append([]byte{prefixProduct}, id...)); err != nil {
 			return fmt.Errorf("drop product %q: %w", id, err)
 		}
 	}
 	var off [8]byte
 	binary.BigEndian.PutUint64(off[:], uint64(nextOffset))
-	if err := b.txn.SetEntry(badger.NewEntry(keyNextOffset, off[:])); err != nil {
+	if err := b.set(keyNextOffset, off[:]); err != nil {
 		return fmt.Errorf("write offset %d: %w", nextOffset, err)
+	}
+	if err := b.markChangelogBase(off[:]); err != nil {
+		return err
 	}
 	if before != nil {
 		if err := before(); err != nil {
@@ -812,6 +834,7 @@ func (b *Batch) CommitWith(nextOffset int64, before func() error) (err error) {
 	if backfill != nil {
 		b.s.backfill = *backfill
 	}
+	b.s.fresh = false
 	b.s.fillMu.Lock()
 	b.s.gen++
 	for key, p := range b.profiles {
