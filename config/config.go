@@ -148,6 +148,12 @@ type Store struct {
 	// VerifyChecksums verifies the stores' table checksums when a store
 	// opens and block checksums as blocks are read (decision 0017).
 	VerifyChecksums bool `yaml:"verify_checksums"`
+
+	// Changelog writes every committed batch's store writes to the
+	// changelog topic, in the batch's Kafka transaction, and restores a
+	// partition store that is missing or damaged from it on assignment
+	// (decision 0021).
+	Changelog bool `yaml:"changelog"`
 }
 
 // Events configures event validation.
@@ -303,6 +309,7 @@ func Default() Config {
 			DedupIDs:       1000,
 
 			VerifyChecksums: true,
+			Changelog:       true,
 		},
 		Events: Events{
 			MaxFuture: Duration(24 * time.Hour),
@@ -353,6 +360,7 @@ func (c *Config) options() []option {
 		{"block-cache-size", "TAILOR_BLOCK_CACHE_SIZE", "store.block_cache_size", "Badger block cache per partition store", (*ByteSize)(&c.Store.BlockCacheSize)},
 		{"cache-profiles", "TAILOR_CACHE_PROFILES", "store.cache_profiles", "decoded profiles cached per partition", (*intValue)(&c.Store.CacheProfiles)},
 		{"sync-writes", "TAILOR_SYNC_WRITES", "store.sync_writes", "fsync every store commit (survives power loss, slower)", (*boolValue)(&c.Store.SyncWrites)},
+		{"changelog", "TAILOR_CHANGELOG", "store.changelog", "write every store change to the changelog topic, and restore a partition store that is missing or damaged from it", (*boolValue)(&c.Store.Changelog)},
 		{"verify-checksums", "TAILOR_VERIFY_CHECKSUMS", "store.verify_checksums", "verify store checksums: every table when a partition store opens, every block read from disk (a damaged store is fenced rather than read wrong)", (*boolValue)(&c.Store.VerifyChecksums)},
 		{"dedup-horizon", "TAILOR_DEDUP_HORIZON", "store.dedup_horizon", "how long (in receive time) a messageId is remembered to drop retried events (e.g. 24h, 7d)", (*Duration)(&c.Store.DedupHorizon)},
 		{"dedup-ids", "TAILOR_DEDUP_IDS", "store.dedup_ids", "most recent messageIds remembered per profile within the horizon (0: no bound)", (*intValue)(&c.Store.DedupIDs)},

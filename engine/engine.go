@@ -117,6 +117,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Engine
 		Limits:         limits,
 		Logger:         log,
 		Metrics:        stream.NewMetrics(reg),
+		Changelog:      cfg.Store.Changelog,
 		Advertise:      advertise,
 	})
 	if err != nil {
@@ -292,6 +293,7 @@ func storeOptions(cfg *config.Config) (state.Options, error) {
 	o.BlockCacheSize = int64(cfg.Store.BlockCacheSize)
 	o.CacheProfiles = cfg.Store.CacheProfiles
 	o.SyncWrites = cfg.Store.SyncWrites
+	o.Changelog = cfg.Store.Changelog
 	o.VerifyChecksums = cfg.Store.VerifyChecksums
 	o.Dedup = state.Dedup{Horizon: time.Duration(cfg.Store.DedupHorizon), MaxIDs: cfg.Store.DedupIDs}
 	decls := make([]state.AggregateConfig, 0, len(cfg.Aggregates))

@@ -88,6 +88,12 @@ func (p *Processor) applyBatch(ctx context.Context, part *partition, records []*
 	}
 	next := records[n-1].Offset + 1
 	writeOutputs := func() error {
+		// A batch wholly before the progress marker is a replay: Kafka
+		// holds its outputs and its writes (from a later batch's), the
+		// store does not. Any other batch writes its writes.
+		if next > part.replayTo {
+			outputs = append(outputs, p.changelog(part, batch)...)
+		}
 		if len(outputs) == 0 {
 			return nil
 		}

@@ -20,7 +20,11 @@ type Metrics struct {
 	backfilled     prometheus.Counter   // profiles re-evaluated by backfills
 	backfillLeft   *prometheus.GaugeVec // profiles a backfill has left, by partition
 	fenced         *prometheus.GaugeVec // 1 for a fenced partition held here
-	reg            prometheus.Registerer
+	// changelog (decision 0021)
+	changelogRecords prometheus.Counter     // changelog records produced
+	restored         *prometheus.CounterVec // changelog records restored, by partition
+	restoreLeft      *prometheus.GaugeVec   // changelog records a restore has left, by partition
+	reg              prometheus.Registerer
 }
 
 // Outcomes of an input record, the values of the "outcome" label of
@@ -90,6 +94,19 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Help: "1 for each partition held here whose store failed (damaged files, a failed read or commit): it is not applied and its keys answer 503 naming it, until it is assigned again and its store opens. Absent for the others.",
 	}, []string{"partition"})
 	reg.MustRegister(m.fenced)
+	m.changelogRecords = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "tailor_changelog_records_total",
+		Help: "Changelog records produced: one per store key a committed batch wrote or deleted.",
+	})
+	m.restored = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tailor_restore_records_total",
+		Help: "Changelog records read into a store being restored (missing or damaged on assignment), per partition.",
+	}, []string{"partition"})
+	m.restoreLeft = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "tailor_restore_remaining_records",
+		Help: "Changelog offsets a restore under way has left to read, per partition (0: none under way).",
+	}, []string{"partition"})
+	reg.MustRegister(m.changelogRecords, m.restored, m.restoreLeft)
 	reg.MustRegister(m.events, m.batch, m.batchRetries, m.delay, m.lag, m.appliedNext, m.segmentChanges, m.wakes, m.wakeDelay, m.backfilled, m.backfillLeft)
 	return m
 }

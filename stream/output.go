@@ -51,6 +51,7 @@ func newOutput(client ClientConfig, group string, t Topics, partition int32, pro
 		kgo.TransactionalID(id),
 		kgo.TransactionTimeout(10*time.Second), // one batch; bounds the wait for a dead owner's transaction
 		kgo.ProducerLinger(0),
+		kgo.RecordPartitioner(newOutputPartitioner(t.Changelog)),
 	)...)
 	if err != nil {
 		return nil, fmt.Errorf("transactional producer %s: %w", id, err)

@@ -62,6 +62,10 @@ type ProcessorConfig struct {
 	Metrics        *Metrics
 	// LagInterval is how often end offsets are read for lag and readiness.
 	LagInterval time.Duration
+	// Changelog writes every batch's store writes to the changelog topic
+	// with its outputs, and restores a store that is missing or damaged
+	// from it on assignment (decision 0021).
+	Changelog bool
 	// Advertise is the HTTP address other instances reach this one at; it
 	// is published with the statistics of the partitions held here, so
 	// that requests for their keys can be sent here.
@@ -393,12 +397,16 @@ func (p *Processor) commitStep(part *partition, batch *state.Batch, src string, 
 	at.next = part.next.Load()
 	cs := batch.Changes()
 	writeChanges := func() error {
-		if !produce || len(cs) == 0 {
+		if !produce {
 			return nil
 		}
 		outputs := make([]*kgo.Record, len(cs))
 		for i, c := range cs {
 			outputs[i] = p.changeRecord(src, c)
+		}
+		outputs = append(outputs, p.changelog(part, batch)...)
+		if len(outputs) == 0 {
+			return nil
 		}
 		if err := part.out.write(p.ctx, outputs, at); err != nil {
 			return &outputError{fmt.Errorf("write %d segment changes: %w", len(outputs), err)}
