@@ -526,6 +526,10 @@ func (p *Processor) wake(part *partition, at time.Time, produce bool) error {
 // assign opens the stores of newly assigned partitions, or takes up
 // those kept open from a lost session (closing the others).
 func (p *Processor) assign(ctx context.Context, _ *kgo.Client, assigned map[string][]int32) {
+	// Stores are opened, and restored if need be, before p.mu is taken:
+	// a restore takes as long as its changelog, and the partitions held
+	// already are served meanwhile.
+	opened := p.openAssigned(ctx, assigned[p.cfg.Topics.Events])
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.assigned = true
@@ -539,27 +543,33 @@ func (p *Processor) assign(ctx context.Context, _ *kgo.Client, assigned map[stri
 		if p.parts[id] != nil {
 			continue
 		}
-		dir := filepath.Join(p.cfg.DataDir, p.cfg.Topics.Events+"-"+strconv.Itoa(int(id)))
+		dir := p.storeDir(id)
 		store := p.takeStaleLocked(id)
 		if store != nil {
 			store.SetModel(p.model.Load())
 		} else {
-			opts := p.cfg.Store
-			opts.Model = *p.model.Load()
-			opts.Logger = p.log
-			opts.Quintiles = p.Quintiles
-			var err error
-			if store, err = state.Open(dir, opts); err != nil {
+			o, ok := opened[id]
+			if !ok { // not expected: held or kept when opened were
+				o.store, o.err = state.Open(dir, p.storeOptions())
+			}
+			if o.err != nil {
 				// Without its store a partition cannot be applied: it is
 				// fenced, and its records stay in Kafka.
-				p.fenceLocked(id, err)
+				p.fenceLocked(id, o.err)
 				continue
 			}
+			store = o.store
+			delete(opened, id)
 		}
 		p.unfenceLocked(id)
 		out, err := newOutput(p.cfg.Client, p.cfg.Group, p.cfg.Topics, id, p.cfg.Partitions)
 		if err != nil {
 			store.Close()
+			for _, o := range opened { // those not taken up
+				if o.store != nil {
+					o.store.Close()
+				}
+			}
 			select {
 			case p.fatal <- fmt.Errorf("partition %d: %w", id, err):
 			default:
@@ -574,6 +584,46 @@ func (p *Processor) assign(ctx context.Context, _ *kgo.Client, assigned map[stri
 		go p.work(part)
 		p.log.Info("partition assigned", "partition", id, "store", dir)
 	}
+}
+
+// openedStore is a store opened for a newly assigned partition, or why
+// it could not be.
+type openedStore struct {
+	store *state.Store
+	err   error
+}
+
+// openAssigned opens the stores of the partitions of ids neither held
+// nor kept from a lost session (openStore), one after the other.
+func (p *Processor) openAssigned(ctx context.Context, ids []int32) map[int32]openedStore {
+	p.mu.RLock()
+	var open []int32
+	for _, id := range ids {
+		if p.parts[id] == nil && p.stale[id] == nil {
+			open = append(open, id)
+		}
+	}
+	p.mu.RUnlock()
+	opened := make(map[int32]openedStore, len(open))
+	for _, id := range open {
+		store, err := p.openStore(ctx, id, p.storeDir(id), p.storeOptions())
+		opened[id] = openedStore{store: store, err: err}
+	}
+	return opened
+}
+
+// storeOptions are the options a partition's store is opened with.
+func (p *Processor) storeOptions() state.Options {
+	opts := p.cfg.Store
+	opts.Model = *p.model.Load()
+	opts.Logger = p.log
+	opts.Quintiles = p.Quintiles
+	return opts
+}
+
+// storeDir is the directory of partition id's store.
+func (p *Processor) storeDir(id int32) string {
+	return filepath.Join(p.cfg.DataDir, p.cfg.Topics.Events+"-"+strconv.Itoa(int(id)))
 }
 
 // startOffsetsLogged is startOffsets, logging its error: the Kafka client

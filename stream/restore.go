@@ -1,0 +1,207 @@
+package stream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/tailorcdp/tailor/state"
+)
+
+// errChangelogIncomplete is returned by a restore from a changelog that
+// does not hold every write since its store was empty: one that began
+// while the store already held profiles (state.IsChangelogBase).
+var errChangelogIncomplete = errors.New("the changelog does not go back to an empty store (it was turned on while the store held state)")
+
+// openStore opens the store of partition id in dir. With a changelog, a
+// store that is missing (no directory, or one that has committed
+// nothing) or damaged (state.ErrDamaged) is restored from it first
+// (restore), replacing the damaged one. A changelog that cannot rebuild
+// the store (errChangelogIncomplete) leaves a missing store to be
+// rebuilt from the events topic, as without a changelog, and a damaged
+// one fenced.
+func (p *Processor) openStore(ctx context.Context, id int32, dir string, opts state.Options) (*state.Store, error) {
+	if !p.cfg.Changelog {
+		return state.Open(dir, opts)
+	}
+	present, err := state.Present(dir)
+	if err != nil {
+		return nil, err
+	}
+	damaged := false
+	if present {
+		store, err := state.Open(dir, opts)
+		switch {
+		case errors.Is(err, state.ErrDamaged):
+			p.log.Warn("store damaged: restoring it from the changelog", "partition", id, "store", dir, "err", err)
+			damaged = true
+		case err != nil:
+			return nil, err
+		default:
+			_, ok, err := store.NextOffset()
+			if err != nil || ok {
+				return store, err
+			}
+			store.Close() // committed nothing: as good as missing
+		}
+	}
+	err = p.restore(ctx, id, dir, opts)
+	if errors.Is(err, errChangelogIncomplete) && !damaged {
+		p.log.Warn("store missing and the changelog cannot rebuild it: applying the events topic from its start", "partition", id, "store", dir, "err", err)
+		err = nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("partition %d: restore %s from %s: %w", id, dir, p.cfg.Topics.Changelog, err)
+	}
+	return state.Open(dir, opts)
+}
+
+// restore writes the committed records of the partition's changelog
+// into a new store that replaces dir. The partition's earlier owner is
+// fenced first, which ends its transactions: the changelog up to its end
+// is then committed or aborted, and nothing is added to it until this
+// instance writes.
+func (p *Processor) restore(ctx context.Context, id int32, dir string, opts state.Options) error {
+	out, err := newOutput(p.cfg.Client, p.cfg.Group, p.cfg.Topics, id, p.cfg.Partitions)
+	if err != nil {
+		return err
+	}
+	err = out.fence(ctx)
+	out.close()
+	if err != nil {
+		return err
+	}
+	start, end, err := partitionBounds(ctx, p.cl, p.cfg.Topics.Changelog, id)
+	if err != nil || end <= start {
+		return err // nothing to restore: a new partition
+	}
+	began := time.Now()
+	label := partitionLabel(id)
+	p.log.Info("restoring store from the changelog", "partition", id, "store", dir, "from", start, "to", end)
+	r, err := state.NewRestorer(dir, opts)
+	if err != nil {
+		return err
+	}
+	rd := &changelogReader{put: r.Put, pending: make(map[int64][]state.Write)}
+	err = readPartition(ctx, p.cfg.Client, p.cfg.Topics.Changelog, id, start, end, func(rec *kgo.Record) error {
+		p.m.restoreLeft.WithLabelValues(label).Set(float64(end - rec.Offset - 1))
+		return rd.add(rec)
+	})
+	if err == nil && !rd.base {
+		err = errChangelogIncomplete
+	}
+	if err != nil {
+		r.Abort()
+		return err
+	}
+	if err := r.Finish(); err != nil {
+		return err
+	}
+	p.m.restored.WithLabelValues(label).Add(float64(r.Writes()))
+	p.m.restoreLeft.WithLabelValues(label).Set(0)
+	p.log.Info("restored store from the changelog", "partition", id, "store", dir, "records", r.Writes(), "offsets", end-start, "seconds", time.Since(began).Seconds())
+	return nil
+}
+
+// changelogReader puts the writes of committed transactions of a
+// changelog partition read uncommitted, in offset order: a write counts
+// once its producer's commit marker follows it, is dropped when its
+// producer's abort marker does, or none does (markerReader does the same
+// for progress markers; decision 0020 says why the reads are
+// uncommitted).
+type changelogReader struct {
+	put     func(state.Write) error
+	pending map[int64][]state.Write // by producer id
+	base    bool                    // a committed write of state.IsChangelogBase
+}
+
+func (r *changelogReader) add(rec *kgo.Record) error {
+	switch {
+	case rec.Attrs.IsControl():
+		writes := r.pending[rec.ProducerID]
+		delete(r.pending, rec.ProducerID)
+		if !isCommitMarker(rec.Key) {
+			return nil
+		}
+		for _, w := range writes {
+			if err := r.putOne(w); err != nil {
+				return err
+			}
+		}
+	case rec.Attrs.IsTransactional():
+		r.pending[rec.ProducerID] = append(r.pending[rec.ProducerID], changelogWrite(rec.Key, rec.Value))
+	default:
+		return r.putOne(changelogWrite(rec.Key, rec.Value))
+	}
+	return nil
+}
+
+func (r *changelogReader) putOne(w state.Write) error {
+	r.base = r.base || state.IsChangelogBase(w.Key)
+	return r.put(w)
+}
+
+// partitionBounds returns the start and end offsets of a partition.
+func partitionBounds(ctx context.Context, cl *kgo.Client, topic string, partition int32) (start, end int64, err error) {
+	adm := kadm.NewClient(cl)
+	ends, err := adm.ListEndOffsets(ctx, topic)
+	if err != nil {
+		return 0, 0, fmt.Errorf("list end offsets of %s: %w", topic, err)
+	}
+	starts, err := adm.ListStartOffsets(ctx, topic)
+	if err != nil {
+		return 0, 0, fmt.Errorf("list start offsets of %s: %w", topic, err)
+	}
+	e, ok1 := ends.Lookup(topic, partition)
+	s, ok2 := starts.Lookup(topic, partition)
+	if !ok1 || !ok2 || e.Err != nil || s.Err != nil {
+		return 0, 0, fmt.Errorf("offsets of %s partition %d: %v %v", topic, partition, e.Err, s.Err)
+	}
+	return s.Offset, e.Offset, nil
+}
+
+// readPartition calls fn with every record of a partition from start up
+// to end, read uncommitted, control records included.
+func readPartition(ctx context.Context, client ClientConfig, topic string, partition int32, start, end int64, fn func(*kgo.Record) error) error {
+	cl, err := kgo.NewClient(append(client.Opts(),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {partition: kgo.NewOffset().At(start)}}),
+		kgo.FetchIsolationLevel(kgo.ReadUncommitted()),
+		kgo.KeepControlRecords(),
+		kgo.FetchMaxBytes(64<<20),
+		kgo.FetchMaxPartitionBytes(32<<20),
+	)...)
+	if err != nil {
+		return fmt.Errorf("read %s partition %d: %w", topic, partition, err)
+	}
+	defer cl.Close()
+	for {
+		fetches := cl.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("read %s partition %d from %d up to %d: %w", topic, partition, start, end, err)
+		}
+		var ferr error
+		fetches.EachError(func(_ string, _ int32, err error) { ferr = err })
+		if ferr != nil {
+			return fmt.Errorf("read %s partition %d: %w", topic, partition, ferr)
+		}
+		done := false
+		var err error
+		fetches.EachRecord(func(rec *kgo.Record) {
+			if err != nil || done {
+				return
+			}
+			err = fn(rec)
+			done = rec.Offset+1 >= end
+		})
+		if err != nil {
+			return fmt.Errorf("%s partition %d: %w", topic, partition, err)
+		}
+		if done {
+			return nil
+		}
+	}
+}
