@@ -117,7 +117,6 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Engine
 		Limits:         limits,
 		Logger:         log,
 		Metrics:        stream.NewMetrics(reg),
-		Changelog:      cfg.Store.Changelog,
 		Advertise:      advertise,
 	})
 	if err != nil {

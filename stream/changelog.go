@@ -64,7 +64,7 @@ func (p *outputPartitioner) ForTopic(topic string) kgo.TopicPartitioner {
 // changelog returns the changelog records of batch, committing: none
 // when the processor keeps no changelog.
 func (p *Processor) changelog(part *partition, batch *state.Batch) []*kgo.Record {
-	if !p.cfg.Changelog {
+	if !p.cfg.Store.Changelog {
 		return nil
 	}
 	records := changelogRecords(p.cfg.Topics.Changelog, part.id, batch.Writes())

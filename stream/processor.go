@@ -54,18 +54,18 @@ type ProcessorConfig struct {
 	// Partitions is the partition count of the events topic, by which keys
 	// are routed to partitions.
 	Partitions int
-	Store      state.Options
-	Limits     event.Limits
+	// Store configures the partition stores. With Store.Changelog every
+	// batch's store writes go to the changelog topic with its outputs,
+	// and a store missing or damaged on assignment is restored from it
+	// (decision 0021).
+	Store  state.Options
+	Limits event.Limits
 	// MaxPollRecords bounds one poll, and one batch of a partition.
 	MaxPollRecords int
 	Logger         *slog.Logger
 	Metrics        *Metrics
 	// LagInterval is how often end offsets are read for lag and readiness.
 	LagInterval time.Duration
-	// Changelog writes every batch's store writes to the changelog topic
-	// with its outputs, and restores a store that is missing or damaged
-	// from it on assignment (decision 0021).
-	Changelog bool
 	// Advertise is the HTTP address other instances reach this one at; it
 	// is published with the statistics of the partitions held here, so
 	// that requests for their keys can be sent here.

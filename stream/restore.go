@@ -25,7 +25,7 @@ var errChangelogIncomplete = errors.New("the changelog does not go back to an em
 // rebuilt from the events topic, as without a changelog, and a damaged
 // one fenced.
 func (p *Processor) openStore(ctx context.Context, id int32, dir string, opts state.Options) (*state.Store, error) {
-	if !p.cfg.Changelog {
+	if !p.cfg.Store.Changelog {
 		return state.Open(dir, opts)
 	}
 	present, err := state.Present(dir)
