@@ -89,7 +89,7 @@ func (p *Processor) restore(ctx context.Context, id int32, dir string, opts stat
 	rd := &changelogReader{put: r.Put, pending: make(map[int64][]state.Write)}
 	err = readPartition(ctx, p.cfg.Client, p.cfg.Topics.Changelog, id, start, end, func(rec *kgo.Record) error {
 		p.m.restoreLeft.WithLabelValues(label).Set(float64(end - rec.Offset - 1))
-		return rd.add(rec)
+		return rd.add(logRecordOf(rec))
 	})
 	if err == nil && !rd.base {
 		err = errChangelogIncomplete
@@ -119,12 +119,12 @@ type changelogReader struct {
 	base    bool                    // a committed write of state.IsChangelogBase
 }
 
-func (r *changelogReader) add(rec *kgo.Record) error {
+func (r *changelogReader) add(rec logRecord) error {
 	switch {
-	case rec.Attrs.IsControl():
-		writes := r.pending[rec.ProducerID]
-		delete(r.pending, rec.ProducerID)
-		if !isCommitMarker(rec.Key) {
+	case rec.control:
+		writes := r.pending[rec.producer]
+		delete(r.pending, rec.producer)
+		if !isCommitMarker(rec.key) {
 			return nil
 		}
 		for _, w := range writes {
@@ -132,10 +132,10 @@ func (r *changelogReader) add(rec *kgo.Record) error {
 				return err
 			}
 		}
-	case rec.Attrs.IsTransactional():
-		r.pending[rec.ProducerID] = append(r.pending[rec.ProducerID], changelogWrite(rec.Key, rec.Value))
+	case rec.txn:
+		r.pending[rec.producer] = append(r.pending[rec.producer], changelogWrite(rec.key, rec.value))
 	default:
-		return r.putOne(changelogWrite(rec.Key, rec.Value))
+		return r.putOne(changelogWrite(rec.key, rec.value))
 	}
 	return nil
 }
