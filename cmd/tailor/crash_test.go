@@ -7,16 +7,21 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/tailorcdp/tailor/bench/chaos"
 	"github.com/tailorcdp/tailor/bench/dataset"
@@ -252,8 +257,9 @@ segments:
 		t.Errorf("%d change records, want %d (one per repeat buyer)", len(changes), repeat)
 	}
 
-	// Export reads the same stores once the engine has stopped.
-	c.Stop()
+	// The stores, deleted, are restored from the changelog as they were;
+	// export reads the restored stores once the engine has stopped.
+	checkRestore(t, bin, args, c, brokers, dataDir, prefix, slices.Collect(maps.Keys(truth)))
 	out, err := exec.Command(bin, "export", "--data-dir", dataDir, "--topic-prefix", prefix, "--write-keys", "w", "--read-keys", "r").Output()
 	if err != nil {
 		t.Fatalf("export: %v", err)
@@ -289,7 +295,8 @@ func TestWakeCrashSafety(t *testing.T) {
 	if err := os.WriteFile(configFile, []byte("segments:\n  signed_in_recently: 'since(\"Signed In\") < 45s'\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	args := crashArgs(configFile, brokers, prefix, "wake-crash-test", t.TempDir())
+	dataDir := t.TempDir()
+	args := crashArgs(configFile, brokers, prefix, "wake-crash-test", dataDir)
 	producer := crashProducer(t, brokers, prefix)
 	// Sign-ins over the last 15 s: the profiles leave the segment one
 	// after the other between 30 and 45 s from now.
@@ -350,6 +357,42 @@ func TestWakeCrashSafety(t *testing.T) {
 	if entered < n/2 {
 		t.Errorf("only %d of %d profiles entered the segment: the engine applied the sign-ins too late to test leaving", entered, n)
 	}
+	checkRestore(t, bin, args, c, brokers, dataDir, prefix, slices.Collect(maps.Keys(signedIn)))
+}
+
+// checkRestore stops c, whose stores are in dataDir, deletes the stores
+// and the events topic's records (as retention would), and starts the
+// engine again: it restores the stores from the changelog, and every
+// profile of keys reads as it did before. The changelog holds what the
+// stores committed, kills notwithstanding.
+func checkRestore(t *testing.T, bin string, args []string, c *child, brokers []string, dataDir, prefix string, keys []string) {
+	t.Helper()
+	before := make(map[string]state.View, len(keys))
+	for _, key := range keys {
+		before[key], _ = c.profile(t, key)
+	}
+	c.Stop()
+	deleteRecords(t, brokers, prefix+"events")
+	dirs, err := filepath.Glob(filepath.Join(dataDir, prefix+"events-*"))
+	if err != nil || len(dirs) == 0 {
+		t.Fatalf("no store in %s: %v", dataDir, err)
+	}
+	for _, dir := range dirs {
+		if err := os.RemoveAll(dir); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c = startChild(t, bin, args...)
+	c.waitReady(t, 90*time.Second)
+	bad := 0
+	for _, key := range keys {
+		if v, _ := c.profile(t, key); !reflect.DeepEqual(v, before[key]) {
+			if bad++; bad <= 5 {
+				t.Errorf("%s restored from the changelog: %+v, want %+v", key, v, before[key])
+			}
+		}
+	}
+	c.Stop()
 }
 
 // TestBrokerCommand runs the embedded broker as its own process and an
@@ -493,5 +536,30 @@ segments:
 	}
 	if len(records) != n || len(entered) != n {
 		t.Errorf("%d change records for %d customers, want one each for %d", len(records), len(entered), n)
+	}
+}
+
+// deleteRecords deletes every record of topic, as retention would.
+func deleteRecords(t *testing.T, brokers []string, topic string) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	ctx := context.Background()
+	ends, err := adm.ListEndOffsets(ctx, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	offsets := make(kadm.Offsets)
+	ends.Each(func(o kadm.ListedOffset) { offsets.AddOffset(o.Topic, o.Partition, o.Offset, -1) })
+	resps, err := adm.DeleteRecords(ctx, offsets)
+	if err == nil {
+		err = resps.Error()
+	}
+	if err != nil {
+		t.Fatalf("delete the records of %s: %v", topic, err)
 	}
 }
