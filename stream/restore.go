@@ -87,8 +87,10 @@ func (p *Processor) restore(ctx context.Context, id int32, dir string, opts stat
 		return err
 	}
 	rd := &changelogReader{put: r.Put, pending: make(map[int64][]state.Write)}
+	var bytes int64
 	err = readPartition(ctx, p.cfg.Client, p.cfg.Topics.Changelog, id, start, end, func(rec *kgo.Record) error {
 		p.m.restoreLeft.WithLabelValues(label).Set(float64(end - rec.Offset - 1))
+		bytes += int64(len(rec.Key) + len(rec.Value))
 		return rd.add(logRecordOf(rec))
 	})
 	if err == nil && !rd.base {
@@ -103,7 +105,7 @@ func (p *Processor) restore(ctx context.Context, id int32, dir string, opts stat
 	}
 	p.m.restored.WithLabelValues(label).Add(float64(r.Writes()))
 	p.m.restoreLeft.WithLabelValues(label).Set(0)
-	p.log.Info("restored store from the changelog", "partition", id, "store", dir, "records", r.Writes(), "offsets", end-start, "seconds", time.Since(began).Seconds())
+	p.log.Info("restored store from the changelog", "partition", id, "store", dir, "records", r.Writes(), "bytes", bytes, "offsets", end-start, "seconds", time.Since(began).Seconds())
 	return nil
 }
 

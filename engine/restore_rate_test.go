@@ -1,0 +1,72 @@
+package engine_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"testing"
+
+	"github.com/tailorcdp/tailor/internal/testkafka"
+	"github.com/tailorcdp/tailor/state"
+	"github.com/tailorcdp/tailor/stream"
+)
+
+// TestRestoreRate measures a restore, for BENCHMARKS.md: one partition
+// applies a product view and an order for each of TAILOR_RESTORE_PROFILES
+// customers (a profile each), its store is deleted, and the
+// engine restores it from the changelog; the restore's log line gives
+// records, bytes and seconds. Skipped unless TAILOR_RESTORE_PROFILES is set.
+func TestRestoreRate(t *testing.T) {
+	n, _ := strconv.Atoi(os.Getenv("TAILOR_RESTORE_PROFILES"))
+	if n <= 0 {
+		t.Skip("TAILOR_RESTORE_PROFILES not set")
+	}
+	cfg := testConfig(t, testkafka.Brokers(t), testkafka.Prefix(t), t.TempDir())
+	cfg.Kafka.Partitions = 1
+	cfg.Store.MemTableSize = 64 << 20
+	var events bytes.Buffer
+	for i := range n {
+		fmt.Fprintf(&events, `{"type": "track", "userId": "u%d", "event": "Product Viewed", "messageId": "v%d", "properties": {"product_id": "p%d", "category": "c%d", "price": 10}}`+"\n", i, i, i%1000, i%20)
+		fmt.Fprintf(&events, `{"type": "track", "userId": "u%d", "event": "Order Completed", "messageId": "o%d", "properties": {"order_id": "o%d", "total": %d}}`+"\n", i, i, i, 1+i%300)
+	}
+	e := startEngine(t, cfg)
+	p, err := stream.NewProducer(stream.ClientConfig{Brokers: e.Brokers()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stats, err := stream.Import(context.Background(), &events, stream.ImportOptions{Producer: p, Topic: e.Topics().Events, Limits: testLimits()})
+	p.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitApplied(t, e, stats.Accepted)
+	e.stop()
+	dir := filepath.Join(cfg.DataDir, e.Topics().Events+"-0")
+	s, err := state.Open(dir, state.DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	profiles, err := s.CountProfiles()
+	s.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	var logs syncBuffer
+	e = startEngineLogging(t, cfg, &logs)
+	m := regexp.MustCompile(`restored store from the changelog.* records=(\d+) bytes=(\d+) offsets=(\d+) seconds=([0-9.e+-]+)`).FindStringSubmatch(logs.String())
+	if m == nil {
+		t.Fatalf("no restore logged:\n%s", logs.String())
+	}
+	records, _ := strconv.ParseFloat(m[1], 64)
+	b, _ := strconv.ParseFloat(m[2], 64)
+	secs, _ := strconv.ParseFloat(m[4], 64)
+	t.Logf("%d events, %d profiles: restored %.0f records, %.1f MB in %.2f s: %.0f profiles/s, %.0f records/s, %.1f MB/s",
+		stats.Accepted, profiles, records, b/1e6, secs, float64(profiles)/secs, records/secs, b/1e6/secs)
+}
