@@ -212,3 +212,64 @@ func TestDamagedStoreRestored(t *testing.T) {
 		t.Errorf("tailor_restore_records_total%s is 0: the damaged store was not restored", label)
 	}
 }
+
+// TestBehindStoreRestored: the stores are put back from an old copy
+// (an old disk) after the events they lack have gone from the events
+// topic; the stores, behind its start, are restored from the changelog
+// rather than going on with what they had.
+func TestBehindStoreRestored(t *testing.T) {
+	cfg := testConfig(t, testkafka.Brokers(t), testkafka.Prefix(t), t.TempDir())
+	keys := make(map[string]bool)
+	send := func(e *running, event string) {
+		t.Helper()
+		var b strings.Builder
+		b.WriteString(`{"batch": [`)
+		for i := range 100 {
+			key := "c-" + strconv.Itoa(i)
+			keys[key] = true
+			if i > 0 {
+				b.WriteString(",")
+			}
+			fmt.Fprintf(&b, `{"type": "track", "userId": %q, "event": %q, "messageId": "%s-%s"}`, key, event, key, event)
+		}
+		b.WriteString("]}")
+		if resp := e.post(t, "/v1/batch", b.String()); resp.Status != http.StatusOK {
+			t.Fatalf("batch: %d %s", resp.Status, resp.Body)
+		}
+		for key := range keys {
+			e.waitProfile(t, key, func(v state.View) bool { return v.Events[event] == 1 })
+		}
+	}
+	e := startEngine(t, cfg)
+	send(e, "First")
+	e.stop()
+	old := t.TempDir()
+	if err := os.CopyFS(old, os.DirFS(cfg.DataDir)); err != nil {
+		t.Fatal(err)
+	}
+	e = startEngine(t, cfg)
+	send(e, "Second")
+	before := readAll(t, e, keys)
+	deleteRecords(t, e.Brokers(), e.Topics().Events)
+	e.stop()
+	dirs, err := filepath.Glob(filepath.Join(cfg.DataDir, e.Topics().Events+"-*"))
+	if err != nil || len(dirs) == 0 {
+		t.Fatalf("no partition store in the data directory: %v", err)
+	}
+	for _, dir := range dirs {
+		if err := os.RemoveAll(dir); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.CopyFS(dir, os.DirFS(filepath.Join(old, filepath.Base(dir)))); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	e = startEngine(t, cfg)
+	after := readAll(t, e, keys)
+	for key, b := range before {
+		if !bytes.Equal(after[key], b) {
+			t.Errorf("%s after the restore:\n%s\nwant\n%s", key, after[key], b)
+		}
+	}
+}

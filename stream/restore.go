@@ -19,45 +19,71 @@ var errChangelogIncomplete = errors.New("the changelog does not go back to an em
 
 // openStore opens the store of partition id in dir. With a changelog, a
 // store that is missing (no directory, or one that has committed
-// nothing) or damaged (state.ErrDamaged) is restored from it first
-// (restore), replacing the damaged one. A changelog that cannot rebuild
-// the store (errChangelogIncomplete) leaves a missing store to be
-// rebuilt from the events topic, as without a changelog, and a damaged
-// one fenced.
+// nothing), damaged (state.ErrDamaged), or behind the start of the
+// events topic (the records it has yet to apply are gone, as after a
+// restore from an old disk) is restored from the changelog first
+// (restore), replacing it. A changelog that cannot rebuild the store
+// (errChangelogIncomplete) leaves it as it was: a missing store is
+// rebuilt from the events topic, a behind one goes on from there, both
+// as without a changelog, and a damaged one is fenced.
 func (p *Processor) openStore(ctx context.Context, id int32, dir string, opts state.Options) (*state.Store, error) {
 	if !p.cfg.Store.Changelog {
 		return state.Open(dir, opts)
 	}
-	present, err := state.Present(dir)
-	if err != nil {
-		return nil, err
+	store, why, err := p.openPresent(ctx, id, dir, opts)
+	if err != nil || why == "" {
+		return store, err
 	}
-	damaged := false
-	if present {
-		store, err := state.Open(dir, opts)
-		switch {
-		case errors.Is(err, state.ErrDamaged):
-			p.log.Warn("store damaged: restoring it from the changelog", "partition", id, "store", dir, "err", err)
-			damaged = true
-		case err != nil:
-			return nil, err
-		default:
-			_, ok, err := store.NextOffset()
-			if err != nil || ok {
-				return store, err
-			}
-			store.Close() // committed nothing: as good as missing
-		}
-	}
+	p.log.Info("store "+why+": restoring it from the changelog", "partition", id, "store", dir)
 	err = p.restore(ctx, id, dir, opts)
-	if errors.Is(err, errChangelogIncomplete) && !damaged {
-		p.log.Warn("store missing and the changelog cannot rebuild it: applying the events topic from its start", "partition", id, "store", dir, "err", err)
+	if errors.Is(err, errChangelogIncomplete) && why != whyDamaged {
+		p.log.Warn("store "+why+" and the changelog cannot rebuild it: applying the events topic", "partition", id, "store", dir, "err", err)
 		err = nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("partition %d: restore %s from %s: %w", id, dir, p.cfg.Topics.Changelog, err)
 	}
 	return state.Open(dir, opts)
+}
+
+// Why a store is restored.
+const (
+	whyMissing = "missing"
+	whyDamaged = "damaged"
+	whyBehind  = "behind the start of the events topic"
+)
+
+// openPresent opens the store of dir, unless it is to be restored: then
+// it says why.
+func (p *Processor) openPresent(ctx context.Context, id int32, dir string, opts state.Options) (store *state.Store, why string, err error) {
+	present, err := state.Present(dir)
+	if err != nil || !present {
+		return nil, whyMissing, err
+	}
+	store, err = state.Open(dir, opts)
+	if errors.Is(err, state.ErrDamaged) {
+		p.log.Warn("store damaged", "partition", id, "store", dir, "err", err)
+		return nil, whyDamaged, nil
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	next, ok, err := store.NextOffset()
+	if err == nil && ok {
+		var start int64
+		start, _, err = partitionBounds(ctx, p.cl, p.cfg.Topics.Events, id)
+		if err == nil && next >= start {
+			return store, "", nil
+		}
+	}
+	store.Close()
+	switch {
+	case err != nil:
+		return nil, "", err
+	case !ok:
+		return nil, whyMissing, nil // committed nothing: as good as missing
+	}
+	return nil, whyBehind, nil
 }
 
 // restore writes the committed records of the partition's changelog
