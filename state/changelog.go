@@ -138,9 +138,8 @@ func (r *Restorer) Abort() {
 	_ = os.RemoveAll(r.tmp)
 }
 
-// Present reports whether dir holds a store that has committed a batch,
-// without opening it: false for a directory that does not exist or is
-// empty.
+// Present reports whether dir holds anything, without opening it: false
+// for a store directory that does not exist or is empty.
 func Present(dir string) (bool, error) {
 	entries, err := os.ReadDir(dir)
 	if errors.Is(err, fs.ErrNotExist) {
