@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"path/filepath"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -584,46 +582,6 @@ func (p *Processor) assign(ctx context.Context, _ *kgo.Client, assigned map[stri
 		go p.work(part)
 		p.log.Info("partition assigned", "partition", id, "store", dir)
 	}
-}
-
-// openedStore is a store opened for a newly assigned partition, or why
-// it could not be.
-type openedStore struct {
-	store *state.Store
-	err   error
-}
-
-// openAssigned opens the stores of the partitions of ids neither held
-// nor kept from a lost session (openStore), one after the other.
-func (p *Processor) openAssigned(ctx context.Context, ids []int32) map[int32]openedStore {
-	p.mu.RLock()
-	var open []int32
-	for _, id := range ids {
-		if p.parts[id] == nil && p.stale[id] == nil {
-			open = append(open, id)
-		}
-	}
-	p.mu.RUnlock()
-	opened := make(map[int32]openedStore, len(open))
-	for _, id := range open {
-		store, err := p.openStore(ctx, id, p.storeDir(id), p.storeOptions())
-		opened[id] = openedStore{store: store, err: err}
-	}
-	return opened
-}
-
-// storeOptions are the options a partition's store is opened with.
-func (p *Processor) storeOptions() state.Options {
-	opts := p.cfg.Store
-	opts.Model = *p.model.Load()
-	opts.Logger = p.log
-	opts.Quintiles = p.Quintiles
-	return opts
-}
-
-// storeDir is the directory of partition id's store.
-func (p *Processor) storeDir(id int32) string {
-	return filepath.Join(p.cfg.DataDir, p.cfg.Topics.Events+"-"+strconv.Itoa(int(id)))
 }
 
 // startOffsetsLogged is startOffsets, logging its error: the Kafka client

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -16,6 +18,46 @@ import (
 // does not hold every write since its store was empty: one that began
 // while the store already held profiles (state.IsChangelogBase).
 var errChangelogIncomplete = errors.New("the changelog does not go back to an empty store (it was turned on while the store held state)")
+
+// openedStore is a store opened for a newly assigned partition, or why
+// it could not be.
+type openedStore struct {
+	store *state.Store
+	err   error
+}
+
+// openAssigned opens the stores of the partitions of ids neither held
+// nor kept from a lost session (openStore), one after the other.
+func (p *Processor) openAssigned(ctx context.Context, ids []int32) map[int32]openedStore {
+	p.mu.RLock()
+	var open []int32
+	for _, id := range ids {
+		if p.parts[id] == nil && p.stale[id] == nil {
+			open = append(open, id)
+		}
+	}
+	p.mu.RUnlock()
+	opened := make(map[int32]openedStore, len(open))
+	for _, id := range open {
+		store, err := p.openStore(ctx, id, p.storeDir(id), p.storeOptions())
+		opened[id] = openedStore{store: store, err: err}
+	}
+	return opened
+}
+
+// storeOptions are the options a partition's store is opened with.
+func (p *Processor) storeOptions() state.Options {
+	opts := p.cfg.Store
+	opts.Model = *p.model.Load()
+	opts.Logger = p.log
+	opts.Quintiles = p.Quintiles
+	return opts
+}
+
+// storeDir is the directory of partition id's store.
+func (p *Processor) storeDir(id int32) string {
+	return filepath.Join(p.cfg.DataDir, p.cfg.Topics.Events+"-"+strconv.Itoa(int(id)))
+}
 
 // openStore opens the store of partition id in dir. With a changelog, a
 // store that is missing (no directory, or one that has committed
