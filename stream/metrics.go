@@ -100,7 +100,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	})
 	m.restored = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tailor_restore_records_total",
-		Help: "Changelog records read into a store being restored (missing or damaged on assignment), per partition.",
+		Help: "Changelog records written into a store being restored (missing, damaged, or behind the start of the events topic on assignment), per partition, as the restore goes.",
 	}, []string{"partition"})
 	m.restoreLeft = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "tailor_restore_remaining_records",

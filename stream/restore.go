@@ -154,10 +154,15 @@ func (p *Processor) restore(ctx context.Context, id int32, dir string, opts stat
 	if err != nil {
 		return err
 	}
-	rd := &changelogReader{put: r.Put, pending: make(map[int64][]state.Write)}
+	restored, left := p.m.restored.WithLabelValues(label), p.m.restoreLeft.WithLabelValues(label)
+	put := func(w state.Write) error {
+		restored.Inc()
+		return r.Put(w)
+	}
+	rd := &changelogReader{put: put, pending: make(map[int64][]state.Write)}
 	var bytes int64
 	err = readPartition(ctx, p.cfg.Client, p.cfg.Topics.Changelog, id, start, end, func(rec *kgo.Record) error {
-		p.m.restoreLeft.WithLabelValues(label).Set(float64(end - rec.Offset - 1))
+		left.Set(float64(end - rec.Offset - 1))
 		bytes += int64(len(rec.Key) + len(rec.Value))
 		return rd.add(logRecordOf(rec))
 	})
@@ -171,8 +176,7 @@ func (p *Processor) restore(ctx context.Context, id int32, dir string, opts stat
 	if err := r.Finish(); err != nil {
 		return err
 	}
-	p.m.restored.WithLabelValues(label).Add(float64(r.Writes()))
-	p.m.restoreLeft.WithLabelValues(label).Set(0)
+	left.Set(0)
 	p.log.Info("restored store from the changelog", "partition", id, "store", dir, "records", r.Writes(), "bytes", bytes, "offsets", end-start, "seconds", time.Since(began).Seconds())
 	return nil
 }
