@@ -60,16 +60,19 @@ func (p *Processor) lose(_ context.Context, _ *kgo.Client, lost map[string][]int
 	p.stopWorkers(parts)
 }
 
-// stopWorkers stops the workers of parts, once they have applied and
-// committed what they were given, and closes their producers, leaving
-// their stores open.
+// stopWorkers stops the workers of parts and closes their producers,
+// leaving their stores open. The producers are closed first: with the
+// broker away a worker's batch waits on its Kafka transaction (every
+// batch has one: its changelog records, decision 0021), and the close
+// ends the wait with an error. A batch not committed so is applied again
+// from the store's offset by the partition's next owner (decision 0007).
 func (p *Processor) stopWorkers(parts []*partition) {
 	for _, part := range parts {
 		close(part.work)
+		part.out.close()
 	}
 	for _, part := range parts {
 		<-part.done
-		part.out.close()
 		p.m.lag.DeleteLabelValues(part.label)
 		p.m.appliedNext.DeleteLabelValues(part.label)
 		p.m.backfillLeft.DeleteLabelValues(part.label)
