@@ -309,7 +309,6 @@ func Default() Config {
 			DedupIDs:       1000,
 
 			VerifyChecksums: true,
-			Changelog:       true,
 		},
 		Events: Events{
 			MaxFuture: Duration(24 * time.Hour),

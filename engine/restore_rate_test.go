@@ -27,6 +27,7 @@ func TestRestoreRate(t *testing.T) {
 	}
 	cfg := testConfig(t, testkafka.Brokers(t), testkafka.Prefix(t), t.TempDir())
 	cfg.Kafka.Partitions = 1
+	cfg.Store.Changelog = true
 	cfg.Store.MemTableSize = 64 << 20
 	var events bytes.Buffer
 	for i := range n {

@@ -58,6 +58,7 @@ func TestRestoreFromChangelog(t *testing.T) {
 
 	brokers := testkafka.Brokers(t)
 	cfg := testConfig(t, brokers, testkafka.Prefix(t), t.TempDir())
+	cfg.Store.Changelog = true
 	var clock atomic.Int64
 	clock.Store(time.Date(2011, 12, 10, 0, 0, 0, 0, time.UTC).UnixMilli())
 	cfg.Clock = func() time.Time { return time.UnixMilli(clock.Load()).UTC() }
@@ -162,6 +163,7 @@ func deleteRecords(t *testing.T, brokers []string, topic string) {
 // rather than fencing the partition, and its profiles read as before.
 func TestDamagedStoreRestored(t *testing.T) {
 	cfg := testConfig(t, testkafka.Brokers(t), testkafka.Prefix(t), t.TempDir())
+	cfg.Store.Changelog = true
 	const broken = 2
 	keys := make(map[string]bool)
 	var batch strings.Builder
@@ -219,6 +221,7 @@ func TestDamagedStoreRestored(t *testing.T) {
 // rather than going on with what they had.
 func TestBehindStoreRestored(t *testing.T) {
 	cfg := testConfig(t, testkafka.Brokers(t), testkafka.Prefix(t), t.TempDir())
+	cfg.Store.Changelog = true
 	keys := make(map[string]bool)
 	send := func(e *running, event string) {
 		t.Helper()

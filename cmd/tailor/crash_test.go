@@ -182,6 +182,7 @@ func TestCrashSafety(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	t.Setenv("TAILOR_CHANGELOG", "true") // the children's: checkRestore
 	bin := buildTailor(t)
 	brokers := testkafka.Brokers(t)
 	prefix := testkafka.Prefix(t)
@@ -296,6 +297,7 @@ func TestWakeCrashSafety(t *testing.T) {
 		t.Fatal(err)
 	}
 	dataDir := t.TempDir()
+	t.Setenv("TAILOR_CHANGELOG", "true") // the children's: checkRestore
 	args := crashArgs(configFile, brokers, prefix, "wake-crash-test", dataDir)
 	producer := crashProducer(t, brokers, prefix)
 	// Sign-ins over the last 15 s: the profiles leave the segment one
