@@ -405,3 +405,17 @@ func FuzzProfileKey(f *testing.F) {
 		}
 	})
 }
+
+// TestTooLargeAnswered: a client that sends a body over the limit without
+// Expect: 100-continue reads the 413, not a connection reset, however
+// much of the body it had still to send when the server refused it.
+func TestTooLargeAnswered(t *testing.T) {
+	addr, _ := startServer(t, Config{}, &recorder{}, noProfiles{})
+	body := `{"batch": [{"type": "track", "userId": "u", "event": "E"}]}` + strings.Repeat(" ", 2<<20)
+	for i := range 20 {
+		resp, text := post(t, addr, "/v1/batch", body)
+		if resp.StatusCode != http.StatusRequestEntityTooLarge || !strings.Contains(text, `"code":"too_large"`) {
+			t.Fatalf("attempt %d: %d %s", i, resp.StatusCode, text)
+		}
+	}
+}
