@@ -5,6 +5,8 @@ import (
 	"math/bits"
 	"strconv"
 	"unicode/utf8"
+
+	"github.com/tailorcdp/tailor/internal/jsonenc"
 )
 
 // checkJSON reports whether data is one JSON value as RFC 8259 defines it,
@@ -117,25 +119,6 @@ func checkKey(data []byte, i int) (int, error) {
 	return i + 1, nil
 }
 
-// plain marks the bytes a string holds as they are: not a quote, a
-// backslash, a control character or part of a multi-byte character.
-var plain = func() (t [256]bool) {
-	for c := 0x20; c < 0x80; c++ {
-		t[c] = c != '"' && c != '\\'
-	}
-	return t
-}()
-
-// specials marks, with the high bit of each byte, the bytes of x that
-// are not plain: a quote, a backslash, below 0x20 or above 0x7f. The
-// lowest mark is exact: (x - c·0x0101…) &^ x & 0x8080… marks the bytes
-// below c (c <= 0x80), and a wrong mark can only follow a right one.
-func specials(x uint64) uint64 {
-	const ones, highs = 0x0101010101010101, 0x8080808080808080
-	quote, backslash := x^('"'*ones), x^('\\'*ones)
-	return ((x-0x20*ones)&^x | (quote-ones)&^quote | (backslash-ones)&^backslash | x) & highs
-}
-
 // checkString checks the string starting with the quote at i and returns
 // the index after its closing quote.
 func checkString(data []byte, i int) (int, error) {
@@ -144,13 +127,13 @@ func checkString(data []byte, i int) (int, error) {
 		// Eight bytes at a time to the first that needs a look; byte by
 		// byte near the end of the text.
 		for i+8 <= n {
-			if m := specials(binary.LittleEndian.Uint64(data[i:])); m != 0 {
+			if m := jsonenc.Specials(binary.LittleEndian.Uint64(data[i:])); m != 0 {
 				i += bits.TrailingZeros64(m) / 8
 				break
 			}
 			i += 8
 		}
-		for i < n && plain[data[i]] {
+		for i < n && jsonenc.Plain(data[i]) {
 			i++
 		}
 		if i >= n {

@@ -197,16 +197,37 @@ func gunzip(body []byte, limit int) ([]byte, error) {
 func bodyError(ctx *fasthttp.RequestCtx, err error) {
 	switch {
 	case errors.Is(err, event.ErrTooLarge):
-		// The rest of the body is not read: the connection cannot serve
-		// another request.
-		ctx.SetConnectionClose()
+		drainBody(ctx)
 		writeErrorCode(ctx, fasthttp.StatusRequestEntityTooLarge, "too_large", "", err.Error())
 	case errors.Is(err, errBusy):
+		// Not drained: the point is to spend nothing on it. A client
+		// still sending may see a reset rather than the 503, and retries
+		// either way.
 		ctx.SetConnectionClose()
 		ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, "1")
 		writeErrorCode(ctx, fasthttp.StatusServiceUnavailable, "busy", "", err.Error()+": retry later")
 	default:
 		writeError(ctx, fasthttp.StatusBadRequest, "", err.Error())
+	}
+}
+
+// maxDrain bounds the body drainBody reads and throws away.
+const maxDrain = 8 << 20
+
+// drainBody reads and throws away the body of a request refused on its
+// Content-Length as too large, then closes the connection after the
+// answer. A client that is still sending
+// when the connection closes gets a reset, not the answer, unless it sent
+// Expect: 100-continue; reading the rest costs bandwidth, not memory. A
+// body declared over maxDrain, or chunked, is not read: the connection
+// just closes.
+func drainBody(ctx *fasthttp.RequestCtx) {
+	ctx.SetConnectionClose()
+	if !ctx.Request.IsBodyStream() {
+		return
+	}
+	if length := ctx.Request.Header.ContentLength(); length > 0 && length <= maxDrain {
+		_, _ = io.Copy(io.Discard, io.LimitReader(ctx.RequestBodyStream(), int64(length)))
 	}
 }
 

@@ -263,3 +263,76 @@ func partitionDir(t *testing.T, dir, topic string, partition int32) string {
 	}
 	return p
 }
+
+// TestEmbeddedCrashBeforeIndexEntry: kfake writes a batch to its segment
+// file, then the batch's entry to the index file beside it; a kill between
+// the two leaves a batch without an entry. kfake, reloading, took that
+// batch as written outside any transaction: the records of a transaction
+// the crash left open counted as committed for read_committed readers
+// (the engine, whose marker of them was not committed, writes them again:
+// a segment record twice), and every entry written afterwards belonged to
+// the batch after its own. The disk of such a crash is a copy taken with
+// a transaction open, less the last entry of the segments partition's
+// index. At the restart, and at the one after the next crash, only the
+// committed records are there, each once.
+func TestEmbeddedCrashBeforeIndexEntry(t *testing.T) {
+	ctx := context.Background()
+	e, o := openCrashed(t, t.TempDir())
+	if err := o.write(ctx, []*kgo.Record{segmentRecord("a")}, progress{next: 5}); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.cl.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.produce(ctx, []*kgo.Record{segmentRecord("open"), {Topic: o.progress, Key: o.markerKey, Value: progress{next: 9}.encode()}}); err != nil {
+		t.Fatal(err)
+	}
+	dir := crashCopy(t, e.dir)
+	// Indexes as kfake writes them are left alone: the rebuild writes the
+	// entries kfake does (kfake's layout has not changed).
+	if got, err := repairSegmentIndexes(crashCopy(t, e.dir)); err != nil || len(got) > 0 {
+		t.Fatalf("rebuilt the indexes of a disk that lost no entry: %v %v", got, err)
+	}
+	segments := PartitionOf("k", 3)
+	indexes, err := filepath.Glob(filepath.Join(partitionDir(t, dir, crashTopics.Segments, segments), "*.idx"))
+	if err != nil || len(indexes) == 0 {
+		t.Fatalf("index files of the segments partition: %v %v", indexes, err)
+	}
+	slices.Sort(indexes) // one segment in this test: its base offset is 0
+	last := indexes[len(indexes)-1]
+	info, err := os.Stat(last)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(last, info.Size()-kfakeIndexEntrySize); err != nil {
+		t.Fatal(err)
+	}
+
+	committed := func(want ...string) {
+		t.Helper()
+		var values []string
+		for _, r := range readCommitted(t, o.client, crashTopics.Segments, segments) {
+			values = append(values, string(r.Value))
+		}
+		if !slices.Equal(values, want) {
+			t.Errorf("committed segment records %q, want %q", values, want)
+		}
+	}
+	e, o = openCrashed(t, dir)
+	if m := lastMarkerOf(t, o); m.next != 5 {
+		t.Errorf("last marker %+v, want next 5", m)
+	}
+	committed("a")
+	if err := o.write(ctx, []*kgo.Record{segmentRecord("b")}, progress{next: 9}); err != nil {
+		t.Fatal(err)
+	}
+	committed("a", "b")
+
+	// The next crash, with nothing open: the entries after the lost one
+	// must still be read with their own batches.
+	_, o = openCrashed(t, crashCopy(t, e.dir))
+	if m := lastMarkerOf(t, o); m.next != 9 {
+		t.Errorf("after the next crash: last marker %+v, want next 9", m)
+	}
+	committed("a", "b")
+}

@@ -163,8 +163,10 @@ type Embedded struct {
 }
 
 // StartEmbedded starts the embedded broker on 127.0.0.1:port (0 picks a free
-// port), persisting under dir. After a crash of the broker it first ends
-// the transactions the crash left open (endCrashedTransactions).
+// port), persisting under dir. After a crash of the broker it first
+// rebuilds the index entries a kill cut off or left out of step
+// (repairSegmentIndexes), then ends the transactions the crash left open
+// (endCrashedTransactions).
 func StartEmbedded(dir string, port int, logger *slog.Logger) (*Embedded, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -175,6 +177,18 @@ func StartEmbedded(dir string, port int, logger *slog.Logger) (*Embedded, error)
 	crashed, err := markRunning(dir)
 	if err != nil {
 		return nil, err
+	}
+	if crashed {
+		// Before kfake reads them: a kill between a batch's write and
+		// its index entry's misleads the reload (repairSegmentIndexes).
+		repaired, err := repairSegmentIndexes(dir)
+		if err != nil {
+			return nil, fmt.Errorf("embedded broker (data in %s) after a crash: %w", dir, err)
+		}
+		if len(repaired) > 0 {
+			logger.Warn("a crash of the embedded broker came between a batch's write and its index entry's: the index is rebuilt from the log",
+				"segments", repaired)
+		}
 	}
 	c, err := kfake.NewCluster(
 		kfake.NumBrokers(1),

@@ -165,35 +165,34 @@ func (o *output) fence(ctx context.Context) error {
 
 // fenceAll fences the producers of outs (fence), all at once.
 func fenceAll(ctx context.Context, outs []*output) error {
-	errs := make([]error, len(outs))
-	var wg sync.WaitGroup
-	for i, o := range outs {
-		wg.Go(func() {
-			if err := o.fence(ctx); err != nil {
-				errs[i] = fmt.Errorf("partition %d: %w", o.partition, err)
-			}
-		})
-	}
-	wg.Wait()
-	return errors.Join(errs...)
+	return atOnce(outs, func(_ int, o *output) error { return o.fence(ctx) })
 }
 
 // lastMarkers returns the last committed progress marker of each of outs
 // (lastMarker), read all at once.
 func lastMarkers(ctx context.Context, outs []*output) ([]progress, error) {
 	markers := make([]progress, len(outs))
+	err := atOnce(outs, func(i int, o *output) (err error) {
+		markers[i], err = o.lastMarker(ctx)
+		return err
+	})
+	return markers, err
+}
+
+// atOnce calls fn for each of outs, each in a goroutine of its own, and
+// returns their errors joined, each naming its partition.
+func atOnce(outs []*output, fn func(i int, o *output) error) error {
 	errs := make([]error, len(outs))
 	var wg sync.WaitGroup
 	for i, o := range outs {
 		wg.Go(func() {
-			var err error
-			if markers[i], err = o.lastMarker(ctx); err != nil {
+			if err := fn(i, o); err != nil {
 				errs[i] = fmt.Errorf("partition %d: %w", o.partition, err)
 			}
 		})
 	}
 	wg.Wait()
-	return markers, errors.Join(errs...)
+	return errors.Join(errs...)
 }
 
 // lastMarker returns the last committed progress marker of the partition,

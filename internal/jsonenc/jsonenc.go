@@ -27,13 +27,13 @@ func AppendString(dst []byte, s string) []byte {
 		// looking at eight bytes at a time while there are eight.
 		start := i
 		for i+8 <= len(s) {
-			if m := specials(load64(s, i)); m != 0 {
+			if m := Specials(load64(s, i)); m != 0 {
 				i += bits.TrailingZeros64(m) / 8
 				break
 			}
 			i += 8
 		}
-		for i < len(s) && safe[s[i]] {
+		for i < len(s) && Plain(s[i]) {
 			i++
 		}
 		dst = append(dst, s[start:i]...)
@@ -80,21 +80,24 @@ func load64(s string, i int) uint64 {
 		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
 }
 
-// specials marks, with the high bit of each byte, the bytes of x that
-// are not safe: a quote, a backslash, below 0x20 or above 0x7f. The
-// lowest mark is exact: (x - c·0x0101…) &^ x & 0x8080… marks the bytes
-// below c (c <= 0x80), and a wrong mark can only follow a right one.
-// (event's JSON checker finds the bytes a string must look at the same
-// way.)
-func specials(x uint64) uint64 {
+// Specials marks, with the high bit of each byte, the bytes of x that a
+// JSON string cannot hold as they are: a quote, a backslash, below 0x20
+// or above 0x7f (the start of an escape, a control character, a byte of a
+// multi-byte character). The lowest mark is exact: (x - c·0x0101…) &^ x &
+// 0x8080… marks the bytes below c (c <= 0x80), and a wrong mark can only
+// follow a right one. Writers (AppendString) and readers (event's JSON
+// checker) skip eight plain bytes at a time with it.
+func Specials(x uint64) uint64 {
 	const ones, highs = 0x0101010101010101, 0x8080808080808080
 	quote, backslash := x^('"'*ones), x^('\\'*ones)
 	return ((x-0x20*ones)&^x | (quote-ones)&^quote | (backslash-ones)&^backslash | x) & highs
 }
 
-// safe marks the bytes a JSON string holds as they are: printable ASCII
-// but the quote and the backslash.
-var safe = func() (t [256]bool) {
+// Plain reports whether a JSON string holds c as it is: printable ASCII
+// but the quote and the backslash (the bytes Specials does not mark).
+func Plain(c byte) bool { return plain[c] }
+
+var plain = func() (t [256]bool) {
 	for c := 0x20; c < utf8.RuneSelf; c++ {
 		t[c] = c != '"' && c != '\\'
 	}
