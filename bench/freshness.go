@@ -16,7 +16,7 @@ import (
 	"github.com/HdrHistogram/hdrhistogram-go"
 	"github.com/valyala/fasthttp"
 
-	"github.com/tailorcdp/tailor/bench/workload"
+	"github.com/tailorcdp/tailor/internal/workload"
 )
 
 // FreshnessConfig configures a freshness run: how soon an event sent to

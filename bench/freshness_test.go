@@ -13,10 +13,10 @@ import (
 	"time"
 
 	"github.com/tailorcdp/tailor/bench"
-	"github.com/tailorcdp/tailor/bench/workload"
 	"github.com/tailorcdp/tailor/config"
 	"github.com/tailorcdp/tailor/engine"
 	"github.com/tailorcdp/tailor/internal/testkafka"
+	"github.com/tailorcdp/tailor/internal/workload"
 	"github.com/tailorcdp/tailor/stream"
 )
 

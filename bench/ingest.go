@@ -1,7 +1,3 @@
-// Package bench measures a tailor deployment: how fast it applies events
-// compared with a consumer that does nothing on the same topic in the same
-// run. Every figure it reports comes with its baseline, because absolute
-// rates say little on shared machines.
 package bench
 
 import (
@@ -18,8 +14,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/tailorcdp/tailor/bench/workload"
 	"github.com/tailorcdp/tailor/event"
+	"github.com/tailorcdp/tailor/internal/workload"
 	"github.com/tailorcdp/tailor/state"
 	"github.com/tailorcdp/tailor/stream"
 )
@@ -148,7 +144,7 @@ func Ingest(ctx context.Context, cfg IngestConfig) (IngestResult, error) {
 	errc := make(chan error, 1)
 	go func() { errc <- proc.Run(runCtx) }()
 	applied := func() (n int64, assigned int) {
-		for _, next := range proc.Applied() {
+		for _, next := range proc.Reads().Applied() {
 			n += next
 			assigned++
 		}

@@ -8,9 +8,9 @@ import (
 	"testing"
 
 	"github.com/tailorcdp/tailor/bench"
-	"github.com/tailorcdp/tailor/bench/workload"
 	"github.com/tailorcdp/tailor/event"
 	"github.com/tailorcdp/tailor/internal/testkafka"
+	"github.com/tailorcdp/tailor/internal/workload"
 	"github.com/tailorcdp/tailor/state"
 	"github.com/tailorcdp/tailor/stream"
 )

@@ -13,7 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/valyala/fasthttp"
 
-	"github.com/tailorcdp/tailor/bench/workload"
+	"github.com/tailorcdp/tailor/internal/workload"
 	"github.com/tailorcdp/tailor/stream"
 )
 

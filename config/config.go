@@ -1,8 +1,3 @@
-// Package config owns tailor's configuration: its structure, defaults, the
-// YAML file, TAILOR_* environment variables and command-line flags. Each
-// option is declared once, in options(), which gives its flag, its
-// environment variable, its YAML key and its help text; precedence is
-// defaults < file < environment < flags.
 package config
 
 import (
@@ -11,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"slices"
 	"strings"
@@ -98,6 +94,32 @@ type HTTP struct {
 	// instance's keys to; empty: the listening address (with the host
 	// name when listening on every interface).
 	Advertise string `yaml:"advertise"`
+	// RateLimits bound the requests to collect and decide.
+	RateLimits RateLimits `yaml:"rate_limits"`
+	// ProxyHeader names the header a reverse proxy in front of tailor
+	// writes the client's address in (X-Forwarded-For); empty: the
+	// connection's address is the client's. Set it only when every
+	// request comes through the proxy. ProxyHops is how many proxies
+	// append to it: the client's address is the ProxyHops-th from the
+	// right (default 1, the address the nearest proxy saw).
+	ProxyHeader string `yaml:"proxy_header"`
+	ProxyHops   int    `yaml:"proxy_hops"`
+}
+
+// RateLimits bound the requests to collect and decide per client address
+// and per key, answering 429 with Retry-After beyond them (decision 0023).
+// Calls with a read key (from the site's servers) are not limited.
+type RateLimits struct {
+	// Collect and Decide limit each client address (IPv6: each /64).
+	Collect Rate `yaml:"collect"`
+	Decide  Rate `yaml:"decide"`
+	// CollectKey limits each write key, DecideKey each decide key: all
+	// the clients using it together.
+	CollectKey Rate `yaml:"collect_key"`
+	DecideKey  Rate `yaml:"decide_key"`
+	// Exempt lists the client addresses (CIDR prefixes, or "private" for
+	// loopback, private and link-local addresses) never limited.
+	Exempt []string `yaml:"exempt"`
 }
 
 // Kafka configures the connection to Kafka and the topics.
@@ -106,13 +128,22 @@ type Kafka struct {
 	Group          string   `yaml:"group"`
 	InstanceID     string   `yaml:"instance_id"`
 	SessionTimeout Duration `yaml:"session_timeout"`
-	MaxPollRecords int      `yaml:"max_poll_records"`
-	TopicPrefix    string   `yaml:"topic_prefix"`
-	Partitions     int      `yaml:"partitions"`
-	Replication    int      `yaml:"replication"`
-	ClientID       string   `yaml:"client_id"`
-	TLS            TLS      `yaml:"tls"`
-	SASL           SASL     `yaml:"sasl"`
+	// StandbyReplicas is how many other instances keep a warm copy of
+	// each partition's store from its changelog, so that a failover
+	// serves in about a second rather than after a whole restore
+	// (Kafka Streams' num.standby.replicas). Needs store.changelog.
+	StandbyReplicas int `yaml:"standby_replicas"`
+	// EventsRetention is how long a new events topic keeps its records
+	// (0: for ever). State does not depend on it once the changelog
+	// holds it; replays and backfills of past events reach back this far.
+	EventsRetention Duration `yaml:"events_retention"`
+	MaxPollRecords  int      `yaml:"max_poll_records"`
+	TopicPrefix     string   `yaml:"topic_prefix"`
+	Partitions      int      `yaml:"partitions"`
+	Replication     int      `yaml:"replication"`
+	ClientID        string   `yaml:"client_id"`
+	TLS             TLS      `yaml:"tls"`
+	SASL            SASL     `yaml:"sasl"`
 }
 
 // TLS configures TLS to the brokers.
@@ -242,6 +273,11 @@ type Decide struct {
 	// ConsentPurpose, when set, must be granted (Segment consent
 	// categoryPreferences) for personalised answers.
 	ConsentPurpose string `yaml:"consent_purpose"`
+	// IdentitySecret, when set, makes a decide call that names a userId
+	// carry userHash, the hex HMAC-SHA256 of the userId under it,
+	// computed by the site's backend; calls without it are answered as
+	// for an unknown visitor (decision 0023).
+	IdentitySecret string `yaml:"identity_secret"`
 	// ReservationTTL is how long an answered capped offer counts against
 	// its cap while its impression has not arrived.
 	ReservationTTL Duration `yaml:"reservation_ttl"`
@@ -290,15 +326,20 @@ type Log struct {
 func Default() Config {
 	return Config{
 		DataDir: "data",
-		HTTP:    HTTP{Addr: "127.0.0.1:8080"},
+		HTTP: HTTP{Addr: "127.0.0.1:8080", ProxyHops: 1, RateLimits: RateLimits{
+			Collect: Rate{PerSecond: 100, Burst: 1000},
+			Decide:  Rate{PerSecond: 50, Burst: 500},
+			Exempt:  []string{"private"},
+		}},
 		Kafka: Kafka{
-			Group:          "tailor",
-			SessionTimeout: Duration(45 * time.Second),
-			MaxPollRecords: 50000,
-			TopicPrefix:    "tailor.",
-			Partitions:     12,
-			Replication:    1,
-			ClientID:       "tailor",
+			Group:           "tailor",
+			SessionTimeout:  Duration(45 * time.Second),
+			EventsRetention: Duration(30 * 24 * time.Hour),
+			MaxPollRecords:  50000,
+			TopicPrefix:     "tailor.",
+			Partitions:      12,
+			Replication:     1,
+			ClientID:        "tailor",
 		},
 		Embedded: Embedded{Port: 9092},
 		Store: Store{
@@ -309,6 +350,7 @@ func Default() Config {
 			DedupIDs:       1000,
 
 			VerifyChecksums: true,
+			Changelog:       true,
 		},
 		Events: Events{
 			MaxFuture: Duration(24 * time.Hour),
@@ -335,12 +377,22 @@ func (c *Config) options() []option {
 		{"advertise", "TAILOR_ADVERTISE", "http.advertise", "host:port other instances reach this one's HTTP API at, to send it requests for the keys it holds (default: the listening address)", (*stringValue)(&c.HTTP.Advertise)},
 		{"admin-keys", "TAILOR_ADMIN_KEYS", "http.admin_keys", "comma-separated keys accepted by the admin API (config reload); empty turns it off", (*listValue)(&c.HTTP.AdminKeys)},
 		{"cors-origins", "TAILOR_CORS_ORIGINS", "http.cors_origins", "comma-separated origins allowed to call decide and collect from browsers (* for any; default none)", (*listValue)(&c.HTTP.CORSOrigins)},
+		{"collect-rate", "TAILOR_COLLECT_RATE", "http.rate_limits.collect", "collect requests per client address: e.g. 100/s burst 1000, or off", &c.HTTP.RateLimits.Collect},
+		{"decide-rate", "TAILOR_DECIDE_RATE", "http.rate_limits.decide", "decide requests per client address (calls with a read key are not limited)", &c.HTTP.RateLimits.Decide},
+		{"collect-key-rate", "TAILOR_COLLECT_KEY_RATE", "http.rate_limits.collect_key", "collect requests per write key, all clients together (off: no limit)", &c.HTTP.RateLimits.CollectKey},
+		{"decide-key-rate", "TAILOR_DECIDE_KEY_RATE", "http.rate_limits.decide_key", "decide requests per decide key, all clients together (off: no limit)", &c.HTTP.RateLimits.DecideKey},
+		{"rate-limit-exempt", "TAILOR_RATE_LIMIT_EXEMPT", "http.rate_limits.exempt", "comma-separated client address prefixes never rate limited (CIDR, or private: loopback, private and link-local)", (*listValue)(&c.HTTP.RateLimits.Exempt)},
+		{"proxy-header", "TAILOR_PROXY_HEADER", "http.proxy_header", "header a reverse proxy puts the client address in (e.g. X-Forwarded-For); only when every request comes through it", (*stringValue)(&c.HTTP.ProxyHeader)},
+		{"proxy-hops", "TAILOR_PROXY_HOPS", "http.proxy_hops", "proxies appending to the proxy header: the client address is this many entries from its right", (*intValue)(&c.HTTP.ProxyHops)},
+		{"identity-secret", "TAILOR_IDENTITY_SECRET", "decide.identity_secret", "secret of identity verification: decide calls naming a userId must carry userHash = hex HMAC-SHA256(secret, userId) (empty: off)", (*stringValue)(&c.Decide.IdentitySecret)},
 		{"consent-purpose", "TAILOR_CONSENT_PURPOSE", "decide.consent_purpose", "consent purpose a visitor must have granted for personalised decisions (empty: none needed)", (*stringValue)(&c.Decide.ConsentPurpose)},
 		{"reservation-ttl", "TAILOR_RESERVATION_TTL", "decide.reservation_ttl", "how long an answered capped offer counts against its cap before its impression arrives", (*Duration)(&c.Decide.ReservationTTL)},
 		{"brokers", "TAILOR_BROKERS", "kafka.brokers", "comma-separated Kafka bootstrap brokers; empty runs the embedded broker", (*listValue)(&c.Kafka.Brokers)},
 		{"group", "TAILOR_GROUP", "kafka.group", "consumer group of the engine's instances", (*stringValue)(&c.Kafka.Group)},
 		{"instance-id", "TAILOR_INSTANCE_ID", "kafka.instance_id", "static group membership id, unique per instance: a restarted instance gets its partitions back at once instead of after the session timeout", (*stringValue)(&c.Kafka.InstanceID)},
 		{"session-timeout", "TAILOR_SESSION_TIMEOUT", "kafka.session_timeout", "how long the group waits for a silent instance before moving its partitions", (*Duration)(&c.Kafka.SessionTimeout)},
+		{"standby-replicas", "TAILOR_STANDBY_REPLICAS", "kafka.standby_replicas", "other instances that keep a warm copy of each partition's store from the changelog, for a failover in about a second (needs store.changelog)", (*intValue)(&c.Kafka.StandbyReplicas)},
+		{"events-retention", "TAILOR_EVENTS_RETENTION", "kafka.events_retention", "how long a new events topic keeps its records (0s: for ever); state comes back from the changelog, replays of past events reach this far", (*Duration)(&c.Kafka.EventsRetention)},
 		{"max-poll-records", "TAILOR_MAX_POLL_RECORDS", "kafka.max_poll_records", "records fetched per poll and applied per store transaction at most: larger batches commit less often", (*intValue)(&c.Kafka.MaxPollRecords)},
 		{"topic-prefix", "TAILOR_TOPIC_PREFIX", "kafka.topic_prefix", "prefix of the topic names (events, changelog, segments, deadletter)", (*stringValue)(&c.Kafka.TopicPrefix)},
 		{"partitions", "TAILOR_PARTITIONS", "kafka.partitions", "partitions of topics created at start (the unit of scale; changing it later is a migration)", (*intValue)(&c.Kafka.Partitions)},
@@ -473,6 +525,15 @@ func (c *Config) parseYAML(data []byte, source string) error {
 // Validate checks the configuration as a whole.
 func (c *Config) Validate() error {
 	var errs []error
+	if c.Kafka.EventsRetention < 0 {
+		errs = append(errs, fmt.Errorf("kafka.events_retention is %s, want 0s (for ever) or more", time.Duration(c.Kafka.EventsRetention)))
+	}
+	if c.Kafka.StandbyReplicas < 0 {
+		errs = append(errs, fmt.Errorf("kafka.standby_replicas is %d, want 0 or more", c.Kafka.StandbyReplicas))
+	}
+	if c.Kafka.StandbyReplicas > 0 && !c.Store.Changelog {
+		errs = append(errs, fmt.Errorf("kafka.standby_replicas is %d but store.changelog is off: standby replicas are kept from the changelog", c.Kafka.StandbyReplicas))
+	}
 	if c.Kafka.Partitions < 1 {
 		errs = append(errs, fmt.Errorf("kafka.partitions is %d, want at least 1", c.Kafka.Partitions))
 	}
@@ -523,6 +584,14 @@ func (c *Config) Validate() error {
 	}
 	if c.RFMHorizon < 0 || c.RFMRefresh < 0 {
 		errs = append(errs, fmt.Errorf("rfm_horizon %s and rfm_refresh %s must not be negative", time.Duration(c.RFMHorizon), time.Duration(c.RFMRefresh)))
+	}
+	for _, p := range c.HTTP.RateLimits.Exempt {
+		if _, err := netip.ParsePrefix(p); err != nil && p != "private" {
+			errs = append(errs, fmt.Errorf("http.rate_limits.exempt %q: want a CIDR prefix (203.0.113.0/24) or private", p))
+		}
+	}
+	if c.HTTP.ProxyHops < 1 {
+		errs = append(errs, fmt.Errorf("http.proxy_hops is %d, want at least 1", c.HTTP.ProxyHops))
 	}
 	if c.Store.CacheProfiles < 1 {
 		errs = append(errs, fmt.Errorf("store.cache_profiles is %d, want at least 1", c.Store.CacheProfiles))

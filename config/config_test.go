@@ -200,3 +200,60 @@ func TestAggregateProperty(t *testing.T) {
 		})
 	}
 }
+
+func TestRate(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want Rate
+		err  bool
+	}{
+		{"100/s", Rate{100, 100}, false},
+		{"100/s burst 500", Rate{100, 500}, false},
+		{"6000/m", Rate{100, 100}, false},
+		{"1/h", Rate{1.0 / 3600, 1}, false},
+		{"0.5/s BURST 3", Rate{0.5, 3}, false},
+		{"off", Rate{}, false},
+		{"0", Rate{}, false},
+		{"100", Rate{}, true},
+		{"100/d", Rate{}, true},
+		{"-1/s", Rate{}, true},
+		{"NaN/s", Rate{}, true},
+		{"100/s burst 0", Rate{}, true},
+		{"100/s burst", Rate{}, true},
+		{"100/s 500", Rate{}, true},
+	} {
+		var r Rate
+		err := r.Set(tc.in)
+		if (err != nil) != tc.err || !tc.err && r != tc.want {
+			t.Errorf("%q: %+v, %v; want %+v, error %v", tc.in, r, err, tc.want, tc.err)
+		}
+	}
+	cfg, err := Parse([]byte("http: {write_keys: [w], read_keys: [r], rate_limits: {decide: 10/s burst 20, collect: off}}"), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.HTTP.RateLimits; got.Decide != (Rate{10, 20}) || got.Collect != (Rate{}) || got.CollectKey != (Rate{}) {
+		t.Errorf("rate limits %+v", got)
+	}
+	if _, err := Parse([]byte("http: {write_keys: [w], read_keys: [r], rate_limits: {exempt: [10.0.0.0/33]}}"), "test"); err == nil {
+		t.Error("a bad exempt prefix was accepted")
+	}
+}
+
+// FuzzRate checks that any configured rate is either refused or read
+// back the same from how it is written.
+func FuzzRate(f *testing.F) {
+	for _, s := range []string{"100/s", "6000/m burst 5", "1/h", "off", "1e9/s burst 1000000000", "0.1/s"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		var r Rate
+		if r.Set(s) != nil {
+			return
+		}
+		var back Rate
+		if err := back.Set(r.String()); err != nil || back != r {
+			t.Fatalf("%q read as %+v, written %q, read back as %+v, %v", s, r, r.String(), back, err)
+		}
+	})
+}

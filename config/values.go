@@ -3,6 +3,7 @@ package config
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -152,5 +153,69 @@ func (c *JSONContent) UnmarshalYAML(n *yaml.Node) error {
 		return fmt.Errorf("line %d: content cannot be JSON: %w", n.Line, err)
 	}
 	*c = b
+	return nil
+}
+
+// Rate is a rate limit, a token bucket: "100/s burst 500" lets a client
+// send 500 requests at once and then 100 a second; the unit is s, m or h
+// ("6000/m" is 100/s); the burst defaults to one second's worth (at least
+// 1). "off" (or "0") is no limit.
+type Rate struct {
+	PerSecond float64
+	Burst     int
+}
+
+// maxRate bounds a rate and a burst, so that every value is written back
+// as it was read.
+const maxRate = 1e9
+
+func (r *Rate) Set(s string) error {
+	bad := func() error {
+		return fmt.Errorf("invalid rate %q: want e.g. 100/s, 6000/m burst 500, or off", s)
+	}
+	f := strings.Fields(strings.ToLower(s))
+	if len(f) == 1 && (f[0] == "off" || f[0] == "0") {
+		*r = Rate{}
+		return nil
+	}
+	if len(f) != 1 && (len(f) != 3 || f[1] != "burst") {
+		return bad()
+	}
+	num, unit, ok := strings.Cut(f[0], "/")
+	n, err := strconv.ParseFloat(num, 64)
+	if !ok || err != nil || !(n > 0 && n <= maxRate) {
+		return bad()
+	}
+	switch unit {
+	case "s":
+	case "m":
+		n /= 60
+	case "h":
+		n /= 3600
+	default:
+		return bad()
+	}
+	burst := max(1, int(math.Ceil(n)))
+	if len(f) == 3 {
+		if burst, err = strconv.Atoi(f[2]); err != nil || burst < 1 || burst > maxRate {
+			return bad()
+		}
+	}
+	*r = Rate{PerSecond: n, Burst: burst}
+	return nil
+}
+
+func (r *Rate) String() string {
+	if r.PerSecond <= 0 {
+		return "off"
+	}
+	return strconv.FormatFloat(r.PerSecond, 'g', -1, 64) + "/s burst " + strconv.Itoa(r.Burst)
+}
+
+// UnmarshalYAML reads a rate string.
+func (r *Rate) UnmarshalYAML(n *yaml.Node) error {
+	if err := r.Set(n.Value); err != nil {
+		return fmt.Errorf("line %d, column %d: %w", n.Line, n.Column, err)
+	}
 	return nil
 }

@@ -13,6 +13,10 @@ type Answer struct {
 	// answers used it (it was found and consent allows).
 	Known        bool `json:"known"`
 	Personalised bool `json:"personalised"`
+	// Unverified says the call named a userId without a valid userHash
+	// while identity verification is on: it was answered as for an
+	// unknown visitor, without reading the profile.
+	Unverified bool `json:"unverified,omitempty"`
 	// Decisions answers each placement asked for, by name.
 	Decisions map[string]PlacementAnswer `json:"decisions"`
 }

@@ -1,6 +1,7 @@
 package decide_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"testing"
@@ -25,19 +26,34 @@ func BenchmarkDecide(b *testing.B) {
 			{Name: "recs", Kind: decide.KindBoughtTogether}}, offers)
 	s.apply(`{"type": "track", "userId": "u", "event": "Product Viewed", "properties": {"product_id": "p1"}}`,
 		`{"type": "track", "userId": "u2", "event": "Order Completed", "properties": {"order_id": "1", "products": [{"product_id": "p1"}, {"product_id": "p2"}, {"product_id": "p3"}]}}`)
-	body := []byte(`{"userId": "u", "placements": ["hero", "banner", "recs"], "context": {"product_id": "p1"}}`)
-	b.ReportAllocs()
-	b.RunParallel(func(pb *testing.PB) {
-		var p fastjson.Parser
-		var out []byte
-		for pb.Next() {
-			req, err := decide.ParseRequest(&p, body)
-			if err != nil {
-				b.Fatal(err)
-			}
-			if out, err = s.d.Decide(out[:0], &req); err != nil {
-				b.Fatal(err)
-			}
+	// verified: identity verification on, the call with its userHash.
+	for _, secret := range []string{"", "bench-secret"} {
+		name, hash := "plain", ""
+		if secret != "" {
+			name, hash = "verified", fmt.Sprintf(`"userHash": %q, `, decide.UserHash(secret, "u"))
 		}
-	})
+		cfg := s.cfg
+		cfg.IdentitySecret = secret
+		s.d.Reload(cfg)
+		body := []byte(`{"userId": "u", ` + hash + `"placements": ["hero", "banner", "recs"], "context": {"product_id": "p1"}}`)
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				var p fastjson.Parser
+				var out []byte
+				for pb.Next() {
+					req, err := decide.ParseRequest(&p, body)
+					if err != nil {
+						b.Fatal(err)
+					}
+					if out, err = s.d.Decide(out[:0], &req); err != nil {
+						b.Fatal(err)
+					}
+					if bytes.Contains(out, []byte(`"unverified"`)) {
+						b.Fatalf("answered as unverified: %s", out)
+					}
+				}
+			})
+		})
+	}
 }

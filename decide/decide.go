@@ -55,7 +55,10 @@ type Config struct {
 	// StatsMaxAge is how stale the offer statistics and trending products
 	// may be (default one second).
 	StatsMaxAge time.Duration
-	Logger      *slog.Logger
+	// IdentitySecret, when set, turns identity verification on: a call
+	// naming a userId must carry its userHash (identity.go).
+	IdentitySecret string
+	Logger         *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -67,13 +70,17 @@ type Decider struct {
 	reserved reservations
 	stats    snapshot[map[state.OfferStatKey]state.OfferCounts]
 	trending snapshot[*trendingSnapshot]
+	// unverified counts the calls whose userId came without a valid
+	// userHash.
+	unverified atomic.Uint64
 }
 
 // decider is what a configuration makes of a Decider.
 type decider struct {
 	cfg     Config
 	workers sync.Pool
-	rfm     bool // offers' rules read rfm.*: decisions need the quintiles
+	rfm     bool      // offers' rules read rfm.*: decisions need the quintiles
+	verify  *verifier // nil: no identity secret
 }
 
 // New returns a Decider over src.
@@ -99,7 +106,7 @@ func (d *Decider) Reload(cfg Config) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	c := &decider{cfg: cfg, rfm: readsRFM(cfg.Catalog)}
+	c := &decider{cfg: cfg, rfm: readsRFM(cfg.Catalog), verify: newVerifier(cfg.IdentitySecret)}
 	c.workers.New = func() any { return &worker{env: state.NewRuleEnv(cfg.Segments, cfg.Interests)} }
 	d.cur.Store(c)
 }
@@ -127,7 +134,9 @@ type candidate struct {
 func byScore(a, b candidate) int { return cmp.Compare(b.score, a.score) }
 
 // Decide answers r, appending the JSON answer to dst. Unknown placements
-// are a *RequestError.
+// are a *RequestError. A userId without a valid userHash, when an
+// identity secret is configured, is answered as for an unknown visitor
+// (identity.go).
 func (d *Decider) Decide(dst []byte, r *Request) ([]byte, error) {
 	c := d.cur.Load()
 	cat := c.cfg.Catalog
@@ -142,9 +151,15 @@ func (d *Decider) Decide(dst []byte, r *Request) ([]byte, error) {
 	}
 	now := c.cfg.Now()
 	nowMs := now.UnixMilli()
-	key, p, err := d.profile(r)
-	if err != nil {
-		return dst, err
+	verified := c.verify.verified(r)
+	key, p := r.UserID, (*state.Profile)(nil)
+	if verified {
+		var err error
+		if key, p, err = d.profile(r); err != nil {
+			return dst, err
+		}
+	} else {
+		d.unverified.Add(1)
 	}
 	personal := p != nil && d.consented(p, r.Context)
 
@@ -166,6 +181,9 @@ func (d *Decider) Decide(dst []byte, r *Request) ([]byte, error) {
 	dst = strconv.AppendBool(dst, p != nil)
 	dst = append(dst, `,"personalised":`...)
 	dst = strconv.AppendBool(dst, personal)
+	if !verified {
+		dst = append(dst, `,"unverified":true`...)
+	}
 	dst = append(dst, `,"decisions":{`...)
 
 	var unlock func()

@@ -25,6 +25,7 @@ type store struct {
 	t      testing.TB
 	s      *state.Store
 	d      *decide.Decider
+	cfg    decide.Config // d's
 	parser *event.Parser
 	now    time.Time
 	n      int
@@ -76,8 +77,9 @@ func newStore(t testing.TB, segments map[string]string, placements []decide.Plac
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.s.Close() })
-	st.d = decide.New(decide.Config{Catalog: cat, Segments: segs, Interests: o.Interests, Products: o.Products,
-		Now: func() time.Time { return st.now }, StatsMaxAge: time.Nanosecond}, st)
+	st.cfg = decide.Config{Catalog: cat, Segments: segs, Interests: o.Interests, Products: o.Products,
+		Now: func() time.Time { return st.now }, StatsMaxAge: time.Nanosecond}
+	st.d = decide.New(st.cfg, st)
 	return st
 }
 
@@ -452,6 +454,7 @@ func TestParseRequestErrors(t *testing.T) {
 		{`[]`, "body must be a JSON object, not array"},
 		{`{"placements": ["a"]}`, "userId: userId or anonymousId is required"},
 		{`{"userId": 5, "placements": ["a"]}`, "userId: must be a string, not number"},
+		{`{"userId": "u", "userHash": 5, "placements": ["a"]}`, "userHash: must be a string, not number"},
 		{`{"userId": "u"}`, "placements: is required: an array of placement names"},
 		{`{"userId": "u", "placements": []}`, "placements: is empty: name at least one placement"},
 		{`{"userId": "u", "placements": [1]}`, "placements[0]: must be a string, not number"},
@@ -484,7 +487,7 @@ func FuzzParseRequest(f *testing.F) {
 		}
 		var p2 fastjson.Parser
 		again, err := decide.ParseRequest(&p2, written)
-		if utf8.Valid(body) && (err != nil || again.UserID != req.UserID || again.AnonymousID != req.AnonymousID ||
+		if utf8.Valid(body) && (err != nil || again.UserID != req.UserID || again.AnonymousID != req.AnonymousID || again.UserHash != req.UserHash ||
 			!slices.Equal(again.Placements, req.Placements) || (again.Context == nil) != (req.Context == nil) ||
 			req.Context != nil && string(jsonenc.AppendValue(nil, again.Context)) != string(jsonenc.AppendValue(nil, req.Context))) {
 			t.Fatalf("%q written out as %s reads back as %+v, %v", body, req.AppendJSON(nil), again, err)

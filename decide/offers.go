@@ -1,12 +1,3 @@
-// Package decide owns tailor's decisions: which offers win each placement
-// of a page for one visitor, and which products to recommend. It compiles
-// the offers and placements of a configuration, arbitrates between the
-// eligible offers (by priority, by score, or learning with Thompson
-// sampling, with a control group held out), enforces frequency caps and
-// cooldowns from the profile, and reports the offers' statistics.
-//
-// It reads profiles and statistics through small interfaces (Source), so
-// it does not know where they are kept; serve wires it to HTTP.
 package decide
 
 import (
@@ -127,88 +118,124 @@ type Catalog struct {
 // or placement, and for rules the position.
 func Compile(placements []PlacementConfig, offers []OfferConfig, schema *rules.Schema) (*Catalog, error) {
 	c := &Catalog{placements: make(map[string]*Placement), byID: make(map[string]*Offer)}
-	var errs []error
-	fail := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	var errs problems
 	for _, pc := range placements {
-		p := &Placement{PlacementConfig: pc}
-		if err := event.ValidName(pc.Name); err != nil {
-			fail("placement name: %w", err)
-			continue
-		}
-		if _, dup := c.placements[pc.Name]; dup {
-			fail("placement %q is declared twice", pc.Name)
-			continue
-		}
-		if p.Kind == "" {
-			p.Kind = KindOffers
-		}
-		switch p.Kind {
-		case KindOffers:
-			if p.Count == 0 {
-				p.Count = 1
-			}
-			switch p.Arbitration {
-			case "":
-				p.Arbitration = ByPriority
-			case ByPriority, ByScore, ByLearning:
-			default:
-				fail("placement %q: arbitration %q: want priority, score or learn", pc.Name, pc.Arbitration)
-			}
-			switch p.Reward {
-			case "":
-				p.Reward = "click"
-			case "click", "conversion":
-			default:
-				fail("placement %q: reward %q: want click or conversion", pc.Name, pc.Reward)
-			}
-		case KindRecentlyViewed, KindTrending, KindBoughtTogether:
-			if p.Count == 0 {
-				p.Count = 4
-			}
-			if pc.Arbitration != "" || pc.Fallback != "" {
-				fail("placement %q: a %s placement recommends products: arbitration and fallback are for offers", pc.Name, p.Kind)
-			}
-		default:
-			fail("placement %q: kind %q: want offers, recently_viewed, trending or bought_together", pc.Name, pc.Kind)
-			continue
-		}
-		if pc.Control > 0 && p.Kind != KindOffers {
-			fail("placement %q: control groups are for offers placements", pc.Name)
-		}
-		if p.Count < 1 || p.Count > 50 {
-			fail("placement %q: count %d: want 1 to 50", pc.Name, p.Count)
-		}
-		if pc.Control < 0 || pc.Control > 0.5 {
-			fail("placement %q: control %v: want a share from 0 to 0.5", pc.Name, pc.Control)
-		}
-		p.control = uint32(pc.Control * math.MaxUint32)
-		c.placements[pc.Name] = p
+		c.addPlacement(pc, &errs)
 	}
 	for _, oc := range offers {
-		o, err := compileOffer(oc, schema)
-		if err != nil {
-			errs = append(errs, err)
-			continue
+		c.addOffer(oc, schema, &errs)
+	}
+	c.checkPlacements(len(errs) == 0, &errs) // else a placement may miss offers that failed
+	sort.Slice(c.offers, func(i, j int) bool { return c.offers[i].ID < c.offers[j].ID })
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// problems collects every problem of a configuration, so that one load
+// reports them all.
+type problems []error
+
+func (ps *problems) add(format string, a ...any) { *ps = append(*ps, fmt.Errorf(format, a...)) }
+
+// addPlacement checks a placement, fills in its defaults and adds it.
+func (c *Catalog) addPlacement(pc PlacementConfig, errs *problems) {
+	p := &Placement{PlacementConfig: pc}
+	if err := event.ValidName(pc.Name); err != nil {
+		errs.add("placement name: %w", err)
+		return
+	}
+	if _, dup := c.placements[pc.Name]; dup {
+		errs.add("placement %q is declared twice", pc.Name)
+		return
+	}
+	if !placementKind(p, errs) {
+		return
+	}
+	if pc.Control > 0 && p.Kind != KindOffers {
+		errs.add("placement %q: control groups are for offers placements", pc.Name)
+	}
+	if p.Count < 1 || p.Count > 50 {
+		errs.add("placement %q: count %d: want 1 to 50", pc.Name, p.Count)
+	}
+	if pc.Control < 0 || pc.Control > 0.5 {
+		errs.add("placement %q: control %v: want a share from 0 to 0.5", pc.Name, pc.Control)
+	}
+	p.control = uint32(pc.Control * math.MaxUint32)
+	c.placements[pc.Name] = p
+}
+
+// placementKind checks the options of p's kind and fills in their
+// defaults; false for an unknown kind.
+func placementKind(p *Placement, errs *problems) bool {
+	if p.Kind == "" {
+		p.Kind = KindOffers
+	}
+	switch p.Kind {
+	case KindOffers:
+		if p.Count == 0 {
+			p.Count = 1
 		}
-		if _, dup := c.byID[o.ID]; dup {
-			fail("offer %q is declared twice", o.ID)
-			continue
+		switch p.Arbitration {
+		case "":
+			p.Arbitration = ByPriority
+		case ByPriority, ByScore, ByLearning:
+		default:
+			errs.add("placement %q: arbitration %q: want priority, score or learn", p.Name, p.Arbitration)
 		}
-		c.byID[o.ID] = o
-		c.offers = append(c.offers, o)
-		for _, name := range o.Placements {
-			p := c.placements[name]
-			switch {
-			case p == nil:
-				fail("offer %q: placement %q is not declared under placements", o.ID, name)
-			case p.Kind != KindOffers:
-				fail("offer %q: placement %q recommends products (%s), it has no offers", o.ID, name, p.Kind)
-			default:
-				p.offers = append(p.offers, o)
-			}
+		switch p.Reward {
+		case "":
+			p.Reward = "click"
+		case "click", "conversion":
+		default:
+			errs.add("placement %q: reward %q: want click or conversion", p.Name, p.Reward)
+		}
+	case KindRecentlyViewed, KindTrending, KindBoughtTogether:
+		if p.Count == 0 {
+			p.Count = 4
+		}
+		if p.Arbitration != "" || p.Fallback != "" {
+			errs.add("placement %q: a %s placement recommends products: arbitration and fallback are for offers", p.Name, p.Kind)
+		}
+	default:
+		errs.add("placement %q: kind %q: want offers, recently_viewed, trending or bought_together", p.Name, p.Kind)
+		return false
+	}
+	return true
+}
+
+// addOffer compiles an offer and adds it to its placements, which must be
+// declared before.
+func (c *Catalog) addOffer(oc OfferConfig, schema *rules.Schema, errs *problems) {
+	o, err := compileOffer(oc, schema)
+	if err != nil {
+		*errs = append(*errs, err)
+		return
+	}
+	if _, dup := c.byID[o.ID]; dup {
+		errs.add("offer %q is declared twice", o.ID)
+		return
+	}
+	c.byID[o.ID] = o
+	c.offers = append(c.offers, o)
+	for _, name := range o.Placements {
+		p := c.placements[name]
+		switch {
+		case p == nil:
+			errs.add("offer %q: placement %q is not declared under placements", o.ID, name)
+		case p.Kind != KindOffers:
+			errs.add("offer %q: placement %q recommends products (%s), it has no offers", o.ID, name, p.Kind)
+		default:
+			p.offers = append(p.offers, o)
 		}
 	}
-	offersOK := len(errs) == 0 // else a placement may miss offers that failed
+}
+
+// checkPlacements links each offers placement to its fallback, checks that
+// it has something to show (when all offers compiled: offersOK), and sorts
+// its offers by priority.
+func (c *Catalog) checkPlacements(offersOK bool, errs *problems) {
 	for _, p := range c.placements {
 		if p.Kind != KindOffers {
 			continue
@@ -216,22 +243,17 @@ func Compile(placements []PlacementConfig, offers []OfferConfig, schema *rules.S
 		if p.Fallback != "" {
 			p.fallback = c.byID[p.Fallback]
 			if p.fallback == nil {
-				fail("placement %q: fallback offer %q is not declared", p.Name, p.Fallback)
+				errs.add("placement %q: fallback offer %q is not declared", p.Name, p.Fallback)
 			}
 		}
 		if offersOK && len(p.offers) == 0 && p.Fallback == "" {
-			fail("placement %q has no offers and no fallback", p.Name)
+			errs.add("placement %q has no offers and no fallback", p.Name)
 		}
 		if p.Control > 0 && p.fallback == nil {
-			fail("placement %q: a control group needs a fallback offer to show it", p.Name)
+			errs.add("placement %q: a control group needs a fallback offer to show it", p.Name)
 		}
 		sort.SliceStable(p.offers, func(i, j int) bool { return p.offers[i].Priority > p.offers[j].Priority })
 	}
-	sort.Slice(c.offers, func(i, j int) bool { return c.offers[i].ID < c.offers[j].ID })
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
-	}
-	return c, nil
 }
 
 func compileOffer(oc OfferConfig, schema *rules.Schema) (*Offer, error) {

@@ -17,7 +17,14 @@ const MaxPlacements = 20
 type Request struct {
 	UserID      string
 	AnonymousID string
-	Placements  []string
+	// UserHash proves the caller may ask about UserID: its hex
+	// HMAC-SHA256 under the identity secret, computed by the site's
+	// backend (identity.go).
+	UserHash string
+	// Trusted says the caller used a key that never leaves the site's
+	// servers (a read key): it needs no UserHash. Not read from the body.
+	Trusted    bool
+	Placements []string
 	// Context is a JSON object (url, category, product_id, page, ...) or
 	// nil. Its product_id anchors bought_together recommendations.
 	Context *fastjson.Value
@@ -38,6 +45,10 @@ func (r *Request) AppendJSON(dst []byte) []byte {
 	dst = jsonenc.AppendString(dst, r.UserID)
 	dst = append(dst, `,"anonymousId":`...)
 	dst = jsonenc.AppendString(dst, r.AnonymousID)
+	if r.UserHash != "" {
+		dst = append(dst, `,"userHash":`...)
+		dst = jsonenc.AppendString(dst, r.UserHash)
+	}
 	dst = append(dst, `,"placements":[`...)
 	for i, name := range r.Placements {
 		if i > 0 {
@@ -68,7 +79,7 @@ func (e *RequestError) Error() string {
 
 // ParseRequest parses a POST /v1/decide body with p:
 //
-//	{"userId": "u1", "anonymousId": "a1", "placements": ["home_hero", "recs"],
+//	{"userId": "u1", "userHash": "9f86...", "anonymousId": "a1", "placements": ["home_hero", "recs"],
 //	 "context": {"page": {"url": "..."}, "category": "shoes", "product_id": "p1"}}
 //
 // The request's values point into p and are valid until its next Parse.
@@ -84,7 +95,7 @@ func ParseRequest(p *fastjson.Parser, body []byte) (Request, error) {
 	for _, f := range [...]struct {
 		name string
 		dst  *string
-	}{{"userId", &r.UserID}, {"anonymousId", &r.AnonymousID}} {
+	}{{"userId", &r.UserID}, {"anonymousId", &r.AnonymousID}, {"userHash", &r.UserHash}} {
 		fv := v.Get(f.name)
 		if fv == nil || fv.Type() == fastjson.TypeNull {
 			continue
@@ -137,7 +148,7 @@ func (r *Request) validate() error {
 }
 
 // QueryRequest builds a request from GET /v1/decide's query: userId,
-// anonymousId, placement (repeated), and the context fields url, category
+// userHash, anonymousId, placement (repeated), and the context fields url, category
 // and product_id, parsed by p (the request's context lives in it).
 //
 // The context is written as JSON and parsed rather than built in a
@@ -145,7 +156,7 @@ func (r *Request) validate() error {
 // way Go does (\x07), which no JSON reader, fastjson included, reads
 // back as the same string.
 func QueryRequest(p *fastjson.Parser, get func(name string) []byte, all func(name string) [][]byte) (Request, error) {
-	r := Request{UserID: string(get("userId")), AnonymousID: string(get("anonymousId"))}
+	r := Request{UserID: string(get("userId")), AnonymousID: string(get("anonymousId")), UserHash: string(get("userHash"))}
 	for _, p := range all("placement") {
 		r.Placements = append(r.Placements, string(p))
 	}

@@ -9,10 +9,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tailorcdp/tailor/bench/workload"
 	"github.com/tailorcdp/tailor/config"
 	"github.com/tailorcdp/tailor/engine"
 	"github.com/tailorcdp/tailor/event"
+	"github.com/tailorcdp/tailor/internal/workload"
 	"github.com/tailorcdp/tailor/state"
 )
 

@@ -126,3 +126,79 @@ func TestDecide(t *testing.T) {
 		t.Errorf("GET decide: %d %s", resp.Status, resp.Body)
 	}
 }
+
+// TestDecidePublicKey: with an identity secret, a decide key's call for
+// a userId without its userHash learns nothing of the customer (the
+// fallback, no recently viewed products, known false) and is counted in
+// /metrics; with the hash, in the body or the query, it gets the
+// personal answer, as a read key's call does without one. A flood of
+// decide calls from one address is answered 429 while another address
+// is served (the proxy header names the address).
+func TestDecidePublicKey(t *testing.T) {
+	const secret = "site-secret"
+	cfg := testConfig(t, testkafka.Brokers(t), testkafka.Prefix(t), t.TempDir())
+	cfg.HTTP.DecideKeys = []string{"page-key"}
+	cfg.Decide.IdentitySecret = secret
+	cfg.HTTP.ProxyHeader = "X-Forwarded-For"
+	cfg.HTTP.RateLimits.Exempt = nil
+	cfg.HTTP.RateLimits.Decide = config.Rate{PerSecond: 0.01, Burst: 20}
+	cfg.Aggregates = map[string]config.Aggregate{"views": {Event: "Product Viewed", Fn: "count"}}
+	cfg.Segments = map[string]string{"browser": "views >= 2"}
+	cfg.Placements = map[string]config.Placement{"hero": {Fallback: "welcome"}, "recs": {Kind: decide.KindRecentlyViewed}}
+	cfg.Offers = []config.Offer{{ID: "welcome", Placements: []string{"hero"}}, {ID: "deal", Placements: []string{"hero"}, When: `segment("browser")`, Priority: 1}}
+	e := startEngine(t, cfg)
+	for i := range 2 {
+		if r := e.post(t, "/v1/track", fmt.Sprintf(`{"userId": "d1", "event": "Product Viewed", "properties": {"product_id": "p%d"}}`, i)); r.Status != 200 {
+			t.Fatalf("track: %d %s", r.Status, r.Body)
+		}
+	}
+	e.waitProfile(t, "d1", func(v state.View) bool { _, in := v.Segments["browser"]; return in })
+
+	hash := decide.UserHash(secret, "d1")
+	ask := func(method, key, query, body, from string) (response, decide.Answer) {
+		t.Helper()
+		resp := do(t, method, e.url+"/v1/decide"+query, key, []byte(body), map[string]string{"X-Forwarded-For": from})
+		var a decide.Answer
+		if resp.Status == http.StatusOK {
+			resp.json(t, &a)
+		}
+		return resp, a
+	}
+	personal := func(a decide.Answer) bool {
+		return a.Known && !a.Unverified && a.Decisions["hero"].Offers[0].OfferID == "deal" && len(a.Decisions["recs"].Products) == 2
+	}
+	for _, body := range []string{`{"userId": "d1", "placements": ["hero", "recs"]}`,
+		`{"userId": "d1", "userHash": "` + decide.UserHash("wrong", "d1") + `", "placements": ["hero", "recs"]}`} {
+		resp, a := ask("POST", "page-key", "", body, "203.0.113.1")
+		if resp.Status != 200 || a.Known || !a.Unverified || a.Decisions["hero"].Offers[0].OfferID != "welcome" || len(a.Decisions["recs"].Products) != 0 {
+			t.Errorf("unverified %s: %d %s", body, resp.Status, resp.Body)
+		}
+	}
+	for _, c := range []struct{ method, key, query, body string }{
+		{"POST", "page-key", "", `{"userId": "d1", "userHash": "` + hash + `", "placements": ["hero", "recs"]}`},
+		{"GET", "page-key", "?userId=d1&placement=hero&placement=recs&userHash=" + hash, ""},
+		{"POST", readKey, "", `{"userId": "d1", "placements": ["hero", "recs"]}`},
+	} {
+		if resp, a := ask(c.method, c.key, c.query, c.body, "203.0.113.1"); !personal(a) {
+			t.Errorf("verified %s %s%s: %d %s", c.method, c.key, c.query, resp.Status, resp.Body)
+		}
+	}
+	metrics := do(t, "GET", e.url+"/metrics", "", nil, nil)
+	if !strings.Contains(string(metrics.Body), "\ntailor_decide_unverified_total 2\n") {
+		t.Errorf("/metrics does not count the 2 unverified calls")
+	}
+
+	// The flood: 20 tokens, 4 taken above by the decide key.
+	limited := 0
+	for range 20 {
+		if resp, _ := ask("POST", "page-key", "", `{"anonymousId": "a", "placements": ["hero"]}`, "203.0.113.1"); resp.Status == http.StatusTooManyRequests {
+			limited++
+		}
+	}
+	if limited != 4 {
+		t.Errorf("%d of 20 flood calls refused, want 4", limited)
+	}
+	if resp, _ := ask("POST", "page-key", "", `{"anonymousId": "a", "placements": ["hero"]}`, "203.0.113.2"); resp.Status != 200 {
+		t.Errorf("another address during the flood: %d %s", resp.Status, resp.Body)
+	}
+}

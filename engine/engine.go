@@ -1,8 +1,3 @@
-// Package engine assembles a running tailor from its configuration: the
-// embedded broker when no brokers are configured, the topics, the producer
-// behind the collect API, the processor that applies events to the
-// partition stores, and the HTTP server. cmd/tailor and the end-to-end
-// tests start tailor through it.
 package engine
 
 import (
@@ -15,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -85,7 +81,8 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Engine
 	if e.producer, err = stream.NewProducer(client); err != nil {
 		return nil, err
 	}
-	partitions, err := stream.EnsureTopics(ctx, e.producer.Client(), e.topics, int32(cfg.Kafka.Partitions), int16(cfg.Kafka.Replication))
+	partitions, err := stream.EnsureTopics(ctx, e.producer.Client(), e.topics, int32(cfg.Kafka.Partitions), int16(cfg.Kafka.Replication),
+		stream.EventsRetention(time.Duration(cfg.Kafka.EventsRetention)))
 	if err != nil {
 		return nil, err
 	}
@@ -118,11 +115,13 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Engine
 		Logger:         log,
 		Metrics:        stream.NewMetrics(reg),
 		Advertise:      advertise,
+
+		StandbyReplicas: cfg.Kafka.StandbyReplicas,
 	})
 	if err != nil {
 		return nil, err
 	}
-	e.decider = decide.New(e.decideConfig(cfg, compiled), e.processor)
+	e.decider = decide.New(e.decideConfig(cfg, compiled), e.processor.Reads())
 	if cfg.Source != "" && cfg.Source != "sample" {
 		if doc, err := os.ReadFile(cfg.Source); err == nil {
 			e.configFile, e.configSum = cfg.Source, sha256.Sum256(doc)
@@ -132,8 +131,16 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Engine
 		Name: "tailor_config_reloads_total",
 		Help: "Configuration reloads (config file changed, or PUT /v1/admin/config), by result: applied or rejected.",
 	}, []string{"result"})
-	reg.MustRegister(e.reloads)
+	reg.MustRegister(e.reloads, prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "tailor_decide_unverified_total",
+		Help: "Decide calls naming a userId without a valid userHash while identity verification is on: answered as for an unknown visitor.",
+	}, func() float64 { return float64(e.decider.Unverified()) }))
+	rl, err := rateLimits(cfg.HTTP)
+	if err != nil {
+		return nil, err
+	}
 	e.server, err = serve.New(serve.Config{
+		RateLimits:  rl,
 		Decisions:   e.decider,
 		Admin:       e,
 		WriteKeys:   cfg.HTTP.WriteKeys,
@@ -144,7 +151,8 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Engine
 		EventsTopic: e.topics.Events,
 		Limits:      limits,
 		Logger:      log,
-	}, e.producer, e.processor, reg)
+		Cluster:     func(ctx context.Context) (any, error) { return e.processor.Reads().Cluster(ctx) },
+	}, e.producer, e.processor.Reads(), reg)
 	if err != nil {
 		return nil, err
 	}
@@ -181,6 +189,28 @@ func (e *Engine) Run(ctx context.Context) error {
 	return errors.Join(err, e.Close())
 }
 
+// rateLimits returns the HTTP server's rate limits of a configuration.
+func rateLimits(h config.HTTP) (serve.RateLimits, error) {
+	r := h.RateLimits
+	out := serve.RateLimits{
+		CollectAddress: serve.RateLimit(r.Collect), DecideAddress: serve.RateLimit(r.Decide),
+		CollectKey: serve.RateLimit(r.CollectKey), DecideKey: serve.RateLimit(r.DecideKey),
+		ProxyHeader: h.ProxyHeader, ProxyHops: h.ProxyHops,
+	}
+	for _, p := range r.Exempt {
+		if p == "private" {
+			out.Exempt = append(out.Exempt, serve.PrivatePrefixes()...)
+			continue
+		}
+		prefix, err := netip.ParsePrefix(p)
+		if err != nil {
+			return out, fmt.Errorf("http.rate_limits.exempt %q: %w", p, err)
+		}
+		out.Exempt = append(out.Exempt, prefix)
+	}
+	return out, nil
+}
+
 // HTTPAddr returns the address the HTTP API listens on.
 func (e *Engine) HTTPAddr() string { return e.ln.Addr().String() }
 
@@ -190,13 +220,13 @@ func (e *Engine) Brokers() []string { return e.brokers }
 
 // Applied returns, for each partition this instance holds, the offset of
 // the next event to apply: on a fresh topic, the events applied so far.
-func (e *Engine) Applied() map[int32]int64 { return e.processor.Applied() }
+func (e *Engine) Applied() map[int32]int64 { return e.processor.Reads().Applied() }
 
 // Topics returns the engine's topic names.
 func (e *Engine) Topics() stream.Topics { return e.topics }
 
 // Ready reports whether every assigned partition has caught up.
-func (e *Engine) Ready() bool { return e.processor != nil && e.processor.Ready() }
+func (e *Engine) Ready() bool { return e.processor != nil && e.processor.Reads().Ready() }
 
 // Close stops everything that was started; it is safe to call twice.
 func (e *Engine) Close() error {

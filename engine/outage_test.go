@@ -35,6 +35,11 @@ func testBrokerOutage(t *testing.T, broker killableBroker) {
 	cfg.Placements = map[string]config.Placement{"hero": {Fallback: "welcome"}}
 	cfg.Offers = []config.Offer{{ID: "welcome", Placements: []string{"hero"}}}
 	var logs syncBuffer
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("engine log:\n%s", logs.String())
+		}
+	})
 	e := startEngineLogging(t, cfg, &logs)
 
 	keys := make([]string, 24)

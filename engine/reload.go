@@ -133,7 +133,7 @@ func (e *Engine) prepare(doc []byte, source string) (*config.Config, Compiled, e
 
 // apply puts a prepared configuration's model sections in force.
 func (e *Engine) apply(next *config.Config, compiled Compiled, sum [32]byte) ReloadResult {
-	old := e.processor.Model()
+	old := e.processor.Reads().Model()
 	res := ReloadResult{
 		Success:    true,
 		Source:     next.Source,
@@ -220,6 +220,7 @@ func (e *Engine) decideConfig(cfg *config.Config, compiled Compiled) decide.Conf
 		Interests:      compiled.Store.Interests,
 		Products:       compiled.Store.Products,
 		ConsentPurpose: cfg.Decide.ConsentPurpose,
+		IdentitySecret: cfg.Decide.IdentitySecret,
 		ReservationTTL: time.Duration(cfg.Decide.ReservationTTL),
 		Logger:         e.log,
 		Now:            cfg.Clock,

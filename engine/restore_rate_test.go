@@ -29,17 +29,13 @@ func TestRestoreRate(t *testing.T) {
 	cfg.Kafka.Partitions = 1
 	cfg.Store.Changelog = true
 	cfg.Store.MemTableSize = 64 << 20
-	var events bytes.Buffer
-	for i := range n {
-		fmt.Fprintf(&events, `{"type": "track", "userId": "u%d", "event": "Product Viewed", "messageId": "v%d", "properties": {"product_id": "p%d", "category": "c%d", "price": 10}}`+"\n", i, i, i%1000, i%20)
-		fmt.Fprintf(&events, `{"type": "track", "userId": "u%d", "event": "Order Completed", "messageId": "o%d", "properties": {"order_id": "o%d", "total": %d}}`+"\n", i, i, i, 1+i%300)
-	}
+	events := viewsAndOrders(n)
 	e := startEngine(t, cfg)
 	p, err := stream.NewProducer(stream.ClientConfig{Brokers: e.Brokers()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	stats, err := stream.Import(context.Background(), &events, stream.ImportOptions{Producer: p, Topic: e.Topics().Events, Limits: testLimits()})
+	stats, err := stream.Import(context.Background(), events, stream.ImportOptions{Producer: p, Topic: e.Topics().Events, Limits: testLimits()})
 	p.Close()
 	if err != nil {
 		t.Fatal(err)
@@ -70,4 +66,15 @@ func TestRestoreRate(t *testing.T) {
 	secs, _ := strconv.ParseFloat(m[4], 64)
 	t.Logf("%d events, %d profiles: restored %.0f records, %.1f MB in %.2f s: %.0f profiles/s, %.0f records/s, %.1f MB/s",
 		stats.Accepted, profiles, records, b/1e6, secs, float64(profiles)/secs, records/secs, b/1e6/secs)
+}
+
+// viewsAndOrders returns n customers' events, a product view and an
+// order each, one JSON event a line.
+func viewsAndOrders(n int) *bytes.Buffer {
+	var events bytes.Buffer
+	for i := range n {
+		fmt.Fprintf(&events, `{"type": "track", "userId": "u%d", "event": "Product Viewed", "messageId": "v%d", "properties": {"product_id": "p%d", "category": "c%d", "price": 10}}`+"\n", i, i, i%1000, i%20)
+		fmt.Fprintf(&events, `{"type": "track", "userId": "u%d", "event": "Order Completed", "messageId": "o%d", "properties": {"order_id": "o%d", "total": %d}}`+"\n", i, i, i, 1+i%300)
+	}
+	return &events
 }

@@ -15,9 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kgo"
-
 	"github.com/tailorcdp/tailor/bench/dataset"
 	"github.com/tailorcdp/tailor/internal/testkafka"
 	"github.com/tailorcdp/tailor/state"
@@ -78,7 +75,7 @@ func TestRestoreFromChangelog(t *testing.T) {
 	topics := e.Topics()
 	// The events are all applied: deleting them now is as deleting them
 	// once the engine has stopped (the embedded broker stops with it).
-	deleteRecords(t, e.Brokers(), topics.Events)
+	testkafka.DeleteRecords(t, e.Brokers(), topics.Events)
 	e.stop()
 
 	dirs, err := filepath.Glob(filepath.Join(cfg.DataDir, topics.Events+"-*"))
@@ -129,33 +126,6 @@ func readAll(t *testing.T, e *running, keys map[string]bool) map[string][]byte {
 	}
 	out["/v1/segments"] = resp.Body
 	return out
-}
-
-// deleteRecords deletes every record of topic, as retention would.
-func deleteRecords(t *testing.T, brokers []string, topic string) {
-	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
-	ctx := context.Background()
-	ends, err := adm.ListEndOffsets(ctx, topic)
-	if err != nil {
-		t.Fatal(err)
-	}
-	offsets := make(kadm.Offsets)
-	ends.Each(func(o kadm.ListedOffset) {
-		offsets.AddOffset(o.Topic, o.Partition, o.Offset, -1)
-	})
-	resps, err := adm.DeleteRecords(ctx, offsets)
-	if err == nil {
-		err = resps.Error()
-	}
-	if err != nil {
-		t.Fatalf("delete the records of %s: %v", topic, err)
-	}
 }
 
 // TestDamagedStoreRestored: a partition's store is damaged between runs
@@ -253,7 +223,7 @@ func TestBehindStoreRestored(t *testing.T) {
 	e = startEngine(t, cfg)
 	send(e, "Second")
 	before := readAll(t, e, keys)
-	deleteRecords(t, e.Brokers(), e.Topics().Events)
+	testkafka.DeleteRecords(t, e.Brokers(), e.Topics().Events)
 	e.stop()
 	dirs, err := filepath.Glob(filepath.Join(cfg.DataDir, e.Topics().Events+"-*"))
 	if err != nil || len(dirs) == 0 {

@@ -3,8 +3,8 @@ package event_test
 import (
 	"testing"
 
-	"github.com/tailorcdp/tailor/bench/workload"
 	"github.com/tailorcdp/tailor/event"
+	"github.com/tailorcdp/tailor/internal/workload"
 )
 
 // BenchmarkParse decodes and validates the events of the standard workload

@@ -180,12 +180,7 @@ func membersOf(o *fastjson.Object) members {
 // field prefixes the field paths in errors ("batch[2]" gives
 // "batch[2].userId").
 func (p *Parser) validate(v *fastjson.Value, want Type, receivedAt time.Time, field string) (Event, error) {
-	path := func(name string) string {
-		if field == "" {
-			return name
-		}
-		return field + "." + name
-	}
+	path := fieldPath(field)
 	obj, err := v.Object()
 	if err != nil {
 		return Event{}, &Error{Field: field, Problem: "event must be a JSON object, not " + v.Type().String()}
@@ -197,87 +192,21 @@ func (p *Parser) validate(v *fastjson.Value, want Type, receivedAt time.Time, fi
 	}
 	m := membersOf(obj)
 	ev := Event{Root: v, Type: want}
-
-	if m.typ != nil {
-		s, err := m.typ.StringBytes()
-		if err != nil {
-			return Event{}, &Error{Field: path("type"), Problem: "must be a string"}
-		}
-		t, known := ParseType(string(s)) // inlined: no copy of s
-		switch {
-		case !known:
-			return Event{}, &Error{Field: path("type"), Problem: fmt.Sprintf("unknown event type %q: want identify, track, page, screen, group or alias", s)}
-		case want != 0 && t != want:
-			return Event{}, &Error{Field: path("type"), Problem: fmt.Sprintf("is %q but this endpoint takes %q", s, want)}
-		}
-		ev.Type = t
-	}
-	if ev.Type == 0 {
-		return Event{}, &Error{Field: path("type"), Problem: "is required"}
-	}
-
-	str := func(sv *fastjson.Value, name string, dst *string) {
-		if err != nil {
-			return
-		}
-		*dst, err = p.optionalString(sv, path(name))
-	}
-	str(m.messageID, "messageId", &ev.MessageID)
-	str(m.userID, "userId", &ev.UserID)
-	str(m.anonymousID, "anonymousId", &ev.AnonymousID)
-	if err != nil {
+	if ev.Type, err = eventType(m.typ, want, path); err != nil {
 		return Event{}, err
 	}
-
-	switch ev.Type {
-	case Track:
-		str(m.event, "event", &ev.Name)
-		if err == nil && ev.Name == "" {
-			err = &Error{Field: path("event"), Problem: "is required for a track call"}
-		}
-	case Page, Screen:
-		str(m.name, "name", &ev.Name)
-	case Group:
-		str(m.groupID, "groupId", &ev.GroupID)
-		if err == nil && ev.GroupID == "" {
-			err = &Error{Field: path("groupId"), Problem: "is required for a group call"}
-		}
-	case Alias:
-		str(m.previousID, "previousId", &ev.PreviousID)
-		if err == nil && ev.PreviousID == "" {
-			err = &Error{Field: path("previousId"), Problem: "is required for an alias call"}
-		}
-		if err == nil && ev.UserID == "" {
-			err = &Error{Field: path("userId"), Problem: "is required for an alias call"}
-		}
-	}
-	if err != nil {
+	if err := p.identifiers(&ev, &m, path); err != nil {
 		return Event{}, err
 	}
-	if ev.UserID == "" && ev.AnonymousID == "" {
-		return Event{}, &Error{Field: path("userId"), Problem: "userId or anonymousId is required"}
-	}
-
-	if ev.Properties, err = optionalObject(m.properties, path("properties")); err != nil {
+	if err := objects(&ev, &m, path); err != nil {
 		return Event{}, err
-	}
-	if ev.Context, err = optionalObject(m.context, path("context")); err != nil {
-		return Event{}, err
-	}
-	if ev.Type == Identify || ev.Type == Group {
-		if ev.Traits, err = optionalObject(m.traits, path("traits")); err != nil {
-			return Event{}, err
-		}
-	}
-	if ev.Type == Identify && ev.Traits == nil {
-		ev.Traits = contextTraits(ev.Context)
 	}
 	if ev.Type == Track && (ev.Name == OrderCompleted || ev.Name == OrderRefunded) {
-		if err := p.validateOrder(ev.Properties, path("properties")); err != nil {
+		if err := p.validateOrder(ev.Properties, path.at("properties")); err != nil {
 			return Event{}, err
 		}
 	}
-	if err := validateDecision(&ev, path("properties")); err != nil {
+	if err := validateDecision(&ev, path.at("properties")); err != nil {
 		return Event{}, err
 	}
 	if err := p.resolveTimes(&ev, &m.stamps, receivedAt, path); err != nil {
@@ -285,6 +214,111 @@ func (p *Parser) validate(v *fastjson.Value, want Type, receivedAt time.Time, fi
 	}
 	p.originalTime(&ev, m.originalTimestamp, m.stamps[0] != nil && m.stamps[0].Type() != fastjson.TypeNull)
 	return ev, nil
+}
+
+// fieldPath is where an event is in the text ("batch[2]"; empty for a
+// single event), prefixing the fields named in errors.
+type fieldPath string
+
+// at is the path of the event's field name.
+func (f fieldPath) at(name string) string {
+	if f == "" {
+		return name
+	}
+	return string(f) + "." + name
+}
+
+// eventType is the event's type: its type member, which must agree with
+// the endpoint's type when there is one (want), else want.
+func eventType(tv *fastjson.Value, want Type, path fieldPath) (Type, error) {
+	t := want
+	if tv != nil {
+		s, err := tv.StringBytes()
+		if err != nil {
+			return 0, &Error{Field: path.at("type"), Problem: "must be a string"}
+		}
+		parsed, known := ParseType(string(s)) // inlined: no copy of s
+		switch {
+		case !known:
+			return 0, &Error{Field: path.at("type"), Problem: fmt.Sprintf("unknown event type %q: want identify, track, page, screen, group or alias", s)}
+		case want != 0 && parsed != want:
+			return 0, &Error{Field: path.at("type"), Problem: fmt.Sprintf("is %q but this endpoint takes %q", s, want)}
+		}
+		t = parsed
+	}
+	if t == 0 {
+		return 0, &Error{Field: path.at("type"), Problem: "is required"}
+	}
+	return t, nil
+}
+
+// identifiers reads the event's ids and name, those its type requires
+// included, and checks that it names a profile.
+func (p *Parser) identifiers(ev *Event, m *members, path fieldPath) error {
+	var err error
+	str := func(sv *fastjson.Value, name string, dst *string) {
+		if err != nil {
+			return
+		}
+		*dst, err = p.optionalString(sv, path.at(name))
+	}
+	str(m.messageID, "messageId", &ev.MessageID)
+	str(m.userID, "userId", &ev.UserID)
+	str(m.anonymousID, "anonymousId", &ev.AnonymousID)
+	if err != nil {
+		return err
+	}
+	switch ev.Type {
+	case Track:
+		str(m.event, "event", &ev.Name)
+		if err == nil && ev.Name == "" {
+			err = &Error{Field: path.at("event"), Problem: "is required for a track call"}
+		}
+	case Page, Screen:
+		str(m.name, "name", &ev.Name)
+	case Group:
+		str(m.groupID, "groupId", &ev.GroupID)
+		if err == nil && ev.GroupID == "" {
+			err = &Error{Field: path.at("groupId"), Problem: "is required for a group call"}
+		}
+	case Alias:
+		str(m.previousID, "previousId", &ev.PreviousID)
+		if err == nil && ev.PreviousID == "" {
+			err = &Error{Field: path.at("previousId"), Problem: "is required for an alias call"}
+		}
+		if err == nil && ev.UserID == "" {
+			err = &Error{Field: path.at("userId"), Problem: "is required for an alias call"}
+		}
+	}
+	if err != nil {
+		return err
+	}
+	if ev.UserID == "" && ev.AnonymousID == "" {
+		return &Error{Field: path.at("userId"), Problem: "userId or anonymousId is required"}
+	}
+	return nil
+}
+
+// objects reads the event's properties, context and traits, each an
+// object when present; an identify call without traits takes them from
+// context.traits.
+func objects(ev *Event, m *members, path fieldPath) error {
+	var err error
+	if ev.Properties, err = optionalObject(m.properties, path.at("properties")); err != nil {
+		return err
+	}
+	if ev.Context, err = optionalObject(m.context, path.at("context")); err != nil {
+		return err
+	}
+	if ev.Type == Identify || ev.Type == Group {
+		if ev.Traits, err = optionalObject(m.traits, path.at("traits")); err != nil {
+			return err
+		}
+	}
+	if ev.Type == Identify && ev.Traits == nil {
+		ev.Traits = contextTraits(ev.Context)
+	}
+	return nil
 }
 
 // contextTraits returns an identify call's context.traits when it is an
@@ -332,7 +366,7 @@ func (p *Parser) originalTime(ev *Event, v *fastjson.Value, hasTimestamp bool) {
 // sentAt and receivedAt members and checks the time bounds. A member that
 // is present is used even when it is the zero time (0001-01-01T00:00:00Z),
 // which is then refused as too old, never taken for an absent time.
-func (p *Parser) resolveTimes(ev *Event, members *[3]*fastjson.Value, receivedAt time.Time, path func(string) string) error {
+func (p *Parser) resolveTimes(ev *Event, members *[3]*fastjson.Value, receivedAt time.Time, path fieldPath) error {
 	var (
 		stamps [3]time.Time
 		given  [3]bool
@@ -344,11 +378,11 @@ func (p *Parser) resolveTimes(ev *Event, members *[3]*fastjson.Value, receivedAt
 		}
 		s, ok := stringValue(tv)
 		if !ok {
-			return &Error{Field: path(name), Problem: "must be an ISO-8601 string"}
+			return &Error{Field: path.at(name), Problem: "must be an ISO-8601 string"}
 		}
 		t, err := time.Parse(time.RFC3339Nano, s)
 		if err != nil {
-			return &Error{Field: path(name), Problem: fmt.Sprintf("%q is not an ISO-8601 time with a zone (like 2024-05-01T12:00:00Z)", s)}
+			return &Error{Field: path.at(name), Problem: fmt.Sprintf("%q is not an ISO-8601 time with a zone (like 2024-05-01T12:00:00Z)", s)}
 		}
 		stamps[i], given[i] = t, true
 	}
@@ -365,10 +399,10 @@ func (p *Parser) resolveTimes(ev *Event, members *[3]*fastjson.Value, receivedAt
 		ev.Time, chosen, known = stamps[1], "sentAt", true
 	}
 	if !known {
-		return &Error{Field: path("timestamp"), Problem: "is required when the event has no receive time"}
+		return &Error{Field: path.at("timestamp"), Problem: "is required when the event has no receive time"}
 	}
 	if l := p.Limits.MaxFuture; l > 0 && !ev.ReceivedAt.IsZero() && ev.Time.After(ev.ReceivedAt.Add(l)) {
-		return &Error{Field: path(chosen), Problem: fmt.Sprintf("%s is more than %s after the receive time %s", ev.Time.Format(time.RFC3339), l, ev.ReceivedAt.Format(time.RFC3339))}
+		return &Error{Field: path.at(chosen), Problem: fmt.Sprintf("%s is more than %s after the receive time %s", ev.Time.Format(time.RFC3339), l, ev.ReceivedAt.Format(time.RFC3339))}
 	}
 	oldest := p.Limits.Oldest
 	if oldest.IsZero() {
@@ -377,7 +411,7 @@ func (p *Parser) resolveTimes(ev *Event, members *[3]*fastjson.Value, receivedAt
 		oldest = time.Time{}.Add(time.Nanosecond)
 	}
 	if ev.Time.Before(oldest) {
-		return &Error{Field: path(chosen), Problem: fmt.Sprintf("%s is before %s, the oldest event time accepted", ev.Time.Format(time.RFC3339), oldest.Format(time.RFC3339))}
+		return &Error{Field: path.at(chosen), Problem: fmt.Sprintf("%s is before %s, the oldest event time accepted", ev.Time.Format(time.RFC3339), oldest.Format(time.RFC3339))}
 	}
 	ev.Time = ev.Time.UTC()
 	ev.ReceivedAt = ev.ReceivedAt.UTC()

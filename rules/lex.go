@@ -1,32 +1,3 @@
-// Package rules owns tailor's expression language, the one language of
-// aggregate filters, segment rules and offer eligibility: lexing, parsing,
-// type checking, and compiling to closures that evaluate a rule against a
-// profile without reflection.
-//
-// A rule is parsed and checked when the configuration loads; a bad rule is
-// an *Error naming the rule, the line and column, and the problem. Each
-// compiled Rule records what it reads (Deps), so the engine re-evaluates
-// only the rules an event can change.
-//
-// The language:
-//
-//	literals     42  3.5  "text"  'text'  true  false  7d  1h  30m  15s  [1, 2, 3]
-//	operators    ||  &&  !  ==  !=  <  <=  >  >=  in  +  -  *  /  %  ( )
-//	profile      traits.age  traits["first name"]  properties.category  context.page.url
-//	             an aggregate by its name (cart_adds_1h)  rfm.r rfm.f rfm.m
-//	             rfm.recency rfm.frequency rfm.monetary
-//	functions    now()  since("Order Completed")  duration("1h")  interest("shoes")
-//	             segment("champions")  consent("marketing")  has(traits.email)
-//	             contains(s, sub)  startsWith(s, prefix)  lower(s)
-//
-// Durations are written as in the configuration (package duration): a
-// number and a unit (ns, us, ms, s, m, h, d, w), or several added up
-// ("1d12h"), as a literal or in duration("..."). They compare with
-// durations and add to times; since(...) is the time
-// since the profile's last event of that name, longer than any duration
-// when there was none. A trait or property that is
-// missing, or of another type than the comparison needs, makes the
-// comparison false, never an error at run time.
 package rules
 
 import (
@@ -84,111 +55,147 @@ func (t token) String() string {
 	return "\"" + t.text + "\""
 }
 
+// lexer is lex's position in a rule's source and the tokens so far.
+type lexer struct {
+	rule, src string
+	i         int // byte offset of the next character
+	line, col int
+	toks      []token
+}
+
 // lex splits src into tokens.
 func lex(rule, src string) ([]token, error) {
-	var toks []token
-	line, col := 1, 1
-	i := 0
-	errAt := func(p Pos, format string, a ...any) error {
-		return &Error{Rule: rule, Pos: p, Msg: fmt.Sprintf(format, a...)}
-	}
-	advance := func(n int) {
-		for _, r := range src[i : i+n] {
-			if r == '\n' {
-				line, col = line+1, 1
-			} else {
-				col++
-			}
-		}
-		i += n
-	}
-	for i < len(src) {
-		r, size := utf8.DecodeRuneInString(src[i:])
-		pos := Pos{line, col}
+	l := &lexer{rule: rule, src: src, line: 1, col: 1}
+	for l.i < len(src) {
+		r, size := utf8.DecodeRuneInString(src[l.i:])
+		pos := Pos{l.line, l.col}
+		var err error
 		switch {
 		case r == utf8.RuneError && size == 1:
-			return nil, errAt(pos, "invalid UTF-8")
+			err = l.errAt(pos, "invalid UTF-8")
 		case unicode.IsSpace(r):
-			advance(size)
-		case r >= '0' && r <= '9' || r == '.' && i+1 < len(src) && src[i+1] >= '0' && src[i+1] <= '9':
-			j := i
-			for j < len(src) && (src[j] >= '0' && src[j] <= '9' || src[j] == '.') {
-				j++
-			}
-			n, err := strconv.ParseFloat(src[i:j], 64)
-			if err != nil {
-				return nil, errAt(pos, "invalid number %q", src[i:j])
-			}
-			// A unit right after the number makes it a duration, which
-			// may add up several terms ("1d12h") as duration("...") does.
-			if k := durationEnd(src, j); k > j {
-				d, err := duration.Parse(src[i:k])
-				if err != nil {
-					return nil, errAt(pos, "%v", err)
-				}
-				toks = append(toks, token{kind: tokDuration, num: d.Seconds(), text: src[i:k], pos: pos})
-				advance(k - i)
-				continue
-			}
-			toks = append(toks, token{kind: tokNumber, num: n, text: src[i:j], pos: pos})
-			advance(j - i)
+			l.advance(size)
+		case r >= '0' && r <= '9' || r == '.' && l.i+1 < len(src) && isDigit(src[l.i+1]):
+			err = l.number(pos)
 		case r == '"' || r == '\'':
-			j := i + 1
-			var b strings.Builder
-			for {
-				if j >= len(src) || src[j] == '\n' {
-					return nil, errAt(pos, "unterminated string")
-				}
-				c := src[j]
-				if c == byte(r) {
-					break
-				}
-				if c == '\\' && j+1 < len(src) {
-					switch src[j+1] {
-					case '\\', '"', '\'':
-						b.WriteByte(src[j+1])
-					case 'n':
-						b.WriteByte('\n')
-					case 't':
-						b.WriteByte('\t')
-					default:
-						return nil, errAt(pos, "unknown escape \\%c in string", src[j+1])
-					}
-					j += 2
-					continue
-				}
-				b.WriteByte(c)
-				j++
-			}
-			toks = append(toks, token{kind: tokString, text: b.String(), pos: pos})
-			advance(j + 1 - i)
+			err = l.quoted(pos, byte(r))
 		case r == '_' || unicode.IsLetter(r):
-			j := i
-			for j < len(src) {
-				c, n := utf8.DecodeRuneInString(src[j:])
-				if c != '_' && !unicode.IsLetter(c) && !unicode.IsDigit(c) {
-					break
-				}
-				j += n
-			}
-			toks = append(toks, token{kind: tokIdent, text: src[i:j], pos: pos})
-			advance(j - i)
+			l.ident(pos)
 		default:
-			op := ""
-			for _, o := range [...]string{"&&", "||", "==", "!=", "<=", ">=", "<", ">", "!", "+", "-", "*", "/", "%", "(", ")", "[", "]", ",", "."} {
-				if strings.HasPrefix(src[i:], o) {
-					op = o
-					break
-				}
-			}
-			if op == "" {
-				return nil, errAt(pos, "unexpected character %q", r)
-			}
-			toks = append(toks, token{kind: tokOp, text: op, pos: pos})
-			advance(len(op))
+			err = l.operator(pos, r)
+		}
+		if err != nil {
+			return nil, err
 		}
 	}
-	return append(toks, token{kind: tokEOF, pos: Pos{line, col}}), nil
+	return append(l.toks, token{kind: tokEOF, pos: Pos{l.line, l.col}}), nil
+}
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+
+func (l *lexer) errAt(p Pos, format string, a ...any) error {
+	return &Error{Rule: l.rule, Pos: p, Msg: fmt.Sprintf(format, a...)}
+}
+
+// advance moves past the next n bytes, counting lines and columns.
+func (l *lexer) advance(n int) {
+	for _, r := range l.src[l.i : l.i+n] {
+		if r == '\n' {
+			l.line, l.col = l.line+1, 1
+		} else {
+			l.col++
+		}
+	}
+	l.i += n
+}
+
+// emit appends a token for the next n bytes and moves past them.
+func (l *lexer) emit(t token, n int) {
+	l.toks = append(l.toks, t)
+	l.advance(n)
+}
+
+// number lexes a number, or a duration when a unit follows it.
+func (l *lexer) number(pos Pos) error {
+	src, i := l.src, l.i
+	j := i
+	for j < len(src) && (isDigit(src[j]) || src[j] == '.') {
+		j++
+	}
+	n, err := strconv.ParseFloat(src[i:j], 64)
+	if err != nil {
+		return l.errAt(pos, "invalid number %q", src[i:j])
+	}
+	// A unit right after the number makes it a duration, which may add up
+	// several terms ("1d12h") as duration("...") does.
+	if k := durationEnd(src, j); k > j {
+		d, err := duration.Parse(src[i:k])
+		if err != nil {
+			return l.errAt(pos, "%v", err)
+		}
+		l.emit(token{kind: tokDuration, num: d.Seconds(), text: src[i:k], pos: pos}, k-i)
+		return nil
+	}
+	l.emit(token{kind: tokNumber, num: n, text: src[i:j], pos: pos}, j-i)
+	return nil
+}
+
+// quoted lexes a string between quote characters, with its escapes.
+func (l *lexer) quoted(pos Pos, quote byte) error {
+	src := l.src
+	j := l.i + 1
+	var b strings.Builder
+	for {
+		if j >= len(src) || src[j] == '\n' {
+			return l.errAt(pos, "unterminated string")
+		}
+		c := src[j]
+		if c == quote {
+			break
+		}
+		if c == '\\' && j+1 < len(src) {
+			switch src[j+1] {
+			case '\\', '"', '\'':
+				b.WriteByte(src[j+1])
+			case 'n':
+				b.WriteByte('\n')
+			case 't':
+				b.WriteByte('\t')
+			default:
+				return l.errAt(pos, "unknown escape \\%c in string", src[j+1])
+			}
+			j += 2
+			continue
+		}
+		b.WriteByte(c)
+		j++
+	}
+	l.emit(token{kind: tokString, text: b.String(), pos: pos}, j+1-l.i)
+	return nil
+}
+
+// ident lexes a name: letters, digits and underscores.
+func (l *lexer) ident(pos Pos) {
+	j := l.i
+	for j < len(l.src) {
+		c, n := utf8.DecodeRuneInString(l.src[j:])
+		if c != '_' && !unicode.IsLetter(c) && !unicode.IsDigit(c) {
+			break
+		}
+		j += n
+	}
+	l.emit(token{kind: tokIdent, text: l.src[l.i:j], pos: pos}, j-l.i)
+}
+
+// operator lexes an operator or punctuation, the longest that matches.
+func (l *lexer) operator(pos Pos, r rune) error {
+	for _, o := range [...]string{"&&", "||", "==", "!=", "<=", ">=", "<", ">", "!", "+", "-", "*", "/", "%", "(", ")", "[", "]", ",", "."} {
+		if strings.HasPrefix(l.src[l.i:], o) {
+			l.emit(token{kind: tokOp, text: o, pos: pos}, len(o))
+			return nil
+		}
+	}
+	return l.errAt(pos, "unexpected character %q", r)
 }
 
 // durationEnd returns where a duration literal whose first number ends at

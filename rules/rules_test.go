@@ -331,6 +331,21 @@ func BenchmarkTypicalRule(b *testing.B) {
 	}
 }
 
+// BenchmarkCompile is the cost of lexing, parsing, checking and compiling
+// a rule that uses most of the language, as a config load or reload pays it
+// per rule.
+func BenchmarkCompile(b *testing.B) {
+	const src = `(since("Order Completed") > 1d12h || lower(traits.plan) == 'gold') && segment("vip") &&
+		interest("shoes") > 0.1 && consent("ads") && rfm.r >= 3 && traits.age in [18, 21, 30] &&
+		contains(context.page.url, "/sale") && cart_adds_1h * 2 + 1 > 3 && first_order < now() - 7d`
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Compile("b", src, schema, TypeBool); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 // TestDurationsAsConfig checks that the rule language reads durations as
 // the configuration does (package duration): duration("...") accepts and
 // refuses the same strings, and a literal of the same text is the same.

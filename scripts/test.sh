@@ -63,6 +63,23 @@ if [ ! -f "$ajs/package/dist/umd/index.js" ] && command -v npm >/dev/null; then
 fi
 command -v chromium >/dev/null || echo "no chromium: TestBrowserAnalyticsJS will skip"
 
+# engine's TestSchemathesis runs schemathesis, from PyPI, against a live
+# engine and its OpenAPI description: installed with pip into a virtual
+# environment (.ci/run installs python3-venv), every package pinned with
+# its hashes (scripts/schemathesis.txt); the test skips without it.
+ST_VERSION=4.32.5
+st=.cache/schemathesis
+if ! "$st/bin/st" --version 2>/dev/null | grep -qF "$ST_VERSION"; then
+	step "schemathesis $ST_VERSION from PyPI (the API description test)"
+	rm -rf "$st"
+	if python3 -m venv "$st" && "$st/bin/pip" install -q --disable-pip-version-check --require-hashes --no-deps -r scripts/schemathesis.txt; then
+		"$st/bin/st" --version
+	else
+		echo "could not install it (python3 and python3-venv?): TestSchemathesis will skip"
+		rm -rf "$st"
+	fi
+fi
+
 step "go test"
 # engine's TestCollectBrokerOutage starts a broker of its own from the jars
 # cached above (.cache/kafka, or TAILOR_KAFKA_HOME) and kills it; it skips
@@ -86,5 +103,7 @@ go test -run '^$' -fuzz '^FuzzParse$' -fuzztime "$FUZZTIME" -fuzzminimizetime 0 
 go test -run '^$' -fuzz '^FuzzDuration$' -fuzztime "$FUZZTIME" -fuzzminimizetime 0 ./config/
 go test -run '^$' -fuzz '^FuzzParse$' -fuzztime "$FUZZTIME" -fuzzminimizetime 0 ./money/
 go test -run '^$' -fuzz '^FuzzHeaderList$' -fuzztime "$FUZZTIME" -fuzzminimizetime 0 ./serve/
+go test -run '^$' -fuzz '^FuzzForwardedAddr$' -fuzztime "$FUZZTIME" -fuzzminimizetime 0 ./serve/
+go test -run '^$' -fuzz '^FuzzRate$' -fuzztime "$FUZZTIME" -fuzzminimizetime 0 ./config/
 
 step "all checks passed"

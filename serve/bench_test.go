@@ -3,6 +3,7 @@ package serve
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -13,8 +14,9 @@ import (
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttputil"
 
-	"github.com/tailorcdp/tailor/bench/workload"
+	"github.com/tailorcdp/tailor/decide"
 	"github.com/tailorcdp/tailor/event"
+	"github.com/tailorcdp/tailor/internal/workload"
 )
 
 // BenchmarkCollect sends the standard workload's events (about 400 bytes
@@ -45,39 +47,102 @@ func BenchmarkCollect(b *testing.B) {
 			batch.Reset()
 		}
 	}
-	s, err := New(Config{WriteKeys: []string{"w"}, ReadKeys: []string{"r"}, EventsTopic: "events",
-		Limits: event.DefaultLimits(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))},
-		discard{}, noProfiles{}, prometheus.NewRegistry())
+	for _, limited := range []bool{false, true} {
+		cfg := Config{WriteKeys: []string{"w"}, ReadKeys: []string{"r"}, EventsTopic: "events",
+			Limits: event.DefaultLimits(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+		suffix := ""
+		if limited {
+			cfg.RateLimits, suffix = benchLimits, "_ratelimited"
+		}
+		client := benchServer(b, cfg, discard{}, noProfiles{})
+		for _, bc := range []struct {
+			name, path string
+			bodies     [][]byte
+		}{{"track", "/v1/track", tracks}, {"batch20", "/v1/batch", batches}} {
+			b.Run(bc.name+suffix, func(b *testing.B) {
+				size := 0
+				for _, body := range bc.bodies {
+					size += len(body)
+				}
+				b.SetBytes(int64(size / len(bc.bodies)))
+				benchPost(b, client, bc.path, "w", bc.bodies)
+			})
+		}
+	}
+}
+
+// benchLimits are rate limits on every client address and key that a
+// benchmark never reaches: their whole cost, with no 429.
+var benchLimits = RateLimits{
+	CollectAddress: RateLimit{PerSecond: 1e9, Burst: 1e9}, DecideAddress: RateLimit{PerSecond: 1e9, Burst: 1e9},
+	CollectKey: RateLimit{PerSecond: 1e9, Burst: 1e9}, DecideKey: RateLimit{PerSecond: 1e9, Burst: 1e9},
+}
+
+// benchServer serves cfg over an in-memory connection and returns a
+// client of it.
+func benchServer(b *testing.B, cfg Config, events Events, profiles Profiles) *fasthttp.HostClient {
+	s, err := New(cfg, events, profiles, prometheus.NewRegistry())
 	if err != nil {
 		b.Fatal(err)
 	}
 	ln := fasthttputil.NewInmemoryListener()
 	go s.Serve(ln)
-	defer ln.Close()
-	client := &fasthttp.HostClient{Addr: "collect", Dial: func(string) (net.Conn, error) { return ln.Dial() }}
+	b.Cleanup(func() { ln.Close() })
+	return &fasthttp.HostClient{Addr: "tailor", Dial: func(string) (net.Conn, error) { return ln.Dial() }}
+}
+
+// benchPost posts the bodies in turn with key, each answered 200.
+func benchPost(b *testing.B, client *fasthttp.HostClient, path, key string, bodies [][]byte) {
+	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+	req.Header.SetMethod("POST")
+	req.SetRequestURI("http://tailor" + path)
+	req.Header.Set("Authorization", "Bearer "+key)
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		req.SetBody(bodies[i%len(bodies)])
+		if err := client.Do(req, resp); err != nil || resp.StatusCode() != fasthttp.StatusOK {
+			b.Fatalf("%v %d %s", err, resp.StatusCode(), resp.Body())
+		}
+		i++
+	}
+}
+
+// BenchmarkDecideHTTP is a decide call over an in-memory connection with
+// a decide key, to a decider over no profiles (every visitor unknown):
+// the HTTP side's cost. anonymous: by anonymousId; verified: a userId
+// with its userHash (identity verification on); unverified: a userId
+// without one (on); ratelimited: anonymous with rate limits that are
+// never reached.
+func BenchmarkDecideHTTP(b *testing.B) {
+	const secret = "bench-secret"
+	var bodies [][]byte
+	for i := range 1024 {
+		bodies = append(bodies, fmt.Appendf(nil, `{"userId": "u%d", "userHash": %q, "anonymousId": "a%d", "placements": ["hero"]}`,
+			i, decide.UserHash(secret, fmt.Sprint("u", i)), i))
+	}
+	anonymous := make([][]byte, len(bodies))
+	unverified := make([][]byte, len(bodies))
+	for i := range bodies {
+		anonymous[i] = fmt.Appendf(nil, `{"anonymousId": "a%d", "placements": ["hero"]}`, i)
+		unverified[i] = fmt.Appendf(nil, `{"userId": "u%d", "placements": ["hero"]}`, i)
+	}
 	for _, bc := range []struct {
-		name, path string
-		bodies     [][]byte
-	}{{"track", "/v1/track", tracks}, {"batch20", "/v1/batch", batches}} {
+		name   string
+		secret string
+		limits RateLimits
+		bodies [][]byte
+	}{
+		{"anonymous", "", RateLimits{}, anonymous},
+		{"verified", secret, RateLimits{}, bodies},
+		{"unverified", secret, RateLimits{}, unverified},
+		{"ratelimited", "", benchLimits, anonymous},
+	} {
 		b.Run(bc.name, func(b *testing.B) {
-			req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
-			req.Header.SetMethod("POST")
-			req.SetRequestURI("http://collect" + bc.path)
-			req.Header.Set("Authorization", "Bearer w")
-			size := 0
-			for _, body := range bc.bodies {
-				size += len(body)
-			}
-			b.SetBytes(int64(size / len(bc.bodies)))
-			b.ReportAllocs()
-			i := 0
-			for b.Loop() {
-				req.SetBody(bc.bodies[i%len(bc.bodies)])
-				if err := client.Do(req, resp); err != nil || resp.StatusCode() != fasthttp.StatusOK {
-					b.Fatalf("%v %d %s", err, resp.StatusCode(), resp.Body())
-				}
-				i++
-			}
+			client := benchServer(b, Config{WriteKeys: []string{"w"}, ReadKeys: []string{"r"}, DecideKeys: []string{"d"},
+				Decisions: newDecider(b, bc.secret), RateLimits: bc.limits, Limits: event.DefaultLimits(),
+				Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, discard{}, noProfiles{})
+			benchPost(b, client, "/v1/decide", "d", bc.bodies)
 		})
 	}
 }

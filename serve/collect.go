@@ -48,7 +48,8 @@ type RefusedEvent struct {
 // not read, and the write key may come in Basic auth, as writeKey in the
 // body (analytics.js), or as the writeKey query parameter (RudderStack's
 // beacons, which can send no header). CORS is answered for the allowed
-// origins (collectCORS).
+// origins (collectCORS). The rate limits per client address and per write
+// key answer 429 (ratelimit.go).
 func (s *Server) collect(ctx *fasthttp.RequestCtx, typ event.Type, batch bool) {
 	if s.cors(ctx, collectCORS) {
 		ctx.SetStatusCode(fasthttp.StatusNoContent)
@@ -58,9 +59,13 @@ func (s *Server) collect(ctx *fasthttp.RequestCtx, typ event.Type, batch bool) {
 		writeError(ctx, fasthttp.StatusMethodNotAllowed, "", "use POST")
 		return
 	}
+	if !s.limits.allowAddress(ctx, "collect", s.limits.collectAddress) {
+		return
+	}
 	const how = "the Basic auth user name (like Segment's SDKs), as writeKey in the body, or as the writeKey query parameter"
 	user, hasAuth := basicUser(ctx)
-	if hasAuth && !checkKey(ctx, user, true, s.cfg.WriteKeys, "write key", how) {
+	if hasAuth && (!checkKey(ctx, user, true, s.cfg.WriteKeys, "write key", how) ||
+		!s.limits.allowKey(ctx, "collect", s.limits.collectKey, user)) {
 		return
 	}
 	limit := s.cfg.Limits.MaxEventBytes
@@ -80,7 +85,8 @@ func (s *Server) collect(ctx *fasthttp.RequestCtx, typ event.Type, batch bool) {
 		if key == "" {
 			key = string(ctx.QueryArgs().Peek("writeKey"))
 		}
-		if !checkKey(ctx, key, true, s.cfg.WriteKeys, "write key", how) {
+		if !checkKey(ctx, key, true, s.cfg.WriteKeys, "write key", how) ||
+			!s.limits.allowKey(ctx, "collect", s.limits.collectKey, key) {
 			return
 		}
 	}

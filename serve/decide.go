@@ -15,6 +15,9 @@ type Decisions interface {
 	// Decide appends the JSON answer to r to dst; a problem with the
 	// request is a *decide.RequestError.
 	Decide(dst []byte, r *decide.Request) ([]byte, error)
+	// SignUser returns the userHash of userID under the identity secret
+	// ("" without one).
+	SignUser(userID string) string
 	Report() decide.Report
 }
 
@@ -41,6 +44,13 @@ func (s *Server) decide(ctx *fasthttp.RequestCtx) {
 	if !checkKey(ctx, user, ok, s.decideKeys, "read or decide key", "the Basic auth user name or a Bearer token") {
 		return
 	}
+	// A read key never leaves the site's servers: its calls need no
+	// userHash and are not rate limited. A decide key ships in pages.
+	trusted := validKey(user, s.cfg.ReadKeys)
+	if !trusted && (!s.limits.allowAddress(ctx, "decide", s.limits.decideAddress) ||
+		!s.limits.allowKey(ctx, "decide", s.limits.decideKey, user)) {
+		return
+	}
 	if s.decisions == nil {
 		writeError(ctx, fasthttp.StatusNotFound, "", "no placements are configured")
 		return
@@ -61,6 +71,7 @@ func (s *Server) decide(ctx *fasthttp.RequestCtx) {
 		args := ctx.QueryArgs()
 		req, err = decide.QueryRequest(&sc.json, args.Peek, args.PeekMulti)
 	}
+	req.Trusted = trusted
 	if err == nil && s.forward(ctx, req.Key()) {
 		return
 	}
@@ -72,7 +83,10 @@ func (s *Server) decide(ctx *fasthttp.RequestCtx) {
 		// The visitor's profile was merged into one another instance
 		// holds: ask it, by the key it was merged into, else answer as
 		// for an unknown visitor.
-		asked := decide.Request{UserID: merged.Into, Placements: req.Placements, Context: req.Context}
+		// The caller could read the merged profile: so may the request
+		// made for it, signed (identity verification).
+		asked := decide.Request{UserID: merged.Into, UserHash: s.decisions.SignUser(merged.Into), Trusted: trusted,
+			Placements: req.Placements, Context: req.Context}
 		if s.forwardMerged(ctx, merged.Into, func(r *fasthttp.Request) {
 			r.Header.SetMethod(fasthttp.MethodPost)
 			r.SetRequestURI("/v1/decide")
@@ -93,6 +107,7 @@ func (s *Server) decide(ctx *fasthttp.RequestCtx) {
 	case err != nil:
 		writeError(ctx, fasthttp.StatusInternalServerError, "", err.Error())
 	default:
+		s.markRead(ctx, req.Key())
 		ctx.SetStatusCode(fasthttp.StatusOK)
 		ctx.SetContentType("application/json")
 		ctx.SetBody(sc.out)

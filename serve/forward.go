@@ -82,3 +82,26 @@ func (s *Server) send(ctx *fasthttp.RequestCtx, key, mark string, rewrite func(*
 	}
 	return true
 }
+
+// headerReadFrom marks an answer read here from a copy of the key's
+// partition store rather than from the store that applies it: "standby"
+// (a standby replica, answering because the owner could not be reached)
+// or "stale" (a store kept readable through a lost group session). The
+// README says how far behind each may be.
+const headerReadFrom = "X-Tailor-Read-From"
+
+// readSource says where a read of key is answered from ("" for the store
+// that applies it); stream.Reads implements it.
+type readSource interface {
+	ReadFrom(key string) string
+}
+
+// markRead sets headerReadFrom on an answer about key read here from a
+// copy.
+func (s *Server) markRead(ctx *fasthttp.RequestCtx, key string) {
+	if rs, ok := s.profiles.(readSource); ok {
+		if from := rs.ReadFrom(key); from != "" {
+			ctx.Response.Header.Set(headerReadFrom, from)
+		}
+	}
+}

@@ -1,10 +1,3 @@
-// Package serve owns tailor's HTTP side, on fasthttp: the collect API
-// (Segment's tracking API: /v1/batch, /v1/track, ..., with the paths and
-// CORS that analytics.js and RudderStack's SDKs use in browsers), the
-// decide and profile APIs, health and readiness probes, and Prometheus
-// metrics. Every error answer
-// is JSON saying what is wrong (ErrorBody), and the memory that request
-// bodies hold is bounded (body.go).
 package serve
 
 import (
@@ -110,7 +103,13 @@ type Config struct {
 	// request waits for room before it is answered 503 (default 1 s).
 	MaxBodyBytesInFlight int64
 	BodyWait             time.Duration
-	Logger               *slog.Logger
+	// RateLimits bound collect and decide requests (ratelimit.go; the
+	// zero value limits nothing).
+	RateLimits RateLimits
+	// Cluster describes the group of instances for GET /v1/cluster (nil:
+	// 404).
+	Cluster func(context.Context) (any, error)
+	Logger  *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -128,7 +127,10 @@ type Server struct {
 	bodies   *budget
 	accepted prometheus.Counter
 	refused  prometheus.Counter
+	limits   *limiters
 
+	routes        map[string]*route // by path (route.go)
+	openapiDoc    []byte            // openapi.yaml as JSON
 	decisions     Decisions
 	decideKeys    []string // read keys and decide keys
 	decideScratch sync.Pool
@@ -175,6 +177,16 @@ func New(cfg Config, events Events, profiles Profiles, reg *prometheus.Registry)
 			Buckets: prometheus.ExponentialBuckets(0.00005, 2, 18),
 		}, []string{"route", "code"}),
 	}
+	var err error
+	if s.openapiDoc, err = openapiJSON(); err != nil {
+		return nil, err
+	}
+	s.routes = make(map[string]*route)
+	for _, r := range routes() {
+		if r.path != profileRoute {
+			s.routes[r.path] = r
+		}
+	}
 	s.decisions = cfg.Decisions
 	s.decideKeys = append(append([]string(nil), cfg.ReadKeys...), cfg.DecideKeys...)
 	s.decideScratch.New = func() any { return &decideScratch{out: make([]byte, 0, 4096)} }
@@ -193,6 +205,7 @@ func New(cfg Config, events Events, profiles Profiles, reg *prometheus.Registry)
 	}, []string{"verdict"})
 	s.accepted, s.refused = collected.WithLabelValues("stored"), collected.WithLabelValues("refused")
 	s.bodies = newBudget(cfg.MaxBodyBytesInFlight, inFlight)
+	s.limits = newLimiters(cfg.RateLimits, reg)
 	reg.MustRegister(s.latency, inFlight, collected)
 	s.srv = &fasthttp.Server{
 		Handler: s.Handler(),
@@ -229,91 +242,6 @@ func (s *Server) Handler() fasthttp.RequestHandler {
 		code := ctx.Response.StatusCode()
 		s.latency.WithLabelValues(route, strconv.Itoa(code)).Observe(time.Since(start).Seconds())
 	}
-}
-
-// collectRoute says whether path is a collect endpoint: a batch, or one
-// event of type typ. label is its route label for metrics. Besides
-// Segment's tracking API paths (/v1/batch, /v1/track, ...) it knows
-// analytics.js's short paths (/v1/b, and /v1/t, /v1/p, /v1/i, /v1/g,
-// /v1/a, /v1/s: the type's first letter, under apiHost
-// "<host>/v1") and RudderStack's beacon path (/beacon/v1/batch).
-func collectRoute(path string) (typ event.Type, batch bool, label string, ok bool) {
-	switch path {
-	case "/v1/batch", "/v1/import":
-		return 0, true, "/v1/batch", true
-	case "/v1/b", "/beacon/v1/batch":
-		return 0, true, path, true
-	}
-	name, ok := strings.CutPrefix(path, "/v1/")
-	if !ok {
-		return 0, false, "", false
-	}
-	if len(name) == 1 {
-		for _, t := range event.Types {
-			if t.String()[0] == name[0] {
-				return t, false, path, true
-			}
-		}
-		return 0, false, "", false
-	}
-	typ, ok = event.ParseType(name)
-	return typ, false, path, ok
-}
-
-// profilesPrefix starts the path of a profile; the key follows,
-// percent-encoded.
-const profilesPrefix = "/v1/profiles/"
-
-// route dispatches a request and returns its route label.
-func (s *Server) route(ctx *fasthttp.RequestCtx) string {
-	// A profile key is opaque: it is read from the path as sent, before
-	// fasthttp's normalising (which decodes %2F and resolves "..", so
-	// that /v1/profiles/c%2F..%2Fd would read profile d).
-	if raw := ctx.URI().PathOriginal(); bytes.HasPrefix(raw, []byte(profilesPrefix)) {
-		key, err := url.PathUnescape(string(raw[len(profilesPrefix):]))
-		if err != nil {
-			writeError(ctx, fasthttp.StatusBadRequest, "key", "profile key is not percent-encoded properly: "+err.Error())
-		} else {
-			s.profile(ctx, key)
-		}
-		return "/v1/profiles/{key}"
-	}
-	path := string(ctx.Path())
-	if typ, batch, label, ok := collectRoute(path); ok {
-		s.collect(ctx, typ, batch)
-		return label
-	}
-	switch {
-	case path == "/v1/segments":
-		s.segments(ctx)
-		return path
-	case path == "/v1/decide":
-		s.decide(ctx)
-		return path
-	case path == "/v1/offers":
-		s.offers(ctx)
-		return path
-	case path == "/v1/admin/config":
-		s.adminConfig(ctx)
-		return path
-	case strings.HasPrefix(path, profilesPrefix):
-		// Only a path that normalising turned into a profile's: the key
-		// would not be the one sent.
-		writeError(ctx, fasthttp.StatusNotFound, "", "no such endpoint: "+string(ctx.URI().PathOriginal())+
-			": send the profile key right after "+profilesPrefix+", percent-encoded")
-		return "other"
-	case path == "/healthz":
-		writeJSON(ctx, fasthttp.StatusOK, map[string]any{"status": "ok"})
-		return path
-	case path == "/readyz":
-		s.readyz(ctx)
-		return path
-	case path == "/metrics":
-		s.metrics(ctx)
-		return path
-	}
-	writeError(ctx, fasthttp.StatusNotFound, "", "no such endpoint: "+path)
-	return "other"
 }
 
 // Readiness is the body of /readyz. Its status is 200 when the instance
@@ -516,11 +444,13 @@ func (s *Server) profile(ctx *fasthttp.RequestCtx, key string) {
 			writeError(ctx, fasthttp.StatusServiceUnavailable, "", err.Error())
 		}
 	case errors.Is(err, state.ErrNotFound):
+		s.markRead(ctx, key)
 		writeError(ctx, fasthttp.StatusNotFound, "", fmt.Sprintf("no profile with key %q", key))
 	case err != nil:
 		s.log.Warn("profile read failed", "key", key, "err", err)
 		writeError(ctx, fasthttp.StatusServiceUnavailable, "", err.Error())
 	default:
+		s.markRead(ctx, key)
 		writeJSON(ctx, fasthttp.StatusOK, v)
 	}
 }

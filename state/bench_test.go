@@ -5,8 +5,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tailorcdp/tailor/bench/workload"
 	"github.com/tailorcdp/tailor/event"
+	"github.com/tailorcdp/tailor/internal/workload"
 )
 
 func workloadEvents(b *testing.B, n int) []event.Event {
@@ -50,6 +50,27 @@ func BenchmarkEncodeDecode(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		buf = p.AppendEncode(buf[:0])
+		if _, err := DecodeProfile(buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkEncode is the encoding half of BenchmarkEncodeDecode.
+func BenchmarkEncode(b *testing.B) {
+	p := sampleProfile()
+	var buf []byte
+	b.ReportAllocs()
+	for b.Loop() {
+		buf = p.AppendEncode(buf[:0])
+	}
+}
+
+// BenchmarkDecode is the decoding half of BenchmarkEncodeDecode.
+func BenchmarkDecode(b *testing.B) {
+	buf := sampleProfile().AppendEncode(nil)
+	b.ReportAllocs()
+	for b.Loop() {
 		if _, err := DecodeProfile(buf); err != nil {
 			b.Fatal(err)
 		}

@@ -76,12 +76,18 @@ type Restorer struct {
 	n        int64
 }
 
+// restoreMemTable is the memtable size of a store being restored.
+const restoreMemTable = 64 << 20
+
 // NewRestorer starts restoring the store of dir, to be opened with o.
 func NewRestorer(dir string, o Options) (*Restorer, error) {
 	tmp := dir + ".restoring"
 	if err := os.RemoveAll(tmp); err != nil {
 		return nil, fmt.Errorf("remove the unfinished restore %s: %w", tmp, err)
 	}
+	// Larger memtables than a store's: a restore writes hundreds of MB
+	// at once, and flushes less often so (synced once, at Finish).
+	o.MemTableSize = max(o.MemTableSize, restoreMemTable)
 	bo := badgerOptions(tmp, o).WithSyncWrites(false)
 	db, err := badger.Open(bo)
 	if err != nil {

@@ -2,14 +2,11 @@ package state
 
 import (
 	"errors"
-	"fmt"
 	"iter"
 	"math"
 	"slices"
 
 	"google.golang.org/protobuf/encoding/protowire"
-
-	"github.com/tailorcdp/tailor/money"
 )
 
 // Profile encoding
@@ -89,17 +86,42 @@ func (p *Profile) AppendEncode(dst []byte) []byte {
 }
 
 // appendEncode appends the profile's encoding to dst, building nested
-// messages in scratch, and returns both.
+// messages in scratch, and returns both. The fields are written in groups,
+// each by its own step; the order is the same on every call.
 func (p *Profile) appendEncode(dst, scratch []byte) (b, _ []byte) {
 	start := len(dst)
 	b = append(dst, formatV1)
+	msg := scratch[:0]
+	b, msg = p.appendIdentity(b, msg)
+	b, msg = p.appendActivity(b, msg)
+	b = p.appendOrderTotals(b)
+	b = appendVarint(b, fieldWakeAt, uint64(p.WakeAt))
+	b, msg = p.appendRFM(b, msg)
+	b, msg = p.appendRecent(b, msg)
+	b, msg = p.appendPreferences(b, msg)
+	for _, id := range p.viewed {
+		b = appendString(b, fieldViewed, id)
+	}
+	for _, id := range p.bought {
+		b = appendString(b, fieldBought, id)
+	}
+	if len(p.aggs.data) > 0 {
+		b = protowire.AppendTag(b, fieldAggregatesExact, protowire.BytesType)
+		b = protowire.AppendBytes(b, p.aggs.data)
+	}
+	b, msg = p.appendMovedOrders(b, msg)
+	p.encodedSize = len(b) - start
+	return b, msg
+}
+
+// appendIdentity appends who the profile is: its key, ids and traits.
+func (p *Profile) appendIdentity(b, msg []byte) ([]byte, []byte) {
 	b = appendString(b, fieldKey, p.Key)
 	b = appendString(b, fieldUserID, p.UserID)
 	for _, id := range p.AnonymousIDs {
 		b = protowire.AppendTag(b, fieldAnonymousID, protowire.BytesType)
 		b = protowire.AppendString(b, id)
 	}
-	msg := scratch[:0]
 	for name, t := range p.Traits {
 		msg = msg[:0]
 		msg = protowire.AppendTag(msg, 1, protowire.BytesType)
@@ -110,6 +132,12 @@ func (p *Profile) appendEncode(dst, scratch []byte) (b, _ []byte) {
 		b = protowire.AppendTag(b, fieldTrait, protowire.BytesType)
 		b = protowire.AppendBytes(b, msg)
 	}
+	return b, msg
+}
+
+// appendActivity appends when the profile was seen and its counts of
+// calls and events.
+func (p *Profile) appendActivity(b, msg []byte) ([]byte, []byte) {
 	b = appendVarint(b, fieldFirstSeen, uint64(p.FirstSeen))
 	b = appendVarint(b, fieldLastSeen, uint64(p.LastSeen))
 	for t, n := range p.TypeCounts {
@@ -125,12 +153,21 @@ func (p *Profile) appendEncode(dst, scratch []byte) (b, _ []byte) {
 	for name, n := range p.EventCounts {
 		b, msg = appendNamedCount(b, msg, fieldEventCount, name, n, p.EventLast[name])
 	}
+	return b, msg
+}
+
+// appendOrderTotals appends the order and refund totals.
+func (p *Profile) appendOrderTotals(b []byte) []byte {
 	b = appendVarint(b, fieldOrders, p.Orders)
 	b = appendVarint(b, fieldRevenueExact, protowire.EncodeZigZag(p.Revenue.Millionths()))
 	b = appendVarint(b, fieldLastOrderAt, uint64(p.LastOrderAt))
 	b = appendVarint(b, fieldRefunds, p.Refunds)
-	b = appendVarint(b, fieldRefundedExact, protowire.EncodeZigZag(p.RefundedAmount.Millionths()))
-	b = appendVarint(b, fieldWakeAt, uint64(p.WakeAt))
+	return appendVarint(b, fieldRefundedExact, protowire.EncodeZigZag(p.RefundedAmount.Millionths()))
+}
+
+// appendRFM appends the RFM scores last evaluated, the order log and where
+// the RFM histograms count the profile.
+func (p *Profile) appendRFM(b, msg []byte) ([]byte, []byte) {
 	if p.rfmScored {
 		b = appendVarint(b, fieldRFMScores, p.rfmScores.encode())
 	}
@@ -159,16 +196,27 @@ func (p *Profile) appendEncode(dst, scratch []byte) (b, _ []byte) {
 		b = protowire.AppendTag(b, fieldRFMPoint, protowire.BytesType)
 		b = protowire.AppendBytes(b, msg)
 	}
-	if p.recent.len() > 0 {
-		b = protowire.AppendTag(b, fieldRecentHashes, protowire.BytesType)
-		b = protowire.AppendVarint(b, uint64(8*p.recent.len()))
-		for m := range p.recent.all() {
-			b = protowire.AppendFixed64(b, m.hash)
-		}
-		msg = appendTimeDeltas(msg[:0], p.recent.all(), func(m seenMessage) int64 { return m.receivedAt })
-		b = protowire.AppendTag(b, fieldRecentTimes, protowire.BytesType)
-		b = protowire.AppendBytes(b, msg)
+	return b, msg
+}
+
+// appendRecent appends the messageIds remembered for dedup.
+func (p *Profile) appendRecent(b, msg []byte) ([]byte, []byte) {
+	if p.recent.len() == 0 {
+		return b, msg
 	}
+	b = protowire.AppendTag(b, fieldRecentHashes, protowire.BytesType)
+	b = protowire.AppendVarint(b, uint64(8*p.recent.len()))
+	for m := range p.recent.all() {
+		b = protowire.AppendFixed64(b, m.hash)
+	}
+	msg = appendTimeDeltas(msg[:0], p.recent.all(), func(m seenMessage) int64 { return m.receivedAt })
+	b = protowire.AppendTag(b, fieldRecentTimes, protowire.BytesType)
+	return protowire.AppendBytes(b, msg), msg
+}
+
+// appendPreferences appends the segments, interests, consents and offer
+// histories.
+func (p *Profile) appendPreferences(b, msg []byte) ([]byte, []byte) {
 	for name, at := range p.Segments {
 		b, msg = appendNamedCount(b, msg, fieldSegment, name, uint64(at), 0)
 	}
@@ -194,16 +242,12 @@ func (p *Profile) appendEncode(dst, scratch []byte) (b, _ []byte) {
 		msg = h.appendEncode(msg[:0], id)
 		b = protowire.AppendBytes(b, msg)
 	}
-	for _, id := range p.viewed {
-		b = appendString(b, fieldViewed, id)
-	}
-	for _, id := range p.bought {
-		b = appendString(b, fieldBought, id)
-	}
-	if len(p.aggs.data) > 0 {
-		b = protowire.AppendTag(b, fieldAggregatesExact, protowire.BytesType)
-		b = protowire.AppendBytes(b, p.aggs.data)
-	}
+	return b, msg
+}
+
+// appendMovedOrders appends the order ids of a profile taken out by
+// Batch.Link.
+func (p *Profile) appendMovedOrders(b, msg []byte) ([]byte, []byte) {
 	for _, o := range p.movedOrders {
 		msg = msg[:0]
 		msg = protowire.AppendTag(msg, 1, protowire.BytesType)
@@ -216,7 +260,6 @@ func (p *Profile) appendEncode(dst, scratch []byte) (b, _ []byte) {
 		b = protowire.AppendTag(b, fieldMovedOrder, protowire.BytesType)
 		b = protowire.AppendBytes(b, msg)
 	}
-	p.encodedSize = len(b) - start
 	return b, msg
 }
 
@@ -230,329 +273,6 @@ func appendNamedCount(b, scratch []byte, num protowire.Number, name string, coun
 	scratch = appendVarint(scratch, 3, uint64(last))
 	b = protowire.AppendTag(b, num, protowire.BytesType)
 	return protowire.AppendBytes(b, scratch), scratch
-}
-
-// DecodeProfile decodes a stored profile of any format this version knows.
-func DecodeProfile(data []byte) (*Profile, error) { return decodeProfile(data, nil) }
-
-// decodeProfile decodes a stored profile, its aggregate states for aggs
-// (nil: none declared).
-func decodeProfile(data []byte, aggs *Aggregates) (*Profile, error) {
-	if len(data) == 0 {
-		return nil, fmt.Errorf("%w: empty", errCorrupt)
-	}
-	if data[0] != formatV1 {
-		return nil, fmt.Errorf("%w: unknown format %d (written by a newer tailor?)", errCorrupt, data[0])
-	}
-	p := &Profile{encodedSize: len(data)}
-	var hashes, times, orderTimes, orderAmounts, orderExact []byte
-	var revenue, refunded legacyAmount
-	err := eachField(data[1:], func(num protowire.Number, typ protowire.Type, v uint64, raw []byte) error {
-		switch {
-		case num == fieldKey && typ == protowire.BytesType:
-			p.Key = string(raw)
-		case num == fieldUserID && typ == protowire.BytesType:
-			p.UserID = string(raw)
-		case num == fieldAnonymousID && typ == protowire.BytesType:
-			p.AnonymousIDs = append(p.AnonymousIDs, string(raw))
-		case num == fieldTrait && typ == protowire.BytesType:
-			var name string
-			var t Trait
-			err := eachField(raw, func(num protowire.Number, typ protowire.Type, v uint64, raw []byte) error {
-				switch num {
-				case 1:
-					name = string(raw)
-				case 2:
-					t.Value = append([]byte(nil), raw...)
-				case 3:
-					t.UpdatedAt = int64(v)
-				}
-				return nil
-			})
-			if err != nil {
-				return err
-			}
-			if p.Traits == nil {
-				p.Traits = make(map[string]Trait)
-			}
-			p.Traits[name] = t
-		case num == fieldFirstSeen && typ == protowire.VarintType:
-			p.FirstSeen = int64(v)
-		case num == fieldLastSeen && typ == protowire.VarintType:
-			p.LastSeen = int64(v)
-		case num == fieldTypeCount && typ == protowire.BytesType:
-			t, _, n, _, err := decodeCount(raw)
-			if err != nil {
-				return err
-			}
-			if t < uint64(len(p.TypeCounts)) {
-				p.TypeCounts[t] = n
-			}
-		case num == fieldEventCount && typ == protowire.BytesType:
-			_, name, n, last, err := decodeCount(raw)
-			if err != nil {
-				return err
-			}
-			if p.EventCounts == nil {
-				p.EventCounts = make(map[string]uint64)
-				p.EventLast = make(map[string]int64)
-			}
-			p.EventCounts[string(name)] = n
-			if last != 0 {
-				p.EventLast[string(name)] = last
-			}
-		case num == fieldOrders && typ == protowire.VarintType:
-			p.Orders = v
-		case num == fieldRevenue && typ == protowire.Fixed64Type:
-			revenue.float(v)
-		case num == fieldRevenueExact && typ == protowire.VarintType:
-			revenue.exact(v)
-		case num == fieldRefundedExact && typ == protowire.VarintType:
-			refunded.exact(v)
-		case num == fieldOrderExact && typ == protowire.BytesType:
-			orderExact = raw
-		case num == fieldLastOrderAt && typ == protowire.VarintType:
-			p.LastOrderAt = int64(v)
-		case num == fieldRefunds && typ == protowire.VarintType:
-			p.Refunds = v
-		case num == fieldWakeAt && typ == protowire.VarintType:
-			p.WakeAt = int64(v)
-		case num == fieldRFMScores && typ == protowire.VarintType:
-			p.rfmScores, p.rfmScored = decodeScores(v), true
-		case num == fieldOrderTimes && typ == protowire.BytesType:
-			orderTimes = raw
-		case num == fieldOrderAmounts && typ == protowire.BytesType:
-			if len(raw)%8 != 0 {
-				return fmt.Errorf("%w: order amounts are %d bytes", errCorrupt, len(raw))
-			}
-			orderAmounts = raw
-		case num == fieldMovedOrder && typ == protowire.BytesType:
-			var o movedOrder
-			err := eachField(raw, func(num protowire.Number, _ protowire.Type, v uint64, raw []byte) error {
-				switch num {
-				case 1:
-					o.id = string(raw)
-				case 2:
-					if !o.known { // field 4 first wins
-						o.amount, o.known = money.FromFloat(math.Float64frombits(v)), true
-					}
-				case 3:
-					o.at = int64(v)
-				case 4:
-					o.amount, o.known = money.Millionths(protowire.DecodeZigZag(v)), true
-				}
-				return nil
-			})
-			p.movedOrders = append(p.movedOrders, o)
-			return err
-		case num == fieldRFMPoint && typ == protowire.BytesType:
-			p.rfmRecorded = true
-			return eachField(raw, func(num protowire.Number, _ protowire.Type, v uint64, _ []byte) error {
-				switch num {
-				case 1:
-					p.rfm.ok = v == 1
-				case 2:
-					p.rfm.day = protowire.DecodeZigZag(v)
-				case 3:
-					p.rfm.orders = int64(v)
-				case 4:
-					p.rfm.money = protowire.DecodeZigZag(v)
-				}
-				return nil
-			})
-		case num == fieldRefundedAmount && typ == protowire.Fixed64Type:
-			refunded.float(v)
-		case num == fieldRecentHashes && typ == protowire.BytesType:
-			if len(raw)%8 != 0 {
-				return fmt.Errorf("%w: message hashes are %d bytes", errCorrupt, len(raw))
-			}
-			hashes = raw
-		case num == fieldRecentTimes && typ == protowire.BytesType:
-			times = raw
-		case num == fieldSegment && typ == protowire.BytesType:
-			_, name, at, _, err := decodeCount(raw)
-			if err != nil {
-				return err
-			}
-			if p.Segments == nil {
-				p.Segments = make(map[string]int64)
-			}
-			p.Segments[string(name)] = int64(at)
-		case num == fieldInterest && typ == protowire.BytesType:
-			var name string
-			var i interest
-			err := eachField(raw, func(num protowire.Number, _ protowire.Type, v uint64, raw []byte) error {
-				switch num {
-				case 1:
-					name = string(raw)
-				case 2:
-					i.score = math.Float64frombits(v)
-				case 3:
-					i.at = int64(v)
-				}
-				return nil
-			})
-			if err != nil {
-				return err
-			}
-			if p.interests == nil {
-				p.interests = make(map[string]interest)
-			}
-			p.interests[name] = i
-		case num == fieldConsent && typ == protowire.BytesType:
-			_, purpose, granted, at, err := decodeCount(raw)
-			if err != nil {
-				return err
-			}
-			if p.consents == nil {
-				p.consents = make(map[string]consent)
-			}
-			p.consents[string(purpose)] = consent{granted: granted == 1, at: at}
-		case num == fieldOffer && typ == protowire.BytesType:
-			id, h, err := decodeOffer(raw)
-			if err != nil {
-				return err
-			}
-			if p.offers == nil {
-				p.offers = make(map[string]*offerHistory)
-			}
-			p.offers[id] = h
-		case num == fieldViewed && typ == protowire.BytesType:
-			p.viewed = append(p.viewed, string(raw))
-		case num == fieldBought && typ == protowire.BytesType:
-			p.bought = append(p.bought, string(raw))
-		case (num == fieldAggregates || num == fieldAggregatesExact) && typ == protowire.BytesType:
-			if err := checkPacked(raw); err != nil {
-				return err
-			}
-			from := len(p.aggs.data)
-			p.aggs.data = append(p.aggs.data, raw...)
-			if num == fieldAggregates {
-				exactSums(p.aggs.data[from:])
-			}
-		case num == fieldAggregate && typ == protowire.BytesType:
-			if err := p.decodeAggregate(raw, aggs); err != nil {
-				return err
-			}
-		}
-		// Unknown fields are skipped: they come from a later version.
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	if len(hashes) > 0 {
-		recent := make([]seenMessage, len(hashes)/8)
-		at := int64(0)
-		for i := range recent {
-			recent[i].hash, _ = protowire.ConsumeFixed64(hashes[8*i:])
-			if at, err = nextTime(&times, at); err != nil {
-				return nil, fmt.Errorf("%w: message times: %v", errCorrupt, err)
-			}
-			recent[i].receivedAt = at
-		}
-		p.recent = newMessageLog(recent)
-	}
-	p.Revenue, p.RefundedAmount = revenue.amount, refunded.amount
-	if err := p.decodeOrderLog(orderTimes, orderAmounts, orderExact); err != nil {
-		return nil, err
-	}
-	if !p.rfmRecorded {
-		p.rfm = p.rfmPointAt(0, 0) // what a version before the order log counted
-	}
-	p.aggs.index(aggs)
-	return p, nil
-}
-
-// decodeOrderLog decodes the order log from its times and its amounts,
-// exact, or as float64 bits when written before amounts were exact.
-func (p *Profile) decodeOrderLog(times, floats, exact []byte) error {
-	n := len(floats) / 8
-	if exact != nil {
-		n = 0
-		for _, c := range exact {
-			if c < 0x80 {
-				n++ // a varint's last byte
-			}
-		}
-	}
-	if n == 0 {
-		return nil
-	}
-	p.orderLog = make([]orderRecord, n)
-	at := int64(0)
-	for i := range p.orderLog {
-		var err error
-		if at, err = nextTime(&times, at); err != nil {
-			return fmt.Errorf("%w: order times: %v", errCorrupt, err)
-		}
-		var amount money.Amount
-		if exact != nil {
-			v, k := protowire.ConsumeVarint(exact)
-			if k < 0 {
-				return fmt.Errorf("%w: order amounts: %v", errCorrupt, protowire.ParseError(k))
-			}
-			exact, amount = exact[k:], money.Millionths(protowire.DecodeZigZag(v))
-		} else {
-			bits, _ := protowire.ConsumeFixed64(floats[8*i:])
-			amount = money.FromFloat(math.Float64frombits(bits))
-		}
-		p.orderLog[i] = orderRecord{at: at, amount: amount}
-	}
-	return nil
-}
-
-// decodeCount decodes a {1: key, 2: count, 3: last} message, whose key is
-// a varint (type counts) or bytes (event counts, segments, consents).
-func decodeCount(raw []byte) (key uint64, name []byte, count uint64, last int64, err error) {
-	err = eachField(raw, func(num protowire.Number, _ protowire.Type, v uint64, b []byte) error {
-		switch num {
-		case 1:
-			key, name = v, b
-		case 2:
-			count = v
-		case 3:
-			last = int64(v)
-		}
-		return nil
-	})
-	return key, name, count, last, err
-}
-
-// eachField calls fn for each field of a wire-format message: v holds
-// varint and fixed values, raw the bytes of length-delimited ones.
-func eachField(b []byte, fn func(num protowire.Number, typ protowire.Type, v uint64, raw []byte) error) error {
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return fmt.Errorf("%w: %v", errCorrupt, protowire.ParseError(n))
-		}
-		b = b[n:]
-		var v uint64
-		var raw []byte
-		switch typ {
-		case protowire.VarintType:
-			v, n = protowire.ConsumeVarint(b)
-		case protowire.Fixed64Type:
-			v, n = protowire.ConsumeFixed64(b)
-		case protowire.Fixed32Type:
-			var v32 uint32
-			v32, n = protowire.ConsumeFixed32(b)
-			v = uint64(v32)
-		case protowire.BytesType:
-			raw, n = protowire.ConsumeBytes(b)
-		default:
-			n = protowire.ConsumeFieldValue(num, typ, b)
-		}
-		if n < 0 {
-			return fmt.Errorf("%w: field %d: %v", errCorrupt, num, protowire.ParseError(n))
-		}
-		b = b[n:]
-		if err := fn(num, typ, v, raw); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 func appendString(b []byte, num protowire.Number, s string) []byte {
@@ -603,49 +323,6 @@ func (h *offerHistory) appendEncode(b []byte, id string) []byte {
 	return protowire.AppendBytes(b, flags)
 }
 
-func decodeOffer(raw []byte) (string, *offerHistory, error) {
-	var id string
-	h := &offerHistory{}
-	var hashes, times, flags []byte
-	err := eachField(raw, func(num protowire.Number, _ protowire.Type, v uint64, raw []byte) error {
-		switch num {
-		case 1:
-			id = string(raw)
-		case 2:
-			h.clickedAt = int64(v)
-		case 3:
-			h.convertedAt = int64(v)
-		case 4:
-			h.touched = int64(v)
-		case 5:
-			hashes = raw
-		case 6:
-			times = raw
-		case 7:
-			flags = raw
-		}
-		return nil
-	})
-	if err != nil {
-		return "", nil, err
-	}
-	n := len(flags)
-	if len(hashes) != 8*n {
-		return "", nil, fmt.Errorf("%w: offer %q has %d decision hash bytes for %d decisions", errCorrupt, id, len(hashes), n)
-	}
-	h.decisions = make([]decisionMark, n)
-	at := int64(0)
-	for i := range h.decisions {
-		h.decisions[i].hash, _ = protowire.ConsumeFixed64(hashes[8*i:])
-		if at, err = nextTime(&times, at); err != nil {
-			return "", nil, fmt.Errorf("%w: offer %q decision times: %v", errCorrupt, id, err)
-		}
-		h.decisions[i].at = at
-		h.decisions[i].seen = Feedback(flags[i])
-	}
-	return id, h, nil
-}
-
 // appendTimeDeltas appends the times of items (Unix ms, ascending as a
 // rule), each as a zigzag varint difference to the one before.
 func appendTimeDeltas[T any](b []byte, items iter.Seq[T], at func(T) int64) []byte {
@@ -656,14 +333,4 @@ func appendTimeDeltas[T any](b []byte, items iter.Seq[T], at func(T) int64) []by
 		prev = t
 	}
 	return b
-}
-
-// nextTime reads the next time written by appendTimeDeltas, after prev.
-func nextTime(deltas *[]byte, prev int64) (int64, error) {
-	d, n := protowire.ConsumeVarint(*deltas)
-	if n < 0 {
-		return 0, protowire.ParseError(n)
-	}
-	*deltas = (*deltas)[n:]
-	return prev + protowire.DecodeZigZag(d), nil
 }

@@ -1,8 +1,6 @@
 package state
 
 import (
-	"encoding/binary"
-	"errors"
 	"slices"
 
 	"github.com/cespare/xxhash/v2"
@@ -207,52 +205,6 @@ func (c *OfferCounts) count(f Feedback) {
 	case Conversion:
 		c.Conversions++
 	}
-}
-
-func statKey(k OfferStatKey) []byte {
-	b := pairKey(prefixStats, k.Offer, "")
-	b = binary.AppendUvarint(b, uint64(len(k.Placement)))
-	b = append(b, k.Placement...)
-	return append(b, byte(k.Arm))
-}
-
-func parseStatKey(b []byte) (OfferStatKey, error) {
-	bad := errors.New("malformed offer statistics key")
-	if len(b) < 1 || b[0] != prefixStats {
-		return OfferStatKey{}, bad
-	}
-	b = b[1:]
-	var parts [2]string
-	for i := range parts {
-		n, w := binary.Uvarint(b)
-		if w <= 0 || uint64(len(b)-w) < n {
-			return OfferStatKey{}, bad
-		}
-		parts[i] = string(b[w : w+int(n)])
-		b = b[w+int(n):]
-	}
-	if len(b) != 1 || b[0] > byte(Control) {
-		return OfferStatKey{}, bad
-	}
-	return OfferStatKey{Offer: parts[0], Placement: parts[1], Arm: Arm(b[0])}, nil
-}
-
-func (c OfferCounts) encode() []byte {
-	b := make([]byte, 0, 24)
-	b = binary.BigEndian.AppendUint64(b, c.Impressions)
-	b = binary.BigEndian.AppendUint64(b, c.Clicks)
-	return binary.BigEndian.AppendUint64(b, c.Conversions)
-}
-
-func decodeCounts(v []byte) (OfferCounts, bool) {
-	if len(v) != 24 {
-		return OfferCounts{}, false
-	}
-	return OfferCounts{
-		Impressions: binary.BigEndian.Uint64(v),
-		Clicks:      binary.BigEndian.Uint64(v[8:]),
-		Conversions: binary.BigEndian.Uint64(v[16:]),
-	}, true
 }
 
 // dropStalestOffer forgets the history of the offer with the oldest

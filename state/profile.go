@@ -1,7 +1,3 @@
-// Package state owns what tailor knows about each customer and how it is
-// kept: the Profile, how an event changes it, its versioned binary encoding,
-// and the Badger store of one partition, which writes a poll's profiles
-// together with the last applied offset in one transaction.
 package state
 
 import (

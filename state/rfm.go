@@ -1,7 +1,6 @@
 package state
 
 import (
-	"encoding/binary"
 	"math"
 	"sort"
 	"time"
@@ -284,10 +283,4 @@ func decodeScores(v uint64) rfmScores {
 		}
 	}
 	return s
-}
-
-// Histogram keys in a store: prefix, histogram letter, big-endian bin.
-func histKey(which byte, bin int64) []byte {
-	k := []byte{prefixHist, which}
-	return binary.BigEndian.AppendUint64(k, uint64(bin))
 }

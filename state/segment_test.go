@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tailorcdp/tailor/bench/workload"
 	"github.com/tailorcdp/tailor/event"
+	"github.com/tailorcdp/tailor/internal/workload"
 )
 
 func TestCompileSegmentsErrors(t *testing.T) {

@@ -91,8 +91,10 @@ func (p *Processor) applyBatch(ctx context.Context, part *partition, records []*
 		// A batch wholly before the progress marker is a replay: Kafka
 		// holds its outputs and its writes (from a later batch's), the
 		// store does not. Any other batch writes its writes.
+		var changelog []*kgo.Record
 		if next > part.replayTo {
-			outputs = append(outputs, p.changelog(part, batch)...)
+			changelog = p.changelog(part, batch)
+			outputs = append(outputs, changelog...)
 		}
 		if len(outputs) == 0 {
 			return nil
@@ -100,6 +102,7 @@ func (p *Processor) applyBatch(ctx context.Context, part *partition, records []*
 		if err := part.out.write(ctx, outputs, progress{next: next}); err != nil {
 			return &outputError{fmt.Errorf("write %d outputs: %w", len(outputs), err)}
 		}
+		changelogWritten(part, changelog)
 		return nil
 	}
 	if err := batch.CommitWith(next, writeOutputs); err != nil {

@@ -62,12 +62,38 @@ func (p *outputPartitioner) ForTopic(topic string) kgo.TopicPartitioner {
 }
 
 // changelog returns the changelog records of batch, committing: none
-// when the processor keeps no changelog.
+// when the processor keeps no changelog. The batch records the changelog
+// offset that the batches committed before it reached.
 func (p *Processor) changelog(part *partition, batch *state.Batch) []*kgo.Record {
 	if !p.cfg.Store.Changelog {
 		return nil
 	}
+	if next := part.changelogNext.Load(); next >= 0 {
+		batch.SetChangelogOffset(next)
+	}
 	records := changelogRecords(p.cfg.Topics.Changelog, part.id, batch.Writes())
 	p.m.changelogRecords.Add(float64(len(records)))
+	for _, r := range records {
+		p.m.changelogBytes.Add(float64(len(r.Key) + len(r.Value)))
+	}
 	return records
+}
+
+// changelogWritten notes the offsets of a batch's changelog records once
+// their transaction has committed: the next batch records that the store
+// reflects the changelog up to them.
+func changelogWritten(part *partition, records []*kgo.Record) {
+	if len(records) > 0 {
+		part.changelogNext.Store(records[len(records)-1].Offset + 1)
+	}
+}
+
+// changelogOffset returns the changelog offset store reflects, -1 when
+// it records none.
+func changelogOffset(store *state.Store) int64 {
+	next, ok, err := store.ChangelogOffset()
+	if err != nil || !ok {
+		return -1
+	}
+	return next
 }

@@ -31,12 +31,14 @@ func TestChangelogRoundTrip(t *testing.T) {
 // follows them; aborted ones, and ones no marker follows, do not.
 func TestChangelogReader(t *testing.T) {
 	var got []string
-	r := &changelogReader{pending: make(map[int64][]state.Write), put: func(w state.Write) error {
+	r := newChangelogReader(func(w state.Write) error {
 		got = append(got, string(w.Key))
 		return nil
-	}}
+	})
+	offset := int64(100)
 	txn := func(producer int64, key string) logRecord {
-		return logRecord{key: []byte(key), value: []byte("s"), producer: producer, txn: true}
+		offset++
+		return logRecord{key: []byte(key), value: []byte("s"), offset: offset, producer: producer, txn: true}
 	}
 	control := func(producer int64, commit bool) logRecord {
 		key := binary.BigEndian.AppendUint16(nil, 0)
@@ -45,7 +47,8 @@ func TestChangelogReader(t *testing.T) {
 		} else {
 			key = binary.BigEndian.AppendUint16(key, 0)
 		}
-		return logRecord{key: key, producer: producer, control: true, txn: true}
+		offset++
+		return logRecord{key: key, offset: offset, producer: producer, control: true, txn: true}
 	}
 	for _, rec := range []logRecord{
 		txn(1, "a"), txn(2, "x"), txn(1, "b"), control(1, true),
@@ -62,6 +65,17 @@ func TestChangelogReader(t *testing.T) {
 	}
 	if !r.base {
 		t.Error("the changelog base was not seen")
+	}
+	// Pending: producer 2's "x" at 102 and producer 1's "d" at 109: a
+	// read from 102 on misses neither.
+	if got := r.safe(offset + 1); got != 102 {
+		t.Errorf("safe offset %d, want 102 (producer 2's pending write)", got)
+	}
+	if err := r.add(control(2, false)); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.safe(offset + 1); got != 109 {
+		t.Errorf("safe offset %d after producer 2 aborted, want 109 (producer 1's pending write)", got)
 	}
 }
 

@@ -144,7 +144,7 @@ func TestEmbeddedCrashMidTransaction(t *testing.T) {
 		if err := o.cl.BeginTransaction(); err != nil {
 			t.Fatal(err)
 		}
-		if err := o.produce(ctx, []*kgo.Record{segment("open"), {Topic: o.progress, Key: o.markerKey, Value: progress{next: next}.encode()}}); err != nil {
+		if err := o.produce(ctx, o.cl, []*kgo.Record{segment("open"), {Topic: o.progress, Key: o.markerKey, Value: progress{next: next}.encode()}}); err != nil {
 			t.Fatal(err)
 		}
 		return crashCopy(t, e.dir)
@@ -218,7 +218,7 @@ func TestEmbeddedCrashMidCommit(t *testing.T) {
 			if err := o.cl.BeginTransaction(); err != nil {
 				t.Fatal(err)
 			}
-			if err := o.produce(ctx, []*kgo.Record{segmentRecord("b"), {Topic: o.progress, Key: o.markerKey, Value: progress{next: 9}.encode()}}); err != nil {
+			if err := o.produce(ctx, o.cl, []*kgo.Record{segmentRecord("b"), {Topic: o.progress, Key: o.markerKey, Value: progress{next: 9}.encode()}}); err != nil {
 				t.Fatal(err)
 			}
 			before := crashCopy(t, e.dir)
@@ -284,7 +284,7 @@ func TestEmbeddedCrashBeforeIndexEntry(t *testing.T) {
 	if err := o.cl.BeginTransaction(); err != nil {
 		t.Fatal(err)
 	}
-	if err := o.produce(ctx, []*kgo.Record{segmentRecord("open"), {Topic: o.progress, Key: o.markerKey, Value: progress{next: 9}.encode()}}); err != nil {
+	if err := o.produce(ctx, o.cl, []*kgo.Record{segmentRecord("open"), {Topic: o.progress, Key: o.markerKey, Value: progress{next: 9}.encode()}}); err != nil {
 		t.Fatal(err)
 	}
 	dir := crashCopy(t, e.dir)

@@ -101,7 +101,8 @@ func (p *Processor) fencedError(id int32) error {
 
 // Fenced returns the fenced partitions of the events topic held by this
 // instance, in order, with the store error that fenced each.
-func (p *Processor) Fenced() []FencedError {
+func (r Reads) Fenced() []FencedError {
+	p := r.p
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	out := make([]FencedError, 0, len(p.fenced))

@@ -1,8 +1,3 @@
-// Package stream owns tailor's Kafka side: the topics and their creation,
-// the embedded broker, the producer behind the collect API and import, and
-// the processor: a consumer group member that opens one state store per
-// assigned partition, applies each poll's records to it in one transaction
-// with the offset, and resumes from that stored offset after any crash.
 package stream
 
 import (
@@ -12,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -43,20 +39,48 @@ func NewTopics(prefix string) Topics {
 	}
 }
 
+// TopicOption sets how EnsureTopics creates a topic.
+type TopicOption func(*topicSettings)
+
+type topicSettings struct {
+	eventsRetention *string // retention.ms of the events topic; nil: the broker's default
+}
+
+// EventsRetention makes a new events topic keep its records for d (0:
+// for ever). Without it the broker's default applies (a week on Apache
+// Kafka). A topic that exists already is not changed.
+func EventsRetention(d time.Duration) TopicOption {
+	return func(s *topicSettings) {
+		ms := "-1"
+		if d > 0 {
+			ms = strconv.FormatInt(d.Milliseconds(), 10)
+		}
+		s.eventsRetention = &ms
+	}
+}
+
 // EnsureTopics creates the topics that do not exist yet, with partitions
 // partitions each (the changelog compacted), and returns the partition count
 // of the events topic, which is what keys are routed by. An events topic
 // that already exists keeps its count: changing it is a migration.
-func EnsureTopics(ctx context.Context, cl *kgo.Client, t Topics, partitions int32, replication int16) (int32, error) {
+func EnsureTopics(ctx context.Context, cl *kgo.Client, t Topics, partitions int32, replication int16, opts ...TopicOption) (int32, error) {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
+	var settings topicSettings
+	for _, o := range opts {
+		o(&settings)
+	}
+	var events map[string]*string
+	if settings.eventsRetention != nil {
+		events = map[string]*string{"retention.ms": settings.eventsRetention}
+	}
 	adm := kadm.NewClient(cl)
 	compact := "compact"
 	create := []struct {
 		name    string
 		configs map[string]*string
 	}{
-		{t.Events, nil},
+		{t.Events, events},
 		{t.Changelog, map[string]*string{"cleanup.policy": &compact}},
 		{t.Segments, nil},
 		{t.DeadLetter, nil},

@@ -39,6 +39,7 @@ type session struct {
 // lose keeps the stores of the partitions of a lost session readable,
 // stopping their workers and producers.
 func (p *Processor) lose(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+	p.waitClient()
 	p.mu.Lock()
 	p.session = session{lostAt: time.Now()}
 	var parts []*partition
@@ -68,7 +69,7 @@ func (p *Processor) lose(_ context.Context, _ *kgo.Client, lost map[string][]int
 // from the store's offset by the partition's next owner (decision 0007).
 func (p *Processor) stopWorkers(parts []*partition) {
 	for _, part := range parts {
-		close(part.work)
+		close(part.stop)
 		part.out.close()
 	}
 	for _, part := range parts {
@@ -147,7 +148,8 @@ type Health struct {
 // Health returns the processor's state for serving: which partitions
 // answer reads (Applying and Stale), which are current (Applying), and
 // whether it is connected to its group.
-func (p *Processor) Health() Health {
+func (r Reads) Health() Health {
+	p := r.p
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	h := Health{Connected: p.session.connected}
@@ -172,7 +174,8 @@ func (p *Processor) Health() Health {
 // Stale reports whether a read of key is answered from a store kept from
 // a lost group session, and since when: what it answers is what had been
 // applied by then.
-func (p *Processor) Stale(key string) (since time.Time, stale bool) {
+func (r Reads) Stale(key string) (since time.Time, stale bool) {
+	p := r.p
 	id := PartitionOf(key, p.cfg.Partitions)
 	p.mu.RLock()
 	defer p.mu.RUnlock()

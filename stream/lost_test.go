@@ -52,7 +52,7 @@ func TestHealthAcrossLostSession(t *testing.T) {
 		<-run
 		p.Close()
 	}()
-	if h := p.Health(); h.Connected {
+	if h := p.Reads().Health(); h.Connected {
 		t.Errorf("connected before any assignment: %+v", h)
 	}
 
@@ -66,30 +66,30 @@ func TestHealthAcrossLostSession(t *testing.T) {
 	all := []int32{0, 1, 2}
 	readable := func() bool {
 		for _, key := range keys {
-			if prof, err := p.Profile(key); err != nil || prof.EventCounts["E"] != 1 {
+			if prof, err := p.Reads().Profile(key); err != nil || prof.EventCounts["E"] != 1 {
 				return false
 			}
 		}
 		return true
 	}
-	eventually(t, "the profiles applied", func() bool { return readable() && p.Ready() })
-	if h := p.Health(); !h.Connected || !slices.Equal(h.Applying, all) || len(h.Stale) != 0 || !h.LostAt.IsZero() {
+	eventually(t, "the profiles applied", func() bool { return readable() && p.Reads().Ready() })
+	if h := p.Reads().Health(); !h.Connected || !slices.Equal(h.Applying, all) || len(h.Stale) != 0 || !h.LostAt.IsZero() {
 		t.Errorf("health while applying: %+v", h)
 	}
 
 	broker.Close()
-	eventually(t, "the group session lost", func() bool { return !p.Health().Connected })
-	h := p.Health()
+	eventually(t, "the group session lost", func() bool { return !p.Reads().Health().Connected })
+	h := p.Reads().Health()
 	if !slices.Equal(h.Stale, all) || len(h.Applying) != 0 || h.LostAt.IsZero() {
 		t.Errorf("health with the broker away: %+v", h)
 	}
-	if since, stale := p.Stale("a"); !stale || !since.Equal(h.LostAt) {
+	if since, stale := p.Reads().Stale("a"); !stale || !since.Equal(h.LostAt) {
 		t.Errorf("Stale(a) = %v, %v; want since %v", since, stale, h.LostAt)
 	}
 	if !readable() {
 		t.Error("profiles not readable from the stale stores")
 	}
-	if _, local := p.Owner("a"); !local {
+	if _, local := p.Reads().Owner("a"); !local {
 		t.Error("a stale partition's key is not answered here")
 	}
 
@@ -97,13 +97,13 @@ func TestHealthAcrossLostSession(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, "the partitions applied again", func() bool {
-		h := p.Health()
+		h := p.Reads().Health()
 		return h.Connected && slices.Equal(h.Applying, all)
 	})
-	if h := p.Health(); len(h.Stale) != 0 || !h.LostAt.IsZero() {
+	if h := p.Reads().Health(); len(h.Stale) != 0 || !h.LostAt.IsZero() {
 		t.Errorf("health after the broker is back: %+v", h)
 	}
-	if _, stale := p.Stale("a"); stale {
+	if _, stale := p.Reads().Stale("a"); stale {
 		t.Error("a read is still stale after the broker is back")
 	}
 	r := &kgo.Record{Topic: topics.Events, Key: []byte("a"), Value: []byte(`{"type": "track", "userId": "a", "event": "F"}`)}
@@ -111,7 +111,7 @@ func TestHealthAcrossLostSession(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, "an event applied after the outage", func() bool {
-		prof, err := p.Profile("a")
+		prof, err := p.Reads().Profile("a")
 		return err == nil && prof.EventCounts["F"] == 1 && prof.EventCounts["E"] == 1
 	})
 	select {
@@ -119,7 +119,7 @@ func TestHealthAcrossLostSession(t *testing.T) {
 		t.Fatalf("Run returned: %v", err)
 	default:
 	}
-	if _, err := p.Profile("never-seen"); !errors.Is(err, state.ErrNotFound) {
+	if _, err := p.Reads().Profile("never-seen"); !errors.Is(err, state.ErrNotFound) {
 		t.Errorf("a key never seen: %v", err)
 	}
 }

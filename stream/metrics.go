@@ -22,6 +22,12 @@ type Metrics struct {
 	fenced         *prometheus.GaugeVec // 1 for a fenced partition held here
 	// changelog (decision 0021)
 	changelogRecords prometheus.Counter     // changelog records produced
+	changelogBytes   prometheus.Counter     // their keys' and values' bytes
+	standbyLag       *prometheus.GaugeVec   // changelog records a standby replica has yet to apply
+	standbyRecords   prometheus.Counter     // changelog records applied to standby replicas
+	restores         *prometheus.CounterVec // stores restored whole, or caught up, from the changelog
+	outputRetries    prometheus.Counter     // worker steps tried again after their outputs were not written
+	handover         prometheus.Histogram   // assignment to serving, per partition
 	restored         *prometheus.CounterVec // changelog records restored, by partition
 	restoreLeft      *prometheus.GaugeVec   // changelog records a restore has left, by partition
 	reg              prometheus.Registerer
@@ -106,7 +112,33 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Name: "tailor_restore_remaining_records",
 		Help: "Changelog offsets a restore under way has left to read, per partition (0: none under way).",
 	}, []string{"partition"})
-	reg.MustRegister(m.changelogRecords, m.restored, m.restoreLeft)
+	m.changelogBytes = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "tailor_changelog_bytes_total",
+		Help: "Bytes of the changelog records produced (keys and values).",
+	})
+	m.standbyLag = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "tailor_standby_lag_records",
+		Help: "Changelog offsets a standby replica kept here has yet to apply, per partition (absent for partitions with no standby here).",
+	}, []string{"partition"})
+	m.standbyRecords = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "tailor_standby_records_total",
+		Help: "Changelog records applied to the standby replicas kept here.",
+	})
+	m.restores = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tailor_restores_total",
+		Help: "Stores brought up to date from the changelog on assignment, by kind: full (restored whole: missing, damaged, or behind the start of the events topic) or catch_up (from the changelog offset the store reflected: a standby replica, or a store kept from before).",
+	}, []string{"kind"})
+	m.outputRetries = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "tailor_output_retries_total",
+		Help: "Batches, wakes and backfill steps tried again after their Kafka transaction did not commit (broker away or failing over): the partition's producer is renewed first.",
+	})
+	m.handover = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "tailor_partition_handover_seconds",
+		Help:    "From a partition's assignment here to its reads being served: opening its store, restored or caught up from the changelog if need be.",
+		Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300},
+	})
+	reg.MustRegister(m.restores, m.outputRetries, m.handover)
+	reg.MustRegister(m.changelogRecords, m.changelogBytes, m.restored, m.restoreLeft, m.standbyLag, m.standbyRecords)
 	reg.MustRegister(m.events, m.batch, m.batchRetries, m.delay, m.lag, m.appliedNext, m.segmentChanges, m.wakes, m.wakeDelay, m.backfilled, m.backfillLeft)
 	return m
 }

@@ -37,7 +37,12 @@ import (
 // still runs is fenced.
 type output struct {
 	partition int32 // input partition
+	// mu guards cl, which renew replaces, and closed: a lost session
+	// closes the output from another goroutine than the worker's.
+	mu        sync.Mutex
 	cl        *kgo.Client
+	closed    bool
+	opts      []kgo.Opt // cl's, for renew
 	client    ClientConfig
 	progress  string // progress topic
 	markerKey []byte
@@ -47,12 +52,13 @@ type output struct {
 
 func newOutput(client ClientConfig, group string, t Topics, partition int32, progressPartitions int) (*output, error) {
 	id := group + "/" + t.Events + "/" + strconv.Itoa(int(partition))
-	cl, err := kgo.NewClient(append(client.Opts(),
+	opts := append(client.Opts(),
 		kgo.TransactionalID(id),
 		kgo.TransactionTimeout(10*time.Second), // one batch; bounds the wait for a dead owner's transaction
 		kgo.ProducerLinger(0),
 		kgo.RecordPartitioner(newOutputPartitioner(t.Changelog)),
-	)...)
+	)
+	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("transactional producer %s: %w", id, err)
 	}
@@ -60,6 +66,7 @@ func newOutput(client ClientConfig, group string, t Topics, partition int32, pro
 	return &output{
 		partition:       partition,
 		cl:              cl,
+		opts:            opts,
 		client:          client,
 		progress:        t.Progress,
 		markerKey:       key,
@@ -126,25 +133,26 @@ func parseProgress(b []byte) (progress, error) {
 
 // write produces records and the progress marker in one transaction.
 func (o *output) write(ctx context.Context, records []*kgo.Record, at progress) error {
-	if err := o.cl.BeginTransaction(); err != nil {
+	cl := o.producer()
+	if err := cl.BeginTransaction(); err != nil {
 		return fmt.Errorf("begin transaction: %w", err)
 	}
 	marker := &kgo.Record{Topic: o.progress, Key: o.markerKey, Value: at.encode()}
-	err := o.produce(ctx, append(records, marker))
+	err := o.produce(ctx, cl, append(records, marker))
 	if err == nil {
-		if err = o.cl.EndTransaction(ctx, kgo.TryCommit); err == nil {
+		if err = cl.EndTransaction(ctx, kgo.TryCommit); err == nil {
 			return nil
 		}
 		err = fmt.Errorf("commit transaction: %w", err)
 	}
-	if aerr := o.cl.AbortBufferedRecords(ctx); aerr == nil {
-		_ = o.cl.EndTransaction(ctx, kgo.TryAbort)
+	if aerr := cl.AbortBufferedRecords(ctx); aerr == nil {
+		_ = cl.EndTransaction(ctx, kgo.TryAbort)
 	}
 	return err
 }
 
-func (o *output) produce(ctx context.Context, records []*kgo.Record) error {
-	results := o.cl.ProduceSync(ctx, records...)
+func (o *output) produce(ctx context.Context, cl *kgo.Client, records []*kgo.Record) error {
+	results := cl.ProduceSync(ctx, records...)
 	for _, r := range results {
 		if r.Err != nil {
 			return fmt.Errorf("produce to %s: %w", r.Record.Topic, r.Err)
@@ -157,7 +165,7 @@ func (o *output) produce(ctx context.Context, records []*kgo.Record) error {
 // owner of the transactional id and makes the coordinator finish that
 // owner's last transaction (commit markers written, or aborted).
 func (o *output) fence(ctx context.Context) error {
-	if _, _, err := o.cl.ProducerID(ctx); err != nil {
+	if _, _, err := o.producer().ProducerID(ctx); err != nil {
 		return fmt.Errorf("initialise the transactional producer: %w", err)
 	}
 	return nil
@@ -255,7 +263,7 @@ func (o *output) lastMarker(ctx context.Context) (progress, error) {
 // markerBounds returns the start and end offsets of the marker's
 // progress partition.
 func (o *output) markerBounds(ctx context.Context) (start, end int64, err error) {
-	adm := kadm.NewClient(o.cl)
+	adm := kadm.NewClient(o.producer())
 	ends, err := adm.ListEndOffsets(ctx, o.progress)
 	if err != nil {
 		return 0, 0, fmt.Errorf("list end offsets of %s: %w", o.progress, err)
@@ -291,13 +299,13 @@ func newMarkerReader(key []byte) *markerReader {
 
 // logRecord is what markerReader needs of a record.
 type logRecord struct {
-	key, value   []byte
-	producer     int64
-	control, txn bool
+	key, value       []byte
+	offset, producer int64
+	control, txn     bool
 }
 
 func logRecordOf(r *kgo.Record) logRecord {
-	return logRecord{key: r.Key, value: r.Value, producer: r.ProducerID, control: r.Attrs.IsControl(), txn: r.Attrs.IsTransactional()}
+	return logRecord{key: r.Key, value: r.Value, offset: r.Offset, producer: r.ProducerID, control: r.Attrs.IsControl(), txn: r.Attrs.IsTransactional()}
 }
 
 func (r *markerReader) add(rec logRecord) {
@@ -330,4 +338,43 @@ func isCommitMarker(key []byte) bool {
 	return len(key) >= 4 && binary.BigEndian.Uint16(key[2:4]) == 1
 }
 
-func (o *output) close() { o.cl.Close() }
+// producer returns the output's producer client.
+func (o *output) producer() *kgo.Client {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.cl
+}
+
+// close closes the output's producer; a write under way fails.
+func (o *output) close() {
+	o.mu.Lock()
+	o.closed = true
+	cl := o.cl
+	o.mu.Unlock()
+	cl.Close()
+}
+
+// errOutputClosed is renew's error once the output is closed.
+var errOutputClosed = errors.New("output closed")
+
+// renew replaces the output's producer with a new one, after a write
+// failed: its transaction's fate is settled when the new one is fenced
+// in (fence). It fails once the output is closed.
+func (o *output) renew() error {
+	cl, err := kgo.NewClient(o.opts...)
+	if err != nil {
+		return fmt.Errorf("transactional producer of partition %d: %w", o.partition, err)
+	}
+	o.mu.Lock()
+	old, closed := o.cl, o.closed
+	if !closed {
+		o.cl = cl
+	}
+	o.mu.Unlock()
+	if closed {
+		cl.Close()
+		return errOutputClosed
+	}
+	old.Close()
+	return nil
+}

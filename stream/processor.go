@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/tailorcdp/tailor/event"
@@ -68,6 +67,10 @@ type ProcessorConfig struct {
 	// is published with the statistics of the partitions held here, so
 	// that requests for their keys can be sent here.
 	Advertise string
+	// StandbyReplicas is how many other members keep a warm copy of each
+	// partition's store, from its changelog (standby.go); it needs
+	// Store.Changelog.
+	StandbyReplicas int
 }
 
 // Processor is a consumer group member that applies events to profiles.
@@ -80,8 +83,11 @@ type ProcessorConfig struct {
 type Processor struct {
 	cfg ProcessorConfig
 	cl  *kgo.Client
-	log *slog.Logger
-	m   *Metrics
+	// clSet is closed once cl is set: the group's callbacks, which use
+	// it, may run before NewClient has returned (waitClient).
+	clSet chan struct{}
+	log   *slog.Logger
+	m     *Metrics
 
 	mu       sync.RWMutex
 	parts    map[int32]*partition
@@ -97,6 +103,11 @@ type Processor struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
+	standby *standbys // replicas of partitions held elsewhere
+	// standbyDone is closed when the replicas are closed, after Run.
+	standbyDone chan struct{}
+	ran         atomic.Bool // Run was called
+
 	quintiles atomic.Pointer[cachedQuintiles]
 	model     atomic.Pointer[state.Model] // given to the stores, replaced by SetModel
 	shared    sharedStats                 // the other partitions' statistics
@@ -109,8 +120,12 @@ type Processor struct {
 // that applies its records, fed through work, so that fetching the next
 // records overlaps applying these.
 type partition struct {
-	id     int32
-	work   chan []*kgo.Record
+	id   int32
+	work chan []*kgo.Record
+	// stop is closed to stop the worker once its batch is done; records
+	// still queued in work are not applied (the store's offset stays
+	// before them, and the partition's next worker fetches them again).
+	stop   chan struct{}
 	done   chan struct{} // closed when the worker has stopped
 	failed bool          // the worker's: a failed apply stops applying
 	out    *output       // exactly-once outputs
@@ -137,7 +152,10 @@ type partition struct {
 	// target is the end offset read after assignment; the partition has
 	// caught up once next reaches it. -1 until read.
 	target atomic.Int64
-	label  string
+	// changelogNext is the offset after the partition's last committed
+	// changelog record, -1 until known (changelog.go).
+	changelogNext atomic.Int64
+	label         string
 }
 
 // FetchOpts are the fetch settings of the engine's consumer, for a
@@ -174,8 +192,12 @@ func NewProcessor(cfg ProcessorConfig) (*Processor, error) {
 	if cfg.Metrics == nil {
 		cfg.Metrics = NewMetrics(prometheus.NewRegistry())
 	}
-	p := &Processor{cfg: cfg, log: cfg.Logger, m: cfg.Metrics, parts: make(map[int32]*partition), fenced: make(map[int32]error), stale: make(map[int32]*partition), fatal: make(chan error, 1),
+	p := &Processor{cfg: cfg, clSet: make(chan struct{}), log: cfg.Logger, m: cfg.Metrics, parts: make(map[int32]*partition), fenced: make(map[int32]error), stale: make(map[int32]*partition), fatal: make(chan error, 1),
 		shared: sharedStats{remote: make(map[int32]*partitionStats), published: make(map[*partition]uint64)}}
+	p.standby, p.standbyDone = newStandbys(p), make(chan struct{})
+	if !cfg.Store.Changelog {
+		cfg.StandbyReplicas, p.cfg.StandbyReplicas = 0, 0 // nothing to keep them from
+	}
 	model := cfg.Store.Model
 	p.model.Store(&model)
 	p.ctx, p.cancel = context.WithCancel(context.Background())
@@ -197,6 +219,16 @@ func NewProcessor(cfg ProcessorConfig) (*Processor, error) {
 		kgo.OnPartitionsLost(p.lose),
 		kgo.AdjustFetchOffsetsFn(p.startOffsetsLogged),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		// A member that does not know the standby protocol (an older
+		// tailor, during a rolling upgrade) joins with cooperative-sticky
+		// alone; the group uses the newest protocol every member knows.
+		kgo.Balancers(newStandbyBalancer(balancerConfig{
+			Topic:        cfg.Topics.Events,
+			Standbys:     cfg.StandbyReplicas,
+			Advertise:    cfg.Advertise,
+			Freshness:    p.freshness,
+			OnAssignment: p.standby.setAssignment,
+		}), kgo.CooperativeStickyBalancer()),
 	)
 	opts = append(opts, FetchOpts()...)
 	opts = append(opts,
@@ -219,8 +251,13 @@ func NewProcessor(cfg ProcessorConfig) (*Processor, error) {
 		return nil, fmt.Errorf("kafka consumer for %v: %w", cfg.Client.Brokers, err)
 	}
 	p.cl = cl
+	close(p.clSet)
 	return p, nil
 }
+
+// waitClient waits until p.cl is set: the consumer group's callbacks
+// start with it.
+func (p *Processor) waitClient() { <-p.clSet }
 
 // Run consumes events and hands each partition's records to its worker
 // until ctx is done or a partition applied here fails to write its
@@ -231,6 +268,11 @@ func (p *Processor) Run(ctx context.Context) error {
 	lagCtx, stopLag := context.WithCancel(ctx)
 	defer stopLag()
 	go p.watchLag(lagCtx)
+	p.ran.Store(true)
+	go func() {
+		defer close(p.standbyDone)
+		p.standby.run(lagCtx)
+	}()
 	go p.publishStats(lagCtx)
 	go p.followStats(lagCtx)
 	// A partition that fails must stop Run even while no records come:
@@ -263,21 +305,25 @@ func (p *Processor) Run(ctx context.Context) error {
 			p.log.Warn("fetch failed", "topic", topic, "partition", part, "err", err)
 		})
 		var stop error
-		// Sending under the read lock keeps revoke (which takes the write
-		// lock) from closing a worker's channel in between.
-		p.mu.RLock()
+		// A worker may be slow to take records (its batch waits on Kafka,
+		// the broker away): p.mu is not held while waiting for it, or a
+		// lost session (which takes p.mu) would wait too, and every read
+		// behind it. A partition stopped meanwhile drops them: its next
+		// worker fetches from its store's offset.
 		fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
+			p.mu.RLock()
 			part := p.parts[fp.Partition]
+			p.mu.RUnlock()
 			if stop != nil || part == nil || len(fp.Records) == 0 {
 				return
 			}
 			select {
 			case part.work <- fp.Records:
+			case <-part.stop:
 			case <-pollCtx.Done():
 				stop = context.Cause(pollCtx)
 			}
 		})
-		p.mu.RUnlock()
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -285,136 +331,6 @@ func (p *Processor) Run(ctx context.Context) error {
 			return <-failed
 		}
 	}
-}
-
-// wakeLimit bounds the profiles one wake batch re-evaluates, so that
-// records keep flowing while many profiles are due.
-const wakeLimit = 1000
-
-// wakeCheck bounds the sleep between looks at a partition's schedule, so
-// that a clock that jumps (a test's) is noticed.
-const wakeCheck = time.Second
-
-// work applies the records handed to a partition until its channel is
-// closed, taking whatever has queued up meanwhile as one batch, and
-// re-evaluates the profiles whose segments time alone changes when they
-// are due.
-func (p *Processor) work(part *partition) {
-	defer close(part.done)
-	timer := time.NewTimer(wakeCheck)
-	defer timer.Stop()
-	started := part.started
-	for {
-		select {
-		case records, ok := <-part.work:
-			if !ok {
-				return
-			}
-			p.applyQueued(part, records)
-		case <-started:
-			started = nil
-			switch {
-			case part.failed:
-			case part.redoWake != 0:
-				p.fail(part, p.wake(part, time.UnixMilli(part.redoWake), false))
-			case part.redoBackfill:
-				_, err := p.backfill(part, false)
-				p.fail(part, err)
-			}
-		case <-part.poke:
-		case <-timer.C:
-		}
-		wait := wakeCheck
-		if started == nil && !part.failed && part.next.Load() >= part.replayTo {
-			if at, ok := part.store.NextWake(); ok && !at.After(p.now()) {
-				p.fail(part, p.wake(part, p.now(), true))
-			}
-			more, err := p.backfill(part, true)
-			p.fail(part, err)
-			if more {
-				wait = 0 // records first, then the next batch
-			}
-		}
-		if at, ok := part.store.NextWake(); ok {
-			wait = min(wait, max(at.Sub(p.now()), 0))
-		}
-		timer.Reset(wait)
-	}
-}
-
-// backfillLimit bounds the profiles one backfill batch re-evaluates.
-const backfillLimit = 1000
-
-// backfill runs one batch of the partition's backfill, if one is under
-// way, writing its segment changes exactly once: produce false redoes a
-// batch whose changes Kafka already holds. more reports whether batches
-// are left.
-func (p *Processor) backfill(part *partition, produce bool) (more bool, err error) {
-	step, pending, err := part.store.BackfillPending()
-	if err != nil || !pending {
-		return false, err
-	}
-	if part.backfillLeft < 0 || step.Cursor == "" {
-		n, err := part.store.CountProfiles()
-		if err != nil {
-			return false, fmt.Errorf("partition %d: %w", part.id, err)
-		}
-		part.backfillLeft = n
-	}
-	batch := part.store.Begin()
-	n, done, err := batch.Backfill(backfillLimit)
-	if err != nil {
-		batch.Discard()
-		return false, fmt.Errorf("partition %d: backfill: %w", part.id, err)
-	}
-	changes, err := p.commitStep(part, batch, "backfill", progress{backfill: &step}, produce)
-	if err != nil {
-		return false, fmt.Errorf("partition %d: backfill: %w", part.id, err)
-	}
-	part.backfillLeft = max(part.backfillLeft-n, 0)
-	if done {
-		part.backfillLeft = 0
-		p.log.Info("backfill done", "partition", part.id)
-	}
-	p.m.backfilled.Add(float64(n))
-	p.m.backfillLeft.WithLabelValues(part.label).Set(float64(part.backfillLeft))
-	if !produce {
-		p.log.Info("redid the backfill batch that a crash interrupted, its changes already produced", "partition", part.id, "profiles", n)
-	} else if changes > 0 {
-		p.m.segmentChanges.Add(float64(changes))
-	}
-	_, more, err = part.store.BackfillPending()
-	return more, err
-}
-
-// commitStep finishes a wake or backfill batch: its segment changes (src
-// names their cause) are written with the progress marker at, then the
-// batch is committed at the partition's offset. produce false writes
-// nothing to Kafka: a redone step whose changes Kafka already holds.
-func (p *Processor) commitStep(part *partition, batch *state.Batch, src string, at progress, produce bool) (changes int, err error) {
-	at.next = part.next.Load()
-	cs := batch.Changes()
-	writeChanges := func() error {
-		if !produce {
-			return nil
-		}
-		outputs := make([]*kgo.Record, len(cs))
-		for i, c := range cs {
-			outputs[i] = p.changeRecord(src, c)
-		}
-		outputs = append(outputs, p.changelog(part, batch)...)
-		if len(outputs) == 0 {
-			return nil
-		}
-		if err := part.out.write(p.ctx, outputs, at); err != nil {
-			return &outputError{fmt.Errorf("write %d segment changes: %w", len(outputs), err)}
-		}
-		return nil
-	}
-	if err := batch.CommitWith(at.next, writeChanges); err != nil {
-		return 0, err
-	}
-	return len(cs), nil
 }
 
 // SetModel replaces what the configuration declares about profiles: the
@@ -434,342 +350,7 @@ func (p *Processor) SetModel(m *state.Model) {
 }
 
 // Model returns the model the stores apply events under.
-func (p *Processor) Model() *state.Model { return p.model.Load() }
-
-// applyQueued applies records and whatever else has queued up for the
-// partition, as one batch.
-func (p *Processor) applyQueued(part *partition, records []*kgo.Record) {
-	batch := records
-more:
-	for len(batch) < p.cfg.MaxPollRecords {
-		select {
-		case next, ok := <-part.work:
-			if !ok {
-				break more
-			}
-			batch = append(batch[:len(batch):len(batch)], next...)
-		default:
-			break more
-		}
-	}
-	if part.failed {
-		return // not applied: the stored offset stays before them
-	}
-	p.fail(part, p.apply(p.ctx, part, batch))
-}
-
-// fail stops the partition on err: a store's error fences the partition;
-// an error writing outputs to Kafka stops Run, which returns it, unless
-// the partition was lost or revoked meanwhile (its producer closed or
-// fenced by the next owner): the batch was not committed to the store,
-// and whoever is assigned the partition next applies its records again.
-func (p *Processor) fail(part *partition, err error) {
-	if err == nil {
-		return
-	}
-	part.failed = true
-	var out *outputError
-	if !errors.As(err, &out) {
-		p.fenceRunning(part, err)
-		return
-	}
-	p.mu.RLock()
-	applying := p.parts[part.id] == part
-	p.mu.RUnlock()
-	if !applying {
-		p.log.Warn("outputs of a partition no longer applied here not written; its next owner applies the records again", "partition", part.id, "err", err)
-		return
-	}
-	select {
-	case p.fatal <- err:
-	default:
-	}
-}
-
-// now is the processor's clock: the store's.
-func (p *Processor) now() time.Time {
-	if p.cfg.Store.Now != nil {
-		return p.cfg.Store.Now()
-	}
-	return time.Now()
-}
-
-// wake re-evaluates the profiles due at at, and writes the changes time
-// made, exactly once: produce false redoes a wake whose changes Kafka
-// already holds.
-func (p *Processor) wake(part *partition, at time.Time, produce bool) error {
-	due, _ := part.store.NextWake()
-	batch := part.store.Begin()
-	n, err := batch.Wake(at, wakeLimit)
-	if err != nil {
-		batch.Discard()
-		return fmt.Errorf("partition %d: wake at %v: %w", part.id, at, err)
-	}
-	changes, err := p.commitStep(part, batch, "time", progress{wake: at.UnixMilli()}, produce)
-	if err != nil {
-		return fmt.Errorf("partition %d: wake at %v: %w", part.id, at, err)
-	}
-	if produce {
-		p.m.wakes.Add(float64(n))
-		p.m.segmentChanges.Add(float64(changes))
-		if n > 0 {
-			p.m.wakeDelay.Observe(time.Since(due).Seconds())
-		}
-	} else {
-		p.log.Info("redid the wake that a crash interrupted, its changes already produced", "partition", part.id, "at", at, "profiles", n)
-	}
-	return nil
-}
-
-// assign opens the stores of newly assigned partitions, or takes up
-// those kept open from a lost session (closing the others).
-func (p *Processor) assign(ctx context.Context, _ *kgo.Client, assigned map[string][]int32) {
-	// Stores are opened, and restored if need be, before p.mu is taken:
-	// a restore takes as long as its changelog, and the partitions held
-	// already are served meanwhile.
-	opened := p.openAssigned(ctx, assigned[p.cfg.Topics.Events])
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.assigned = true
-	if !p.session.connected {
-		// The first assignment of a session is all of it: what was kept
-		// from a lost one and is not in it is another member's now.
-		p.session.connected = true
-		defer p.forgetUnassignedLocked(assigned[p.cfg.Topics.Events])
-	}
-	for _, id := range assigned[p.cfg.Topics.Events] {
-		if p.parts[id] != nil {
-			continue
-		}
-		dir := p.storeDir(id)
-		store := p.takeStaleLocked(id)
-		if store != nil {
-			store.SetModel(p.model.Load())
-		} else {
-			o, ok := opened[id]
-			if !ok { // not expected: held or kept when opened were
-				o.store, o.err = state.Open(dir, p.storeOptions())
-			}
-			if o.err != nil {
-				// Without its store a partition cannot be applied: it is
-				// fenced, and its records stay in Kafka.
-				p.fenceLocked(id, o.err)
-				continue
-			}
-			store = o.store
-			delete(opened, id)
-		}
-		p.unfenceLocked(id)
-		out, err := newOutput(p.cfg.Client, p.cfg.Group, p.cfg.Topics, id, p.cfg.Partitions)
-		if err != nil {
-			store.Close()
-			for _, o := range opened { // those not taken up
-				if o.store != nil {
-					o.store.Close()
-				}
-			}
-			select {
-			case p.fatal <- fmt.Errorf("partition %d: %w", id, err):
-			default:
-			}
-			return
-		}
-		part := &partition{id: id, store: store, out: out, parser: event.NewParser(p.cfg.Limits), label: partitionLabel(id),
-			work: make(chan []*kgo.Record, 2), done: make(chan struct{}), started: make(chan struct{}), replayTo: -1,
-			poke: make(chan struct{}, 1), backfillLeft: -1}
-		part.target.Store(-1)
-		p.parts[id] = part
-		go p.work(part)
-		p.log.Info("partition assigned", "partition", id, "store", dir)
-	}
-}
-
-// startOffsetsLogged is startOffsets, logging its error: the Kafka client
-// then revokes the partitions and joins the group again, and without the
-// log line an operator would see partitions that never start.
-func (p *Processor) startOffsetsLogged(ctx context.Context, offsets map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
-	out, err := p.startOffsets(ctx, offsets)
-	if err != nil && ctx.Err() == nil {
-		p.log.Error("start the assigned partitions: rejoining the group", "err", err)
-	}
-	return out, err
-}
-
-// startOffsets starts each newly assigned partition at its stored offset,
-// or at the start of the log for a store that has applied nothing.
-func (p *Processor) startOffsets(ctx context.Context, offsets map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
-	parts := offsets[p.cfg.Topics.Events]
-	var fresh []int32
-	var starting []*partition
-	p.mu.RLock()
-	defer p.mu.RUnlock()
-	// The workers start waking profiles once their partition's offsets
-	// and markers are known.
-	defer func() {
-		for _, part := range starting {
-			close(part.started)
-		}
-	}()
-	// Every partition taken over fences its earlier owner before any
-	// reads its progress marker: the earlier owner's open transactions
-	// may share a progress partition with another partition's marker.
-	var ids []int32
-	var outs []*output
-	for id := range parts {
-		if part := p.parts[id]; part != nil {
-			ids, outs = append(ids, id), append(outs, part.out)
-		}
-	}
-	if err := fenceAll(ctx, outs); err != nil {
-		return nil, err
-	}
-	markers, err := lastMarkers(ctx, outs)
-	if err != nil {
-		return nil, err
-	}
-	for i, id := range ids {
-		part, marker := p.parts[id], markers[i]
-		next, ok, err := part.store.NextOffset()
-		if err != nil {
-			p.fenceRunning(part, fmt.Errorf("read the stored offset: %w", err))
-			continue
-		}
-		lastWake, _, err := part.store.LastWake()
-		if err != nil {
-			p.fenceRunning(part, fmt.Errorf("read the last wake: %w", err))
-			continue
-		}
-		part.startOnce.Do(func() {
-			part.replayTo = marker.next
-			// A wake's marker carries the offset the store was at: the
-			// wake came after every record before it.
-			if ok && marker.wake > lastWake.UnixMilli() && marker.next == next {
-				part.redoWake = marker.wake
-			}
-			// A backfill batch's marker names the step it started from:
-			// if the store is still there, the batch was not committed.
-			if ok && marker.backfill != nil && marker.next == next {
-				step, pending, err := part.store.BackfillPending()
-				part.redoBackfill = err == nil && pending && step == *marker.backfill
-			}
-			starting = append(starting, part)
-		})
-		if ok {
-			parts[id] = kgo.NewOffset().At(next).WithEpoch(-1)
-			part.next.Store(next)
-		} else {
-			parts[id] = kgo.NewOffset().AtStart()
-			fresh = append(fresh, id)
-		}
-	}
-	// Readiness compares each partition's next offset with the end offset
-	// at assignment: read it now rather than at the next lag check.
-	ends, err := kadm.NewClient(p.cl).ListEndOffsets(ctx, p.cfg.Topics.Events)
-	if err != nil {
-		return nil, fmt.Errorf("list end offsets of %s: %w", p.cfg.Topics.Events, err)
-	}
-	for id := range parts {
-		if o, ok := ends.Lookup(p.cfg.Topics.Events, id); ok && o.Err == nil && p.parts[id] != nil {
-			p.parts[id].target.CompareAndSwap(-1, o.Offset)
-		}
-	}
-	if len(fresh) > 0 {
-		// Readiness compares the next offset with the end offset, so a fresh
-		// store's next offset is the log start, not 0.
-		starts, err := kadm.NewClient(p.cl).ListStartOffsets(ctx, p.cfg.Topics.Events)
-		if err != nil {
-			return nil, fmt.Errorf("list start offsets of %s: %w", p.cfg.Topics.Events, err)
-		}
-		for _, id := range fresh {
-			if o, ok := starts.Lookup(p.cfg.Topics.Events, id); ok && o.Err == nil {
-				p.parts[id].next.Store(o.Offset)
-			}
-		}
-	}
-	return offsets, nil
-}
-
-// revoke stops the workers of partitions taken away (or lost), after they
-// have applied and committed what they were given, and closes their stores.
-func (p *Processor) revoke(_ context.Context, _ *kgo.Client, revoked map[string][]int32) {
-	p.mu.Lock()
-	var parts []*partition
-	for _, id := range revoked[p.cfg.Topics.Events] {
-		if part := p.parts[id]; part != nil {
-			delete(p.parts, id)
-			parts = append(parts, part)
-		}
-		p.unfenceLocked(id)
-	}
-	p.mu.Unlock()
-	p.closePartitions(parts, "revoked")
-}
-
-// closePartitions stops the workers of parts, once they have applied and
-// committed what they were given, and closes their stores; why is logged.
-func (p *Processor) closePartitions(parts []*partition, why string) {
-	for _, part := range parts {
-		close(part.work)
-	}
-	for _, part := range parts {
-		<-part.done
-		p.closeStore(part)
-		part.out.close()
-		p.m.lag.DeleteLabelValues(part.label)
-		p.m.appliedNext.DeleteLabelValues(part.label)
-		p.m.backfillLeft.DeleteLabelValues(part.label)
-		p.log.Info("partition closed", "partition", part.id, "why", why)
-	}
-}
-
-// watchLag reads the end offsets of the assigned partitions now and then,
-// for the lag gauge and for readiness.
-func (p *Processor) watchLag(ctx context.Context) {
-	adm := kadm.NewClient(p.cl)
-	t := time.NewTicker(p.cfg.LagInterval)
-	defer t.Stop()
-	for {
-		ends, err := adm.ListEndOffsets(ctx, p.cfg.Topics.Events)
-		if err == nil {
-			p.mu.RLock()
-			for id, part := range p.parts {
-				o, ok := ends.Lookup(p.cfg.Topics.Events, id)
-				if !ok || o.Err != nil {
-					continue
-				}
-				part.target.CompareAndSwap(-1, o.Offset)
-				p.m.lag.WithLabelValues(part.label).Set(float64(max(0, o.Offset-part.next.Load())))
-			}
-			p.mu.RUnlock()
-		} else if ctx.Err() == nil {
-			p.log.Warn("list end offsets", "topic", p.cfg.Topics.Events, "err", err)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
-}
-
-// Ready reports whether the processor has had an assignment and every
-// partition it applies has applied everything that was in it when it was
-// assigned. Partitions kept readable from a lost group session (the
-// broker away) and fenced ones do not count: Health tells them apart.
-func (p *Processor) Ready() bool {
-	p.mu.RLock()
-	defer p.mu.RUnlock()
-	if !p.assigned {
-		return false
-	}
-	for _, part := range p.parts {
-		t := part.target.Load()
-		if t < 0 || part.next.Load() < t {
-			return false
-		}
-	}
-	return true
-}
+func (r Reads) Model() *state.Model { return r.p.model.Load() }
 
 // Close leaves the group and closes every store, once the workers have
 // committed what they were given. Call it after Run has returned.
@@ -786,4 +367,7 @@ func (p *Processor) Close() {
 	p.closePartitions(parts, "closing")
 	p.closing.Wait()
 	p.cancel()
+	if p.ran.Load() { // the replicas close when Run returns
+		<-p.standbyDone
+	}
 }

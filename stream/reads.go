@@ -8,18 +8,26 @@ import (
 	"github.com/tailorcdp/tailor/state"
 )
 
-// Reads: what the processor answers from the stores it holds (applied
-// here, or kept from a lost group session) and the statistics other
-// instances publish.
+// Reads is the read-only view of what a processor holds, which the
+// engine hands to serve and decide: profiles from the stores applied
+// here (or kept from a lost group session, or standby replicas), the
+// statistics of every partition (these and those other instances
+// publish), products, where a key is held, readiness and the cluster.
+// It changes nothing; the Processor itself consumes, applies and writes.
+type Reads struct{ p *Processor }
+
+// Reads returns the processor's read-only view.
+func (p *Processor) Reads() Reads { return Reads{p} }
 
 // Profile returns the profile of key from the store of its partition,
 // or, for a key whose profile was merged into another, that profile; a
 // store kept from a lost group session answers what it had applied
-// (Stale). It returns ErrNotOwned when that partition is not assigned
+// (Stale), and a standby replica what its changelog had (ReadFrom). It returns ErrNotOwned when that partition is not assigned
 // here, a *FencedError when its store is fenced, a
 // *state.MergedError when the profile it was merged into is held by
 // another instance, and state.ErrNotFound for a key never seen.
-func (p *Processor) Profile(key string) (*state.Profile, error) {
+func (r Reads) Profile(key string) (*state.Profile, error) {
+	p := r.p
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	asked := key
@@ -29,6 +37,9 @@ func (p *Processor) Profile(key string) (*state.Profile, error) {
 			return nil, err
 		}
 		store := p.storeLocked(id)
+		if store == nil {
+			store = p.standby.store(id)
+		}
 		if store == nil {
 			if hops > 0 {
 				return nil, &state.MergedError{Key: asked, Into: key}
@@ -50,14 +61,35 @@ func (p *Processor) Profile(key string) (*state.Profile, error) {
 	}
 }
 
+// ReadFrom says where a read of key is answered from here: "" from the
+// store that applies its partition, "stale" from one kept from a lost
+// group session, "standby" from a standby replica (standby.go), which
+// reflects what its owner had committed by its last changelog fetch.
+func (r Reads) ReadFrom(key string) string {
+	p := r.p
+	id := PartitionOf(key, p.cfg.Partitions)
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	switch {
+	case p.parts[id] != nil:
+		return ""
+	case p.stale[id] != nil:
+		return "stale"
+	case p.standby.store(id) != nil:
+		return "standby"
+	}
+	return ""
+}
+
 // maxAliasHops bounds the links followed to find a merged profile (a key
 // merged into one later merged into another...).
 const maxAliasHops = 8
 
 // ProfileView returns the JSON form of key's profile, with the
 // aggregates' values now.
-func (p *Processor) ProfileView(key string) (state.View, error) {
-	prof, err := p.Profile(key)
+func (r Reads) ProfileView(key string) (state.View, error) {
+	p := r.p
+	prof, err := r.Profile(key)
 	if err != nil {
 		return state.View{}, err
 	}
@@ -73,7 +105,7 @@ func (p *Processor) ProfileView(key string) (state.View, error) {
 // partitions this instance holds, recomputed when the population changed
 // and the last computation is older than a second (rules read them on
 // every event).
-func (p *Processor) Quintiles() state.RFMQuintiles { return p.quintilesWithin(time.Second) }
+func (r Reads) Quintiles() state.RFMQuintiles { return r.p.quintilesWithin(time.Second) }
 
 // quintilesWithin recomputes the quintiles when the population changed and
 // the cached ones are older than maxAge.
@@ -120,7 +152,8 @@ func (p *Processor) population() state.Population {
 // SegmentSizes returns the members of each segment over every partition:
 // those held here, live, and the others' latest published snapshots
 // (about a second behind).
-func (p *Processor) SegmentSizes() map[string]int64 {
+func (r Reads) SegmentSizes() map[string]int64 {
+	p := r.p
 	total := make(map[string]int64)
 	add := func(sizes map[string]int64) {
 		for name, n := range sizes {
@@ -135,7 +168,8 @@ func (p *Processor) SegmentSizes() map[string]int64 {
 
 // OfferStats returns the offer statistics over every partition, like
 // SegmentSizes.
-func (p *Processor) OfferStats() map[state.OfferStatKey]state.OfferCounts {
+func (r Reads) OfferStats() map[state.OfferStatKey]state.OfferCounts {
+	p := r.p
 	total := make(map[state.OfferStatKey]state.OfferCounts)
 	add := func(stats map[state.OfferStatKey]state.OfferCounts) {
 		for k, c := range stats {
@@ -153,7 +187,8 @@ func (p *Processor) OfferStats() map[state.OfferStatKey]state.OfferCounts {
 // Products returns what each assigned partition knows of a product:
 // products are not keyed like profiles, every partition sees some of
 // their events.
-func (p *Processor) Products(id string) []*state.Product {
+func (r Reads) Products(id string) []*state.Product {
+	p := r.p
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	var out []*state.Product
@@ -166,14 +201,16 @@ func (p *Processor) Products(id string) []*state.Product {
 }
 
 // EachProduct calls fn for every product of every assigned partition.
-func (p *Processor) EachProduct(fn func(*state.Product)) {
+func (r Reads) EachProduct(fn func(*state.Product)) {
+	p := r.p
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	p.eachStoreLocked(func(_ int32, s *state.Store) { s.EachProduct(fn) })
 }
 
 // Applied returns the next offset to apply of each assigned partition.
-func (p *Processor) Applied() map[int32]int64 {
+func (r Reads) Applied() map[int32]int64 {
+	p := r.p
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	out := make(map[int32]int64, len(p.parts))

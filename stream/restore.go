@@ -39,6 +39,7 @@ func (p *Processor) openAssigned(ctx context.Context, ids []int32) map[int32]ope
 	p.mu.RUnlock()
 	opened := make(map[int32]openedStore, len(open))
 	for _, id := range open {
+		p.standby.release(id) // its replica, caught up next
 		store, err := p.openStore(ctx, id, p.storeDir(id), p.storeOptions())
 		opened[id] = openedStore{store: store, err: err}
 	}
@@ -50,7 +51,7 @@ func (p *Processor) storeOptions() state.Options {
 	opts := p.cfg.Store
 	opts.Model = *p.model.Load()
 	opts.Logger = p.log
-	opts.Quintiles = p.Quintiles
+	opts.Quintiles = p.Reads().Quintiles
 	return opts
 }
 
@@ -93,6 +94,9 @@ const (
 	whyMissing = "missing"
 	whyDamaged = "damaged"
 	whyBehind  = "behind the start of the events topic"
+	// whyGone: the changelog records after the offset the store reflects
+	// are gone (deleted from the start of the changelog partition).
+	whyGone = "behind the start of the changelog"
 )
 
 // openPresent opens the store of dir, unless it is to be restored: then
@@ -109,6 +113,10 @@ func (p *Processor) openPresent(ctx context.Context, id int32, dir string, opts 
 	}
 	if err != nil {
 		return nil, "", err
+	}
+	store, why, err = p.caughtUp(ctx, id, dir, opts, store)
+	if store == nil {
+		return nil, why, err
 	}
 	next, ok, err := store.NextOffset()
 	if err == nil && ok {
@@ -128,19 +136,114 @@ func (p *Processor) openPresent(ctx context.Context, id int32, dir string, opts 
 	return nil, whyBehind, nil
 }
 
-// restore writes the committed records of the partition's changelog
-// into a new store that replaces dir. The partition's earlier owner is
-// fenced first, which ends its transactions: the changelog up to its end
-// is then committed or aborted, and nothing is added to it until this
-// instance writes.
-func (p *Processor) restore(ctx context.Context, id int32, dir string, opts state.Options) error {
+// caughtUp brings store up to the end of its changelog when it records
+// the changelog offset it reflects and the changelog has more: a store
+// from an earlier assignment (a standby replica, or a store this
+// instance applied before the partition moved away and back), or one
+// batch behind after a crash. It returns the store to use, opened again
+// after a catch-up so that what Open loads from its keys is current; nil
+// and why when it is to be restored whole, or on an error (store closed
+// in both cases).
+func (p *Processor) caughtUp(ctx context.Context, id int32, dir string, opts state.Options, store *state.Store) (*state.Store, string, error) {
+	from, ok, err := store.ChangelogOffset()
+	if err != nil || !ok {
+		return store, "", err
+	}
+	applied, gone, err := p.catchUp(ctx, id, store, from)
+	if err != nil || gone || applied == 0 {
+		if err != nil || gone {
+			store.Close()
+			store = nil
+		}
+		if gone {
+			return nil, whyGone, nil
+		}
+		return store, "", err
+	}
+	if err := store.Close(); err != nil {
+		return nil, "", err
+	}
+	store, err = state.Open(dir, opts)
+	return store, "", err
+}
+
+// catchUp applies to store the committed changelog records from offset
+// from to the changelog partition's end, once the partition's earlier
+// owner is fenced (as restore does), and returns how many it applied;
+// gone is true, with nothing applied, when the changelog no longer
+// starts at or before from.
+func (p *Processor) catchUp(ctx context.Context, id int32, store *state.Store, from int64) (applied int64, gone bool, err error) {
+	_, end, err := partitionBounds(ctx, p.cl, p.cfg.Topics.Changelog, id)
+	if err != nil || from >= end {
+		return 0, false, err
+	}
+	if err := p.fenceOwner(ctx, id); err != nil {
+		return 0, false, err
+	}
+	start, end, err := partitionBounds(ctx, p.cl, p.cfg.Topics.Changelog, id)
+	if err != nil || from < start {
+		return 0, err == nil, err
+	}
+	began := time.Now()
+	label := partitionLabel(id)
+	restored, left := p.m.restored.WithLabelValues(label), p.m.restoreLeft.WithLabelValues(label)
+	var writes []state.Write
+	rd := newChangelogReader(func(w state.Write) error {
+		writes = append(writes, w)
+		return nil
+	})
+	err = readPartition(ctx, p.cfg.Client, p.cfg.Topics.Changelog, id, from, end, func(rec *kgo.Record) error {
+		left.Set(float64(end - rec.Offset - 1))
+		if err := rd.add(logRecordOf(rec)); err != nil {
+			return err
+		}
+		if len(writes) < catchUpChunk {
+			return nil
+		}
+		restored.Add(float64(len(writes)))
+		applied += int64(len(writes))
+		err := store.ApplyChangelog(writes, rd.safe(rec.Offset+1))
+		writes = writes[:0]
+		return err
+	})
+	if err == nil {
+		restored.Add(float64(len(writes)))
+		applied += int64(len(writes))
+		err = store.ApplyChangelog(writes, end)
+	}
+	left.Set(0)
+	if err != nil {
+		return applied, false, fmt.Errorf("catch up from changelog offset %d: %w", from, err)
+	}
+	p.m.restores.WithLabelValues("catch_up").Inc()
+	p.log.Info("caught the store up from the changelog", "partition", id, "from", from, "to", end, "records", applied, "seconds", time.Since(began).Seconds())
+	return applied, false, nil
+}
+
+// catchUpChunk is how many changelog writes a catch-up applies at once.
+const catchUpChunk = 10000
+
+// fenceOwner fences the partition's transactional id, which ends its
+// earlier owner's transactions: its changelog up to its end is then
+// committed or aborted, and nothing is added to it until this instance
+// writes.
+func (p *Processor) fenceOwner(ctx context.Context, id int32) error {
 	out, err := newOutput(p.cfg.Client, p.cfg.Group, p.cfg.Topics, id, p.cfg.Partitions)
 	if err != nil {
 		return err
 	}
 	err = out.fence(ctx)
 	out.close()
-	if err != nil {
+	return err
+}
+
+// restore writes the committed records of the partition's changelog
+// into a new store that replaces dir. The partition's earlier owner is
+// fenced first, which ends its transactions: the changelog up to its end
+// is then committed or aborted, and nothing is added to it until this
+// instance writes.
+func (p *Processor) restore(ctx context.Context, id int32, dir string, opts state.Options) error {
+	if err := p.fenceOwner(ctx, id); err != nil {
 		return err
 	}
 	start, end, err := partitionBounds(ctx, p.cl, p.cfg.Topics.Changelog, id)
@@ -155,11 +258,13 @@ func (p *Processor) restore(ctx context.Context, id int32, dir string, opts stat
 		return err
 	}
 	restored, left := p.m.restored.WithLabelValues(label), p.m.restoreLeft.WithLabelValues(label)
-	put := func(w state.Write) error {
+	// The writes go into the store on another goroutine than the one
+	// reading and decoding the changelog, in chunks.
+	w := newRestoreWriter(r)
+	rd := newChangelogReader(func(wr state.Write) error {
 		restored.Inc()
-		return r.Put(w)
-	}
-	rd := &changelogReader{put: put, pending: make(map[int64][]state.Write)}
+		return w.put(wr)
+	})
 	var bytes int64
 	err = readPartition(ctx, p.cfg.Client, p.cfg.Topics.Changelog, id, start, end, func(rec *kgo.Record) error {
 		left.Set(float64(end - rec.Offset - 1))
@@ -169,6 +274,12 @@ func (p *Processor) restore(ctx context.Context, id int32, dir string, opts stat
 	if err == nil && !rd.base {
 		err = errChangelogIncomplete
 	}
+	if err == nil {
+		err = w.put(state.ChangelogOffsetWrite(end))
+	}
+	if werr := w.close(); err == nil {
+		err = werr
+	}
 	if err != nil {
 		r.Abort()
 		return err
@@ -177,8 +288,55 @@ func (p *Processor) restore(ctx context.Context, id int32, dir string, opts stat
 		return err
 	}
 	left.Set(0)
+	p.m.restores.WithLabelValues("full").Inc()
 	p.log.Info("restored store from the changelog", "partition", id, "store", dir, "records", r.Writes(), "bytes", bytes, "offsets", end-start, "seconds", time.Since(began).Seconds())
 	return nil
+}
+
+// restoreWriter puts a restore's writes into its Restorer on a goroutine
+// of its own, handed over in chunks of restoreChunk.
+type restoreWriter struct {
+	buf    []state.Write
+	chunks chan []state.Write
+	done   chan error // the writer's error, once it has written every chunk
+}
+
+const restoreChunk = 4096
+
+func newRestoreWriter(r *state.Restorer) *restoreWriter {
+	w := &restoreWriter{buf: make([]state.Write, 0, restoreChunk), chunks: make(chan []state.Write, 8), done: make(chan error, 1)}
+	go func() {
+		var err error
+		for chunk := range w.chunks {
+			for _, wr := range chunk {
+				if err != nil {
+					break
+				}
+				err = r.Put(wr)
+			}
+		}
+		w.done <- err
+	}()
+	return w
+}
+
+func (w *restoreWriter) put(wr state.Write) error {
+	w.buf = append(w.buf, wr)
+	if len(w.buf) == restoreChunk {
+		w.chunks <- w.buf
+		w.buf = make([]state.Write, 0, restoreChunk)
+	}
+	return nil
+}
+
+// close hands over what is left, waits for the writer and returns its
+// error.
+func (w *restoreWriter) close() error {
+	if len(w.buf) > 0 {
+		w.chunks <- w.buf
+	}
+	close(w.chunks)
+	return <-w.done
 }
 
 // changelogReader puts the writes of committed transactions of a
@@ -189,25 +347,41 @@ func (p *Processor) restore(ctx context.Context, id int32, dir string, opts stat
 // uncommitted).
 type changelogReader struct {
 	put     func(state.Write) error
-	pending map[int64][]state.Write // by producer id
-	base    bool                    // a committed write of state.IsChangelogBase
+	pending map[int64]*pendingWrites // by producer id
+	base    bool                     // a committed write of state.IsChangelogBase
+}
+
+// pendingWrites are the writes of a transaction not ended yet, from
+// offset from on.
+type pendingWrites struct {
+	from   int64
+	writes []state.Write
+}
+
+func newChangelogReader(put func(state.Write) error) *changelogReader {
+	return &changelogReader{put: put, pending: make(map[int64]*pendingWrites)}
 }
 
 func (r *changelogReader) add(rec logRecord) error {
 	switch {
 	case rec.control:
-		writes := r.pending[rec.producer]
+		txn := r.pending[rec.producer]
 		delete(r.pending, rec.producer)
-		if !isCommitMarker(rec.key) {
+		if txn == nil || !isCommitMarker(rec.key) {
 			return nil
 		}
-		for _, w := range writes {
+		for _, w := range txn.writes {
 			if err := r.putOne(w); err != nil {
 				return err
 			}
 		}
 	case rec.txn:
-		r.pending[rec.producer] = append(r.pending[rec.producer], changelogWrite(rec.key, rec.value))
+		txn := r.pending[rec.producer]
+		if txn == nil {
+			txn = &pendingWrites{from: rec.offset}
+			r.pending[rec.producer] = txn
+		}
+		txn.writes = append(txn.writes, changelogWrite(rec.key, rec.value))
 	default:
 		return r.putOne(changelogWrite(rec.key, rec.value))
 	}
@@ -217,6 +391,16 @@ func (r *changelogReader) add(rec logRecord) error {
 func (r *changelogReader) putOne(w state.Write) error {
 	r.base = r.base || state.IsChangelogBase(w.Key)
 	return r.put(w)
+}
+
+// safe returns the offset a later read can start from and miss nothing,
+// with next the offset after the last record added: the first record of
+// a transaction still pending, else next.
+func (r *changelogReader) safe(next int64) int64 {
+	for _, txn := range r.pending {
+		next = min(next, txn.from)
+	}
+	return next
 }
 
 // partitionBounds returns the start and end offsets of a partition.

@@ -185,7 +185,8 @@ func (p *Processor) eachPartitionStats(local func(*state.Store), remote func(*pa
 // from a lost group session, or fenced), or at the HTTP address of the
 // instance that last published its partition ("" when no instance has
 // yet).
-func (p *Processor) Owner(key string) (addr string, local bool) {
+func (r Reads) Owner(key string) (addr string, local bool) {
+	p := r.p
 	id := PartitionOf(key, p.cfg.Partitions)
 	p.mu.RLock()
 	_, fenced := p.fenced[id]

@@ -16,9 +16,9 @@ import (
 
 	"github.com/tailorcdp/tailor/bench"
 	"github.com/tailorcdp/tailor/bench/dataset"
-	"github.com/tailorcdp/tailor/bench/workload"
 	"github.com/tailorcdp/tailor/config"
 	"github.com/tailorcdp/tailor/engine"
+	"github.com/tailorcdp/tailor/internal/workload"
 	"github.com/tailorcdp/tailor/stream"
 )
 

@@ -14,8 +14,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/tailorcdp/tailor/bench"
-	"github.com/tailorcdp/tailor/bench/workload"
 	"github.com/tailorcdp/tailor/engine"
+	"github.com/tailorcdp/tailor/internal/workload"
 	"github.com/tailorcdp/tailor/stream"
 )
 

@@ -20,9 +20,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kgo"
-
 	"github.com/tailorcdp/tailor/bench/chaos"
 	"github.com/tailorcdp/tailor/bench/dataset"
 	"github.com/tailorcdp/tailor/event"
@@ -139,16 +136,23 @@ func crashArgs(configFile string, brokers []string, prefix, instance, dataDir st
 }
 
 // crashProducer returns a producer for the crash tests' events, after
-// creating the topics as the engine would, so that producing does not
-// race the first start.
+// creating the topics as the engine would (6 partitions), so that
+// producing does not race the first start.
 func crashProducer(t *testing.T, brokers []string, prefix string) *stream.Producer {
+	t.Helper()
+	return topicsProducer(t, brokers, prefix, 6)
+}
+
+// topicsProducer creates the topics of prefix with partitions partitions
+// and returns a producer to them.
+func topicsProducer(t *testing.T, brokers []string, prefix string, partitions int32) *stream.Producer {
 	t.Helper()
 	producer, err := stream.NewProducer(stream.ClientConfig{Brokers: brokers})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(producer.Close)
-	if _, err := stream.EnsureTopics(context.Background(), producer.Client(), stream.NewTopics(prefix), 6, 1); err != nil {
+	if _, err := stream.EnsureTopics(context.Background(), producer.Client(), stream.NewTopics(prefix), partitions, 1); err != nil {
 		t.Fatal(err)
 	}
 	return producer
@@ -364,9 +368,11 @@ func TestWakeCrashSafety(t *testing.T) {
 
 // checkRestore stops c, whose stores are in dataDir, deletes the stores
 // and the events topic's records (as retention would), and starts the
-// engine again: it restores the stores from the changelog, and every
-// profile of keys reads as it did before. The changelog holds what the
-// stores committed, kills notwithstanding.
+// engine again, killing it with SIGKILL a few times while it restores the
+// stores from the changelog: once it is left to finish, every profile of
+// keys reads as it did before. The changelog holds what the stores
+// committed, kills notwithstanding, and a restore cut short by a kill is
+// done again.
 func checkRestore(t *testing.T, bin string, args []string, c *child, brokers []string, dataDir, prefix string, keys []string) {
 	t.Helper()
 	before := make(map[string]state.View, len(keys))
@@ -374,7 +380,7 @@ func checkRestore(t *testing.T, bin string, args []string, c *child, brokers []s
 		before[key], _ = c.profile(t, key)
 	}
 	c.Stop()
-	deleteRecords(t, brokers, prefix+"events")
+	testkafka.DeleteRecords(t, brokers, prefix+"events")
 	dirs, err := filepath.Glob(filepath.Join(dataDir, prefix+"events-*"))
 	if err != nil || len(dirs) == 0 {
 		t.Fatalf("no store in %s: %v", dataDir, err)
@@ -384,6 +390,14 @@ func checkRestore(t *testing.T, bin string, args []string, c *child, brokers []s
 			t.Fatal(err)
 		}
 	}
+	seed := uint64(time.Now().UnixNano())
+	rng := rand.New(rand.NewPCG(seed, 2))
+	for range 4 {
+		c = startChild(t, bin, args...)
+		time.Sleep(time.Duration(50+rng.IntN(600)) * time.Millisecond)
+		c.kill() // waits for it to be gone
+	}
+	t.Logf("killed 4 times while restoring (seed %d)", seed)
 	c = startChild(t, bin, args...)
 	c.waitReady(t, 90*time.Second)
 	bad := 0
@@ -538,30 +552,5 @@ segments:
 	}
 	if len(records) != n || len(entered) != n {
 		t.Errorf("%d change records for %d customers, want one each for %d", len(records), len(entered), n)
-	}
-}
-
-// deleteRecords deletes every record of topic, as retention would.
-func deleteRecords(t *testing.T, brokers []string, topic string) {
-	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
-	ctx := context.Background()
-	ends, err := adm.ListEndOffsets(ctx, topic)
-	if err != nil {
-		t.Fatal(err)
-	}
-	offsets := make(kadm.Offsets)
-	ends.Each(func(o kadm.ListedOffset) { offsets.AddOffset(o.Topic, o.Partition, o.Offset, -1) })
-	resps, err := adm.DeleteRecords(ctx, offsets)
-	if err == nil {
-		err = resps.Error()
-	}
-	if err != nil {
-		t.Fatalf("delete the records of %s: %v", topic, err)
 	}
 }

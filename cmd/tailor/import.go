@@ -98,7 +98,8 @@ func connectProducer(ctx context.Context, cfg *config.Config) (*stream.Producer,
 	// The engine creates the topics at start; importing before the first
 	// start is fine too.
 	topics := stream.NewTopics(cfg.Kafka.TopicPrefix)
-	if _, err := stream.EnsureTopics(ctx, p.Client(), topics, int32(cfg.Kafka.Partitions), int16(cfg.Kafka.Replication)); err != nil {
+	if _, err := stream.EnsureTopics(ctx, p.Client(), topics, int32(cfg.Kafka.Partitions), int16(cfg.Kafka.Replication),
+		stream.EventsRetention(time.Duration(cfg.Kafka.EventsRetention))); err != nil {
 		p.Close()
 		return nil, "", err
 	}

@@ -1,6 +1,3 @@
-// Package testkafka gives tests a Kafka broker: the real one named by
-// TAILOR_TEST_BROKERS (make test starts Apache Kafka from Maven Central and
-// sets it), or else an embedded kfake broker private to the test.
 package testkafka
 
 import (
@@ -12,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/tailorcdp/tailor/stream"
@@ -67,4 +65,29 @@ func Consume(t testing.TB, brokers []string, topic string, n int, timeout time.D
 		fetches.EachRecord(func(r *kgo.Record) { out = append(out, r) })
 	}
 	return out
+}
+
+// DeleteRecords deletes every record of topic, as retention would.
+func DeleteRecords(t testing.TB, brokers []string, topic string) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	ctx := context.Background()
+	ends, err := adm.ListEndOffsets(ctx, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	offsets := make(kadm.Offsets)
+	ends.Each(func(o kadm.ListedOffset) { offsets.AddOffset(o.Topic, o.Partition, o.Offset, -1) })
+	resps, err := adm.DeleteRecords(ctx, offsets)
+	if err == nil {
+		err = resps.Error()
+	}
+	if err != nil {
+		t.Fatalf("delete the records of %s: %v", topic, err)
+	}
 }
