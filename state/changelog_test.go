@@ -46,29 +46,59 @@ func TestRestoreFromWrites(t *testing.T) {
 	}
 	commit(b, 301)
 
-	dir := t.TempDir()
-	r, err := NewRestorer(dir, o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, w := range log {
-		if err := r.Put(w); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := r.Finish(); err != nil {
-		t.Fatal(err)
-	}
-	restored := openWith(t, dir, o)
-	defer restored.Close()
-	want, got := dump(t, s), dump(t, restored)
-	if len(got) != len(want) {
-		t.Errorf("restored store has %d keys, want %d", len(got), len(want))
-	}
-	for k, v := range want {
-		if g, ok := got[k]; !ok || !bytes.Equal(g, v) {
-			t.Errorf("key %q: restored %x (present %v), want %x", k, g, ok, v)
-		}
+	want := dump(t, s)
+	// A restore writes the state in key order straight into tables while
+	// it fits in RestoreMemory, through the write path when it does not,
+	// or outgrows the budget part way.
+	for _, tc := range []struct {
+		name   string
+		budget int64
+	}{
+		{"sorted tables", 256 << 20},
+		{"write path", 0},
+		{"outgrows its budget", 2 << 10},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ro := o
+			ro.RestoreMemory = tc.budget
+			dir := t.TempDir()
+			r, err := NewRestorer(dir, ro)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, w := range log {
+				if err := r.Put(w); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := r.Finish(); err != nil {
+				t.Fatal(err)
+			}
+			restored := openWith(t, dir, o)
+			defer restored.Close()
+			got := dump(t, restored)
+			if len(got) != len(want) {
+				t.Errorf("restored store has %d keys, want %d", len(got), len(want))
+			}
+			for k, v := range want {
+				if g, ok := got[k]; !ok || !bytes.Equal(g, v) {
+					t.Errorf("key %q: restored %x (present %v), want %x", k, g, ok, v)
+				}
+			}
+			// The restored store takes new batches over what it holds.
+			b := restored.Begin()
+			ev := parse(t, p, `{"type": "track", "userId": "u3", "event": "Order Completed", "messageId": "after", "properties": {"order_id": "after", "total": 5}}`)
+			if _, err := b.Apply(&ev); err != nil {
+				t.Fatal(err)
+			}
+			if err := b.CommitWith(400, func() error { return nil }); err != nil {
+				t.Fatal(err)
+			}
+			pr, err := restored.Profile("u3")
+			if err != nil || pr == nil || pr.Orders != 4 {
+				t.Errorf("after a batch on the restored store, u3: %+v %v, want 4 orders", pr, err)
+			}
+		})
 	}
 	if _, ok := want[string(keyChangelogBase)]; !ok {
 		t.Error("the store's first batch wrote no changelog base")
