@@ -3,6 +3,8 @@ package state
 import (
 	"bytes"
 	"fmt"
+	"maps"
+	"strings"
 	"testing"
 
 	"github.com/dgraph-io/badger/v4"
@@ -127,4 +129,68 @@ func dump(t *testing.T, s *Store) map[string][]byte {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// TestRestorerMemory: a restore over its memory budget compacts what it
+// holds while the last writes fit in half of it (a changelog not yet
+// compacted by Kafka rewrites the same keys), and goes through the write
+// path when the state itself outgrows it; either way the store holds the
+// last write of each key.
+func TestRestorerMemory(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		keys       int
+		sorted     bool // still held in memory at the end
+		budget     int64
+		rewrites   int
+		valueBytes int
+	}{
+		{"rewrites compacted", 10, true, 64 << 10, 1000, 100},
+		{"state outgrows the budget", 2000, false, 64 << 10, 3, 100},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := testOptions()
+			o.RestoreMemory = tc.budget
+			dir := t.TempDir()
+			r, err := NewRestorer(dir, o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			value := func(k, n int) []byte {
+				return bytes.Repeat([]byte{byte('a' + (k+n)%26)}, tc.valueBytes)
+			}
+			for n := range tc.rewrites {
+				for k := range tc.keys {
+					if err := r.Put(Write{Key: fmt.Appendf(nil, "t/k%05d", k), Value: value(k, n)}); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			if err := r.Put(Write{Key: []byte("t/k00001"), Deleted: true}); err != nil {
+				t.Fatal(err)
+			}
+			if sorted := r.held != nil; sorted != tc.sorted {
+				t.Errorf("held in memory at the end: %v, want %v", sorted, tc.sorted)
+			}
+			if r.held != nil && r.held.size > tc.budget {
+				t.Errorf("holds %d bytes, over the budget of %d", r.held.size, tc.budget)
+			}
+			if err := r.Finish(); err != nil {
+				t.Fatal(err)
+			}
+			s := openWith(t, dir, o)
+			defer s.Close()
+			got := dump(t, s)
+			maps.DeleteFunc(got, func(k string, _ []byte) bool { return !strings.HasPrefix(k, "t/") }) // the store's own
+			if len(got) != tc.keys-1 {
+				t.Errorf("restored %d keys, want %d", len(got), tc.keys-1)
+			}
+			for k := range tc.keys {
+				v, ok := got[fmt.Sprintf("t/k%05d", k)]
+				if want := value(k, tc.rewrites-1); k != 1 && (!ok || !bytes.Equal(v, want)) {
+					t.Errorf("key %d: %q (present %v), want %q", k, v, ok, want)
+				}
+			}
+		})
+	}
 }

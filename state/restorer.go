@@ -46,10 +46,13 @@ const heldOverhead = 64
 // copied into large chunks: a few pointers for the garbage collector to
 // follow, not three a write.
 type heldWrites struct {
-	index  map[string]uint32 // key: its write in writes
+	index  map[string]uint32 // key (a copy): its write in writes
 	writes []heldWrite
 	chunks [][]byte
-	bytes  int64 // keys, values and overhead held
+	// size is the memory held: the chunks, the copies of the keys in
+	// index, heldOverhead a key; live is the part the last writes use
+	// (the chunks also hold the earlier writes of keys written again).
+	size, live int64
 }
 
 // heldWrite is a write whose key and value are in a chunk.
@@ -68,24 +71,44 @@ func newHeldWrites() *heldWrites {
 
 // put keeps a copy of w in place of the earlier write of its key.
 func (h *heldWrites) put(w Write) {
-	n := len(w.Key) + len(w.Value)
+	hw := h.append(w.Key, w.Value, w.Deleted)
+	h.size += int64(len(w.Key) + len(w.Value))
+	h.live += int64(len(w.Key) + len(w.Value))
+	if i, ok := h.index[string(w.Key)]; ok {
+		old := h.writes[i]
+		h.live -= int64(old.klen + old.vlen)
+		h.writes[i] = hw
+		return
+	}
+	h.index[string(w.Key)] = uint32(len(h.writes))
+	h.writes = append(h.writes, hw)
+	h.size += int64(len(w.Key) + heldOverhead)
+	h.live += int64(len(w.Key) + heldOverhead)
+}
+
+// append copies key and value into the last chunk, or a new one.
+func (h *heldWrites) append(key, value []byte, deleted bool) heldWrite {
+	n := len(key) + len(value)
 	last := len(h.chunks) - 1
 	if last < 0 || len(h.chunks[last])+n > cap(h.chunks[last]) {
 		h.chunks = append(h.chunks, make([]byte, 0, max(heldChunk, n)))
 		last++
 	}
 	c := h.chunks[last]
-	hw := heldWrite{chunk: uint32(last), off: uint32(len(c)), klen: uint32(len(w.Key)), vlen: uint32(len(w.Value)), deleted: w.Deleted}
-	h.chunks[last] = append(append(c, w.Key...), w.Value...)
-	h.bytes += int64(n + heldOverhead)
-	if i, ok := h.index[string(w.Key)]; ok {
-		old := h.writes[i]
-		h.bytes -= int64(old.klen + old.vlen + heldOverhead)
-		h.writes[i] = hw
-		return
+	hw := heldWrite{chunk: uint32(last), off: uint32(len(c)), klen: uint32(len(key)), vlen: uint32(len(value)), deleted: deleted}
+	h.chunks[last] = append(append(c, key...), value...)
+	return hw
+}
+
+// compact copies the last writes into new chunks, dropping the earlier
+// writes of keys written again.
+func (h *heldWrites) compact() {
+	old := *h
+	h.chunks = nil
+	for i, w := range old.writes {
+		h.writes[i] = h.append(old.key(w), old.value(w), w.deleted)
 	}
-	h.index[string(h.key(hw))] = uint32(len(h.writes))
-	h.writes = append(h.writes, hw)
+	h.size = h.live
 }
 
 func (h *heldWrites) key(w heldWrite) []byte {
@@ -134,9 +157,15 @@ func (r *Restorer) Put(w Write) error {
 		return r.write(w)
 	}
 	r.held.put(w)
-	if r.held.bytes > r.budget {
+	if r.held.size <= r.budget {
+		return nil
+	}
+	// Over budget: compacting the chunks frees enough while the last
+	// writes use at most half of it; else the state outgrows memory.
+	if r.held.live > r.budget/2 {
 		return r.spill()
 	}
+	r.held.compact()
 	return nil
 }
 
