@@ -356,7 +356,7 @@ func Default() Config {
 
 			VerifyChecksums: true,
 			Changelog:       true,
-			RestoreMemory:   256 << 20,
+			RestoreMemory:   512 << 20,
 		},
 		Events: Events{
 			MaxFuture: Duration(24 * time.Hour),

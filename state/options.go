@@ -85,7 +85,7 @@ type Options struct {
 	// through Badger's write path instead, several times slower. 0 or
 	// less: always the write path.
 	//
-	// The default value of RestoreMemory is 256 MiB.
+	// The default value of RestoreMemory is 512 MiB.
 	RestoreMemory int64
 }
 
@@ -126,7 +126,7 @@ func DefaultOptions() Options {
 		CacheProfiles:  20000,
 		Dedup:          Dedup{Horizon: 24 * time.Hour, MaxIDs: 1000},
 		GCInterval:     5 * time.Minute,
-		RestoreMemory:  256 << 20,
+		RestoreMemory:  512 << 20,
 
 		VerifyChecksums: true,
 	}

@@ -1,11 +1,12 @@
 package state
 
 import (
-	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
+	"runtime"
+	"sync"
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/badger/v4/pb"
@@ -33,91 +34,14 @@ type Restorer struct {
 	held   *heldWrites
 	budget int64
 	wb     *badger.WriteBatch
+	// streamKeys is the number of keys one stream of the StreamWriter
+	// takes: streams cover disjoint ranges of the sorted keys and build
+	// their tables in parallel (streamKeys; tests make it smaller).
+	streamKeys int
 }
 
 // restoreMemTable is the memtable size of a store being restored.
 const restoreMemTable = 64 << 20
-
-// heldOverhead is what a held write costs beside its key and value: its
-// map entry (the key's string header, its index) and its heldWrite.
-const heldOverhead = 64
-
-// heldWrites are the last write of each key, their keys and values
-// copied into large chunks: a few pointers for the garbage collector to
-// follow, not three a write.
-type heldWrites struct {
-	index  map[string]uint32 // key (a copy): its write in writes
-	writes []heldWrite
-	chunks [][]byte
-	// size is the memory held: the chunks, the copies of the keys in
-	// index, heldOverhead a key; live is the part the last writes use
-	// (the chunks also hold the earlier writes of keys written again).
-	size, live int64
-}
-
-// heldWrite is a write whose key and value are in a chunk.
-type heldWrite struct {
-	chunk           uint32
-	off, klen, vlen uint32
-	deleted         bool
-}
-
-// heldChunk is the size of a chunk of held keys and values.
-const heldChunk = 4 << 20
-
-func newHeldWrites() *heldWrites {
-	return &heldWrites{index: make(map[string]uint32)}
-}
-
-// put keeps a copy of w in place of the earlier write of its key.
-func (h *heldWrites) put(w Write) {
-	hw := h.append(w.Key, w.Value, w.Deleted)
-	h.size += int64(len(w.Key) + len(w.Value))
-	h.live += int64(len(w.Key) + len(w.Value))
-	if i, ok := h.index[string(w.Key)]; ok {
-		old := h.writes[i]
-		h.live -= int64(old.klen + old.vlen)
-		h.writes[i] = hw
-		return
-	}
-	h.index[string(w.Key)] = uint32(len(h.writes))
-	h.writes = append(h.writes, hw)
-	h.size += int64(len(w.Key) + heldOverhead)
-	h.live += int64(len(w.Key) + heldOverhead)
-}
-
-// append copies key and value into the last chunk, or a new one.
-func (h *heldWrites) append(key, value []byte, deleted bool) heldWrite {
-	n := len(key) + len(value)
-	last := len(h.chunks) - 1
-	if last < 0 || len(h.chunks[last])+n > cap(h.chunks[last]) {
-		h.chunks = append(h.chunks, make([]byte, 0, max(heldChunk, n)))
-		last++
-	}
-	c := h.chunks[last]
-	hw := heldWrite{chunk: uint32(last), off: uint32(len(c)), klen: uint32(len(key)), vlen: uint32(len(value)), deleted: deleted}
-	h.chunks[last] = append(append(c, key...), value...)
-	return hw
-}
-
-// compact copies the last writes into new chunks, dropping the earlier
-// writes of keys written again.
-func (h *heldWrites) compact() {
-	old := *h
-	h.chunks = nil
-	for i, w := range old.writes {
-		h.writes[i] = h.append(old.key(w), old.value(w), w.deleted)
-	}
-	h.size = h.live
-}
-
-func (h *heldWrites) key(w heldWrite) []byte {
-	return h.chunks[w.chunk][w.off : w.off+w.klen]
-}
-
-func (h *heldWrites) value(w heldWrite) []byte {
-	return h.chunks[w.chunk][w.off+w.klen : w.off+w.klen+w.vlen]
-}
 
 // NewRestorer starts restoring the store of dir, to be opened with o.
 func NewRestorer(dir string, o Options) (*Restorer, error) {
@@ -140,9 +64,9 @@ func NewRestorer(dir string, o Options) (*Restorer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open the store to restore into, %s: %w", tmp, err)
 	}
-	r := &Restorer{dir: dir, tmp: tmp, db: db, budget: o.RestoreMemory}
+	r := &Restorer{dir: dir, tmp: tmp, db: db, budget: o.RestoreMemory, streamKeys: streamKeys}
 	if r.budget > 0 {
-		r.held = newHeldWrites()
+		r.held = newHeldWrites(r.budget)
 	} else {
 		r.wb = db.NewWriteBatch()
 	}
@@ -157,15 +81,17 @@ func (r *Restorer) Put(w Write) error {
 		return r.write(w)
 	}
 	r.held.put(w)
-	if r.held.size <= r.budget {
+	if r.held.size() <= r.budget {
 		return nil
 	}
-	// Over budget: compacting the chunks frees enough while the last
-	// writes use at most half of it; else the state outgrows memory.
-	if r.held.live > r.budget/2 {
+	// Over budget: keeping only the last write of each key frees enough
+	// while those use at most three quarters of it (a changelog Kafka has
+	// not compacted yet holds several writes of a busy key); else the
+	// state outgrows memory.
+	r.held.compact()
+	if r.held.size() > r.budget/4*3 {
 		return r.spill()
 	}
-	r.held.compact()
 	return nil
 }
 
@@ -189,6 +115,7 @@ func (r *Restorer) spill() error {
 	h := r.held
 	r.held = nil
 	r.wb = r.db.NewWriteBatch()
+	h.dedup()
 	for _, w := range h.writes {
 		if w.deleted {
 			continue // the new store holds nothing to delete yet
@@ -201,6 +128,10 @@ func (r *Restorer) spill() error {
 	}
 	return nil
 }
+
+// Sorted reports whether the restore writes the store sorted, straight
+// into its tables: its state has fit in Options.RestoreMemory so far.
+func (r *Restorer) Sorted() bool { return r.wb == nil }
 
 // Writes returns the number of writes Put so far.
 func (r *Restorer) Writes() int64 { return r.n }
@@ -244,42 +175,64 @@ const streamKeys = 1 << 17
 const streamFlush = 16 << 20
 
 // streamHeld writes the held writes, in key order, with a StreamWriter.
+// The sorted writes are split into as many contiguous parts as there are
+// processors (at most streamWorkers), each encoded and handed over by a
+// goroutine of its own: StreamWriter.Write decodes what it is given
+// before it takes its lock, so the parts are decoded in parallel too.
 func (r *Restorer) streamHeld() error {
 	h := r.held
-	order := make([]uint32, 0, len(h.writes))
-	for i, w := range h.writes {
-		if !w.deleted {
-			order = append(order, uint32(i))
-		}
-	}
-	slices.SortFunc(order, func(a, b uint32) int { return bytes.Compare(h.key(h.writes[a]), h.key(h.writes[b])) })
+	h.dedup()
 	sw := r.db.NewStreamWriter()
 	if err := sw.Prepare(); err != nil {
 		return fmt.Errorf("prepare the stream writer: %w", err)
 	}
+	workers := max(1, min(runtime.GOMAXPROCS(0), streamWorkers, len(h.writes)/r.streamKeys))
+	part := (len(h.writes) + workers - 1) / workers
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	for i := range workers {
+		writes := h.writes[min(i*part, len(h.writes)):min((i+1)*part, len(h.writes))]
+		wg.Go(func() { errs[i] = streamPart(sw, h, writes, uint32(i)<<20, r.streamKeys) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		sw.Cancel()
+		return err
+	}
+	r.held = nil
+	if err := sw.Flush(); err != nil {
+		return fmt.Errorf("flush the restored keys: %w", err)
+	}
+	return nil
+}
+
+// streamWorkers bounds the goroutines of streamHeld.
+const streamWorkers = 4
+
+// streamPart writes sorted writes to sw in streams numbered from first,
+// keys keys a stream.
+func streamPart(sw *badger.StreamWriter, h *heldWrites, writes []heldWrite, first uint32, keys int) error {
 	buf := z.NewBuffer(streamFlush+(1<<20), "tailor.Restorer")
 	defer buf.Release()
-	for i, j := range order {
-		w := h.writes[j]
+	n := 0
+	for _, w := range writes {
+		if w.deleted {
+			continue // the new store holds nothing to delete
+		}
 		// Version 1: the store's first transaction after the restore
 		// reads at a later one (StreamWriter.Flush sets the oracle past
 		// the highest version written).
-		badger.KVToBuffer(&pb.KV{Key: h.key(w), Value: h.value(w), Version: 1, StreamId: uint32(i / streamKeys)}, buf)
+		badger.KVToBuffer(&pb.KV{Key: h.key(w), Value: h.value(w), Version: 1, StreamId: first + uint32(n/keys)}, buf)
+		n++
 		if buf.LenNoPadding() >= streamFlush {
 			if err := sw.Write(buf); err != nil {
-				sw.Cancel()
 				return fmt.Errorf("stream the restored keys: %w", err)
 			}
 			buf.Reset()
 		}
 	}
 	if err := sw.Write(buf); err != nil {
-		sw.Cancel()
 		return fmt.Errorf("stream the restored keys: %w", err)
-	}
-	r.held = nil
-	if err := sw.Flush(); err != nil {
-		return fmt.Errorf("flush the restored keys: %w", err)
 	}
 	return nil
 }
