@@ -83,15 +83,15 @@ func TestRestoreRate(t *testing.T) {
 		}
 		r := startEngineLogging(t, cfg, &logs) // ready once restored
 		pprof.StopCPUProfile()
-		m := regexp.MustCompile(`restored store from the changelog.* records=(\d+) bytes=(\d+) sorted=(\w+) offsets=(\d+) seconds=([0-9.e+-]+)`).FindStringSubmatch(logs.String())
+		m := regexp.MustCompile(`restored store from the changelog.* records=(\d+) bytes=(\d+) sorted=(\w+) offsets=(\d+) seconds=([0-9.e+-]+) read_seconds=([0-9.e+-]+)`).FindStringSubmatch(logs.String())
 		if m == nil {
 			t.Fatalf("no restore logged:\n%s", logs.String())
 		}
 		records, _ := strconv.ParseFloat(m[1], 64)
 		b, _ := strconv.ParseFloat(m[2], 64)
 		secs, _ := strconv.ParseFloat(m[5], 64)
-		t.Logf("%s (sorted=%s): %d events, %d profiles: restored %.0f records, %.1f MB in %.2f s: %.0f profiles/s, %.0f records/s, %.1f MB/s",
-			way.name, m[3], stats.Accepted, profiles, records, b/1e6, secs, float64(profiles)/secs, records/secs, b/1e6/secs)
+		t.Logf("%s (sorted=%s): %d events, %d profiles: restored %.0f records, %.1f MB in %.2f s (%s s reading): %.0f profiles/s, %.0f records/s, %.1f MB/s",
+			way.name, m[3], stats.Accepted, profiles, records, b/1e6, secs, m[6], float64(profiles)/secs, records/secs, b/1e6/secs)
 		r.stop()
 		s, err := state.Open(dir, state.DefaultOptions())
 		if err != nil {
