@@ -209,7 +209,7 @@ const escapePage = `<!doctype html>
 </head><body>
 <div id="plain" data-tailor-placement="plain">Default</div>
 <div id="templated" data-tailor-placement="plain">Default
-<template><a class="t-link" data-tailor-field="link"><span class="t-title" data-tailor-field="title"></span></a><i class="t-code" data-tailor-field="code"></i></template>
+<template><a class="t-link" data-tailor-field="link"><span class="t-title" data-tailor-field="title"></span></a><i class="t-if-code" data-tailor-if="code">Code: <i class="t-code" data-tailor-field="code"></i></i><i class="t-if-title" data-tailor-if="title">Title</i></template>
 </div>
 <div id="markup" data-tailor-placement="markup">Default</div>
 </body></html>`
@@ -244,6 +244,8 @@ func TestBrowserTailorJSEscapes(t *testing.T) {
 			templatedHref: q("#templated .t-link").hasAttribute("href"),
 			templatedLinkHidden: q("#templated .t-link").hidden,
 			codeHidden: q("#templated .t-code").hidden,
+			ifCodeHidden: q("#templated .t-if-code").hidden,
+			ifTitleHidden: q("#templated .t-if-title").hidden,
 			template: !!q("#templated template"),
 			trusted: q("#markup #trusted-html") ? q("#markup #trusted-html").textContent : null,
 			pwned: String(window.pwned),
@@ -256,7 +258,8 @@ func TestBrowserTailorJSEscapes(t *testing.T) {
 	want := map[string]any{
 		"state": "rendered", "title": img, "titleTag": "STRONG", "text": `<b id="untrusted">bold</b>`,
 		"images": 0.0, "untrusted": false, "templatedTitle": img, "templatedHref": false,
-		"templatedLinkHidden": true, "codeHidden": true, "template": false, "trusted": "Hi", "pwned": "undefined",
+		"templatedLinkHidden": true, "codeHidden": true,
+		"ifCodeHidden": true, "ifTitleHidden": false, "template": false, "trusted": "Hi", "pwned": "undefined",
 	}
 	for k, w := range want {
 		if got[k] != w {

@@ -128,7 +128,13 @@
       if (text != null) e.textContent = text;
       return e;
     };
+    // fill fills a template's slots; an element marked data-tailor-if="f"
+    // is hidden when the content has no field f.
     const fill = (root, c, trusted) => {
+      for (const n of root.querySelectorAll('[data-tailor-if]')) {
+        const v = c[n.getAttribute('data-tailor-if')];
+        if (v == null || v === '') n.hidden = true;
+      }
       for (const slot of root.querySelectorAll('[data-tailor-field]')) {
         const f = slot.getAttribute('data-tailor-field'), v = c[f], attr = ATTR[f];
         const ok = v != null && v !== '' && typeof v !== 'object';
