@@ -28,7 +28,7 @@ const decideKey = "page-key"
 // tailorJSConfig is an engine for pages: the page host's origin allowed,
 // a decide key, a segment two product views away, and offers to show in
 // it, to escape and to trust.
-func tailorJSConfig(t *testing.T, origin string) *config.Config {
+func tailorJSConfig(t testing.TB, origin string) *config.Config {
 	cfg := testConfig(t, testkafka.Brokers(t), testkafka.Prefix(t), t.TempDir())
 	cfg.HTTP.CORSOrigins = []string{origin}
 	cfg.HTTP.DecideKeys = []string{decideKey}
@@ -173,7 +173,7 @@ func TestBrowserTailorJS(t *testing.T) {
 
 // waitOffer waits until GET /v1/offers reports offer's counts (summed
 // over its placements) as cond wants, and returns the report.
-func waitOffer(t *testing.T, e *running, offer string, cond func(state.OfferCounts) bool) decide.Report {
+func waitOffer(t testing.TB, e *running, offer string, cond func(state.OfferCounts) bool) decide.Report {
 	t.Helper()
 	var report decide.Report
 	waitFor(t, "offer "+offer+"'s counts", 30*time.Second, func() bool {
