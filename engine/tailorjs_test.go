@@ -90,26 +90,8 @@ func TestBrowserTailorJS(t *testing.T) {
 	pages.Handle("/analytics-next/bundles/", http.StripPrefix("/analytics-next/bundles/", files))
 	pages.HandleFunc("/shoes", htmlPage(fmt.Sprintf(shopPage, writeKey, apiHost, e.url, decideKey)))
 
-	tab := testbrowser.Tab(t, browser)
-	log := testbrowser.Watch(tab)
-	run := func(what string, actions ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		ctx, cancel := context.WithTimeout(tab, 30*time.Second)
-		defer cancel()
-		if err := chromedp.Do(ctx, actions...); err != nil {
-			t.Fatalf("%s: %v\nthe page's console:\n%s", what, err, log)
-		}
-	}
-	eval := func(expr string) string {
-		t.Helper()
-		ctx, cancel := context.WithTimeout(tab, 30*time.Second)
-		defer cancel()
-		v, err := chromedp.Run(ctx, chromedp.Evaluate[string](expr, chromedp.EvalAwaitPromise))
-		if err != nil {
-			t.Fatalf("%s: %v\nthe page's console:\n%s", expr, err, log)
-		}
-		return v
-	}
+	p := newPage(t, browser)
+	run, eval, log := p.do, p.eval, p.log
 	// hero waits for the page's decide call and returns what the hero shows.
 	hero := func() (offer, text string) {
 		t.Helper()
@@ -169,6 +151,40 @@ func TestBrowserTailorJS(t *testing.T) {
 	if ex := log.Exceptions(); len(ex) > 0 {
 		t.Errorf("uncaught exceptions in the page: %q", ex)
 	}
+}
+
+// page is a tab of a test's browser, with its console kept.
+type page struct {
+	t   testing.TB
+	tab context.Context
+	log *testbrowser.Log
+}
+
+func newPage(t testing.TB, browser context.Context) *page {
+	tab := testbrowser.Tab(t, browser)
+	return &page{t: t, tab: tab, log: testbrowser.Watch(tab)}
+}
+
+// do runs actions in the tab, within 30 s.
+func (p *page) do(what string, actions ...chromedp.Action[chromedp.Void]) {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(p.tab, 30*time.Second)
+	defer cancel()
+	if err := chromedp.Do(ctx, actions...); err != nil {
+		p.t.Fatalf("%s: %v\nthe page's console:\n%s", what, err, p.log)
+	}
+}
+
+// eval evaluates expr in the page, awaiting a promise, within 30 s.
+func (p *page) eval(expr string) string {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(p.tab, 30*time.Second)
+	defer cancel()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[string](expr, chromedp.EvalAwaitPromise))
+	if err != nil {
+		p.t.Fatalf("%s: %v\nthe page's console:\n%s", expr, err, p.log)
+	}
+	return v
 }
 
 // waitOffer waits until GET /v1/offers reports offer's counts (summed
