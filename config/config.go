@@ -185,6 +185,11 @@ type Store struct {
 	// partition store that is missing or damaged from it on assignment
 	// (decision 0021).
 	Changelog bool `yaml:"changelog"`
+	// RestoreMemory bounds the state one restore from the changelog holds
+	// in memory to write it sorted, straight into the store's tables;
+	// a larger store is restored through the store's write path, several
+	// times slower (state.Options.RestoreMemory).
+	RestoreMemory ByteSize `yaml:"restore_memory"`
 }
 
 // Events configures event validation.
@@ -355,6 +360,7 @@ func Default() Config {
 
 			VerifyChecksums: true,
 			Changelog:       true,
+			RestoreMemory:   512 << 20,
 		},
 		Events: Events{
 			MaxFuture: Duration(24 * time.Hour),
@@ -416,6 +422,7 @@ func (c *Config) options() []option {
 		{"cache-profiles", "TAILOR_CACHE_PROFILES", "store.cache_profiles", "decoded profiles cached per partition", (*intValue)(&c.Store.CacheProfiles)},
 		{"sync-writes", "TAILOR_SYNC_WRITES", "store.sync_writes", "fsync every store commit (survives power loss, slower)", (*boolValue)(&c.Store.SyncWrites)},
 		{"changelog", "TAILOR_CHANGELOG", "store.changelog", "write every store change to the changelog topic, and restore a partition store that is missing or damaged from it", (*boolValue)(&c.Store.Changelog)},
+		{"restore-memory", "TAILOR_RESTORE_MEMORY", "store.restore_memory", "memory one restore from the changelog may hold to write the store sorted, several times faster; a larger store is restored through the write path (0: always)", (*ByteSize)(&c.Store.RestoreMemory)},
 		{"verify-checksums", "TAILOR_VERIFY_CHECKSUMS", "store.verify_checksums", "verify store checksums: every table when a partition store opens, every block read from disk (a damaged store is fenced rather than read wrong)", (*boolValue)(&c.Store.VerifyChecksums)},
 		{"dedup-horizon", "TAILOR_DEDUP_HORIZON", "store.dedup_horizon", "how long (in receive time) a messageId is remembered to drop retried events (e.g. 24h, 7d)", (*Duration)(&c.Store.DedupHorizon)},
 		{"dedup-ids", "TAILOR_DEDUP_IDS", "store.dedup_ids", "most recent messageIds remembered per profile within the horizon (0: no bound)", (*intValue)(&c.Store.DedupIDs)},

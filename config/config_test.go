@@ -130,7 +130,7 @@ func TestValues(t *testing.T) {
 	}
 }
 
-// TestWindowWeeks checks that a window written in weeks, as the README and
+// TestWindowWeeks checks that a window written in weeks, as docs/rules.md and
 // the sample config's comment write it, is read.
 func TestWindowWeeks(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "tailor.yaml")

@@ -105,7 +105,7 @@ func TestIdentityVerification(t *testing.T) {
 	}
 }
 
-// TestUserHashDocumented: the README's example, whose value Python's
+// TestUserHashDocumented: docs/http-api.md's example, whose value Python's
 // hmac and openssl dgst -hmac compute too.
 func TestUserHashDocumented(t *testing.T) {
 	const want = "552f4abd3f3ae11a9ab326e20a974e5a412316ebc921e31634f68386171397e7"

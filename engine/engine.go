@@ -323,6 +323,7 @@ func storeOptions(cfg *config.Config) (state.Options, error) {
 	o.CacheProfiles = cfg.Store.CacheProfiles
 	o.SyncWrites = cfg.Store.SyncWrites
 	o.Changelog = cfg.Store.Changelog
+	o.RestoreMemory = int64(cfg.Store.RestoreMemory)
 	o.VerifyChecksums = cfg.Store.VerifyChecksums
 	o.Dedup = state.Dedup{Horizon: time.Duration(cfg.Store.DedupHorizon), MaxIDs: cfg.Store.DedupIDs}
 	decls := make([]state.AggregateConfig, 0, len(cfg.Aggregates))

@@ -86,8 +86,8 @@ func (s *Server) send(ctx *fasthttp.RequestCtx, key, mark string, rewrite func(*
 // headerReadFrom marks an answer read here from a copy of the key's
 // partition store rather than from the store that applies it: "standby"
 // (a standby replica, answering because the owner could not be reached)
-// or "stale" (a store kept readable through a lost group session). The
-// README says how far behind each may be.
+// or "stale" (a store kept readable through a lost group session).
+// docs/kafka.md says how far behind each may be.
 const headerReadFrom = "X-Tailor-Read-From"
 
 // readSource says where a read of key is answered from ("" for the store

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 
 	"github.com/dgraph-io/badger/v4"
 )
@@ -64,85 +63,6 @@ func (b *Batch) keep(w Write) {
 // (NextOffset) is among them: a store rebuilt from the writes carries the
 // input offset its last batch reached.
 func (b *Batch) Writes() []Write { return b.writes }
-
-// Restorer writes a store from its writes (a changelog) into a new
-// directory beside dir, and replaces dir with it once all are written:
-// a crash before leaves dir as it was and the new directory, which the
-// next Restorer for dir removes, unfinished.
-type Restorer struct {
-	dir, tmp string
-	db       *badger.DB
-	wb       *badger.WriteBatch
-	n        int64
-}
-
-// restoreMemTable is the memtable size of a store being restored.
-const restoreMemTable = 64 << 20
-
-// NewRestorer starts restoring the store of dir, to be opened with o.
-func NewRestorer(dir string, o Options) (*Restorer, error) {
-	tmp := dir + ".restoring"
-	if err := os.RemoveAll(tmp); err != nil {
-		return nil, fmt.Errorf("remove the unfinished restore %s: %w", tmp, err)
-	}
-	// Larger memtables than a store's: a restore writes hundreds of MB
-	// at once, and flushes less often so (synced once, at Finish).
-	o.MemTableSize = max(o.MemTableSize, restoreMemTable)
-	bo := badgerOptions(tmp, o).WithSyncWrites(false)
-	db, err := badger.Open(bo)
-	if err != nil {
-		return nil, fmt.Errorf("open the store to restore into, %s: %w", tmp, err)
-	}
-	return &Restorer{dir: dir, tmp: tmp, db: db, wb: db.NewWriteBatch()}, nil
-}
-
-// Put writes w over whatever the writes before it left of its key.
-func (r *Restorer) Put(w Write) error {
-	var err error
-	if w.Deleted {
-		err = r.wb.Delete(w.Key)
-	} else {
-		err = r.wb.Set(w.Key, w.Value)
-	}
-	if err != nil {
-		return fmt.Errorf("restore key %q into %s: %w", w.Key, r.tmp, err)
-	}
-	r.n++
-	return nil
-}
-
-// Writes returns the number of writes Put so far.
-func (r *Restorer) Writes() int64 { return r.n }
-
-// Finish writes what is buffered, syncs the new store and puts it in
-// place of dir (removing what dir held: a damaged store, or nothing).
-func (r *Restorer) Finish() error {
-	if err := r.wb.Flush(); err != nil {
-		r.Abort()
-		return fmt.Errorf("restore into %s: %w", r.tmp, err)
-	}
-	if err := r.db.Sync(); err != nil {
-		r.Abort()
-		return fmt.Errorf("sync the restored store %s: %w", r.tmp, err)
-	}
-	if err := r.db.Close(); err != nil {
-		return fmt.Errorf("close the restored store %s: %w", r.tmp, err)
-	}
-	if err := os.RemoveAll(r.dir); err != nil {
-		return fmt.Errorf("remove %s to restore it: %w", r.dir, err)
-	}
-	if err := os.Rename(r.tmp, r.dir); err != nil {
-		return fmt.Errorf("put the restored store %s in place: %w", r.dir, err)
-	}
-	return syncDir(filepath.Dir(r.dir))
-}
-
-// Abort drops the restore: dir stays as it was.
-func (r *Restorer) Abort() {
-	r.wb.Cancel()
-	_ = r.db.Close()
-	_ = os.RemoveAll(r.tmp)
-}
 
 // Present reports whether dir holds anything, without opening it: false
 // for a store directory that does not exist or is empty.

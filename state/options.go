@@ -79,6 +79,14 @@ type Options struct {
 	//
 	// The default value of Changelog is false.
 	Changelog bool
+	// RestoreMemory bounds the state a restore from the changelog holds in
+	// memory to write it in key order straight into the store's tables
+	// (Restorer): a store whose keys and values outgrow it is written
+	// through Badger's write path instead, several times slower. 0 or
+	// less: always the write path.
+	//
+	// The default value of RestoreMemory is 512 MiB.
+	RestoreMemory int64
 }
 
 // Model is what the configuration declares about profiles: what to keep
@@ -118,6 +126,7 @@ func DefaultOptions() Options {
 		CacheProfiles:  20000,
 		Dedup:          Dedup{Horizon: 24 * time.Hour, MaxIDs: 1000},
 		GCInterval:     5 * time.Minute,
+		RestoreMemory:  512 << 20,
 
 		VerifyChecksums: true,
 	}

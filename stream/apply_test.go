@@ -158,7 +158,7 @@ func TestApplyRecord(t *testing.T) {
 	}
 }
 
-// TestOutcomeNames: every outcome has the metric label the README names.
+// TestOutcomeNames: every outcome has the metric label docs/operations.md names.
 func TestOutcomeNames(t *testing.T) {
 	for o, want := range map[outcome]string{applied: OutcomeApplied, duplicate: OutcomeDuplicate,
 		deadLettered: OutcomeDeadLetter, rerouted: OutcomeRerouted, identity: OutcomeIdentity} {

@@ -271,6 +271,7 @@ func (p *Processor) restore(ctx context.Context, id int32, dir string, opts stat
 		bytes += int64(len(rec.Key) + len(rec.Value))
 		return rd.add(logRecordOf(rec))
 	})
+	read := time.Since(began)
 	if err == nil && !rd.base {
 		err = errChangelogIncomplete
 	}
@@ -289,7 +290,7 @@ func (p *Processor) restore(ctx context.Context, id int32, dir string, opts stat
 	}
 	left.Set(0)
 	p.m.restores.WithLabelValues("full").Inc()
-	p.log.Info("restored store from the changelog", "partition", id, "store", dir, "records", r.Writes(), "bytes", bytes, "offsets", end-start, "seconds", time.Since(began).Seconds())
+	p.log.Info("restored store from the changelog", "partition", id, "store", dir, "records", r.Writes(), "bytes", bytes, "sorted", r.Sorted(), "offsets", end-start, "seconds", time.Since(began).Seconds(), "read_seconds", read.Seconds())
 	return nil
 }
 
