@@ -309,9 +309,13 @@ type Offer struct {
 	Priority   float64     `yaml:"priority"`
 	Score      string      `yaml:"score"`
 	Content    JSONContent `yaml:"content"`
-	Start      time.Time   `yaml:"start"`
-	End        time.Time   `yaml:"end"`
-	Cap        struct {
+	// Trusted lets tailor.js insert the content's html field as markup
+	// (otherwise every field is shown as text); content must then be an
+	// object whose html, if any, is a string.
+	Trusted bool      `yaml:"trusted"`
+	Start   time.Time `yaml:"start"`
+	End     time.Time `yaml:"end"`
+	Cap     struct {
 		Impressions int      `yaml:"impressions"`
 		Per         Duration `yaml:"per"`
 	} `yaml:"cap"`

@@ -40,8 +40,11 @@ type OfferAnswer struct {
 	DecisionID string `json:"decision_id"`
 	// Fallback says no offer was eligible (or the visitor is unknown, has
 	// not consented, or is in the control group).
-	Fallback bool            `json:"fallback"`
-	Content  json.RawMessage `json:"content"`
+	Fallback bool `json:"fallback"`
+	// Trusted says the offer's configuration marks its content safe to
+	// insert as markup (tailor.js inserts its html field).
+	Trusted bool            `json:"trusted,omitempty"`
+	Content json.RawMessage `json:"content"`
 }
 
 // ProductAnswer is one recommended product, with its latest description.

@@ -351,6 +351,9 @@ func (d *Decider) decideOffers(dst []byte, w *worker, pl *Placement, key string,
 		}
 		dst = append(dst, `","fallback":`...)
 		dst = strconv.AppendBool(dst, fallback)
+		if c.offer.Trusted {
+			dst = append(dst, `,"trusted":true`...)
+		}
 		dst = append(dst, `,"content":`...)
 		dst = append(dst, c.offer.content...)
 		dst = append(dst, '}')

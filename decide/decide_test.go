@@ -438,11 +438,38 @@ func TestCompileErrors(t *testing.T) {
 		{[]decide.PlacementConfig{{Name: "p"}}, []decide.OfferConfig{{ID: "o", Placements: []string{"p"}, CooldownAfter: "view"}}, `offer "o": cooldown.after "view": want click, conversion or any`},
 		{[]decide.PlacementConfig{{Name: "p"}}, []decide.OfferConfig{{ID: "o", Placements: []string{"p"}, Content: json.RawMessage(`{`)}}, `offer "o": content is not valid JSON`},
 		{[]decide.PlacementConfig{{Name: "p"}}, []decide.OfferConfig{{ID: "o", Placements: []string{"p"}}, {ID: "o", Placements: []string{"p"}}}, `offer "o" is declared twice`},
+		{[]decide.PlacementConfig{{Name: "p"}}, []decide.OfferConfig{{ID: "o", Placements: []string{"p"}, Trusted: true}}, `offer "o": trusted: content must be an object (title, link, html, ...)`},
+		{[]decide.PlacementConfig{{Name: "p"}}, []decide.OfferConfig{{ID: "o", Placements: []string{"p"}, Trusted: true, Content: json.RawMessage(`"<b>hi</b>"`)}}, `offer "o": trusted: content must be an object (title, link, html, ...)`},
+		{[]decide.PlacementConfig{{Name: "p"}}, []decide.OfferConfig{{ID: "o", Placements: []string{"p"}, Trusted: true, Content: json.RawMessage(`{"html": ["<b>"]}`)}}, `offer "o": trusted: content.html must be a string of HTML`},
 	} {
 		segs, _ := state.CompileSegments(nil, nil, 0)
 		_, err := decide.Compile(tc.placements, tc.offers, segs.Schema())
 		if err == nil || err.Error() != tc.err {
 			t.Errorf("error %v\nwant %s", err, tc.err)
+		}
+	}
+}
+
+// TestTrustedOffer: an offer marked trusted says so in its answers (for
+// tailor.js, which then inserts its html as markup); others do not. An
+// unknown visitor gets the fallbacks, which are these.
+func TestTrustedOffer(t *testing.T) {
+	s := newStore(t, nil, []decide.PlacementConfig{{Name: "a", Fallback: "markup"}, {Name: "b", Fallback: "text"}}, []decide.OfferConfig{
+		{ID: "markup", Placements: []string{"a"}, Trusted: true, Content: json.RawMessage(`{"html": "<em>hi</em>"}`)},
+		{ID: "text", Placements: []string{"b"}, Content: json.RawMessage(`{"html": "<em>hi</em>"}`)},
+	})
+	a := s.decide(`{"anonymousId": "v", "placements": ["a", "b"]}`)
+	for _, tc := range []struct {
+		placement string
+		trusted   bool
+	}{{"a", true}, {"b", false}} {
+		offers := a.Decisions[tc.placement].Offers
+		var content struct{ HTML string }
+		if len(offers) == 1 {
+			json.Unmarshal(offers[0].Content, &content)
+		}
+		if len(offers) != 1 || offers[0].Trusted != tc.trusted || content.HTML != "<em>hi</em>" {
+			t.Errorf("placement %s: %+v, want trusted %v", tc.placement, offers, tc.trusted)
 		}
 	}
 }

@@ -66,6 +66,10 @@ type OfferConfig struct {
 	Score string
 	// Content is handed back as is.
 	Content json.RawMessage
+	// Trusted marks the content as safe to insert as markup: answers say
+	// "trusted":true and tailor.js then inserts its html field as HTML.
+	// Content must be a JSON object, its html (if any) a string.
+	Trusted bool
 	// Start and End bound when the offer runs (zero: unbounded).
 	Start, End time.Time
 	// CapImpressions impressions per CapPer at most (0: no cap).
@@ -86,6 +90,7 @@ type Offer struct {
 	Priority   float64
 	Score      *rules.Rule // nil: Priority is the score
 	Content    json.RawMessage
+	Trusted    bool
 	Start, End time.Time
 	Cap        int
 	CapPer     time.Duration
@@ -260,7 +265,7 @@ func compileOffer(oc OfferConfig, schema *rules.Schema) (*Offer, error) {
 	if err := event.ValidName(oc.ID); err != nil {
 		return nil, fmt.Errorf("offer id: %w", err)
 	}
-	o := &Offer{ID: oc.ID, Placements: oc.Placements, Priority: oc.Priority, Start: oc.Start, End: oc.End,
+	o := &Offer{ID: oc.ID, Placements: oc.Placements, Priority: oc.Priority, Trusted: oc.Trusted, Start: oc.Start, End: oc.End,
 		Cap: oc.CapImpressions, CapPer: oc.CapPer, Cooldown: oc.Cooldown}
 	var errs []error
 	fail := func(format string, a ...any) {
@@ -294,6 +299,11 @@ func compileOffer(oc OfferConfig, schema *rules.Schema) (*Offer, error) {
 			compact = b
 		}
 		o.Content, o.content = oc.Content, compact
+	}
+	if oc.Trusted && (len(oc.Content) == 0 || json.Valid(oc.Content)) {
+		if err := trustedContent(oc.Content); err != nil {
+			fail("trusted: %v", err)
+		}
 	}
 	if !oc.Start.IsZero() && !oc.End.IsZero() && !oc.End.After(oc.Start) {
 		fail("end %s is not after start %s", oc.End.Format(time.RFC3339), oc.Start.Format(time.RFC3339))
@@ -366,4 +376,21 @@ func (o *Offer) coolingDown(p *state.Profile, now int64) bool {
 	clicked, converted := p.LastResponse(o.ID)
 	since := now - o.Cooldown.Milliseconds()
 	return o.cooldownClick && clicked > since || o.cooldownConversion && converted > since
+}
+
+// trustedContent checks the content of an offer marked trusted: an
+// object, whose html field, if any, is a string (tailor.js inserts it as
+// markup).
+func trustedContent(content json.RawMessage) error {
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(content, &fields); err != nil || fields == nil {
+		return errors.New("content must be an object (title, link, html, ...)")
+	}
+	if h, ok := fields["html"]; ok {
+		var s string
+		if err := json.Unmarshal(h, &s); err != nil {
+			return errors.New("content.html must be a string of HTML")
+		}
+	}
+	return nil
 }

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tailorcdp/tailor/internal/testbrowser"
 	"github.com/tailorcdp/tailor/internal/testenv"
 	"github.com/tailorcdp/tailor/internal/testkafka"
 	"github.com/tailorcdp/tailor/state"
@@ -22,21 +23,8 @@ import (
 // loads; scripts/test.sh fetches it from npm into .cache/npm.
 const ajsVersion = "1.84.1"
 
-// chromium returns a Chromium to run headless (TAILOR_CHROMIUM, else
-// Debian's chromium on the PATH), or skips the test.
-func chromium(t *testing.T) string {
-	t.Helper()
-	for _, name := range []string{os.Getenv("TAILOR_CHROMIUM"), "chromium", "chromium-browser"} {
-		if name == "" {
-			continue
-		}
-		if path, err := exec.LookPath(name); err == nil {
-			return path
-		}
-	}
-	testenv.Missing(t, "no Chromium: install Debian's chromium package (.ci/run does) or set TAILOR_CHROMIUM")
-	return ""
-}
+// chromium returns a Chromium to run headless, or skips the test.
+func chromium(t *testing.T) string { return testbrowser.Path(t) }
 
 // analyticsNext returns the directory of analytics-next's browser bundle
 // (dist/umd), or skips the test.

@@ -304,7 +304,7 @@ func Compile(cfg *config.Config) (Compiled, error) {
 	offers := make([]decide.OfferConfig, 0, len(cfg.Offers))
 	for _, of := range cfg.Offers {
 		offers = append(offers, decide.OfferConfig{ID: of.ID, Placements: of.Placements, When: of.When, Priority: of.Priority,
-			Score: of.Score, Content: json.RawMessage(of.Content), Start: of.Start, End: of.End,
+			Score: of.Score, Content: json.RawMessage(of.Content), Trusted: of.Trusted, Start: of.Start, End: of.End,
 			CapImpressions: of.Cap.Impressions, CapPer: time.Duration(of.Cap.Per),
 			Cooldown: time.Duration(of.Cooldown.For), CooldownAfter: of.Cooldown.After})
 	}

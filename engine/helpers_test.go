@@ -22,7 +22,7 @@ const (
 )
 
 // testConfig returns a config for an engine on brokers with its own topics.
-func testConfig(t *testing.T, brokers []string, prefix, dataDir string) *config.Config {
+func testConfig(t testing.TB, brokers []string, prefix, dataDir string) *config.Config {
 	cfg := config.Default()
 	cfg.DataDir = dataDir
 	cfg.HTTP.Addr = "127.0.0.1:0"
@@ -49,14 +49,14 @@ type running struct {
 	done   chan error
 }
 
-func startEngine(t *testing.T, cfg *config.Config) *running {
+func startEngine(t testing.TB, cfg *config.Config) *running {
 	t.Helper()
 	return startEngineLoggingTo(t, cfg, io.Discard)
 }
 
 // startEngineLoggingTo starts an engine for t that writes its log to w,
 // and waits until it is ready; t's end stops it.
-func startEngineLoggingTo(t *testing.T, cfg *config.Config, w io.Writer) *running {
+func startEngineLoggingTo(t testing.TB, cfg *config.Config, w io.Writer) *running {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	e, err := engine.Start(ctx, cfg, slog.New(slog.NewTextHandler(w, nil)))
@@ -83,7 +83,7 @@ func (r *running) stop() {
 }
 
 // newEngine starts an engine on the test brokers with fresh topics.
-func newEngine(t *testing.T) *running {
+func newEngine(t testing.TB) *running {
 	return startEngine(t, testConfig(t, testkafka.Brokers(t), testkafka.Prefix(t), t.TempDir()))
 }
 
@@ -92,14 +92,14 @@ type response struct {
 	Body   []byte
 }
 
-func (r response) json(t *testing.T, v any) {
+func (r response) json(t testing.TB, v any) {
 	t.Helper()
 	if err := json.Unmarshal(r.Body, v); err != nil {
 		t.Fatalf("decode %s: %v", r.Body, err)
 	}
 }
 
-func do(t *testing.T, method, url, key string, body []byte, header map[string]string) response {
+func do(t testing.TB, method, url, key string, body []byte, header map[string]string) response {
 	t.Helper()
 	req, err := http.NewRequest(method, url, bytes.NewReader(body))
 	if err != nil {
@@ -123,7 +123,7 @@ func do(t *testing.T, method, url, key string, body []byte, header map[string]st
 	return response{resp.StatusCode, b}
 }
 
-func (r *running) post(t *testing.T, path, body string) response {
+func (r *running) post(t testing.TB, path, body string) response {
 	t.Helper()
 	return do(t, "POST", r.url+path, writeKey, []byte(body), map[string]string{"Content-Type": "application/json"})
 }
@@ -131,7 +131,7 @@ func (r *running) post(t *testing.T, path, body string) response {
 // profile reads a profile; ok is false on 404. A 503 (the partition is
 // moving between owners in a rebalance) is retried for a while, as a
 // client would.
-func (r *running) profile(t *testing.T, key string) (state.View, bool) {
+func (r *running) profile(t testing.TB, key string) (state.View, bool) {
 	t.Helper()
 	resp := do(t, "GET", r.url+"/v1/profiles/"+key, readKey, nil, nil)
 	for deadline := time.Now().Add(30 * time.Second); resp.Status == http.StatusServiceUnavailable && time.Now().Before(deadline); {
@@ -150,7 +150,7 @@ func (r *running) profile(t *testing.T, key string) (state.View, bool) {
 }
 
 // waitFor polls cond until it holds or the timeout passes.
-func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+func waitFor(t testing.TB, what string, timeout time.Duration, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {
@@ -162,7 +162,7 @@ func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool)
 }
 
 // waitProfile waits until key's profile satisfies cond.
-func (r *running) waitProfile(t *testing.T, key string, cond func(state.View) bool) state.View {
+func (r *running) waitProfile(t testing.TB, key string, cond func(state.View) bool) state.View {
 	t.Helper()
 	var v state.View
 	waitFor(t, "profile "+key, 30*time.Second, func() bool {

@@ -43,10 +43,10 @@ if [ ! -f ../shared/data/online-retail.csv.gz ]; then
 	echo "TestRetailReplay and TestCrashSafety will skip: put the data set beside the repository to run them"
 fi
 
-# engine's TestBrowserAnalyticsJS loads analytics.js, as published on npm
-# (the version and integrity below, as in engine/browser_test.go), in
-# headless Chromium (.ci/run installs Debian's chromium); it skips without
-# either.
+# engine's TestBrowserAnalyticsJS and TestBrowserTailorJS, and
+# cmd/tailor's TestDemo, load analytics.js, as published on npm (the
+# version and integrity below, as in engine/browser_test.go), in headless
+# Chromium (.ci/run installs Debian's chromium); they skip without either.
 AJS_VERSION=1.84.1
 AJS_INTEGRITY=sha512-jcwALgEc4DP6PG6oj0YS0yLiQL2R/N1NAgGGH50898/FNcXLyv/v8c+qoiHJxIpGm3qp8nJZTDeGe1z1Co2NzA==
 ajs=.cache/npm/analytics-next-$AJS_VERSION
@@ -61,7 +61,7 @@ if [ ! -f "$ajs/package/dist/umd/index.js" ] && command -v npm >/dev/null; then
 		rm -rf "$ajs"
 	fi
 fi
-command -v chromium >/dev/null || echo "no chromium: TestBrowserAnalyticsJS will skip"
+command -v chromium >/dev/null || echo "no chromium: the browser tests (TestBrowser*, TestDemo) will skip"
 
 # engine's TestSchemathesis runs schemathesis, from PyPI, against a live
 # engine and its OpenAPI description: installed with pip into a virtual

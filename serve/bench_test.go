@@ -22,7 +22,11 @@ import (
 // BenchmarkCollect sends the standard workload's events (about 400 bytes
 // each) to the collect API over an in-memory connection, to Events that
 // keep nothing: the HTTP side's cost per request, client included. track:
-// one event per request; batch20: twenty.
+// one event per request; batch20: twenty; both as JSON with the key in
+// Authorization (server-side SDKs). track_browser and batch20_browser
+// are the same events as browsers send them (analytics.js, tailor.js,
+// beacons): text/plain bodies on /v1/t and /v1/b with writeKey in the
+// body and no Authorization.
 func BenchmarkCollect(b *testing.B) {
 	cfg := workload.DefaultConfig()
 	cfg.EndingNow(100_000)
@@ -47,6 +51,14 @@ func BenchmarkCollect(b *testing.B) {
 			batch.Reset()
 		}
 	}
+	browser := func(body []byte) []byte { return append([]byte(`{"writeKey":"w",`), body[1:]...) }
+	var browserTracks, browserBatches [][]byte
+	for _, t := range tracks {
+		browserTracks = append(browserTracks, browser(t))
+	}
+	for _, bt := range batches {
+		browserBatches = append(browserBatches, browser(bt))
+	}
 	for _, limited := range []bool{false, true} {
 		cfg := Config{WriteKeys: []string{"w"}, ReadKeys: []string{"r"}, EventsTopic: "events",
 			Limits: event.DefaultLimits(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
@@ -56,16 +68,22 @@ func BenchmarkCollect(b *testing.B) {
 		}
 		client := benchServer(b, cfg, discard{}, noProfiles{})
 		for _, bc := range []struct {
-			name, path string
-			bodies     [][]byte
-		}{{"track", "/v1/track", tracks}, {"batch20", "/v1/batch", batches}} {
+			name, path, key string
+			bodies          [][]byte
+		}{
+			{"track", "/v1/track", "w", tracks}, {"batch20", "/v1/batch", "w", batches},
+			{"track_browser", "/v1/t", "", browserTracks}, {"batch20_browser", "/v1/b", "", browserBatches},
+		} {
+			if limited && bc.key == "" {
+				continue
+			}
 			b.Run(bc.name+suffix, func(b *testing.B) {
 				size := 0
 				for _, body := range bc.bodies {
 					size += len(body)
 				}
 				b.SetBytes(int64(size / len(bc.bodies)))
-				benchPost(b, client, bc.path, "w", bc.bodies)
+				benchPost(b, client, bc.path, bc.key, bc.bodies)
 			})
 		}
 	}
@@ -91,12 +109,19 @@ func benchServer(b *testing.B, cfg Config, events Events, profiles Profiles) *fa
 	return &fasthttp.HostClient{Addr: "tailor", Dial: func(string) (net.Conn, error) { return ln.Dial() }}
 }
 
-// benchPost posts the bodies in turn with key, each answered 200.
+// benchPost posts the bodies in turn, each answered 200: as JSON with
+// key in Authorization, or with no key ("": it is in the body) as
+// text/plain, as browsers send them.
 func benchPost(b *testing.B, client *fasthttp.HostClient, path, key string, bodies [][]byte) {
 	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 	req.Header.SetMethod("POST")
 	req.SetRequestURI("http://tailor" + path)
-	req.Header.Set("Authorization", "Bearer "+key)
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+		req.Header.SetContentType("application/json")
+	} else {
+		req.Header.SetContentType("text/plain;charset=UTF-8")
+	}
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {

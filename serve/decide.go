@@ -40,8 +40,8 @@ func (s *Server) decide(ctx *fasthttp.RequestCtx) {
 		writeError(ctx, fasthttp.StatusMethodNotAllowed, "", "use POST (or GET for simple clients)")
 		return
 	}
-	user, ok := basicUser(ctx)
-	if !checkKey(ctx, user, ok, s.decideKeys, "read or decide key", "the Basic auth user name or a Bearer token") {
+	user, ok, refused := s.decideKey(ctx)
+	if refused || !checkKey(ctx, user, ok, s.decideKeys, "read or decide key", "the Basic auth user name, a Bearer token or (a decide key) the key query parameter") {
 		return
 	}
 	// A read key never leaves the site's servers: its calls need no
@@ -108,10 +108,33 @@ func (s *Server) decide(ctx *fasthttp.RequestCtx) {
 		writeError(ctx, fasthttp.StatusInternalServerError, "", err.Error())
 	default:
 		s.markRead(ctx, req.Key())
+		// An answer is for one visitor now: no cache keeps it.
+		ctx.Response.Header.Set(fasthttp.HeaderCacheControl, "no-store")
 		ctx.SetStatusCode(fasthttp.StatusOK)
 		ctx.SetContentType("application/json")
 		ctx.SetBody(sc.out)
 	}
+}
+
+// decideKey returns the key of a decide call and whether it carried one:
+// from the Authorization header, else, for a decide key, from the key
+// query parameter, which lets a browser call decide as a simple request,
+// without a CORS preflight (tailor.js does). A read key in the query is
+// refused (answered 401: refused is true): it would be written into logs
+// and browser histories, and it must never reach a page.
+func (s *Server) decideKey(ctx *fasthttp.RequestCtx) (key string, present, refused bool) {
+	if user, ok := basicUser(ctx); ok {
+		return user, true, false
+	}
+	q := ctx.QueryArgs().Peek("key")
+	if len(q) == 0 {
+		return "", false, false
+	}
+	if validKey(string(q), s.cfg.ReadKeys) {
+		writeError(ctx, fasthttp.StatusUnauthorized, "key", "a read key must not be sent in the URL: send it as the Basic auth user name or a Bearer token, from your servers only")
+		return "", false, true
+	}
+	return string(q), true, false
 }
 
 // offers serves GET /v1/offers: each offer's results.

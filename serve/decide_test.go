@@ -64,6 +64,13 @@ func TestDecideHandler(t *testing.T) {
 		{request{method: "POST", uri: "/v1/decide", body: `{"userId": "u1", "placements": ["home"]}`}, 401, "missing read or decide key"},
 		{request{method: "POST", uri: "/v1/decide", auth: basic("w"), body: `{"userId": "u1", "placements": ["home"]}`}, 401, "invalid read or decide key"},
 		{request{method: "PUT", uri: "/v1/decide", auth: "Bearer d"}, 405, "use POST"},
+		// A decide key may come in the query (tailor.js: no preflight),
+		// by GET or POST; a read key may not.
+		{request{method: "GET", uri: "/v1/decide?key=d&anonymousId=a2&placement=home"}, 200, `{"asked":"/a2:home"}`},
+		{request{method: "POST", uri: "/v1/decide?key=d", body: `{"anonymousId": "a3", "placements": ["home"]}`}, 200, `{"asked":"/a3:home"}`},
+		{request{method: "GET", uri: "/v1/decide?key=r&anonymousId=a2&placement=home"}, 401, "a read key must not be sent in the URL"},
+		{request{method: "GET", uri: "/v1/decide?key=w&anonymousId=a2&placement=home"}, 401, "invalid read or decide key"},
+		{request{method: "GET", uri: "/v1/decide?key=&anonymousId=a2&placement=home"}, 401, "missing read or decide key"},
 	} {
 		a := serveOnce(s, tc.r)
 		if a.status != tc.status {
@@ -71,7 +78,7 @@ func TestDecideHandler(t *testing.T) {
 			continue
 		}
 		if tc.status == 200 {
-			if a.body != tc.want || string(a.header.ContentType()) != "application/json" {
+			if a.body != tc.want || string(a.header.ContentType()) != "application/json" || string(a.header.Peek("Cache-Control")) != "no-store" {
 				t.Errorf("%s %s: %s (%s), want %s", tc.r.method, tc.r.body, a.body, a.header.ContentType(), tc.want)
 			}
 			continue

@@ -48,6 +48,7 @@ func routes() []*route {
 		{"/readyz", "/readyz", get, (*Server).readyz},
 		{"/metrics", "/metrics", get, func(s *Server, ctx *fasthttp.RequestCtx) { s.metrics(ctx) }},
 		{"/openapi.json", "/openapi.json", get, (*Server).openapi},
+		{"/v1/tailor.js", "/v1/tailor.js", get, (*Server).tailorJS},
 	}
 	return append(rs, collectRoutes()...)
 }

@@ -25,6 +25,7 @@ import (
 
 	"github.com/tailorcdp/tailor/event"
 	"github.com/tailorcdp/tailor/state"
+	"github.com/tailorcdp/tailor/web"
 )
 
 // Events is where accepted events go: Produce returns once the records are
@@ -131,6 +132,7 @@ type Server struct {
 
 	routes        map[string]*route // by path (route.go)
 	openapiDoc    []byte            // openapi.yaml as JSON
+	script        *web.Asset        // tailor.js (tailorjs.go)
 	decisions     Decisions
 	decideKeys    []string // read keys and decide keys
 	decideScratch sync.Pool
@@ -179,6 +181,9 @@ func New(cfg Config, events Events, profiles Profiles, reg *prometheus.Registry)
 	}
 	var err error
 	if s.openapiDoc, err = openapiJSON(); err != nil {
+		return nil, err
+	}
+	if s.script, err = web.TailorJS(); err != nil {
 		return nil, err
 	}
 	s.routes = make(map[string]*route)
