@@ -17,6 +17,9 @@ type Batch struct {
 	Index  []int
 	// Refused are the invalid events, in the batch's order.
 	Refused []Refusal
+	// WriteKey is the body's top-level writeKey member (analytics.js
+	// sends its write key there), "" without one.
+	WriteKey string
 }
 
 // Refusal says why the event at Index of a batch was refused.
@@ -48,7 +51,7 @@ func (p *Parser) ParseBatch(data []byte, receivedAt time.Time) (Batch, error) {
 	if len(items) == 0 {
 		return Batch{}, &Error{Field: "batch", Problem: "must not be empty"}
 	}
-	b := Batch{Events: make([]Event, 0, len(items)), Index: make([]int, 0, len(items))}
+	b := Batch{Events: make([]Event, 0, len(items)), Index: make([]int, 0, len(items)), WriteKey: string(root.GetStringBytes("writeKey"))}
 	for i, item := range items {
 		ev, err := p.validate(item, 0, receivedAt, "batch["+strconv.Itoa(i)+"]")
 		if err != nil {

@@ -62,9 +62,8 @@ func (s *Server) collect(ctx *fasthttp.RequestCtx, typ event.Type, batch bool) {
 	if !s.limits.allowAddress(ctx, "collect", s.limits.collectAddress) {
 		return
 	}
-	const how = "the Basic auth user name (like Segment's SDKs), as writeKey in the body, or as the writeKey query parameter"
 	user, hasAuth := basicUser(ctx)
-	if hasAuth && (!checkKey(ctx, user, true, s.cfg.WriteKeys, "write key", how) ||
+	if hasAuth && (!checkKey(ctx, user, true, s.cfg.WriteKeys, "write key", collectKeyHow) ||
 		!s.limits.allowKey(ctx, "collect", s.limits.collectKey, user)) {
 		return
 	}
@@ -78,27 +77,30 @@ func (s *Server) collect(ctx *fasthttp.RequestCtx, typ event.Type, batch bool) {
 		return
 	}
 	defer release()
-	// analytics.js and some server libraries put the key in the body,
-	// RudderStack's beacons in the URL.
-	if !hasAuth {
-		key := fastjson.GetString(body, "writeKey")
-		if key == "" {
-			key = string(ctx.QueryArgs().Peek("writeKey"))
-		}
-		if !checkKey(ctx, key, true, s.cfg.WriteKeys, "write key", how) ||
-			!s.limits.allowKey(ctx, "collect", s.limits.collectKey, key) {
-			return
-		}
-	}
 
+	// Without Basic auth, the write key is in the body (analytics.js) or
+	// the URL (RudderStack's beacons): the body is parsed once, and the
+	// key taken from what the parser read, before anything is answered
+	// about the events (bodyKey).
 	parser := s.parsers.Get().(*event.Parser)
 	defer s.parsers.Put(parser)
 	now := s.cfg.Now().UTC()
 	if batch {
-		s.collectBatch(ctx, parser, body, now)
+		b, err := parser.ParseBatch(body, now)
+		if !hasAuth && !s.bodyKey(ctx, b.WriteKey, err == nil, body) {
+			return
+		}
+		if err != nil {
+			eventError(ctx, err)
+			return
+		}
+		s.collectBatch(ctx, parser, &b, now)
 		return
 	}
 	ev, err := parser.Parse(body, typ, now)
+	if !hasAuth && !s.bodyKey(ctx, writeKeyOf(&ev), err == nil, body) {
+		return
+	}
 	if err != nil {
 		s.refused.Inc()
 		eventError(ctx, err)
@@ -121,14 +123,38 @@ func (s *Server) collect(ctx *fasthttp.RequestCtx, typ event.Type, batch bool) {
 	ctx.SetBodyString(`{"success":true}`)
 }
 
+// bodyKey checks the write key of a collect call without Basic auth and
+// the key's rate limit, answering 401, 403 or 429 when it fails: key is
+// the body's writeKey as the parser read it, when parsed says the body
+// was valid; else the body is looked at again for it (a malformed body,
+// or an event refused, answers as an unauthorised one without a valid
+// key); without one in the body, the writeKey query parameter.
+func (s *Server) bodyKey(ctx *fasthttp.RequestCtx, key string, parsed bool, body []byte) bool {
+	if !parsed {
+		key = fastjson.GetString(body, "writeKey")
+	}
+	if key == "" {
+		key = string(ctx.QueryArgs().Peek("writeKey"))
+	}
+	return checkKey(ctx, key, true, s.cfg.WriteKeys, "write key", collectKeyHow) &&
+		s.limits.allowKey(ctx, "collect", s.limits.collectKey, key)
+}
+
+// collectKeyHow says where a collect call's write key goes.
+const collectKeyHow = "the Basic auth user name (like Segment's SDKs), as writeKey in the body, or as the writeKey query parameter"
+
+// writeKeyOf returns the writeKey member of a parsed event ("" without
+// one, or for the zero Event of a refused one).
+func writeKeyOf(ev *event.Event) string {
+	if ev.Root == nil {
+		return ""
+	}
+	return string(ev.Root.GetStringBytes("writeKey"))
+}
+
 // collectBatch stores the valid events of a batch and answers with the
 // verdicts on the others.
-func (s *Server) collectBatch(ctx *fasthttp.RequestCtx, parser *event.Parser, body []byte, now time.Time) {
-	b, err := parser.ParseBatch(body, now)
-	if err != nil {
-		eventError(ctx, err)
-		return
-	}
+func (s *Server) collectBatch(ctx *fasthttp.RequestCtx, parser *event.Parser, b *event.Batch, now time.Time) {
 	var arena fastjson.Arena
 	receivedAt := arena.NewString(now.Format(time.RFC3339Nano))
 	refused := make([]RefusedEvent, 0, len(b.Refused))

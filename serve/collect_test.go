@@ -30,6 +30,19 @@ func TestCollectHandler(t *testing.T) {
 		{"no key", request{method: "POST", uri: "/v1/track", body: track}, 401, "unauthorized", nil},
 		{"wrong key", request{method: "POST", uri: "/v1/track", auth: basic("r"), body: track}, 401, "unauthorized", nil},
 		{"wrong key in body", request{method: "POST", uri: "/v1/track", body: `{"writeKey": "x", "type": "track", "userId": "u", "event": "E"}`}, 401, "unauthorized", nil},
+		// Without Basic auth nothing is said about the body before its key
+		// is checked: a malformed body or a refused event without a valid
+		// key is unauthorised, with one it is what it is.
+		{"not JSON, no key", request{method: "POST", uri: "/v1/t", body: `{"type"`}, 401, "unauthorized", nil},
+		{"not JSON, key in query", request{method: "POST", uri: "/v1/t?writeKey=w", body: `{"type"`}, 400, "invalid_body", nil},
+		{"invalid event, key in body", request{method: "POST", uri: "/v1/t", body: `{"writeKey": "w", "type": "track", "userId": "u"}`}, 400, "invalid_event", nil},
+		{"invalid event, wrong key in body", request{method: "POST", uri: "/v1/t", body: `{"writeKey": "x", "type": "track", "userId": "u"}`}, 401, "unauthorized", nil},
+		{"batch, key in body", request{method: "POST", uri: "/v1/b", body: `{"writeKey": "w", "batch": [{"type": "page", "userId": "u4"}]}`}, 200, "", []string{"u4"}},
+		{"batch, key only in an event", request{method: "POST", uri: "/v1/b", body: `{"batch": [{"type": "page", "userId": "u4", "writeKey": "w"}]}`}, 401, "unauthorized", nil},
+		{"batch all refused, key in body", request{method: "POST", uri: "/v1/b", body: `{"writeKey": "w", "batch": [{"type": "page"}]}`}, 400, "invalid_batch", nil},
+		{"batch all refused, no key", request{method: "POST", uri: "/v1/b", body: `{"batch": [{"type": "page"}]}`}, 401, "unauthorized", nil},
+		{"batch not a list, key in body", request{method: "POST", uri: "/v1/b", body: `{"writeKey": "w", "batch": 1}`}, 400, "invalid_event", nil},
+		{"batch not a list, no key", request{method: "POST", uri: "/v1/b", body: `{"batch": 1}`}, 401, "unauthorized", nil},
 		{"GET", request{method: "GET", uri: "/v1/track", auth: basic("w")}, 405, "method_not_allowed", nil},
 		{"invalid event", request{method: "POST", uri: "/v1/track", auth: basic("w"), body: `{"userId": "u"}`}, 400, "invalid_event", nil},
 		{"type of another endpoint", request{method: "POST", uri: "/v1/identify", auth: basic("w"), body: track}, 400, "invalid_event", nil},
