@@ -3,8 +3,6 @@ package engine_test
 import (
 	"context"
 	"fmt"
-	"net/http"
-	"net/http/httptest"
 	"slices"
 	"testing"
 	"time"
@@ -38,10 +36,7 @@ const loadPage = `<!doctype html>
 //	go test -run '^$' -bench BenchmarkTailorJSLoad -benchtime 50x ./engine/
 func BenchmarkTailorJSLoad(b *testing.B) {
 	browser := testbrowser.New(b)
-	pages := http.NewServeMux()
-	pageHost := httptest.NewServer(pages)
-	b.Cleanup(pageHost.Close)
-	e := startEngine(b, tailorJSConfig(b, pageHost.URL))
+	pages, pageURL, e := tailorJSEngine(b)
 	pages.HandleFunc("/", htmlPage(fmt.Sprintf(loadPage, e.url, writeKey, decideKey)))
 	const visitor = "bench-visitor"
 	for i := range 2 {
@@ -56,7 +51,7 @@ func BenchmarkTailorJSLoad(b *testing.B) {
 	defer cancel()
 	// The visitor's anonymous id, where analytics.js and tailor.js keep it
 	// (tailor.js reads the cookie first).
-	if err := chromedp.Do(ctx, chromedp.Navigate(pageHost.URL+"/"), chromedp.Evaluate[chromedp.Void](fmt.Sprintf(
+	if err := chromedp.Do(ctx, chromedp.Navigate(pageURL+"/"), chromedp.Evaluate[chromedp.Void](fmt.Sprintf(
 		`localStorage.setItem("ajs_anonymous_id", JSON.stringify(%[1]q)); document.cookie = "ajs_anonymous_id=%[1]s; path=/"`, visitor))); err != nil {
 		b.Fatal(err)
 	}
@@ -68,7 +63,7 @@ func BenchmarkTailorJSLoad(b *testing.B) {
 	}
 	var decided, decide, dom []float64
 	for b.Loop() {
-		if err := chromedp.Do(ctx, chromedp.Navigate(pageHost.URL+"/")); err != nil {
+		if err := chromedp.Do(ctx, chromedp.Navigate(pageURL+"/")); err != nil {
 			b.Fatal(err)
 		}
 		t, err := chromedp.Run(ctx, chromedp.Evaluate[timing](`tailor.ready.then(() => ({

@@ -25,6 +25,15 @@ import (
 // decideKey is the decide key the browser tests' pages carry.
 const decideKey = "page-key"
 
+// tailorJSEngine starts an engine with tailorJSConfig and a server for
+// the pages that load tailor.js from it, on another origin (pageURL).
+func tailorJSEngine(t testing.TB) (pages *http.ServeMux, pageURL string, e *running) {
+	pages = http.NewServeMux()
+	pageHost := httptest.NewServer(pages)
+	t.Cleanup(pageHost.Close)
+	return pages, pageHost.URL, startEngine(t, tailorJSConfig(t, pageHost.URL))
+}
+
 // tailorJSConfig is an engine for pages: the page host's origin allowed,
 // a decide key, a segment two product views away, and offers to show in
 // it, to escape and to trust.
@@ -80,10 +89,7 @@ window.analyticsReady = AnalyticsNext.AnalyticsBrowser.load({
 func TestBrowserTailorJS(t *testing.T) {
 	browser := testbrowser.New(t)
 	bundle := analyticsNext(t)
-	pages := http.NewServeMux()
-	pageHost := httptest.NewServer(pages)
-	t.Cleanup(pageHost.Close)
-	e := startEngine(t, tailorJSConfig(t, pageHost.URL))
+	pages, pageURL, e := tailorJSEngine(t)
 	apiHost := strings.TrimPrefix(e.url, "http://") + "/v1"
 	files := http.FileServer(http.Dir(bundle))
 	pages.Handle("/ajs/", http.StripPrefix("/ajs/", files))
@@ -100,7 +106,7 @@ func TestBrowserTailorJS(t *testing.T) {
 			eval(`document.getElementById("hero").textContent`)
 	}
 
-	run("load the page", chromedp.Navigate(pageHost.URL+"/shoes"))
+	run("load the page", chromedp.Navigate(pageURL+"/shoes"))
 	if offer, text := hero(); offer != "welcome" || text != "Welcome" {
 		t.Fatalf("a new visitor's hero shows %q (%q), want the fallback welcome", offer, text)
 	}
@@ -235,16 +241,13 @@ const escapePage = `<!doctype html>
 // a trusted offer's html is markup.
 func TestBrowserTailorJSEscapes(t *testing.T) {
 	browser := testbrowser.New(t)
-	pages := http.NewServeMux()
-	pageHost := httptest.NewServer(pages)
-	t.Cleanup(pageHost.Close)
-	e := startEngine(t, tailorJSConfig(t, pageHost.URL))
+	pages, pageURL, e := tailorJSEngine(t)
 	pages.HandleFunc("/", htmlPage(fmt.Sprintf(escapePage, e.url, writeKey, decideKey)))
 	tab := testbrowser.Tab(t, browser)
 	log := testbrowser.Watch(tab)
 	ctx, cancel := context.WithTimeout(tab, 30*time.Second)
 	defer cancel()
-	if err := chromedp.Do(ctx, chromedp.Navigate(pageHost.URL+"/")); err != nil {
+	if err := chromedp.Do(ctx, chromedp.Navigate(pageURL+"/")); err != nil {
 		t.Fatal(err)
 	}
 	got, err := chromedp.Run(ctx, chromedp.Evaluate[map[string]any](`tailor.ready.then(() => {
