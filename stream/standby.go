@@ -47,13 +47,28 @@ type replica struct {
 	rd    *changelogReader
 	// next is the offset to read from again and miss nothing: the safe
 	// offset of the last changelog records applied.
-	next   int64
+	next int64
+	// pos is the offset after the last changelog record read (next, or
+	// later while a transaction is pending).
+	pos    int64
 	writes []state.Write
 	// fromEmpty: the copy began as an empty store, so it is complete only
 	// once it has read the changelog base (sawBase); one that has not is
 	// removed when closed.
 	fromEmpty, sawBase bool
+	// currentAt is when a fetch last found the copy at the end of its
+	// changelog (every record below the high watermark read); the zero
+	// time until one has. Reads are answered from it only while that is
+	// recent (standbyReadBound).
+	currentAt time.Time
 }
+
+// standbyReadBound is how long after a replica was last found at the end
+// of its changelog it may answer reads for a partition whose owner
+// cannot be reached: a replica still catching up (one begun empty, or
+// left behind) answers none, so that a read never sees a copy further
+// behind than what its owner had committed shortly before.
+const standbyReadBound = time.Second
 
 func newStandbys(p *Processor) *standbys {
 	return &standbys{p: p, kick: make(chan struct{}, 1), active: make(map[int32]bool), want: make(map[int32]bool),
@@ -125,7 +140,7 @@ func (s *standbys) freshness() map[int32]int64 {
 func (s *standbys) store(id int32) *state.Store {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if r := s.replicas[id]; r != nil {
+	if r := s.replicas[id]; r != nil && time.Since(r.currentAt) <= standbyReadBound {
 		return r.store
 	}
 	return nil
@@ -256,7 +271,7 @@ func (s *standbys) open(ctx context.Context, id int32) (*replica, error) {
 			next, _, err = partitionBounds(ctx, s.p.cl, s.p.cfg.Topics.Changelog, id)
 		}
 	}
-	r.next = next
+	r.next, r.pos = next, next
 	if err != nil {
 		store.Close()
 		return nil, fmt.Errorf("standby replica of partition %d in %s: %w", id, dir, err)
@@ -340,6 +355,12 @@ func (s *standbys) apply(fetches kgo.Fetches) {
 		}
 		if fp.HighWatermark >= 0 {
 			s.p.m.standbyLag.WithLabelValues(partitionLabel(r.id)).Set(float64(max(fp.HighWatermark-last-1, 0)))
+			if len(fp.Records) > 0 {
+				r.pos = last + 1
+			}
+			if max(r.pos, r.next) >= fp.HighWatermark && fp.Err == nil {
+				r.currentAt = time.Now()
+			}
 		}
 	})
 }
