@@ -97,9 +97,13 @@ func (d *profileDecoder) identity(num protowire.Number, typ protowire.Type, raw 
 			case 3:
 				t.UpdatedAt = int64(v)
 			case 4:
-				t.Source = string(raw)
+				if typ == protowire.BytesType {
+					t.Source = string(raw)
+				}
 			case 5:
-				t.Unnormalised = string(raw)
+				if typ == protowire.BytesType {
+					t.Unnormalised = string(raw)
+				}
 			}
 			return nil
 		})
