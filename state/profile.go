@@ -390,7 +390,11 @@ func (p *Profile) mergeTraits(ev *event.Event, t int64, r TraitRules) {
 		if source == "" {
 			source = traitSource(ev)
 		}
-		value, problem := r.normalise(name, v)
+		var prev *Trait
+		if exists {
+			prev = &old
+		}
+		value, problem := r.normalise(name, v, prev)
 		p.Traits[name] = Trait{Value: value, UpdatedAt: t, Source: source, Unnormalised: problem}
 	})
 }

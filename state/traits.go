@@ -1,6 +1,7 @@
 package state
 
 import (
+	"bytes"
 	"encoding/json"
 	"strings"
 	"time"
@@ -66,13 +67,21 @@ func traitSource(ev *event.Event) string {
 }
 
 // normalise returns the JSON value trait name keeps for v, and why it
-// could not be normalised ("" when it was, or needs none).
-func (r TraitRules) normalise(name string, v *fastjson.Value) (json.RawMessage, string) {
+// could not be normalised ("" when it was, or needs none). prev is the
+// trait as held (nil for none): a value sent again as it was normalised
+// is kept without parsing it again (a phone number's parse costs some
+// 20 µs); a trait stored before normalisation (no source) is not taken
+// for normalised.
+func (r TraitRules) normalise(name string, v *fastjson.Value, prev *Trait) (json.RawMessage, string) {
 	if name != TraitEmail && name != TraitPhone {
 		return jsonenc.AppendValue(nil, v), ""
 	}
 	if v.Type() != fastjson.TypeString {
 		return jsonenc.AppendValue(nil, v), "not a string: " + v.Type().String()
+	}
+	sent := jsonenc.AppendValue(nil, v)
+	if prev != nil && prev.Source != "" && prev.Unnormalised == "" && bytes.Equal(sent, prev.Value) {
+		return sent, ""
 	}
 	s := string(v.GetStringBytes())
 	if name == TraitEmail {
@@ -80,7 +89,7 @@ func (r TraitRules) normalise(name string, v *fastjson.Value) (json.RawMessage, 
 	}
 	e164, problem := r.phone(s)
 	if problem != "" {
-		return jsonenc.AppendValue(nil, v), problem
+		return sent, problem
 	}
 	return jsonenc.AppendString(nil, e164), ""
 }

@@ -57,6 +57,41 @@ func TestNormaliseTraits(t *testing.T) {
 	}
 }
 
+// TestNormaliseAgain: a value sent again as it was normalised stays; a
+// trait stored before normalisation, sent again as it was, is normalised
+// now; a flagged value sent again is flagged again.
+func TestNormaliseAgain(t *testing.T) {
+	cases := []struct {
+		name    string
+		prev    Trait
+		sent    string
+		want    string
+		problem string
+	}{
+		{"phone sent normalised", Trait{Value: []byte(`"+447911123456"`), Source: SourceAPI}, `"+447911123456"`, `"+447911123456"`, ""},
+		{"email sent normalised", Trait{Value: []byte(`"a@b.co"`), Source: "analytics.js"}, `"a@b.co"`, `"a@b.co"`, ""},
+		{"stored before normalisation", Trait{Value: []byte(`" A@B.co"`)}, `" A@B.co"`, `"a@b.co"`, ""},
+		{"flagged before", Trait{Value: []byte(`"12"`), Source: SourceAPI, Unnormalised: "not a valid phone number"}, `"12"`, `"12"`, "not a valid phone number"},
+	}
+	p := event.NewParser(event.DefaultLimits())
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			name := TraitEmail
+			if strings.HasPrefix(c.name, "phone") || strings.HasPrefix(c.name, "flagged") {
+				name = TraitPhone
+			}
+			c.prev.UpdatedAt = 1
+			prof := Profile{Traits: map[string]Trait{name: c.prev}}
+			ev := parse(t, p, `{"type": "identify", "userId": "u", "traits": {"`+name+`": `+c.sent+`}}`)
+			prof.apply(&ev, false, TraitRules{PhoneRegion: "GB"})
+			got := prof.Traits[name]
+			if string(got.Value) != c.want || !strings.Contains(got.Unnormalised, c.problem) || (c.problem == "") != (got.Unnormalised == "") {
+				t.Errorf("kept %s flagged %q, want %s flagged %q", got.Value, got.Unnormalised, c.want, c.problem)
+			}
+		})
+	}
+}
+
 // TestTraitSources: a trait's source is the SDK's library name, else
 // import for what tailor import produced, else api; the newest value's
 // source wins, and View shows it with the value's time.
