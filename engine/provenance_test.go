@@ -75,6 +75,14 @@ func TestTraitProvenance(t *testing.T) {
 			t.Errorf("%s in staff: %v, want %v (segments read the normalised email)", key, staff, key == "jane")
 		}
 	}
+	// The events topic keeps what was sent.
+	sent := false
+	for _, r := range testkafka.Consume(t, brokers, e.Topics().Events, 4, 10*time.Second) {
+		sent = sent || strings.Contains(string(r.Value), `"email":"  Jane@Shop.Example "`)
+	}
+	if !sent {
+		t.Error("no record in the events topic holds jane's email as sent")
+	}
 	// The answer's JSON names them traitSources, beside traits as before.
 	resp := do(t, "GET", e.url+"/v1/profiles/jane", readKey, nil, nil)
 	for _, part := range []string{`"traits":{`, `"traitSources":{`, `"source":"analytics.js"`} {
