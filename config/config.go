@@ -13,6 +13,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/nyaruka/phonenumbers"
 	"gopkg.in/yaml.v3"
 )
 
@@ -57,6 +58,8 @@ type Config struct {
 	Placements map[string]Placement `yaml:"placements"`
 	// Offers compete for placements.
 	Offers []Offer `yaml:"offers"`
+	// Traits configures how traits are normalised as they are applied.
+	Traits Traits `yaml:"traits"`
 
 	// Source says where the file part came from ("sample" or a path).
 	Source string `yaml:"-"`
@@ -120,6 +123,14 @@ type RateLimits struct {
 	// Exempt lists the client addresses (CIDR prefixes, or "private" for
 	// loopback, private and link-local addresses) never limited.
 	Exempt []string `yaml:"exempt"`
+}
+
+// Traits configures trait normalisation (decision 0026).
+type Traits struct {
+	// PhoneRegion is the region (ISO 3166-1 alpha-2, e.g. GB) a phone
+	// trait written without a country code is read in; empty: only
+	// numbers written with + and their country code are normalised.
+	PhoneRegion string `yaml:"phone_region"`
 }
 
 // Kafka configures the connection to Kafka and the topics.
@@ -426,6 +437,7 @@ func (c *Config) options() []option {
 		{"verify-checksums", "TAILOR_VERIFY_CHECKSUMS", "store.verify_checksums", "verify store checksums: every table when a partition store opens, every block read from disk (a damaged store is fenced rather than read wrong)", (*boolValue)(&c.Store.VerifyChecksums)},
 		{"dedup-horizon", "TAILOR_DEDUP_HORIZON", "store.dedup_horizon", "how long (in receive time) a messageId is remembered to drop retried events (e.g. 24h, 7d)", (*Duration)(&c.Store.DedupHorizon)},
 		{"dedup-ids", "TAILOR_DEDUP_IDS", "store.dedup_ids", "most recent messageIds remembered per profile within the horizon (0: no bound)", (*intValue)(&c.Store.DedupIDs)},
+		{"phone-region", "TAILOR_PHONE_REGION", "traits.phone_region", "region (e.g. GB) phone traits without a country code are read in, to store them in E.164 (empty: only numbers written with + and the country code)", (*stringValue)(&c.Traits.PhoneRegion)},
 		{"max-future", "TAILOR_MAX_FUTURE", "events.max_future", "reject events timestamped further than this after their receive time", (*Duration)(&c.Events.MaxFuture)},
 		{"oldest", "TAILOR_OLDEST", "events.oldest", "reject events timestamped before this date (YYYY-MM-DD)", (*Date)(&c.Events.Oldest)},
 		{"log-level", "TAILOR_LOG_LEVEL", "log.level", "debug, info, warn or error", (*stringValue)(&c.Log.Level)},
@@ -592,6 +604,9 @@ func (c *Config) Validate() error {
 	}
 	if i := c.Interests; i != nil && (time.Duration(i.HalfLife) < 0 || i.Max < 0) {
 		errs = append(errs, fmt.Errorf("interests: half_life and max must not be negative"))
+	}
+	if r := c.Traits.PhoneRegion; r != "" && !phonenumbers.GetSupportedRegions()[r] {
+		errs = append(errs, fmt.Errorf("traits.phone_region is %q, want a region code phone numbers are known for, in capitals (e.g. GB, US, DE), or empty", r))
 	}
 	if c.RFMHorizon < 0 || c.RFMRefresh < 0 {
 		errs = append(errs, fmt.Errorf("rfm_horizon %s and rfm_refresh %s must not be negative", time.Duration(c.RFMHorizon), time.Duration(c.RFMRefresh)))

@@ -56,6 +56,34 @@ store: {dedup_horizon: 7d, memtable_size: 8MB}
 	}
 }
 
+// TestPhoneRegion: the phone region is read from each place an option
+// is, empty by default.
+func TestPhoneRegion(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "tailor.yaml")
+	os.WriteFile(file, []byte("http: {write_keys: [w], read_keys: [r]}\ntraits: {phone_region: FR}\n"), 0o644)
+	for _, tc := range []struct {
+		name string
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{"default", nil, nil, ""},
+		{"file", []string{"--config", file}, nil, "FR"},
+		{"env", []string{"--config", file}, map[string]string{"TAILOR_PHONE_REGION": "US"}, "US"},
+		{"flag", []string{"--config", file, "--phone-region", "GB"}, map[string]string{"TAILOR_PHONE_REGION": "US"}, "GB"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := load(t, tc.args, tc.env)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.Traits.PhoneRegion != tc.want {
+				t.Errorf("phone region %q, want %q", cfg.Traits.PhoneRegion, tc.want)
+			}
+		})
+	}
+}
+
 func TestSampleIsDefault(t *testing.T) {
 	cfg, err := load(t, nil, nil)
 	if err != nil {
@@ -92,6 +120,9 @@ func TestErrors(t *testing.T) {
 		{"bad size", []string{"--memtable-size", "lots"}, nil, "invalid size"},
 		{"bad window", []string{"--config", write("aggregates:\n  a: {event: x, fn: count, window: 2y}")}, nil, `line 2, column 36: invalid duration "2y": unknown unit`},
 		{"negative window", []string{"--config", write("aggregates:\n  a: {event: x, fn: count, window: -2w}")}, nil, `invalid duration "-2w"`},
+		{"unknown phone region", []string{"--phone-region", "XX"}, nil, `traits.phone_region is "XX", want a region code`},
+		{"phone region in lower case", nil, map[string]string{"TAILOR_PHONE_REGION": "gb"}, `traits.phone_region is "gb"`},
+		{"phone region from the file", []string{"--config", write("traits: {phone_region: England}")}, nil, `traits.phone_region is "England"`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

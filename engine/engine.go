@@ -347,6 +347,7 @@ func storeOptions(cfg *config.Config) (state.Options, error) {
 		return o, fmt.Errorf("config %s: %w", cfg.Source, err)
 	}
 	o.Now = cfg.Clock
+	o.Traits = state.TraitRules{PhoneRegion: cfg.Traits.PhoneRegion}
 	o.Interests = state.DefaultInterests()
 	if i := cfg.Interests; i != nil {
 		if len(i.Weights) > 0 {

@@ -66,7 +66,11 @@ func TestSchemathesis(t *testing.T) {
 	if r := e.post(t, "/v1/track", `{"userId": "u1", "event": "Product Viewed", "properties": {"product_id": "p1"}}`); r.Status != 200 {
 		t.Fatalf("track: %d %s", r.Status, r.Body)
 	}
-	e.waitProfile(t, "u1", func(v state.View) bool { return v.Events["Product Viewed"] == 1 })
+	// Traits, one flagged, so that traitSources is checked too.
+	if r := e.post(t, "/v1/identify", `{"userId": "u1", "traits": {"email": " U1@Example.com", "phone": "12"}, "context": {"library": {"name": "analytics.js"}}}`); r.Status != 200 {
+		t.Fatalf("identify: %d %s", r.Status, r.Body)
+	}
+	e.waitProfile(t, "u1", func(v state.View) bool { return v.Events["Product Viewed"] == 1 && len(v.TraitSources) == 2 })
 	schema := e.url + "/openapi.json"
 
 	for _, g := range []struct {

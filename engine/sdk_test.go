@@ -129,14 +129,17 @@ func TestSDKPayloads(t *testing.T) {
 	v := e.waitProfile(t, "u-ajs", func(v state.View) bool {
 		return trait(v, "plan") == "pro" && v.Events["Product Viewed"] == 1 && v.Events["Product Added"] == 1 && v.Calls["page"] == 1
 	})
-	if trait(v, "email") != "ada@example.com" {
-		t.Errorf("u-ajs traits %s", v.Traits)
+	if trait(v, "email") != "ada@example.com" || v.TraitSources["email"].Source != "analytics.js" {
+		t.Errorf("u-ajs traits %s from %+v", v.Traits, v.TraitSources)
 	}
 	// rudder-sdk-js: traits from the identify's context.traits only; the
 	// time of the track is its originalTimestamp, not its sentAt.
 	v = e.waitProfile(t, "u-rs", func(v state.View) bool { return v.Calls["page"] == 1 && v.Events["Product Viewed"] == 1 })
 	if trait(v, "plan") != "gold" || trait(v, "email") != "grace@example.com" {
 		t.Errorf("u-rs traits %s, want the identify call's context.traits (plan gold)", v.Traits)
+	}
+	if src := v.TraitSources["plan"].Source; src != "RudderLabs JavaScript SDK" {
+		t.Errorf("u-rs plan from %q, want the SDK's context.library.name", src)
 	}
 	if want := base.Add(3 * time.Minute); !v.LastSeen.Equal(want) || !v.FirstSeen.Equal(base.Add(time.Minute)) {
 		t.Errorf("u-rs seen %v to %v, want the originalTimestamps %v to %v", v.FirstSeen, v.LastSeen, base.Add(time.Minute), want)
@@ -145,6 +148,9 @@ func TestSDKPayloads(t *testing.T) {
 	v = e.waitProfile(t, "u-py", func(v state.View) bool { return v.Orders.Count == 1 })
 	if trait(v, "plan") != "team" || trait(v, "email") != "linus@example.com" {
 		t.Errorf("u-py traits %s", v.Traits)
+	}
+	if src := v.TraitSources["email"].Source; src != "analytics-python" {
+		t.Errorf("u-py email from %q, want analytics-python", src)
 	}
 
 	// The preflight analytics.js's Authorization header causes, from the

@@ -242,7 +242,7 @@ func (b *Batch) Apply(ev *event.Event) (applied bool, err error) {
 			}
 		}
 	}
-	p.Apply(ev, countOrder)
+	p.apply(ev, countOrder, b.m.Traits)
 	if countOrder && b.m.RFMHorizon > 0 {
 		p.retimed = true // a new order leaves the horizon some day
 	}

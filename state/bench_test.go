@@ -139,3 +139,28 @@ func BenchmarkFirstDeliveryBusy(b *testing.B) {
 		i++
 	}
 }
+
+// BenchmarkNormalisePhone is the cost of an identify call's phone trait
+// (decision 0026): national with a default region, parsed to E.164 each
+// time, and sent again in E.164 as it is held, which is not parsed again.
+func BenchmarkNormalisePhone(b *testing.B) {
+	r := TraitRules{PhoneRegion: "GB"}
+	for _, c := range []struct{ name, sent string }{{"national", "07911 123456"}, {"as held", "+447911123456"}} {
+		b.Run(c.name, func(b *testing.B) {
+			ev, err := event.NewParser(event.DefaultLimits()).Parse([]byte(`{"type": "identify", "userId": "u", "traits": {"phone": "`+c.sent+`"}}`), 0, received)
+			if err != nil {
+				b.Fatal(err)
+			}
+			held := Trait{Value: []byte(`"+447911123456"`), Source: SourceAPI}
+			p := &Profile{Traits: map[string]Trait{TraitPhone: held}}
+			b.ReportAllocs()
+			for b.Loop() {
+				p.Traits[TraitPhone] = held
+				p.mergeTraits(&ev, 1, r)
+			}
+			if got := string(p.Traits[TraitPhone].Value); got != `"+447911123456"` {
+				b.Fatalf("phone %s", got)
+			}
+		})
+	}
+}

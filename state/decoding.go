@@ -96,6 +96,14 @@ func (d *profileDecoder) identity(num protowire.Number, typ protowire.Type, raw 
 				t.Value = append([]byte(nil), raw...)
 			case 3:
 				t.UpdatedAt = int64(v)
+			case 4:
+				if typ == protowire.BytesType {
+					t.Source = string(raw)
+				}
+			case 5:
+				if typ == protowire.BytesType {
+					t.Unnormalised = string(raw)
+				}
 			}
 			return nil
 		})

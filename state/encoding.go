@@ -29,7 +29,7 @@ const (
 	fieldKey            = 1  // bytes
 	fieldUserID         = 2  // bytes
 	fieldAnonymousID    = 3  // bytes, repeated
-	fieldTrait          = 4  // message {1: name, 2: JSON value, 3: updated ms}, repeated
+	fieldTrait          = 4  // message {1: name, 2: JSON value, 3: updated ms, 4: source, 5: why not normalised}, repeated (4 and 5 absent when written before decision 0026, or empty)
 	fieldFirstSeen      = 5  // varint ms
 	fieldLastSeen       = 6  // varint ms
 	fieldTypeCount      = 7  // message {1: event.Type, 2: count}, repeated
@@ -129,6 +129,8 @@ func (p *Profile) appendIdentity(b, msg []byte) ([]byte, []byte) {
 		msg = protowire.AppendTag(msg, 2, protowire.BytesType)
 		msg = protowire.AppendBytes(msg, t.Value)
 		msg = appendVarint(msg, 3, uint64(t.UpdatedAt))
+		msg = appendString(msg, 4, t.Source)
+		msg = appendString(msg, 5, t.Unnormalised)
 		b = protowire.AppendTag(b, fieldTrait, protowire.BytesType)
 		b = protowire.AppendBytes(b, msg)
 	}

@@ -115,6 +115,8 @@ type Model struct {
 	// moved (a profile's own events and wake-ups re-evaluate them too); 0
 	// never.
 	RFMRefresh time.Duration
+	// Traits say how traits are normalised as they are applied.
+	Traits TraitRules
 }
 
 // DefaultOptions returns the options tailor uses unless configured otherwise.

@@ -10,7 +10,6 @@ import (
 	"github.com/valyala/fastjson"
 
 	"github.com/tailorcdp/tailor/event"
-	"github.com/tailorcdp/tailor/internal/jsonenc"
 	"github.com/tailorcdp/tailor/money"
 )
 
@@ -31,11 +30,18 @@ const (
 // OtherEvents is the event-count name for track events past MaxEventNames.
 const OtherEvents = "(other)"
 
-// Trait is one profile trait: its JSON value as sent and the event time of
-// the identify call that set it (the latest event time wins).
+// Trait is one profile trait: its JSON value (as sent, or normalised:
+// traits.go), the event time of the identify call that set it (the latest
+// event time wins) and where that call came from.
 type Trait struct {
 	Value     json.RawMessage
 	UpdatedAt int64 // Unix milliseconds
+	// Source is the SDK's context.library.name, SourceImport or
+	// SourceAPI; "" for a trait stored before sources were kept.
+	Source string
+	// Unnormalised says why Value is kept as sent though the trait is
+	// one that is normalised; "" otherwise.
+	Unnormalised string
 }
 
 // Profile is everything tailor knows about one customer. Times are Unix
@@ -264,10 +270,16 @@ func (p *Profile) Clone() *Profile {
 	return &c
 }
 
-// Apply changes the profile by one event. countOrder says whether an Order
-// Completed event is a new order (the caller knows which order ids it has
-// seen); it is ignored for other events.
+// Apply changes the profile by one event, normalising traits by the zero
+// TraitRules. countOrder says whether an Order Completed event is a new
+// order (the caller knows which order ids it has seen); it is ignored for
+// other events.
 func (p *Profile) Apply(ev *event.Event, countOrder bool) {
+	p.apply(ev, countOrder, TraitRules{})
+}
+
+// apply is Apply with the traits normalised by r.
+func (p *Profile) apply(ev *event.Event, countOrder bool, r TraitRules) {
 	t := ev.Time.UnixMilli()
 	if p.Key == "" {
 		p.Key = ev.Key()
@@ -291,7 +303,7 @@ func (p *Profile) Apply(ev *event.Event, countOrder bool) {
 
 	switch ev.Type {
 	case event.Identify:
-		p.mergeTraits(ev, t)
+		p.mergeTraits(ev, t, r)
 	case event.Track:
 		p.countEvent(ev.Name, t)
 		switch ev.Name {
@@ -351,10 +363,10 @@ func (p *Profile) countEvent(name string, t int64) {
 	}
 }
 
-// mergeTraits merges an identify call's traits: each trait takes the value
-// of the call with the latest event time, so replays and late events cannot
-// overwrite newer values.
-func (p *Profile) mergeTraits(ev *event.Event, t int64) {
+// mergeTraits merges an identify call's traits, normalised by r: each trait
+// takes the value of the call with the latest event time, so replays and
+// late events cannot overwrite newer values.
+func (p *Profile) mergeTraits(ev *event.Event, t int64, r TraitRules) {
 	if ev.Traits == nil {
 		return
 	}
@@ -362,6 +374,7 @@ func (p *Profile) mergeTraits(ev *event.Event, t int64) {
 	if err != nil {
 		return
 	}
+	source := ""
 	obj.Visit(func(key []byte, v *fastjson.Value) {
 		name := string(key)
 		old, exists := p.Traits[name]
@@ -374,7 +387,15 @@ func (p *Profile) mergeTraits(ev *event.Event, t int64) {
 		if p.Traits == nil {
 			p.Traits = make(map[string]Trait)
 		}
-		p.Traits[name] = Trait{Value: jsonenc.AppendValue(nil, v), UpdatedAt: t}
+		if source == "" {
+			source = traitSource(ev)
+		}
+		var prev *Trait
+		if exists {
+			prev = &old
+		}
+		value, problem := r.normalise(name, v, prev)
+		p.Traits[name] = Trait{Value: value, UpdatedAt: t, Source: source, Unnormalised: problem}
 	})
 }
 
@@ -385,6 +406,8 @@ type View struct {
 	UserID       string                     `json:"userId,omitempty"`
 	AnonymousIDs []string                   `json:"anonymousIds"`
 	Traits       map[string]json.RawMessage `json:"traits"`
+	// TraitSources says where each trait's value came from and when.
+	TraitSources map[string]TraitSourceView `json:"traitSources"`
 	FirstSeen    time.Time                  `json:"firstSeen"`
 	LastSeen     time.Time                  `json:"lastSeen"`
 	Calls        map[string]uint64          `json:"calls"`
@@ -480,6 +503,7 @@ func (p *Profile) View(d Derived, now time.Time) View {
 	for name, t := range p.Traits {
 		v.Traits[name] = t.Value
 	}
+	v.TraitSources = p.traitSources()
 	for _, t := range event.Types {
 		if n := p.TypeCounts[t]; n > 0 {
 			v.Calls[t.String()] = n

@@ -81,8 +81,9 @@ func sampleProfile() *Profile {
 	p := &Profile{
 		Key: "u1", UserID: "u1", AnonymousIDs: []string{"a1", "a2"},
 		Traits: map[string]Trait{
-			"email": {Value: json.RawMessage(`"u1@example.com"`), UpdatedAt: 1700000000000},
-			"age":   {Value: json.RawMessage(`41`), UpdatedAt: 1700000000001},
+			"email": {Value: json.RawMessage(`"u1@example.com"`), UpdatedAt: 1700000000000, Source: "analytics.js"},
+			"age":   {Value: json.RawMessage(`41`), UpdatedAt: 1700000000001, Source: SourceImport},
+			"phone": {Value: json.RawMessage(`"12"`), UpdatedAt: 1700000000002, Source: SourceAPI, Unnormalised: "not a valid phone number for region GB"},
 		},
 		FirstSeen: 1690000000000, LastSeen: 1700000000500,
 		EventCounts: map[string]uint64{"Product Viewed": 7, "Order Completed": 2},
@@ -123,6 +124,18 @@ func sampleProfileBeforeOrderLog() *Profile {
 	return p
 }
 
+// sampleProfileBeforeSources is sampleProfile as written before traits
+// kept their source (decision 0026): the golden files before
+// profile-v1-trait-sources.bin.
+func sampleProfileBeforeSources() *Profile {
+	p := sampleProfile()
+	p.Traits = map[string]Trait{
+		"email": {Value: json.RawMessage(`"u1@example.com"`), UpdatedAt: 1700000000000},
+		"age":   {Value: json.RawMessage(`41`), UpdatedAt: 1700000000001},
+	}
+	return p
+}
+
 // TestEncodingRoundTrip: a profile reads back as written, its aggregate
 // states too, whether read with their aggregates declared or read with
 // none declared and written again as they were.
@@ -152,16 +165,19 @@ func TestEncodingRoundTrip(t *testing.T) {
 // pass; a version that adds fields adds a golden file (-update writes the
 // newest only).
 func TestDecodeV1(t *testing.T) {
+	beforeOrderLog := sampleProfileBeforeOrderLog()
+	beforeOrderLog.Traits = sampleProfileBeforeSources().Traits
 	golden := []struct {
 		path string
 		want *Profile
 	}{
-		{"testdata/profile-v1.bin", sampleProfileBeforeOrderLog()},
-		{"testdata/profile-v1-orderlog.bin", sampleProfile()},
-		{"testdata/profile-v1-aggregate-ids.bin", sampleProfile()},
-		{"testdata/profile-v1-compact-buckets.bin", sampleProfile()},
-		{"testdata/profile-v1-packed-aggregates.bin", sampleProfile()},
-		{"testdata/profile-v1-exact-money.bin", sampleProfile()},
+		{"testdata/profile-v1.bin", beforeOrderLog},
+		{"testdata/profile-v1-orderlog.bin", sampleProfileBeforeSources()},
+		{"testdata/profile-v1-aggregate-ids.bin", sampleProfileBeforeSources()},
+		{"testdata/profile-v1-compact-buckets.bin", sampleProfileBeforeSources()},
+		{"testdata/profile-v1-packed-aggregates.bin", sampleProfileBeforeSources()},
+		{"testdata/profile-v1-exact-money.bin", sampleProfileBeforeSources()},
+		{"testdata/profile-v1-trait-sources.bin", sampleProfile()},
 	}
 	if *updateGolden {
 		if err := os.WriteFile(golden[len(golden)-1].path, sampleProfile().AppendEncode(nil), 0o644); err != nil {
@@ -272,6 +288,14 @@ func FuzzDecodeProfile(f *testing.F) {
 		busy.recent.add(seenMessage{hash: uint64(i) * 0x9e3779b97f4a7c15, receivedAt: 1700000000000 + int64(i)}, 0)
 	}
 	f.Add(busy.AppendEncode(nil))
+	f.Add(sampleProfileBeforeSources().AppendEncode(nil)) // traits without fields 4 and 5
+	wrongTypes := protowire.AppendTag(nil, 1, protowire.BytesType)
+	wrongTypes = protowire.AppendString(wrongTypes, "email")
+	wrongTypes = protowire.AppendTag(wrongTypes, 4, protowire.VarintType) // source, not bytes
+	wrongTypes = protowire.AppendVarint(wrongTypes, 7)
+	wrongTypes = protowire.AppendTag(wrongTypes, 5, protowire.Fixed64Type) // flag, not bytes
+	wrongTypes = protowire.AppendFixed64(wrongTypes, 7)
+	f.Add(protowire.AppendBytes(protowire.AppendTag([]byte{formatV1}, fieldTrait, protowire.BytesType), wrongTypes))
 	f.Add([]byte{formatV1})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		p, err := decodeProfile(data, aggs)

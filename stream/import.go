@@ -50,8 +50,10 @@ type RejectReason struct {
 // Import reads NDJSON Segment events from r, validates each line like the
 // collect API does, and produces the valid ones to the events topic keyed by
 // profile key. Lines without a messageId get one derived from their content,
-// so importing a file twice applies its events once. It returns when every
-// produced record is acknowledged.
+// so importing a file twice applies its events once. Lines that name no
+// context.library.name get event.ImportLibrary, which the profiles show as
+// the source of the traits they set. It returns when every produced record
+// is acknowledged.
 func Import(ctx context.Context, r io.Reader, o ImportOptions) (ImportStats, error) {
 	if o.MaxReasons <= 0 {
 		o.MaxReasons = 20
@@ -113,6 +115,8 @@ func Import(ctx context.Context, r io.Reader, o ImportOptions) (ImportStats, err
 					ev.Stamp(&arena, arena.NewString(now.Format(time.RFC3339Nano)), func() string {
 						return "import-" + hex.EncodeToString(sum[:16])
 					})
+					// What it sets is known to come from an import.
+					ev.StampLibrary(&arena, event.ImportLibrary)
 					// The JSON the consumer accepts, within the size limit.
 					value, perr = parser.AppendRecord(nil, &ev, "")
 				}

@@ -62,7 +62,7 @@ func TestImport(t *testing.T) {
 		``,
 		`{"type": "track", "event": "no id"}`,
 		`not json`,
-		`{"type": "track", "userId": "u3", "event": "C"}`,
+		`{"type": "track", "userId": "u3", "event": "C", "context": {"library": {"name": "analytics-python"}}}`,
 	}, "\n")), 0o644)
 	code, _, stderr := runArgs(t, "import", "--brokers", strings.Join(brokers, ","), "--topic-prefix", prefix, "--partitions", "2", file)
 	if code != 1 {
@@ -83,6 +83,14 @@ func TestImport(t *testing.T) {
 		}
 		if string(r.Key) == "u2" && !bytes.Contains(r.Value, []byte(`"messageId":"fixed"`)) {
 			t.Errorf("the event's own messageId was replaced: %s", r.Value)
+		}
+		// Marked as imported (decision 0026), unless it names its SDK.
+		library := `"library":{"name":"tailor-import"}`
+		if string(r.Key) == "u3" {
+			library = `"library":{"name":"analytics-python"}`
+		}
+		if !bytes.Contains(r.Value, []byte(library)) {
+			t.Errorf("record of %s lacks %s: %s", r.Key, library, r.Value)
 		}
 	}
 }
