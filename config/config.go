@@ -178,6 +178,11 @@ type Embedded struct {
 	Port int `yaml:"port"`
 }
 
+// MinRetention is the shortest store.retention accepted: a shorter one
+// is taken for a mistake of unit, deleting profiles between a visitor's
+// pages.
+const MinRetention = time.Hour
+
 // Store configures the per-partition Badger stores.
 type Store struct {
 	MemTableSize   ByteSize `yaml:"memtable_size"`
@@ -186,6 +191,10 @@ type Store struct {
 	SyncWrites     bool     `yaml:"sync_writes"`
 	DedupHorizon   Duration `yaml:"dedup_horizon"`
 	DedupIDs       int      `yaml:"dedup_ids"`
+	// Retention deletes a profile with no event for that long (event
+	// time of its last event against the clock), with exits from its
+	// segments; 0 keeps profiles for ever (decision 0027).
+	Retention Duration `yaml:"retention"`
 
 	// VerifyChecksums verifies the stores' table checksums when a store
 	// opens and block checksums as blocks are read (decision 0017).
@@ -436,6 +445,7 @@ func (c *Config) options() []option {
 		{"restore-memory", "TAILOR_RESTORE_MEMORY", "store.restore_memory", "memory one restore from the changelog may hold to write the store sorted, several times faster; a larger store is restored through the write path (0: always)", (*ByteSize)(&c.Store.RestoreMemory)},
 		{"verify-checksums", "TAILOR_VERIFY_CHECKSUMS", "store.verify_checksums", "verify store checksums: every table when a partition store opens, every block read from disk (a damaged store is fenced rather than read wrong)", (*boolValue)(&c.Store.VerifyChecksums)},
 		{"dedup-horizon", "TAILOR_DEDUP_HORIZON", "store.dedup_horizon", "how long (in receive time) a messageId is remembered to drop retried events (e.g. 24h, 7d)", (*Duration)(&c.Store.DedupHorizon)},
+		{"retention", "TAILOR_RETENTION", "store.retention", "delete a profile with no event for this long, by the event time of its last event (e.g. 400d; 0: keep for ever)", (*Duration)(&c.Store.Retention)},
 		{"dedup-ids", "TAILOR_DEDUP_IDS", "store.dedup_ids", "most recent messageIds remembered per profile within the horizon (0: no bound)", (*intValue)(&c.Store.DedupIDs)},
 		{"phone-region", "TAILOR_PHONE_REGION", "traits.phone_region", "region (e.g. GB) phone traits without a country code are read in, to store them in E.164 (empty: only numbers written with + and the country code)", (*stringValue)(&c.Traits.PhoneRegion)},
 		{"max-future", "TAILOR_MAX_FUTURE", "events.max_future", "reject events timestamped further than this after their receive time", (*Duration)(&c.Events.MaxFuture)},
@@ -618,6 +628,10 @@ func (c *Config) Validate() error {
 	}
 	if c.HTTP.ProxyHops < 1 {
 		errs = append(errs, fmt.Errorf("http.proxy_hops is %d, want at least 1", c.HTTP.ProxyHops))
+	}
+	if r := time.Duration(c.Store.Retention); r != 0 && r < MinRetention {
+		least := Duration(MinRetention)
+		errs = append(errs, fmt.Errorf("store.retention is %s, want 0 (keep for ever) or at least %s", &c.Store.Retention, &least))
 	}
 	if c.Store.CacheProfiles < 1 {
 		errs = append(errs, fmt.Errorf("store.cache_profiles is %d, want at least 1", c.Store.CacheProfiles))

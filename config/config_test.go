@@ -28,7 +28,7 @@ func TestPrecedence(t *testing.T) {
 data_dir: from-file
 http: {addr: "127.0.0.1:1", write_keys: [w], read_keys: [r]}
 kafka: {partitions: 3, group: file-group, brokers: [file:9092]}
-store: {dedup_horizon: 7d, memtable_size: 8MB}
+store: {dedup_horizon: 7d, memtable_size: 8MB, retention: 400d}
 `), 0o644)
 	cfg, err := load(t, []string{"--config", file, "--partitions", "5"}, map[string]string{
 		"TAILOR_PARTITIONS": "4", "TAILOR_GROUP": "env-group", "TAILOR_BROKERS": "a:1, b:2",
@@ -47,6 +47,8 @@ store: {dedup_horizon: 7d, memtable_size: 8MB}
 		{"list from env", strings.Join(cfg.Kafka.Brokers, ";"), "a:1;b:2"},
 		{"days", time.Duration(cfg.Store.DedupHorizon), 7 * 24 * time.Hour},
 		{"size", int64(cfg.Store.MemTableSize), int64(8 << 20)},
+		{"retention", time.Duration(cfg.Store.Retention), 400 * 24 * time.Hour},
+		{"retention off by default", time.Duration(Default().Store.Retention), time.Duration(0)},
 		{"source", cfg.Source, file},
 	}
 	for _, c := range checks {
@@ -122,6 +124,9 @@ func TestErrors(t *testing.T) {
 		{"negative window", []string{"--config", write("aggregates:\n  a: {event: x, fn: count, window: -2w}")}, nil, `invalid duration "-2w"`},
 		{"unknown phone region", []string{"--phone-region", "XX"}, nil, `traits.phone_region is "XX", want a region code`},
 		{"phone region in lower case", nil, map[string]string{"TAILOR_PHONE_REGION": "gb"}, `traits.phone_region is "gb"`},
+		{"retention too short", []string{"--retention", "30m"}, nil, "store.retention is 30m0s, want 0 (keep for ever) or at least 1h0m0s"},
+		{"retention too short in the file", []string{"--config", write("store: {retention: 59s}")}, nil, "store.retention is 59s, want"},
+		{"negative retention", nil, map[string]string{"TAILOR_RETENTION": "-400d"}, `TAILOR_RETENTION="-400d": invalid duration`},
 		{"phone region from the file", []string{"--config", write("traits: {phone_region: England}")}, nil, `traits.phone_region is "England"`},
 	}
 	for _, tc := range tests {

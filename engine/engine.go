@@ -326,6 +326,7 @@ func storeOptions(cfg *config.Config) (state.Options, error) {
 	o.RestoreMemory = int64(cfg.Store.RestoreMemory)
 	o.VerifyChecksums = cfg.Store.VerifyChecksums
 	o.Dedup = state.Dedup{Horizon: time.Duration(cfg.Store.DedupHorizon), MaxIDs: cfg.Store.DedupIDs}
+	o.Retention = time.Duration(cfg.Store.Retention)
 	decls := make([]state.AggregateConfig, 0, len(cfg.Aggregates))
 	for name, a := range cfg.Aggregates {
 		decls = append(decls, state.AggregateConfig{Name: name, Event: a.Event, Where: a.Where, Func: a.Fn, Property: a.Property, Window: time.Duration(a.Window)})

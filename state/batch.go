@@ -59,6 +59,8 @@ type Batch struct {
 	links   []Link
 	aliases map[string]string
 	removed map[string]*Profile
+	// expiredN counts the profiles Wake deleted for retention.
+	expiredN int
 	// writes are the batch's writes when the store keeps a changelog
 	// (Options.Changelog), the last one of each key; written indexes them.
 	writes  []Write
@@ -246,6 +248,11 @@ func (b *Batch) Apply(ev *event.Event) (applied bool, err error) {
 	if countOrder && b.m.RFMHorizon > 0 {
 		p.retimed = true // a new order leaves the horizon some day
 	}
+	if b.s.opts.Retention > 0 && p.WakeAt == 0 {
+		// Under retention every profile has a wake-up; one already set
+		// is early at worst, as later events move the deadline later.
+		p.retimed = true
+	}
 	if kind, d, ok := p.applyFeedback(ev, b.m.Offers); ok {
 		k := OfferStatKey{Offer: d.Offer, Placement: d.Placement}
 		if d.Control {
@@ -321,6 +328,9 @@ func sumCounts(p *Profile) uint64 {
 type KeyedChange struct {
 	Key       string
 	MessageID string // of the event that caused it
+	// Reason says why a change no event caused was made, when not time
+	// alone or a merge: ReasonRetention; "" otherwise.
+	Reason string
 	Change
 }
 

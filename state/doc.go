@@ -9,6 +9,6 @@
 // rfmsegments.go, rfm.go, interest.go, offers.go, products.go, merge.go,
 // traits.go.
 // The store: options.go, store.go, batch.go, commit.go, backfill.go,
-// schedule.go, changelog.go, tables.go, links.go, productstore.go,
+// schedule.go, retention.go, changelog.go, tables.go, links.go, productstore.go,
 // totals.go. The model's files use nothing unexported of the store's.
 package state

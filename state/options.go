@@ -74,6 +74,12 @@ type Options struct {
 	//
 	// The default value of Now is nil.
 	Now func() time.Time
+	// Retention deletes a profile with no event for that long (by the
+	// event time of its last event against Now), at a wake-up of the
+	// schedule (Batch.Wake); 0 keeps profiles for ever.
+	//
+	// The default value of Retention is 0.
+	Retention time.Duration
 	// Changelog makes every batch keep its writes (Batch.Writes), for the
 	// processor to write to the changelog topic.
 	//

@@ -115,6 +115,9 @@ func (b *Batch) Wake(at time.Time, limit int) (int, error) {
 			return n, fmt.Errorf("unschedule %q: %w", e.key, err)
 		}
 		n++
+		if _, gone := b.removed[e.key]; gone {
+			continue // expired at an earlier entry of this wake
+		}
 		p, err := b.Profile(e.key)
 		if err != nil {
 			return n, err
@@ -125,6 +128,12 @@ func (b *Batch) Wake(at time.Time, limit int) (int, error) {
 		}
 		if p.WakeAt == e.at {
 			p.WakeAt = 0
+		}
+		if b.expired(p, bound) {
+			if err := b.expire(e.key, p); err != nil {
+				return n, err
+			}
+			continue
 		}
 		p.retimed = true
 		b.inputs = Inputs{Time: true}
@@ -143,7 +152,8 @@ func (b *Batch) reschedule() (int64, error) {
 	segs := b.m.Segments
 	timed := segs != nil && segs.timed
 	horizon := b.m.RFMHorizon
-	if !timed && horizon <= 0 {
+	retention := b.s.opts.Retention
+	if !timed && horizon <= 0 && retention <= 0 {
 		return earliest, nil
 	}
 	now := b.now()
@@ -161,6 +171,9 @@ func (b *Batch) reschedule() (int64, error) {
 		// The RFM histograms must follow orders leaving the horizon too.
 		if exit := p.orderExit(now.UnixMilli(), horizon); exit != 0 && (next == 0 || exit < next) {
 			next = exit
+		}
+		if end := retentionDeadline(p, retention); end != 0 && (next == 0 || end < next) {
+			next = end
 		}
 		if next == p.WakeAt {
 			continue

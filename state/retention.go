@@ -1,0 +1,81 @@
+package state
+
+import (
+	"fmt"
+	"sort"
+	"time"
+)
+
+// Retention (Options.Retention): a profile with no event for that long,
+// by the event time of its last event (Profile.LastSeen) against the
+// store's clock, is deleted by the wake-up schedule that drives segment
+// exits (schedule.go). Each profile's wake-up is at the latest its
+// retention deadline, LastSeen plus the retention; a later event moves
+// the deadline, so a wake at an old one finds the profile kept and
+// schedules the next. Deleting goes through the batch like any write, so
+// the changelog gets a tombstone of each key and a crash redoes the
+// wake, exactly once (decision 0027).
+
+// ReasonRetention is KeyedChange.Reason for the exits of a profile
+// deleted by retention.
+const ReasonRetention = "retention"
+
+// retentionDeadline returns when p expires under retention d (Unix ms); 0
+// when d is 0 (keep for ever).
+func retentionDeadline(p *Profile, d time.Duration) int64 {
+	if d <= 0 {
+		return 0
+	}
+	return p.LastSeen + d.Milliseconds()
+}
+
+// expired reports whether p has had no event for the store's retention at
+// at (Unix ms).
+func (b *Batch) expired(p *Profile, at int64) bool {
+	deadline := retentionDeadline(p, b.s.opts.Retention)
+	return deadline != 0 && deadline <= at
+}
+
+// expire deletes the profile of key, p as the batch found it, and what
+// the store keeps for it: the order ids it counted, the aliases in this
+// store that point at it (ids merged into it; its wake-up and its key go
+// at commit, as for a profile Link took out). Each segment it was in ends
+// with an exited change whose Reason is ReasonRetention, which also takes
+// it out of the segment sizes; the RFM histograms stop counting it at
+// commit.
+func (b *Batch) expire(key string, p *Profile) error {
+	delete(b.profiles, key)
+	if b.removed == nil {
+		b.removed = make(map[string]*Profile)
+	}
+	b.removed[key] = p
+	b.expiredN++
+	names := make([]string, 0, len(p.Segments))
+	for name := range p.Segments {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	now := b.now()
+	for _, name := range names {
+		b.changes = append(b.changes, KeyedChange{Key: key, Reason: ReasonRetention, Change: Change{Segment: name, At: now}})
+	}
+	if _, err := b.takeOrders(key); err != nil {
+		return fmt.Errorf("expire %q: %w", key, err)
+	}
+	for _, id := range p.AnonymousIDs {
+		to, err := getAlias(b.txn, id)
+		if err != nil {
+			return fmt.Errorf("expire %q: %w", key, err)
+		}
+		if to != key {
+			continue
+		}
+		if err := b.del(aliasKey(id)); err != nil {
+			return fmt.Errorf("expire %q: delete alias %q: %w", key, id, err)
+		}
+	}
+	return nil
+}
+
+// Expired returns how many profiles the batch deleted for retention.
+func (b *Batch) Expired() int { return b.expiredN }

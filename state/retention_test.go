@@ -1,0 +1,158 @@
+package state
+
+import (
+	"bytes"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/tailorcdp/tailor/event"
+)
+
+// TestRetention: a profile with no event for the retention is deleted by
+// the wake at its deadline, with everything the store keeps for it, and
+// leaves its segments with exits whose reason is retention; one with a
+// later event is kept; an event after the deletion starts a new profile.
+func TestRetention(t *testing.T) {
+	const day = 24 * time.Hour
+	const retention = 400 * day
+	_, segs := compileModel(t, nil, []SegmentConfig{
+		{"buyer", `rfm.frequency > 0`},
+		{"french", `traits.country == "FR"`},
+	}, 0)
+	h := &batches{t: t, p: event.NewParser(event.DefaultLimits()), clock: t0}
+	o := testOptions()
+	o.Segments, o.Retention, o.Changelog = segs, retention, true
+	o.Now = func() time.Time { return h.clock }
+	s := openWith(t, t.TempDir(), o)
+	defer s.Close()
+	h.s = s
+
+	// At t0: the anonymous a1 orders, then is linked into u1 (same
+	// store); u1 and u2 identify as French.
+	h.run(func(b *Batch) {
+		h.apply(b, `"anonymousId": "a1"`, `"type": "track", "event": "Order Completed", "properties": {"order_id": "o1", "total": 10}`)
+		h.apply(b, `"userId": "u1"`, `"type": "identify", "traits": {"country": "FR"}`)
+		h.apply(b, `"userId": "u2"`, `"type": "identify", "traits": {"country": "FR"}`)
+	})
+	var moved []byte
+	h.run(func(b *Batch) {
+		var err error
+		if moved, err = b.Link("a1", "u1"); err != nil || moved == nil {
+			t.Fatalf("link: %v, moved %d bytes", err, len(moved))
+		}
+	})
+	h.run(func(b *Batch) {
+		p, err := DecodeProfile(moved)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Merge("u1", p); err != nil {
+			t.Fatal(err)
+		}
+	})
+	// u2 has an event 300 days on: its deadline moves to 700 days.
+	h.clock = t0.Add(300 * day)
+	h.run(func(b *Batch) { h.apply(b, `"userId": "u2"`, `"type": "page", "name": "Home"`) })
+	if got := s.SegmentSizes(); got["buyer"] != 1 || got["french"] != 2 || countProfiles(s.Population()) != 1 {
+		t.Fatalf("before retention: sizes %v, population %v", got, s.Population())
+	}
+	if at, ok := s.NextWake(); !ok || !at.Equal(t0.Add(retention)) {
+		t.Fatalf("next wake %v %v, want u1's deadline %v", at, ok, t0.Add(retention))
+	}
+
+	// One millisecond before the deadline nothing goes; at it, u1 does.
+	for _, step := range []struct {
+		at                time.Duration
+		expired           int
+		changes           string
+		deleted, nextWake time.Duration
+	}{
+		{at: retention - time.Millisecond, changes: "", nextWake: retention},
+		{at: retention, expired: 1, changes: "u1 -buyer retention, u1 -french retention", nextWake: 700 * day},
+	} {
+		h.clock = t0.Add(step.at)
+		b := s.Begin()
+		if _, err := b.Wake(h.clock, 100); err != nil {
+			t.Fatal(err)
+		}
+		var changes []string
+		for _, c := range b.Changes() {
+			if c.Entered || !c.At.Equal(h.clock) || c.MessageID != "" {
+				t.Errorf("at %v: change %+v: want an exit at the wake with no messageId", step.at, c)
+			}
+			changes = append(changes, c.Key+" -"+c.Segment+" "+c.Reason)
+		}
+		if got := strings.Join(changes, ", "); got != step.changes || b.Expired() != step.expired {
+			t.Errorf("at %v: changes %q, %d expired; want %q, %d", step.at, got, b.Expired(), step.changes, step.expired)
+		}
+		h.offset++
+		if err := b.Commit(h.offset); err != nil {
+			t.Fatal(err)
+		}
+		if step.expired > 0 {
+			var tombstones []string
+			for _, w := range b.Writes() {
+				if w.Deleted {
+					tombstones = append(tombstones, string(w.Key[:1]))
+				}
+			}
+			// The profile, the alias a1 -> u1, the order id and the
+			// wake-up, each a deletion for the changelog
+			// (the profile's at commit).
+			for _, prefix := range []string{"p", "a", "o", "w"} {
+				if !slices.Contains(tombstones, prefix) {
+					t.Errorf("at %v: no deletion of a %q key in the changelog writes %q", step.at, prefix, tombstones)
+				}
+			}
+		}
+		if at, ok := s.NextWake(); !ok || !at.Equal(t0.Add(step.nextWake)) {
+			t.Errorf("at %v: next wake %v, want %v", step.at, at, t0.Add(step.nextWake))
+		}
+	}
+
+	for _, c := range []struct {
+		key  string
+		kept bool
+	}{{"u1", false}, {"u2", true}} {
+		_, err := s.Profile(c.key)
+		if kept := err == nil; kept != c.kept || (err != nil && !errors.Is(err, ErrNotFound)) {
+			t.Errorf("profile %s: %v, want kept %v", c.key, err, c.kept)
+		}
+	}
+	if to, ok, err := s.Alias("a1"); ok || err != nil {
+		t.Errorf("alias of a1 after retention: %q %v %v", to, ok, err)
+	}
+	if got := s.SegmentSizes(); got["buyer"] != 0 || got["french"] != 1 || countProfiles(s.Population()) != 0 {
+		t.Errorf("after retention: sizes %v, population %v", got, s.Population())
+	}
+	// No key of the store names u1 or a1.
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			if k := it.Item().Key(); bytes.Contains(k, []byte("u1")) || bytes.Contains(k, []byte("a1")) {
+				t.Errorf("key %q left after retention", k)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// A later event for u1 starts a new profile.
+	h.clock = t0.Add(401 * day)
+	h.run(func(b *Batch) { h.apply(b, `"userId": "u1"`, `"type": "page", "name": "Home"`) })
+	p, err := s.Profile("u1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.FirstSeen != h.clock.UnixMilli() || p.Orders != 0 || len(p.Traits) != 0 || len(p.Segments) != 0 {
+		t.Errorf("u1 after retention: first seen %v, %d orders, traits %v, segments %v; want a new profile",
+			time.UnixMilli(p.FirstSeen).UTC(), p.Orders, p.Traits, p.Segments)
+	}
+}
