@@ -222,6 +222,10 @@ type SegmentChange struct {
 	// MessageID is the messageId of the event that caused the change;
 	// absent when time alone caused it (a window slid past an event).
 	MessageID string `json:"messageId,omitempty"`
+	// Reason says why an exit no event caused was made, when not time
+	// alone or a merge: "retention" (the profile was deleted, having had
+	// no event for store.retention); absent otherwise.
+	Reason string `json:"reason,omitempty"`
 }
 
 // changeRecord returns the segments topic record of c; src says where the
@@ -233,7 +237,7 @@ func (p *Processor) changeRecord(src string, c state.KeyedChange) *kgo.Record {
 	}
 	// SegmentChange's JSON, written by hand: a record per change, on the
 	// apply path.
-	value := make([]byte, 0, 96+len(c.Key)+len(c.Segment)+len(c.MessageID))
+	value := make([]byte, 0, 96+len(c.Key)+len(c.Segment)+len(c.MessageID)+len(c.Reason))
 	value = append(value, `{"key":`...)
 	value = jsonenc.AppendString(value, c.Key)
 	value = append(value, `,"segment":`...)
@@ -246,6 +250,10 @@ func (p *Processor) changeRecord(src string, c state.KeyedChange) *kgo.Record {
 	if c.MessageID != "" {
 		value = append(value, `,"messageId":`...)
 		value = jsonenc.AppendString(value, c.MessageID)
+	}
+	if c.Reason != "" {
+		value = append(value, `,"reason":`...)
+		value = jsonenc.AppendString(value, c.Reason)
 	}
 	value = append(value, '}')
 	return &kgo.Record{Topic: p.cfg.Topics.Segments, Key: []byte(c.Key), Value: value,

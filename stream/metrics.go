@@ -17,6 +17,7 @@ type Metrics struct {
 	segmentChanges prometheus.Counter
 	wakes          prometheus.Counter   // profiles re-evaluated because time passed
 	wakeDelay      prometheus.Histogram // scheduled instant to re-evaluated
+	expired        prometheus.Counter   // profiles deleted by retention
 	backfilled     prometheus.Counter   // profiles re-evaluated by backfills
 	backfillLeft   *prometheus.GaugeVec // profiles a backfill has left, by partition
 	fenced         *prometheus.GaugeVec // 1 for a fenced partition held here
@@ -82,6 +83,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Name: "tailor_segment_wakes_total",
 		Help: "Profiles whose segments were re-evaluated because time passed (a window slid, a since() bound was reached), with no event.",
 	})
+	m.expired = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "tailor_profiles_expired_total",
+		Help: "Profiles deleted by retention (store.retention): no event for that long, by the event time of their last event; each segment they were in ends with an exited record whose reason is retention.",
+	})
 	m.wakeDelay = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "tailor_segment_wake_delay_seconds",
 		Help:    "Time from the earliest instant a wake batch was due to its changes being committed.",
@@ -139,7 +144,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	})
 	reg.MustRegister(m.restores, m.outputRetries, m.handover)
 	reg.MustRegister(m.changelogRecords, m.changelogBytes, m.restored, m.restoreLeft, m.standbyLag, m.standbyRecords)
-	reg.MustRegister(m.events, m.batch, m.batchRetries, m.delay, m.lag, m.appliedNext, m.segmentChanges, m.wakes, m.wakeDelay, m.backfilled, m.backfillLeft)
+	reg.MustRegister(m.events, m.batch, m.batchRetries, m.delay, m.lag, m.appliedNext, m.segmentChanges, m.wakes, m.expired, m.wakeDelay, m.backfilled, m.backfillLeft)
 	return m
 }
 

@@ -26,6 +26,10 @@ func TestChangeRecord(t *testing.T) {
 			state.KeyedChange{Key: `odd "key" \ é`, Change: state.Change{Segment: "cart_abandoner", At: at}},
 			SegmentChange{Key: `odd "key" \ é`, Segment: "cart_abandoner", Change: "exited", Time: at.UTC()},
 		},
+		{ // retention: the reason
+			state.KeyedChange{Key: "u1", Reason: state.ReasonRetention, Change: state.Change{Segment: "vip", At: at}},
+			SegmentChange{Key: "u1", Segment: "vip", Change: "exited", Time: at.UTC(), Reason: "retention"},
+		},
 	} {
 		r := p.changeRecord("events/0/1", tc.change)
 		var got SegmentChange

@@ -224,6 +224,7 @@ func (p *Processor) wake(part *partition, at time.Time, produce bool) error {
 	}
 	if produce {
 		p.m.wakes.Add(float64(n))
+		p.m.expired.Add(float64(batch.Expired()))
 		p.m.segmentChanges.Add(float64(changes))
 		if n > 0 {
 			p.m.wakeDelay.Observe(time.Since(due).Seconds())
