@@ -87,6 +87,7 @@ type backfillPlan struct {
 	target  map[string]uint64
 	eval    []bool   // by schema index: new or changed segments
 	removed []string // segments no longer declared
+	retime  bool     // retention turned on or changed: reschedule every profile
 	pending bool
 }
 
@@ -99,9 +100,13 @@ type BackfillStep struct {
 }
 
 // fingerprints returns the target fingerprints of m's segments: their
-// definitions', and for those reading RFM scores, the quintiles' too.
-func fingerprints(m *Model, q *refreshedQuintiles) map[string]uint64 {
+// definitions', and for those reading RFM scores, the quintiles' too;
+// with a retention, under retentionMark, its length in ms.
+func fingerprints(m *Model, q *refreshedQuintiles, retention time.Duration) map[string]uint64 {
 	fp := make(map[string]uint64)
+	if retention > 0 {
+		fp[retentionMark] = uint64(retention.Milliseconds())
+	}
 	for _, seg := range m.Segments.List() {
 		fp[seg.Name] = seg.Fingerprint
 		switch {
@@ -161,7 +166,7 @@ func (s *Store) loadBackfill() error {
 	})
 	switch {
 	case errors.Is(err, badger.ErrKeyNotFound):
-		bs.Evaluated = fingerprints(s.model.Load(), nil)
+		bs.Evaluated = fingerprints(s.model.Load(), nil, s.opts.Retention)
 		return s.db.Update(func(txn *badger.Txn) error { return s.writeBackfill(txn, bs) })
 	case err != nil:
 		return fmt.Errorf("read the backfill state in %s: %w", s.db.Opts().Dir, err)
@@ -200,7 +205,7 @@ func (s *Store) currentPlan() (*backfillPlan, error) {
 	if bs.plan != nil && bs.plan.model == m && !moved {
 		return bs.plan, nil
 	}
-	target := fingerprints(m, bs.Quintiles)
+	target := fingerprints(m, bs.Quintiles, s.opts.Retention)
 	if bs.Target != nil && !maps.Equal(bs.Target, target) {
 		// A backfill toward another model was under way: the profiles it
 		// did reflect that model, the others the evaluated one. Whatever
@@ -222,8 +227,13 @@ func (s *Store) currentPlan() (*backfillPlan, error) {
 			}
 		}
 	}
+	if fp, ok := target[retentionMark]; ok && bs.Evaluated[retentionMark] != fp {
+		// Retention turned on or changed: every profile's wake-up is
+		// worked out again, so those that no event touches expire too.
+		plan.retime, plan.pending = true, true
+	}
 	for name := range bs.Evaluated {
-		if _, ok := target[name]; !ok {
+		if _, ok := target[name]; !ok && name != retentionMark {
 			plan.removed = append(plan.removed, name)
 			plan.pending = true
 		}
@@ -318,6 +328,9 @@ func (b *Batch) Backfill(limit int) (n int, done bool, err error) {
 		}
 		bb.cursor = keys[i]
 		n++
+		if plan.retime {
+			p.retimed = true
+		}
 		if plan.eval != nil {
 			b.inputs = Inputs{Backfill: plan.eval}
 			for _, c := range b.evaluate(p, nil, &b.inputs) {

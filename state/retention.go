@@ -16,6 +16,13 @@ import (
 // the changelog gets a tombstone of each key and a crash redoes the
 // wake, exactly once (decision 0027).
 
+// retentionMark is the name, among the backfill's segment fingerprints,
+// of the retention the profiles' wake-ups reflect: turning retention on
+// or changing it walks every profile once (Batch.Backfill) to schedule
+// it, so that a profile no later event touches expires too. It starts
+// with a NUL byte, which no configured segment name does.
+const retentionMark = "\x00retention"
+
 // ReasonRetention is KeyedChange.Reason for the exits of a profile
 // deleted by retention.
 const ReasonRetention = "retention"

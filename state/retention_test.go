@@ -156,3 +156,65 @@ func TestRetention(t *testing.T) {
 			time.UnixMilli(p.FirstSeen).UTC(), p.Orders, p.Traits, p.Segments)
 	}
 }
+
+// TestRetentionBackfill: profiles stored before retention was turned on,
+// which no later event touches, are scheduled by a backfill walk, and
+// expire; turning it off again walks nothing.
+func TestRetentionBackfill(t *testing.T) {
+	const day = 24 * time.Hour
+	_, segs := compileModel(t, nil, []SegmentConfig{{"french", `traits.country == "FR"`}}, 0)
+	dir := t.TempDir()
+	h := &batches{t: t, p: event.NewParser(event.DefaultLimits()), clock: t0}
+	open := func(retention time.Duration) {
+		o := testOptions()
+		o.Segments, o.Retention = segs, retention
+		o.Now = func() time.Time { return h.clock }
+		h.s = openWith(t, dir, o)
+	}
+	open(0)
+	h.run(func(b *Batch) { h.apply(b, `"userId": "u1"`, `"type": "identify", "traits": {"country": "FR"}`) })
+	if _, ok := h.s.NextWake(); ok {
+		t.Fatal("a wake-up scheduled with no retention and no timed segment")
+	}
+	h.s.Close()
+
+	h.clock = t0.Add(500 * day)
+	for _, step := range []struct {
+		retention time.Duration
+		walk      bool
+	}{{400 * day, true}, {400 * day, false}, {0, false}} {
+		open(step.retention)
+		_, pending, err := h.s.BackfillPending()
+		if err != nil || pending != step.walk {
+			t.Fatalf("retention %v: backfill pending %v, %v; want %v", step.retention, pending, err, step.walk)
+		}
+		if step.walk {
+			b := h.s.Begin()
+			if n, done, err := b.Backfill(100); n != 1 || !done || err != nil {
+				t.Fatalf("backfill: %d profiles, done %v, %v", n, done, err)
+			}
+			h.offset++
+			if err := b.Commit(h.offset); err != nil {
+				t.Fatal(err)
+			}
+			if at, ok := h.s.NextWake(); !ok || !at.Equal(t0.Add(step.retention)) {
+				t.Fatalf("after the backfill: next wake %v %v, want %v", at, ok, t0.Add(step.retention))
+			}
+			b = h.s.Begin()
+			if _, err := b.Wake(h.clock, 100); err != nil || b.Expired() != 1 {
+				t.Fatalf("wake: %d expired, %v; want 1", b.Expired(), err)
+			}
+			h.offset++
+			if err := b.Commit(h.offset); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := h.s.Profile("u1"); !errors.Is(err, ErrNotFound) {
+				t.Errorf("u1 after the wake: %v, want not found", err)
+			}
+			if got := h.s.SegmentSizes(); got["french"] != 0 {
+				t.Errorf("sizes %v, want french 0", got)
+			}
+		}
+		h.s.Close()
+	}
+}
