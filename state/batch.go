@@ -59,8 +59,10 @@ type Batch struct {
 	links   []Link
 	aliases map[string]string
 	removed map[string]*Profile
-	// expiredN counts the profiles Wake deleted for retention.
+	// expiredN counts the profiles Wake deleted for retention; expiring
+	// holds those whose order ids are still to be deleted.
 	expiredN int
+	expiring []string
 	// writes are the batch's writes when the store keeps a changelog
 	// (Options.Changelog), the last one of each key; written indexes them.
 	writes  []Write

@@ -2,8 +2,11 @@ package state
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"time"
+
+	"github.com/dgraph-io/badger/v4"
 )
 
 // Retention (Options.Retention): a profile with no event for that long,
@@ -44,7 +47,8 @@ func (b *Batch) expired(p *Profile, at int64) bool {
 }
 
 // expire deletes the profile of key, p as the batch found it, and what
-// the store keeps for it: the order ids it counted, the aliases in this
+// the store keeps for it: the order ids it counted (dropOrders, once the
+// wake has found every expired profile), the aliases in this
 // store that point at it (ids merged into it; its wake-up and its key go
 // at commit, as for a profile Link took out). Each segment it was in ends
 // with an exited change whose Reason is ReasonRetention, which also takes
@@ -66,9 +70,7 @@ func (b *Batch) expire(key string, p *Profile) error {
 	for _, name := range names {
 		b.changes = append(b.changes, KeyedChange{Key: key, Reason: ReasonRetention, Change: Change{Segment: name, At: now}})
 	}
-	if _, err := b.takeOrders(key); err != nil {
-		return fmt.Errorf("expire %q: %w", key, err)
-	}
+	b.expiring = append(b.expiring, key) // their order ids: dropOrders
 	for _, id := range p.AnonymousIDs {
 		to, err := getAlias(b.txn, id)
 		if err != nil {
@@ -81,6 +83,33 @@ func (b *Batch) expire(key string, p *Profile) error {
 			return fmt.Errorf("expire %q: delete alias %q: %w", key, id, err)
 		}
 	}
+	return nil
+}
+
+// dropOrders deletes the order ids counted for the profiles expire
+// deleted. One iterator serves them all: a write transaction's iterator
+// sorts the batch's pending writes as it is made, which per profile made
+// a wake quadratic in the profiles it deleted.
+func (b *Batch) dropOrders() error {
+	if len(b.expiring) == 0 {
+		return nil
+	}
+	slices.Sort(b.expiring)
+	var stored [][]byte
+	it := b.txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixOrder}})
+	for _, key := range b.expiring {
+		prefix := pairKey(prefixOrder, key, "")
+		for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
+			stored = append(stored, it.Item().KeyCopy(nil))
+		}
+	}
+	it.Close()
+	for _, k := range stored {
+		if err := b.del(k); err != nil {
+			return fmt.Errorf("delete order id %q of an expired profile: %w", k, err)
+		}
+	}
+	b.expiring = b.expiring[:0]
 	return nil
 }
 

@@ -141,7 +141,7 @@ func (b *Batch) Wake(at time.Time, limit int) (int, error) {
 			b.changes = append(b.changes, KeyedChange{Key: e.key, Change: c})
 		}
 	}
-	return n, nil
+	return n, b.dropOrders()
 }
 
 // reschedule computes the next wake-up of every profile of the batch and
