@@ -80,9 +80,19 @@ func BenchmarkDecode(b *testing.B) {
 // BenchmarkStoreApply is the cost per event of applying workload events to
 // a Badger store through batches of 4,000 events (a partition's share of a default poll): dedup lookup, profile
 // load, apply, and the share of the commit.
-func BenchmarkStoreApply(b *testing.B) {
+func BenchmarkStoreApply(b *testing.B) { benchmarkStoreApply(b, DefaultOptions()) }
+
+// BenchmarkStoreApplyRetention is BenchmarkStoreApply under a retention
+// (400d), which gives each new profile a wake-up key.
+func BenchmarkStoreApplyRetention(b *testing.B) {
+	o := DefaultOptions()
+	o.Retention = 400 * 24 * time.Hour
+	benchmarkStoreApply(b, o)
+}
+
+func benchmarkStoreApply(b *testing.B, o Options) {
 	events := workloadEvents(b, 50_000)
-	s, err := Open(b.TempDir(), DefaultOptions())
+	s, err := Open(b.TempDir(), o)
 	if err != nil {
 		b.Fatal(err)
 	}

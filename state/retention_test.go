@@ -75,19 +75,27 @@ func TestRetention(t *testing.T) {
 		{at: retention, expired: 1, changes: "u1 -buyer retention, u1 -french retention", nextWake: 700 * day},
 	} {
 		h.clock = t0.Add(step.at)
-		b := s.Begin()
-		if _, err := b.Wake(h.clock, 100); err != nil {
-			t.Fatal(err)
-		}
-		var changes []string
-		for _, c := range b.Changes() {
-			if c.Entered || !c.At.Equal(h.clock) || c.MessageID != "" {
-				t.Errorf("at %v: change %+v: want an exit at the wake with no messageId", step.at, c)
+		// A wake whose outputs were written but whose batch a crash lost
+		// is redone: the same changes again (stream's redoWake).
+		var b *Batch
+		for try := range 2 {
+			b = s.Begin()
+			if _, err := b.Wake(h.clock, 100); err != nil {
+				t.Fatal(err)
 			}
-			changes = append(changes, c.Key+" -"+c.Segment+" "+c.Reason)
-		}
-		if got := strings.Join(changes, ", "); got != step.changes || b.Expired() != step.expired {
-			t.Errorf("at %v: changes %q, %d expired; want %q, %d", step.at, got, b.Expired(), step.changes, step.expired)
+			var changes []string
+			for _, c := range b.Changes() {
+				if c.Entered || !c.At.Equal(h.clock) || c.MessageID != "" {
+					t.Errorf("at %v: change %+v: want an exit at the wake with no messageId", step.at, c)
+				}
+				changes = append(changes, c.Key+" -"+c.Segment+" "+c.Reason)
+			}
+			if got := strings.Join(changes, ", "); got != step.changes || b.Expired() != step.expired {
+				t.Errorf("at %v, try %d: changes %q, %d expired; want %q, %d", step.at, try, got, b.Expired(), step.changes, step.expired)
+			}
+			if try == 0 {
+				b.Discard()
+			}
 		}
 		h.offset++
 		if err := b.Commit(h.offset); err != nil {
