@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"sort"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -18,7 +19,8 @@ import (
 // TestRetention: with store.retention, a profile with no event for that
 // long, on the engine's clock, is deleted (its profile answers 404) and
 // leaves each of its segments with one exited record whose reason is
-// retention; a profile with a recent event is kept.
+// retention, and its link kept by another partition goes; a profile with
+// a recent event is kept.
 func TestRetention(t *testing.T) {
 	cfg := testConfig(t, testkafka.Brokers(t), testkafka.Prefix(t), t.TempDir())
 	const retention = 2 * time.Hour
@@ -31,16 +33,28 @@ func TestRetention(t *testing.T) {
 	var clock atomic.Int64
 	clock.Store(now.UnixMilli())
 	cfg.Clock = func() time.Time { return time.UnixMilli(clock.Load()).UTC() }
+	// old identifies with an anonymous id whose link is kept by another
+	// partition than old's.
+	anon := ""
+	for i := 0; anon == ""; i++ {
+		if id := "anon-" + strconv.Itoa(i); stream.PartitionOf(id, cfg.Kafka.Partitions) != stream.PartitionOf("old", cfg.Kafka.Partitions) {
+			anon = id
+		}
+	}
 	e := startEngine(t, cfg)
 
 	// old's last event is 90 minutes old, recent's is now.
 	for _, u := range []struct {
-		key string
-		ago time.Duration
-	}{{"old", 90 * time.Minute}, {"recent", 0}} {
+		key, anon string
+		ago       time.Duration
+	}{{"old", anon, 90 * time.Minute}, {"recent", "", 0}} {
 		ts := now.Add(-u.ago).Format(time.RFC3339)
+		ids := `"userId": "` + u.key + `"`
+		if u.anon != "" {
+			ids += `, "anonymousId": "` + u.anon + `"`
+		}
 		if resp := e.post(t, "/v1/batch", `{"batch": [
-		  {"type": "identify", "userId": "`+u.key+`", "timestamp": "`+ts+`", "traits": {"country": "FR"}},
+		  {"type": "identify", `+ids+`, "timestamp": "`+ts+`", "traits": {"country": "FR"}},
 		  {"type": "track", "userId": "`+u.key+`", "timestamp": "`+ts+`", "event": "Product Added", "properties": {"product_id": "p1"}}]}`); resp.Status != http.StatusOK {
 			t.Fatalf("batch of %s: %d %s", u.key, resp.Status, resp.Body)
 		}
@@ -92,6 +106,17 @@ func TestRetention(t *testing.T) {
 	sort.Strings(exits)
 	if got := strings.Join(exits, ", "); got != "french, shopper" || len(recs) != 6 {
 		t.Errorf("%d change records, exits %q; want 6, exits of french and shopper", len(recs), got)
+	}
+
+	// The link anon -> old goes too, in anon's partition: an event of
+	// anon's starts a profile of its own rather than going to old.
+	identity := `tailor_events_total{outcome="identity"}`
+	waitFor(t, "the link and the unlink to be applied", 30*time.Second, func() bool { return metricSum(t, e.url, identity) == 2 })
+	if resp := e.post(t, "/v1/track", `{"anonymousId": "`+anon+`", "event": "Page Viewed", "timestamp": "`+now.Add(40*time.Minute).Format(time.RFC3339)+`"}`); resp.Status != http.StatusOK {
+		t.Fatalf("track: %d %s", resp.Status, resp.Body)
+	}
+	if v := e.waitProfile(t, anon, func(state.View) bool { return true }); v.Key != anon {
+		t.Errorf("an event of %s after old expired went to profile %q", anon, v.Key)
 	}
 
 	// An event for old starts a new profile.

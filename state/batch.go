@@ -63,6 +63,7 @@ type Batch struct {
 	// holds those whose order ids are still to be deleted.
 	expiredN int
 	expiring []string
+	unlinks  []Link // aliases of expired profiles not held here
 	// writes are the batch's writes when the store keeps a changelog
 	// (Options.Changelog), the last one of each key; written indexes them.
 	writes  []Write

@@ -24,6 +24,11 @@ import (
 // or changing it walks every profile once (Batch.Backfill) to schedule
 // it, so that a profile no later event touches expires too. It starts
 // with a NUL byte, which no configured segment name does.
+//
+// An alias of the deleted profile held by another partition (an id whose
+// key hashes there) goes through the events topic, like a link: the
+// processor sends an unlink record to that partition, which deletes it
+// (Batch.Unlinks, Batch.Unlink).
 const retentionMark = "\x00retention"
 
 // ReasonRetention is KeyedChange.Reason for the exits of a profile
@@ -77,6 +82,9 @@ func (b *Batch) expire(key string, p *Profile) error {
 			return fmt.Errorf("expire %q: %w", key, err)
 		}
 		if to != key {
+			// Held by another partition, if any: the caller sends it
+			// there (Unlinks, Unlink).
+			b.unlinks = append(b.unlinks, Link{From: id, To: key})
 			continue
 		}
 		if err := b.del(aliasKey(id)); err != nil {
@@ -110,6 +118,28 @@ func (b *Batch) dropOrders() error {
 		}
 	}
 	b.expiring = b.expiring[:0]
+	return nil
+}
+
+// Unlinks returns the ids linked to the profiles the batch deleted for
+// retention whose aliases this store does not hold: those of them that
+// another partition holds are for the caller to send there (Unlink).
+func (b *Batch) Unlinks() []Link { return b.unlinks }
+
+// Unlink deletes the alias from -> to, sent by the partition that deleted
+// to's profile (Unlinks); an alias of from to another key, or none, is
+// left as it is, so an Unlink applied again changes nothing.
+func (b *Batch) Unlink(from, to string) error {
+	if b.aliases[from] == to {
+		delete(b.aliases, from)
+	}
+	cur, err := getAlias(b.txn, from)
+	if err != nil || cur != to {
+		return err
+	}
+	if err := b.del(aliasKey(from)); err != nil {
+		return fmt.Errorf("unlink %q from %q: %w", from, to, err)
+	}
 	return nil
 }
 

@@ -35,7 +35,8 @@ func TestRetention(t *testing.T) {
 	// store); u1 and u2 identify as French.
 	h.run(func(b *Batch) {
 		h.apply(b, `"anonymousId": "a1"`, `"type": "track", "event": "Order Completed", "properties": {"order_id": "o1", "total": 10}`)
-		h.apply(b, `"userId": "u1"`, `"type": "identify", "traits": {"country": "FR"}`)
+		// far's alias is in another partition's store.
+		h.apply(b, `"userId": "u1", "anonymousId": "far"`, `"type": "identify", "traits": {"country": "FR"}`)
 		h.apply(b, `"userId": "u2"`, `"type": "identify", "traits": {"country": "FR"}`)
 	})
 	var moved []byte
@@ -92,6 +93,10 @@ func TestRetention(t *testing.T) {
 			}
 			if got := strings.Join(changes, ", "); got != step.changes || b.Expired() != step.expired {
 				t.Errorf("at %v, try %d: changes %q, %d expired; want %q, %d", step.at, try, got, b.Expired(), step.changes, step.expired)
+			}
+			// a1's alias is here, and goes; far's is for its partition.
+			if want := []Link{{From: "far", To: "u1"}}[:step.expired]; !slices.Equal(b.Unlinks(), want) {
+				t.Errorf("at %v: unlinks %v, want %v", step.at, b.Unlinks(), want)
 			}
 			if try == 0 {
 				b.Discard()
@@ -224,5 +229,43 @@ func TestRetentionBackfill(t *testing.T) {
 			}
 		}
 		h.s.Close()
+	}
+}
+
+// TestUnlink: the partition holding an alias of a profile deleted for
+// retention deletes it when told, and only an alias to that profile.
+func TestUnlink(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		alias      string // far's alias before; "" none
+		unlinkFrom string
+		want       string // far's alias after
+	}{
+		{"to the deleted profile", "u1", "u1", ""},
+		{"to another profile", "u2", "u1", "u2"},
+		{"none", "", "u1", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := openWith(t, t.TempDir(), testOptions())
+			defer s.Close()
+			h := &batches{t: t, s: s, p: event.NewParser(event.DefaultLimits()), clock: t0}
+			if tc.alias != "" {
+				h.run(func(b *Batch) {
+					if _, err := b.Link("far", tc.alias); err != nil {
+						t.Fatal(err)
+					}
+				})
+			}
+			for range 2 { // applied again, it changes nothing
+				h.run(func(b *Batch) {
+					if err := b.Unlink("far", tc.unlinkFrom); err != nil {
+						t.Fatal(err)
+					}
+				})
+				if to, _, err := s.Alias("far"); to != tc.want || err != nil {
+					t.Errorf("alias of far: %q, %v; want %q", to, err, tc.want)
+				}
+			}
+		})
 	}
 }

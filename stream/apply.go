@@ -298,6 +298,8 @@ func (p *Processor) applyIdentity(batch *state.Batch, r *kgo.Record, kind string
 			return withLinkHop(merge(to, r.Value), r), nil
 		}
 		return nil, batch.Merge(key, moved)
+	case IdentityUnlink:
+		return nil, batch.Unlink(key, string(r.Value))
 	}
 	return p.deadLetter(r, fmt.Errorf("identity record of unknown kind %q", kind)), nil
 }

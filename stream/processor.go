@@ -37,6 +37,10 @@ const (
 	// IdentityMerge: keyed by the joined key, the value the encoded
 	// profile to merge into it.
 	IdentityMerge = "merge"
+	// IdentityUnlink: keyed by a linked key, the value the key it joined,
+	// whose profile retention deleted; its partition deletes the link
+	// (state.Batch.Unlink).
+	IdentityUnlink = "unlink"
 )
 
 // ProcessorConfig configures a Processor.

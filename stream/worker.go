@@ -130,6 +130,7 @@ func (p *Processor) commitStep(part *partition, batch *state.Batch, src string, 
 		for i, c := range cs {
 			outputs[i] = p.changeRecord(src, c)
 		}
+		outputs = append(outputs, p.unlinkRecords(part, batch, src)...)
 		changelog := p.changelog(part, batch)
 		outputs = append(outputs, changelog...)
 		if len(outputs) == 0 {
@@ -145,6 +146,21 @@ func (p *Processor) commitStep(part *partition, batch *state.Batch, src string, 
 		return 0, err
 	}
 	return len(cs), nil
+}
+
+// unlinkRecords returns the identity records that delete, in the
+// partitions holding them, the aliases of the profiles the batch deleted
+// for retention (state.Batch.Unlinks).
+func (p *Processor) unlinkRecords(part *partition, batch *state.Batch, src string) []*kgo.Record {
+	var out []*kgo.Record
+	for _, l := range batch.Unlinks() {
+		if PartitionOf(l.From, p.cfg.Partitions) == part.id {
+			continue // this store would hold it: it has none
+		}
+		out = append(out, &kgo.Record{Topic: p.cfg.Topics.Events, Key: []byte(l.From), Value: []byte(l.To),
+			Headers: []kgo.RecordHeader{{Key: HeaderIdentity, Value: []byte(IdentityUnlink)}, {Key: HeaderSource, Value: []byte(src)}}})
+	}
+	return out
 }
 
 // applyQueued applies records and whatever else has queued up for the
