@@ -56,10 +56,14 @@ type replica struct {
 	// once it has read the changelog base (sawBase); one that has not is
 	// removed when closed.
 	fromEmpty, sawBase bool
-	// currentAt is when a fetch last found the copy at the end of its
-	// changelog (every record below the high watermark read); the zero
-	// time until one has. Reads are answered from it only while that is
+	// atEnd: the last fetch that returned the partition found the copy at
+	// the end of its changelog (every record below the high watermark
+	// read). currentAt is when a poll last confirmed it there: that fetch,
+	// or a later poll that brought nothing new for it and no error (the
+	// client returns only partitions with records). The zero time until
+	// then. Reads are answered from the copy only while currentAt is
 	// recent (standbyReadBound).
+	atEnd     bool
 	currentAt time.Time
 }
 
@@ -323,46 +327,60 @@ func (s *standbys) client(offsets map[int32]int64) (*kgo.Client, error) {
 func (s *standbys) apply(fetches kgo.Fetches) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	failed := false
 	fetches.EachError(func(topic string, id int32, err error) {
 		if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
+			failed = true
 			s.p.log.Warn("standby replica: fetch failed", "topic", topic, "partition", id, "err", err)
 		}
 	})
+	seen := make(map[int32]bool)
 	fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
-		r := s.replicas[fp.Partition]
-		if r == nil {
-			return
-		}
-		last := r.next - 1
-		for _, rec := range fp.Records {
-			if rec.Offset < r.next {
-				continue
-			}
-			if err := r.rd.add(logRecordOf(rec)); err != nil {
-				s.p.log.Warn("standby replica: bad changelog record", "partition", r.id, "offset", rec.Offset, "err", err)
-			}
-			last = rec.Offset
-		}
-		if len(fp.Records) > 0 {
-			next := r.rd.safe(last + 1)
-			if err := r.store.ApplyChangelog(r.writes, next); err != nil {
-				s.p.log.Error("standby replica: apply changelog", "partition", r.id, "err", err)
-				s.closeLocked(r)
-				return
-			}
-			s.p.m.standbyRecords.Add(float64(len(r.writes)))
-			r.writes, r.next = r.writes[:0], next
-		}
-		if fp.HighWatermark >= 0 {
-			s.p.m.standbyLag.WithLabelValues(partitionLabel(r.id)).Set(float64(max(fp.HighWatermark-last-1, 0)))
-			if len(fp.Records) > 0 {
-				r.pos = last + 1
-			}
-			if max(r.pos, r.next) >= fp.HighWatermark && fp.Err == nil {
-				r.currentAt = time.Now()
-			}
+		if r := s.replicas[fp.Partition]; r != nil {
+			seen[r.id] = true
+			s.applyPartition(r, fp)
 		}
 	})
+	// A replica at the end of its changelog that this poll brought
+	// nothing new for is still there.
+	now := time.Now()
+	for id, r := range s.replicas {
+		if !seen[id] && !failed && r.atEnd {
+			r.currentAt = now
+		}
+	}
+}
+
+// applyPartition applies the fetched changelog records of one replica.
+func (s *standbys) applyPartition(r *replica, fp kgo.FetchTopicPartition) {
+	last := r.next - 1
+	for _, rec := range fp.Records {
+		if rec.Offset < r.next {
+			continue
+		}
+		if err := r.rd.add(logRecordOf(rec)); err != nil {
+			s.p.log.Warn("standby replica: bad changelog record", "partition", r.id, "offset", rec.Offset, "err", err)
+		}
+		last = rec.Offset
+	}
+	if len(fp.Records) > 0 {
+		next := r.rd.safe(last + 1)
+		if err := r.store.ApplyChangelog(r.writes, next); err != nil {
+			s.p.log.Error("standby replica: apply changelog", "partition", r.id, "err", err)
+			s.closeLocked(r)
+			return
+		}
+		s.p.m.standbyRecords.Add(float64(len(r.writes)))
+		r.writes, r.next = r.writes[:0], next
+		r.pos = last + 1
+	}
+	if fp.HighWatermark >= 0 {
+		s.p.m.standbyLag.WithLabelValues(partitionLabel(r.id)).Set(float64(max(fp.HighWatermark-last-1, 0)))
+		r.atEnd = fp.Err == nil && max(r.pos, r.next) >= fp.HighWatermark
+		if r.atEnd {
+			r.currentAt = time.Now()
+		}
+	}
 }
 
 func sortedKeys(m map[int32]int64) []int32 {
