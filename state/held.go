@@ -119,7 +119,7 @@ func (h *heldWrites) dedup() {
 func (h *heldWrites) compact() {
 	h.dedup()
 	old := *h
-	h.chunks, h.chunked, h.sorted = nil, 0, len(old.writes)
+	h.chunks, h.chunked = nil, 0 // dedup left the writes sorted, one a key
 	h.writes = make([]heldWrite, len(old.writes), len(old.writes)+len(old.writes)/4)
 	for i, w := range old.writes {
 		nw := h.append(old.key(w), old.value(w), w.deleted)

@@ -127,6 +127,21 @@ type batches struct {
 	offset int64
 }
 
+// merge merges moved, the profile a Link returned, into the profile of
+// into, in a batch of its own (as the partition holding into does).
+func (h *batches) merge(into string, moved []byte) {
+	h.t.Helper()
+	h.run(func(b *Batch) {
+		p, err := DecodeProfile(moved)
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		if err := b.Merge(into, p); err != nil {
+			h.t.Fatal(err)
+		}
+	})
+}
+
 // run commits a batch doing do, and returns its segment changes.
 func (h *batches) run(do func(b *Batch)) []string {
 	h.t.Helper()
@@ -191,15 +206,7 @@ func TestMergeCountsOrdersOnce(t *testing.T) {
 			t.Fatalf("link: %v, moved %d bytes", err, len(moved))
 		}
 	})
-	h.run(func(b *Batch) {
-		p, err := DecodeProfile(moved)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := b.Merge("u1", p); err != nil {
-			t.Fatal(err)
-		}
-	})
+	h.merge("u1", moved)
 	check := func(when string, orders uint64, revenue int64) {
 		t.Helper()
 		u, err := s.Profile("u1")

@@ -46,15 +46,7 @@ func TestRetention(t *testing.T) {
 			t.Fatalf("link: %v, moved %d bytes", err, len(moved))
 		}
 	})
-	h.run(func(b *Batch) {
-		p, err := DecodeProfile(moved)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := b.Merge("u1", p); err != nil {
-			t.Fatal(err)
-		}
-	})
+	h.merge("u1", moved)
 	// u2 has an event 300 days on: its deadline moves to 700 days.
 	h.clock = t0.Add(300 * day)
 	h.run(func(b *Batch) { h.apply(b, `"userId": "u2"`, `"type": "page", "name": "Home"`) })

@@ -227,13 +227,7 @@ func TestBalanceSticky(t *testing.T) {
 			map[string][]int32{"a": {0}, "b": {1}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, plans := balanceGroup(t, 1, tc.n, tc.members)
-			checkPlan(t, plans, tc.n, 1, false)
-			for id, want := range tc.want {
-				if got := plans[id].Active; !slices.Equal(got, want) {
-					t.Errorf("%s active %v, want %v", id, got, want)
-				}
-			}
+			checkActive(t, tc.n, tc.members, tc.want)
 		})
 	}
 }
@@ -276,13 +270,7 @@ func TestBalanceFreshest(t *testing.T) {
 		}, map[string][]int32{"a": {0, 3}, "b": {1, 2}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, plans := balanceGroup(t, 1, tc.n, tc.members)
-			checkPlan(t, plans, tc.n, 1, false)
-			for id, want := range tc.want {
-				if got := plans[id].Active; !slices.Equal(got, want) {
-					t.Errorf("%s active %v, want %v", id, got, want)
-				}
-			}
+			checkActive(t, tc.n, tc.members, tc.want)
 		})
 	}
 }
@@ -787,4 +775,18 @@ func pickVictim(t *testing.T, before map[string]memberPlan, clients []*groupClie
 	}
 	t.Log("every client's standbys alternate: this run does not tell freshness from group order")
 	return clients[0], clients[1:]
+}
+
+// checkActive balances n partitions over members with one standby each
+// and checks the plan, and that each member of want is given the active
+// partitions it names.
+func checkActive(t *testing.T, n int32, members []testMember, want map[string][]int32) {
+	t.Helper()
+	_, plans := balanceGroup(t, 1, n, members)
+	checkPlan(t, plans, n, 1, false)
+	for id, w := range want {
+		if got := plans[id].Active; !slices.Equal(got, w) {
+			t.Errorf("%s active %v, want %v", id, got, w)
+		}
+	}
 }
