@@ -60,6 +60,8 @@ type Config struct {
 	Offers []Offer `yaml:"offers"`
 	// Traits configures how traits are normalised as they are applied.
 	Traits Traits `yaml:"traits"`
+	// Privacy configures erasure.
+	Privacy Privacy `yaml:"privacy"`
 
 	// Source says where the file part came from ("sample" or a path).
 	Source string `yaml:"-"`
@@ -131,6 +133,13 @@ type Traits struct {
 	// trait written without a country code is read in; empty: only
 	// numbers written with + and their country code are normalised.
 	PhoneRegion string `yaml:"phone_region"`
+}
+
+// Privacy configures erasure (DELETE /v1/profiles/{key}).
+type Privacy struct {
+	// SuppressErased drops every later event of an erased id, at collect
+	// where the instance holds the id's partition, and in the consumer.
+	SuppressErased bool `yaml:"suppress_erased"`
 }
 
 // Kafka configures the connection to Kafka and the topics.
@@ -447,6 +456,7 @@ func (c *Config) options() []option {
 		{"dedup-horizon", "TAILOR_DEDUP_HORIZON", "store.dedup_horizon", "how long (in receive time) a messageId is remembered to drop retried events (e.g. 24h, 7d)", (*Duration)(&c.Store.DedupHorizon)},
 		{"retention", "TAILOR_RETENTION", "store.retention", "delete a profile with no event for this long, by the event time of its last event (e.g. 400d; 0: keep for ever)", (*Duration)(&c.Store.Retention)},
 		{"dedup-ids", "TAILOR_DEDUP_IDS", "store.dedup_ids", "most recent messageIds remembered per profile within the horizon (0: no bound)", (*intValue)(&c.Store.DedupIDs)},
+		{"suppress-erased", "TAILOR_SUPPRESS_ERASED", "privacy.suppress_erased", "drop every later event of an erased id (refused at collect, dropped by the consumer), for good", (*boolValue)(&c.Privacy.SuppressErased)},
 		{"phone-region", "TAILOR_PHONE_REGION", "traits.phone_region", "region (e.g. GB) phone traits without a country code are read in, to store them in E.164 (empty: only numbers written with + and the country code)", (*stringValue)(&c.Traits.PhoneRegion)},
 		{"max-future", "TAILOR_MAX_FUTURE", "events.max_future", "reject events timestamped further than this after their receive time", (*Duration)(&c.Events.MaxFuture)},
 		{"oldest", "TAILOR_OLDEST", "events.oldest", "reject events timestamped before this date (YYYY-MM-DD)", (*Date)(&c.Events.Oldest)},

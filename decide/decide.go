@@ -84,6 +84,11 @@ type decider struct {
 }
 
 // New returns a Decider over src.
+// Forget drops what the decider keeps of key outside the profile store:
+// its cap reservations. The engine calls it for each key an erasure
+// removed.
+func (d *Decider) Forget(key string) { d.reserved.forget(key) }
+
 func New(cfg Config, src Source) *Decider {
 	d := &Decider{src: src}
 	d.reserved.init()

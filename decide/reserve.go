@@ -93,3 +93,11 @@ func (r *reservations) add(key, offer string, hash uint64, now, expires int64) {
 		}
 	}
 }
+
+// forget drops key's reservations: its profile was erased.
+func (r *reservations) forget(key string) {
+	s := r.shard(key)
+	s.mu.Lock()
+	delete(s.byKey, key)
+	s.mu.Unlock()
+}

@@ -117,6 +117,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Engine
 		Advertise:      advertise,
 
 		StandbyReplicas: cfg.Kafka.StandbyReplicas,
+		Erased:          func(key string) { e.decider.Forget(key) },
 	})
 	if err != nil {
 		return nil, err
@@ -143,6 +144,8 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Engine
 		RateLimits:  rl,
 		Decisions:   e.decider,
 		Admin:       e,
+		Erasures:    e,
+		Suppressed:  suppressed(cfg, e.processor.Reads()),
 		WriteKeys:   cfg.HTTP.WriteKeys,
 		ReadKeys:    cfg.HTTP.ReadKeys,
 		DecideKeys:  cfg.HTTP.DecideKeys,

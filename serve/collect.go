@@ -109,6 +109,9 @@ func (s *Server) collect(ctx *fasthttp.RequestCtx, typ event.Type, batch bool) {
 	var arena fastjson.Arena
 	ev.Stamp(&arena, arena.NewString(now.Format(time.RFC3339Nano)), newMessageID)
 	value, err := parser.AppendRecord(nil, &ev, "")
+	if err == nil {
+		err = s.suppressed(&ev)
+	}
 	if err != nil {
 		s.refused.Inc()
 		eventError(ctx, err)
@@ -166,6 +169,9 @@ func (s *Server) collectBatch(ctx *fasthttp.RequestCtx, parser *event.Parser, b 
 		ev := &b.Events[i]
 		ev.Stamp(&arena, receivedAt, newMessageID)
 		value, err := parser.AppendRecord(nil, ev, "batch["+strconv.Itoa(b.Index[i])+"]")
+		if err == nil {
+			err = s.suppressed(ev)
+		}
 		if err != nil {
 			var fe *event.Error
 			field := ""
@@ -252,4 +258,19 @@ func newMessageID() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
 	return "tailor-" + hex.EncodeToString(b[:])
+}
+
+// suppressed returns an error naming the field of an event's id that was
+// erased with suppression (privacy.suppress_erased), as far as this
+// instance can tell (Config.Suppressed).
+func (s *Server) suppressed(ev *event.Event) error {
+	if s.cfg.Suppressed == nil {
+		return nil
+	}
+	for _, id := range [...]struct{ field, value string }{{"userId", ev.UserID}, {"anonymousId", ev.AnonymousID}, {"previousId", ev.PreviousID}} {
+		if id.value != "" && s.cfg.Suppressed(id.value) {
+			return &event.Error{Field: id.field, Problem: "this id was erased, and its events are refused (privacy.suppress_erased)"}
+		}
+	}
+	return nil
 }

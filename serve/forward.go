@@ -59,6 +59,13 @@ func (s *Server) send(ctx *fasthttp.RequestCtx, key, mark string, rewrite func(*
 	if local || addr == "" {
 		return false
 	}
+	return s.sendTo(ctx, addr, mark, rewrite)
+}
+
+// sendTo sends the request on to the instance at addr, marked with
+// mark, changed by rewrite when it is not nil; false when it could not,
+// leaving the request to be answered here.
+func (s *Server) sendTo(ctx *fasthttp.RequestCtx, addr, mark string, rewrite func(*fasthttp.Request)) bool {
 	c, _ := s.fwd.clients.LoadOrStore(addr, &fasthttp.HostClient{
 		Addr: addr, ReadTimeout: forwardTimeout, WriteTimeout: forwardTimeout, MaxConns: 256,
 		// The path goes on as it came (a profile key may hold "%2F.."),
@@ -76,7 +83,7 @@ func (s *Server) send(ctx *fasthttp.RequestCtx, key, mark string, rewrite func(*
 	req.SetHost(addr)
 	req.Header.Set(headerForwarded, mark)
 	if err := c.(*fasthttp.HostClient).DoTimeout(req, &ctx.Response, forwardTimeout); err != nil {
-		s.log.Warn("could not send the request on to the instance holding the key; answering here", "key", key, "instance", addr, "err", err)
+		s.log.Warn("could not send the request on to the instance holding it; answering here", "path", string(ctx.Path()), "instance", addr, "err", err)
 		ctx.Response.Reset()
 		return false
 	}

@@ -36,7 +36,8 @@ const profilesPrefix = "/v1/profiles/"
 func routes() []*route {
 	get := []string{fasthttp.MethodGet}
 	rs := []*route{
-		{profileRoute, profileRoute, get, nil}, // dispatched by prefix: see route
+		{profileRoute, profileRoute, []string{fasthttp.MethodGet, fasthttp.MethodDelete}, nil}, // dispatched by prefix: see route
+		{erasureRoute, erasureRoute, get, nil},
 		{"/v1/segments", "/v1/segments", get, (*Server).segments},
 		{"/v1/decide", "/v1/decide", []string{fasthttp.MethodGet, fasthttp.MethodPost, fasthttp.MethodOptions}, (*Server).decide},
 		{"/v1/offers", "/v1/offers", get, (*Server).offers},
@@ -83,12 +84,27 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) string {
 	// that /v1/profiles/c%2F..%2Fd would read profile d).
 	if raw := ctx.URI().PathOriginal(); bytes.HasPrefix(raw, []byte(profilesPrefix)) {
 		key, err := url.PathUnescape(string(raw[len(profilesPrefix):]))
-		if err != nil {
+		switch {
+		case err != nil:
 			writeError(ctx, fasthttp.StatusBadRequest, "key", "profile key is not percent-encoded properly: "+err.Error())
-		} else {
+		case ctx.IsDelete():
+			s.erase(ctx, key)
+		case ctx.IsGet() || ctx.IsHead():
 			s.profile(ctx, key)
+		default:
+			ctx.Response.Header.Set(fasthttp.HeaderAllow, "GET, HEAD, DELETE")
+			writeError(ctx, fasthttp.StatusMethodNotAllowed, "", "use GET to read a profile, DELETE to erase it")
 		}
 		return profileRoute
+	}
+	if raw := ctx.URI().PathOriginal(); bytes.HasPrefix(raw, []byte(erasuresPrefix)) {
+		id, err := url.PathUnescape(string(raw[len(erasuresPrefix):]))
+		if err != nil {
+			writeError(ctx, fasthttp.StatusBadRequest, "id", "erasure id is not percent-encoded properly: "+err.Error())
+		} else {
+			s.erasure(ctx, id)
+		}
+		return erasureRoute
 	}
 	path := ctx.Path()
 	if r := s.routes[string(path)]; r != nil {

@@ -96,6 +96,12 @@ type Config struct {
 	// the admin API is off).
 	Admin     Admin
 	AdminKeys []string
+	// Erasures serves DELETE /v1/profiles/{key} and GET
+	// /v1/erasures/{id} to AdminKeys (nil: 501).
+	Erasures Erasures
+	// Suppressed, when not nil, says whether an id was erased with
+	// suppression: collect refuses its events.
+	Suppressed func(id string) bool
 	// ProduceTimeout bounds the wait for Kafka's acknowledgement: collect
 	// answers 503 with Retry-After once it has passed (default 5 s).
 	ProduceTimeout time.Duration

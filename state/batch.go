@@ -72,6 +72,8 @@ type Batch struct {
 	// offset the store reflects (SetChangelogOffset).
 	changelogNext  int64
 	changelogKnown bool
+	// ended is set by Erase: the batch takes no more records (Full).
+	ended bool
 }
 
 // Profile returns the profile of key for modification, creating an empty
@@ -205,7 +207,7 @@ const (
 // Full reports whether the batch should be committed before more records
 // are applied, to stay inside Badger's transaction size limit (the budget
 // is two thirds of it).
-func (b *Batch) Full() bool { return b.size >= b.budget }
+func (b *Batch) Full() bool { return b.size >= b.budget || b.ended }
 
 // Len returns the number of profiles changed in the batch.
 func (b *Batch) Len() int { return len(b.profiles) }
@@ -227,11 +229,25 @@ func (b *Batch) Discard() { b.txn.Discard() }
 
 // Apply applies one event to its profile. A repeated messageId (within the
 // dedup bounds) is not applied again; applied reports whether it was.
+//
+// An event that would start the profile of an erased key is dropped when
+// the erasure drops it (erasure.go): the error wraps ErrErased.
 func (b *Batch) Apply(ev *event.Event) (applied bool, err error) {
 	key := ev.Key()
+	_, had := b.profiles[key]
 	p, err := b.Profile(key)
 	if err != nil {
 		return false, err
+	}
+	if !had && b.s.erasures.Load() && sumCounts(p) == 0 {
+		drop, err := b.dropErased(key, ev.ReceivedAt.UnixMilli())
+		if err != nil {
+			return false, err
+		}
+		if drop {
+			delete(b.profiles, key)
+			return false, fmt.Errorf("event for %q: %w", key, ErrErased)
+		}
 	}
 	if !p.FirstDelivery(ev, b.s.opts.Dedup) {
 		return false, nil

@@ -134,6 +134,15 @@ func (b *Batch) Link(from, to string) (moved []byte, err error) {
 			b.noteInitial(from, p)
 		}
 	}
+	if p == nil && b.s.erasures.Load() {
+		// A suppressed key is linked to nothing: its events stay dropped.
+		if m, erased, err := b.erasedMarkOf(from); err != nil || erased && m.suppress {
+			if err == nil {
+				err = fmt.Errorf("link %q to %q: %w", from, to, ErrErased)
+			}
+			return nil, err
+		}
+	}
 	b.setAlias(from, to)
 	if p == nil {
 		return nil, nil
@@ -209,10 +218,25 @@ func (b *Batch) setAlias(from, to string) {
 
 // Merge adds o, a profile taken out by Link (decoded), to the profile of
 // key, and re-evaluates every segment of it.
+//
+// A profile merged into an erased key is dropped when all its events came
+// before the erasure, or the key is suppressed (erasure.go): the error
+// wraps ErrErased.
 func (b *Batch) Merge(key string, o *Profile) error {
+	_, had := b.profiles[key]
 	p, err := b.Profile(key)
 	if err != nil {
 		return err
+	}
+	if !had && b.s.erasures.Load() && sumCounts(p) == 0 {
+		m, erased, err := b.erasedMarkOf(key)
+		if err != nil {
+			return err
+		}
+		if erased && (m.suppress || o.LastSeen < m.at) {
+			delete(b.profiles, key)
+			return fmt.Errorf("merge into %q: %w", key, ErrErased)
+		}
 	}
 	p.mergeFrom(o, b.m, b.s.opts.Dedup, b.now().UnixMilli())
 	// The order ids counted for o are key's now; an order both profiles

@@ -93,6 +93,9 @@ func (s *Store) ApplyChangelog(writes []Write, next int64) error {
 		if len(w.Key) > 0 && w.Key[0] == prefixProfile {
 			s.cache.Remove(string(w.Key[1:]))
 		}
+		if len(w.Key) > 0 && w.Key[0] == prefixErased && !w.Deleted {
+			s.erasures.Store(true)
+		}
 	}
 	s.fillMu.Unlock()
 	return nil

@@ -113,6 +113,10 @@ type Store struct {
 
 	nextWake atomic.Int64 // earliest schedule entry, Unix ms; noWake for none
 
+	// erasures is whether the store holds an erasure marker (erasure.go):
+	// until it does, a new profile reads none.
+	erasures atomic.Bool
+
 	model    atomic.Pointer[Model]
 	backfill backfillState // the applier's: see backfill.go
 	// growth is what a record's bytes are expected to add to its
@@ -164,6 +168,10 @@ func Open(dir string, o Options) (*Store, error) {
 	if err := s.loadBackfill(); err != nil {
 		db.Close()
 		return nil, err
+	}
+	if err := s.loadErasures(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("look for erasures in %s: %w", dir, err)
 	}
 	if _, ok, err := s.NextOffset(); err != nil || !ok {
 		s.fresh = true

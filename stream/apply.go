@@ -64,11 +64,15 @@ func (p *Processor) applyBatch(ctx context.Context, part *partition, records []*
 		beforeChanges, beforeLinks := len(batch.Changes()), len(batch.Links())
 		v, err := p.applyRecord(batch, part, r)
 		if err != nil {
+			part.erased = part.erased[:0]
 			batch.Discard()
 			return n, fmt.Errorf("partition %d offset %d: %w", part.id, r.Offset, err)
 		}
 		if v.out != nil {
 			emit(v.out)
+		}
+		for _, out := range v.more {
+			emit(out)
 		}
 		counts[v.outcome]++
 		if v.outcome == applied && len(delays) < 64 { // a sample is enough for the histogram
@@ -105,8 +109,16 @@ func (p *Processor) applyBatch(ctx context.Context, part *partition, records []*
 		changelogWritten(part, changelog)
 		return nil
 	}
-	if err := batch.CommitWith(next, writeOutputs); err != nil {
+	err = batch.CommitWith(next, writeOutputs)
+	erasedKeys := part.erased
+	part.erased = part.erased[:0]
+	if err != nil {
 		return n, fmt.Errorf("partition %d: %w", part.id, err)
+	}
+	if p.cfg.Erased != nil {
+		for _, key := range erasedKeys {
+			p.cfg.Erased(key)
+		}
 	}
 	part.next.Store(next)
 	p.m.appliedNext.WithLabelValues(part.label).Set(float64(next))
@@ -131,6 +143,7 @@ const (
 	deadLettered
 	rerouted
 	identity
+	erased
 	numOutcomes
 )
 
@@ -146,13 +159,16 @@ func (o outcome) String() string {
 		return OutcomeRerouted
 	case identity:
 		return OutcomeIdentity
+	case erased:
+		return OutcomeErased
 	}
 	return "outcome(" + strconv.Itoa(int(o)) + ")"
 }
 
 // verdict is what applying one input record came to.
 type verdict struct {
-	out      *kgo.Record // the record it produces, if any
+	out      *kgo.Record   // the record it produces, if any
+	more     []*kgo.Record // more of them (an erasure)
 	outcome  outcome
 	received time.Time // an applied event's receive time
 }
@@ -167,7 +183,18 @@ func (p *Processor) applyRecord(batch *state.Batch, part *partition, r *kgo.Reco
 		if out, ok := p.routeIdentity(r); !ok {
 			return verdict{out: out, outcome: p.outcomeOf(out, rerouted)}, nil
 		}
+		if kind == IdentityErase {
+			outs, err := p.applyErase(batch, part, r)
+			v := verdict{more: outs, outcome: identity}
+			if len(outs) == 1 {
+				v.outcome = p.outcomeOf(outs[0], identity)
+			}
+			return v, err
+		}
 		out, err := p.applyIdentity(batch, r, kind)
+		if errors.Is(err, state.ErrErased) {
+			return verdict{outcome: erased}, nil // a merge or link of an erased key
+		}
 		if err != nil {
 			return verdict{}, err
 		}
@@ -194,6 +221,9 @@ func (p *Processor) applyRecord(batch *state.Batch, part *partition, r *kgo.Reco
 		return verdict{out: withLinkHop(p.reroute(r, &ev, to), r), outcome: rerouted}, nil
 	}
 	ok, err := batch.Apply(&ev)
+	if errors.Is(err, state.ErrErased) {
+		return verdict{outcome: erased}, nil
+	}
 	if err != nil {
 		return verdict{}, err
 	}

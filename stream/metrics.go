@@ -31,7 +31,10 @@ type Metrics struct {
 	handover         prometheus.Histogram   // assignment to serving, per partition
 	restored         *prometheus.CounterVec // changelog records restored, by partition
 	restoreLeft      *prometheus.GaugeVec   // changelog records a restore has left, by partition
-	reg              prometheus.Registerer
+	// erasure (decision 0028)
+	erasures     *prometheus.CounterVec // erasures applied, by state
+	erasureDelay prometheus.Histogram   // request to applied
+	reg          prometheus.Registerer
 }
 
 // Outcomes of an input record, the values of the "outcome" label of
@@ -42,6 +45,7 @@ const (
 	OutcomeDeadLetter = "dead_letter"
 	OutcomeRerouted   = "rerouted"
 	OutcomeIdentity   = "identity"
+	OutcomeErased     = "erased"
 )
 
 // NewMetrics registers the processor's metrics with reg.
@@ -50,7 +54,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		reg: reg,
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tailor_events_total",
-			Help: "Input records consumed, by outcome: applied to a profile, duplicate (messageId seen within the dedup horizon), dead_letter (invalid, sent to the dead-letter topic), rerouted (read from another partition than its key's, whatever the producer's partitioner or record key, or for a profile merged into another: produced again to the right partition, keyed by its profile key), identity (the engine's own records moving a profile into the one it was linked to).",
+			Help: "Input records consumed, by outcome: applied to a profile, duplicate (messageId seen within the dedup horizon), dead_letter (invalid, sent to the dead-letter topic), rerouted (read from another partition than its key's, whatever the producer's partitioner or record key, or for a profile merged into another: produced again to the right partition, keyed by its profile key), identity (the engine's own records moving a profile into the one it was linked to, or erasing one), erased (an event of an erased id, received before its erasure was asked for or suppressed since: dropped).",
 		}, []string{"outcome"}),
 		batch: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "tailor_apply_batch_seconds",
@@ -144,6 +148,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	})
 	reg.MustRegister(m.restores, m.outputRetries, m.handover)
 	reg.MustRegister(m.changelogRecords, m.changelogBytes, m.restored, m.restoreLeft, m.standbyLag, m.standbyRecords)
+	m.erasures = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tailor_erasures_total",
+		Help: "Erasures applied, by state: done (the profile and what is kept for it removed, or none found) or forwarded (the key named was merged into a profile in another partition, where the erasure went on).",
+	}, []string{"state"})
+	m.erasureDelay = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "tailor_erasure_delay_seconds",
+		Help:    "Time from an erasure's request (DELETE /v1/profiles/{key}) to its profile removed from the store.",
+		Buckets: prometheus.ExponentialBuckets(0.001, 2, 18),
+	})
+	reg.MustRegister(m.erasures, m.erasureDelay)
 	reg.MustRegister(m.events, m.batch, m.batchRetries, m.delay, m.lag, m.appliedNext, m.segmentChanges, m.wakes, m.expired, m.wakeDelay, m.backfilled, m.backfillLeft)
 	return m
 }

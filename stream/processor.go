@@ -75,6 +75,10 @@ type ProcessorConfig struct {
 	// partition's store, from its changelog (standby.go); it needs
 	// Store.Changelog.
 	StandbyReplicas int
+	// Erased, when not nil, is called with each key an erasure removed,
+	// once its batch is committed: the engine drops what it keeps of the
+	// key outside the store (decide's reservations).
+	Erased func(key string)
 }
 
 // Processor is a consumer group member that applies events to profiles.
@@ -132,7 +136,10 @@ type partition struct {
 	stop   chan struct{}
 	done   chan struct{} // closed when the worker has stopped
 	failed bool          // the worker's: a failed apply stops applying
-	out    *output       // exactly-once outputs
+	// erased are the keys the worker's batch erased (erase.go), for
+	// ProcessorConfig.Erased once it is committed.
+	erased []string
+	out    *output // exactly-once outputs
 	// replayTo is the progress marker read on assignment: records before
 	// it had their outputs produced already, before a crash.
 	replayTo int64

@@ -186,19 +186,5 @@ func (p *Processor) eachPartitionStats(local func(*state.Store), remote func(*pa
 // instance that last published its partition ("" when no instance has
 // yet).
 func (r Reads) Owner(key string) (addr string, local bool) {
-	p := r.p
-	id := PartitionOf(key, p.cfg.Partitions)
-	p.mu.RLock()
-	_, fenced := p.fenced[id]
-	held := p.storeLocked(id) != nil || fenced
-	p.mu.RUnlock()
-	if held {
-		return "", true
-	}
-	p.shared.mu.RLock()
-	defer p.shared.mu.RUnlock()
-	if s := p.shared.remote[id]; s != nil {
-		return s.Owner, false
-	}
-	return "", false
+	return r.PartitionOwner(PartitionOf(key, r.p.cfg.Partitions))
 }
