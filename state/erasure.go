@@ -1,6 +1,7 @@
 package state
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
@@ -172,7 +173,7 @@ func (b *Batch) Erase(key string, req ErasureRequest) (*Erasure, error) {
 		}
 	}
 	if p != nil {
-		if err := b.eraseProfile(key, p, out); err != nil {
+		if err := b.eraseProfile(key, p, mark, out); err != nil {
 			return nil, err
 		}
 	}
@@ -180,8 +181,9 @@ func (b *Batch) Erase(key string, req ErasureRequest) (*Erasure, error) {
 }
 
 // eraseProfile takes p, key's profile as the batch found it, out of the
-// store with what the store keeps for it, counting into out.
-func (b *Batch) eraseProfile(key string, p *Profile, out *Erasure) error {
+// store with what the store keeps for it, counting into out; the ids
+// merged into it whose aliases are here get mark too.
+func (b *Batch) eraseProfile(key string, p *Profile, mark erasedMark, out *Erasure) error {
 	out.Found = true
 	out.Removed.Profiles = 1
 	delete(b.profiles, key)
@@ -217,6 +219,9 @@ func (b *Batch) eraseProfile(key string, p *Profile, out *Erasure) error {
 		}
 		if err := b.dropAlias(id); err != nil {
 			return fmt.Errorf("erase %q: %w", key, err)
+		}
+		if err := b.set(erasedKey(id), mark.encode()); err != nil {
+			return fmt.Errorf("erase %q: mark %q: %w", key, id, err)
 		}
 	}
 	return nil
@@ -340,4 +345,51 @@ func (s *Store) Suppressed(key string) (bool, error) {
 		return false, fmt.Errorf("read erasure marker of %q: %w", key, err)
 	}
 	return found && m.suppress, nil
+}
+
+// EachWrite calls fn with every key and value the store holds, in key
+// order: for audits (that an erasure left nothing of a person) and tools.
+func (s *Store) EachWrite(ctx context.Context, fn func(Write) error) error {
+	return s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 100})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			item := it.Item()
+			v, err := item.ValueCopy(nil)
+			if err != nil {
+				return fmt.Errorf("read key %q: %w", item.Key(), err)
+			}
+			if err := fn(Write{Key: item.KeyCopy(nil), Value: v}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// ProfileKeyOf returns the profile key a store key (or changelog record
+// key) belongs to: that of a profile, an alias, an order id counted or a
+// wake-up; ok false for the partition's own keys (totals, products,
+// offsets, erasures).
+func ProfileKeyOf(k []byte) (key string, ok bool) {
+	if len(k) == 0 {
+		return "", false
+	}
+	switch k[0] {
+	case prefixProfile, prefixAlias:
+		return string(k[1:]), true
+	case prefixWake:
+		if len(k) > 9 {
+			return string(k[9:]), true
+		}
+	case prefixOrder:
+		n, size := binary.Uvarint(k[1:])
+		if size > 0 && uint64(len(k)-1-size) >= n {
+			return string(k[1+size : 1+size+int(n)]), true
+		}
+	}
+	return "", false
 }

@@ -266,3 +266,25 @@ func TestEraseAlias(t *testing.T) {
 		}
 	}
 }
+
+// TestProfileKeyOf: each store key that belongs to a profile names it.
+func TestProfileKeyOf(t *testing.T) {
+	for _, tc := range []struct {
+		k    []byte
+		want string
+		ok   bool
+	}{
+		{profileKey("u1"), "u1", true},
+		{aliasKey("a1"), "a1", true},
+		{pairKey(prefixOrder, "u12", "o1"), "u12", true},
+		{wakeKey(1234, "u1"), "u1", true},
+		{erasedKey("u1"), "", false},
+		{keyNextOffset, "", false},
+		{[]byte{prefixOrder, 200}, "", false},
+		{nil, "", false},
+	} {
+		if got, ok := ProfileKeyOf(tc.k); got != tc.want || ok != tc.ok {
+			t.Errorf("ProfileKeyOf(%q) = %q, %v; want %q, %v", tc.k, got, ok, tc.want, tc.ok)
+		}
+	}
+}
