@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -11,7 +12,7 @@ import (
 	"github.com/tailorcdp/tailor/stream"
 )
 
-// Erase puts a request to erase key on the events topic (decision 0028)
+// Erase puts a request to erase key on the events topic (decision 0031)
 // and returns the erasure's id, once Kafka has it: serve.Erasures.
 func (e *Engine) Erase(ctx context.Context, key, by string) (string, error) {
 	now := time.Now
@@ -44,10 +45,12 @@ func (e *Engine) Erasure(id string, partition int32) (state.Erasure, bool, error
 		partition = named
 	}
 	reads := e.processor.Reads()
-	if addr, local := reads.PartitionOwner(partition); !local {
+	out, applied, err := reads.Erasure(id, partition)
+	if errors.Is(err, stream.ErrNotOwned) {
+		addr, _ := reads.PartitionOwner(partition)
 		return state.Erasure{}, false, &serve.ElsewhereError{Partition: partition, Addr: addr}
 	}
-	return reads.Erasure(id, partition)
+	return out, applied, err
 }
 
 // suppressed is serve.Config.Suppressed: nil unless erased ids are

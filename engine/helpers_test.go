@@ -90,6 +90,7 @@ func newEngine(t testing.TB) *running {
 type response struct {
 	Status int
 	Body   []byte
+	Header http.Header
 }
 
 func (r response) json(t testing.TB, v any) {
@@ -120,7 +121,7 @@ func do(t testing.TB, method, url, key string, body []byte, header map[string]st
 	if err != nil {
 		t.Fatal(err)
 	}
-	return response{resp.StatusCode, b}
+	return response{resp.StatusCode, b, resp.Header}
 }
 
 func (r *running) post(t testing.TB, path, body string) response {

@@ -13,7 +13,7 @@ import (
 	"github.com/tailorcdp/tailor/state"
 )
 
-// Erasures erases profiles (decision 0028): DELETE /v1/profiles/{key}
+// Erasures erases profiles (decision 0031): DELETE /v1/profiles/{key}
 // asks, GET /v1/erasures/{id} tells how far it went.
 type Erasures interface {
 	// Erase puts a request to erase key on the events topic and returns
@@ -99,7 +99,7 @@ func (s *Server) erase(ctx *fasthttp.RequestCtx, key string) {
 	if err != nil {
 		s.log.Warn("erasure not recorded", "err", err)
 		ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, "1")
-		writeError(ctx, fasthttp.StatusServiceUnavailable, "", "the erasure could not be recorded, nothing was erased: "+err.Error())
+		writeError(ctx, fasthttp.StatusServiceUnavailable, "", "Kafka did not acknowledge the erasure in time: it may not be applied, ask again after Retry-After (an erasure asked for twice erases once): "+err.Error())
 		return
 	}
 	status := erasuresPrefix + id

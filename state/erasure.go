@@ -13,7 +13,7 @@ import (
 )
 
 // Erasure: a person's right to have what is held about them erased
-// (decision 0028). The processor applies an erasure request, which
+// (decision 0031). The processor applies an erasure request, which
 // travels through the events topic after the person's earlier events, to
 // the partition of the key it names (Batch.Erase):
 //

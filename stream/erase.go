@@ -12,7 +12,7 @@ import (
 	"github.com/tailorcdp/tailor/state"
 )
 
-// Erasure (decision 0028): an erasure request is an identity record on the
+// Erasure (decision 0031): an erasure request is an identity record on the
 // events topic (IdentityErase), keyed by the key it names, so that it is
 // applied after the events of that key already there, by the partition
 // that holds it, exactly once like every record. What it removes, and

@@ -31,7 +31,7 @@ type Metrics struct {
 	handover         prometheus.Histogram   // assignment to serving, per partition
 	restored         *prometheus.CounterVec // changelog records restored, by partition
 	restoreLeft      *prometheus.GaugeVec   // changelog records a restore has left, by partition
-	// erasure (decision 0028)
+	// erasure (decision 0031)
 	erasures     *prometheus.CounterVec // erasures applied, by state
 	erasureDelay prometheus.Histogram   // request to applied
 	reg          prometheus.Registerer
