@@ -88,10 +88,12 @@ type Profile struct {
 	retimed bool
 
 	// interests holds the decayed affinity per category; consents the
-	// latest choice per consent purpose.
+	// latest choice per consent purpose, consentLog the changes of choice,
+	// oldest first (consent.go).
 	interests   map[string]interest
 	interestSum interestSum // their sum, for Affinity
 	consents    map[string]consent
+	consentLog  []consentChange
 
 	// offers holds the feedback on the offers shown to the profile, by
 	// offer id; viewed and bought the product ids viewed and bought, most
@@ -259,6 +261,7 @@ func (p *Profile) Clone() *Profile {
 	c.segmentsShared = true // memberships change far less often than profiles
 	c.interests = maps.Clone(p.interests)
 	c.consents = maps.Clone(p.consents)
+	c.consentLog = slices.Clone(p.consentLog)
 	c.offers = cloneOffers(p.offers)
 	c.viewed = slices.Clone(p.viewed)
 	c.orderLog = slices.Clone(p.orderLog)
