@@ -37,6 +37,7 @@ func routes() []*route {
 	get := []string{fasthttp.MethodGet}
 	rs := []*route{
 		{profileRoute, profileRoute, get, nil}, // dispatched by prefix: see route
+		{exportRoute, exportRoute, get, nil},   // dispatched by prefix and suffix: see route
 		{"/v1/segments", "/v1/segments", get, (*Server).segments},
 		{"/v1/decide", "/v1/decide", []string{fasthttp.MethodGet, fasthttp.MethodPost, fasthttp.MethodOptions}, (*Server).decide},
 		{"/v1/offers", "/v1/offers", get, (*Server).offers},
@@ -82,6 +83,10 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) string {
 	// fasthttp's normalising (which decodes %2F and resolves "..", so
 	// that /v1/profiles/c%2F..%2Fd would read profile d).
 	if raw := ctx.URI().PathOriginal(); bytes.HasPrefix(raw, []byte(profilesPrefix)) {
+		if rest, ok := bytes.CutSuffix(raw[len(profilesPrefix):], []byte(exportSuffix)); ok {
+			s.export(ctx, string(rest))
+			return exportRoute
+		}
 		key, err := url.PathUnescape(string(raw[len(profilesPrefix):]))
 		if err != nil {
 			writeError(ctx, fasthttp.StatusBadRequest, "key", "profile key is not percent-encoded properly: "+err.Error())

@@ -188,7 +188,7 @@ func New(cfg Config, events Events, profiles Profiles, reg *prometheus.Registry)
 	}
 	s.routes = make(map[string]*route)
 	for _, r := range routes() {
-		if r.path != profileRoute {
+		if r.path != profileRoute && r.path != exportRoute {
 			s.routes[r.path] = r
 		}
 	}

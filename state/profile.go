@@ -48,8 +48,12 @@ type Trait struct {
 // milliseconds of event time. A Profile read from a Store is shared and
 // must not be modified; the applier changes its own clones.
 type Profile struct {
-	Key          string
-	UserID       string
+	Key    string
+	UserID string
+	// AnonymousIDs are the other ids linked to the profile (the most
+	// recent MaxAnonymousIDs): the anonymousIds its events carried, the
+	// previousIds of its alias calls, the keys of the profiles merged
+	// into it.
 	AnonymousIDs []string
 	Traits       map[string]Trait
 	FirstSeen    int64
@@ -292,6 +296,11 @@ func (p *Profile) apply(ev *event.Event, countOrder bool, r TraitRules) {
 	}
 	if ev.AnonymousID != "" && ev.AnonymousID != p.Key {
 		p.addAnonymousID(ev.AnonymousID)
+	}
+	if ev.Type == event.Alias && ev.PreviousID != "" && ev.PreviousID != p.Key {
+		// Linked to the profile (Batch.Link) whether or not it had a
+		// profile to merge: listed with the others.
+		p.addAnonymousID(ev.PreviousID)
 	}
 	if p.FirstSeen == 0 || t < p.FirstSeen {
 		p.FirstSeen = t
