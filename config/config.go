@@ -62,6 +62,8 @@ type Config struct {
 	Traits Traits `yaml:"traits"`
 	// Privacy configures erasure.
 	Privacy Privacy `yaml:"privacy"`
+	// Outputs configures what the outputs carry (decision 0029).
+	Outputs Outputs `yaml:"outputs"`
 
 	// Source says where the file part came from ("sample" or a path).
 	Source string `yaml:"-"`
@@ -140,6 +142,21 @@ type Privacy struct {
 	// SuppressErased drops every later event of an erased id, at collect
 	// where the instance holds the id's partition, and in the consumer.
 	SuppressErased bool `yaml:"suppress_erased"`
+}
+
+// Outputs configures the outputs: for now the segments topic; the
+// destinations that follow take an Output each.
+type Outputs struct {
+	Segments Output `yaml:"segments"`
+}
+
+// Output configures one output.
+type Output struct {
+	// Purpose, when set, is the consent purpose (Segment's consent
+	// categoryPreferences, e.g. Marketing) the output carries people's
+	// data for: a record about a profile whose latest choice does not
+	// grant it is not written. Empty: every profile's records are.
+	Purpose string `yaml:"purpose"`
 }
 
 // Kafka configures the connection to Kafka and the topics.
@@ -425,6 +442,7 @@ func (c *Config) options() []option {
 		{"proxy-hops", "TAILOR_PROXY_HOPS", "http.proxy_hops", "proxies appending to the proxy header: the client address is this many entries from its right", (*intValue)(&c.HTTP.ProxyHops)},
 		{"identity-secret", "TAILOR_IDENTITY_SECRET", "decide.identity_secret", "secret of identity verification: decide calls naming a userId must carry userHash = hex HMAC-SHA256(secret, userId) (empty: off)", (*stringValue)(&c.Decide.IdentitySecret)},
 		{"consent-purpose", "TAILOR_CONSENT_PURPOSE", "decide.consent_purpose", "consent purpose a visitor must have granted for personalised decisions (empty: none needed)", (*stringValue)(&c.Decide.ConsentPurpose)},
+		{"segments-purpose", "TAILOR_SEGMENTS_PURPOSE", "outputs.segments.purpose", "consent purpose the segments topic carries changes for: a change of a profile whose latest choice does not grant it is not written (empty: every profile's)", (*stringValue)(&c.Outputs.Segments.Purpose)},
 		{"reservation-ttl", "TAILOR_RESERVATION_TTL", "decide.reservation_ttl", "how long an answered capped offer counts against its cap before its impression arrives", (*Duration)(&c.Decide.ReservationTTL)},
 		{"brokers", "TAILOR_BROKERS", "kafka.brokers", "comma-separated Kafka bootstrap brokers; empty runs the embedded broker", (*listValue)(&c.Kafka.Brokers)},
 		{"group", "TAILOR_GROUP", "kafka.group", "consumer group of the engine's instances", (*stringValue)(&c.Kafka.Group)},
@@ -642,6 +660,9 @@ func (c *Config) Validate() error {
 	if r := time.Duration(c.Store.Retention); r != 0 && r < MinRetention {
 		least := Duration(MinRetention)
 		errs = append(errs, fmt.Errorf("store.retention is %s, want 0 (keep for ever) or at least %s", &c.Store.Retention, &least))
+	}
+	if p := c.Outputs.Segments.Purpose; p != strings.TrimSpace(p) {
+		errs = append(errs, fmt.Errorf("outputs.segments.purpose %q has spaces around it: consent purposes are matched exactly", p))
 	}
 	if c.Store.CacheProfiles < 1 {
 		errs = append(errs, fmt.Errorf("store.cache_profiles is %d, want at least 1", c.Store.CacheProfiles))

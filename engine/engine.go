@@ -352,6 +352,7 @@ func storeOptions(cfg *config.Config) (state.Options, error) {
 	}
 	o.Now = cfg.Clock
 	o.Traits = state.TraitRules{PhoneRegion: cfg.Traits.PhoneRegion}
+	o.Outputs = state.Outputs{Segments: state.Purpose(cfg.Outputs.Segments.Purpose)}
 	o.Interests = state.DefaultInterests()
 	if i := cfg.Interests; i != nil {
 		if len(i.Weights) > 0 {

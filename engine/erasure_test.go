@@ -14,7 +14,6 @@ import (
 	"github.com/tailorcdp/tailor/stream"
 )
 
-
 // erasure is the body of DELETE /v1/profiles/{key} and GET
 // /v1/erasures/{id}.
 type erasure struct {

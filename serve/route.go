@@ -37,6 +37,7 @@ func routes() []*route {
 	get := []string{fasthttp.MethodGet}
 	rs := []*route{
 		{profileRoute, profileRoute, []string{fasthttp.MethodGet, fasthttp.MethodDelete}, nil}, // dispatched by prefix: see route
+		{exportRoute, exportRoute, get, nil},                                                   // dispatched by prefix and suffix: see route
 		{erasureRoute, erasureRoute, get, nil},
 		{"/v1/segments", "/v1/segments", get, (*Server).segments},
 		{"/v1/decide", "/v1/decide", []string{fasthttp.MethodGet, fasthttp.MethodPost, fasthttp.MethodOptions}, (*Server).decide},
@@ -83,6 +84,10 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) string {
 	// fasthttp's normalising (which decodes %2F and resolves "..", so
 	// that /v1/profiles/c%2F..%2Fd would read profile d).
 	if raw := ctx.URI().PathOriginal(); bytes.HasPrefix(raw, []byte(profilesPrefix)) {
+		if rest, ok := bytes.CutSuffix(raw[len(profilesPrefix):], []byte(exportSuffix)); ok {
+			s.export(ctx, string(rest))
+			return exportRoute
+		}
 		key, err := url.PathUnescape(string(raw[len(profilesPrefix):]))
 		switch {
 		case err != nil:

@@ -194,7 +194,7 @@ func New(cfg Config, events Events, profiles Profiles, reg *prometheus.Registry)
 	}
 	s.routes = make(map[string]*route)
 	for _, r := range routes() {
-		if r.path != profileRoute {
+		if r.serve != nil {
 			s.routes[r.path] = r
 		}
 	}

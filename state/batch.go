@@ -355,3 +355,17 @@ type KeyedChange struct {
 
 // Changes returns the segment changes of the batch so far.
 func (b *Batch) Changes() []KeyedChange { return b.changes }
+
+// Model returns the model the batch applies events under.
+func (b *Batch) Model() *Model { return b.m }
+
+// Held returns the profile the batch holds for key as it is now: one it
+// read or changed, or one it took out of the store (Link, retention); nil
+// for none. The caller must not modify it. A segment change's profile is
+// always held by the batch that made the change.
+func (b *Batch) Held(key string) *Profile {
+	if p, ok := b.profiles[key]; ok {
+		return p
+	}
+	return b.removed[key]
+}

@@ -56,7 +56,7 @@ func (d *profileDecoder) field(num protowire.Number, typ protowire.Type, v uint6
 		return d.rfm(num, typ, v, raw)
 	case fieldRecentHashes, fieldRecentTimes:
 		return d.recent(num, typ, raw)
-	case fieldSegment, fieldInterest, fieldConsent, fieldOffer:
+	case fieldSegment, fieldInterest, fieldConsent, fieldConsentChange, fieldOffer:
 		return d.preferences(num, typ, raw)
 	case fieldViewed, fieldBought:
 		if typ == protowire.BytesType {
@@ -253,8 +253,8 @@ func (d *profileDecoder) recent(num protowire.Number, typ protowire.Type, raw []
 	return nil
 }
 
-// preferences decodes the segments, interests, consents and offer
-// histories.
+// preferences decodes the segments, interests, consents, consent
+// history and offer histories.
 func (d *profileDecoder) preferences(num protowire.Number, typ protowire.Type, raw []byte) error {
 	if typ != protowire.BytesType {
 		return nil
@@ -281,6 +281,10 @@ func (d *profileDecoder) preferences(num protowire.Number, typ protowire.Type, r
 			p.consents = make(map[string]consent)
 		}
 		p.consents[string(purpose)] = consent{granted: granted == 1, at: at}
+	case fieldConsentChange:
+		c, err := decodeConsentChange(raw)
+		p.consentLog = append(p.consentLog, c)
+		return err
 	case fieldOffer:
 		id, h, err := decodeOffer(raw)
 		if err != nil {
@@ -292,6 +296,25 @@ func (d *profileDecoder) preferences(num protowire.Number, typ protowire.Type, r
 		p.offers[id] = h
 	}
 	return nil
+}
+
+// decodeConsentChange decodes a fieldConsentChange message.
+func decodeConsentChange(raw []byte) (consentChange, error) {
+	var c consentChange
+	err := eachField(raw, func(num protowire.Number, typ protowire.Type, v uint64, raw []byte) error {
+		switch {
+		case num == 1 && typ == protowire.BytesType:
+			c.purpose = string(raw)
+		case num == 2 && typ == protowire.VarintType:
+			c.granted = v == 1
+		case num == 3 && typ == protowire.VarintType:
+			c.at = int64(v)
+		case num == 4 && typ == protowire.BytesType:
+			c.source = string(raw)
+		}
+		return nil
+	})
+	return c, err
 }
 
 // decodeInterest decodes a fieldInterest message into the profile.

@@ -62,6 +62,7 @@ const (
 	fieldOrderExact      = 31 // packed zigzag varint millionths: the order log's amounts
 	fieldAggregatesExact = 32 // bytes: every aggregate state, packed (packed.go), sums as int64 millionths
 	fieldRFMScores       = 33 // varint 1<<12 | m<<8 | f<<4 | r: the RFM scores the segments were last evaluated on (0: absent)
+	fieldConsentChange   = 34 // message {1: purpose, 2: granted 0/1, 3: event ms, 4: source}, repeated, oldest first: the consent history (decision 0029; absent when written before)
 )
 
 // Fields of an aggregate bucket message (fieldAggregate).
@@ -216,8 +217,8 @@ func (p *Profile) appendRecent(b, msg []byte) ([]byte, []byte) {
 	return protowire.AppendBytes(b, msg), msg
 }
 
-// appendPreferences appends the segments, interests, consents and offer
-// histories.
+// appendPreferences appends the segments, interests, consents, consent
+// history and offer histories.
 func (p *Profile) appendPreferences(b, msg []byte) ([]byte, []byte) {
 	for name, at := range p.Segments {
 		b, msg = appendNamedCount(b, msg, fieldSegment, name, uint64(at), 0)
@@ -238,6 +239,18 @@ func (p *Profile) appendPreferences(b, msg []byte) ([]byte, []byte) {
 			granted = 1
 		}
 		b, msg = appendNamedCount(b, msg, fieldConsent, purpose, granted, c.at)
+	}
+	for _, c := range p.consentLog {
+		msg = msg[:0]
+		msg = protowire.AppendTag(msg, 1, protowire.BytesType)
+		msg = protowire.AppendString(msg, c.purpose)
+		if c.granted {
+			msg = appendVarint(msg, 2, 1)
+		}
+		msg = appendVarint(msg, 3, uint64(c.at))
+		msg = appendString(msg, 4, c.source)
+		b = protowire.AppendTag(b, fieldConsentChange, protowire.BytesType)
+		b = protowire.AppendBytes(b, msg)
 	}
 	for id, h := range p.offers {
 		b = protowire.AppendTag(b, fieldOffer, protowire.BytesType)

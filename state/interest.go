@@ -192,43 +192,6 @@ func (p *Profile) Affinity(c *Interests, category string) float64 {
 	return i.decayed(total.at, c.HalfLife) / total.score
 }
 
-// consent is a purpose's latest choice.
-type consent struct {
-	granted bool
-	at      int64 // event time, Unix ms
-}
-
-// applyConsent records the consent choices an event carries in Segment's
-// consent format, context.consent.categoryPreferences: {"Advertising":
-// true, ...}. The latest event time wins per purpose.
-func (p *Profile) applyConsent(ev *event.Event) {
-	if ev.Context == nil {
-		return
-	}
-	prefs := ev.Context.Get("consent", "categoryPreferences")
-	if prefs == nil || prefs.Type() != fastjson.TypeObject {
-		return
-	}
-	obj, _ := prefs.Object()
-	t := ev.Time.UnixMilli()
-	obj.Visit(func(key []byte, v *fastjson.Value) {
-		if v.Type() != fastjson.TypeTrue && v.Type() != fastjson.TypeFalse {
-			return
-		}
-		purpose := string(key)
-		if old, ok := p.consents[purpose]; ok && old.at > t {
-			return
-		}
-		if p.consents == nil {
-			p.consents = make(map[string]consent)
-		}
-		p.consents[purpose] = consent{granted: v.Type() == fastjson.TypeTrue, at: t}
-	})
-}
-
-// Consent reports whether the profile's latest choice for purpose grants it.
-func (p *Profile) Consent(purpose string) bool { return p.consents[purpose].granted }
-
 // TopInterest returns the profile's strongest category at now.
 func (p *Profile) TopInterest(c *Interests, now time.Time) (string, bool) {
 	if c == nil || len(p.interests) == 0 {

@@ -7,9 +7,10 @@ import (
 
 // mergeFrom adds o, the profile of a key linked to p's, to p. Counts add
 // up; first times keep the earliest, last times the latest; traits and
-// consent choices keep the latest; what is kept in bounded lists stays
-// within the same bounds as when events add to them. Segment memberships
-// are left to a re-evaluation, wake-ups to a rescheduling.
+// consent choices keep the latest (their histories interleave); what is
+// kept in bounded lists stays within the same bounds as when events add
+// to them. Segment memberships are left to a re-evaluation, wake-ups to a
+// rescheduling.
 func (p *Profile) mergeFrom(o *Profile, m *Model, d Dedup, now int64) {
 	p.addAnonymousID(o.Key)
 	for _, id := range o.AnonymousIDs {
@@ -82,14 +83,7 @@ func (p *Profile) mergeFrom(o *Profile, m *Model, d Dedup, now int64) {
 			p.addInterest(category, i.score, i.at, c)
 		}
 	}
-	for purpose, c := range o.consents {
-		if cur, ok := p.consents[purpose]; !ok || c.at > cur.at {
-			if p.consents == nil {
-				p.consents = make(map[string]consent)
-			}
-			p.consents[purpose] = c
-		}
-	}
+	p.mergeConsents(o)
 	p.mergeOffers(o.offers)
 	if c := m.Products; c != nil {
 		p.viewed = mergeRecent(o.viewed, p.viewed, c.RecentlyViewed)

@@ -123,6 +123,19 @@ type Model struct {
 	RFMRefresh time.Duration
 	// Traits say how traits are normalised as they are applied.
 	Traits TraitRules
+	// Outputs say for which consent purpose each output carries a
+	// person's data (decision 0029).
+	Outputs Outputs
+}
+
+// Outputs name the consent purpose each output carries people's data for
+// (Purpose): an output carries a profile's data only while its latest
+// choice grants that purpose. The zero Outputs name none: every output
+// carries everyone's.
+type Outputs struct {
+	// Segments is the purpose of the segments topic: a segment change of
+	// a profile that does not grant it is not written.
+	Segments Purpose
 }
 
 // DefaultOptions returns the options tailor uses unless configured otherwise.

@@ -48,8 +48,12 @@ type Trait struct {
 // milliseconds of event time. A Profile read from a Store is shared and
 // must not be modified; the applier changes its own clones.
 type Profile struct {
-	Key          string
-	UserID       string
+	Key    string
+	UserID string
+	// AnonymousIDs are the other ids linked to the profile (the most
+	// recent MaxAnonymousIDs): the anonymousIds its events carried, the
+	// previousIds of its alias calls, the keys of the profiles merged
+	// into it.
 	AnonymousIDs []string
 	Traits       map[string]Trait
 	FirstSeen    int64
@@ -88,10 +92,12 @@ type Profile struct {
 	retimed bool
 
 	// interests holds the decayed affinity per category; consents the
-	// latest choice per consent purpose.
+	// latest choice per consent purpose, consentLog the changes of choice,
+	// oldest first (consent.go).
 	interests   map[string]interest
 	interestSum interestSum // their sum, for Affinity
 	consents    map[string]consent
+	consentLog  []consentChange
 
 	// offers holds the feedback on the offers shown to the profile, by
 	// offer id; viewed and bought the product ids viewed and bought, most
@@ -259,6 +265,7 @@ func (p *Profile) Clone() *Profile {
 	c.segmentsShared = true // memberships change far less often than profiles
 	c.interests = maps.Clone(p.interests)
 	c.consents = maps.Clone(p.consents)
+	c.consentLog = slices.Clone(p.consentLog)
 	c.offers = cloneOffers(p.offers)
 	c.viewed = slices.Clone(p.viewed)
 	c.orderLog = slices.Clone(p.orderLog)
@@ -289,6 +296,11 @@ func (p *Profile) apply(ev *event.Event, countOrder bool, r TraitRules) {
 	}
 	if ev.AnonymousID != "" && ev.AnonymousID != p.Key {
 		p.addAnonymousID(ev.AnonymousID)
+	}
+	if ev.Type == event.Alias && ev.PreviousID != "" && ev.PreviousID != p.Key {
+		// Linked to the profile (Batch.Link) whether or not it had a
+		// profile to merge: listed with the others.
+		p.addAnonymousID(ev.PreviousID)
 	}
 	if p.FirstSeen == 0 || t < p.FirstSeen {
 		p.FirstSeen = t

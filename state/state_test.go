@@ -93,6 +93,10 @@ func sampleProfile() *Profile {
 		recent:    newMessageLog([]seenMessage{{hash: 0x0123456789abcdef, receivedAt: 1700000000100}, {hash: 42, receivedAt: 1700000000600}}),
 		interests: map[string]interest{"shoes": {score: 4.5, at: 1700000000200}, "bags": {score: 1, at: 1700000000300}},
 		consents:  map[string]consent{"Advertising": {granted: true, at: 1700000000100}, "Analytics": {at: 1700000000100}},
+		consentLog: []consentChange{
+			{purpose: "Advertising", at: 1690000000000, source: SourceUnknown},
+			{purpose: "Advertising", granted: true, at: 1700000000100, source: "analytics.js"},
+		},
 		aggs: aggStates{
 			data: appendPacked(nil, sampleAggregate().id, Sum, &Windowed{buckets: []bucket{
 				{start: 1699999200000, n: 3, sum: money.MustParse("7.5")},
@@ -118,9 +122,18 @@ func sampleProfile() *Profile {
 // the order log and the recorded RFM point were kept
 // (testdata/profile-v1.bin): its RFM point is derived from all-time values.
 func sampleProfileBeforeOrderLog() *Profile {
-	p := sampleProfile()
+	p := sampleProfileBeforeConsentHistory()
 	p.WakeAt, p.orderLog = 0, nil
 	p.rfm, p.rfmRecorded = p.rfmPointAt(0, 0), false
+	return p
+}
+
+// sampleProfileBeforeConsentHistory is sampleProfile as written before
+// the consent history was kept (decision 0029): the golden files before
+// profile-v1-consent-history.bin.
+func sampleProfileBeforeConsentHistory() *Profile {
+	p := sampleProfile()
+	p.consentLog = nil
 	return p
 }
 
@@ -128,7 +141,7 @@ func sampleProfileBeforeOrderLog() *Profile {
 // kept their source (decision 0026): the golden files before
 // profile-v1-trait-sources.bin.
 func sampleProfileBeforeSources() *Profile {
-	p := sampleProfile()
+	p := sampleProfileBeforeConsentHistory()
 	p.Traits = map[string]Trait{
 		"email": {Value: json.RawMessage(`"u1@example.com"`), UpdatedAt: 1700000000000},
 		"age":   {Value: json.RawMessage(`41`), UpdatedAt: 1700000000001},
@@ -177,7 +190,8 @@ func TestDecodeV1(t *testing.T) {
 		{"testdata/profile-v1-compact-buckets.bin", sampleProfileBeforeSources()},
 		{"testdata/profile-v1-packed-aggregates.bin", sampleProfileBeforeSources()},
 		{"testdata/profile-v1-exact-money.bin", sampleProfileBeforeSources()},
-		{"testdata/profile-v1-trait-sources.bin", sampleProfile()},
+		{"testdata/profile-v1-trait-sources.bin", sampleProfileBeforeConsentHistory()},
+		{"testdata/profile-v1-consent-history.bin", sampleProfile()},
 	}
 	if *updateGolden {
 		if err := os.WriteFile(golden[len(golden)-1].path, sampleProfile().AppendEncode(nil), 0o644); err != nil {

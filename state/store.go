@@ -282,6 +282,38 @@ func (s *Store) Profile(key string) (*Profile, error) {
 	return p, nil
 }
 
+// Export returns the access export of key's profile at now (Profile.Export),
+// or ErrNotFound: the profile and the order ids counted for it, read in
+// one transaction.
+func (s *Store) Export(key string, d Derived, now time.Time) (Export, error) {
+	var x Export
+	err := s.db.View(func(txn *badger.Txn) error {
+		p, err := getProfile(txn, key, s.model.Load().Aggregates)
+		if err != nil {
+			return err
+		}
+		var orders []CountedOrder
+		prefix := pairKey(prefixOrder, key, "")
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: true})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			item := it.Item()
+			id := string(item.Key()[len(prefix):])
+			err := item.Value(func(v []byte) error {
+				amount, at, known := decodeOrderValue(v)
+				orders = append(orders, newCountedOrder(id, amount, at, known))
+				return nil
+			})
+			if err != nil {
+				return fmt.Errorf("read the order ids of %q: %w", key, err)
+			}
+		}
+		x = p.Export(d, now, orders)
+		return nil
+	})
+	return x, err
+}
+
 // SegmentSizes returns the number of profiles of this partition in each
 // segment.
 func (s *Store) SegmentSizes() map[string]int64 {

@@ -46,7 +46,7 @@ func (p *Processor) applyBatch(ctx context.Context, part *partition, records []*
 	batch := part.store.Begin()
 	var outputs []*kgo.Record
 	var counts [numOutcomes]int
-	var changes int
+	var changes, withheld int
 	var delays []time.Time
 	for i, r := range records[:min(limit, len(records))] {
 		n = i + 1
@@ -78,10 +78,11 @@ func (p *Processor) applyBatch(ctx context.Context, part *partition, records []*
 		if v.outcome == applied && len(delays) < 64 { // a sample is enough for the histogram
 			delays = append(delays, v.received)
 		}
-		for _, c := range batch.Changes()[beforeChanges:] {
-			emit(p.changeRecord(source(r), c))
-			changes++
+		carried, held := p.segmentRecords(batch, source(r), batch.Changes()[beforeChanges:])
+		for _, out := range carried {
+			emit(out)
 		}
+		changes, withheld = changes+len(carried), withheld+held
 		for _, l := range batch.Links()[beforeLinks:] {
 			emit(p.linkRecord(l))
 		}
@@ -126,6 +127,7 @@ func (p *Processor) applyBatch(ctx context.Context, part *partition, records []*
 		p.m.events.WithLabelValues(outcome(o).String()).Add(float64(c))
 	}
 	p.m.segmentChanges.Add(float64(changes))
+	p.m.withheld.WithLabelValues(OutputSegments).Add(float64(withheld))
 	now := time.Now()
 	for _, t := range delays {
 		p.m.delay.Observe(now.Sub(t).Seconds())

@@ -10,8 +10,9 @@
 //   - assign.go: assignment and lifecycle (stores opened, producers fenced
 //     in, progress markers read; revocation)
 //   - worker.go, apply.go: the partition worker's steps (records, wakes,
-//     backfills), with output.go for exactly-once outputs and retry.go for
-//     outputs Kafka cannot take yet
+//     backfills), with output.go for exactly-once outputs, retry.go for
+//     outputs Kafka cannot take yet and consent.go for the consent
+//     purpose an output carries data for
 //   - changelog.go, restore.go: the changelog each batch writes, and the
 //     restore or catch-up of a store from it
 //   - standby.go, balance.go: standby replicas and the group balancer

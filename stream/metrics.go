@@ -15,12 +15,13 @@ type Metrics struct {
 	lag            *prometheus.GaugeVec   // by partition
 	appliedNext    *prometheus.GaugeVec   // next offset to apply, by partition
 	segmentChanges prometheus.Counter
-	wakes          prometheus.Counter   // profiles re-evaluated because time passed
-	wakeDelay      prometheus.Histogram // scheduled instant to re-evaluated
-	expired        prometheus.Counter   // profiles deleted by retention
-	backfilled     prometheus.Counter   // profiles re-evaluated by backfills
-	backfillLeft   *prometheus.GaugeVec // profiles a backfill has left, by partition
-	fenced         *prometheus.GaugeVec // 1 for a fenced partition held here
+	withheld       *prometheus.CounterVec // outputs not written for want of consent, by output
+	wakes          prometheus.Counter     // profiles re-evaluated because time passed
+	wakeDelay      prometheus.Histogram   // scheduled instant to re-evaluated
+	expired        prometheus.Counter     // profiles deleted by retention
+	backfilled     prometheus.Counter     // profiles re-evaluated by backfills
+	backfillLeft   *prometheus.GaugeVec   // profiles a backfill has left, by partition
+	fenced         *prometheus.GaugeVec   // 1 for a fenced partition held here
 	// changelog (decision 0021)
 	changelogRecords prometheus.Counter     // changelog records produced
 	changelogBytes   prometheus.Counter     // their keys' and values' bytes
@@ -83,6 +84,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Name: "tailor_segment_changes_total",
 		Help: "Segment entered and exited records produced.",
 	})
+	m.withheld = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tailor_outputs_withheld_total",
+		Help: "Records an output did not write because the profile's latest consent choice does not grant the purpose configured for it (outputs.<output>.purpose), by output.",
+	}, []string{"output"})
 	m.wakes = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "tailor_segment_wakes_total",
 		Help: "Profiles whose segments were re-evaluated because time passed (a window slid, a since() bound was reached), with no event.",
@@ -158,7 +163,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Buckets: prometheus.ExponentialBuckets(0.001, 2, 18),
 	})
 	reg.MustRegister(m.erasures, m.erasureDelay)
-	reg.MustRegister(m.events, m.batch, m.batchRetries, m.delay, m.lag, m.appliedNext, m.segmentChanges, m.wakes, m.expired, m.wakeDelay, m.backfilled, m.backfillLeft)
+	reg.MustRegister(m.events, m.batch, m.batchRetries, m.delay, m.lag, m.appliedNext, m.segmentChanges, m.withheld, m.wakes, m.expired, m.wakeDelay, m.backfilled, m.backfillLeft)
 	return m
 }
 

@@ -27,6 +27,18 @@ func (p *Processor) Reads() Reads { return Reads{p} }
 // *state.MergedError when the profile it was merged into is held by
 // another instance, and state.ErrNotFound for a key never seen.
 func (r Reads) Profile(key string) (*state.Profile, error) {
+	var prof *state.Profile
+	err := r.follow(key, func(s *state.Store, key string) (err error) {
+		prof, err = s.Profile(key)
+		return err
+	})
+	return prof, err
+}
+
+// follow calls read with the store of key's partition, then, while read
+// returns state.ErrNotFound and the store links key to another, with the
+// store of that one (Profile says which errors it returns besides read's).
+func (r Reads) follow(key string, read func(s *state.Store, key string) error) error {
 	p := r.p
 	p.mu.RLock()
 	defer p.mu.RUnlock()
@@ -34,7 +46,7 @@ func (r Reads) Profile(key string) (*state.Profile, error) {
 	for hops := 0; ; hops++ {
 		id := PartitionOf(key, p.cfg.Partitions)
 		if err := p.fencedError(id); err != nil {
-			return nil, err
+			return err
 		}
 		store := p.storeLocked(id)
 		if store == nil {
@@ -42,20 +54,20 @@ func (r Reads) Profile(key string) (*state.Profile, error) {
 		}
 		if store == nil {
 			if hops > 0 {
-				return nil, &state.MergedError{Key: asked, Into: key}
+				return &state.MergedError{Key: asked, Into: key}
 			}
-			return nil, fmt.Errorf("key %q is in partition %d: %w", key, id, ErrNotOwned)
+			return fmt.Errorf("key %q is in partition %d: %w", key, id, ErrNotOwned)
 		}
-		prof, err := store.Profile(key)
+		err := read(store, key)
 		if !errors.Is(err, state.ErrNotFound) || hops == maxAliasHops {
-			return prof, err
+			return err
 		}
 		to, ok, aerr := store.Alias(key)
 		if aerr != nil {
-			return nil, aerr
+			return aerr
 		}
 		if !ok {
-			return nil, err
+			return err
 		}
 		key = to
 	}
@@ -88,17 +100,35 @@ const maxAliasHops = 8
 // ProfileView returns the JSON form of key's profile, with the
 // aggregates' values now.
 func (r Reads) ProfileView(key string) (state.View, error) {
-	p := r.p
 	prof, err := r.Profile(key)
 	if err != nil {
 		return state.View{}, err
 	}
+	d, now := r.derived()
+	return prof.View(d, now), nil
+}
+
+// Export returns the access export of key's profile (state.Export),
+// following links like Profile, with the same errors.
+func (r Reads) Export(key string) (state.Export, error) {
+	var x state.Export
+	d, now := r.derived()
+	err := r.follow(key, func(s *state.Store, key string) (err error) {
+		x, err = s.Export(key, d, now)
+		return err
+	})
+	return x, err
+}
+
+// derived returns what views compute beyond the stored facts, and now.
+func (r Reads) derived() (state.Derived, time.Time) {
+	p := r.p
 	now := time.Now
 	if p.cfg.Store.Now != nil {
 		now = p.cfg.Store.Now
 	}
 	m := p.model.Load()
-	return prof.View(state.Derived{Aggregates: m.Aggregates, Interests: m.Interests, Quintiles: p.quintilesWithin(200 * time.Millisecond)}, now()), nil
+	return state.Derived{Aggregates: m.Aggregates, Interests: m.Interests, Quintiles: p.quintilesWithin(200 * time.Millisecond)}, now()
 }
 
 // Quintiles returns the RFM quintile boundaries of the profiles in the

@@ -117,19 +117,20 @@ func (p *Processor) backfill(part *partition, produce bool) (more bool, err erro
 
 // commitStep finishes a wake or backfill batch: its segment changes (src
 // names their cause) are written with the progress marker at, then the
-// batch is committed at the partition's offset. produce false writes
-// nothing to Kafka: a redone step whose changes Kafka already holds.
+// batch is committed at the partition's offset; it returns how many
+// changes were written (those the segments topic's purpose withholds are
+// counted apart). produce false writes nothing to Kafka: a redone step
+// whose changes Kafka already holds.
 func (p *Processor) commitStep(part *partition, batch *state.Batch, src string, at progress, produce bool) (changes int, err error) {
 	at.next = part.next.Load()
 	cs := batch.Changes()
+	var withheld int
 	writeChanges := func() error {
 		if !produce {
 			return nil
 		}
-		outputs := make([]*kgo.Record, len(cs))
-		for i, c := range cs {
-			outputs[i] = p.changeRecord(src, c)
-		}
+		outputs, held := p.segmentRecords(batch, src, cs)
+		changes, withheld = len(outputs), held
 		outputs = append(outputs, p.unlinkRecords(part, batch, src)...)
 		changelog := p.changelog(part, batch)
 		outputs = append(outputs, changelog...)
@@ -145,7 +146,8 @@ func (p *Processor) commitStep(part *partition, batch *state.Batch, src string, 
 	if err := batch.CommitWith(at.next, writeChanges); err != nil {
 		return 0, err
 	}
-	return len(cs), nil
+	p.m.withheld.WithLabelValues(OutputSegments).Add(float64(withheld))
+	return changes, nil
 }
 
 // unlinkRecords returns the identity records that delete, in the
