@@ -63,7 +63,7 @@ func TestExportHandler(t *testing.T) {
 		}
 	}
 
-	for _, cfg := range []Config{{}, {Admin: &adminFake{}}, {AdminKeys: []string{"adm"}}} {
+	for _, cfg := range []Config{{}, {Admin: &adminFake{}}} { // no admin keys
 		s := handlerServer(t, cfg, &recorder{}, profiles)
 		a := serveOnce(s, request{method: "GET", uri: "/v1/profiles/u1/export", auth: "Bearer adm"})
 		if e := errorOf(t, a); a.status != 403 || !strings.Contains(e.Message, "the admin API is off") {
