@@ -6,6 +6,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/tailorcdp/tailor/audit"
 	"github.com/tailorcdp/tailor/config"
 )
 
@@ -24,7 +25,8 @@ func (s *Server) adminConfig(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	user, ok := basicUser(ctx)
-	if !checkKey(ctx, user, ok, s.cfg.AdminKeys, "admin key", "the Basic auth user name or a Bearer token") {
+	label, ok := checkKey(ctx, user, ok, s.cfg.AdminKeys, "admin key", "the Basic auth user name or a Bearer token")
+	if !ok {
 		return
 	}
 	body, release, err := s.readBody(ctx, maxConfigBody)
@@ -33,10 +35,14 @@ func (s *Server) adminConfig(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	defer release()
-	res, err := s.cfg.Admin.ReloadConfig(body)
+	res, err := s.cfg.Admin.ReloadConfig(ctx, body, label)
 	switch {
 	case errors.Is(err, config.ErrInvalid):
 		writeJSON(ctx, fasthttp.StatusBadRequest, ErrorBody{Code: "invalid_config", Message: err.Error(), Error: err.Error(), Errors: problems(err)})
+	case errors.Is(err, audit.ErrNotRecorded):
+		// Nothing changed: the client may send it again.
+		s.log.Warn("config reload refused: its audit record could not be written", "by", label, "err", err)
+		writeError(ctx, fasthttp.StatusServiceUnavailable, "", err.Error()+"; the running configuration stays in force")
 	case err != nil:
 		s.log.Error("config reload failed", "err", err)
 		writeError(ctx, fasthttp.StatusInternalServerError, "", err.Error())
