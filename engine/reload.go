@@ -140,13 +140,15 @@ func problemLines(err error) []string {
 // whose audit record cannot be written is not applied; it is tried again
 // at the next check, under the same audit id, until it is recorded.
 func (e *Engine) reloadFile(ctx context.Context) {
+	// Read under the lock: a reload through the admin API may be writing
+	// the file, and what was read before it must not undo it.
+	e.reloadMu.Lock()
+	defer e.reloadMu.Unlock()
 	doc, err := os.ReadFile(e.configFile)
 	if err != nil {
 		e.log.Warn("config file unreadable; the running configuration stays", "file", e.configFile, "err", err)
 		return
 	}
-	e.reloadMu.Lock()
-	defer e.reloadMu.Unlock()
 	sum := sha256.Sum256(doc)
 	if sum == e.configSum {
 		return
