@@ -26,6 +26,11 @@ const (
 	// in force after all (the config file could not be written); the same
 	// id, so that it replaces the ConfigReloaded record.
 	ConfigFailed = "config.failed"
+	// Refused: an action whose record was sent but not acknowledged in
+	// time, and which was therefore refused. The same id, so that if the
+	// first record is written after all, compaction keeps this one;
+	// Detail's "action" names the action refused.
+	Refused = "action.refused"
 	// ErasureRequested and ErasureApplied: DELETE /v1/profiles/{key} was
 	// accepted, and later applied by the partition that holds the key.
 	ErasureRequested = "erasure.requested"

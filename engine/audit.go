@@ -26,9 +26,18 @@ type auditor struct {
 	now      func() time.Time
 }
 
+// refusedGrace is how long Record waits, after auditTimeout, to learn
+// whether a record it gave up on was sent: a record not yet sent is
+// failed by the producer at once; one sent is retried, and may be
+// written later.
+const refusedGrace = time.Second
+
 // Record writes e and returns once it is acknowledged, or an error
 // wrapping audit.ErrNotRecorded after auditTimeout (or ctx's end). An
-// entry without a time gets the clock's.
+// entry without a time gets the clock's. When the record may still be
+// written (it was sent, and the producer keeps retrying it), an
+// action.refused entry of the same id follows it, so that compaction
+// keeps the truth: the action did not happen.
 func (a *auditor) Record(ctx context.Context, e audit.Entry) error {
 	if e.At.IsZero() {
 		e.At = a.now()
@@ -39,7 +48,20 @@ func (a *auditor) Record(ctx context.Context, e audit.Entry) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, auditTimeout)
 	defer cancel()
-	if err := a.producer.Produce(ctx, r); err != nil {
+	done := make(chan error, 1)
+	a.producer.ProduceAsync(ctx, r, func(_ *kgo.Record, err error) { done <- err })
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		select {
+		case err = <-done:
+		case <-time.After(refusedGrace):
+			err = fmt.Errorf("not acknowledged in %s: %w", auditTimeout, context.Cause(ctx))
+			a.RecordLater(audit.Entry{ID: e.ID, Action: audit.Refused, By: e.By,
+				Detail: map[string]any{"action": e.Action, "error": err.Error()}})
+		}
+	}
+	if err != nil {
 		return fmt.Errorf("%w: %s %s on %s: %w", audit.ErrNotRecorded, e.Action, e.ID, a.topic, err)
 	}
 	return nil

@@ -87,9 +87,8 @@ func (e *Engine) ReloadConfig(ctx context.Context, doc []byte, by string) (any, 
 }
 
 // record writes the config.reloaded entry of a reload about to be put in
-// force. When it fails, a config.failed entry of the same id follows as
-// soon as the brokers take it: the first may yet be written by the
-// producer's retries, and compaction keeps the latest of an id.
+// force (the auditor follows a record that may yet be written with an
+// action.refused one).
 func (e *Engine) record(ctx context.Context, id, by string, res ReloadResult, sum [32]byte) error {
 	detail := map[string]any{
 		"source":     res.Source,
@@ -108,8 +107,6 @@ func (e *Engine) record(ctx context.Context, id, by string, res ReloadResult, su
 	err := e.audit.Record(ctx, audit.Entry{ID: id, Action: audit.ConfigReloaded, By: by, Detail: detail})
 	if err != nil {
 		e.reloads.WithLabelValues("unrecorded").Inc()
-		e.audit.RecordLater(audit.Entry{ID: id, Action: audit.ConfigFailed, By: by,
-			Detail: map[string]any{"sha256": detail["sha256"], "error": "the config.reloaded record was not acknowledged: the reload did not take effect"}})
 	}
 	return err
 }
