@@ -1,6 +1,7 @@
 package serve
 
 import (
+	"context"
 	"errors"
 	"strings"
 
@@ -35,7 +36,9 @@ func (s *Server) adminConfig(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	defer release()
-	res, err := s.cfg.Admin.ReloadConfig(ctx, body, label)
+	// Not the request's context: the producer may keep a record's
+	// context after the answer, when fasthttp has reused the request's.
+	res, err := s.cfg.Admin.ReloadConfig(context.Background(), body, label)
 	switch {
 	case errors.Is(err, config.ErrInvalid):
 		writeJSON(ctx, fasthttp.StatusBadRequest, ErrorBody{Code: "invalid_config", Message: err.Error(), Error: err.Error(), Errors: problems(err)})

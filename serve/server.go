@@ -86,7 +86,8 @@ type Key struct {
 // Auditor records admin actions on the audit topic. Record returns once
 // the record is acknowledged by every in-sync replica, or with an error
 // wrapping audit.ErrNotRecorded; an admin action whose record fails does
-// not happen, and is answered 503.
+// not happen, and is answered 503. Give it a context of its own, not the
+// request's: the producer may keep it after the answer.
 type Auditor interface {
 	Record(ctx context.Context, e audit.Entry) error
 }
