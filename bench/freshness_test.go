@@ -73,7 +73,7 @@ func TestFreshnessAndReport(t *testing.T) {
 	ctx := context.Background()
 
 	fc := bench.DefaultFreshness()
-	fc.Addr, fc.WriteKey, fc.ReadKey = e.HTTPAddr(), cfg.HTTP.WriteKeys[0], cfg.HTTP.ReadKeys[0]
+	fc.Addr, fc.WriteKey, fc.ReadKey = e.HTTPAddr(), cfg.HTTP.WriteKeys[0].Secret, cfg.HTTP.ReadKeys[0].Secret
 	fc.Samples, fc.Background, fc.Timeout = 20, 500, 30*time.Second
 	fc.Workload.Customers = 100
 	res, err := bench.Freshness(ctx, fc)

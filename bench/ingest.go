@@ -94,7 +94,7 @@ func Ingest(ctx context.Context, cfg IngestConfig) (IngestResult, error) {
 		return res, err
 	}
 	defer func() {
-		_, _ = kadm.NewClient(producer.Client()).DeleteTopics(context.Background(), topics.Events, topics.Changelog, topics.Segments, topics.DeadLetter, topics.Progress, topics.Stats)
+		_, _ = kadm.NewClient(producer.Client()).DeleteTopics(context.Background(), topics.Events, topics.Changelog, topics.Segments, topics.DeadLetter, topics.Progress, topics.Stats, topics.Audit)
 	}()
 
 	// Each phase runs under a profiler label (phase=produce, raw or

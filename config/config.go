@@ -85,18 +85,21 @@ func Parse(data []byte, source string) (*Config, error) {
 
 // HTTP configures the HTTP server.
 type HTTP struct {
-	Addr      string   `yaml:"addr"`
-	WriteKeys []string `yaml:"write_keys"`
-	ReadKeys  []string `yaml:"read_keys"`
+	Addr string `yaml:"addr"`
+	// WriteKeys are accepted by the collect API, ReadKeys by the profile,
+	// segment, offer and decide APIs. Each key has a label (keys.go).
+	WriteKeys Keys `yaml:"write_keys"`
+	ReadKeys  Keys `yaml:"read_keys"`
 	// DecideKeys are accepted by the decide endpoint only: unlike read
 	// keys, they may ship in web pages and apps.
-	DecideKeys []string `yaml:"decide_keys"`
+	DecideKeys Keys `yaml:"decide_keys"`
 	// CORSOrigins may call the decide and collect endpoints from browsers
 	// ("*": any). Default: none (browsers on other origins are refused).
 	CORSOrigins []string `yaml:"cors_origins"`
 	// AdminKeys are accepted by the admin API (PUT /v1/admin/config);
-	// none turns it off.
-	AdminKeys []string `yaml:"admin_keys"`
+	// none turns it off. Their labels name who did what on the audit
+	// topic.
+	AdminKeys Keys `yaml:"admin_keys"`
 	// Advertise is the address other instances send requests for this
 	// instance's keys to; empty: the listening address (with the host
 	// name when listening on every interface).
@@ -427,11 +430,11 @@ func (c *Config) options() []option {
 	return []option{
 		{"data-dir", "TAILOR_DATA_DIR", "data_dir", "directory for the partition stores and the embedded broker's log", (*stringValue)(&c.DataDir)},
 		{"http-addr", "TAILOR_HTTP_ADDR", "http.addr", "address of the HTTP API (collect, profiles, health, metrics)", (*stringValue)(&c.HTTP.Addr)},
-		{"write-keys", "TAILOR_WRITE_KEYS", "http.write_keys", "comma-separated keys accepted by the collect API", (*listValue)(&c.HTTP.WriteKeys)},
-		{"read-keys", "TAILOR_READ_KEYS", "http.read_keys", "comma-separated keys accepted by the profile, segment, offer and decide APIs", (*listValue)(&c.HTTP.ReadKeys)},
-		{"decide-keys", "TAILOR_DECIDE_KEYS", "http.decide_keys", "comma-separated keys accepted by the decide API only (safe in web pages)", (*listValue)(&c.HTTP.DecideKeys)},
+		{"write-keys", "TAILOR_WRITE_KEYS", "http.write_keys", "comma-separated keys accepted by the collect API, each key or label:key", &c.HTTP.WriteKeys},
+		{"read-keys", "TAILOR_READ_KEYS", "http.read_keys", "comma-separated keys accepted by the profile, segment, offer and decide APIs, each key or label:key", &c.HTTP.ReadKeys},
+		{"decide-keys", "TAILOR_DECIDE_KEYS", "http.decide_keys", "comma-separated keys accepted by the decide API only (safe in web pages), each key or label:key", &c.HTTP.DecideKeys},
 		{"advertise", "TAILOR_ADVERTISE", "http.advertise", "host:port other instances reach this one's HTTP API at, to send it requests for the keys it holds (default: the listening address)", (*stringValue)(&c.HTTP.Advertise)},
-		{"admin-keys", "TAILOR_ADMIN_KEYS", "http.admin_keys", "comma-separated keys accepted by the admin API (config reload); empty turns it off", (*listValue)(&c.HTTP.AdminKeys)},
+		{"admin-keys", "TAILOR_ADMIN_KEYS", "http.admin_keys", "comma-separated keys accepted by the admin API (config reload), each key or label:key (the label names the key on the audit topic); empty turns it off", &c.HTTP.AdminKeys},
 		{"cors-origins", "TAILOR_CORS_ORIGINS", "http.cors_origins", "comma-separated origins allowed to call decide and collect from browsers (* for any; default none)", (*listValue)(&c.HTTP.CORSOrigins)},
 		{"collect-rate", "TAILOR_COLLECT_RATE", "http.rate_limits.collect", "collect requests per client address: e.g. 100/s burst 1000, or off", &c.HTTP.RateLimits.Collect},
 		{"decide-rate", "TAILOR_DECIDE_RATE", "http.rate_limits.decide", "decide requests per client address (calls with a read key are not limited)", &c.HTTP.RateLimits.Decide},
@@ -607,19 +610,24 @@ func (c *Config) Validate() error {
 	if len(c.HTTP.ReadKeys) == 0 {
 		errs = append(errs, errors.New("http.read_keys is empty: the profile API needs at least one read key"))
 	}
-	for _, k := range c.HTTP.ReadKeys {
-		if slices.Contains(c.HTTP.WriteKeys, k) {
-			errs = append(errs, fmt.Errorf("read key %q is also a write key: they must differ", k))
+	h := &c.HTTP
+	errs = append(errs, validateKeys([]namedKeys{
+		{"http.write_keys", h.WriteKeys}, {"http.read_keys", h.ReadKeys}, {"http.decide_keys", h.DecideKeys}, {"http.admin_keys", h.AdminKeys},
+	})...)
+	// Keys are named by their labels: an error may be logged or answered.
+	for _, k := range h.ReadKeys {
+		if h.WriteKeys.Contains(k.Secret) {
+			errs = append(errs, fmt.Errorf("read key %s is also a write key: they must differ", k.Label))
 		}
 	}
-	for _, k := range c.HTTP.DecideKeys {
-		if slices.Contains(c.HTTP.ReadKeys, k) {
-			errs = append(errs, fmt.Errorf("decide key %q is also a read key: decide keys ship in web pages, read keys must not", k))
+	for _, k := range h.DecideKeys {
+		if h.ReadKeys.Contains(k.Secret) {
+			errs = append(errs, fmt.Errorf("decide key %s is also a read key: decide keys ship in web pages, read keys must not", k.Label))
 		}
 	}
-	for _, k := range c.HTTP.AdminKeys {
-		if slices.Contains(c.HTTP.WriteKeys, k) || slices.Contains(c.HTTP.ReadKeys, k) || slices.Contains(c.HTTP.DecideKeys, k) {
-			errs = append(errs, fmt.Errorf("admin key %q is also a write, read or decide key: admin keys must be kept apart", k))
+	for _, k := range h.AdminKeys {
+		if h.WriteKeys.Contains(k.Secret) || h.ReadKeys.Contains(k.Secret) || h.DecideKeys.Contains(k.Secret) {
+			errs = append(errs, fmt.Errorf("admin key %s is also a write, read or decide key: admin keys must be kept apart", k.Label))
 		}
 	}
 	switch strings.ToUpper(c.Kafka.SASL.Mechanism) {

@@ -91,7 +91,7 @@ func TestSampleIsDefault(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Source != "sample" || len(cfg.Kafka.Brokers) != 0 || cfg.HTTP.WriteKeys[0] != "dev-write-key" || cfg.Kafka.Partitions != 12 {
+	if cfg.Source != "sample" || len(cfg.Kafka.Brokers) != 0 || cfg.HTTP.WriteKeys[0].Secret != "dev-write-key" || cfg.Kafka.Partitions != 12 {
 		t.Errorf("sample config: %+v", cfg)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tailorcdp/tailor/config"
 	"github.com/tailorcdp/tailor/internal/testkafka"
 	"github.com/tailorcdp/tailor/state"
 	"github.com/tailorcdp/tailor/stream"
@@ -31,7 +32,7 @@ func TestConsentOnOutputs(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg.Source = file
-	cfg.HTTP.AdminKeys = []string{adminKey}
+	cfg.HTTP.AdminKeys = config.NewKeys(adminKey)
 	cfg.Segments = map[string]string{"vip": `traits.plan == "vip"`, "gold": `traits.tier == "gold"`}
 	cfg.Outputs.Segments.Purpose = "Marketing"
 	e := startEngine(t, cfg)

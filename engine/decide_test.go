@@ -17,7 +17,7 @@ import (
 // through the collect API reach the cap, and GET /v1/offers counts them.
 func TestDecide(t *testing.T) {
 	cfg := testConfig(t, testkafka.Brokers(t), testkafka.Prefix(t), t.TempDir())
-	cfg.HTTP.DecideKeys = []string{"page-key"}
+	cfg.HTTP.DecideKeys = config.NewKeys("page-key")
 	cfg.HTTP.CORSOrigins = []string{"https://shop.example"}
 	cfg.Aggregates = map[string]config.Aggregate{"views": {Event: "Product Viewed", Fn: "count"}}
 	cfg.Segments = map[string]string{"browser": "views >= 2"}
@@ -137,7 +137,7 @@ func TestDecide(t *testing.T) {
 func TestDecidePublicKey(t *testing.T) {
 	const secret = "site-secret"
 	cfg := testConfig(t, testkafka.Brokers(t), testkafka.Prefix(t), t.TempDir())
-	cfg.HTTP.DecideKeys = []string{"page-key"}
+	cfg.HTTP.DecideKeys = config.NewKeys("page-key")
 	cfg.Decide.IdentitySecret = secret
 	cfg.HTTP.ProxyHeader = "X-Forwarded-For"
 	cfg.HTTP.RateLimits.Exempt = nil

@@ -48,6 +48,13 @@ type Engine struct {
 	configFile string   // watched and rewritten by reloads; "" for none
 	configSum  [32]byte // of the document in force
 	reloads    *prometheus.CounterVec
+	audit      *auditor
+	// pending is the config file's content not yet recorded (the audit
+	// topic was away) and its audit id, kept while it is tried again.
+	pending struct {
+		sum [32]byte
+		id  string
+	}
 }
 
 // Start starts every part of the engine; Run then serves until its
@@ -130,8 +137,13 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Engine
 	}
 	e.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tailor_config_reloads_total",
-		Help: "Configuration reloads (config file changed, or PUT /v1/admin/config), by result: applied or rejected.",
+		Help: "Configuration reloads (config file changed, or PUT /v1/admin/config), by result: applied, rejected (the config file's content was invalid), or unrecorded (not applied: its audit record could not be written).",
 	}, []string{"result"})
+	now := time.Now
+	if cfg.Clock != nil {
+		now = cfg.Clock
+	}
+	e.audit = &auditor{producer: e.producer, topic: e.topics.Audit, log: log, now: now}
 	reg.MustRegister(e.reloads, prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "tailor_decide_unverified_total",
 		Help: "Decide calls naming a userId without a valid userHash while identity verification is on: answered as for an unknown visitor.",
@@ -146,10 +158,11 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Engine
 		Admin:       e,
 		Erasures:    e,
 		Suppressed:  suppressed(cfg, e.processor.Reads()),
-		WriteKeys:   cfg.HTTP.WriteKeys,
-		ReadKeys:    cfg.HTTP.ReadKeys,
-		DecideKeys:  cfg.HTTP.DecideKeys,
-		AdminKeys:   cfg.HTTP.AdminKeys,
+		Auditor:     e.audit,
+		WriteKeys:   serveKeys(cfg.HTTP.WriteKeys),
+		ReadKeys:    serveKeys(cfg.HTTP.ReadKeys),
+		DecideKeys:  serveKeys(cfg.HTTP.DecideKeys),
+		AdminKeys:   serveKeys(cfg.HTTP.AdminKeys),
 		CORSOrigins: cfg.HTTP.CORSOrigins,
 		EventsTopic: e.topics.Events,
 		Limits:      limits,
@@ -190,6 +203,15 @@ func (e *Engine) Run(ctx context.Context) error {
 		err = perr
 	}
 	return errors.Join(err, e.Close())
+}
+
+// serveKeys returns the HTTP server's keys of a configured list.
+func serveKeys(ks config.Keys) []serve.Key {
+	out := make([]serve.Key, len(ks))
+	for i, k := range ks {
+		out[i] = serve.Key{Label: k.Label, Secret: k.Secret}
+	}
+	return out
 }
 
 // rateLimits returns the HTTP server's rate limits of a configuration.

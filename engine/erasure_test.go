@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tailorcdp/tailor/config"
 	"github.com/tailorcdp/tailor/internal/testkafka"
 	"github.com/tailorcdp/tailor/state"
 	"github.com/tailorcdp/tailor/stream"
@@ -58,7 +59,7 @@ func (r *running) waitErasure(t *testing.T, id string) erasure {
 // and nothing is erased.
 func TestErasure(t *testing.T) {
 	cfg := testConfig(t, testkafka.Brokers(t), testkafka.Prefix(t), t.TempDir())
-	cfg.HTTP.AdminKeys = []string{adminKey}
+	cfg.HTTP.AdminKeys = config.NewKeys(adminKey)
 	cfg.Segments = map[string]string{"french": `traits.country == "FR"`, "buyer": `rfm.frequency > 0`}
 	anon := ""
 	for i := 0; anon == ""; i++ {
@@ -148,7 +149,7 @@ func TestErasure(t *testing.T) {
 func TestErasureBrokerDown(t *testing.T) {
 	eachKillableBroker(t, func(t *testing.T, broker killableBroker) {
 		cfg := testConfig(t, broker.Addrs(), testkafka.Prefix(t), t.TempDir())
-		cfg.HTTP.AdminKeys = []string{adminKey}
+		cfg.HTTP.AdminKeys = config.NewKeys(adminKey)
 		e := startEngine(t, cfg)
 		if resp := e.post(t, "/v1/identify", `{"userId": "u1", "traits": {"plan": "pro"}}`); resp.Status != http.StatusOK {
 			t.Fatalf("identify: %d %s", resp.Status, resp.Body)

@@ -25,7 +25,7 @@ import (
 // it, an alias) answer the same export.
 func TestExport(t *testing.T) {
 	cfg := testConfig(t, testkafka.Brokers(t), testkafka.Prefix(t), t.TempDir())
-	cfg.HTTP.AdminKeys = []string{adminKey}
+	cfg.HTTP.AdminKeys = config.NewKeys(adminKey)
 	now := time.Date(2026, 11, 20, 12, 0, 0, 0, time.UTC)
 	cfg.Clock = func() time.Time { return now }
 	cfg.Aggregates = map[string]config.Aggregate{

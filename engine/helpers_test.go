@@ -26,8 +26,8 @@ func testConfig(t testing.TB, brokers []string, prefix, dataDir string) *config.
 	cfg := config.Default()
 	cfg.DataDir = dataDir
 	cfg.HTTP.Addr = "127.0.0.1:0"
-	cfg.HTTP.WriteKeys = []string{writeKey}
-	cfg.HTTP.ReadKeys = []string{readKey}
+	cfg.HTTP.WriteKeys = config.NewKeys(writeKey)
+	cfg.HTTP.ReadKeys = config.NewKeys(readKey)
 	cfg.Kafka.Brokers = brokers
 	cfg.Kafka.TopicPrefix = prefix
 	cfg.Kafka.Group = prefix + "engine"

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tailorcdp/tailor/audit"
 	"github.com/tailorcdp/tailor/config"
 	"github.com/tailorcdp/tailor/decide"
 	"github.com/tailorcdp/tailor/state"
@@ -52,50 +54,122 @@ type Changes struct {
 const configCheckInterval = 2 * time.Second
 
 // ReloadConfig replaces the running configuration's model sections with
-// those of the YAML document doc, and writes doc to the config file when
-// the engine runs from one. A document that does not parse, validate or
-// compile is an error wrapping config.ErrInvalid, and the running
-// configuration stays in force.
-func (e *Engine) ReloadConfig(doc []byte) (any, error) {
+// those of the YAML document doc, asked for by the admin key labelled by,
+// and writes doc to the config file when the engine runs from one. A
+// document that does not parse, validate or compile is an error wrapping
+// config.ErrInvalid (recorded as config.rejected, without waiting). The
+// reload is recorded on the audit topic before anything changes: when the
+// record cannot be written, the error wraps audit.ErrNotRecorded and the
+// running configuration stays in force.
+func (e *Engine) ReloadConfig(ctx context.Context, doc []byte, by string) (any, error) {
 	e.reloadMu.Lock()
 	defer e.reloadMu.Unlock()
+	id, sum := audit.NewID(), sha256.Sum256(doc)
 	next, compiled, err := e.prepare(doc, "PUT /v1/admin/config")
 	if err != nil {
+		e.rejected(id, by, "PUT /v1/admin/config", sum, err)
 		return nil, err
 	}
-	persisted := ""
+	res, merged := e.changes(next, compiled)
+	res.Persisted = e.configFile
+	if err := e.record(ctx, id, by, res, sum); err != nil {
+		return nil, err
+	}
 	if e.configFile != "" {
 		if err := writeFileAtomic(e.configFile, doc); err != nil {
-			return nil, fmt.Errorf("keep the new configuration in %s: %w", e.configFile, err)
+			err = fmt.Errorf("keep the new configuration in %s: %w", e.configFile, err)
+			e.audit.RecordLater(audit.Entry{ID: id, Action: audit.ConfigFailed, By: by, Detail: map[string]any{"sha256": hex.EncodeToString(sum[:]), "error": err.Error()}})
+			return nil, err
 		}
-		persisted = e.configFile
 	}
-	res := e.apply(next, compiled, sha256.Sum256(doc))
-	res.Persisted = persisted
+	e.apply(merged, compiled, sum, res)
 	return res, nil
 }
 
-// reloadFile reloads the config file when its content changed.
-func (e *Engine) reloadFile() {
+// record writes the config.reloaded entry of a reload about to be put in
+// force (the auditor follows a record that may yet be written with an
+// action.refused one).
+func (e *Engine) record(ctx context.Context, id, by string, res ReloadResult, sum [32]byte) error {
+	detail := map[string]any{
+		"source":     res.Source,
+		"sha256":     hex.EncodeToString(sum[:]),
+		"segments":   res.Segments,
+		"aggregates": res.Aggregates,
+		"placements": res.Placements,
+		"offers":     res.Offers,
+	}
+	if res.Persisted != "" {
+		detail["persisted"] = res.Persisted
+	}
+	if len(res.RestartNeeded) > 0 {
+		detail["restart_needed"] = res.RestartNeeded
+	}
+	err := e.audit.Record(ctx, audit.Entry{ID: id, Action: audit.ConfigReloaded, By: by, Detail: detail})
+	if err != nil {
+		e.reloads.WithLabelValues("unrecorded").Inc()
+	}
+	return err
+}
+
+// rejected records, without waiting, a document refused for its content.
+// The record names the document by its SHA-256 only: a configuration
+// holds secrets, and its problems may quote it.
+func (e *Engine) rejected(id, by, source string, sum [32]byte, err error) {
+	if !errors.Is(err, config.ErrInvalid) {
+		return
+	}
+	e.audit.RecordLater(audit.Entry{ID: id, Action: audit.ConfigRejected, By: by,
+		Detail: map[string]any{"source": source, "sha256": hex.EncodeToString(sum[:]), "problems": len(problemLines(err))}})
+}
+
+// problemLines splits a rejection into its problems, one per line.
+func problemLines(err error) []string {
+	var out []string
+	for _, line := range strings.Split(err.Error(), "\n") {
+		if line = strings.TrimSpace(line); line != "" {
+			out = append(out, line)
+		}
+	}
+	return out
+}
+
+// reloadFile reloads the config file when its content changed. A change
+// whose audit record cannot be written is not applied; it is tried again
+// at the next check, under the same audit id, until it is recorded.
+func (e *Engine) reloadFile(ctx context.Context) {
+	// Read under the lock: a reload through the admin API may be writing
+	// the file, and what was read before it must not undo it.
+	e.reloadMu.Lock()
+	defer e.reloadMu.Unlock()
 	doc, err := os.ReadFile(e.configFile)
 	if err != nil {
 		e.log.Warn("config file unreadable; the running configuration stays", "file", e.configFile, "err", err)
 		return
 	}
-	e.reloadMu.Lock()
-	defer e.reloadMu.Unlock()
 	sum := sha256.Sum256(doc)
 	if sum == e.configSum {
 		return
+	}
+	first := e.pending.sum != sum
+	if first {
+		e.pending.sum, e.pending.id = sum, audit.NewID()
 	}
 	next, compiled, err := e.prepare(doc, e.configFile)
 	if err != nil {
 		e.configSum = sum // reported once, not every check
 		e.reloads.WithLabelValues("rejected").Inc()
+		e.rejected(e.pending.id, audit.ByConfigFile, e.configFile, sum, err)
 		e.log.Error("config file rejected; the running configuration stays", "file", e.configFile, "err", err)
 		return
 	}
-	e.apply(next, compiled, sum)
+	res, merged := e.changes(next, compiled)
+	if err := e.record(ctx, e.pending.id, audit.ByConfigFile, res, sum); err != nil {
+		if first {
+			e.log.Error("config file change not applied: its audit record could not be written; tried again until it is", "file", e.configFile, "err", err)
+		}
+		return
+	}
+	e.apply(merged, compiled, sum, res)
 }
 
 // watchConfig reloads the config file when it changes, until ctx ends.
@@ -107,7 +181,7 @@ func (e *Engine) watchConfig(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			e.reloadFile()
+			e.reloadFile(ctx)
 		}
 	}
 }
@@ -131,8 +205,10 @@ func (e *Engine) prepare(doc []byte, source string) (*config.Config, Compiled, e
 	return next, compiled, nil
 }
 
-// apply puts a prepared configuration's model sections in force.
-func (e *Engine) apply(next *config.Config, compiled Compiled, sum [32]byte) ReloadResult {
+// changes returns what putting a prepared configuration in force would
+// change, and the configuration that would then run: next with the
+// running start-only sections.
+func (e *Engine) changes(next *config.Config, compiled Compiled) (ReloadResult, *config.Config) {
 	old := e.processor.Reads().Model()
 	res := ReloadResult{
 		Success:    true,
@@ -156,16 +232,21 @@ func (e *Engine) apply(next *config.Config, compiled Compiled, sum [32]byte) Rel
 		}
 		kept.Field(i).Set(running.Field(i))
 	}
+	return res, &merged
+}
+
+// apply puts a prepared configuration in force: merged and res are what
+// changes returned.
+func (e *Engine) apply(merged *config.Config, compiled Compiled, sum [32]byte, res ReloadResult) {
 	model := compiled.Store.Model
 	e.processor.SetModel(&model)
-	e.decider.Reload(e.decideConfig(next, compiled))
-	e.cfg = &merged
+	e.decider.Reload(e.decideConfig(merged, compiled))
+	e.cfg = merged
 	e.configSum = sum
 	e.reloads.WithLabelValues("applied").Inc()
-	e.log.Info("configuration reloaded", "source", next.Source,
+	e.log.Info("configuration reloaded", "source", res.Source,
 		"segments_added", res.Segments.Added, "segments_changed", res.Segments.Changed, "segments_removed", res.Segments.Removed,
 		"restart_needed", res.RestartNeeded)
-	return res
 }
 
 // startOnly reports whether a configuration section applies only at start.

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tailorcdp/tailor/config"
 	"github.com/tailorcdp/tailor/engine"
 	"github.com/tailorcdp/tailor/internal/testkafka"
 	"github.com/tailorcdp/tailor/serve"
@@ -39,7 +40,7 @@ func TestReload(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg.Source = file
-	cfg.HTTP.AdminKeys = []string{adminKey}
+	cfg.HTTP.AdminKeys = config.NewKeys(adminKey)
 	cfg.Segments = map[string]string{"adult": "traits.age >= 18"}
 	e := startEngine(t, cfg)
 	if resp := e.post(t, "/v1/batch", `{"batch": [

@@ -51,8 +51,8 @@ func schemathesis(t *testing.T) string {
 func TestSchemathesis(t *testing.T) {
 	st := schemathesis(t)
 	cfg := testConfig(t, testkafka.Brokers(t), testkafka.Prefix(t), t.TempDir())
-	cfg.HTTP.DecideKeys = []string{"page-key"}
-	cfg.HTTP.AdminKeys = []string{"admin-key"}
+	cfg.HTTP.DecideKeys = config.NewKeys("page-key")
+	cfg.HTTP.AdminKeys = config.NewKeys("admin-key")
 	cfg.HTTP.CORSOrigins = []string{"*"}
 	cfg.Decide.IdentitySecret = "site-secret"
 	cfg.Aggregates = map[string]config.Aggregate{"views": {Event: "Product Viewed", Fn: "count"}}

@@ -40,7 +40,7 @@ func tailorJSEngine(t testing.TB) (pages *http.ServeMux, pageURL string, e *runn
 func tailorJSConfig(t testing.TB, origin string) *config.Config {
 	cfg := testConfig(t, testkafka.Brokers(t), testkafka.Prefix(t), t.TempDir())
 	cfg.HTTP.CORSOrigins = []string{origin}
-	cfg.HTTP.DecideKeys = []string{decideKey}
+	cfg.HTTP.DecideKeys = config.NewKeys(decideKey)
 	cfg.Aggregates = map[string]config.Aggregate{"views": {Event: "Product Viewed", Fn: "count"}}
 	cfg.Segments = map[string]string{"browser": "views >= 2"}
 	cfg.Placements = map[string]config.Placement{

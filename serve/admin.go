@@ -1,11 +1,13 @@
 package serve
 
 import (
+	"context"
 	"errors"
 	"strings"
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/tailorcdp/tailor/audit"
 	"github.com/tailorcdp/tailor/config"
 )
 
@@ -24,7 +26,8 @@ func (s *Server) adminConfig(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	user, ok := basicUser(ctx)
-	if !checkKey(ctx, user, ok, s.cfg.AdminKeys, "admin key", "the Basic auth user name or a Bearer token") {
+	label, ok := checkKey(ctx, user, ok, s.cfg.AdminKeys, "admin key", "the Basic auth user name or a Bearer token")
+	if !ok {
 		return
 	}
 	body, release, err := s.readBody(ctx, maxConfigBody)
@@ -33,10 +36,16 @@ func (s *Server) adminConfig(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	defer release()
-	res, err := s.cfg.Admin.ReloadConfig(body)
+	// Not the request's context: the producer may keep a record's
+	// context after the answer, when fasthttp has reused the request's.
+	res, err := s.cfg.Admin.ReloadConfig(context.Background(), body, label)
 	switch {
 	case errors.Is(err, config.ErrInvalid):
 		writeJSON(ctx, fasthttp.StatusBadRequest, ErrorBody{Code: "invalid_config", Message: err.Error(), Error: err.Error(), Errors: problems(err)})
+	case errors.Is(err, audit.ErrNotRecorded):
+		// Nothing changed: the client may send it again.
+		s.log.Warn("config reload refused: its audit record could not be written", "by", label, "err", err)
+		writeError(ctx, fasthttp.StatusServiceUnavailable, "", err.Error()+"; the running configuration stays in force")
 	case err != nil:
 		s.log.Error("config reload failed", "err", err)
 		writeError(ctx, fasthttp.StatusInternalServerError, "", err.Error())

@@ -60,7 +60,7 @@ func BenchmarkCollect(b *testing.B) {
 		browserBatches = append(browserBatches, browser(bt))
 	}
 	for _, limited := range []bool{false, true} {
-		cfg := Config{WriteKeys: []string{"w"}, ReadKeys: []string{"r"}, EventsTopic: "events",
+		cfg := Config{WriteKeys: keys("w"), ReadKeys: keys("r"), EventsTopic: "events",
 			Limits: event.DefaultLimits(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 		suffix := ""
 		if limited {
@@ -164,7 +164,7 @@ func BenchmarkDecideHTTP(b *testing.B) {
 		{"ratelimited", "", benchLimits, anonymous},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
-			client := benchServer(b, Config{WriteKeys: []string{"w"}, ReadKeys: []string{"r"}, DecideKeys: []string{"d"},
+			client := benchServer(b, Config{WriteKeys: keys("w"), ReadKeys: keys("r"), DecideKeys: keys("d"),
 				Decisions: newDecider(b, bc.secret), RateLimits: bc.limits, Limits: event.DefaultLimits(),
 				Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, discard{}, noProfiles{})
 			benchPost(b, client, "/v1/decide", "d", bc.bodies)

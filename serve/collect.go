@@ -63,9 +63,11 @@ func (s *Server) collect(ctx *fasthttp.RequestCtx, typ event.Type, batch bool) {
 		return
 	}
 	user, hasAuth := basicUser(ctx)
-	if hasAuth && (!checkKey(ctx, user, true, s.cfg.WriteKeys, "write key", collectKeyHow) ||
-		!s.limits.allowKey(ctx, "collect", s.limits.collectKey, user)) {
-		return
+	if hasAuth {
+		if _, ok := checkKey(ctx, user, true, s.cfg.WriteKeys, "write key", collectKeyHow); !ok ||
+			!s.limits.allowKey(ctx, "collect", s.limits.collectKey, user) {
+			return
+		}
 	}
 	limit := s.cfg.Limits.MaxEventBytes
 	if batch {
@@ -139,8 +141,8 @@ func (s *Server) bodyKey(ctx *fasthttp.RequestCtx, key string, parsed bool, body
 	if key == "" {
 		key = string(ctx.QueryArgs().Peek("writeKey"))
 	}
-	return checkKey(ctx, key, true, s.cfg.WriteKeys, "write key", collectKeyHow) &&
-		s.limits.allowKey(ctx, "collect", s.limits.collectKey, key)
+	_, ok := checkKey(ctx, key, true, s.cfg.WriteKeys, "write key", collectKeyHow)
+	return ok && s.limits.allowKey(ctx, "collect", s.limits.collectKey, key)
 }
 
 // collectKeyHow says where a collect call's write key goes.

@@ -41,12 +41,15 @@ func (s *Server) decide(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	user, ok, refused := s.decideKey(ctx)
-	if refused || !checkKey(ctx, user, ok, s.decideKeys, "read or decide key", "the Basic auth user name, a Bearer token or (a decide key) the key query parameter") {
+	if refused {
+		return
+	}
+	if _, ok = checkKey(ctx, user, ok, s.decideKeys, "read or decide key", "the Basic auth user name, a Bearer token or (a decide key) the key query parameter"); !ok {
 		return
 	}
 	// A read key never leaves the site's servers: its calls need no
 	// userHash and are not rate limited. A decide key ships in pages.
-	trusted := validKey(user, s.cfg.ReadKeys)
+	_, trusted := validKey(user, s.cfg.ReadKeys)
 	if !trusted && (!s.limits.allowAddress(ctx, "decide", s.limits.decideAddress) ||
 		!s.limits.allowKey(ctx, "decide", s.limits.decideKey, user)) {
 		return
@@ -130,7 +133,7 @@ func (s *Server) decideKey(ctx *fasthttp.RequestCtx) (key string, present, refus
 	if len(q) == 0 {
 		return "", false, false
 	}
-	if validKey(string(q), s.cfg.ReadKeys) {
+	if _, read := validKey(string(q), s.cfg.ReadKeys); read {
 		writeError(ctx, fasthttp.StatusUnauthorized, "key", "a read key must not be sent in the URL: send it as the Basic auth user name or a Bearer token, from your servers only")
 		return "", false, true
 	}

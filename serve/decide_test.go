@@ -44,7 +44,7 @@ func TestDecideHandler(t *testing.T) {
 		"broken": errBroken,
 		"merged": &state.MergedError{Key: "merged", Into: "u9"},
 	}}
-	s := handlerServer(t, Config{Decisions: d, DecideKeys: []string{"d"}}, &recorder{}, noProfiles{})
+	s := handlerServer(t, Config{Decisions: d, DecideKeys: keys("d")}, &recorder{}, noProfiles{})
 	for _, tc := range []struct {
 		r      request
 		status int
@@ -99,7 +99,7 @@ func TestDecideHandler(t *testing.T) {
 // TestOffersHandler: the offers' report behind the read key, an empty one
 // without placements.
 func TestOffersHandler(t *testing.T) {
-	s := handlerServer(t, Config{Decisions: &decisionsFake{}, DecideKeys: []string{"d"}}, &recorder{}, noProfiles{})
+	s := handlerServer(t, Config{Decisions: &decisionsFake{}, DecideKeys: keys("d")}, &recorder{}, noProfiles{})
 	if a := serveOnce(s, request{method: "GET", uri: "/v1/offers", auth: "Bearer r"}); a.status != 200 || !strings.Contains(a.body, `"offer":"o1"`) {
 		t.Errorf("report: %d %s", a.status, a.body)
 	}

@@ -29,7 +29,7 @@ import (
 func startServer(t *testing.T, cfg Config, events Events, profiles Profiles) (string, *prometheus.Registry) {
 	t.Helper()
 	if cfg.WriteKeys == nil {
-		cfg.WriteKeys, cfg.ReadKeys = []string{"w"}, []string{"r"}
+		cfg.WriteKeys, cfg.ReadKeys = keys("w"), keys("r")
 	}
 	cfg.EventsTopic = "events"
 	if cfg.Limits == (event.Limits{}) {
@@ -360,7 +360,7 @@ func FuzzProfileKey(f *testing.F) {
 		f.Add(k)
 	}
 	profiles := &keyed{}
-	s, err := New(Config{WriteKeys: []string{"w"}, ReadKeys: []string{"r"}, EventsTopic: "events",
+	s, err := New(Config{WriteKeys: keys("w"), ReadKeys: keys("r"), EventsTopic: "events",
 		Limits: event.DefaultLimits(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))},
 		&recorder{}, profiles, prometheus.NewRegistry())
 	if err != nil {

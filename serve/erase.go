@@ -10,6 +10,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/tailorcdp/tailor/audit"
 	"github.com/tailorcdp/tailor/state"
 )
 
@@ -65,20 +66,36 @@ type ErasureAnswer struct {
 }
 
 // adminAllowed answers 403 when the admin API is off and 401 for a
-// request without an admin key, and reports whether it may go on.
-func (s *Server) adminAllowed(ctx *fasthttp.RequestCtx) bool {
+// request without an admin key, and reports whether it may go on, with
+// the label of its key.
+func (s *Server) adminAllowed(ctx *fasthttp.RequestCtx) (label string, ok bool) {
 	if len(s.cfg.AdminKeys) == 0 {
 		writeError(ctx, fasthttp.StatusForbidden, "", "the admin API is off: set http.admin_keys (--admin-keys) to turn it on")
-		return false
+		return "", false
 	}
 	user, ok := basicUser(ctx)
 	return checkKey(ctx, user, ok, s.cfg.AdminKeys, "admin key", "the Basic auth user name or a Bearer token")
 }
 
+// audit records an admin action on the audit topic, stamped now; nil
+// when the server records nothing (Config.Auditor).
+func (s *Server) audit(e audit.Entry) error {
+	if s.cfg.Auditor == nil {
+		return nil
+	}
+	e.At = s.cfg.Now()
+	// Not the request's context: the producer may keep a record's
+	// context after the answer, when fasthttp has reused the request's.
+	c, cancel := context.WithTimeout(context.Background(), s.cfg.ProduceTimeout)
+	defer cancel()
+	return s.cfg.Auditor.Record(c, e)
+}
+
 // erase serves DELETE /v1/profiles/{key}: 202 once the erasure is on the
 // events topic, with its id.
 func (s *Server) erase(ctx *fasthttp.RequestCtx, key string) {
-	if !s.adminAllowed(ctx) {
+	label, ok := s.adminAllowed(ctx)
+	if !ok {
 		return
 	}
 	if s.cfg.Erasures == nil {
@@ -95,12 +112,17 @@ func (s *Server) erase(ctx *fasthttp.RequestCtx, key string) {
 	}
 	c, cancel := context.WithTimeout(context.Background(), s.cfg.ProduceTimeout)
 	defer cancel()
-	id, err := s.cfg.Erasures.Erase(c, key, "")
+	id, err := s.cfg.Erasures.Erase(c, key, label)
 	if err != nil {
 		s.log.Warn("erasure not recorded", "err", err)
 		ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, "1")
 		writeError(ctx, fasthttp.StatusServiceUnavailable, "", "Kafka did not acknowledge the erasure in time: it may not be applied, ask again after Retry-After (an erasure asked for twice erases once): "+err.Error())
 		return
+	}
+	// The erasure happens now whatever the audit topic says: the
+	// partition that applies it records it as applied, exactly once.
+	if err := s.audit(audit.Entry{ID: id, Action: audit.ErasureRequested, By: label, Detail: map[string]any{"subject": audit.Subject(key)}}); err != nil {
+		s.log.Warn("erasure accepted, but its request could not be recorded on the audit topic; it will be when applied", "id", id, "err", err)
 	}
 	status := erasuresPrefix + id
 	ctx.Response.Header.Set("Location", status)
@@ -111,7 +133,7 @@ func (s *Server) erase(ctx *fasthttp.RequestCtx, key string) {
 // partition of the key it named to the partition of the profile that key
 // had been merged into, on this instance or the one holding it.
 func (s *Server) erasure(ctx *fasthttp.RequestCtx, id string) {
-	if !s.adminAllowed(ctx) {
+	if _, ok := s.adminAllowed(ctx); !ok {
 		return
 	}
 	if s.cfg.Erasures == nil {

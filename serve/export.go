@@ -7,6 +7,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/tailorcdp/tailor/audit"
 	"github.com/tailorcdp/tailor/state"
 )
 
@@ -34,7 +35,8 @@ type Exporter interface {
 // export serves the access export of key's profile (raw: the key as the
 // path has it, percent-encoded).
 func (s *Server) export(ctx *fasthttp.RequestCtx, raw string) {
-	if !s.adminAllowed(ctx) {
+	label, ok := s.adminAllowed(ctx)
+	if !ok {
 		return
 	}
 	if !ctx.IsGet() && !ctx.IsHead() {
@@ -75,6 +77,15 @@ func (s *Server) export(ctx *fasthttp.RequestCtx, raw string) {
 		s.log.Warn("profile export failed", "key", key, "err", err)
 		writeError(ctx, fasthttp.StatusServiceUnavailable, "", err.Error())
 	default:
+		// Recorded before anything is answered: an export that cannot be
+		// recorded does not happen.
+		if err := s.audit(audit.Entry{ID: audit.NewID(), Action: audit.ProfileExported, By: label,
+			Detail: map[string]any{"subject": audit.Subject(x.Key)}}); err != nil {
+			s.log.Warn("export refused: its audit record could not be written", "by", label, "err", err)
+			ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, "1")
+			writeError(ctx, fasthttp.StatusServiceUnavailable, "", err.Error()+"; nothing was exported")
+			return
+		}
 		s.markRead(ctx, key)
 		writeJSON(ctx, fasthttp.StatusOK, x)
 	}

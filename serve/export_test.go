@@ -29,7 +29,7 @@ func TestExportHandler(t *testing.T) {
 		views: map[string]state.View{"u1": {Key: "u1"}, "a/export": {Key: "a/export"}, "café": {Key: "café"}},
 		errs:  map[string]error{"broken": errBroken, "moved": &state.MergedError{Key: "moved", Into: "elsewhere"}},
 	}}
-	s := handlerServer(t, Config{Admin: &adminFake{}, AdminKeys: []string{"adm"}}, &recorder{}, profiles)
+	s := handlerServer(t, Config{Admin: &adminFake{}, AdminKeys: keys("adm")}, &recorder{}, profiles)
 	for _, tc := range []struct {
 		r      request
 		status int
@@ -71,7 +71,7 @@ func TestExportHandler(t *testing.T) {
 		}
 	}
 	// Profiles that cannot export.
-	s = handlerServer(t, Config{Admin: &adminFake{}, AdminKeys: []string{"adm"}}, &recorder{}, &profiles.profileFake)
+	s = handlerServer(t, Config{Admin: &adminFake{}, AdminKeys: keys("adm")}, &recorder{}, &profiles.profileFake)
 	if a := serveOnce(s, request{method: "GET", uri: "/v1/profiles/u1/export", auth: "Bearer adm"}); a.status != 404 {
 		t.Errorf("without an Exporter: %d %s, want 404", a.status, a.body)
 	}
@@ -88,7 +88,7 @@ func (k *keyedExports) Export(key string) (state.Export, error) {
 // TestExportForwarded: an export of a key another instance holds is sent
 // on to it, the key as sent, and answered from there.
 func TestExportForwarded(t *testing.T) {
-	cfg := Config{Admin: &adminFake{}, AdminKeys: []string{"adm"}}
+	cfg := Config{Admin: &adminFake{}, AdminKeys: keys("adm")}
 	owner := &keyedExports{}
 	ownerAddr, _ := startServer(t, cfg, &recorder{}, owner)
 	front := &keyedExports{keyed{owner: ownerAddr}}

@@ -24,12 +24,21 @@ import (
 // Profiles, Decisions, Admin) say what each handler asked for and give the
 // answers a branch needs.
 
+// keys returns keys labelled "label-" and their secret.
+func keys(secrets ...string) []Key {
+	out := make([]Key, len(secrets))
+	for i, secret := range secrets {
+		out[i] = Key{Label: "label-" + secret, Secret: secret}
+	}
+	return out
+}
+
 // handlerServer returns a server of cfg (write key "w", read key "r",
 // unless cfg names keys) over events and profiles.
 func handlerServer(t *testing.T, cfg Config, events Events, profiles Profiles) *Server {
 	t.Helper()
 	if cfg.WriteKeys == nil {
-		cfg.WriteKeys, cfg.ReadKeys = []string{"w"}, []string{"r"}
+		cfg.WriteKeys, cfg.ReadKeys = keys("w"), keys("r")
 	}
 	cfg.EventsTopic = "events"
 	if cfg.Limits == (event.Limits{}) {

@@ -85,7 +85,7 @@ func TestRateLimits(t *testing.T) {
 	const burst = 3
 	slow := RateLimit{PerSecond: 0.01, Burst: burst} // a token every 100 s: none comes back during the test
 	addr, reg := startServer(t, Config{
-		WriteKeys: []string{"w", "w2"}, ReadKeys: []string{"r"}, DecideKeys: []string{"d", "d2"},
+		WriteKeys: keys("w", "w2"), ReadKeys: keys("r"), DecideKeys: keys("d", "d2"),
 		CORSOrigins: []string{"https://shop.example"},
 		Decisions:   newDecider(t, ""),
 		RateLimits: RateLimits{CollectAddress: slow, DecideAddress: slow, DecideKey: RateLimit{PerSecond: 0.01, Burst: 2 * burst},

@@ -23,6 +23,7 @@ import (
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttpadaptor"
 
+	"github.com/tailorcdp/tailor/audit"
 	"github.com/tailorcdp/tailor/event"
 	"github.com/tailorcdp/tailor/state"
 	"github.com/tailorcdp/tailor/web"
@@ -59,10 +60,13 @@ type Profiles interface {
 // Admin changes the running engine.
 type Admin interface {
 	// ReloadConfig replaces the running configuration with a YAML
-	// document and returns what changed. An error wrapping
-	// config.ErrInvalid rejects the document and leaves the running
-	// configuration in force.
-	ReloadConfig(doc []byte) (any, error)
+	// document, asked for by the admin key labelled by, and returns what
+	// changed. The reload is recorded on the audit topic before it takes
+	// effect. An error wrapping config.ErrInvalid rejects the document;
+	// one wrapping audit.ErrNotRecorded refuses the reload because its
+	// record could not be written. Either way the running configuration
+	// stays in force.
+	ReloadConfig(ctx context.Context, doc []byte, by string) (any, error)
 }
 
 // SegmentInfo describes a configured segment for GET /v1/segments.
@@ -72,21 +76,37 @@ type SegmentInfo struct {
 	Size int64  `json:"size"`
 }
 
+// Key is a key the API accepts, and the label that names it in logs and
+// on the audit topic: never the secret.
+type Key struct {
+	Label  string
+	Secret string
+}
+
+// Auditor records admin actions on the audit topic. Record returns once
+// the record is acknowledged by every in-sync replica, or with an error
+// wrapping audit.ErrNotRecorded; an admin action whose record fails does
+// not happen, and is answered 503. Give it a context of its own, not the
+// request's: the producer may keep it after the answer.
+type Auditor interface {
+	Record(ctx context.Context, e audit.Entry) error
+}
+
 // Config configures the HTTP server.
 type Config struct {
 	// WriteKeys are accepted by the collect API (Basic auth user name, as
 	// Segment's SDKs send it, the body's writeKey, or the writeKey query
 	// parameter).
-	WriteKeys []string
+	WriteKeys []Key
 	// ReadKeys are accepted by the profile API (Basic auth user name or a
 	// Bearer token). They must differ from the write keys.
-	ReadKeys []string
+	ReadKeys []Key
 	// EventsTopic is the topic accepted events are produced to.
 	EventsTopic string
 	Limits      event.Limits
 	// DecideKeys are accepted by the decide endpoint only, besides the
 	// read keys: unlike read keys they may ship in web pages.
-	DecideKeys []string
+	DecideKeys []Key
 	// CORSOrigins may call the decide and collect endpoints from browsers
 	// ("*": any).
 	CORSOrigins []string
@@ -95,7 +115,10 @@ type Config struct {
 	// Admin serves PUT /v1/admin/config to AdminKeys (nil or no keys:
 	// the admin API is off).
 	Admin     Admin
-	AdminKeys []string
+	AdminKeys []Key
+	// Auditor records the admin actions serve performs itself (nil: none
+	// is recorded); a configuration reload is recorded by Admin.
+	Auditor Auditor
 	// Erasures serves DELETE /v1/profiles/{key} and GET
 	// /v1/erasures/{id} to AdminKeys (nil: 501).
 	Erasures Erasures
@@ -140,7 +163,7 @@ type Server struct {
 	openapiDoc    []byte            // openapi.yaml as JSON
 	script        *web.Asset        // tailor.js (tailorjs.go)
 	decisions     Decisions
-	decideKeys    []string // read keys and decide keys
+	decideKeys    []Key // read keys and decide keys
 	decideScratch sync.Pool
 	fwd           forwarder
 }
@@ -150,7 +173,7 @@ type Server struct {
 func New(cfg Config, events Events, profiles Profiles, reg *prometheus.Registry) (*Server, error) {
 	for _, rk := range cfg.ReadKeys {
 		for _, wk := range cfg.WriteKeys {
-			if rk == wk {
+			if rk.Secret == wk.Secret {
 				return nil, errors.New("a read key is also a write key: they must differ, so that a key shipped in a web page cannot read profiles")
 			}
 		}
@@ -199,7 +222,7 @@ func New(cfg Config, events Events, profiles Profiles, reg *prometheus.Registry)
 		}
 	}
 	s.decisions = cfg.Decisions
-	s.decideKeys = append(append([]string(nil), cfg.ReadKeys...), cfg.DecideKeys...)
+	s.decideKeys = append(append([]Key(nil), cfg.ReadKeys...), cfg.DecideKeys...)
 	s.decideScratch.New = func() any { return &decideScratch{out: make([]byte, 0, 4096)} }
 	s.parsers.New = func() any {
 		p := event.NewParser(cfg.Limits)
@@ -387,27 +410,33 @@ func basicUser(ctx *fasthttp.RequestCtx) (string, bool) {
 }
 
 // checkKey answers 401 and returns false unless key (present says whether
-// the request carried one) is among keys; how says where to send it.
-func checkKey(ctx *fasthttp.RequestCtx, key string, present bool, keys []string, what, how string) bool {
-	switch {
-	case !present || key == "":
+// the request carried one) is among keys; how says where to send it. It
+// returns the label of the key that matched.
+func checkKey(ctx *fasthttp.RequestCtx, key string, present bool, keys []Key, what, how string) (label string, ok bool) {
+	if !present || key == "" {
 		ctx.Response.Header.Set(fasthttp.HeaderWWWAuthenticate, `Basic realm="tailor"`)
 		writeError(ctx, fasthttp.StatusUnauthorized, "", "missing "+what+": send it as "+how)
-		return false
-	case !validKey(key, keys):
-		writeError(ctx, fasthttp.StatusUnauthorized, "", "invalid "+what)
-		return false
+		return "", false
 	}
-	return true
+	if label, ok = validKey(key, keys); !ok {
+		writeError(ctx, fasthttp.StatusUnauthorized, "", "invalid "+what)
+	}
+	return label, ok
 }
 
-// validKey compares in constant time, so timing does not reveal a key.
-func validKey(key string, keys []string) bool {
-	ok := 0
-	for _, k := range keys {
-		ok |= subtle.ConstantTimeCompare([]byte(key), []byte(k))
+// validKey returns the label of the key among keys that key is. It
+// compares with every key in constant time, so that timing reveals
+// neither a key nor which one matched.
+func validKey(key string, keys []Key) (label string, ok bool) {
+	match := -1
+	for i, k := range keys {
+		eq := subtle.ConstantTimeCompare([]byte(key), []byte(k.Secret))
+		match = subtle.ConstantTimeSelect(eq, i, match)
 	}
-	return ok == 1 && key != ""
+	if match < 0 || key == "" {
+		return "", false
+	}
+	return keys[match].Label, true
 }
 
 // readAllowed checks a read endpoint's method and key, answering the
@@ -418,7 +447,8 @@ func (s *Server) readAllowed(ctx *fasthttp.RequestCtx) bool {
 		return false
 	}
 	user, ok := basicUser(ctx)
-	return checkKey(ctx, user, ok, s.cfg.ReadKeys, "read key", "the Basic auth user name or a Bearer token")
+	_, ok = checkKey(ctx, user, ok, s.cfg.ReadKeys, "read key", "the Basic auth user name or a Bearer token")
+	return ok
 }
 
 // segments serves the configured segments with their sizes.

@@ -44,7 +44,7 @@ func (noProfiles) Owner(string) (string, bool)            { return "", true }
 // every event arrives once, intact, stamped and keyed by its profile key.
 func TestConcurrentCollect(t *testing.T) {
 	rec := &recorder{}
-	s, err := New(Config{WriteKeys: []string{"w"}, ReadKeys: []string{"r"}, EventsTopic: "events",
+	s, err := New(Config{WriteKeys: keys("w"), ReadKeys: keys("r"), EventsTopic: "events",
 		Limits: event.DefaultLimits(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))},
 		rec, noProfiles{}, prometheus.NewRegistry())
 	if err != nil {
@@ -102,5 +102,29 @@ func TestConcurrentCollect(t *testing.T) {
 			t.Fatalf("record key %q topic %q: %s", r.Key, r.Topic, r.Value)
 		}
 		ids[id] = true
+	}
+}
+
+// TestValidKey: the label returned is that of the key matched, whichever
+// its place; no key, an empty one or a prefix of one matches nothing.
+func TestValidKey(t *testing.T) {
+	list := []Key{{Label: "ops", Secret: "s3cret"}, {Label: "ci", Secret: "other"}, {Label: "web", Secret: "s3cret-2"}}
+	for _, tc := range []struct {
+		key, label string
+		ok         bool
+	}{
+		{"s3cret", "ops", true},
+		{"other", "ci", true},
+		{"s3cret-2", "web", true},
+		{"s3cre", "", false},
+		{"", "", false},
+		{"ops", "", false},
+	} {
+		if label, ok := validKey(tc.key, list); label != tc.label || ok != tc.ok {
+			t.Errorf("validKey(%q) = %q, %v; want %q, %v", tc.key, label, ok, tc.label, tc.ok)
+		}
+	}
+	if _, ok := validKey("x", nil); ok {
+		t.Error("a key matched an empty list")
 	}
 }

@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/tailorcdp/tailor/audit"
 	"github.com/tailorcdp/tailor/state"
 )
 
@@ -122,6 +124,16 @@ func (p *Processor) applyErase(batch *state.Batch, part *partition, r *kgo.Recor
 	}
 	if err := batch.KeepErasure(out); err != nil {
 		return nil, err
+	}
+	if out.State == state.ErasureDone {
+		rec, err := audit.Entry{ID: e.ID, Action: audit.ErasureApplied, At: time.UnixMilli(out.AppliedAt), By: e.By, Detail: map[string]any{
+			"subject": audit.Subject(key), "found": out.Found, "removed": out.Removed, "suppressed": out.Suppressed,
+			"requestedAt": time.UnixMilli(out.RequestedAt).UTC(),
+		}}.Record(p.cfg.Topics.Audit)
+		if err != nil {
+			return nil, err
+		}
+		sends = append(sends, rec)
 	}
 	p.m.erasures.WithLabelValues(out.State).Inc()
 	if out.RequestedAt > 0 && out.State == state.ErasureDone {

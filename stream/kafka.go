@@ -24,6 +24,7 @@ type Topics struct {
 	DeadLetter string // invalid input records with the reason
 	Progress   string // compacted: per input partition, how far outputs were produced
 	Stats      string // compacted: per input partition, its statistics, for every instance
+	Audit      string // compacted: admin actions, keyed by action id (package audit)
 }
 
 // NewTopics returns the topic names under prefix ("tailor." gives
@@ -36,6 +37,7 @@ func NewTopics(prefix string) Topics {
 		DeadLetter: prefix + "deadletter",
 		Progress:   prefix + "progress",
 		Stats:      prefix + "stats",
+		Audit:      prefix + "audit",
 	}
 }
 
@@ -60,7 +62,8 @@ func EventsRetention(d time.Duration) TopicOption {
 }
 
 // EnsureTopics creates the topics that do not exist yet, with partitions
-// partitions each (the changelog compacted), and returns the partition count
+// partitions each (the changelog, progress, stats and audit topics
+// compacted), and returns the partition count
 // of the events topic, which is what keys are routed by. An events topic
 // that already exists keeps its count: changing it is a migration.
 func EnsureTopics(ctx context.Context, cl *kgo.Client, t Topics, partitions int32, replication int16, opts ...TopicOption) (int32, error) {
@@ -86,6 +89,7 @@ func EnsureTopics(ctx context.Context, cl *kgo.Client, t Topics, partitions int3
 		{t.DeadLetter, nil},
 		{t.Progress, map[string]*string{"cleanup.policy": &compact}},
 		{t.Stats, map[string]*string{"cleanup.policy": &compact}},
+		{t.Audit, map[string]*string{"cleanup.policy": &compact}},
 	}
 	for _, c := range create {
 		resp, err := adm.CreateTopic(ctx, partitions, replication, c.configs, c.name)

@@ -28,10 +28,10 @@ func (b *benchRun) engine(ctx context.Context) (string, error) {
 	}
 	b.readKey, b.writer = b.o.readKey, b.o.writeKey
 	if b.readKey == "" && len(b.cfg.HTTP.ReadKeys) > 0 {
-		b.readKey = b.cfg.HTTP.ReadKeys[0]
+		b.readKey = b.cfg.HTTP.ReadKeys[0].Secret
 	}
 	if b.writer == "" && len(b.cfg.HTTP.WriteKeys) > 0 {
-		b.writer = b.cfg.HTTP.WriteKeys[0]
+		b.writer = b.cfg.HTTP.WriteKeys[0].Secret
 	}
 	if b.o.engines != "" {
 		b.addr = strings.Split(b.o.engines, ",")[0]

@@ -73,7 +73,7 @@ func runDemo(ctx context.Context, cfg *config.Config, shopAddr, ajs string, stdo
 		cfg.HTTP.CORSOrigins = append(cfg.HTTP.CORSOrigins, fmt.Sprintf("http://localhost:%d", a.Port))
 	}
 	if len(cfg.HTTP.DecideKeys) == 0 {
-		cfg.HTTP.DecideKeys = []string{demoDecideKey}
+		cfg.HTTP.DecideKeys = config.NewKeys(demoDecideKey)
 	}
 	log := engine.NewLogger(cfg)
 	e, err := engine.Start(ctx, cfg, log)
@@ -85,8 +85,8 @@ func runDemo(ctx context.Context, cfg *config.Config, shopAddr, ajs string, stdo
 		e.Close()
 		return fmt.Errorf("engine address %s: %w", e.HTTPAddr(), err)
 	}
-	shop, err := web.NewShop(web.ShopConfig{Engine: browserURL(tcp), WriteKey: cfg.HTTP.WriteKeys[0],
-		DecideKey: cfg.HTTP.DecideKeys[0], ReadKey: cfg.HTTP.ReadKeys[0], AnalyticsJS: ajs})
+	shop, err := web.NewShop(web.ShopConfig{Engine: browserURL(tcp), WriteKey: cfg.HTTP.WriteKeys[0].Secret,
+		DecideKey: cfg.HTTP.DecideKeys[0].Secret, ReadKey: cfg.HTTP.ReadKeys[0].Secret, AnalyticsJS: ajs})
 	if err != nil {
 		e.Close()
 		return err
