@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sort"
 
 	"github.com/dgraph-io/badger/v4"
 )
@@ -186,21 +185,7 @@ func (b *Batch) Erase(key string, req ErasureRequest) (*Erasure, error) {
 func (b *Batch) eraseProfile(key string, p *Profile, mark erasedMark, out *Erasure) error {
 	out.Found = true
 	out.Removed.Profiles = 1
-	delete(b.profiles, key)
-	if b.removed == nil {
-		b.removed = make(map[string]*Profile)
-	}
-	b.removed[key] = p
-	names := make([]string, 0, len(p.Segments))
-	for name := range p.Segments {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	now := b.now()
-	for _, name := range names {
-		b.changes = append(b.changes, KeyedChange{Key: key, Reason: ReasonErased, Change: Change{Segment: name, At: now}})
-	}
-	out.Removed.Segments = len(names)
+	out.Removed.Segments = b.remove(key, p, ReasonErased)
 	orders, err := b.takeOrders(key)
 	if err != nil {
 		return fmt.Errorf("erase %q: %w", key, err)

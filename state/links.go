@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sort"
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/tailorcdp/tailor/event"
@@ -147,20 +146,7 @@ func (b *Batch) Link(from, to string) (moved []byte, err error) {
 	if p == nil {
 		return nil, nil
 	}
-	delete(b.profiles, from)
-	if b.removed == nil {
-		b.removed = make(map[string]*Profile)
-	}
-	b.removed[from] = p
-	now := b.now()
-	names := make([]string, 0, len(p.Segments))
-	for name := range p.Segments {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	for _, name := range names {
-		b.changes = append(b.changes, KeyedChange{Key: from, Change: Change{Segment: name, At: now}})
-	}
+	b.remove(from, p, "")
 	if p.movedOrders, err = b.takeOrders(from); err != nil {
 		return nil, err
 	}

@@ -60,21 +60,8 @@ func (b *Batch) expired(p *Profile, at int64) bool {
 // it out of the segment sizes; the RFM histograms stop counting it at
 // commit.
 func (b *Batch) expire(key string, p *Profile) error {
-	delete(b.profiles, key)
-	if b.removed == nil {
-		b.removed = make(map[string]*Profile)
-	}
-	b.removed[key] = p
+	b.remove(key, p, ReasonRetention)
 	b.expiredN++
-	names := make([]string, 0, len(p.Segments))
-	for name := range p.Segments {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	now := b.now()
-	for _, name := range names {
-		b.changes = append(b.changes, KeyedChange{Key: key, Reason: ReasonRetention, Change: Change{Segment: name, At: now}})
-	}
 	b.expiring = append(b.expiring, key) // their order ids: dropOrders
 	for _, id := range p.AnonymousIDs {
 		to, err := getAlias(b.txn, id)
@@ -145,3 +132,25 @@ func (b *Batch) Unlink(from, to string) error {
 
 // Expired returns how many profiles the batch deleted for retention.
 func (b *Batch) Expired() int { return b.expiredN }
+
+// remove takes p, key's profile as the batch found it, out of the batch:
+// its key and wake-up are deleted at commit (commitLinks), the RFM
+// histograms stop counting it, and each segment it was in ends with an
+// exited change for reason. It returns how many segments it left.
+func (b *Batch) remove(key string, p *Profile, reason string) int {
+	delete(b.profiles, key)
+	if b.removed == nil {
+		b.removed = make(map[string]*Profile)
+	}
+	b.removed[key] = p
+	names := make([]string, 0, len(p.Segments))
+	for name := range p.Segments {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	now := b.now()
+	for _, name := range names {
+		b.changes = append(b.changes, KeyedChange{Key: key, Reason: reason, Change: Change{Segment: name, At: now}})
+	}
+	return len(names)
+}

@@ -158,14 +158,11 @@ func topicsProducer(t *testing.T, brokers []string, prefix string, partitions in
 	return producer
 }
 
-// TestCrashSafety imports the Online Retail data set twice (the second time
-// every messageId is a duplicate) while the engine is killed with SIGKILL
-// again and again, then checks every customer's profile against the CSV:
-// nothing lost, nothing counted twice.
-func TestCrashSafety(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and kills child processes")
-	}
+// retailData returns the Online Retail history as events, and each
+// customer's facts computed from the CSV; it skips t without the data
+// set.
+func retailData(t *testing.T) (*bytes.Buffer, map[string]*dataset.CustomerFacts) {
+	t.Helper()
 	if _, err := os.Stat(retailCSV); err != nil {
 		t.Skipf("data set not present: %v", err)
 	}
@@ -185,6 +182,18 @@ func TestCrashSafety(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return &events, truth
+}
+
+// TestCrashSafety imports the Online Retail data set twice (the second time
+// every messageId is a duplicate) while the engine is killed with SIGKILL
+// again and again, then checks every customer's profile against the CSV:
+// nothing lost, nothing counted twice.
+func TestCrashSafety(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and kills child processes")
+	}
+	events, truth := retailData(t)
 
 	t.Setenv("TAILOR_CHANGELOG", "true") // the children's: checkRestore
 	bin := buildTailor(t)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -55,29 +54,11 @@ func TestErasureCrashSafety(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and kills child processes")
 	}
-	if _, err := os.Stat(retailCSV); err != nil {
-		t.Skipf("data set not present: %v", err)
-	}
-	open := func() io.Reader {
-		f, err := dataset.OpenMaybeGzip(retailCSV, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { f.Close() })
-		return bufio.NewReader(f)
-	}
-	var events bytes.Buffer
-	if _, err := dataset.WriteRetailEvents(open(), &events); err != nil {
-		t.Fatal(err)
-	}
-	truth, err := dataset.RetailFacts(open())
-	if err != nil {
-		t.Fatal(err)
-	}
+	events, truth := retailData(t)
 	seed := uint64(time.Now().UnixNano())
 	rng := rand.New(rand.NewPCG(seed, 5))
 	t.Logf("seed %d", seed)
-	people := drawErased(truth, rng, &events)
+	people := drawErased(truth, rng, events)
 
 	t.Setenv("TAILOR_CHANGELOG", "true")
 	t.Setenv("TAILOR_SUPPRESS_ERASED", "true")
@@ -96,7 +77,7 @@ segments:
 	}
 	args := append(crashArgs(configFile, brokers, prefix, "erasure-test", dataDir), "--admin-keys", "erasure-admin")
 	producer := crashProducer(t, brokers, prefix)
-	if _, err := stream.Import(context.Background(), &events, stream.ImportOptions{Producer: producer, Topic: prefix + "events", Limits: event.DefaultLimits()}); err != nil {
+	if _, err := stream.Import(context.Background(), events, stream.ImportOptions{Producer: producer, Topic: prefix + "events", Limits: event.DefaultLimits()}); err != nil {
 		t.Fatal(err)
 	}
 	c := startChild(t, bin, args...)
