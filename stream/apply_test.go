@@ -161,12 +161,12 @@ func TestApplyRecord(t *testing.T) {
 // TestOutcomeNames: every outcome has the metric label docs/operations.md names.
 func TestOutcomeNames(t *testing.T) {
 	for o, want := range map[outcome]string{applied: OutcomeApplied, duplicate: OutcomeDuplicate,
-		deadLettered: OutcomeDeadLetter, rerouted: OutcomeRerouted, identity: OutcomeIdentity} {
+		deadLettered: OutcomeDeadLetter, rerouted: OutcomeRerouted, identity: OutcomeIdentity, erased: OutcomeErased} {
 		if o.String() != want || want == "" {
 			t.Errorf("outcome %d is %q, want %q", o, o.String(), want)
 		}
 	}
-	if got := numOutcomes.String(); got != "outcome(5)" {
+	if got := numOutcomes.String(); got != "outcome(6)" {
 		t.Errorf("unknown outcome is %q", got)
 	}
 }
