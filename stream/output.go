@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strconv"
 	"strings"
 	"sync"
@@ -56,6 +57,16 @@ func newOutput(client ClientConfig, group string, t Topics, partition int32, pro
 		kgo.TransactionalID(id),
 		kgo.TransactionTimeout(10*time.Second), // one batch; bounds the wait for a dead owner's transaction
 		kgo.ProducerLinger(0),
+		// Under Kafka's transactions v2 (KIP-890, Apache Kafka 4), a
+		// batch produced just after the previous transaction ended may
+		// be answered CONCURRENT_TRANSACTIONS while that one's markers
+		// are written (a few milliseconds); the client retries it after
+		// a metadata refresh, which by default waits up to 5 s since the
+		// last one, and a backoff of 250 ms growing to 5 s. A batch's
+		// outputs are on the apply path: refresh within 100 ms, back
+		// off from 10 ms (BENCHMARKS.md: transactions on Apache Kafka).
+		kgo.MetadataMinAge(100*time.Millisecond),
+		kgo.RetryBackoffFn(outputBackoff),
 		kgo.RecordPartitioner(newOutputPartitioner(t.Changelog)),
 	)
 	cl, err := kgo.NewClient(opts...)
@@ -72,6 +83,13 @@ func newOutput(client ClientConfig, group string, t Topics, partition int32, pro
 		markerKey:       key,
 		markerPartition: PartitionOf(string(key), progressPartitions),
 	}, nil
+}
+
+// outputBackoff is the transactional producers' backoff before the
+// tries-th retry: 10 ms doubling to 1 s, with up to a fifth of jitter.
+func outputBackoff(tries int) time.Duration {
+	d := min(10*time.Millisecond<<min(max(tries-1, 0), 7), time.Second)
+	return d - time.Duration(rand.Int64N(int64(d/5)+1))
 }
 
 // progress is a progress marker: the offset after the records whose
