@@ -7,9 +7,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tailorcdp/tailor/config"
 	"github.com/tailorcdp/tailor/internal/testkafka"
 	"github.com/tailorcdp/tailor/state"
 	"github.com/tailorcdp/tailor/stream"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // TestTraitProvenance: identify calls over HTTP and through tailor import
@@ -45,6 +47,13 @@ func TestTraitProvenance(t *testing.T) {
 		t.Fatalf("import: %v; %s", err, stats)
 	}
 
+	// Produced straight to the events topic, with no library: api.
+	raw := &kgo.Record{Topic: e.Topics().Events, Key: []byte("dave"),
+		Value: []byte(`{"type": "identify", "userId": "dave", "timestamp": "2026-03-01T10:00:00Z", "traits": {"plan": "free"}}`)}
+	if err := p.Produce(context.Background(), raw); err != nil {
+		t.Fatal(err)
+	}
+
 	type trait struct{ value, source, unnormalised string }
 	for key, want := range map[string]map[string]trait{
 		"jane": {
@@ -53,9 +62,11 @@ func TestTraitProvenance(t *testing.T) {
 			"plan":  {`"pro"`, "analytics.js", ""},
 		},
 		"bob": {
-			"phone": {`"12"`, "api", "not a valid phone number for region GB"},
-			"email": {`42`, "api", "not a string: number"},
+			// No library: the label of the write key collect took it with.
+			"phone": {`"12"`, "key:" + config.DerivedLabel(writeKey), "not a valid phone number for region GB"},
+			"email": {`42`, "key:" + config.DerivedLabel(writeKey), "not a string: number"},
 		},
+		"dave": {"plan": {`"free"`, "api", ""}},
 		"carol": {
 			"email": {`"carol@x.co"`, "import", ""},
 			"phone": {`"+33612345678"`, "analytics-python", ""},
@@ -77,7 +88,7 @@ func TestTraitProvenance(t *testing.T) {
 	}
 	// The events topic keeps what was sent.
 	sent := false
-	for _, r := range testkafka.Consume(t, brokers, e.Topics().Events, 4, 10*time.Second) {
+	for _, r := range testkafka.Consume(t, brokers, e.Topics().Events, 5, 10*time.Second) {
 		sent = sent || strings.Contains(string(r.Value), `"email":"  Jane@Shop.Example "`)
 	}
 	if !sent {

@@ -87,6 +87,11 @@ type Event struct {
 	// Windows and "latest wins" decisions use it, never the arrival time.
 	Time       time.Time
 	ReceivedAt time.Time
+	// KeyLabel is the label of the write key the collect API took the
+	// event with: not in its JSON, but in its record's HeaderKeyLabel,
+	// which the consumer copies here. Empty for events produced to Kafka
+	// by others.
+	KeyLabel string
 
 	Properties *fastjson.Value // object or nil
 	// Traits are the call's traits (identify and group; object or nil).
@@ -144,6 +149,10 @@ func (e *Event) SetString(name, str string) {
 	}
 	e.Root.Set(name, v)
 }
+
+// HeaderKeyLabel is the header of an events topic record that names the
+// label of the write key collect took it with (never the key).
+const HeaderKeyLabel = "tailor.key-label"
 
 // Stamp sets what the receiving side knows on the event object: its receive
 // time (overwriting a client's, as Segment does), the messageId when the

@@ -63,8 +63,10 @@ func (s *Server) collect(ctx *fasthttp.RequestCtx, typ event.Type, batch bool) {
 		return
 	}
 	user, hasAuth := basicUser(ctx)
+	label := ""
 	if hasAuth {
-		if _, ok := checkKey(ctx, user, true, s.cfg.WriteKeys, "write key", collectKeyHow); !ok ||
+		var ok bool
+		if label, ok = checkKey(ctx, user, true, s.cfg.WriteKeys, "write key", collectKeyHow); !ok ||
 			!s.limits.allowKey(ctx, "collect", s.limits.collectKey, user) {
 			return
 		}
@@ -89,19 +91,25 @@ func (s *Server) collect(ctx *fasthttp.RequestCtx, typ event.Type, batch bool) {
 	now := s.cfg.Now().UTC()
 	if batch {
 		b, err := parser.ParseBatch(body, now)
-		if !hasAuth && !s.bodyKey(ctx, b.WriteKey, err == nil, body) {
-			return
+		if !hasAuth {
+			var ok bool
+			if label, ok = s.bodyKey(ctx, b.WriteKey, err == nil, body); !ok {
+				return
+			}
 		}
 		if err != nil {
 			eventError(ctx, err)
 			return
 		}
-		s.collectBatch(ctx, parser, &b, now)
+		s.collectBatch(ctx, parser, &b, now, label)
 		return
 	}
 	ev, err := parser.Parse(body, typ, now)
-	if !hasAuth && !s.bodyKey(ctx, writeKeyOf(&ev), err == nil, body) {
-		return
+	if !hasAuth {
+		var ok bool
+		if label, ok = s.bodyKey(ctx, writeKeyOf(&ev), err == nil, body); !ok {
+			return
+		}
 	}
 	if err != nil {
 		s.refused.Inc()
@@ -119,7 +127,7 @@ func (s *Server) collect(ctx *fasthttp.RequestCtx, typ event.Type, batch bool) {
 		eventError(ctx, err)
 		return
 	}
-	if !s.produce(ctx, []*kgo.Record{s.record(&ev, value, now)}) {
+	if !s.produce(ctx, []*kgo.Record{s.record(&ev, value, now, label)}) {
 		return
 	}
 	s.accepted.Inc()
@@ -129,20 +137,21 @@ func (s *Server) collect(ctx *fasthttp.RequestCtx, typ event.Type, batch bool) {
 }
 
 // bodyKey checks the write key of a collect call without Basic auth and
-// the key's rate limit, answering 401, 403 or 429 when it fails: key is
+// the key's rate limit, answering 401, 403 or 429 when it fails (ok
+// false), and returns the key's label: key is
 // the body's writeKey as the parser read it, when parsed says the body
 // was valid; else the body is looked at again for it (a malformed body,
 // or an event refused, answers as an unauthorised one without a valid
 // key); without one in the body, the writeKey query parameter.
-func (s *Server) bodyKey(ctx *fasthttp.RequestCtx, key string, parsed bool, body []byte) bool {
+func (s *Server) bodyKey(ctx *fasthttp.RequestCtx, key string, parsed bool, body []byte) (label string, ok bool) {
 	if !parsed {
 		key = fastjson.GetString(body, "writeKey")
 	}
 	if key == "" {
 		key = string(ctx.QueryArgs().Peek("writeKey"))
 	}
-	_, ok := checkKey(ctx, key, true, s.cfg.WriteKeys, "write key", collectKeyHow)
-	return ok && s.limits.allowKey(ctx, "collect", s.limits.collectKey, key)
+	label, ok = checkKey(ctx, key, true, s.cfg.WriteKeys, "write key", collectKeyHow)
+	return label, ok && s.limits.allowKey(ctx, "collect", s.limits.collectKey, key)
 }
 
 // collectKeyHow says where a collect call's write key goes.
@@ -159,7 +168,7 @@ func writeKeyOf(ev *event.Event) string {
 
 // collectBatch stores the valid events of a batch and answers with the
 // verdicts on the others.
-func (s *Server) collectBatch(ctx *fasthttp.RequestCtx, parser *event.Parser, b *event.Batch, now time.Time) {
+func (s *Server) collectBatch(ctx *fasthttp.RequestCtx, parser *event.Parser, b *event.Batch, now time.Time, label string) {
 	var arena fastjson.Arena
 	receivedAt := arena.NewString(now.Format(time.RFC3339Nano))
 	refused := make([]RefusedEvent, 0, len(b.Refused))
@@ -183,7 +192,7 @@ func (s *Server) collectBatch(ctx *fasthttp.RequestCtx, parser *event.Parser, b 
 			refused = insertRefused(refused, RefusedEvent{Index: b.Index[i], Field: field, Reason: err.Error()})
 			continue
 		}
-		records = append(records, s.record(ev, value, now))
+		records = append(records, s.record(ev, value, now, label))
 	}
 	s.refused.Add(float64(len(refused)))
 	if len(records) == 0 {
@@ -220,8 +229,12 @@ func insertRefused(refused []RefusedEvent, r RefusedEvent) []RefusedEvent {
 	return refused
 }
 
-func (s *Server) record(ev *event.Event, value []byte, now time.Time) *kgo.Record {
-	return &kgo.Record{Topic: s.cfg.EventsTopic, Key: []byte(ev.Key()), Value: value, Timestamp: now}
+func (s *Server) record(ev *event.Event, value []byte, now time.Time, label string) *kgo.Record {
+	r := &kgo.Record{Topic: s.cfg.EventsTopic, Key: []byte(ev.Key()), Value: value, Timestamp: now}
+	if label != "" {
+		r.Headers = []kgo.RecordHeader{{Key: event.HeaderKeyLabel, Value: []byte(label)}}
+	}
+	return r
 }
 
 // produce writes records and answers 503 with Retry-After, returning

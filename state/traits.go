@@ -26,9 +26,12 @@ const (
 	// SourceImport: set by an event of `tailor import` that named no
 	// library (event.ImportLibrary).
 	SourceImport = "import"
-	// SourceAPI: set by an event that named no library, sent to the
-	// collect API or straight to the events topic.
+	// SourceAPI: set by an event that named no library, produced
+	// straight to the events topic.
 	SourceAPI = "api"
+	// SourceKeyPrefix + the write key's label: set by an event that
+	// named no library, taken by the collect API (event.KeyLabel).
+	SourceKeyPrefix = "key:"
 	// SourceUnknown is shown for a trait stored before sources were kept.
 	SourceUnknown = "unknown"
 )
@@ -55,15 +58,23 @@ type TraitRules struct {
 func traitSource(ev *event.Event) string {
 	switch lib := ev.Library(); lib {
 	case "":
+		if ev.KeyLabel != "" {
+			return bounded(SourceKeyPrefix + ev.KeyLabel)
+		}
 		return SourceAPI
 	case event.ImportLibrary:
 		return SourceImport
 	default:
-		if len(lib) > maxSourceLen {
-			lib = strings.ToValidUTF8(lib[:maxSourceLen], "")
-		}
-		return lib
+		return bounded(lib)
 	}
+}
+
+// bounded cuts a source to maxSourceLen bytes.
+func bounded(source string) string {
+	if len(source) > maxSourceLen {
+		return strings.ToValidUTF8(source[:maxSourceLen], "")
+	}
+	return source
 }
 
 // normalise returns the JSON value trait name keeps for v, and why it

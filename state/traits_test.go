@@ -93,21 +93,25 @@ func TestNormaliseAgain(t *testing.T) {
 }
 
 // TestTraitSources: a trait's source is the SDK's library name, else
-// import for what tailor import produced, else api; the newest value's
+// import for what tailor import produced, else the label of the write
+// key collect took it with, else api; the newest value's
 // source wins, and View shows it with the value's time.
 func TestTraitSources(t *testing.T) {
 	long := strings.Repeat("x", 100)
 	cases := []struct {
-		name, context, want string
+		name, context, label, want string
 	}{
-		{"analytics.js", `{"library": {"name": "analytics.js", "version": "2.1"}}`, "analytics.js"},
-		{"another SDK", `{"library": {"name": "analytics-python"}}`, "analytics-python"},
-		{"import", `{"library": {"name": "` + event.ImportLibrary + `"}}`, SourceImport},
-		{"no context", ``, SourceAPI},
-		{"no library", `{"ip": "1.2.3.4"}`, SourceAPI},
-		{"library not an object", `{"library": "x"}`, SourceAPI},
-		{"name not a string", `{"library": {"name": 3}}`, SourceAPI},
-		{"long name cut", `{"library": {"name": "` + long + `"}}`, long[:maxSourceLen]},
+		{"analytics.js", `{"library": {"name": "analytics.js", "version": "2.1"}}`, "", "analytics.js"},
+		{"a library before the key's label", `{"library": {"name": "analytics.js"}}`, "web", "analytics.js"},
+		{"no library, the write key's label", ``, "web", "key:web"},
+		{"long label cut", ``, long, ("key:" + long)[:maxSourceLen]},
+		{"another SDK", `{"library": {"name": "analytics-python"}}`, "", "analytics-python"},
+		{"import", `{"library": {"name": "` + event.ImportLibrary + `"}}`, "", SourceImport},
+		{"no context", ``, "", SourceAPI},
+		{"no library", `{"ip": "1.2.3.4"}`, "", SourceAPI},
+		{"library not an object", `{"library": "x"}`, "", SourceAPI},
+		{"name not a string", `{"library": {"name": 3}}`, "", SourceAPI},
+		{"long name cut", `{"library": {"name": "` + long + `"}}`, "", long[:maxSourceLen]},
 	}
 	p := event.NewParser(event.DefaultLimits())
 	for _, c := range cases {
@@ -117,6 +121,7 @@ func TestTraitSources(t *testing.T) {
 				ctx = `, "context": ` + c.context
 			}
 			ev := parse(t, p, `{"type": "identify", "userId": "u", "timestamp": "2026-04-02T00:00:00Z", "traits": {"plan": "pro"}`+ctx+`}`)
+			ev.KeyLabel = c.label
 			var prof Profile
 			prof.Apply(&ev, false)
 			if got := prof.Traits["plan"].Source; got != c.want {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/tailorcdp/tailor/event"
 	"github.com/tailorcdp/tailor/internal/jsonenc"
 	"github.com/tailorcdp/tailor/state"
 )
@@ -206,6 +207,7 @@ func (p *Processor) applyRecord(batch *state.Batch, part *partition, r *kgo.Reco
 	if err != nil {
 		return verdict{out: p.deadLetter(r, err), outcome: deadLettered}, nil
 	}
+	ev.KeyLabel = headerValue(r, event.HeaderKeyLabel)
 	if out, ok := p.routeEvent(r, &ev); !ok {
 		return verdict{out: out, outcome: p.outcomeOf(out, rerouted)}, nil
 	}

@@ -146,9 +146,12 @@ func withLinkHop(out, r *kgo.Record) *kgo.Record {
 }
 
 // identityKind returns the kind of an identity record, "" for an event.
-func identityKind(r *kgo.Record) string {
+func identityKind(r *kgo.Record) string { return headerValue(r, HeaderIdentity) }
+
+// headerValue returns the value of r's header named key, "" without one.
+func headerValue(r *kgo.Record, key string) string {
 	for _, h := range r.Headers {
-		if h.Key == HeaderIdentity {
+		if h.Key == key {
 			return string(h.Value)
 		}
 	}
