@@ -90,6 +90,7 @@ func TestErasure(t *testing.T) {
 		{"GET", "/v1/erasures/u1", adminKey, http.StatusBadRequest},
 		{"GET", "/v1/erasures/0-1", readKey, http.StatusUnauthorized},
 		{"GET", "/v1/erasures/99-1", adminKey, http.StatusNotFound},
+		{"GET", "/v1/erasures/0-1000000", adminKey, http.StatusNotFound}, // past the partition's end
 		{"PUT", "/v1/profiles/u1", adminKey, http.StatusMethodNotAllowed},
 	} {
 		resp := do(t, tc.method, e.url+tc.path, tc.key, nil, nil)

@@ -1,12 +1,15 @@
 package stream
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -171,6 +174,9 @@ func (r Reads) Erasure(id string, partition int32) (e state.Erasure, ok bool, er
 		return state.Erasure{}, false, fmt.Errorf("erasure %q: %w", id, err)
 	}
 	if partition == named && next <= offset {
+		if p.beyondEnd(named, offset) {
+			return state.Erasure{}, false, fmt.Errorf("erasure %q: partition %d has no record at offset %d: %w", id, named, offset, state.ErrNotFound)
+		}
 		return state.Erasure{}, false, nil // not applied yet
 	}
 	e, err = store.Erasure(id)
@@ -219,4 +225,23 @@ func (r Reads) Suppressed(key string) bool {
 		p.log.Warn("could not tell whether an id is suppressed; accepting its event", "err", err)
 	}
 	return ok
+}
+
+// beyondEnd reports whether offset lies past the end of the events
+// topic's partition: no record is there, so no erasure is pending there.
+// When the end cannot be read, it says no.
+func (p *Processor) beyondEnd(partition int32, offset int64) bool {
+	select {
+	case <-p.clSet:
+	default:
+		return false // no client yet
+	}
+	ctx, cancel := context.WithTimeout(p.ctx, 2*time.Second)
+	defer cancel()
+	ends, err := kadm.NewClient(p.cl).ListEndOffsets(ctx, p.cfg.Topics.Events)
+	if err != nil {
+		return false
+	}
+	end, ok := ends.Lookup(p.cfg.Topics.Events, partition)
+	return ok && end.Err == nil && offset >= end.Offset
 }
