@@ -210,12 +210,16 @@ func (r Reads) PartitionOwner(partition int32) (addr string, local bool) {
 
 // Suppressed reports whether key was erased with suppression, as far as
 // this instance can tell: it looks in the store of key's partition when
-// it is held here, and answers false otherwise (the partition that
-// applies key's events drops them).
+// it is held here, applied or as a standby replica, and answers false
+// otherwise (the partition that applies key's events drops them).
 func (r Reads) Suppressed(key string) bool {
 	p := r.p
+	id := PartitionOf(key, p.cfg.Partitions)
 	p.mu.RLock()
-	store := p.storeLocked(PartitionOf(key, p.cfg.Partitions))
+	store := p.storeLocked(id)
+	if store == nil {
+		store = p.standby.store(id)
+	}
 	p.mu.RUnlock()
 	if store == nil {
 		return false
