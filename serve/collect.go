@@ -116,18 +116,24 @@ func (s *Server) collect(ctx *fasthttp.RequestCtx, typ event.Type, batch bool) {
 		eventError(ctx, err)
 		return
 	}
+	s.collectOne(ctx, parser, &ev, now, label)
+}
+
+// collectOne stores one valid event, taken with the write key labelled
+// label, and answers.
+func (s *Server) collectOne(ctx *fasthttp.RequestCtx, parser *event.Parser, ev *event.Event, now time.Time, label string) {
 	var arena fastjson.Arena
 	ev.Stamp(&arena, arena.NewString(now.Format(time.RFC3339Nano)), newMessageID)
-	value, err := parser.AppendRecord(nil, &ev, "")
+	value, err := parser.AppendRecord(nil, ev, "")
 	if err == nil {
-		err = s.suppressed(&ev)
+		err = s.suppressed(ev)
 	}
 	if err != nil {
 		s.refused.Inc()
 		eventError(ctx, err)
 		return
 	}
-	if !s.produce(ctx, []*kgo.Record{s.record(&ev, value, now, label)}) {
+	if !s.produce(ctx, []*kgo.Record{s.record(ev, value, now, label)}) {
 		return
 	}
 	s.accepted.Inc()

@@ -123,6 +123,14 @@ func (p *Processor) applyBatch(ctx context.Context, part *partition, records []*
 		}
 	}
 	part.next.Store(next)
+	p.countBatch(part, next, &counts, changes, withheld, delays)
+	return n, nil
+}
+
+// countBatch counts a committed batch in the metrics: the partition's
+// applied offset, the records by outcome, the segment changes written
+// and withheld, and a sample of the events' delays.
+func (p *Processor) countBatch(part *partition, next int64, counts *[numOutcomes]int, changes, withheld int, delays []time.Time) {
 	p.m.appliedNext.WithLabelValues(part.label).Set(float64(next))
 	for o, c := range counts {
 		p.m.events.WithLabelValues(outcome(o).String()).Add(float64(c))
@@ -133,7 +141,6 @@ func (p *Processor) applyBatch(ctx context.Context, part *partition, records []*
 	for _, t := range delays {
 		p.m.delay.Observe(now.Sub(t).Seconds())
 	}
-	return n, nil
 }
 
 // outcome is what became of an input record: the "outcome" label of
