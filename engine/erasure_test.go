@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"sort"
 	"strconv"
@@ -182,4 +183,60 @@ func TestErasureBrokerDown(t *testing.T) {
 			t.Error("u1 not erased after the outage")
 		}
 	})
+}
+
+// TestErasureStandby: an erasure reaches the standby replicas through the
+// changelog's tombstones: once the instance that applied it stops, the
+// other, serving the partitions from its standby copies, holds none of
+// the erased profiles, and still every other.
+func TestErasureStandby(t *testing.T) {
+	if testing.Short() {
+		t.Skip("two instances, a rebalance")
+	}
+	brokers, prefix := testkafka.Brokers(t), testkafka.Prefix(t)
+	var engines [2]*running
+	for i, id := range []string{"a", "b"} {
+		cfg := testConfig(t, brokers, prefix, t.TempDir())
+		cfg.HTTP.AdminKeys = config.NewKeys(adminKey)
+		cfg.Kafka.InstanceID = id
+		cfg.Kafka.Partitions = 4
+		cfg.Kafka.StandbyReplicas = 1
+		cfg.Kafka.SessionTimeout = config.Duration(6 * time.Second)
+		engines[i] = startEngine(t, cfg)
+	}
+	a, b := engines[0], engines[1]
+	waitFor(t, "both instances to hold partitions", 2*time.Minute, func() bool {
+		return len(a.Applied()) > 0 && len(b.Applied()) > 0
+	})
+	var batch strings.Builder
+	batch.WriteString(`{"batch": [`)
+	for i := range 40 {
+		if i > 0 {
+			batch.WriteString(",")
+		}
+		fmt.Fprintf(&batch, `{"type": "identify", "userId": "u%d", "traits": {"email": "u%d@example.com"}}`, i, i)
+	}
+	batch.WriteString("]}")
+	if resp := a.post(t, "/v1/batch", batch.String()); resp.Status != http.StatusOK {
+		t.Fatalf("batch: %d %s", resp.Status, resp.Body)
+	}
+	for i := range 40 {
+		a.waitProfile(t, fmt.Sprintf("u%d", i), func(state.View) bool { return true })
+	}
+	// The even ones go: their erasures are applied by whichever instance
+	// holds them, and reach the other's standby copies.
+	for i := 0; i < 40; i += 2 {
+		a.waitErasure(t, a.erase(t, fmt.Sprintf("u%d", i)).ID)
+	}
+	for _, e := range engines {
+		waitFor(t, "the standby replicas to catch up", time.Minute, func() bool { return standbyLag(t, e.url) == 0 })
+	}
+	a.stop()
+	waitFor(t, "b to hold every partition", 2*time.Minute, func() bool { return len(b.Applied()) == 4 })
+	for i := range 40 {
+		key := fmt.Sprintf("u%d", i)
+		if _, ok := b.profile(t, key); ok != (i%2 == 1) {
+			t.Errorf("%s on b after a stopped: found %v, want %v", key, ok, i%2 == 1)
+		}
+	}
 }
