@@ -22,8 +22,9 @@ import (
 // The model sections of the configuration (what is kept and evaluated
 // about profiles, and what decisions offer) change without a restart:
 // the config file is watched and PUT /v1/admin/config replaces it. The
-// other sections (data_dir, http, kafka, embedded, store, events, log)
-// take effect at the next start; a reload that changes them says so.
+// other sections (data_dir, http, kafka, embedded, store, events, log,
+// shutdown) take effect at the next start; a reload that changes them
+// says so.
 
 // ReloadResult says what a reload changed.
 type ReloadResult struct {
@@ -252,7 +253,7 @@ func (e *Engine) apply(merged *config.Config, compiled Compiled, sum [32]byte, r
 // startOnly reports whether a configuration section applies only at start.
 func startOnly(section string) bool {
 	switch section {
-	case "data_dir", "http", "kafka", "embedded", "store", "events", "log":
+	case "data_dir", "http", "kafka", "embedded", "store", "events", "log", "shutdown":
 		return true
 	}
 	return false
