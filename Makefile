@@ -9,8 +9,14 @@ run:
 test:
 	scripts/test.sh
 
+# The version and revision are linked in: the go command stamps no VCS
+# information in a git worktree, nor where .git is absent (images).
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+REVISION ?= $(shell git rev-parse HEAD 2>/dev/null)
+LDFLAGS  := -X github.com/tailorcdp/tailor/internal/buildinfo.version=$(VERSION) -X github.com/tailorcdp/tailor/internal/buildinfo.revision=$(REVISION)
+
 build:
-	go build -o tailor ./cmd/tailor
+	go build -ldflags "$(LDFLAGS)" -o tailor ./cmd/tailor
 
 bench:
 	go test -run '^$$' -bench . -benchtime 1s ./event/ ./state/ ./rules/ ./stream/

@@ -109,6 +109,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Engine
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	registerBuildInfo(reg)
 	limits := Limits(cfg)
 	e.processor, err = stream.NewProcessor(stream.ProcessorConfig{
 		Client:         client,
