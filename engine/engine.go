@@ -87,7 +87,8 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Engine
 	}
 	e.brokers = client.Brokers
 
-	if e.producer, err = stream.NewProducer(client); err != nil {
+	reg := prometheus.NewRegistry()
+	if e.producer, err = stream.NewProducer(client, kafkaMetrics(reg, "producer")); err != nil {
 		return nil, err
 	}
 	partitions, err := stream.EnsureTopics(ctx, e.producer.Client(), e.topics, int32(cfg.Kafka.Partitions), int16(cfg.Kafka.Replication),
@@ -107,12 +108,12 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Engine
 	if err != nil {
 		return nil, err
 	}
-	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	registerBuildInfo(reg)
 	limits := Limits(cfg)
 	e.processor, err = stream.NewProcessor(stream.ProcessorConfig{
 		Client:         client,
+		ConsumerOpts:   []kgo.Opt{kafkaMetrics(reg, "consumer")},
 		Group:          cfg.Kafka.Group,
 		InstanceID:     cfg.Kafka.InstanceID,
 		SessionTimeout: time.Duration(cfg.Kafka.SessionTimeout),
@@ -132,6 +133,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Engine
 	if err != nil {
 		return nil, err
 	}
+	reg.MustRegister(newStoreSizes(cfg.DataDir, e.topics, e.processor.Reads().Applied))
 	e.decider = decide.New(e.decideConfig(cfg, compiled), e.processor.Reads())
 	if cfg.Source != "" && cfg.Source != "sample" {
 		if doc, err := os.ReadFile(cfg.Source); err == nil {
