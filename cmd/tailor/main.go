@@ -30,6 +30,7 @@ func commands() []*command {
 		importCommand(),
 		exportCommand(),
 		checkConfigCommand(),
+		probeCommand(),
 		benchCommand(),
 	}
 }
