@@ -709,6 +709,17 @@ func FlagNames() []string {
 	return names
 }
 
+// EnvNames returns the environment variables of the shared options,
+// TAILOR_CONFIG included.
+func EnvNames() []string {
+	names := []string{"TAILOR_CONFIG"}
+	var c Config
+	for _, o := range c.options() {
+		names = append(names, o.env)
+	}
+	return names
+}
+
 // PrintOptions writes the table of options (flag, environment variable,
 // YAML key, default, meaning) for --help.
 func PrintOptions(w io.Writer) {
