@@ -33,17 +33,6 @@ func scrape(t testing.TB, url string) map[string]string {
 	return out
 }
 
-// metricNames returns the metric names of a scrape (histograms' _bucket,
-// _sum and _count series under their own names).
-func metricNames(samples map[string]string) map[string]bool {
-	names := make(map[string]bool)
-	for series := range samples {
-		name, _, _ := strings.Cut(series, "{")
-		names[name] = true
-	}
-	return names
-}
-
 // TestOperationalMetrics: /metrics carries tailor_build_info, franz-go's
 // client metrics for the producer and the group consumer (kprom), and the
 // Badger sizes of each partition store held.
