@@ -16,6 +16,7 @@ import (
 	"github.com/tailorcdp/tailor/internal/testkafka"
 	"github.com/tailorcdp/tailor/serve"
 	"github.com/tailorcdp/tailor/state"
+	"github.com/tailorcdp/tailor/stream"
 )
 
 // TestShutdownDataDirRemoved stops an engine whose data directory was
@@ -99,5 +100,46 @@ func TestShutdownDrain(t *testing.T) {
 	e.cancel = nil
 	if _, err := http.Get(e.url + "/readyz"); err == nil {
 		t.Errorf("/readyz still answers after Run returned")
+	}
+}
+
+// TestShutdownBrokerGone stops an engine whose broker went away first: the
+// group's leave call and the producer's flush have no one to talk to. Run
+// must still return within shutdown.timeout: cleanly, or with an error
+// saying what did not finish.
+func TestShutdownBrokerGone(t *testing.T) {
+	broker, err := stream.StartEmbedded(t.TempDir(), 0, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer broker.Close()
+	cfg := testConfig(t, broker.Addrs(), testkafka.Prefix(t), t.TempDir())
+	cfg.Kafka.Partitions = 2
+	cfg.Shutdown.Timeout = config.Duration(3 * time.Second)
+	var logs syncBuffer
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	e, err := engine.Start(ctx, cfg, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- e.Run(ctx) }()
+	r := &running{Engine: e, url: "http://" + e.HTTPAddr()}
+	waitFor(t, "the engine to be ready", 60*time.Second, func() bool {
+		return do(t, "GET", r.url+"/readyz", "", nil, nil).Status == http.StatusOK
+	})
+	r.post(t, "/v1/track", `{"type": "track", "userId": "gone", "event": "Viewed"}`)
+	r.waitProfile(t, "gone", func(v state.View) bool { return v.Calls["track"] == 1 })
+	broker.Close()
+	cancel()
+	select {
+	case err = <-done:
+	case <-time.After(2 * time.Minute):
+		t.Fatalf("Run did not return 2 minutes after its context ended, with shutdown.timeout 3s; log:\n%s", logs.String())
+	}
+	t.Logf("Run: %v", err)
+	if err != nil && !errors.Is(err, engine.ErrShutdownIncomplete) {
+		t.Errorf("Run: %v, want nil or ErrShutdownIncomplete", err)
 	}
 }
