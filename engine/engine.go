@@ -205,6 +205,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	case err = <-httpDone:
 		err = fmt.Errorf("http server: %w", err)
 	}
+	e.server.Drain() // when a part failed too: /readyz answers 503 from here on
 	deadline := time.Now().Add(e.shutdown.Timeout)
 	stopProc()
 	// The stores must not close under an apply in flight.
