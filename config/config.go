@@ -32,6 +32,7 @@ type Config struct {
 	Store    Store    `yaml:"store"`
 	Events   Events   `yaml:"events"`
 	Log      Log      `yaml:"log"`
+	Shutdown Shutdown `yaml:"shutdown"`
 	// Aggregates are maintained per profile, by name.
 	Aggregates map[string]Aggregate `yaml:"aggregates"`
 	// Segments are named true/false rules over a profile.
@@ -380,6 +381,17 @@ type Log struct {
 	Format string `yaml:"format"` // text or json
 }
 
+// Shutdown bounds how an instance stops (docs/operations.md#shutdown).
+type Shutdown struct {
+	// Drain is how long /readyz answers 503 before the HTTP server stops,
+	// so that load balancers take the instance out first.
+	Drain Duration `yaml:"drain"`
+	// Timeout bounds the rest: stopping the HTTP server, the consumer
+	// (leaving the group) and the stores, the producer. Past it the
+	// process exits with an error naming what did not finish.
+	Timeout Duration `yaml:"timeout"`
+}
+
 // Default returns the built-in defaults (without the sample file).
 func Default() Config {
 	return Config{
@@ -416,6 +428,7 @@ func Default() Config {
 			Oldest:    Date(time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)),
 		},
 		Log:        Log{Level: "info", Format: "text"},
+		Shutdown:   Shutdown{Timeout: Duration(30 * time.Second)},
 		Decide:     Decide{ReservationTTL: Duration(time.Minute)},
 		RFMRefresh: Duration(time.Hour),
 	}
@@ -483,6 +496,8 @@ func (c *Config) options() []option {
 		{"oldest", "TAILOR_OLDEST", "events.oldest", "reject events timestamped before this date (YYYY-MM-DD)", (*Date)(&c.Events.Oldest)},
 		{"log-level", "TAILOR_LOG_LEVEL", "log.level", "debug, info, warn or error", (*stringValue)(&c.Log.Level)},
 		{"log-format", "TAILOR_LOG_FORMAT", "log.format", "text or json", (*stringValue)(&c.Log.Format)},
+		{"shutdown-drain", "TAILOR_SHUTDOWN_DRAIN", "shutdown.drain", "how long /readyz answers 503 before the HTTP server stops, when a shutdown starts", (*Duration)(&c.Shutdown.Drain)},
+		{"shutdown-timeout", "TAILOR_SHUTDOWN_TIMEOUT", "shutdown.timeout", "bound on the rest of a shutdown (HTTP, leaving the group, closing the stores); past it tailor exits non-zero naming what did not finish", (*Duration)(&c.Shutdown.Timeout)},
 	}
 }
 
@@ -598,6 +613,12 @@ func (c *Config) Validate() error {
 	if c.Kafka.StandbyReplicas > 0 && !c.Store.Changelog {
 		errs = append(errs, fmt.Errorf("kafka.standby_replicas is %d but store.changelog is off: standby replicas are kept from the changelog", c.Kafka.StandbyReplicas))
 	}
+	if c.Shutdown.Timeout <= 0 {
+		errs = append(errs, fmt.Errorf("shutdown.timeout is %s, want more than 0s", time.Duration(c.Shutdown.Timeout)))
+	}
+	if c.Shutdown.Drain < 0 {
+		errs = append(errs, fmt.Errorf("shutdown.drain is %s, want 0s or more", time.Duration(c.Shutdown.Drain)))
+	}
 	if c.Kafka.Partitions < 1 {
 		errs = append(errs, fmt.Errorf("kafka.partitions is %d, want at least 1", c.Kafka.Partitions))
 	}
@@ -684,6 +705,17 @@ func FlagNames() []string {
 	var c Config
 	for _, o := range c.options() {
 		names = append(names, o.flag)
+	}
+	return names
+}
+
+// EnvNames returns the environment variables of the shared options,
+// TAILOR_CONFIG included.
+func EnvNames() []string {
+	names := []string{"TAILOR_CONFIG"}
+	var c Config
+	for _, o := range c.options() {
+		names = append(names, o.env)
 	}
 	return names
 }

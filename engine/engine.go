@@ -43,6 +43,8 @@ type Engine struct {
 	server    *serve.Server
 	ln        net.Listener
 	topics    stream.Topics
+	shutdown  shutdownBounds // shutdown.go
+	closer    closer
 
 	reloadMu   sync.Mutex
 	configFile string   // watched and rewritten by reloads; "" for none
@@ -60,7 +62,7 @@ type Engine struct {
 // Start starts every part of the engine; Run then serves until its
 // context ends.
 func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Engine, err error) {
-	e := &Engine{cfg: cfg, log: log, topics: stream.NewTopics(cfg.Kafka.TopicPrefix)}
+	e := &Engine{cfg: cfg, log: log, topics: stream.NewTopics(cfg.Kafka.TopicPrefix), shutdown: bounds(cfg.Shutdown)}
 	defer func() {
 		if err != nil {
 			e.Close() // what was started before the failure
@@ -85,7 +87,8 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Engine
 	}
 	e.brokers = client.Brokers
 
-	if e.producer, err = stream.NewProducer(client); err != nil {
+	reg := prometheus.NewRegistry()
+	if e.producer, err = stream.NewProducer(client, kafkaMetrics(reg, "producer")); err != nil {
 		return nil, err
 	}
 	partitions, err := stream.EnsureTopics(ctx, e.producer.Client(), e.topics, int32(cfg.Kafka.Partitions), int16(cfg.Kafka.Replication),
@@ -105,11 +108,12 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Engine
 	if err != nil {
 		return nil, err
 	}
-	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	registerBuildInfo(reg)
 	limits := Limits(cfg)
 	e.processor, err = stream.NewProcessor(stream.ProcessorConfig{
 		Client:         client,
+		ConsumerOpts:   []kgo.Opt{kafkaMetrics(reg, "consumer")},
 		Group:          cfg.Kafka.Group,
 		InstanceID:     cfg.Kafka.InstanceID,
 		SessionTimeout: time.Duration(cfg.Kafka.SessionTimeout),
@@ -129,6 +133,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Engine
 	if err != nil {
 		return nil, err
 	}
+	reg.MustRegister(newStoreSizes(cfg.DataDir, e.topics, e.processor.Reads().Applied))
 	e.decider = decide.New(e.decideConfig(cfg, compiled), e.processor.Reads())
 	if cfg.Source != "" && cfg.Source != "sample" {
 		if doc, err := os.ReadFile(cfg.Source); err == nil {
@@ -178,13 +183,15 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Engine
 }
 
 // Run serves HTTP and applies events until ctx ends or a part fails, then
-// shuts down in order.
+// shuts down in order, within the bounds of shutdown.go.
 func (e *Engine) Run(ctx context.Context) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	// The consumer goes on applying while the instance drains: its
+	// context is not the caller's.
+	procCtx, stopProc := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopProc()
 	procDone := make(chan error, 1)
 	httpDone := make(chan error, 1)
-	go func() { procDone <- e.processor.Run(ctx) }()
+	go func() { procDone <- e.processor.Run(procCtx) }()
 	go func() { httpDone <- e.server.Serve(e.ln) }()
 	if e.configFile != "" {
 		go e.watchConfig(ctx)
@@ -192,17 +199,27 @@ func (e *Engine) Run(ctx context.Context) error {
 	var err error
 	select {
 	case <-ctx.Done():
+		err = e.drain(procDone, httpDone)
 	case err = <-procDone:
 		procDone <- err // for the wait below
 	case err = <-httpDone:
 		err = fmt.Errorf("http server: %w", err)
 	}
-	cancel()
+	e.server.Drain() // when a part failed too: /readyz answers 503 from here on
+	deadline := time.Now().Add(e.shutdown.Timeout)
+	stopProc()
 	// The stores must not close under an apply in flight.
-	if perr := <-procDone; err == nil {
-		err = perr
+	wait := time.NewTimer(time.Until(deadline))
+	defer wait.Stop()
+	select {
+	case perr := <-procDone:
+		if err == nil {
+			err = perr
+		}
+	case <-wait.C:
+		return errors.Join(err, e.incomplete("the consumer's poll loop"))
 	}
-	return errors.Join(err, e.Close())
+	return errors.Join(err, e.closeWithin(deadline))
 }
 
 // serveKeys returns the HTTP server's keys of a configured list.
@@ -253,30 +270,10 @@ func (e *Engine) Topics() stream.Topics { return e.topics }
 // Ready reports whether every assigned partition has caught up.
 func (e *Engine) Ready() bool { return e.processor != nil && e.processor.Reads().Ready() }
 
-// Close stops everything that was started; it is safe to call twice.
+// Close stops everything that was started, within shutdown.timeout
+// (shutdown.go); it is safe to call twice.
 func (e *Engine) Close() error {
-	if e.server != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_ = e.server.Shutdown(ctx)
-		cancel()
-		e.server = nil
-	}
-	if e.ln != nil {
-		e.ln.Close() // when Serve never ran, Shutdown has not closed it
-	}
-	if e.processor != nil {
-		e.processor.Close()
-		e.processor = nil
-	}
-	if e.producer != nil {
-		e.producer.Close()
-		e.producer = nil
-	}
-	if e.embedded != nil {
-		e.embedded.Close()
-		e.embedded = nil
-	}
-	return nil
+	return e.closeWithin(time.Now().Add(e.shutdown.Timeout))
 }
 
 // advertiseAddr returns the HTTP address other instances reach this one

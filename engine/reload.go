@@ -22,8 +22,9 @@ import (
 // The model sections of the configuration (what is kept and evaluated
 // about profiles, and what decisions offer) change without a restart:
 // the config file is watched and PUT /v1/admin/config replaces it. The
-// other sections (data_dir, http, kafka, embedded, store, events, log)
-// take effect at the next start; a reload that changes them says so.
+// other sections (data_dir, http, kafka, embedded, store, events, log,
+// shutdown) take effect at the next start; a reload that changes them
+// says so.
 
 // ReloadResult says what a reload changed.
 type ReloadResult struct {
@@ -119,18 +120,7 @@ func (e *Engine) rejected(id, by, source string, sum [32]byte, err error) {
 		return
 	}
 	e.audit.RecordLater(audit.Entry{ID: id, Action: audit.ConfigRejected, By: by,
-		Detail: map[string]any{"source": source, "sha256": hex.EncodeToString(sum[:]), "problems": len(problemLines(err))}})
-}
-
-// problemLines splits a rejection into its problems, one per line.
-func problemLines(err error) []string {
-	var out []string
-	for _, line := range strings.Split(err.Error(), "\n") {
-		if line = strings.TrimSpace(line); line != "" {
-			out = append(out, line)
-		}
-	}
-	return out
+		Detail: map[string]any{"source": source, "sha256": hex.EncodeToString(sum[:]), "problems": len(Problems(err))}})
 }
 
 // reloadFile reloads the config file when its content changed. A change
@@ -189,19 +179,11 @@ func (e *Engine) watchConfig(ctx context.Context) {
 // prepare parses and compiles a new document, the way the running
 // configuration was built.
 func (e *Engine) prepare(doc []byte, source string) (*config.Config, Compiled, error) {
-	parse := e.cfg.Reparse
-	if parse == nil {
-		parse = config.Parse
-	}
-	next, err := parse(doc, source)
+	next, compiled, err := check(doc, source, e.cfg.Reparse, e.cfg.Clock)
 	if err != nil {
 		return nil, Compiled{}, err
 	}
-	next.Clock, next.Reparse = e.cfg.Clock, e.cfg.Reparse
-	compiled, err := Compile(next)
-	if err != nil {
-		return nil, Compiled{}, fmt.Errorf("%w: %w", config.ErrInvalid, err)
-	}
+	next.Reparse = e.cfg.Reparse
 	return next, compiled, nil
 }
 
@@ -252,7 +234,7 @@ func (e *Engine) apply(merged *config.Config, compiled Compiled, sum [32]byte, r
 // startOnly reports whether a configuration section applies only at start.
 func startOnly(section string) bool {
 	switch section {
-	case "data_dir", "http", "kafka", "embedded", "store", "events", "log":
+	case "data_dir", "http", "kafka", "embedded", "store", "events", "log", "shutdown":
 		return true
 	}
 	return false

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -146,6 +147,9 @@ type Config struct {
 
 // Server is tailor's HTTP server.
 type Server struct {
+	// draining is set when a shutdown starts: /readyz answers 503 from
+	// then on, while every other route still serves.
+	draining atomic.Bool
 	cfg      Config
 	events   Events
 	profiles Profiles
@@ -264,6 +268,10 @@ func New(cfg Config, events Events, profiles Profiles, reg *prometheus.Registry)
 // Serve serves HTTP on ln until Shutdown.
 func (s *Server) Serve(ln net.Listener) error { return s.srv.Serve(ln) }
 
+// Drain marks the server as shutting down: /readyz answers 503 from now
+// on, so that load balancers stop sending requests before Shutdown.
+func (s *Server) Drain() { s.draining.Store(true) }
+
 // Shutdown stops accepting connections and waits for open requests.
 func (s *Server) Shutdown(ctx context.Context) error { return s.srv.ShutdownWithContext(ctx) }
 
@@ -305,6 +313,12 @@ func (s *Server) readyz(ctx *fasthttp.RequestCtx) {
 		if !r.Collect && err != nil {
 			r.CollectError = err.Error()
 		}
+	}
+	if s.draining.Load() {
+		r.Ready, r.Serve = false, false
+		r.Status, r.Error = "shutting down", "the instance is shutting down"
+		writeJSON(ctx, fasthttp.StatusServiceUnavailable, r)
+		return
 	}
 	if !r.Ready {
 		r.Status, r.Error = "catching up", "not every assigned partition has applied its backlog yet"

@@ -46,7 +46,10 @@ const (
 // ProcessorConfig configures a Processor.
 type ProcessorConfig struct {
 	Client ClientConfig
-	Group  string
+	// ConsumerOpts are added to the group consumer's options only (not to
+	// the other clients made from Client): hooks such as kprom's metrics.
+	ConsumerOpts []kgo.Opt
+	Group        string
 	// InstanceID, when set, makes the processor a static group member.
 	InstanceID     string
 	SessionTimeout time.Duration
@@ -222,7 +225,7 @@ func NewProcessor(cfg ProcessorConfig) (*Processor, error) {
 			Help: "Profile reads that went to the store.",
 		}, func() float64 { _, m := p.cacheStats(); return float64(m) }),
 	)
-	opts := append(cfg.Client.Opts(),
+	opts := append(append(cfg.Client.Opts(), cfg.ConsumerOpts...),
 		kgo.ConsumerGroup(cfg.Group),
 		kgo.ConsumeTopics(cfg.Topics.Events),
 		kgo.OnPartitionsAssigned(p.assign),

@@ -56,8 +56,11 @@ func (p *Processor) storeOptions() state.Options {
 }
 
 // storeDir is the directory of partition id's store.
-func (p *Processor) storeDir(id int32) string {
-	return filepath.Join(p.cfg.DataDir, p.cfg.Topics.Events+"-"+strconv.Itoa(int(id)))
+func (p *Processor) storeDir(id int32) string { return StoreDir(p.cfg.DataDir, p.cfg.Topics, id) }
+
+// StoreDir is the directory of partition id's store under dataDir.
+func StoreDir(dataDir string, t Topics, id int32) string {
+	return filepath.Join(dataDir, t.Events+"-"+strconv.Itoa(int(id)))
 }
 
 // openStore opens the store of partition id in dir. With a changelog, a

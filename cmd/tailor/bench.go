@@ -18,6 +18,7 @@ import (
 	"github.com/tailorcdp/tailor/bench/dataset"
 	"github.com/tailorcdp/tailor/config"
 	"github.com/tailorcdp/tailor/engine"
+	"github.com/tailorcdp/tailor/internal/buildinfo"
 	"github.com/tailorcdp/tailor/internal/workload"
 	"github.com/tailorcdp/tailor/stream"
 )
@@ -171,7 +172,7 @@ func (b *benchRun) close() {
 func (b *benchRun) run(ctx context.Context, which string) (*bench.Report, error) {
 	rep := &bench.Report{Command: "tailor " + strings.Join(os.Args[1:], " "), Started: time.Now(), Machine: bench.DescribeMachine(), Target: "in-process engine"}
 	if rep.Machine.Tailor == "unknown" {
-		rep.Machine.Tailor = version // built without version control stamping
+		rep.Machine.Tailor = buildinfo.Read().Version // built without version control stamping
 	}
 	if b.o.engines != "" {
 		rep.Target = "engines at " + b.o.engines

@@ -17,6 +17,7 @@ import (
 	"github.com/tailorcdp/tailor/bench"
 	"github.com/tailorcdp/tailor/bench/chaos"
 	"github.com/tailorcdp/tailor/config"
+	"github.com/tailorcdp/tailor/internal/buildinfo"
 )
 
 // chaosOptions are the flags of "tailor bench chaos".
@@ -62,7 +63,7 @@ func benchChaos(ctx context.Context, cfg *config.Config, o benchOptions, csv str
 	}
 	rep := chaosReport{Command: "tailor " + strings.Join(os.Args[1:], " "), Started: time.Now(), Machine: bench.DescribeMachine()}
 	if rep.Machine.Tailor == "unknown" {
-		rep.Machine.Tailor = version
+		rep.Machine.Tailor = buildinfo.Read().Version
 	}
 	prefix := "chaos."
 	if len(cfg.Kafka.Brokers) > 0 {

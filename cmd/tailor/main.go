@@ -12,10 +12,8 @@ import (
 	"syscall"
 
 	"github.com/tailorcdp/tailor/config"
+	"github.com/tailorcdp/tailor/internal/buildinfo"
 )
-
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
 
 type command struct {
 	name, args, summary string
@@ -31,6 +29,8 @@ func commands() []*command {
 		brokerCommand(),
 		importCommand(),
 		exportCommand(),
+		checkConfigCommand(),
+		probeCommand(),
 		benchCommand(),
 	}
 }
@@ -53,7 +53,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		usage(stdout)
 		return 0
 	case "version":
-		fmt.Fprintln(stdout, "tailor", version)
+		fmt.Fprintln(stdout, buildinfo.Read())
 		return 0
 	}
 	var cmd *command
@@ -132,11 +132,11 @@ Usage:
 
 Commands:
 `)
-	fmt.Fprintf(w, "  %-9s %s\n", "help", "show this help")
+	fmt.Fprintf(w, "  %-12s %s\n", "help", "show this help")
 	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-9s %s\n", c.name, c.summary)
+		fmt.Fprintf(w, "  %-12s %s\n", c.name, c.summary)
 	}
-	fmt.Fprintf(w, "  %-9s %s\n", "version", "print the version")
+	fmt.Fprintf(w, "  %-12s %s\n", "version", "print the version, VCS revision and Go version of this binary")
 	fmt.Fprintf(w, `
 Without a command, tailor runs the engine ("run"). "tailor COMMAND --help"
 shows a command's own options.

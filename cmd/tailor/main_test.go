@@ -33,7 +33,7 @@ func TestHelpDocumentsEveryOption(t *testing.T) {
 			t.Errorf("help does not mention --%s", name)
 		}
 	}
-	for _, cmd := range []string{"run", "demo", "broker", "import", "export", "bench", "version"} {
+	for _, cmd := range []string{"run", "demo", "broker", "import", "export", "check-config", "bench", "version"} {
 		if !strings.Contains(help, "  "+cmd+" ") {
 			t.Errorf("help does not list the %s command", cmd)
 		}
