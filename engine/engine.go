@@ -25,6 +25,7 @@ import (
 
 	"github.com/tailorcdp/tailor/config"
 	"github.com/tailorcdp/tailor/decide"
+	"github.com/tailorcdp/tailor/deliver"
 	"github.com/tailorcdp/tailor/event"
 	"github.com/tailorcdp/tailor/serve"
 	"github.com/tailorcdp/tailor/state"
@@ -39,6 +40,7 @@ type Engine struct {
 	brokers   []string
 	producer  *stream.Producer
 	processor *stream.Processor
+	deliverer *deliver.Deliverer
 	decider   *decide.Decider
 	server    *serve.Server
 	ln        net.Listener
@@ -130,6 +132,9 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Engine
 		return nil, err
 	}
 	e.decider = decide.New(e.decideConfig(cfg, compiled), e.processor.Reads())
+	if err := e.startDeliverer(cfg, compiled.Destinations, reg); err != nil {
+		return nil, err
+	}
 	if cfg.Source != "" && cfg.Source != "sample" {
 		if doc, err := os.ReadFile(cfg.Source); err == nil {
 			e.configFile, e.configSum = cfg.Source, sha256.Sum256(doc)
@@ -153,21 +158,22 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Engine
 		return nil, err
 	}
 	e.server, err = serve.New(serve.Config{
-		RateLimits:  rl,
-		Decisions:   e.decider,
-		Admin:       e,
-		Erasures:    e,
-		Suppressed:  suppressed(cfg, e.processor.Reads()),
-		Auditor:     e.audit,
-		WriteKeys:   serveKeys(cfg.HTTP.WriteKeys),
-		ReadKeys:    serveKeys(cfg.HTTP.ReadKeys),
-		DecideKeys:  serveKeys(cfg.HTTP.DecideKeys),
-		AdminKeys:   serveKeys(cfg.HTTP.AdminKeys),
-		CORSOrigins: cfg.HTTP.CORSOrigins,
-		EventsTopic: e.topics.Events,
-		Limits:      limits,
-		Logger:      log,
-		Cluster:     func(ctx context.Context) (any, error) { return e.processor.Reads().Cluster(ctx) },
+		RateLimits:   rl,
+		Decisions:    e.decider,
+		Admin:        e,
+		Erasures:     e,
+		Suppressed:   suppressed(cfg, e.processor.Reads()),
+		Auditor:      e.audit,
+		WriteKeys:    serveKeys(cfg.HTTP.WriteKeys),
+		ReadKeys:     serveKeys(cfg.HTTP.ReadKeys),
+		DecideKeys:   serveKeys(cfg.HTTP.DecideKeys),
+		AdminKeys:    serveKeys(cfg.HTTP.AdminKeys),
+		CORSOrigins:  cfg.HTTP.CORSOrigins,
+		EventsTopic:  e.topics.Events,
+		Limits:       limits,
+		Logger:       log,
+		Cluster:      func(ctx context.Context) (any, error) { return e.processor.Reads().Cluster(ctx) },
+		Destinations: e.destinationStats,
 	}, e.producer, e.processor.Reads(), reg)
 	if err != nil {
 		return nil, err
@@ -185,6 +191,8 @@ func (e *Engine) Run(ctx context.Context) error {
 	procDone := make(chan error, 1)
 	httpDone := make(chan error, 1)
 	go func() { procDone <- e.processor.Run(ctx) }()
+	deliverDone := make(chan struct{})
+	go func() { _ = e.deliverer.Run(ctx); close(deliverDone) }()
 	go func() { httpDone <- e.server.Serve(e.ln) }()
 	if e.configFile != "" {
 		go e.watchConfig(ctx)
@@ -198,10 +206,12 @@ func (e *Engine) Run(ctx context.Context) error {
 		err = fmt.Errorf("http server: %w", err)
 	}
 	cancel()
-	// The stores must not close under an apply in flight.
+	// The stores must not close under an apply in flight, nor under a
+	// delivery reading a profile.
 	if perr := <-procDone; err == nil {
 		err = perr
 	}
+	<-deliverDone
 	return errors.Join(err, e.Close())
 }
 
@@ -264,6 +274,10 @@ func (e *Engine) Close() error {
 	if e.ln != nil {
 		e.ln.Close() // when Serve never ran, Shutdown has not closed it
 	}
+	if e.deliverer != nil {
+		e.deliverer.Close()
+		e.deliverer = nil
+	}
 	if e.processor != nil {
 		e.processor.Close()
 		e.processor = nil
@@ -310,8 +324,9 @@ func Limits(cfg *config.Config) event.Limits {
 // store options (aggregates, segments, interests, products, the offers
 // whose feedback counts) and the placements and offers decisions use.
 type Compiled struct {
-	Store   state.Options
-	Catalog *decide.Catalog
+	Store        state.Options
+	Catalog      *decide.Catalog
+	Destinations []deliver.Destination
 }
 
 // Compile compiles a configuration's aggregates, segments, placements and
@@ -338,7 +353,11 @@ func Compile(cfg *config.Config) (Compiled, error) {
 		return Compiled{}, fmt.Errorf("config %s: %w", cfg.Source, err)
 	}
 	o.Offers = cat.FeedbackIDs()
-	return Compiled{Store: o, Catalog: cat}, nil
+	dests, err := Destinations(cfg, o.Segments)
+	if err != nil {
+		return Compiled{}, err
+	}
+	return Compiled{Store: o, Catalog: cat, Destinations: dests}, nil
 }
 
 func storeOptions(cfg *config.Config) (state.Options, error) {

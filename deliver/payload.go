@@ -1,0 +1,114 @@
+package deliver
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/tailorcdp/tailor/state"
+)
+
+// Profiles reads profiles for the fields and the consent check
+// (stream.Reads implements it).
+type Profiles interface {
+	// Profile returns key's profile: state.ErrNotFound for none.
+	Profile(key string) (*state.Profile, error)
+	// ProfileView returns its JSON form, with the aggregates' values now.
+	ProfileView(key string) (state.View, error)
+}
+
+// Change is a segment change as a destination receives it.
+type Change struct {
+	// ID is the change's idempotency key: the segments topic, partition
+	// and offset it was read at. It is the same on every retry, after
+	// restarts, and on a replay from the dead-letter topic.
+	ID          string    `json:"id"`
+	Destination string    `json:"destination"`
+	Key         string    `json:"key"`
+	Segment     string    `json:"segment"`
+	Change      string    `json:"change"` // entered or exited
+	Time        time.Time `json:"time"`
+	MessageID   string    `json:"messageId,omitempty"`
+	Reason      string    `json:"reason,omitempty"`
+	// Profile holds the fields the destination asks for; absent when it
+	// asks for none or there is no profile (it was deleted).
+	Profile *ProfileFields `json:"profile,omitempty"`
+
+	written time.Time // the record's timestamp, for the latency
+}
+
+// ProfileFields are the profile fields sent with a change.
+type ProfileFields struct {
+	Traits     map[string]json.RawMessage `json:"traits,omitempty"`
+	Aggregates map[string]any             `json:"aggregates,omitempty"`
+	RFM        *state.RFMView             `json:"rfm,omitempty"`
+}
+
+// parseChange reads a segments topic record.
+func parseChange(r *kgo.Record) (Change, error) {
+	var c Change
+	if err := json.Unmarshal(r.Value, &c); err != nil {
+		return c, fmt.Errorf("segment change at %s: %w", recordID(r), err)
+	}
+	c.ID, c.written = recordID(r), r.Timestamp
+	return c, nil
+}
+
+// recordID is where a record was read: topic/partition/offset.
+func recordID(r *kgo.Record) string {
+	return r.Topic + "/" + strconv.Itoa(int(r.Partition)) + "/" + strconv.FormatInt(r.Offset, 10)
+}
+
+// withProfile fills c for destination d: false when d's purpose is not
+// granted by the profile (the change is withheld), an error when the
+// profile cannot be read here now.
+func withProfile(c Change, d *Destination, profiles Profiles) (Change, bool, error) {
+	c.Destination = d.Name
+	if d.Purpose == "" && !d.Fields.Any() {
+		return c, true, nil
+	}
+	p, err := profiles.Profile(c.Key)
+	if errors.Is(err, state.ErrNotFound) {
+		p, err = nil, nil
+	}
+	if err != nil {
+		return c, false, fmt.Errorf("read profile %q: %w", c.Key, err)
+	}
+	if !d.Purpose.Allows(p) {
+		return c, false, nil
+	}
+	if p == nil || !d.Fields.Any() {
+		return c, true, nil
+	}
+	v, err := profiles.ProfileView(c.Key)
+	if err != nil {
+		return c, false, fmt.Errorf("read profile %q: %w", c.Key, err)
+	}
+	f := &ProfileFields{}
+	if d.Fields.Traits {
+		f.Traits = v.Traits
+	}
+	if d.Fields.Aggregates {
+		f.Aggregates = v.Aggregates
+	}
+	if d.Fields.RFM {
+		f.RFM = v.RFM
+	}
+	c.Profile = f
+	return c, true, nil
+}
+
+// body returns the request body of changes for a destination with batch
+// size batch: one change as is, or {"changes": [...]}.
+func body(changes []Change, batch int) ([]byte, error) {
+	if batch <= 1 && len(changes) == 1 {
+		return json.Marshal(changes[0])
+	}
+	return json.Marshal(struct {
+		Changes []Change `json:"changes"`
+	}{changes})
+}
