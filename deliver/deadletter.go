@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -102,13 +103,21 @@ func Replay(ctx context.Context, cfg ReplayConfig) (ReplayStats, error) {
 	if err != nil {
 		return st, fmt.Errorf("end offsets of %s: %w", cfg.DeadLetterTopic, err)
 	}
+	committed, err := kadm.NewClient(cl).FetchOffsets(ctx, cfg.Group)
+	if errors.Is(err, kerr.GroupIDNotFound) {
+		committed, err = kadm.OffsetResponses{}, nil // never replayed
+	}
+	if err != nil {
+		return st, fmt.Errorf("offsets of group %s: %w", cfg.Group, err)
+	}
 	left := map[int32]int64{}
 	ends.Each(func(o kadm.ListedOffset) {
-		if o.Offset > 0 {
+		done, ok := committed.Lookup(cfg.DeadLetterTopic, o.Partition)
+		if o.Offset > 0 && (!ok || done.At < o.Offset) {
 			left[o.Partition] = o.Offset
 		}
 	})
-	x := newDest(cfg.Destination)
+	x := newDest(cfg.Destination, DefaultBreaker)
 	s := sender{client: cfg.HTTPClient, backoff: cfg.Backoff, now: time.Now}
 	for len(left) > 0 {
 		fetches := cl.PollFetches(ctx)

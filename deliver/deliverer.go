@@ -36,6 +36,8 @@ type Config struct {
 	Backoff Backoff
 	// MaxPollRecords bounds the changes read at once (0: 10000).
 	MaxPollRecords int
+	// Breaker configures the circuit breakers (zero: DefaultBreaker).
+	Breaker Breaker
 }
 
 // Deliverer is the delivery consumer.
@@ -58,6 +60,9 @@ func New(cfg Config, ds []Destination) (*Deliverer, error) {
 	if cfg.Backoff == (Backoff{}) {
 		cfg.Backoff = DefaultBackoff
 	}
+	if cfg.Breaker == (Breaker{}) {
+		cfg.Breaker = DefaultBreaker
+	}
 	if cfg.MaxPollRecords <= 0 {
 		cfg.MaxPollRecords = 10000
 	}
@@ -70,6 +75,7 @@ func New(cfg Config, ds []Destination) (*Deliverer, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	d := &Deliverer{cfg: cfg, send: sender{client: cfg.HTTPClient, backoff: cfg.Backoff, now: time.Now}, lag: map[int32]int64{}}
+	d.dests.breaker = cfg.Breaker
 	d.dests.replace(ds)
 	d.metrics = newMetrics(cfg.Registerer, d)
 	opts := append(append([]kgo.Opt(nil), cfg.Client...),

@@ -68,14 +68,18 @@ type dest struct {
 	latency *hdrhistogram.Histogram // milliseconds from the change's record to its 2xx
 }
 
-// breakerOpenFor is how long an open circuit refuses requests before one
-// probe is let through.
-const breakerOpenFor = 5 * time.Second
+// Breaker configures the circuit breaker of each destination: Trips
+// failures in a row open the circuit, which refuses requests for OpenFor,
+// then lets one probe through.
+type Breaker struct {
+	Trips   uint32
+	OpenFor time.Duration
+}
 
-// breakerTrips is how many failures in a row open the circuit.
-const breakerTrips = 10
+// DefaultBreaker opens after 10 failures in a row, for 5 s.
+var DefaultBreaker = Breaker{Trips: 10, OpenFor: 5 * time.Second}
 
-func newDest(d Destination) *dest {
+func newDest(d Destination, b Breaker) *dest {
 	x := &dest{
 		limiter:  rate.NewLimiter(rate.Inf, 0),
 		inflight: make(chan struct{}, maxInFlight),
@@ -84,8 +88,8 @@ func newDest(d Destination) *dest {
 	x.breaker = gobreaker.NewCircuitBreaker[struct{}](gobreaker.Settings{
 		Name:        d.Name,
 		MaxRequests: 1,
-		Timeout:     breakerOpenFor,
-		ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= breakerTrips },
+		Timeout:     b.OpenFor,
+		ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= b.Trips },
 	})
 	x.set(d)
 	return x
@@ -122,7 +126,8 @@ func (x *dest) observe(d time.Duration) {
 
 // set is the destinations in force, by name.
 type destSet struct {
-	mu    sync.Mutex
+	breaker Breaker
+	mu      sync.Mutex
 	byKey map[string]*dest
 }
 
@@ -138,7 +143,7 @@ func (s *destSet) replace(ds []Destination) {
 			x.set(d)
 			next[d.Name] = x
 		} else {
-			next[d.Name] = newDest(d)
+			next[d.Name] = newDest(d, s.breaker)
 		}
 	}
 	for name, x := range s.byKey {
