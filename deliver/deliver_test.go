@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/tailorcdp/tailor/internal/testkafka"
@@ -20,8 +21,9 @@ const testSecret = "test-secret-0123456789"
 // never ask.
 type noProfiles struct{}
 
-func (noProfiles) Profile(string) (*state.Profile, error)  { return nil, state.ErrNotFound }
+func (noProfiles) Profile(string) (*state.Profile, error) { return nil, state.ErrNotFound }
 func (noProfiles) ProfileView(string) (state.View, error) { return state.View{}, state.ErrNotFound }
+func (noProfiles) Applied() map[int32]int64               { return nil }
 
 // testTopics creates a deployment's topics (3 partitions) and returns
 // them with a producer.
@@ -236,3 +238,32 @@ func newAnswering(t *testing.T, answer func(http.ResponseWriter)) string {
 	return rcv.srv.URL
 }
 
+// TestMetrics gathers the deliverer's metrics from a fresh registry: one
+// series per destination and figure.
+func TestMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	d, err := New(Config{Client: []kgo.Opt{kgo.SeedBrokers("127.0.0.1:1")}, Group: "g", Topic: "t", Registerer: reg},
+		[]Destination{testDest("a", "http://127.0.0.1:1", 1), testDest("b", "http://127.0.0.1:1", 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int{}
+	for _, f := range families {
+		got[f.GetName()] = len(f.GetMetric())
+	}
+	for _, name := range []string{"tailor_deliver_delivered_total", "tailor_deliver_failed_total", "tailor_deliver_retried_total",
+		"tailor_deliver_deadlettered_total", "tailor_deliver_withheld_total", "tailor_deliver_lag_seconds"} {
+		if got[name] != 2 {
+			t.Errorf("%s: %d series, want 2 (one per destination)", name, got[name])
+		}
+	}
+	d.SetDestinations([]Destination{testDest("a", "http://127.0.0.1:1", 1)})
+	if s := d.Stats(); len(s) != 1 || s[0].Name != "a" {
+		t.Errorf("stats after removing b: %+v", s)
+	}
+}

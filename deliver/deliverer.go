@@ -24,10 +24,12 @@ type Config struct {
 	InstanceID     string
 	SessionTimeout time.Duration
 	// Topic is the segments topic; DeadLetterTopic where changes past
-	// their destination's bounds go.
-	Topic, DeadLetterTopic string
-	Profiles               Profiles
-	Logger                 *slog.Logger
+	// their destination's bounds go; EventsTopic the events topic, whose
+	// offsets in a change's tailor.source header say when its profile is
+	// committed.
+	Topic, DeadLetterTopic, EventsTopic string
+	Profiles                            Profiles
+	Logger                              *slog.Logger
 	// Registerer takes the metrics (nil: none).
 	Registerer prometheus.Registerer
 	// HTTPClient sends the requests (nil: a client with keep-alives).
@@ -52,7 +54,7 @@ type Deliverer struct {
 	gen    uint64             // bumped by every revocation
 	cancel context.CancelFunc // of the work in flight, nil when none
 	done   chan struct{}      // closed when the work in flight stops
-	lag    map[int32]int64    // per assigned partition: records not yet delivered
+	oldest time.Time          // the oldest change of the work in flight; zero when none
 }
 
 // New returns a deliverer for ds; Run starts it.
@@ -74,7 +76,7 @@ func New(cfg Config, ds []Destination) (*Deliverer, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	d := &Deliverer{cfg: cfg, send: sender{client: cfg.HTTPClient, backoff: cfg.Backoff, now: time.Now}, lag: map[int32]int64{}}
+	d := &Deliverer{cfg: cfg, send: sender{client: cfg.HTTPClient, backoff: cfg.Backoff, now: time.Now}}
 	d.dests.breaker = cfg.Breaker
 	d.dests.replace(ds)
 	d.metrics = newMetrics(cfg.Registerer, d)
@@ -114,7 +116,6 @@ func (d *Deliverer) revoke(context.Context, *kgo.Client, map[string][]int32) {
 	d.mu.Lock()
 	d.gen++
 	cancel, done := d.cancel, d.done
-	d.lag = map[int32]int64{}
 	d.mu.Unlock()
 	if cancel != nil {
 		cancel()
@@ -139,8 +140,6 @@ func (d *Deliverer) Run(ctx context.Context) error {
 		if len(records) == 0 {
 			continue
 		}
-		hwm := map[int32]int64{}
-		fetches.EachPartition(func(p kgo.FetchTopicPartition) { hwm[p.Partition] = p.HighWatermark })
 		work, cancel := context.WithCancel(ctx)
 		done := make(chan struct{})
 		d.mu.Lock()
@@ -149,19 +148,14 @@ func (d *Deliverer) Run(ctx context.Context) error {
 			cancel()
 			continue
 		}
-		d.cancel, d.done = cancel, done
+		d.cancel, d.done, d.oldest = cancel, done, oldest(records)
 		d.mu.Unlock()
 		err := d.process(work, records)
 		if err == nil {
 			err = d.cl.CommitRecords(work, records...)
 		}
 		d.mu.Lock()
-		if err == nil && d.gen == gen {
-			for p, h := range hwm {
-				d.lag[p] = h - lastOffset(records, p) - 1
-			}
-		}
-		d.cancel, d.done = nil, nil
+		d.cancel, d.done, d.oldest = nil, nil, time.Time{}
 		d.mu.Unlock()
 		cancel()
 		close(done)
@@ -171,14 +165,15 @@ func (d *Deliverer) Run(ctx context.Context) error {
 	}
 }
 
-func lastOffset(records []*kgo.Record, p int32) int64 {
-	last := int64(-1)
+// oldest returns the earliest timestamp of records.
+func oldest(records []*kgo.Record) time.Time {
+	t := records[0].Timestamp
 	for _, r := range records {
-		if r.Partition == p && r.Offset > last {
-			last = r.Offset
+		if r.Timestamp.Before(t) {
+			t = r.Timestamp
 		}
 	}
-	return last
+	return t
 }
 
 // Close leaves the group and closes the connection.
@@ -269,7 +264,10 @@ func (d *Deliverer) round(ctx context.Context, x *dest, changes []Change) error 
 func (d *Deliverer) prepare(ctx context.Context, x *dest, cfg *Destination, c Change) (Change, bool, error) {
 	first := time.Now()
 	for n := 1; ; n++ {
-		out, ok, err := withProfile(c, cfg, d.cfg.Profiles)
+		out, ok, err := withProfile(ctx, c, cfg, d.cfg.Profiles, d.cfg.EventsTopic)
+		if ctx.Err() != nil {
+			return c, false, ctx.Err()
+		}
 		if err == nil {
 			if !ok {
 				x.withheld.Add(1)

@@ -128,7 +128,7 @@ func (x *dest) observe(d time.Duration) {
 type destSet struct {
 	breaker Breaker
 	mu      sync.Mutex
-	byKey map[string]*dest
+	byKey   map[string]*dest
 }
 
 // replace puts ds in force: a destination kept by name keeps its

@@ -1,10 +1,12 @@
 package deliver
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -19,6 +21,10 @@ type Profiles interface {
 	Profile(key string) (*state.Profile, error)
 	// ProfileView returns its JSON form, with the aggregates' values now.
 	ProfileView(key string) (state.View, error)
+	// Applied returns, for each events partition held here, the offset
+	// of the next event to apply: a change is written just before its
+	// event's batch commits, so its profile is read once that is past.
+	Applied() map[int32]int64
 }
 
 // Change is a segment change as a destination receives it.
@@ -39,6 +45,7 @@ type Change struct {
 	Profile *ProfileFields `json:"profile,omitempty"`
 
 	written time.Time // the record's timestamp, for the latency
+	source  string    // the causing event's topic/partition/offset, or "time"
 }
 
 // ProfileFields are the profile fields sent with a change.
@@ -55,7 +62,41 @@ func parseChange(r *kgo.Record) (Change, error) {
 		return c, fmt.Errorf("segment change at %s: %w", recordID(r), err)
 	}
 	c.ID, c.written = recordID(r), r.Timestamp
+	for _, h := range r.Headers {
+		if h.Key == HeaderSource {
+			c.source = string(h.Value)
+		}
+	}
 	return c, nil
+}
+
+// appliedPoll is how often waitApplied looks again.
+const appliedPoll = 5 * time.Millisecond
+
+// waitApplied waits until the profiles held here have committed the
+// event that caused c (its source on the events topic), or ctx ends. A
+// change caused by time, or by an event of a partition held elsewhere,
+// does not wait.
+func waitApplied(ctx context.Context, c Change, eventsTopic string, profiles Profiles) error {
+	rest, ok := strings.CutPrefix(c.source, eventsTopic+"/")
+	if !ok || eventsTopic == "" {
+		return nil
+	}
+	ps, os, _ := strings.Cut(rest, "/")
+	p, err1 := strconv.ParseInt(ps, 10, 32)
+	o, err2 := strconv.ParseInt(os, 10, 64)
+	if err1 != nil || err2 != nil {
+		return nil
+	}
+	for {
+		next, held := profiles.Applied()[int32(p)]
+		if !held || next > o {
+			return nil
+		}
+		if err := sleep(ctx, appliedPoll); err != nil {
+			return err
+		}
+	}
 }
 
 // recordID is where a record was read: topic/partition/offset.
@@ -66,10 +107,13 @@ func recordID(r *kgo.Record) string {
 // withProfile fills c for destination d: false when d's purpose is not
 // granted by the profile (the change is withheld), an error when the
 // profile cannot be read here now.
-func withProfile(c Change, d *Destination, profiles Profiles) (Change, bool, error) {
+func withProfile(ctx context.Context, c Change, d *Destination, profiles Profiles, eventsTopic string) (Change, bool, error) {
 	c.Destination = d.Name
 	if d.Purpose == "" && !d.Fields.Any() {
 		return c, true, nil
+	}
+	if err := waitApplied(ctx, c, eventsTopic, profiles); err != nil {
+		return c, false, err
 	}
 	p, err := profiles.Profile(c.Key)
 	if errors.Is(err, state.ErrNotFound) {

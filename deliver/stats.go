@@ -2,6 +2,7 @@ package deliver
 
 import (
 	"sort"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -22,9 +23,10 @@ type Stats struct {
 	Withheld     int64 `json:"withheld"`
 	// Latency is from the change's record to its 2xx, in seconds.
 	Latency Latency `json:"latency"`
-	// Lag is how many changes on the partitions this instance delivers
-	// are not delivered yet (to every destination).
-	Lag int64 `json:"lag"`
+	// LagSeconds is the age of the oldest change read and not yet
+	// delivered, withheld or dead-lettered (to every destination); 0 when
+	// every change read is done.
+	LagSeconds float64 `json:"lagSeconds"`
 	// Circuit is the circuit breaker's state: closed, open or half-open.
 	Circuit string `json:"circuit"`
 }
@@ -38,7 +40,7 @@ type Latency struct {
 
 // Stats returns every destination's figures, by name.
 func (d *Deliverer) Stats() []Stats {
-	lag := d.Lag()
+	lag := d.Lag().Seconds()
 	var out []Stats
 	for _, x := range d.dests.list() {
 		cfg := x.cfg.Load()
@@ -49,23 +51,22 @@ func (d *Deliverer) Stats() []Stats {
 			Name: cfg.Name, Segments: append([]string{}, cfg.Segments...), Purpose: string(cfg.Purpose),
 			Delivered: x.delivered.Load(), Failed: x.failed.Load(), Retried: x.retried.Load(),
 			DeadLettered: x.deadLettered.Load(), Withheld: x.withheld.Load(),
-			Latency: lat, Lag: lag, Circuit: x.breaker.State().String(),
+			Latency: lat, LagSeconds: lag, Circuit: x.breaker.State().String(),
 		})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
 }
 
-// Lag returns the changes not yet delivered on the partitions this
-// instance holds, as of the last poll.
-func (d *Deliverer) Lag() int64 {
+// Lag returns the age of the oldest change read and not yet done; 0
+// when every change read is done.
+func (d *Deliverer) Lag() time.Duration {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	var n int64
-	for _, l := range d.lag {
-		n += max(0, l)
+	if d.oldest.IsZero() {
+		return 0
 	}
-	return n
+	return max(0, time.Since(d.oldest))
 }
 
 // metrics are the deliverer's Prometheus metrics: counters read from the
@@ -94,8 +95,8 @@ func newMetrics(reg prometheus.Registerer, d *Deliverer) *metrics {
 	for _, c := range counterHelp {
 		m.descs[c.name] = prometheus.NewDesc(c.name, c.help, []string{"destination"}, nil)
 	}
-	m.descs["tailor_deliver_lag_records"] = prometheus.NewDesc("tailor_deliver_lag_records",
-		"Segment changes on the partitions this instance delivers not delivered yet.", []string{"destination"}, nil)
+	m.descs["tailor_deliver_lag_seconds"] = prometheus.NewDesc("tailor_deliver_lag_seconds",
+		"Age of the oldest segment change read and not yet delivered, withheld or dead-lettered (0: none).", []string{"destination"}, nil)
 	if reg != nil {
 		reg.MustRegister(m, m.latency)
 	}
@@ -119,6 +120,6 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		} {
 			ch <- prometheus.MustNewConstMetric(m.descs[name], prometheus.CounterValue, float64(v), s.Name)
 		}
-		ch <- prometheus.MustNewConstMetric(m.descs["tailor_deliver_lag_records"], prometheus.GaugeValue, float64(s.Lag), s.Name)
+		ch <- prometheus.MustNewConstMetric(m.descs["tailor_deliver_lag_seconds"], prometheus.GaugeValue, s.LagSeconds, s.Name)
 	}
 }

@@ -77,6 +77,7 @@ func (e *Engine) startDeliverer(cfg *config.Config, ds []deliver.Destination, re
 		SessionTimeout:  time.Duration(cfg.Kafka.SessionTimeout),
 		Topic:           e.topics.Segments,
 		DeadLetterTopic: e.topics.DeliverDeadLetter,
+		EventsTopic:     e.topics.Events,
 		Profiles:        e.processor.Reads(),
 		Logger:          e.log,
 		Registerer:      reg,

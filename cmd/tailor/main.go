@@ -31,6 +31,7 @@ func commands() []*command {
 		brokerCommand(),
 		importCommand(),
 		exportCommand(),
+		destinationsCommand(),
 		benchCommand(),
 	}
 }
@@ -132,11 +133,11 @@ Usage:
 
 Commands:
 `)
-	fmt.Fprintf(w, "  %-9s %s\n", "help", "show this help")
+	fmt.Fprintf(w, "  %-12s %s\n", "help", "show this help")
 	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-9s %s\n", c.name, c.summary)
+		fmt.Fprintf(w, "  %-12s %s\n", c.name, c.summary)
 	}
-	fmt.Fprintf(w, "  %-9s %s\n", "version", "print the version")
+	fmt.Fprintf(w, "  %-12s %s\n", "version", "print the version")
 	fmt.Fprintf(w, `
 Without a command, tailor runs the engine ("run"). "tailor COMMAND --help"
 shows a command's own options.
