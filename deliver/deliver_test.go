@@ -27,7 +27,7 @@ func (noProfiles) Applied() map[int32]int64               { return nil }
 
 // testTopics creates a deployment's topics (3 partitions) and returns
 // them with a producer.
-func testTopics(t *testing.T) ([]string, stream.Topics, *kgo.Client) {
+func testTopics(t testing.TB) ([]string, stream.Topics, *kgo.Client) {
 	t.Helper()
 	brokers := testkafka.Brokers(t)
 	topics := stream.NewTopics(testkafka.Prefix(t))
@@ -73,11 +73,11 @@ func testDest(name, url string, batch int) Destination {
 }
 
 // startDeliverer runs a deliverer of ds until the test ends.
-func startDeliverer(t *testing.T, brokers []string, topics stream.Topics, group string, ds ...Destination) *Deliverer {
+func startDeliverer(t testing.TB, brokers []string, topics stream.Topics, group string, ds ...Destination) *Deliverer {
 	return startDelivererWith(t, brokers, topics, group, DefaultBreaker, ds...)
 }
 
-func startDelivererWith(t *testing.T, brokers []string, topics stream.Topics, group string, b Breaker, ds ...Destination) *Deliverer {
+func startDelivererWith(t testing.TB, brokers []string, topics stream.Topics, group string, b Breaker, ds ...Destination) *Deliverer {
 	t.Helper()
 	d, err := New(Config{Client: []kgo.Opt{kgo.SeedBrokers(brokers...)}, Group: group, Topic: topics.Segments,
 		DeadLetterTopic: topics.DeliverDeadLetter, Profiles: noProfiles{}, Backoff: Backoff{Base: 5 * time.Millisecond, Max: 50 * time.Millisecond}, Breaker: b}, ds)

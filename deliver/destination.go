@@ -65,7 +65,7 @@ type dest struct {
 	delivered, failed, retried, deadLettered, withheld atomic.Int64
 
 	mu      sync.Mutex
-	latency *hdrhistogram.Histogram // milliseconds from the change's record to its 2xx
+	latency *hdrhistogram.Histogram // microseconds from the change's record to its 2xx
 }
 
 // Breaker configures the circuit breaker of each destination: Trips
@@ -83,7 +83,7 @@ func newDest(d Destination, b Breaker) *dest {
 	x := &dest{
 		limiter:  rate.NewLimiter(rate.Inf, 0),
 		inflight: make(chan struct{}, maxInFlight),
-		latency:  hdrhistogram.New(1, 24*3600*1000, 3),
+		latency:  hdrhistogram.New(1, 24*3600*1e6, 3),
 	}
 	x.breaker = gobreaker.NewCircuitBreaker[struct{}](gobreaker.Settings{
 		Name:        d.Name,
@@ -120,7 +120,7 @@ func (d *Destination) wants(segment string) bool {
 // observe records the latency of a delivery.
 func (x *dest) observe(d time.Duration) {
 	x.mu.Lock()
-	_ = x.latency.RecordValue(max(1, d.Milliseconds()))
+	_ = x.latency.RecordValue(max(1, d.Microseconds()))
 	x.mu.Unlock()
 }
 

@@ -45,7 +45,7 @@ func (d *Deliverer) Stats() []Stats {
 	for _, x := range d.dests.list() {
 		cfg := x.cfg.Load()
 		x.mu.Lock()
-		lat := Latency{Count: x.latency.TotalCount(), P50: float64(x.latency.ValueAtQuantile(50)) / 1000, P99: float64(x.latency.ValueAtQuantile(99)) / 1000}
+		lat := Latency{Count: x.latency.TotalCount(), P50: float64(x.latency.ValueAtQuantile(50)) / 1e6, P99: float64(x.latency.ValueAtQuantile(99)) / 1e6}
 		x.mu.Unlock()
 		out = append(out, Stats{
 			Name: cfg.Name, Segments: append([]string{}, cfg.Segments...), Purpose: string(cfg.Purpose),
