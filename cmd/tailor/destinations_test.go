@@ -256,4 +256,3 @@ func waitLong(t *testing.T, what string, timeout time.Duration, cond func() bool
 		time.Sleep(200 * time.Millisecond)
 	}
 }
-
