@@ -6,7 +6,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -146,18 +145,6 @@ func (r *receiver) checkOrder(t testing.TB) {
 		}
 		last[c.Key] = [2]int64{p, o}
 	}
-}
-
-// ids returns the distinct ids answered 2xx, sorted.
-func (r *receiver) ids() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	out := make([]string, 0, len(r.seen))
-	for id := range r.seen {
-		out = append(out, id)
-	}
-	sort.Strings(out)
-	return out
 }
 
 func idOffset(t testing.TB, id string) (int64, int64) {
