@@ -21,9 +21,10 @@ const testSecret = "test-secret-0123456789"
 // never ask.
 type noProfiles struct{}
 
-func (noProfiles) Profile(string) (*state.Profile, error) { return nil, state.ErrNotFound }
-func (noProfiles) ProfileView(string) (state.View, error) { return state.View{}, state.ErrNotFound }
-func (noProfiles) Applied() map[int32]int64               { return nil }
+func (noProfiles) Profile(context.Context, string, bool) (Profile, error) {
+	return Profile{}, state.ErrNotFound
+}
+func (noProfiles) Applied() map[int32]int64 { return nil }
 
 // testTopics creates a deployment's topics (3 partitions) and returns
 // them with a producer.

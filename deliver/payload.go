@@ -14,17 +14,26 @@ import (
 	"github.com/tailorcdp/tailor/state"
 )
 
-// Profiles reads profiles for the fields and the consent check
-// (stream.Reads implements it).
+// Profiles reads profiles for the fields and the consent check (the
+// engine's reads through stream.Reads, and through the holder's profile API
+// for a profile another instance holds).
 type Profiles interface {
-	// Profile returns key's profile: state.ErrNotFound for none.
-	Profile(key string) (*state.Profile, error)
-	// ProfileView returns its JSON form, with the aggregates' values now.
-	ProfileView(key string) (state.View, error)
+	// Profile returns key's profile as a destination sees it, its view
+	// only when view is true; state.ErrNotFound for none.
+	Profile(ctx context.Context, key string, view bool) (Profile, error)
 	// Applied returns, for each events partition held here, the offset
 	// of the next event to apply: a change is written just before its
 	// event's batch commits, so its profile is read once that is past.
 	Applied() map[int32]int64
+}
+
+// Profile is a profile as a destination sees it.
+type Profile struct {
+	// Allows reports whether the profile grants a purpose
+	// (state.Purpose.Allows).
+	Allows func(state.Purpose) bool
+	// View is the profile's JSON form, when asked for.
+	View state.View
 }
 
 // Change is a segment change as a destination receives it.
@@ -115,23 +124,25 @@ func withProfile(ctx context.Context, c Change, d *Destination, profiles Profile
 	if err := waitApplied(ctx, c, eventsTopic, profiles); err != nil {
 		return c, false, err
 	}
-	p, err := profiles.Profile(c.Key)
+	p, err := profiles.Profile(ctx, c.Key, d.Fields.Any())
 	if errors.Is(err, state.ErrNotFound) {
-		p, err = nil, nil
+		if c.Change == "entered" {
+			// An entry's profile exists: its holder (another instance) has
+			// not committed the event yet.
+			return c, false, fmt.Errorf("profile %q entered %s but is not found yet", c.Key, c.Segment)
+		}
+		return c, d.Purpose == "", nil // gone: nothing it granted
 	}
 	if err != nil {
 		return c, false, fmt.Errorf("read profile %q: %w", c.Key, err)
 	}
-	if !d.Purpose.Allows(p) {
+	if !p.Allows(d.Purpose) {
 		return c, false, nil
 	}
-	if p == nil || !d.Fields.Any() {
+	if !d.Fields.Any() {
 		return c, true, nil
 	}
-	v, err := profiles.ProfileView(c.Key)
-	if err != nil {
-		return c, false, fmt.Errorf("read profile %q: %w", c.Key, err)
-	}
+	v := p.View
 	f := &ProfileFields{}
 	if d.Fields.Traits {
 		f.Traits = v.Traits

@@ -2,7 +2,11 @@ package engine
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"net/http"
+	"net/url"
 	"sort"
 	"time"
 
@@ -11,6 +15,7 @@ import (
 	"github.com/tailorcdp/tailor/config"
 	"github.com/tailorcdp/tailor/deliver"
 	"github.com/tailorcdp/tailor/state"
+	"github.com/tailorcdp/tailor/stream"
 )
 
 // Destinations returns the delivery destinations of a configuration,
@@ -78,12 +83,73 @@ func (e *Engine) startDeliverer(cfg *config.Config, ds []deliver.Destination, re
 		Topic:           e.topics.Segments,
 		DeadLetterTopic: e.topics.DeliverDeadLetter,
 		EventsTopic:     e.topics.Events,
-		Profiles:        e.processor.Reads(),
+		Profiles:        &deliverProfiles{reads: e.processor.Reads(), url: "http://" + e.ln.Addr().String(), readKey: cfg.HTTP.ReadKeys[0].Secret, client: &http.Client{Timeout: 10 * time.Second}},
 		Logger:          e.log,
 		Registerer:      reg,
 	}, ds)
 	return err
 }
+
+// deliverProfiles reads profiles for the destinations: from the stores
+// here, else (a partition another instance holds, or a profile merged
+// into one held there) through this instance's own profile API, which
+// sends the read on to the holder.
+type deliverProfiles struct {
+	reads   stream.Reads
+	url     string // this instance's HTTP API
+	readKey string
+	client  *http.Client
+}
+
+// Profile implements deliver.Profiles.
+func (d *deliverProfiles) Profile(ctx context.Context, key string, view bool) (deliver.Profile, error) {
+	p, err := d.reads.Profile(key)
+	var merged *state.MergedError
+	switch {
+	case errors.Is(err, stream.ErrNotOwned), errors.As(err, &merged):
+		return d.remote(ctx, key)
+	case err != nil:
+		return deliver.Profile{}, err
+	}
+	out := deliver.Profile{Allows: func(pu state.Purpose) bool { return pu.Allows(p) }}
+	if view {
+		if out.View, err = d.reads.ProfileView(key); err != nil {
+			return deliver.Profile{}, err
+		}
+	}
+	return out, nil
+}
+
+// remote reads key's profile through the profile API.
+func (d *deliverProfiles) remote(ctx context.Context, key string) (deliver.Profile, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, d.url+"/v1/profiles/"+url.PathEscape(key), nil)
+	if err != nil {
+		return deliver.Profile{}, err
+	}
+	req.SetBasicAuth(d.readKey, "")
+	resp, err := d.client.Do(req)
+	if err != nil {
+		return deliver.Profile{}, fmt.Errorf("read profile %q from its holder: %w", key, err)
+	}
+	defer resp.Body.Close()
+	switch resp.StatusCode {
+	case http.StatusOK:
+	case http.StatusNotFound:
+		return deliver.Profile{}, state.ErrNotFound
+	default:
+		return deliver.Profile{}, fmt.Errorf("read profile %q from its holder: answered %s", key, resp.Status)
+	}
+	var v state.View
+	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
+		return deliver.Profile{}, fmt.Errorf("read profile %q from its holder: %w", key, err)
+	}
+	// The view's consent is each purpose's latest choice, as
+	// state.Purpose.Allows reads it.
+	return deliver.Profile{View: v, Allows: func(pu state.Purpose) bool { return pu == "" || v.Consent[string(pu)] }}, nil
+}
+
+// Applied implements deliver.Profiles.
+func (d *deliverProfiles) Applied() map[int32]int64 { return d.reads.Applied() }
 
 // destinationStats serves GET /v1/destinations.
 func (e *Engine) destinationStats(context.Context) (any, error) {

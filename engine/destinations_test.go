@@ -155,3 +155,42 @@ func TestDestinations(t *testing.T) {
 		t.Errorf("%d requests failed the receivers' checks", crm.bad+other.bad)
 	}
 }
+
+// TestDestinationsTwoInstances: with two instances, each delivers the
+// segments topic's partitions it holds, reading the profiles the other
+// holds through its profile API: every change arrives with its traits.
+func TestDestinationsTwoInstances(t *testing.T) {
+	crm := newHook(t)
+	parsed, err := config.Parse([]byte(destinationDoc(hookDest("crm", crm.srv.URL))), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	engines := startInstances(t, func(cfg *config.Config) {
+		cfg.Segments, cfg.Destinations = parsed.Segments, parsed.Destinations
+	})
+	waitFor(t, "both instances to hold partitions", 60*time.Second, func() bool {
+		a, b := len(engines[0].Applied()), len(engines[1].Applied())
+		return a > 0 && b > 0 && a+b == 6
+	})
+	const n = 30
+	var batch []string
+	for i := range n {
+		batch = append(batch, fmt.Sprintf(`{"type": "identify", "userId": "two-%d", "traits": {"age": 20, "n": %d}, "context": {"consent": {"categoryPreferences": {"Marketing": true}}}}`, i, i))
+	}
+	if resp := engines[0].post(t, "/v1/batch", `{"batch": [`+strings.Join(batch, ",")+`]}`); resp.Status != http.StatusOK {
+		t.Fatalf("batch: %d %s", resp.Status, resp.Body)
+	}
+	got := map[string]bool{}
+	waitFor(t, "every change at crm", 60*time.Second, func() bool {
+		for _, c := range crm.changes() {
+			if c.Profile == nil || c.Profile.Traits["n"] == nil {
+				t.Fatalf("change without traits: %+v", c)
+			}
+			got[c.Key] = true
+		}
+		return len(got) == n
+	})
+	if crm.bad > 0 {
+		t.Errorf("%d requests failed the receiver's checks", crm.bad)
+	}
+}
