@@ -25,8 +25,9 @@ type Destination struct {
 	// Fields are the profile fields sent with each change: traits,
 	// aggregates, rfm.
 	Fields []string `yaml:"fields"`
-	// MaxAttempts and MaxAge bound the tries of one change: past either
-	// it goes to the dead-letter topic.
+	// MaxAttempts (failed attempts) and MaxAge (since the change was
+	// written) bound the tries of one change: past either it goes to the
+	// dead-letter topic.
 	MaxAttempts int      `yaml:"max_attempts"`
 	MaxAge      Duration `yaml:"max_age"`
 }

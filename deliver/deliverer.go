@@ -262,7 +262,7 @@ func (d *Deliverer) round(ctx context.Context, x *dest, changes []Change) error 
 // cannot read now within the destination's bounds; false when c is
 // withheld (consent) or was dead-lettered.
 func (d *Deliverer) prepare(ctx context.Context, x *dest, cfg *Destination, c Change) (Change, bool, error) {
-	first := time.Now()
+	first := born([]Change{c}, time.Now())
 	for n := 1; ; n++ {
 		out, ok, err := withProfile(ctx, c, cfg, d.cfg.Profiles, d.cfg.EventsTopic)
 		if ctx.Err() != nil {

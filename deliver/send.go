@@ -66,10 +66,11 @@ type sender struct {
 }
 
 // deliver sends changes to x until the receiver answers 2xx, the
-// changes are past the destination's bounds (the outcome's reason says
+// changes are past the destination's bounds (max_attempts failed attempts
+// here, or max_age since the oldest was written; the outcome's reason says
 // why), the destination is removed, or ctx ends (an error).
 func (s *sender) deliver(ctx context.Context, x *dest, changes []Change) (outcome, error) {
-	first := s.now()
+	first := born(changes, s.now())
 	var last string
 	for n := 1; ; n++ {
 		if x.removed.Load() {
@@ -115,6 +116,19 @@ func (s *sender) deliver(ctx context.Context, x *dest, changes []Change) (outcom
 			return outcome{}, err
 		}
 	}
+}
+
+// born returns when the oldest of changes was written (its age counts
+// against max_age, across restarts), or now for changes without a time
+// (replayed ones).
+func born(changes []Change, now time.Time) time.Time {
+	t := now
+	for _, c := range changes {
+		if !c.written.IsZero() && c.written.Before(t) {
+			t = c.written
+		}
+	}
+	return t
 }
 
 func orCircuit(last string) string {
