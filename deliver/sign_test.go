@@ -92,3 +92,19 @@ func TestVerifyTolerance(t *testing.T) {
 		t.Errorf("no t=: %v", err)
 	}
 }
+
+// FuzzVerify: a signature header from anywhere never panics Verify, and
+// what Sign makes always verifies.
+func FuzzVerify(f *testing.F) {
+	f.Add("0123456789abcdef", "t=1780000000,v1=00ff", []byte(`{"id":"x"}`), int64(1780000000))
+	f.Add("s", "v1=,t=", []byte{}, int64(0))
+	f.Add("s", "t=1,v1=zz,v1=00", []byte("b"), int64(-1))
+	f.Fuzz(func(t *testing.T, secret, header string, body []byte, at int64) {
+		_ = Verify([]byte(secret), header, body, time.Unix(at, 0), time.Minute)
+		_ = retryAfter(header, time.Unix(at, 0))
+		sent := time.Unix(at%(1<<40), 0)
+		if err := Verify([]byte(secret), Sign([]byte(secret), sent, body), body, sent, time.Minute); err != nil {
+			t.Errorf("a signature Sign made does not verify: %v", err)
+		}
+	})
+}
