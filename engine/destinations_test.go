@@ -26,10 +26,11 @@ type hook struct {
 	srv *httptest.Server
 	mu  sync.Mutex
 	got []deliver.Change
+	at  []time.Time // when each of got arrived
 	bad int
 }
 
-func newHook(t *testing.T) *hook {
+func newHook(t testing.TB) *hook {
 	h := &hook{}
 	h.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
@@ -43,11 +44,24 @@ func newHook(t *testing.T) *hook {
 			return
 		}
 		h.mu.Lock()
-		h.got = append(h.got, c)
+		h.got, h.at = append(h.got, c), append(h.at, time.Now())
 		h.mu.Unlock()
 	}))
 	t.Cleanup(h.srv.Close)
 	return h
+}
+
+// arrivals returns when the first change of each key arrived.
+func (h *hook) arrivals() map[string]time.Time {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make(map[string]time.Time, len(h.got))
+	for i, c := range h.got {
+		if _, ok := out[c.Key]; !ok {
+			out[c.Key] = h.at[i]
+		}
+	}
+	return out
 }
 
 func (h *hook) changes() []deliver.Change {
