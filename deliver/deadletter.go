@@ -26,23 +26,24 @@ const (
 // deadLetter writes changes given up for x to the dead-letter topic, one
 // record each (its value the change as it would have been delivered),
 // trying again until written or ctx ends.
-func (d *Deliverer) deadLetter(ctx context.Context, x *dest, changes []Change, out outcome) error {
+func (c *consumer) deadLetter(ctx context.Context, changes []Change, out outcome) error {
+	d, x := c.d, c.x
 	name := x.cfg.Load().Name
 	records := make([]*kgo.Record, 0, len(changes))
-	for _, c := range changes {
-		v, err := json.Marshal(c)
+	for _, ch := range changes {
+		v, err := json.Marshal(ch)
 		if err != nil {
-			return fmt.Errorf("encode dead letter %s for %s: %w", c.ID, name, err)
+			return fmt.Errorf("encode dead letter %s for %s: %w", ch.ID, name, err)
 		}
-		records = append(records, &kgo.Record{Topic: d.cfg.DeadLetterTopic, Key: []byte(c.Key), Value: v, Headers: []kgo.RecordHeader{
+		records = append(records, &kgo.Record{Topic: d.cfg.DeadLetterTopic, Key: []byte(ch.Key), Value: v, Headers: []kgo.RecordHeader{
 			{Key: HeaderDestination, Value: []byte(name)},
 			{Key: HeaderReason, Value: []byte(out.reason)},
 			{Key: HeaderAttempts, Value: []byte(strconv.Itoa(out.attempts))},
-			{Key: HeaderSource, Value: []byte(c.ID)},
+			{Key: HeaderSource, Value: []byte(ch.ID)},
 		}})
 	}
 	for n := 1; ; n++ {
-		err := d.cl.ProduceSync(ctx, records...).FirstErr()
+		err := c.cl.ProduceSync(ctx, records...).FirstErr()
 		if err == nil {
 			x.deadLettered.Add(int64(len(changes)))
 			d.cfg.Logger.Warn("segment changes dead-lettered", "destination", name, "changes", len(changes), "reason", out.reason)
@@ -63,7 +64,7 @@ type ReplayConfig struct {
 	Client          []kgo.Opt
 	DeadLetterTopic string
 	// Group remembers how far the destination's dead letters were
-	// replayed: "<kafka.group>-deliver-replay-<destination>".
+	// replayed: "<kafka.group>-deliver-replay.<destination>".
 	Group       string
 	Destination Destination
 	HTTPClient  *http.Client

@@ -268,3 +268,49 @@ func TestMetrics(t *testing.T) {
 		t.Errorf("stats after removing b: %+v", s)
 	}
 }
+
+// TestDestinationsIndependent: a destination that is down holds back none
+// of the others.
+func TestDestinationsIndependent(t *testing.T) {
+	brokers, topics, cl := testTopics(t)
+	up, down := newReceiver(t, testSecret, 0, 0), newReceiver(t, testSecret, 1, 0)
+	d := startDeliverer(t, brokers, topics, "g-deliver", testDest("up", up.srv.URL, 1), testDest("down", down.srv.URL, 1))
+	want := produceChanges(t, cl, topics.Segments, 0, 100, 10)
+	waitFor(t, "every change at up", func() bool { return up.count() >= want })
+	for _, s := range d.Stats() {
+		if s.Name == "down" && (s.Delivered != 0 || s.Failed == 0) {
+			t.Errorf("down: %+v", s)
+		}
+	}
+}
+
+// TestNewDestinationStart: a destination's new group starts with the
+// changes of its last max_age; older ones are not sent.
+func TestNewDestinationStart(t *testing.T) {
+	brokers, topics, cl := testTopics(t)
+	old := time.Now().Add(-2 * time.Hour)
+	var records []*kgo.Record
+	for i := range 6 {
+		ts := old
+		if i >= 3 {
+			ts = time.Now()
+		}
+		v := fmt.Sprintf(`{"key":"k%d","segment":"cart_abandoner","change":"entered","time":%q}`, i, ts.UTC().Format(time.RFC3339Nano))
+		records = append(records, &kgo.Record{Topic: topics.Segments, Key: []byte(fmt.Sprintf("k%d", i)), Value: []byte(v), Timestamp: ts})
+	}
+	if err := cl.ProduceSync(context.Background(), records...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	rcv := newReceiver(t, testSecret, 0, 0)
+	startDeliverer(t, brokers, topics, "g-deliver", testDest("crm", rcv.srv.URL, 1)) // max_age 1h
+	waitFor(t, "the recent changes", func() bool { return rcv.count() >= 3 })
+	produceChanges(t, cl, topics.Segments, 100, 4, 4) // and what follows
+	waitFor(t, "the changes that follow", func() bool { return rcv.count() >= 6 })
+	rcv.mu.Lock()
+	defer rcv.mu.Unlock()
+	for _, c := range rcv.got {
+		if c.Time.Before(time.Now().Add(-time.Hour)) {
+			t.Errorf("a change older than max_age was sent: %+v", c)
+		}
+	}
+}

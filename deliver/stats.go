@@ -2,7 +2,6 @@ package deliver
 
 import (
 	"sort"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -24,8 +23,8 @@ type Stats struct {
 	// Latency is from the change's record to its 2xx, in seconds.
 	Latency Latency `json:"latency"`
 	// LagSeconds is the age of the oldest change read and not yet
-	// delivered, withheld or dead-lettered (to every destination); 0 when
-	// every change read is done.
+	// delivered, withheld or dead-lettered; 0 when every change read is
+	// done.
 	LagSeconds float64 `json:"lagSeconds"`
 	// Circuit is the circuit breaker's state: closed, open or half-open.
 	Circuit string `json:"circuit"`
@@ -40,9 +39,9 @@ type Latency struct {
 
 // Stats returns every destination's figures, by name.
 func (d *Deliverer) Stats() []Stats {
-	lag := d.Lag().Seconds()
 	var out []Stats
-	for _, x := range d.dests.list() {
+	for _, c := range d.consumers() {
+		x, lag := c.x, c.lag().Seconds()
 		cfg := x.cfg.Load()
 		x.mu.Lock()
 		lat := Latency{Count: x.latency.TotalCount(), P50: float64(x.latency.ValueAtQuantile(50)) / 1e6, P99: float64(x.latency.ValueAtQuantile(99)) / 1e6}
@@ -56,17 +55,6 @@ func (d *Deliverer) Stats() []Stats {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
-}
-
-// Lag returns the age of the oldest change read and not yet done; 0
-// when every change read is done.
-func (d *Deliverer) Lag() time.Duration {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.oldest.IsZero() {
-		return 0
-	}
-	return max(0, time.Since(d.oldest))
 }
 
 // metrics are the deliverer's Prometheus metrics: counters read from the

@@ -63,7 +63,7 @@ func replayDestination(ctx context.Context, cfg *config.Config, name string, std
 	st, err := deliver.Replay(ctx, deliver.ReplayConfig{
 		Client:          client.Opts(),
 		DeadLetterTopic: stream.NewTopics(cfg.Kafka.TopicPrefix).DeliverDeadLetter,
-		Group:           cfg.Kafka.Group + "-deliver-replay-" + name,
+		Group:           cfg.Kafka.Group + "-deliver-replay." + name,
 		Destination:     engine.Destination(name, d),
 	})
 	fmt.Fprintf(stdout, "replayed %d dead letters to %s\n", st.Sent, name)

@@ -1,0 +1,334 @@
+package deliver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// consumer delivers the segments topic to one destination, in the
+// destination's own consumer group.
+type consumer struct {
+	d     *Deliverer
+	x     *dest
+	group string
+	opts  []kgo.Opt
+	cl    *kgo.Client // while run runs
+
+	cancel   context.CancelFunc // of run; nil until started
+	stopped  chan struct{}      // closed when run returns
+	stopOnce sync.Once
+
+	mu     sync.Mutex
+	gen    uint64             // bumped by every revocation
+	work   context.CancelFunc // of the work in flight, nil when none
+	done   chan struct{}      // closed when the work in flight stops
+	oldest time.Time          // the oldest change of the work in flight; zero when none
+}
+
+// newConsumer returns the consumer of destination ds; run connects it.
+func newConsumer(d *Deliverer, ds Destination) *consumer {
+	c := &consumer{d: d, x: newDest(ds, d.cfg.Breaker), stopped: make(chan struct{}), group: d.cfg.Group + "." + ds.Name}
+	c.opts = append(append([]kgo.Opt(nil), d.cfg.Client...),
+		kgo.ConsumerGroup(c.group),
+		kgo.ConsumeTopics(d.cfg.Topic),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.DisableAutoCommit(),
+		// Eager: every rebalance revokes every partition, so that work cut
+		// short is read again from the committed offsets.
+		kgo.Balancers(kgo.RangeBalancer()),
+		kgo.OnPartitionsRevoked(c.revoke),
+		kgo.OnPartitionsLost(c.revoke),
+	)
+	if d.cfg.InstanceID != "" {
+		c.opts = append(c.opts, kgo.InstanceID(d.cfg.InstanceID+"-deliver."+ds.Name))
+	}
+	if d.cfg.SessionTimeout > 0 {
+		c.opts = append(c.opts, kgo.SessionTimeout(d.cfg.SessionTimeout))
+	}
+	return c
+}
+
+// stop ends run, if started, and waits for it.
+func (c *consumer) stop() {
+	c.stopOnce.Do(func() {
+		c.d.mu.Lock()
+		cancel := c.cancel
+		c.d.mu.Unlock()
+		if cancel != nil {
+			cancel()
+			<-c.stopped
+		}
+	})
+}
+
+// seed gives a new group its start: the offsets of the changes of the
+// last max_age, committed before the group first consumes, so that a
+// crash before its first delivery does not move the start on. A group
+// that has offsets keeps them.
+func (c *consumer) seed(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	cl, err := kgo.NewClient(c.d.cfg.Client...)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	committed, err := adm.FetchOffsets(ctx, c.group)
+	if err != nil && !errors.Is(err, kerr.GroupIDNotFound) {
+		return fmt.Errorf("offsets of group %s: %w", c.group, err)
+	}
+	if err == nil && len(committed) > 0 {
+		return nil
+	}
+	from := time.Now().Add(-c.x.cfg.Load().MaxAge)
+	listed, err := adm.ListOffsetsAfterMilli(ctx, from.UnixMilli(), c.d.cfg.Topic)
+	if err == nil {
+		err = listed.Error()
+	}
+	if err != nil {
+		return fmt.Errorf("offsets of %s after %s: %w", c.d.cfg.Topic, from, err)
+	}
+	resp, err := adm.CommitOffsets(ctx, c.group, listed.Offsets())
+	if err == nil {
+		err = resp.Error()
+	}
+	if err != nil {
+		return fmt.Errorf("start group %s at %s: %w", c.group, from, err)
+	}
+	return nil
+}
+
+// revoke stops the work in flight and waits for it: it is read again
+// from the committed offsets by whoever gets the partitions.
+func (c *consumer) revoke(context.Context, *kgo.Client, map[string][]int32) {
+	c.mu.Lock()
+	c.gen++
+	cancel, done := c.work, c.done
+	c.mu.Unlock()
+	if cancel != nil {
+		cancel()
+		<-done
+	}
+}
+
+// run connects and delivers until ctx ends.
+func (c *consumer) run(ctx context.Context) {
+	log := c.d.cfg.Logger.With("destination", c.x.cfg.Load().Name)
+	for n := 1; ; n++ {
+		err := c.seed(ctx)
+		if err == nil {
+			break
+		}
+		log.Warn("delivery consumer not started; trying again", "group", c.group, "err", err)
+		if sleep(ctx, c.d.send.backoff.wait(n, 0)) != nil {
+			return
+		}
+	}
+	// A group whose seed commit did not reach the brokers in time still
+	// starts at the last max_age.
+	from := time.Now().Add(-c.x.cfg.Load().MaxAge).UnixMilli()
+	cl, err := kgo.NewClient(append(c.opts, kgo.ConsumeResetOffset(kgo.NewOffset().AfterMilli(from)))...)
+	if err != nil {
+		log.Error("delivery consumer not started", "group", c.group, "err", err)
+		return
+	}
+	defer cl.Close()
+	c.cl = cl
+	c.consume(ctx, log)
+}
+
+// consume delivers what the group assigns until ctx ends.
+func (c *consumer) consume(ctx context.Context, log *slog.Logger) {
+	for {
+		c.mu.Lock()
+		gen := c.gen
+		c.mu.Unlock()
+		fetches := c.cl.PollRecords(ctx, c.d.cfg.MaxPollRecords)
+		if ctx.Err() != nil {
+			return
+		}
+		fetches.EachError(func(topic string, p int32, err error) {
+			log.Warn("delivery consumer fetch failed", "topic", topic, "partition", p, "err", err)
+		})
+		records := fetches.Records()
+		if len(records) == 0 {
+			continue
+		}
+		work, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		c.mu.Lock()
+		if c.gen != gen { // revoked since the poll: read again from the commits
+			c.mu.Unlock()
+			cancel()
+			continue
+		}
+		c.work, c.done, c.oldest = cancel, done, oldest(records)
+		c.mu.Unlock()
+		err := c.process(work, records)
+		if err == nil {
+			err = c.cl.CommitRecords(work, records...)
+		}
+		c.mu.Lock()
+		c.work, c.done, c.oldest = nil, nil, time.Time{}
+		c.mu.Unlock()
+		cancel()
+		close(done)
+		if err != nil && ctx.Err() == nil && !errors.Is(err, context.Canceled) {
+			log.Warn("delivery offsets not committed; the changes are delivered again", "err", err)
+		}
+	}
+}
+
+// lag returns the age of the oldest change read and not yet done; 0
+// when every change read is done.
+func (c *consumer) lag() time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.oldest.IsZero() {
+		return 0
+	}
+	return max(0, time.Since(c.oldest))
+}
+
+// oldest returns the earliest timestamp of records.
+func oldest(records []*kgo.Record) time.Time {
+	t := records[0].Timestamp
+	for _, r := range records {
+		if r.Timestamp.Before(t) {
+			t = r.Timestamp
+		}
+	}
+	return t
+}
+
+// process delivers records to the destination; it returns once each
+// change was delivered, withheld or dead-lettered, or with ctx's error.
+func (c *consumer) process(ctx context.Context, records []*kgo.Record) error {
+	changes := make([]Change, 0, len(records))
+	for _, r := range records {
+		ch, err := parseChange(r)
+		if err != nil {
+			c.d.cfg.Logger.Warn("segments topic record skipped", "err", err)
+			continue
+		}
+		changes = append(changes, ch)
+	}
+	return c.toDest(ctx, changes)
+}
+
+// toDest delivers the changes of x's segments to x: a key's changes one
+// after the other in offset order (round i holds each key's i-th change),
+// the keys of a round at once, batch_size to a request.
+func (c *consumer) toDest(ctx context.Context, changes []Change) error {
+	cfg := c.x.cfg.Load()
+	var rounds [][]Change
+	seen := map[string]int{}
+	for _, ch := range changes {
+		if !cfg.wants(ch.Segment) {
+			continue
+		}
+		i := seen[ch.Key]
+		seen[ch.Key] = i + 1
+		if i == len(rounds) {
+			rounds = append(rounds, nil)
+		}
+		rounds[i] = append(rounds[i], ch)
+	}
+	for _, round := range rounds {
+		if err := c.d.round(ctx, c, round); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// round delivers changes of distinct keys.
+func (d *Deliverer) round(ctx context.Context, cs *consumer, changes []Change) error {
+	x := cs.x
+	cfg := x.cfg.Load()
+	var ready []Change
+	for _, c := range changes {
+		c, ok, err := d.prepare(ctx, cs, cfg, c)
+		if err != nil {
+			return err
+		}
+		if ok {
+			ready = append(ready, c)
+		}
+	}
+	size := max(1, cfg.BatchSize)
+	errs := make(chan error, (len(ready)+size-1)/size)
+	n := 0
+	for i := 0; i < len(ready); i += size {
+		batch := ready[i:min(i+size, len(ready))]
+		n++
+		go func() { errs <- d.deliverBatch(ctx, cs, batch) }()
+	}
+	var err error
+	for range n {
+		err = errors.Join(err, <-errs)
+	}
+	return err
+}
+
+// prepare adds the profile fields to c, retrying a profile this instance
+// cannot read now within the destination's bounds; false when c is
+// withheld (consent) or was dead-lettered.
+func (d *Deliverer) prepare(ctx context.Context, cs *consumer, cfg *Destination, c Change) (Change, bool, error) {
+	x := cs.x
+	first := born([]Change{c}, time.Now())
+	for n := 1; ; n++ {
+		out, ok, err := withProfile(ctx, c, cfg, d.cfg.Profiles, d.cfg.EventsTopic)
+		if ctx.Err() != nil {
+			return c, false, ctx.Err()
+		}
+		if err == nil {
+			if !ok {
+				x.withheld.Add(1)
+			}
+			return out, ok, nil
+		}
+		if x.removed.Load() {
+			return c, false, nil
+		}
+		if n >= cfg.MaxAttempts || time.Since(first) >= cfg.MaxAge {
+			return c, false, cs.deadLetter(ctx, []Change{out}, outcome{reason: err.Error(), attempts: n})
+		}
+		x.retried.Add(1)
+		if err := sleep(ctx, d.send.backoff.wait(n, 0)); err != nil {
+			return c, false, err
+		}
+	}
+}
+
+// deliverBatch sends one request's changes, dead-lettering them when
+// they are past the destination's bounds.
+func (d *Deliverer) deliverBatch(ctx context.Context, cs *consumer, batch []Change) error {
+	x := cs.x
+	out, err := d.send.deliver(ctx, x, batch)
+	switch {
+	case err != nil:
+		return err
+	case out.delivered:
+		x.delivered.Add(int64(len(batch)))
+		now := time.Now()
+		for _, c := range batch {
+			lat := now.Sub(c.written)
+			x.observe(lat)
+			d.metrics.latency.WithLabelValues(x.cfg.Load().Name).Observe(lat.Seconds())
+		}
+		return nil
+	case out.reason == "destination removed":
+		return nil
+	}
+	return cs.deadLetter(ctx, batch, out)
+}
