@@ -225,59 +225,127 @@ func (c *consumer) process(ctx context.Context, records []*kgo.Record) error {
 	return c.toDest(ctx, changes)
 }
 
-// toDest delivers the changes of x's segments to x: a key's changes one
-// after the other in offset order (round i holds each key's i-th change),
-// the keys of a round at once, batch_size to a request.
+// toDest delivers the changes of the destination's segments: each key's
+// changes one after the other in offset order (a lane per key), the keys
+// at once, batch_size changes of distinct keys to a request.
 func (c *consumer) toDest(ctx context.Context, changes []Change) error {
 	cfg := c.x.cfg.Load()
-	var rounds [][]Change
-	seen := map[string]int{}
+	lanes := map[string][]Change{}
+	var keys []string
 	for _, ch := range changes {
 		if !cfg.wants(ch.Segment) {
 			continue
 		}
-		i := seen[ch.Key]
-		seen[ch.Key] = i + 1
-		if i == len(rounds) {
-			rounds = append(rounds, nil)
+		if _, ok := lanes[ch.Key]; !ok {
+			keys = append(keys, ch.Key)
 		}
-		rounds[i] = append(rounds[i], ch)
+		lanes[ch.Key] = append(lanes[ch.Key], ch)
 	}
-	for _, round := range rounds {
-		if err := c.d.round(ctx, c, round); err != nil {
+	send := func(ch Change) error { return c.d.deliverBatch(ctx, c, []Change{ch}) }
+	if size := cfg.BatchSize; size > 1 {
+		b := newBatcher(ctx, c, size)
+		defer b.close()
+		send = b.send
+	}
+	errs := make(chan error, len(keys))
+	for _, key := range keys {
+		go func() { errs <- c.lane(ctx, cfg, lanes[key], send) }()
+	}
+	var err error
+	for range keys {
+		err = errors.Join(err, <-errs)
+	}
+	return err
+}
+
+// lane delivers one key's changes in order.
+func (c *consumer) lane(ctx context.Context, cfg *Destination, changes []Change, send func(Change) error) error {
+	for _, ch := range changes {
+		ch, ok, err := c.d.prepare(ctx, c, cfg, ch)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			continue
+		}
+		if err := send(ch); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// round delivers changes of distinct keys.
-func (d *Deliverer) round(ctx context.Context, cs *consumer, changes []Change) error {
-	x := cs.x
-	cfg := x.cfg.Load()
-	var ready []Change
-	for _, c := range changes {
-		c, ok, err := d.prepare(ctx, cs, cfg, c)
-		if err != nil {
-			return err
+// batcher gathers the changes lanes send into requests of up to size
+// changes: a request goes when full, or when no change has come for
+// batchLinger.
+type batcher struct {
+	in   chan batchItem
+	done chan struct{}
+}
+
+type batchItem struct {
+	ch    Change
+	reply chan error
+}
+
+// batchLinger is how long a request that is not full waits for more.
+const batchLinger = 2 * time.Millisecond
+
+func newBatcher(ctx context.Context, c *consumer, size int) *batcher {
+	b := &batcher{in: make(chan batchItem), done: make(chan struct{})}
+	go func() {
+		defer close(b.done)
+		var pending []batchItem
+		flush := func() {
+			if len(pending) == 0 {
+				return
+			}
+			items := pending
+			pending = nil
+			go func() {
+				batch := make([]Change, len(items))
+				for i, it := range items {
+					batch[i] = it.ch
+				}
+				err := c.d.deliverBatch(ctx, c, batch)
+				for _, it := range items {
+					it.reply <- err
+				}
+			}()
 		}
-		if ok {
-			ready = append(ready, c)
+		t := time.NewTimer(batchLinger)
+		defer t.Stop()
+		for {
+			select {
+			case it, ok := <-b.in:
+				if !ok {
+					flush()
+					return
+				}
+				pending = append(pending, it)
+				if len(pending) >= size {
+					flush()
+				}
+				t.Reset(batchLinger)
+			case <-t.C:
+				flush()
+			}
 		}
-	}
-	size := max(1, cfg.BatchSize)
-	errs := make(chan error, (len(ready)+size-1)/size)
-	n := 0
-	for i := 0; i < len(ready); i += size {
-		batch := ready[i:min(i+size, len(ready))]
-		n++
-		go func() { errs <- d.deliverBatch(ctx, cs, batch) }()
-	}
-	var err error
-	for range n {
-		err = errors.Join(err, <-errs)
-	}
-	return err
+	}()
+	return b
+}
+
+// send delivers ch in a batch and returns when its request is done.
+func (b *batcher) send(ch Change) error {
+	reply := make(chan error, 1)
+	b.in <- batchItem{ch, reply}
+	return <-reply
+}
+
+// close ends the batcher once every lane is done.
+func (b *batcher) close() {
+	close(b.in)
+	<-b.done
 }
 
 // prepare adds the profile fields to c, retrying a profile this instance
