@@ -213,27 +213,50 @@ func oldest(records []*kgo.Record) time.Time {
 // process delivers records to the destination; it returns once each
 // change was delivered, withheld or dead-lettered, or with ctx's error.
 func (c *consumer) process(ctx context.Context, records []*kgo.Record) error {
+	prog := newProgress(records)
 	changes := make([]Change, 0, len(records))
 	for _, r := range records {
 		ch, err := parseChange(r)
 		if err != nil {
 			c.d.cfg.Logger.Warn("segments topic record skipped", "err", err)
+			prog.mark(r)
 			continue
 		}
 		changes = append(changes, ch)
 	}
-	return c.toDest(ctx, changes)
+	stop := make(chan struct{})
+	committed := make(chan struct{})
+	go func() { // commit what is done so far, as it goes
+		defer close(committed)
+		t := time.NewTicker(progressCommitInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				if rs := prog.ready(); len(rs) > 0 {
+					_ = c.cl.CommitRecords(ctx, rs...)
+				}
+			}
+		}
+	}()
+	err := c.toDest(ctx, changes, prog)
+	close(stop)
+	<-committed
+	return err
 }
 
 // toDest delivers the changes of the destination's segments: each key's
 // changes one after the other in offset order (a lane per key), the keys
 // at once, batch_size changes of distinct keys to a request.
-func (c *consumer) toDest(ctx context.Context, changes []Change) error {
+func (c *consumer) toDest(ctx context.Context, changes []Change, prog *progress) error {
 	cfg := c.x.cfg.Load()
 	lanes := map[string][]Change{}
 	var keys []string
 	for _, ch := range changes {
 		if !cfg.wants(ch.Segment) {
+			prog.mark(ch.rec)
 			continue
 		}
 		if _, ok := lanes[ch.Key]; !ok {
@@ -249,7 +272,7 @@ func (c *consumer) toDest(ctx context.Context, changes []Change) error {
 	}
 	errs := make(chan error, len(keys))
 	for _, key := range keys {
-		go func() { errs <- c.lane(ctx, cfg, lanes[key], send) }()
+		go func() { errs <- c.lane(ctx, cfg, lanes[key], send, prog) }()
 	}
 	var err error
 	for range keys {
@@ -259,18 +282,18 @@ func (c *consumer) toDest(ctx context.Context, changes []Change) error {
 }
 
 // lane delivers one key's changes in order.
-func (c *consumer) lane(ctx context.Context, cfg *Destination, changes []Change, send func(Change) error) error {
+func (c *consumer) lane(ctx context.Context, cfg *Destination, changes []Change, send func(Change) error, prog *progress) error {
 	for _, ch := range changes {
 		ch, ok, err := c.d.prepare(ctx, c, cfg, ch)
 		if err != nil {
 			return err
 		}
-		if !ok {
-			continue
+		if ok {
+			if err := send(ch); err != nil {
+				return err
+			}
 		}
-		if err := send(ch); err != nil {
-			return err
-		}
+		prog.mark(ch.rec)
 	}
 	return nil
 }
@@ -399,4 +422,55 @@ func (d *Deliverer) deliverBatch(ctx context.Context, cs *consumer, batch []Chan
 		return nil
 	}
 	return cs.deadLetter(ctx, batch, out)
+}
+
+// progressCommitInterval is how often the done prefix of a poll being
+// delivered is committed.
+const progressCommitInterval = 250 * time.Millisecond
+
+// progress tracks which records of a poll are done, so that the offsets
+// of a partition's done prefix are committed while the rest is delivered:
+// a crash then delivers again only what was not done.
+type progress struct {
+	mu        sync.Mutex
+	byPart    map[int32][]*kgo.Record // in offset order
+	done      map[*kgo.Record]bool
+	committed map[int32]int // per partition, how many of byPart were committed
+}
+
+func newProgress(records []*kgo.Record) *progress {
+	p := &progress{byPart: map[int32][]*kgo.Record{}, done: map[*kgo.Record]bool{}, committed: map[int32]int{}}
+	for _, r := range records {
+		p.byPart[r.Partition] = append(p.byPart[r.Partition], r)
+	}
+	return p
+}
+
+// mark records r as done.
+func (p *progress) mark(r *kgo.Record) {
+	if p == nil || r == nil {
+		return
+	}
+	p.mu.Lock()
+	p.done[r] = true
+	p.mu.Unlock()
+}
+
+// ready returns, for each partition whose done prefix grew, the prefix's
+// last record (to commit), and counts it committed.
+func (p *progress) ready() []*kgo.Record {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []*kgo.Record
+	for part, rs := range p.byPart {
+		n := p.committed[part]
+		for n < len(rs) && p.done[rs[n]] {
+			n++
+		}
+		if n > p.committed[part] {
+			out = append(out, rs[n-1])
+			p.committed[part] = n
+		}
+	}
+	return out
 }

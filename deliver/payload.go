@@ -55,6 +55,7 @@ type Change struct {
 
 	written time.Time // the record's timestamp, for the latency
 	source  string    // the causing event's topic/partition/offset, or "time"
+	rec     *kgo.Record
 }
 
 // ProfileFields are the profile fields sent with a change.
@@ -70,7 +71,7 @@ func parseChange(r *kgo.Record) (Change, error) {
 	if err := json.Unmarshal(r.Value, &c); err != nil {
 		return c, fmt.Errorf("segment change at %s: %w", recordID(r), err)
 	}
-	c.ID, c.written = recordID(r), r.Timestamp
+	c.ID, c.written, c.rec = recordID(r), r.Timestamp, r
 	for _, h := range r.Headers {
 		if h.Key == HeaderSource {
 			c.source = string(h.Value)
