@@ -126,23 +126,7 @@ func TestDestinations(t *testing.T) {
 	put := func(doc string) response {
 		return do(t, "PUT", e.url+"/v1/admin/config", adminKey, []byte(doc), map[string]string{"Content-Type": "application/yaml"})
 	}
-	for _, tc := range []struct{ doc, want string }{
-		{destinationDoc("  crm:\n    webhook: {secret: " + hookSecret + "}\n    segments: [adult]\n"), "destinations.crm.webhook.url"},
-		{destinationDoc("  crm:\n    webhook: {url: 'http://x', secret: short}\n    segments: [adult]\n"), "destinations.crm.webhook.secret"},
-		{destinationDoc("  crm:\n    webhook: {url: 'http://x', secret: " + hookSecret + "}\n    segments: [nope]\n"), "destinations.crm.segments"},
-		{destinationDoc("  crm:\n    webhook: {url: 'http://x', secret: " + hookSecret + "}\n"), "destinations.crm.segments"},
-		{destinationDoc("  crm:\n    webhook: {url: 'http://x', secret: " + hookSecret + ", headers: {X-Tailor-Signature: x}}\n    segments: [adult]\n"), "destinations.crm.webhook.headers"},
-		{destinationDoc("  crm:\n    webhook: {url: 'http://x', secret: " + hookSecret + ", batch_size: 5000}\n    segments: [adult]\n"), "destinations.crm.webhook.batch_size"},
-		{destinationDoc("  crm:\n    webhook: {url: 'http://x', secret: " + hookSecret + "}\n    segments: [adult]\n    fields: [email]\n"), "destinations.crm.fields"},
-		{destinationDoc("  crm:\n    segments: [adult]\n"), "destinations.crm: no webhook"},
-	} {
-		resp := put(tc.doc)
-		var body serve.ErrorBody
-		resp.json(t, &body)
-		if resp.Status != http.StatusBadRequest || !strings.Contains(string(resp.Body), tc.want) {
-			t.Errorf("reload with a bad destination: %d %s, want 400 naming %s", resp.Status, resp.Body, tc.want)
-		}
-	}
+	checkRefused(t, put)
 	// The running destinations are kept.
 	e.post(t, "/v1/identify", `{"userId": "d3", "traits": {"age": 40}, "context": {"consent": {"categoryPreferences": {"Marketing": true}}}}`)
 	waitFor(t, "d3's change at crm", 30*time.Second, func() bool {
@@ -206,5 +190,27 @@ func TestDestinationsTwoInstances(t *testing.T) {
 	})
 	if crm.bad > 0 {
 		t.Errorf("%d requests failed the receiver's checks", crm.bad)
+	}
+}
+
+// checkRefused puts bad destinations: each is refused naming its field.
+func checkRefused(t *testing.T, put func(string) response) {
+	t.Helper()
+	for _, tc := range []struct{ doc, want string }{
+		{destinationDoc("  crm:\n    webhook: {secret: " + hookSecret + "}\n    segments: [adult]\n"), "destinations.crm.webhook.url"},
+		{destinationDoc("  crm:\n    webhook: {url: 'http://x', secret: short}\n    segments: [adult]\n"), "destinations.crm.webhook.secret"},
+		{destinationDoc("  crm:\n    webhook: {url: 'http://x', secret: " + hookSecret + "}\n    segments: [nope]\n"), "destinations.crm.segments"},
+		{destinationDoc("  crm:\n    webhook: {url: 'http://x', secret: " + hookSecret + "}\n"), "destinations.crm.segments"},
+		{destinationDoc("  crm:\n    webhook: {url: 'http://x', secret: " + hookSecret + ", headers: {X-Tailor-Signature: x}}\n    segments: [adult]\n"), "destinations.crm.webhook.headers"},
+		{destinationDoc("  crm:\n    webhook: {url: 'http://x', secret: " + hookSecret + ", batch_size: 5000}\n    segments: [adult]\n"), "destinations.crm.webhook.batch_size"},
+		{destinationDoc("  crm:\n    webhook: {url: 'http://x', secret: " + hookSecret + "}\n    segments: [adult]\n    fields: [email]\n"), "destinations.crm.fields"},
+		{destinationDoc("  crm:\n    segments: [adult]\n"), "destinations.crm: no webhook"},
+	} {
+		resp := put(tc.doc)
+		var body serve.ErrorBody
+		resp.json(t, &body)
+		if resp.Status != http.StatusBadRequest || !strings.Contains(string(resp.Body), tc.want) {
+			t.Errorf("reload with a bad destination: %d %s, want 400 naming %s", resp.Status, resp.Body, tc.want)
+		}
 	}
 }

@@ -120,23 +120,7 @@ func TestDeliveryCrashSafety(t *testing.T) {
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
 	hook := newFlakyHook(t, seed)
-	configFile := filepath.Join(t.TempDir(), "tailor.yaml")
-	doc := fmt.Sprintf(`segments:
-  gold: 'traits.tier == "gold"'
-destinations:
-  crm:
-    webhook: {url: %q, secret: %q, timeout: 500ms}
-    segments: [gold]
-    fields: [traits]
-  broken:
-    webhook: {url: %q, secret: %q, timeout: 500ms}
-    segments: [gold]
-    max_attempts: 2
-    max_age: 2s
-`, hook.srv.URL+"/crm", hookSecret, hook.srv.URL+"/broken", hookSecret)
-	if err := os.WriteFile(configFile, []byte(doc), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	configFile := crashHookConfig(t, hook)
 	args := crashArgs(configFile, brokers, prefix, "deliver-crash-test", t.TempDir())
 	producer := crashProducer(t, brokers, prefix)
 	const users, toggles = 40, 10
@@ -255,4 +239,27 @@ func waitLong(t *testing.T, what string, timeout time.Duration, cond func() bool
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// crashHookConfig writes the config of TestDeliveryCrashSafety: segment
+// gold, destination crm (fields, flaky) and broken (down until fixed).
+func crashHookConfig(t *testing.T, hook *flakyHook) string {
+	configFile := filepath.Join(t.TempDir(), "tailor.yaml")
+	doc := fmt.Sprintf(`segments:
+  gold: 'traits.tier == "gold"'
+destinations:
+  crm:
+    webhook: {url: %q, secret: %q, timeout: 500ms}
+    segments: [gold]
+    fields: [traits]
+  broken:
+    webhook: {url: %q, secret: %q, timeout: 500ms}
+    segments: [gold]
+    max_attempts: 2
+    max_age: 2s
+`, hook.srv.URL+"/crm", hookSecret, hook.srv.URL+"/broken", hookSecret)
+	if err := os.WriteFile(configFile, []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return configFile
 }
