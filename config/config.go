@@ -65,6 +65,8 @@ type Config struct {
 	Privacy Privacy `yaml:"privacy"`
 	// Outputs configures what the outputs carry (decision 0029).
 	Outputs Outputs `yaml:"outputs"`
+	// Destinations receive segment changes, by name (destinations.go).
+	Destinations map[string]Destination `yaml:"destinations"`
 
 	// Source says where the file part came from ("sample" or a path).
 	Source string `yaml:"-"`
@@ -693,6 +695,7 @@ func (c *Config) Validate() error {
 	if p := c.Outputs.Segments.Purpose; p != strings.TrimSpace(p) {
 		errs = append(errs, fmt.Errorf("outputs.segments.purpose %q has spaces around it: consent purposes are matched exactly", p))
 	}
+	errs = append(errs, validateDestinations(c.Destinations)...)
 	if c.Store.CacheProfiles < 1 {
 		errs = append(errs, fmt.Errorf("store.cache_profiles is %d, want at least 1", c.Store.CacheProfiles))
 	}

@@ -25,6 +25,7 @@ import (
 
 	"github.com/tailorcdp/tailor/config"
 	"github.com/tailorcdp/tailor/decide"
+	"github.com/tailorcdp/tailor/deliver"
 	"github.com/tailorcdp/tailor/event"
 	"github.com/tailorcdp/tailor/serve"
 	"github.com/tailorcdp/tailor/state"
@@ -39,6 +40,7 @@ type Engine struct {
 	brokers   []string
 	producer  *stream.Producer
 	processor *stream.Processor
+	deliverer *deliver.Deliverer
 	decider   *decide.Decider
 	server    *serve.Server
 	ln        net.Listener
@@ -135,6 +137,9 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Engine
 	}
 	reg.MustRegister(newStoreSizes(cfg.DataDir, e.topics, e.processor.Reads().Applied))
 	e.decider = decide.New(e.decideConfig(cfg, compiled), e.processor.Reads())
+	if err := e.startDeliverer(cfg, compiled.Destinations, reg); err != nil {
+		return nil, err
+	}
 	if cfg.Source != "" && cfg.Source != "sample" {
 		if doc, err := os.ReadFile(cfg.Source); err == nil {
 			e.configFile, e.configSum = cfg.Source, sha256.Sum256(doc)
@@ -158,21 +163,22 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Engine
 		return nil, err
 	}
 	e.server, err = serve.New(serve.Config{
-		RateLimits:  rl,
-		Decisions:   e.decider,
-		Admin:       e,
-		Erasures:    e,
-		Suppressed:  suppressed(cfg, e.processor.Reads()),
-		Auditor:     e.audit,
-		WriteKeys:   serveKeys(cfg.HTTP.WriteKeys),
-		ReadKeys:    serveKeys(cfg.HTTP.ReadKeys),
-		DecideKeys:  serveKeys(cfg.HTTP.DecideKeys),
-		AdminKeys:   serveKeys(cfg.HTTP.AdminKeys),
-		CORSOrigins: cfg.HTTP.CORSOrigins,
-		EventsTopic: e.topics.Events,
-		Limits:      limits,
-		Logger:      log,
-		Cluster:     func(ctx context.Context) (any, error) { return e.processor.Reads().Cluster(ctx) },
+		RateLimits:   rl,
+		Decisions:    e.decider,
+		Admin:        e,
+		Erasures:     e,
+		Suppressed:   suppressed(cfg, e.processor.Reads()),
+		Auditor:      e.audit,
+		WriteKeys:    serveKeys(cfg.HTTP.WriteKeys),
+		ReadKeys:     serveKeys(cfg.HTTP.ReadKeys),
+		DecideKeys:   serveKeys(cfg.HTTP.DecideKeys),
+		AdminKeys:    serveKeys(cfg.HTTP.AdminKeys),
+		CORSOrigins:  cfg.HTTP.CORSOrigins,
+		EventsTopic:  e.topics.Events,
+		Limits:       limits,
+		Logger:       log,
+		Cluster:      func(ctx context.Context) (any, error) { return e.processor.Reads().Cluster(ctx) },
+		Destinations: e.destinationStats,
 	}, e.producer, e.processor.Reads(), reg)
 	if err != nil {
 		return nil, err
@@ -192,6 +198,8 @@ func (e *Engine) Run(ctx context.Context) error {
 	procDone := make(chan error, 1)
 	httpDone := make(chan error, 1)
 	go func() { procDone <- e.processor.Run(procCtx) }()
+	deliverDone := make(chan struct{})
+	go func() { _ = e.deliverer.Run(procCtx); close(deliverDone) }()
 	go func() { httpDone <- e.server.Serve(e.ln) }()
 	if e.configFile != "" {
 		go e.watchConfig(ctx)
@@ -208,7 +216,8 @@ func (e *Engine) Run(ctx context.Context) error {
 	e.server.Drain() // when a part failed too: /readyz answers 503 from here on
 	deadline := time.Now().Add(e.shutdown.Timeout)
 	stopProc()
-	// The stores must not close under an apply in flight.
+	// The stores must not close under an apply in flight, nor under a
+	// delivery reading a profile.
 	wait := time.NewTimer(time.Until(deadline))
 	defer wait.Stop()
 	select {
@@ -218,6 +227,11 @@ func (e *Engine) Run(ctx context.Context) error {
 		}
 	case <-wait.C:
 		return errors.Join(err, e.incomplete("the consumer's poll loop"))
+	}
+	select {
+	case <-deliverDone:
+	case <-wait.C:
+		return errors.Join(err, e.incomplete("the destinations' delivery"))
 	}
 	return errors.Join(err, e.closeWithin(deadline))
 }
@@ -307,8 +321,9 @@ func Limits(cfg *config.Config) event.Limits {
 // store options (aggregates, segments, interests, products, the offers
 // whose feedback counts) and the placements and offers decisions use.
 type Compiled struct {
-	Store   state.Options
-	Catalog *decide.Catalog
+	Store        state.Options
+	Catalog      *decide.Catalog
+	Destinations []deliver.Destination
 }
 
 // Compile compiles a configuration's aggregates, segments, placements and
@@ -335,7 +350,11 @@ func Compile(cfg *config.Config) (Compiled, error) {
 		return Compiled{}, fmt.Errorf("config %s: %w", cfg.Source, err)
 	}
 	o.Offers = cat.FeedbackIDs()
-	return Compiled{Store: o, Catalog: cat}, nil
+	dests, err := Destinations(cfg, o.Segments)
+	if err != nil {
+		return Compiled{}, err
+	}
+	return Compiled{Store: o, Catalog: cat, Destinations: dests}, nil
 }
 
 func storeOptions(cfg *config.Config) (state.Options, error) {

@@ -37,6 +37,8 @@ type ReloadResult struct {
 	Aggregates Changes `json:"aggregates"`
 	Placements int     `json:"placements"`
 	Offers     int     `json:"offers"`
+	// Destinations names the destinations added, changed and removed.
+	Destinations Changes `json:"destinations"`
 	// RestartNeeded lists the sections that differ from the running
 	// configuration but apply only at start: they were not changed.
 	RestartNeeded []string `json:"restart_needed,omitempty"`
@@ -92,12 +94,13 @@ func (e *Engine) ReloadConfig(ctx context.Context, doc []byte, by string) (any, 
 // action.refused one).
 func (e *Engine) record(ctx context.Context, id, by string, res ReloadResult, sum [32]byte) error {
 	detail := map[string]any{
-		"source":     res.Source,
-		"sha256":     hex.EncodeToString(sum[:]),
-		"segments":   res.Segments,
-		"aggregates": res.Aggregates,
-		"placements": res.Placements,
-		"offers":     res.Offers,
+		"source":       res.Source,
+		"sha256":       hex.EncodeToString(sum[:]),
+		"segments":     res.Segments,
+		"aggregates":   res.Aggregates,
+		"placements":   res.Placements,
+		"offers":       res.Offers,
+		"destinations": res.Destinations,
 	}
 	if res.Persisted != "" {
 		detail["persisted"] = res.Persisted
@@ -199,6 +202,8 @@ func (e *Engine) changes(next *config.Config, compiled Compiled) (ReloadResult, 
 		Aggregates: diff(e.cfg.Aggregates, next.Aggregates),
 		Placements: len(compiled.Catalog.Placements()),
 		Offers:     len(next.Offers),
+
+		Destinations: destinationChanges(e.cfg.Destinations, next.Destinations),
 	}
 	// The start-only sections stay as they run; those that differ are
 	// reported.
@@ -223,6 +228,7 @@ func (e *Engine) apply(merged *config.Config, compiled Compiled, sum [32]byte, r
 	model := compiled.Store.Model
 	e.processor.SetModel(&model)
 	e.decider.Reload(e.decideConfig(merged, compiled))
+	e.deliverer.SetDestinations(compiled.Destinations)
 	e.cfg = merged
 	e.configSum = sum
 	e.reloads.WithLabelValues("applied").Inc()

@@ -114,6 +114,10 @@ func (e *Engine) closeParts() {
 	if e.ln != nil {
 		e.ln.Close() // when Serve never ran, Shutdown has not closed it
 	}
+	if e.deliverer != nil {
+		e.closer.at("the destinations' delivery")
+		e.deliverer.Close()
+	}
 	if e.processor != nil {
 		e.closer.at("the consumer (leaving the group, closing the partition stores)")
 		e.processor.Close()

@@ -87,7 +87,7 @@ step "go test"
 go test -count=1 -timeout 20m ./...
 
 step "go test -race (concurrent packages)"
-go test -count=1 -race -timeout 20m ./state/ ./stream/ ./serve/ ./decide/ ./engine/
+go test -count=1 -race -timeout 20m ./state/ ./stream/ ./serve/ ./decide/ ./deliver/ ./engine/
 
 step "fuzz (${FUZZTIME} each)"
 go test -run '^$' -fuzz '^FuzzParse$' -fuzztime "$FUZZTIME" -fuzzminimizetime 0 ./event/
@@ -103,6 +103,7 @@ go test -run '^$' -fuzz '^FuzzParse$' -fuzztime "$FUZZTIME" -fuzzminimizetime 0 
 go test -run '^$' -fuzz '^FuzzDuration$' -fuzztime "$FUZZTIME" -fuzzminimizetime 0 ./config/
 go test -run '^$' -fuzz '^FuzzParse$' -fuzztime "$FUZZTIME" -fuzzminimizetime 0 ./money/
 go test -run '^$' -fuzz '^FuzzHeaderList$' -fuzztime "$FUZZTIME" -fuzzminimizetime 0 ./serve/
+go test -run '^$' -fuzz '^FuzzVerify$' -fuzztime "$FUZZTIME" -fuzzminimizetime 0 ./deliver/
 go test -run '^$' -fuzz '^FuzzForwardedAddr$' -fuzztime "$FUZZTIME" -fuzzminimizetime 0 ./serve/
 go test -run '^$' -fuzz '^FuzzRate$' -fuzztime "$FUZZTIME" -fuzzminimizetime 0 ./config/
 

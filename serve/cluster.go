@@ -30,3 +30,22 @@ func (s *Server) cluster(ctx *fasthttp.RequestCtx) {
 	}
 	writeJSON(ctx, fasthttp.StatusOK, v)
 }
+
+// destinations serves the delivery destinations with their figures.
+func (s *Server) destinations(ctx *fasthttp.RequestCtx) {
+	if !s.readAllowed(ctx) {
+		return
+	}
+	if s.cfg.Destinations == nil {
+		writeError(ctx, fasthttp.StatusNotFound, "", "no destinations: this server is not part of an engine")
+		return
+	}
+	c, cancel := context.WithTimeout(context.Background(), clusterTimeout)
+	defer cancel()
+	v, err := s.cfg.Destinations(c)
+	if err != nil {
+		writeError(ctx, fasthttp.StatusServiceUnavailable, "", "describe the destinations: "+err.Error())
+		return
+	}
+	writeJSON(ctx, fasthttp.StatusOK, v)
+}

@@ -43,6 +43,7 @@ func routes() []*route {
 		{"/v1/decide", "/v1/decide", []string{fasthttp.MethodGet, fasthttp.MethodPost, fasthttp.MethodOptions}, (*Server).decide},
 		{"/v1/offers", "/v1/offers", get, (*Server).offers},
 		{"/v1/cluster", "/v1/cluster", get, (*Server).cluster},
+		{"/v1/destinations", "/v1/destinations", get, (*Server).destinations},
 		{"/v1/admin/config", "/v1/admin/config", []string{fasthttp.MethodPut}, (*Server).adminConfig},
 		{"/healthz", "/healthz", get, func(_ *Server, ctx *fasthttp.RequestCtx) {
 			writeJSON(ctx, fasthttp.StatusOK, map[string]any{"status": "ok"})

@@ -140,7 +140,10 @@ type Config struct {
 	// Cluster describes the group of instances for GET /v1/cluster (nil:
 	// 404).
 	Cluster func(context.Context) (any, error)
-	Logger  *slog.Logger
+	// Destinations describes the delivery destinations and their figures
+	// for GET /v1/destinations (nil: 404).
+	Destinations func(context.Context) (any, error)
+	Logger       *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }

@@ -25,6 +25,9 @@ type Topics struct {
 	Progress   string // compacted: per input partition, how far outputs were produced
 	Stats      string // compacted: per input partition, its statistics, for every instance
 	Audit      string // compacted: admin actions, keyed by action id (package audit)
+	// DeliverDeadLetter holds the segment changes destinations gave up
+	// on (package deliver), the destination in a header.
+	DeliverDeadLetter string
 }
 
 // NewTopics returns the topic names under prefix ("tailor." gives
@@ -38,6 +41,8 @@ func NewTopics(prefix string) Topics {
 		Progress:   prefix + "progress",
 		Stats:      prefix + "stats",
 		Audit:      prefix + "audit",
+
+		DeliverDeadLetter: prefix + "deliver-deadletter",
 	}
 }
 
@@ -90,6 +95,7 @@ func EnsureTopics(ctx context.Context, cl *kgo.Client, t Topics, partitions int3
 		{t.Progress, map[string]*string{"cleanup.policy": &compact}},
 		{t.Stats, map[string]*string{"cleanup.policy": &compact}},
 		{t.Audit, map[string]*string{"cleanup.policy": &compact}},
+		{t.DeliverDeadLetter, nil},
 	}
 	for _, c := range create {
 		resp, err := adm.CreateTopic(ctx, partitions, replication, c.configs, c.name)

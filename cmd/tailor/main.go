@@ -31,6 +31,7 @@ func commands() []*command {
 		exportCommand(),
 		checkConfigCommand(),
 		probeCommand(),
+		destinationsCommand(),
 		benchCommand(),
 	}
 }
