@@ -130,7 +130,10 @@ func TestErasure(t *testing.T) {
 	// The segments topic: the anonymous profile entered buyer and left it
 	// when merged into u1; u1 entered both segments, then exited each
 	// with reason erased; u2 entered french.
-	recs := testkafka.Consume(t, cfg.Kafka.Brokers, e.Topics().Segments, 8, 5*time.Second)
+	recs := testkafka.Consume(t, cfg.Kafka.Brokers, e.Topics().Segments, 7, 60*time.Second)
+	if more := testkafka.Consume(t, cfg.Kafka.Brokers, e.Topics().Segments, 8, 3*time.Second); len(more) > len(recs) {
+		recs = more // one too many: reported below
+	}
 	var got []string
 	for _, r := range recs {
 		var c stream.SegmentChange
