@@ -189,10 +189,6 @@ func (s *Server) erasureElsewhere(ctx *fasthttp.RequestCtx, id string, e *Elsewh
 
 func erasureAnswer(e state.Erasure) ErasureAnswer {
 	req, applied := time.UnixMilli(e.RequestedAt).UTC(), time.UnixMilli(e.AppliedAt).UTC()
-	state := "done"
-	if e.State != "" && e.State != "done" {
-		state = e.State
-	}
-	return ErasureAnswer{ID: e.ID, State: state, RequestedAt: &req, AppliedAt: &applied,
+	return ErasureAnswer{ID: e.ID, State: e.State, RequestedAt: &req, AppliedAt: &applied,
 		Found: &e.Found, Removed: &e.Removed, Suppressed: &e.Suppressed}
 }

@@ -243,7 +243,12 @@ func (b *Batch) erasedMarkOf(key string) (erasedMark, bool, error) {
 	if !b.s.erasures.Load() {
 		return erasedMark{}, false, nil
 	}
-	item, err := b.txn.Get(erasedKey(key))
+	return readErasedMark(b.txn, key)
+}
+
+// readErasedMark reads the marker of key in txn, if it was erased.
+func readErasedMark(txn *badger.Txn, key string) (erasedMark, bool, error) {
+	item, err := txn.Get(erasedKey(key))
 	if errors.Is(err, badger.ErrKeyNotFound) {
 		return erasedMark{}, false, nil
 	}
@@ -311,25 +316,11 @@ func (s *Store) Suppressed(key string) (bool, error) {
 		return false, nil
 	}
 	var m erasedMark
-	found := false
-	err := s.db.View(func(txn *badger.Txn) error {
-		item, err := txn.Get(erasedKey(key))
-		if errors.Is(err, badger.ErrKeyNotFound) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		found = true
-		return item.Value(func(v []byte) error {
-			m, err = decodeErasedMark(v)
-			return err
-		})
+	err := s.db.View(func(txn *badger.Txn) (err error) {
+		m, _, err = readErasedMark(txn, key)
+		return err
 	})
-	if err != nil {
-		return false, fmt.Errorf("read erasure marker of %q: %w", key, err)
-	}
-	return found && m.suppress, nil
+	return m.suppress, err
 }
 
 // EachWrite calls fn with every key and value the store holds, in key

@@ -185,6 +185,22 @@ func retailData(t *testing.T) (*bytes.Buffer, map[string]*dataset.CustomerFacts)
 	return &events, truth
 }
 
+// repeatBuyerConfig writes a config whose segment repeat_buyer holds the
+// customers with two orders or more, and returns its path.
+func repeatBuyerConfig(t *testing.T) string {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "tailor.yaml")
+	if err := os.WriteFile(file, []byte(`
+aggregates:
+  orders_all: {event: Order Completed, fn: count}
+segments:
+  repeat_buyer: 'orders_all >= 2'
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return file
+}
+
 // TestCrashSafety imports the Online Retail data set twice (the second time
 // every messageId is a duplicate) while the engine is killed with SIGKILL
 // again and again, then checks every customer's profile against the CSV:
@@ -202,15 +218,7 @@ func TestCrashSafety(t *testing.T) {
 	dataDir := t.TempDir()
 	// A segment whose entered records must appear exactly once per
 	// customer with two orders or more, kills notwithstanding.
-	configFile := filepath.Join(t.TempDir(), "tailor.yaml")
-	if err := os.WriteFile(configFile, []byte(`
-aggregates:
-  orders_all: {event: Order Completed, fn: count}
-segments:
-  repeat_buyer: 'orders_all >= 2'
-`), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	configFile := repeatBuyerConfig(t)
 	args := crashArgs(configFile, brokers, prefix, "crash-test", dataDir)
 	producer := crashProducer(t, brokers, prefix)
 

@@ -8,7 +8,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
-	"os"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -66,15 +65,7 @@ func TestErasureCrashSafety(t *testing.T) {
 	brokers := testkafka.Brokers(t)
 	prefix := testkafka.Prefix(t)
 	dataDir := t.TempDir()
-	configFile := filepath.Join(t.TempDir(), "tailor.yaml")
-	if err := os.WriteFile(configFile, []byte(`
-aggregates:
-  orders_all: {event: Order Completed, fn: count}
-segments:
-  repeat_buyer: 'orders_all >= 2'
-`), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	configFile := repeatBuyerConfig(t)
 	args := append(crashArgs(configFile, brokers, prefix, "erasure-test", dataDir), "--admin-keys", "erasure-admin")
 	producer := crashProducer(t, brokers, prefix)
 	if _, err := stream.Import(context.Background(), events, stream.ImportOptions{Producer: producer, Topic: prefix + "events", Limits: event.DefaultLimits()}); err != nil {
